@@ -1,0 +1,221 @@
+//! Schema -> IR, with validation. Nodes and gradient requests are built in
+//! dependency order, so a node may use a gradient result (`d(y)/d(x)`) and a
+//! gradient may be taken of a gradient (second order).
+
+use crate::error::{did_you_mean, CompileError, ErrorKind, Result};
+use crate::grad;
+use crate::ir::{GradientResult, Graph, Role, TensorRef};
+use crate::schema::{gradient_name, line_of_gradient, line_of_node, GraphSpec};
+use gradc_runtime::Op;
+use std::collections::{BTreeSet, HashMap};
+
+/// One thing to build: a node of the file or a gradient request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Item {
+    Node(usize),
+    Gradient(usize),
+}
+
+/// Builds the IR of a parsed graph. `text` is the file's text, used to find lines.
+pub fn build(spec: &GraphSpec, text: &str) -> Result<Graph> {
+    let node_line = |name: &str| line_of_node(text, name);
+    // Who produces each name.
+    let mut producer: HashMap<String, Item> = HashMap::new();
+    for (i, n) in spec.nodes.iter().enumerate() {
+        if producer.insert(n.name.clone(), Item::Node(i)).is_some() {
+            let second = text.lines().enumerate().filter(|(_, l)| l.contains(&format!("\"{}\"", n.name))).nth(1);
+            return Err(CompileError::new(ErrorKind::DuplicateName, format!("node name '{}' is used twice", n.name))
+                .at_node(&n.name, n.op.name())
+                .at_line(second.map(|(k, _)| k + 1).or(node_line(&n.name))));
+        }
+    }
+    for (j, gr) in spec.gradients.iter().enumerate() {
+        for x in &gr.wrt {
+            producer.entry(gradient_name(&gr.of, x)).or_insert(Item::Gradient(j));
+        }
+    }
+    let base = |r: &str| -> String {
+        if producer.contains_key(r) {
+            return r.to_string();
+        }
+        match r.rsplit_once(':') {
+            Some((b, k)) if k.parse::<usize>().is_ok() && producer.contains_key(b) => b.to_string(),
+            _ => r.to_string(),
+        }
+    };
+    let unknown = |r: &str, line: Option<usize>, what: &str| {
+        CompileError::new(
+            ErrorKind::UnknownNode,
+            format!("{what} '{r}' does not exist{}", did_you_mean(r, producer.keys().map(String::as_str))),
+        )
+        .at_line(line)
+    };
+    // Dependencies of each item.
+    let mut deps: Vec<(Item, Vec<Item>)> = Vec::new();
+    for (i, n) in spec.nodes.iter().enumerate() {
+        let mut d = Vec::new();
+        for r in &n.inputs {
+            match producer.get(&base(r)) {
+                Some(&item) => d.push(item),
+                None => return Err(unknown(r, node_line(&n.name), "input").at_node(&n.name, n.op.name())),
+            }
+        }
+        deps.push((Item::Node(i), d));
+    }
+    for (j, gr) in spec.gradients.iter().enumerate() {
+        let line = line_of_gradient(text, &gr.of);
+        let mut d = Vec::new();
+        for r in std::iter::once(&gr.of).chain(&gr.wrt).chain(&gr.grad_ys) {
+            match producer.get(&base(r)) {
+                Some(&item) if item == Item::Gradient(j) => {
+                    return Err(CompileError::new(ErrorKind::Cycle, format!("gradient request of '{}' uses its own result '{r}'", gr.of)).at_line(line))
+                }
+                Some(&item) => d.push(item),
+                None => return Err(unknown(r, line, "gradient request names").at_node(&gr.of, "gradients")),
+            }
+        }
+        deps.push((Item::Gradient(j), d));
+    }
+    let order = schedule(&deps).map_err(|stuck| match stuck {
+        Item::Node(i) => {
+            let n = &spec.nodes[i];
+            CompileError::new(ErrorKind::Cycle, format!("node '{}' depends on itself through a cycle", n.name))
+                .at_node(&n.name, n.op.name())
+                .at_line(node_line(&n.name))
+        }
+        Item::Gradient(j) => CompileError::new(
+            ErrorKind::Cycle,
+            format!("gradient request of '{}' depends on its own result", spec.gradients[j].of),
+        )
+        .at_line(line_of_gradient(text, &spec.gradients[j].of)),
+    })?;
+
+    let mut g = Graph::new(&spec.name);
+    let mut aliases: HashMap<String, TensorRef> = HashMap::new();
+    let resolve = |g: &Graph, aliases: &HashMap<String, TensorRef>, r: &str| -> Option<TensorRef> {
+        if let Some(&t) = aliases.get(r) {
+            return Some(t);
+        }
+        let (name, output) = match g.find(r) {
+            Some(n) => (n, 0),
+            None => {
+                let (b, k) = r.rsplit_once(':')?;
+                (g.find(b)?, k.parse().ok()?)
+            }
+        };
+        (output < g.node(name).outputs.len()).then_some(TensorRef { node: name, output })
+    };
+    let mut scopes = 0usize;
+    for item in order {
+        match item {
+            Item::Node(i) => {
+                let n = &spec.nodes[i];
+                let line = node_line(&n.name);
+                let mut inputs = Vec::with_capacity(n.inputs.len());
+                for r in &n.inputs {
+                    let t = resolve(&g, &aliases, r).ok_or_else(|| {
+                        CompileError::new(ErrorKind::UnknownNode, format!("input '{r}' has no such output"))
+                            .at_node(&n.name, n.op.name())
+                            .at_line(line)
+                    })?;
+                    inputs.push(t);
+                }
+                let dtype = n.dtype.unwrap_or(spec.dtype);
+                let id = g.add(n.name.clone(), n.op.clone(), dtype, &inputs, Role::Forward, line)?;
+                let inferred = g.node(id).outputs[0].dtype;
+                if n.dtype.is_some_and(|d| d != inferred) {
+                    return Err(CompileError::new(
+                        ErrorKind::DType,
+                        format!("declared dtype {dtype} but the inputs make it {inferred}"),
+                    )
+                    .at_node(&n.name, n.op.name())
+                    .at_line(line));
+                }
+            }
+            Item::Gradient(j) => {
+                let gr = &spec.gradients[j];
+                let line = line_of_gradient(text, &gr.of);
+                let find = |r: &str| {
+                    resolve(&g, &aliases, r).ok_or_else(|| unknown(r, line, "gradient request names"))
+                };
+                let y = find(&gr.of)?;
+                let xs = gr.wrt.iter().map(|x| find(x)).collect::<Result<Vec<_>>>()?;
+                let grad_y = gr.grad_ys.as_deref().map(find).transpose()?;
+                let scope = if scopes == 0 { "gradients".to_string() } else { format!("gradients_{scopes}") };
+                scopes += 1;
+                let results = grad::gradients(&mut g, y, &xs, grad_y, &scope).map_err(|e| e.at_line(line))?;
+                for (x, r) in gr.wrt.iter().zip(results) {
+                    let name = gradient_name(&gr.of, x);
+                    aliases.insert(name.clone(), r);
+                    g.gradients.push(GradientResult {
+                        name,
+                        of: gr.of.clone(),
+                        wrt: x.clone(),
+                        grad_ys: gr.grad_ys.clone(),
+                        value: r,
+                    });
+                }
+            }
+        }
+    }
+    g.outputs = match &spec.outputs {
+        Some(names) => names
+            .iter()
+            .map(|r| {
+                resolve(&g, &aliases, r)
+                    .map(|t| (r.clone(), t))
+                    .ok_or_else(|| unknown(r, None, "output"))
+            })
+            .collect::<Result<_>>()?,
+        None => default_outputs(&g),
+    };
+    Ok(g)
+}
+
+/// Forward nodes that no other forward node uses, sources (placeholders, constants) left out.
+fn default_outputs(g: &Graph) -> Vec<(String, TensorRef)> {
+    let mut out: Vec<_> = g
+        .g
+        .node_indices()
+        .filter(|&n| {
+            let node = g.node(n);
+            node.role == Role::Forward
+                && !matches!(node.op, Op::Placeholder { .. } | Op::Const(_))
+                && g.consumers(n).iter().all(|&m| g.node(m).role != Role::Forward)
+        })
+        .flat_map(|n| (0..g.node(n).outputs.len()).map(move |k| TensorRef { node: n, output: k }))
+        .map(|t| (g.tensor_name(t), t))
+        .collect();
+    out.sort_by_key(|(_, t)| *t);
+    out
+}
+
+/// Kahn's algorithm over items, earliest item first. On a cycle, returns an item stuck in it.
+fn schedule(deps: &[(Item, Vec<Item>)]) -> std::result::Result<Vec<Item>, Item> {
+    let mut remaining: HashMap<Item, usize> = HashMap::new();
+    let mut users: HashMap<Item, Vec<Item>> = HashMap::new();
+    for (item, d) in deps {
+        remaining.insert(*item, d.len());
+        for &p in d {
+            users.entry(p).or_default().push(*item);
+        }
+    }
+    let mut ready: BTreeSet<Item> = remaining.iter().filter(|(_, &c)| c == 0).map(|(&i, _)| i).collect();
+    let mut order = Vec::with_capacity(deps.len());
+    while let Some(item) = ready.pop_first() {
+        order.push(item);
+        for u in users.get(&item).into_iter().flatten() {
+            if let Some(c) = remaining.get_mut(u) {
+                *c -= 1;
+                if *c == 0 {
+                    ready.insert(*u);
+                }
+            }
+        }
+    }
+    if order.len() < deps.len() {
+        let stuck = deps.iter().map(|(i, _)| *i).find(|i| !order.contains(i));
+        return Err(stuck.unwrap_or(Item::Node(0)));
+    }
+    Ok(order)
+}

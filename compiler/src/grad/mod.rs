@@ -1,0 +1,212 @@
+//! Reverse-mode differentiation into the same IR.
+//!
+//! The driver owns the bookkeeping, rules own the math:
+//! - walk the nodes between `xs` and `y` in reverse topological order;
+//! - sum the contributions to each tensor with one `AddN`;
+//! - reduce a gradient that was broadcast back to its input's shape (`SumToLike`);
+//! - symbolic zeros: a missing gradient is `None` until someone asks for it,
+//!   and only then becomes a `ZerosLike`.
+//!
+//! A rule (see `math`, `nn`, `linalg`, `array`) gets the node and the gradients
+//! of its outputs and returns one optional gradient per input, built from
+//! ordinary differentiable ops, so gradient graphs can be differentiated again.
+
+mod array;
+mod linalg;
+mod math;
+mod nn;
+
+use crate::error::{CompileError, ErrorKind, Result};
+use crate::ir::{Graph, Role, TensorRef};
+use gradc_runtime::{Literal, Op, TensorType};
+use petgraph::stable_graph::NodeIndex;
+use petgraph::visit::{Dfs, Reversed, Walker};
+use std::collections::{BTreeMap, HashSet};
+
+/// A gradient rule: one optional gradient per input of `node`.
+pub type GradFn = fn(&mut Ctx, &NodeArgs, &[Option<TensorRef>]) -> Result<Vec<Option<TensorRef>>>;
+
+/// The node being differentiated, as a rule sees it.
+pub struct NodeArgs {
+    pub op: Op,
+    pub inputs: Vec<TensorRef>,
+    pub outputs: Vec<TensorRef>,
+}
+
+impl NodeArgs {
+    pub fn x(&self, i: usize) -> TensorRef {
+        self.inputs[i]
+    }
+    pub fn y(&self) -> TensorRef {
+        self.outputs[0]
+    }
+}
+
+/// Builds backward nodes under one name scope, e.g. `gradients/price/Mul_grad/`.
+pub struct Ctx<'g> {
+    pub g: &'g mut Graph,
+    scope: String,
+}
+
+impl Ctx<'_> {
+    pub fn ty(&self, t: TensorRef) -> &TensorType {
+        self.g.ty(t)
+    }
+
+    /// Adds `op(inputs)` named `<scope>/<Op>` (made unique).
+    pub fn op(&mut self, op: Op, inputs: &[TensorRef]) -> Result<TensorRef> {
+        let name = self.g.unique_name(&format!("{}/{}", self.scope, op.name()));
+        let dtype = inputs.first().map(|&t| self.g.ty(t).dtype).unwrap_or_default();
+        self.g.add(name, op, dtype, inputs, Role::Backward, None).map(TensorRef::of)
+    }
+
+    /// A scalar constant of `like`'s dtype.
+    pub fn scalar(&mut self, v: f64, like: TensorRef) -> Result<TensorRef> {
+        let name = self.g.unique_name(&format!("{}/Const", self.scope));
+        let dtype = self.g.ty(like).dtype;
+        self.g.add(name, Op::Const(Literal::Scalar(v)), dtype, &[], Role::Backward, None).map(TensorRef::of)
+    }
+
+    pub fn add(&mut self, a: TensorRef, b: TensorRef) -> Result<TensorRef> {
+        self.op(Op::Add, &[a, b])
+    }
+    pub fn sub(&mut self, a: TensorRef, b: TensorRef) -> Result<TensorRef> {
+        self.op(Op::Sub, &[a, b])
+    }
+    pub fn mul(&mut self, a: TensorRef, b: TensorRef) -> Result<TensorRef> {
+        self.op(Op::Mul, &[a, b])
+    }
+    pub fn div(&mut self, a: TensorRef, b: TensorRef) -> Result<TensorRef> {
+        self.op(Op::Div, &[a, b])
+    }
+    pub fn neg(&mut self, a: TensorRef) -> Result<TensorRef> {
+        self.op(Op::Neg, &[a])
+    }
+    /// `c * a` for a constant `c`.
+    pub fn scale(&mut self, c: f64, a: TensorRef) -> Result<TensorRef> {
+        let c = self.scalar(c, a)?;
+        self.mul(c, a)
+    }
+}
+
+/// The rule for `op`, or None if the op has no gradient.
+fn rule_for(op: &Op) -> Option<GradFn> {
+    math::rule(op).or_else(|| nn::rule(op)).or_else(|| linalg::rule(op)).or_else(|| array::rule(op))
+}
+
+/// Ops whose output does not depend differentiably on their inputs: their inputs get no gradient.
+fn is_constant_wrt_inputs(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::Placeholder { .. }
+            | Op::Const(_)
+            | Op::StopGradient
+            | Op::GreaterEqual
+            | Op::ZerosLike
+            | Op::OnesLike
+            | Op::ReducedSize { .. }
+    )
+}
+
+/// TensorFlow's `tf.gradients(y, xs, grad_ys)`, ahead of time: appends the backward
+/// nodes under `scope` and returns d(y)/d(x) for each x (zeros where y does not depend on x).
+pub fn gradients(
+    g: &mut Graph,
+    y: TensorRef,
+    xs: &[TensorRef],
+    grad_y: Option<TensorRef>,
+    scope: &str,
+) -> Result<Vec<TensorRef>> {
+    // Nodes between the xs and y: reachable from an x and reaching y.
+    let mut from_xs: HashSet<NodeIndex> = HashSet::new();
+    for x in xs {
+        from_xs.extend(Dfs::new(&g.g, x.node).iter(&g.g));
+    }
+    let to_y: HashSet<NodeIndex> = Dfs::new(Reversed(&g.g), y.node).iter(Reversed(&g.g)).collect();
+    let order: Vec<NodeIndex> = g
+        .topo_order()?
+        .into_iter()
+        .filter(|n| from_xs.contains(n) && to_y.contains(n))
+        .collect();
+    let between: HashSet<NodeIndex> = order.iter().copied().collect();
+
+    let seed = match grad_y {
+        Some(t) => {
+            if g.ty(t) != g.ty(y) {
+                return Err(CompileError::new(
+                    ErrorKind::Shape,
+                    format!("grad_ys '{}' is {} but '{}' is {}", g.tensor_name(t), g.ty(t), g.tensor_name(y), g.ty(y)),
+                ));
+            }
+            t
+        }
+        None => {
+            let scope = format!("{scope}/{}", g.tensor_name(y));
+            Ctx { g, scope }.op(Op::OnesLike, &[y])?
+        }
+    };
+    let mut pending: BTreeMap<TensorRef, Vec<TensorRef>> = BTreeMap::new();
+    pending.entry(y).or_default().push(seed);
+    let mut done: BTreeMap<TensorRef, TensorRef> = BTreeMap::new();
+
+    for &n in order.iter().rev() {
+        let node = g.node(n).clone();
+        let mut out_grads = Vec::with_capacity(node.outputs.len());
+        for k in 0..node.outputs.len() {
+            let t = TensorRef { node: n, output: k };
+            let summed = match pending.remove(&t) {
+                None => None,
+                Some(parts) if parts.len() == 1 => Some(parts[0]),
+                Some(parts) => {
+                    let mut ctx = Ctx { g, scope: format!("{scope}/{}", node.name) };
+                    Some(ctx.op(Op::AddN, &parts)?)
+                }
+            };
+            if let Some(s) = summed {
+                done.insert(t, s);
+            }
+            out_grads.push(summed);
+        }
+        let inputs = g.inputs(n);
+        let wanted = inputs.iter().any(|i| between.contains(&i.node));
+        if out_grads.iter().all(Option::is_none) || !wanted || is_constant_wrt_inputs(&node.op) {
+            continue;
+        }
+        let Some(rule) = rule_for(&node.op) else {
+            return Err(CompileError::new(
+                ErrorKind::NoGradient,
+                format!("op {} has no gradient, and the gradient of '{}' passes through it", node.op.name(), g.tensor_name(y)),
+            )
+            .at_node(&node.name, node.op.name())
+            .at_line(node.line));
+        };
+        let args = NodeArgs {
+            op: node.op.clone(),
+            inputs: inputs.clone(),
+            outputs: (0..node.outputs.len()).map(|k| TensorRef { node: n, output: k }).collect(),
+        };
+        let mut ctx = Ctx { g, scope: format!("{scope}/{}/{}_grad", node.name, node.op.name()) };
+        let in_grads = rule(&mut ctx, &args, &out_grads).map_err(|e| e.at_node(&node.name, node.op.name()))?;
+        debug_assert_eq!(in_grads.len(), inputs.len(), "a rule returns one gradient per input");
+        for (input, grad) in inputs.iter().zip(in_grads) {
+            let Some(mut grad) = grad else { continue };
+            if !between.contains(&input.node) {
+                continue;
+            }
+            if ctx.ty(grad).shape != ctx.ty(*input).shape {
+                grad = ctx.op(Op::SumToLike, &[grad, *input])?;
+            }
+            pending.entry(*input).or_default().push(grad);
+        }
+    }
+
+    xs.iter()
+        .map(|x| match done.get(x) {
+            Some(&d) => Ok(d),
+            None => {
+                let scope = format!("{scope}/{}", g.tensor_name(*x));
+                Ctx { g, scope }.op(Op::ZerosLike, &[*x])
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,195 @@
+//! The graph IR: nodes with ops and static types on a petgraph `StableDiGraph`.
+//!
+//! **Every node's output types are inferred when it is added**, so the graph is
+//! always well-typed. Edges carry which output feeds which input slot; a node's
+//! ordered inputs are read from its incoming edges.
+
+use crate::error::{CompileError, ErrorKind, Result};
+use gradc_runtime::{DType, Op, TensorType};
+use petgraph::stable_graph::{NodeIndex, StableDiGraph};
+use petgraph::visit::EdgeRef;
+use petgraph::Direction;
+use std::collections::{BTreeSet, HashMap};
+
+/// Where a node came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Written in the graph file.
+    Forward,
+    /// Made by differentiation.
+    Backward,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Node {
+    pub name: String,
+    pub op: Op,
+    /// The declared (or default) dtype; source ops produce it, others infer theirs.
+    pub dtype: DType,
+    pub outputs: Vec<TensorType>,
+    pub role: Role,
+    /// The line of the graph file that wrote it, for errors.
+    pub line: Option<usize>,
+}
+
+/// An edge: output `output` of the source feeds input slot `input` of the target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Edge {
+    pub output: usize,
+    pub input: usize,
+}
+
+/// One output of one node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TensorRef {
+    pub node: NodeIndex,
+    pub output: usize,
+}
+
+impl TensorRef {
+    pub fn of(node: NodeIndex) -> TensorRef {
+        TensorRef { node, output: 0 }
+    }
+}
+
+/// One result of a gradient request: `name` is `d(of)/d(wrt)`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GradientResult {
+    pub name: String,
+    pub of: String,
+    pub wrt: String,
+    pub grad_ys: Option<String>,
+    pub value: TensorRef,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Graph {
+    pub name: String,
+    pub g: StableDiGraph<Node, Edge>,
+    names: HashMap<String, NodeIndex>,
+    /// Values `gradc run` prints by default, with their labels, in order.
+    pub outputs: Vec<(String, TensorRef)>,
+    /// Gradient results in request order.
+    pub gradients: Vec<GradientResult>,
+}
+
+impl Graph {
+    pub fn new(name: &str) -> Graph {
+        Graph { name: name.to_string(), ..Graph::default() }
+    }
+
+    pub fn node(&self, n: NodeIndex) -> &Node {
+        &self.g[n]
+    }
+
+    pub fn find(&self, name: &str) -> Option<NodeIndex> {
+        self.names.get(name).copied()
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.names.keys().map(String::as_str)
+    }
+
+    pub fn ty(&self, t: TensorRef) -> &TensorType {
+        &self.g[t.node].outputs[t.output]
+    }
+
+    /// `name` or `name:k`.
+    pub fn tensor_name(&self, t: TensorRef) -> String {
+        let name = &self.g[t.node].name;
+        if t.output == 0 {
+            name.clone()
+        } else {
+            format!("{name}:{}", t.output)
+        }
+    }
+
+    /// `base`, or `base_1`, `base_2`, ... whichever is free.
+    pub fn unique_name(&self, base: &str) -> String {
+        if !self.names.contains_key(base) {
+            return base.to_string();
+        }
+        (1..).map(|i| format!("{base}_{i}")).find(|n| !self.names.contains_key(n)).unwrap_or_default()
+    }
+
+    /// Adds a node, inferring its output types. Errors name the node and op.
+    pub fn add(
+        &mut self,
+        name: String,
+        op: Op,
+        dtype: DType,
+        inputs: &[TensorRef],
+        role: Role,
+        line: Option<usize>,
+    ) -> Result<NodeIndex> {
+        let located = |e: CompileError| e.at_node(&name, op.name()).at_line(line);
+        if self.names.contains_key(&name) {
+            return Err(located(CompileError::new(
+                ErrorKind::DuplicateName,
+                format!("a node named '{name}' already exists"),
+            )));
+        }
+        let in_types: Vec<TensorType> = inputs.iter().map(|&t| self.ty(t).clone()).collect();
+        let outputs = op.infer(dtype, &in_types).map_err(|msg| {
+            let kind = if msg.contains("dtype") { ErrorKind::DType } else { ErrorKind::Shape };
+            let shown: Vec<String> =
+                inputs.iter().zip(&in_types).map(|(&t, ty)| format!("{}: {ty}", self.tensor_name(t))).collect();
+            let detail = if shown.is_empty() { String::new() } else { format!(" (inputs {})", shown.join(", ")) };
+            located(CompileError::new(kind, format!("{msg}{detail}")))
+        })?;
+        let n = self.g.add_node(Node { name: name.clone(), op, dtype, outputs, role, line });
+        for (slot, t) in inputs.iter().enumerate() {
+            self.g.add_edge(t.node, n, Edge { output: t.output, input: slot });
+        }
+        self.names.insert(name, n);
+        Ok(n)
+    }
+
+    /// The node's inputs in slot order.
+    pub fn inputs(&self, n: NodeIndex) -> Vec<TensorRef> {
+        let mut ins: Vec<(usize, TensorRef)> = self
+            .g
+            .edges_directed(n, Direction::Incoming)
+            .map(|e| (e.weight().input, TensorRef { node: e.source(), output: e.weight().output }))
+            .collect();
+        ins.sort_unstable_by_key(|(slot, _)| *slot);
+        ins.into_iter().map(|(_, t)| t).collect()
+    }
+
+    /// Nodes that use an output of `n`, deduplicated, in index order.
+    pub fn consumers(&self, n: NodeIndex) -> Vec<NodeIndex> {
+        let set: BTreeSet<NodeIndex> = self.g.neighbors_directed(n, Direction::Outgoing).collect();
+        set.into_iter().collect()
+    }
+
+    /// Removes a node and its edges.
+    pub fn remove(&mut self, n: NodeIndex) {
+        if let Some(node) = self.g.remove_node(n) {
+            self.names.remove(&node.name);
+        }
+    }
+
+    /// Topological order; ties broken by creation order, so the result is deterministic.
+    pub fn topo_order(&self) -> Result<Vec<NodeIndex>> {
+        let mut indegree: HashMap<NodeIndex, usize> = HashMap::new();
+        for n in self.g.node_indices() {
+            indegree.insert(n, self.g.neighbors_directed(n, Direction::Incoming).count());
+        }
+        let mut ready: BTreeSet<NodeIndex> = indegree.iter().filter(|(_, &d)| d == 0).map(|(&n, _)| n).collect();
+        let mut order = Vec::with_capacity(indegree.len());
+        while let Some(n) = ready.pop_first() {
+            order.push(n);
+            for m in self.g.neighbors_directed(n, Direction::Outgoing) {
+                let d = indegree.get_mut(&m).expect("every node has an indegree");
+                *d -= 1;
+                if *d == 0 {
+                    ready.insert(m);
+                }
+            }
+        }
+        if order.len() != indegree.len() {
+            return Err(CompileError::new(ErrorKind::Cycle, "the graph has a cycle"));
+        }
+        Ok(order)
+    }
+}

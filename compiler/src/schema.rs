@@ -1,0 +1,125 @@
+//! The RON graph format: plain serde types, kept apart from the IR.
+//! `build` converts them to the IR with validation; nothing here checks meaning.
+
+use crate::error::{did_you_mean, CompileError, ErrorKind, Result};
+use gradc_runtime::{DType, Op};
+use serde::{Deserialize, Serialize};
+
+/// A graph file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename = "Graph", deny_unknown_fields)]
+pub struct GraphSpec {
+    pub name: String,
+    /// Element type of nodes that do not declare one (TensorFlow's default is f32).
+    #[serde(default = "default_dtype")]
+    pub dtype: DType,
+    pub nodes: Vec<NodeSpec>,
+    /// What `gradc run` prints; by default every forward node no other node uses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outputs: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gradients: Vec<GradientSpec>,
+}
+
+fn default_dtype() -> DType {
+    DType::F32
+}
+
+/// One node: `(name: "y", op: Mul, inputs: ["a", "b"])`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSpec {
+    pub name: String,
+    pub op: Op,
+    /// Other nodes' outputs: `"x"` for output 0, `"x:1"` for output 1, or a gradient `"d(y)/d(x)"`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inputs: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dtype: Option<DType>,
+}
+
+/// A gradient request, TensorFlow's `tf.gradients(ys=of, xs=wrt, grad_ys=grad_ys)`.
+/// Each result is named `d(of)/d(x)` and may be used as an input or differentiated again.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GradientSpec {
+    pub of: String,
+    pub wrt: Vec<String>,
+    /// The incoming gradient for `of`; ones when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grad_ys: Option<String>,
+}
+
+/// The name under which a gradient result is known.
+pub fn gradient_name(of: &str, wrt: &str) -> String {
+    format!("d({of})/d({wrt})")
+}
+
+fn ron_options() -> ron::Options {
+    ron::Options::default().with_default_extension(ron::extensions::Extensions::IMPLICIT_SOME)
+}
+
+/// Parses a graph file's text.
+pub fn parse(text: &str) -> Result<GraphSpec> {
+    ron_options().from_str(text).map_err(|e| {
+        let line = Some(e.span.start.line);
+        let (kind, message) = match &e.code {
+            ron::Error::NoSuchEnumVariant { expected, found, .. } => (
+                ErrorKind::UnknownOp,
+                format!("unknown op '{found}'{}", did_you_mean(found, expected.iter().copied())),
+            ),
+            ron::Error::NoSuchStructField { expected, found, outer } => (
+                ErrorKind::UnknownAttr,
+                format!(
+                    "unknown attribute '{found}'{}{}",
+                    outer.as_ref().map(|o| format!(" of {o}")).unwrap_or_default(),
+                    did_you_mean(found, expected.iter().copied())
+                ),
+            ),
+            ron::Error::MissingStructField { field, outer } => (
+                ErrorKind::UnknownAttr,
+                format!(
+                    "missing attribute '{field}'{}",
+                    outer.as_ref().map(|o| format!(" of {o}")).unwrap_or_default()
+                ),
+            ),
+            other => (ErrorKind::Parse, other.to_string()),
+        };
+        CompileError::new(kind, message).at_line(line)
+    })
+}
+
+/// Prints a graph back to RON that `parse` reads to the same `GraphSpec`.
+pub fn to_ron(spec: &GraphSpec) -> Result<String> {
+    let config = ron::ser::PrettyConfig::default()
+        .struct_names(true)
+        .extensions(ron::extensions::Extensions::IMPLICIT_SOME);
+    ron_options()
+        .to_string_pretty(spec, config)
+        .map_err(|e| CompileError::new(ErrorKind::Internal, format!("printing RON: {e}")))
+}
+
+/// The line (1-based) where `name: "<node>"` is written, for error messages.
+pub fn line_of_node(text: &str, node: &str) -> Option<usize> {
+    let quoted = format!("\"{node}\"");
+    text.lines().position(|line| {
+        line.match_indices("name").any(|(i, _)| {
+            let rest = line[i + 4..].trim_start();
+            rest.strip_prefix(':').is_some_and(|r| r.trim_start().starts_with(&quoted))
+        })
+    })
+    .map(|i| i + 1)
+}
+
+/// The line of the first gradient request whose `of` is `of`.
+pub fn line_of_gradient(text: &str, of: &str) -> Option<usize> {
+    let quoted = format!("\"{of}\"");
+    text.lines()
+        .position(|line| {
+            line.match_indices("of").any(|(i, _)| {
+                let rest = line[i + 2..].trim_start();
+                rest.strip_prefix(':').is_some_and(|r| r.trim_start().starts_with(&quoted))
+            })
+        })
+        .map(|i| i + 1)
+}

@@ -1,0 +1,783 @@
+//! Kernel tests against hand-computed values.
+
+use super::eval;
+use crate::{DType, Literal, Op, Shape, Tensor, TensorType};
+use ndarray::{ArrayD, IxDyn};
+
+fn t64(shape: &[usize], data: &[f64]) -> Tensor {
+    Tensor::from_f64(DType::F64, shape, data.to_vec()).unwrap()
+}
+
+fn t32(shape: &[usize], data: &[f64]) -> Tensor {
+    Tensor::from_f64(DType::F32, shape, data.to_vec()).unwrap()
+}
+
+/// 1, 2, ..., n in the given shape.
+fn iota(shape: &[usize]) -> Tensor {
+    let n: usize = shape.iter().product();
+    t64(shape, &(1..=n).map(|v| v as f64).collect::<Vec<_>>())
+}
+
+/// Infers the output types as the session does, then evaluates.
+fn try_run(op: &Op, ins: &[&Tensor]) -> Result<Tensor, String> {
+    let types: Vec<TensorType> = ins.iter().map(|t| t.tensor_type()).collect();
+    let outs = op.infer(DType::F64, &types)?;
+    let mut result = eval(op, ins, &outs)?;
+    assert_eq!(result.len(), 1);
+    let t = result.pop().unwrap();
+    assert_eq!(
+        t.tensor_type(),
+        outs[0],
+        "{op:?}: result does not match infer"
+    );
+    Ok(t)
+}
+
+fn run(op: Op, ins: &[&Tensor]) -> Tensor {
+    try_run(&op, ins).unwrap_or_else(|e| panic!("{op:?}: {e}"))
+}
+
+#[track_caller]
+fn check(t: &Tensor, shape: &[usize], want: &[f64]) {
+    assert_eq!(t.shape(), shape, "shape");
+    let got = t.to_f64_vec();
+    assert_eq!(got.len(), want.len(), "length");
+    let tol = match t.dtype() {
+        DType::F32 => 1e-6,
+        DType::F64 => 1e-12,
+    };
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        let ok = g == w || (g - w).abs() <= tol * w.abs().max(1.0);
+        assert!(
+            ok,
+            "element {i}: got {g}, want {w}\n got {got:?}\nwant {want:?}"
+        );
+    }
+}
+
+fn sum(axes: Option<&[i64]>, keep_dims: bool) -> Op {
+    Op::Sum {
+        axes: axes.map(<[i64]>::to_vec),
+        keep_dims,
+    }
+}
+
+fn mean(axes: Option<&[i64]>, keep_dims: bool) -> Op {
+    Op::Mean {
+        axes: axes.map(<[i64]>::to_vec),
+        keep_dims,
+    }
+}
+
+fn matmul(transpose_a: bool, transpose_b: bool) -> Op {
+    Op::MatMul {
+        transpose_a,
+        transpose_b,
+    }
+}
+
+#[test]
+fn add_and_mul_broadcast_a_row() {
+    let a = iota(&[2, 3]);
+    let b = t64(&[3], &[10.0, 20.0, 30.0]);
+    check(
+        &run(Op::Add, &[&a, &b]),
+        &[2, 3],
+        &[11.0, 22.0, 33.0, 14.0, 25.0, 36.0],
+    );
+    check(
+        &run(Op::Mul, &[&a, &b]),
+        &[2, 3],
+        &[10.0, 40.0, 90.0, 40.0, 100.0, 180.0],
+    );
+    // The broadcast operand first.
+    check(
+        &run(Op::Sub, &[&b, &a]),
+        &[2, 3],
+        &[9.0, 18.0, 27.0, 6.0, 15.0, 24.0],
+    );
+}
+
+#[test]
+fn add_and_mul_broadcast_a_column() {
+    let a = iota(&[2, 3]);
+    let b = t64(&[2, 1], &[2.0, 3.0]);
+    check(
+        &run(Op::Add, &[&a, &b]),
+        &[2, 3],
+        &[3.0, 4.0, 5.0, 7.0, 8.0, 9.0],
+    );
+    check(
+        &run(Op::Mul, &[&a, &b]),
+        &[2, 3],
+        &[2.0, 4.0, 6.0, 12.0, 15.0, 18.0],
+    );
+    check(
+        &run(Op::Div, &[&a, &b]),
+        &[2, 3],
+        &[0.5, 1.0, 1.5, 4.0 / 3.0, 5.0 / 3.0, 2.0],
+    );
+}
+
+#[test]
+fn both_operands_broadcast() {
+    let col = t64(&[2, 1], &[1.0, 2.0]);
+    let row = t64(&[3], &[10.0, 20.0, 30.0]);
+    check(
+        &run(Op::Add, &[&col, &row]),
+        &[2, 3],
+        &[11.0, 21.0, 31.0, 12.0, 22.0, 32.0],
+    );
+    let scalar = t64(&[], &[2.0]);
+    check(
+        &run(Op::Mul, &[&scalar, &iota(&[3])]),
+        &[3],
+        &[2.0, 4.0, 6.0],
+    );
+}
+
+#[test]
+fn maximum_and_greater_equal() {
+    let a = t64(&[2, 2], &[1.0, 5.0, 3.0, f64::NAN]);
+    let b = t64(&[2], &[3.0, 5.0]);
+    let max = run(Op::Maximum, &[&a, &b]).to_f64_vec();
+    assert_eq!(&max[..3], &[3.0, 5.0, 3.0]);
+    assert!(max[3].is_nan());
+    check(
+        &run(Op::GreaterEqual, &[&a, &b]),
+        &[2, 2],
+        &[0.0, 1.0, 1.0, 0.0],
+    );
+}
+
+#[test]
+fn unary_ops() {
+    let x = t64(&[4], &[-2.0, 0.0, 1.0, 4.0]);
+    check(&run(Op::Neg, &[&x]), &[4], &[2.0, 0.0, -1.0, -4.0]);
+    check(&run(Op::Square, &[&x]), &[4], &[4.0, 0.0, 1.0, 16.0]);
+    check(&run(Op::Relu, &[&x]), &[4], &[0.0, 0.0, 1.0, 4.0]);
+    check(
+        &run(Op::Exp, &[&x]),
+        &[4],
+        &[(-2f64).exp(), 1.0, 1f64.exp(), 4f64.exp()],
+    );
+    let pos = t64(&[3], &[1.0, 4.0, 0.25]);
+    check(&run(Op::Sqrt, &[&pos]), &[3], &[1.0, 2.0, 0.5]);
+    check(&run(Op::Rsqrt, &[&pos]), &[3], &[1.0, 0.5, 2.0]);
+    check(
+        &run(Op::Log, &[&pos]),
+        &[3],
+        &[0.0, 4f64.ln(), 0.25f64.ln()],
+    );
+    check(
+        &run(Op::Tanh, &[&t64(&[2], &[0.0, 1000.0])]),
+        &[2],
+        &[0.0, 1.0],
+    );
+}
+
+#[test]
+fn pow_integral_exponents_take_negative_bases() {
+    let x = t64(&[3], &[-2.0, 0.5, 4.0]);
+    let pow = |e| run(Op::Pow { exponent: e }, &[&x]);
+    check(&pow(3.0), &[3], &[-8.0, 0.125, 64.0]);
+    check(&pow(2.0), &[3], &[4.0, 0.25, 16.0]);
+    check(&pow(-1.0), &[3], &[-0.5, 2.0, 0.25]);
+    check(&pow(0.0), &[3], &[1.0, 1.0, 1.0]);
+    let half = pow(0.5).to_f64_vec();
+    assert!(half[0].is_nan());
+    assert_eq!(&half[1..], &[0.5f64.sqrt(), 2.0]);
+}
+
+#[test]
+fn relu_grad_passes_dy_where_x_is_positive() {
+    let dy = t64(&[4], &[1.0, 2.0, 3.0, 4.0]);
+    let x = t64(&[4], &[-1.0, 0.0, 0.5, 7.0]);
+    check(&run(Op::ReluGrad, &[&dy, &x]), &[4], &[0.0, 0.0, 3.0, 4.0]);
+}
+
+#[test]
+fn sigmoid_is_stable_for_large_inputs() {
+    let x = [-1000.0, -1.0, 0.0, 1.0, 1000.0];
+    let s1 = 1.0 / (1.0 + (-1f64).exp());
+    let want = [0.0, 1.0 - s1, 0.5, s1, 1.0];
+    check(&run(Op::Sigmoid, &[&t64(&[5], &x)]), &[5], &want);
+    check(&run(Op::Sigmoid, &[&t32(&[5], &x)]), &[5], &want);
+}
+
+/// A [2,3], B [3,2]; A·B = [[58, 64], [139, 154]].
+#[test]
+fn matmul_all_transpose_combinations() {
+    let a = iota(&[2, 3]);
+    let at = t64(&[3, 2], &[1.0, 4.0, 2.0, 5.0, 3.0, 6.0]);
+    let b = t64(&[3, 2], &[7.0, 8.0, 9.0, 10.0, 11.0, 12.0]);
+    let bt = t64(&[2, 3], &[7.0, 9.0, 11.0, 8.0, 10.0, 12.0]);
+    let want = [58.0, 64.0, 139.0, 154.0];
+    check(&run(matmul(false, false), &[&a, &b]), &[2, 2], &want);
+    check(&run(matmul(true, false), &[&at, &b]), &[2, 2], &want);
+    check(&run(matmul(false, true), &[&a, &bt]), &[2, 2], &want);
+    check(&run(matmul(true, true), &[&at, &bt]), &[2, 2], &want);
+    // B·A is [3,3]: checks the orientation of a non-square result.
+    let ba = [39.0, 54.0, 69.0, 49.0, 68.0, 87.0, 59.0, 82.0, 105.0];
+    check(&run(matmul(false, false), &[&b, &a]), &[3, 3], &ba);
+}
+
+#[test]
+fn matmul_batched() {
+    // Batch 0: [[1,2],[3,4]]·[[5,6],[7,8]]; batch 1: I·[[2,3],[4,5]].
+    let a = t64(&[2, 2, 2], &[1.0, 2.0, 3.0, 4.0, 1.0, 0.0, 0.0, 1.0]);
+    let b = t64(&[2, 2, 2], &[5.0, 6.0, 7.0, 8.0, 2.0, 3.0, 4.0, 5.0]);
+    let want = [19.0, 22.0, 43.0, 50.0, 2.0, 3.0, 4.0, 5.0];
+    check(&run(matmul(false, false), &[&a, &b]), &[2, 2, 2], &want);
+    // transpose_b: batch 0 is [[1,2],[3,4]]·[[5,7],[6,8]], batch 1 is I·[[2,4],[3,5]].
+    let want_tb = [17.0, 23.0, 39.0, 53.0, 2.0, 4.0, 3.0, 5.0];
+    check(&run(matmul(false, true), &[&a, &b]), &[2, 2, 2], &want_tb);
+    // transpose_a: batch 0 is [[1,3],[2,4]]·[[5,6],[7,8]].
+    let want_ta = [26.0, 30.0, 38.0, 44.0, 2.0, 3.0, 4.0, 5.0];
+    check(&run(matmul(true, false), &[&a, &b]), &[2, 2, 2], &want_ta);
+    // Rank 4 with [2,3] batches of [1,2]·[2,1].
+    let a4 = iota(&[2, 3, 1, 2]);
+    let b4 = t64(&[2, 3, 2, 1], &[1.0; 12]);
+    let want4 = [3.0, 7.0, 11.0, 15.0, 19.0, 23.0];
+    check(
+        &run(matmul(false, false), &[&a4, &b4]),
+        &[2, 3, 1, 1],
+        &want4,
+    );
+}
+
+#[test]
+fn matmul_empty_dimensions() {
+    let zeros = [0.0; 6];
+    check(
+        &run(
+            matmul(false, false),
+            &[&t64(&[2, 0], &[]), &t64(&[0, 3], &[])],
+        ),
+        &[2, 3],
+        &zeros,
+    );
+    check(
+        &run(matmul(false, false), &[&t64(&[0, 2], &[]), &iota(&[2, 3])]),
+        &[0, 3],
+        &[],
+    );
+    check(
+        &run(
+            matmul(false, true),
+            &[&t64(&[0, 2, 3], &[]), &t64(&[0, 4, 3], &[])],
+        ),
+        &[0, 2, 4],
+        &[],
+    );
+}
+
+#[test]
+fn matmul_f32() {
+    let a = t32(&[2, 3], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+    let b = t32(&[3, 2], &[7.0, 8.0, 9.0, 10.0, 11.0, 12.0]);
+    let c = run(matmul(false, false), &[&a, &b]);
+    assert_eq!(c.dtype(), DType::F32);
+    check(&c, &[2, 2], &[58.0, 64.0, 139.0, 154.0]);
+}
+
+#[test]
+fn add_f32_broadcast() {
+    let a = t32(&[2, 3], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+    let b = t32(&[2, 1], &[0.5, -1.0]);
+    let c = run(Op::Add, &[&a, &b]);
+    assert!(matches!(c, Tensor::F32(_)));
+    check(&c, &[2, 3], &[1.5, 2.5, 3.5, 3.0, 4.0, 5.0]);
+}
+
+#[test]
+fn sum_with_negative_axes_and_keep_dims() {
+    let x = iota(&[2, 3]);
+    check(&run(sum(Some(&[-1]), false), &[&x]), &[2], &[6.0, 15.0]);
+    check(&run(sum(Some(&[-1]), true), &[&x]), &[2, 1], &[6.0, 15.0]);
+    check(&run(sum(Some(&[-2]), false), &[&x]), &[3], &[5.0, 7.0, 9.0]);
+    check(&run(sum(None, false), &[&x]), &[], &[21.0]);
+    check(&run(sum(None, true), &[&x]), &[1, 1], &[21.0]);
+    check(&run(sum(Some(&[-1, 0]), true), &[&x]), &[1, 1], &[21.0]);
+    check(
+        &run(sum(Some(&[]), false), &[&x]),
+        &[2, 3],
+        &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+    );
+    // [[[1,2],[3,4]],[[5,6],[7,8]]] over axes 0 and 2.
+    let x3 = iota(&[2, 2, 2]);
+    check(
+        &run(sum(Some(&[0, -1]), false), &[&x3]),
+        &[2],
+        &[14.0, 22.0],
+    );
+    check(
+        &run(sum(Some(&[-1, 0]), true), &[&x3]),
+        &[1, 2, 1],
+        &[14.0, 22.0],
+    );
+    check(&run(sum(None, false), &[&t64(&[], &[4.0])]), &[], &[4.0]);
+    check(
+        &run(sum(Some(&[1]), false), &[&t64(&[2, 0], &[])]),
+        &[2],
+        &[0.0, 0.0],
+    );
+}
+
+#[test]
+fn mean_with_negative_axes_and_keep_dims() {
+    let x = iota(&[2, 3]);
+    check(
+        &run(mean(Some(&[-2]), false), &[&x]),
+        &[3],
+        &[2.5, 3.5, 4.5],
+    );
+    check(
+        &run(mean(Some(&[-2]), true), &[&x]),
+        &[1, 3],
+        &[2.5, 3.5, 4.5],
+    );
+    check(&run(mean(Some(&[-1]), true), &[&x]), &[2, 1], &[2.0, 5.0]);
+    check(&run(mean(None, false), &[&x]), &[], &[3.5]);
+    check(
+        &run(mean(Some(&[0, 2]), false), &[&iota(&[2, 2, 2])]),
+        &[2],
+        &[3.5, 5.5],
+    );
+    let f32_mean = run(mean(None, false), &[&t32(&[4], &[1.0, 2.0, 3.0, 4.0])]);
+    assert_eq!(f32_mean.dtype(), DType::F32);
+    check(&f32_mean, &[], &[2.5]);
+}
+
+#[test]
+fn reduced_size_counts_elements() {
+    let x = t64(&[2, 3, 4], &[0.0; 24]);
+    let size = |axes: Option<Vec<i64>>| run(Op::ReducedSize { axes }, &[&x]);
+    check(&size(None), &[], &[24.0]);
+    check(&size(Some(vec![0, -1])), &[], &[8.0]);
+    check(&size(Some(vec![])), &[], &[1.0]);
+}
+
+#[test]
+fn sum_to_like_reverses_broadcasting() {
+    let x = iota(&[2, 3]);
+    let like = |shape: &[usize]| t64(shape, &vec![0.0; shape.iter().product()]);
+    check(
+        &run(Op::SumToLike, &[&x, &like(&[3])]),
+        &[3],
+        &[5.0, 7.0, 9.0],
+    );
+    check(
+        &run(Op::SumToLike, &[&x, &like(&[2, 1])]),
+        &[2, 1],
+        &[6.0, 15.0],
+    );
+    check(
+        &run(Op::SumToLike, &[&x, &like(&[1, 3])]),
+        &[1, 3],
+        &[5.0, 7.0, 9.0],
+    );
+    check(&run(Op::SumToLike, &[&x, &like(&[1, 1])]), &[1, 1], &[21.0]);
+    check(&run(Op::SumToLike, &[&x, &like(&[])]), &[], &[21.0]);
+    let same = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
+    check(&run(Op::SumToLike, &[&x, &like(&[2, 3])]), &[2, 3], &same);
+    // Leading axis dropped and the last axis summed: [2,2,2] to [2,1].
+    check(
+        &run(Op::SumToLike, &[&iota(&[2, 2, 2]), &like(&[2, 1])]),
+        &[2, 1],
+        &[14.0, 22.0],
+    );
+}
+
+#[test]
+fn broadcast_like_materializes() {
+    let like = t64(&[2, 3], &[0.0; 6]);
+    let row = t64(&[3], &[1.0, 2.0, 3.0]);
+    let rows = [1.0, 2.0, 3.0, 1.0, 2.0, 3.0];
+    check(&run(Op::BroadcastLike, &[&row, &like]), &[2, 3], &rows);
+    let col = t64(&[2, 1], &[1.0, 2.0]);
+    let cols = [1.0, 1.0, 1.0, 2.0, 2.0, 2.0];
+    check(&run(Op::BroadcastLike, &[&col, &like]), &[2, 3], &cols);
+    check(
+        &run(Op::BroadcastLike, &[&t64(&[], &[7.0]), &like]),
+        &[2, 3],
+        &[7.0; 6],
+    );
+}
+
+const SOFTMAX_123: [f64; 3] = [0.09003057317038046, 0.24472847105479767, 0.6652409557748219];
+
+#[test]
+fn softmax_matches_hand_computation() {
+    // exp(x - 3) / sum: 1 / (1 + e^-1 + e^-2) = 0.66524...
+    let x = t64(&[3], &[1.0, 2.0, 3.0]);
+    check(&run(Op::Softmax, &[&x]), &[3], &SOFTMAX_123);
+    // Per row over the last axis; shifted logits give the same result.
+    let x = t64(
+        &[3, 3],
+        &[
+            1.0, 2.0, 3.0, 1001.0, 1002.0, 1003.0, -1000.0, -1000.0, -1000.0,
+        ],
+    );
+    let mut want = [SOFTMAX_123, SOFTMAX_123, [1.0 / 3.0; 3]].concat();
+    check(&run(Op::Softmax, &[&x]), &[3, 3], &want);
+    // Far apart: exp(-1000) underflows to 0 without a NaN.
+    want = vec![0.0, 1.0];
+    check(
+        &run(Op::Softmax, &[&t64(&[2], &[0.0, 1000.0])]),
+        &[2],
+        &want,
+    );
+    check(
+        &run(Op::Softmax, &[&t32(&[3], &[1000.0, 1001.0, 1002.0])]),
+        &[3],
+        &SOFTMAX_123,
+    );
+}
+
+#[test]
+fn softmax_cross_entropy_matches_hand_computation() {
+    // log_softmax([1,2,3]) = [1,2,3] - 3.40760596444438 (= 3 + ln(1 + e^-1 + e^-2)).
+    let lse = 3.0 + (1.0 + (-1f64).exp() + (-2f64).exp()).ln();
+    assert!((lse - 3.40760596444438).abs() < 1e-12);
+    let logits = t64(
+        &[3, 3],
+        &[1.0, 2.0, 3.0, 1.0, 2.0, 3.0, 1001.0, 1002.0, 1003.0],
+    );
+    let labels = t64(&[3, 3], &[0.0, 0.0, 1.0, 0.5, 0.5, 0.0, 0.0, 0.0, 1.0]);
+    let want = [lse - 3.0, 0.5 * (lse - 1.0) + 0.5 * (lse - 2.0), lse - 3.0];
+    check(
+        &run(Op::SoftmaxCrossEntropyWithLogits, &[&logits, &labels]),
+        &[3],
+        &want,
+    );
+    // Large logits: the loss of the wrong class is 1000, not inf or NaN.
+    let logits = t64(&[2, 2], &[1000.0, 0.0, -1000.0, 1000.0]);
+    let labels = t64(&[2, 2], &[0.0, 1.0, 0.0, 1.0]);
+    check(
+        &run(Op::SoftmaxCrossEntropyWithLogits, &[&logits, &labels]),
+        &[2],
+        &[1000.0, 0.0],
+    );
+    // Rank 1: a scalar loss; f32.
+    let logits = t32(&[3], &[1.0, 2.0, 3.0]);
+    let labels = t32(&[3], &[0.0, 0.0, 1.0]);
+    let loss = run(Op::SoftmaxCrossEntropyWithLogits, &[&logits, &labels]);
+    check(&loss, &[], &[lse - 3.0]);
+}
+
+#[test]
+fn transpose_permutes_axes() {
+    let x = iota(&[2, 3]);
+    let t = run(Op::Transpose { perm: None }, &[&x]);
+    check(&t, &[3, 2], &[1.0, 4.0, 2.0, 5.0, 3.0, 6.0]);
+    check(
+        &run(
+            Op::Transpose {
+                perm: Some(vec![0, 1]),
+            },
+            &[&x],
+        ),
+        &[2, 3],
+        &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+    );
+    // [2,3,4] with perm [1,2,0]: out[i][j][k] = x[k][i][j] = 1 + 12k + 4i + j.
+    let x = iota(&[2, 3, 4]);
+    let mut want = Vec::new();
+    for i in 0..3 {
+        for j in 0..4 {
+            for k in 0..2 {
+                want.push((1 + 12 * k + 4 * i + j) as f64);
+            }
+        }
+    }
+    check(
+        &run(
+            Op::Transpose {
+                perm: Some(vec![1, 2, 0]),
+            },
+            &[&x],
+        ),
+        &[3, 4, 2],
+        &want,
+    );
+    // No perm reverses: out[k][j][i] = x[i][j][k].
+    let mut want = Vec::new();
+    for k in 0..4 {
+        for j in 0..3 {
+            for i in 0..2 {
+                want.push((1 + 12 * i + 4 * j + k) as f64);
+            }
+        }
+    }
+    let t = run(Op::Transpose { perm: None }, &[&x]);
+    check(&t, &[4, 3, 2], &want);
+    let Tensor::F64(a) = t else { unreachable!() };
+    assert!(a.is_standard_layout());
+}
+
+#[test]
+fn reshape_is_row_major() {
+    let x = iota(&[2, 3]);
+    let y = run(Op::Reshape { shape: vec![3, -1] }, &[&x]);
+    check(&y, &[3, 2], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+    check(
+        &run(Op::Reshape { shape: vec![6] }, &[&x]),
+        &[6],
+        &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+    );
+    let like = t64(&[1, 6, 1], &[0.0; 6]);
+    check(
+        &run(Op::ReshapeLike, &[&x, &like]),
+        &[1, 6, 1],
+        &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+    );
+    // A column-major input reshapes in logical (row-major) order.
+    let fortran = ArrayD::from_shape_vec(IxDyn(&[3, 2]), vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+        .unwrap()
+        .reversed_axes();
+    assert!(!fortran.is_standard_layout());
+    let y = run(Op::Reshape { shape: vec![6] }, &[&Tensor::F64(fortran)]);
+    check(&y, &[6], &[1.0, 3.0, 5.0, 2.0, 4.0, 6.0]);
+    // ExpandDims and Squeeze.
+    let e = run(Op::ExpandDims { axes: vec![0, -1] }, &[&x]);
+    check(&e, &[1, 2, 3, 1], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+    let s = run(Op::Squeeze { axes: vec![-1, 0] }, &[&e]);
+    check(&s, &[2, 3], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+}
+
+#[test]
+fn bias_add_adds_along_the_last_axis() {
+    let x = iota(&[2, 2, 3]);
+    let b = t64(&[3], &[10.0, 20.0, 30.0]);
+    let want = [
+        11.0, 22.0, 33.0, 14.0, 25.0, 36.0, 17.0, 28.0, 39.0, 20.0, 31.0, 42.0,
+    ];
+    check(&run(Op::BiasAdd, &[&x, &b]), &[2, 2, 3], &want);
+}
+
+#[test]
+fn sources_and_fills() {
+    let lit = Literal::List(vec![
+        Literal::List(vec![Literal::Scalar(1.0), Literal::Scalar(2.0)]),
+        Literal::List(vec![Literal::Scalar(3.0), Literal::Scalar(4.5)]),
+    ]);
+    let op = Op::Const(lit);
+    let outs = op.infer(DType::F32, &[]).unwrap();
+    let c = eval(&op, &[], &outs).unwrap().pop().unwrap();
+    assert_eq!(c.dtype(), DType::F32);
+    check(&c, &[2, 2], &[1.0, 2.0, 3.0, 4.5]);
+    check(&run(Op::Const(Literal::Scalar(2.5)), &[]), &[], &[2.5]);
+    check(
+        &run(Op::Fill { shape: vec![2, 2] }, &[&t64(&[], &[3.0])]),
+        &[2, 2],
+        &[3.0; 4],
+    );
+    check(&run(Op::ZerosLike, &[&iota(&[2, 3])]), &[2, 3], &[0.0; 6]);
+    check(&run(Op::OnesLike, &[&iota(&[3])]), &[3], &[1.0; 3]);
+    let x = iota(&[2, 2]);
+    check(&run(Op::Identity, &[&x]), &[2, 2], &[1.0, 2.0, 3.0, 4.0]);
+    check(
+        &run(Op::StopGradient, &[&x]),
+        &[2, 2],
+        &[1.0, 2.0, 3.0, 4.0],
+    );
+    check(&run(Op::AddN, &[&x]), &[2, 2], &[1.0, 2.0, 3.0, 4.0]);
+    check(
+        &run(Op::AddN, &[&x, &x, &x]),
+        &[2, 2],
+        &[3.0, 6.0, 9.0, 12.0],
+    );
+}
+
+#[test]
+fn errors_instead_of_panics() {
+    let x = iota(&[2]);
+    let ty = x.tensor_type();
+    let placeholder = Op::Placeholder {
+        shape: Shape::known(&[2]),
+    };
+    assert!(eval(&placeholder, &[], std::slice::from_ref(&ty)).is_err());
+    // Wrong input dtype for the output type.
+    let f32_ty = TensorType {
+        dtype: DType::F32,
+        shape: Shape::known(&[2]),
+    };
+    assert!(eval(&Op::Neg, &[&x], &[f32_ty]).is_err());
+    // Wrong arity, missing or non-concrete output types.
+    assert!(eval(&Op::Add, &[&x], std::slice::from_ref(&ty)).is_err());
+    assert!(eval(&Op::Neg, &[&x], &[]).is_err());
+    let sym = TensorType {
+        dtype: DType::F64,
+        shape: Shape(vec![crate::Dim::Sym("n".into())]),
+    };
+    assert!(eval(&Op::Neg, &[&x], &[sym]).is_err());
+    // An output type that disagrees with the kernel.
+    let wrong = TensorType {
+        dtype: DType::F64,
+        shape: Shape::known(&[3]),
+    };
+    assert!(eval(&Op::Neg, &[&x], std::slice::from_ref(&wrong)).is_err());
+    assert!(eval(
+        &matmul(false, false),
+        &[&x, &x],
+        std::slice::from_ref(&wrong)
+    )
+    .is_err());
+    // A Fill too large to allocate.
+    let huge = TensorType {
+        dtype: DType::F64,
+        shape: Shape::known(&[usize::MAX, 2]),
+    };
+    let v = t64(&[], &[1.0]);
+    assert!(eval(
+        &Op::Fill {
+            shape: vec![usize::MAX, 2]
+        },
+        &[&v],
+        &[huge]
+    )
+    .is_err());
+}
+
+/// Every op on every input shape combination that `infer` accepts, empty
+/// tensors included, evaluates to the inferred type without panicking.
+#[test]
+fn every_accepted_input_evaluates() {
+    let shapes: &[&[usize]] = &[
+        &[],
+        &[0],
+        &[1],
+        &[3],
+        &[1, 1],
+        &[2, 1],
+        &[1, 3],
+        &[2, 3],
+        &[3, 2],
+        &[0, 3],
+        &[2, 0],
+        &[2, 3, 2],
+        &[2, 2, 3],
+        &[0, 2, 3],
+        &[1, 3, 1],
+    ];
+    let tensor = |s: &[usize]| {
+        let n: usize = s.iter().product();
+        t64(
+            s,
+            &(0..n)
+                .map(|i| (i as f64 * 0.7).sin() * 3.0)
+                .collect::<Vec<_>>(),
+        )
+    };
+    let axes = |a: &[i64]| Some(a.to_vec());
+    let unary = [
+        Op::Identity,
+        Op::StopGradient,
+        Op::Neg,
+        Op::Exp,
+        Op::Log,
+        Op::Square,
+        Op::Sqrt,
+        Op::Rsqrt,
+        Op::Relu,
+        Op::Sigmoid,
+        Op::Tanh,
+        Op::Pow { exponent: 3.0 },
+        Op::Pow { exponent: 0.5 },
+        Op::Sum {
+            axes: None,
+            keep_dims: false,
+        },
+        Op::Sum {
+            axes: axes(&[-1]),
+            keep_dims: true,
+        },
+        Op::Sum {
+            axes: axes(&[0, -1]),
+            keep_dims: false,
+        },
+        Op::Mean {
+            axes: None,
+            keep_dims: true,
+        },
+        Op::Mean {
+            axes: axes(&[0]),
+            keep_dims: false,
+        },
+        Op::ReducedSize { axes: None },
+        Op::ReducedSize { axes: axes(&[-1]) },
+        Op::Reshape { shape: vec![-1] },
+        Op::Reshape { shape: vec![3, -1] },
+        Op::Reshape {
+            shape: vec![-1, 2, 3],
+        },
+        Op::Transpose { perm: None },
+        Op::Transpose {
+            perm: Some(vec![1, 0]),
+        },
+        Op::Transpose {
+            perm: Some(vec![2, 0, 1]),
+        },
+        Op::ExpandDims { axes: vec![0] },
+        Op::ExpandDims { axes: vec![-1, 1] },
+        Op::Squeeze { axes: vec![-1] },
+        Op::Squeeze { axes: vec![0] },
+        Op::Softmax,
+        Op::ZerosLike,
+        Op::OnesLike,
+        Op::AddN,
+        Op::Fill {
+            shape: vec![2, 0, 3],
+        },
+        Op::Fill { shape: vec![2, 3] },
+    ];
+    let binary = [
+        Op::Add,
+        Op::Sub,
+        Op::Mul,
+        Op::Div,
+        Op::Maximum,
+        Op::GreaterEqual,
+        Op::ReluGrad,
+        matmul(false, false),
+        matmul(true, false),
+        matmul(false, true),
+        matmul(true, true),
+        Op::BiasAdd,
+        Op::ReshapeLike,
+        Op::SoftmaxCrossEntropyWithLogits,
+        Op::SumToLike,
+        Op::BroadcastLike,
+        Op::AddN,
+    ];
+    let mut accepted = 0;
+    for s in shapes {
+        for op in &unary {
+            accepted += usize::from(try_ok(op, &[tensor(s)]));
+        }
+        for s2 in shapes {
+            for op in &binary {
+                accepted += usize::from(try_ok(op, &[tensor(s), tensor(s2)]));
+            }
+        }
+    }
+    assert!(
+        accepted > 500,
+        "only {accepted} cases were accepted by infer"
+    );
+}
+
+/// Whether `infer` accepted the inputs; if so, the kernel must succeed.
+fn try_ok(op: &Op, ins: &[Tensor]) -> bool {
+    let types: Vec<TensorType> = ins.iter().map(Tensor::tensor_type).collect();
+    if op.infer(DType::F64, &types).is_err() {
+        return false;
+    }
+    let refs: Vec<&Tensor> = ins.iter().collect();
+    if let Err(e) = try_run(op, &refs) {
+        let shapes: Vec<&[usize]> = ins.iter().map(Tensor::shape).collect();
+        panic!("{op:?} on {shapes:?}: {e}");
+    }
+    true
+}

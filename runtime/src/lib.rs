@@ -1,0 +1,20 @@
+//! gradc runtime: runs compiled gradc programs on ndarray.
+//!
+//! It does not depend on the compiler: a program saved with `gradc compile`
+//! loads and runs with this crate alone.
+
+pub mod dtype;
+pub mod io;
+pub mod kernels;
+pub mod op;
+pub mod program;
+pub mod session;
+pub mod shape;
+pub mod tensor;
+
+pub use dtype::{DType, TensorType};
+pub use op::{Arity, Literal, Op};
+pub use program::{Instr, NamedOutput, Program, ValueRef};
+pub use session::{RunError, Session};
+pub use shape::{Dim, Shape};
+pub use tensor::Tensor;

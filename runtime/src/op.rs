@@ -1,0 +1,502 @@
+//! The op set: attributes and shape rules. One enum, shared by the compiler's
+//! IR and by compiled programs, so a program needs nothing from the compiler.
+//! Kernels live in `kernels/`, gradient rules in the compiler's `grad/`.
+
+use crate::shape::{broadcast, normalize_axes, Dim, Shape};
+use crate::{DType, TensorType};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// A constant literal as written in a graph file: a number or nested lists.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Literal {
+    Scalar(f64),
+    List(Vec<Literal>),
+}
+
+impl Literal {
+    /// Shape and row-major values; an error for ragged lists.
+    pub fn to_flat(&self) -> Result<(Vec<usize>, Vec<f64>), String> {
+        match self {
+            Literal::Scalar(v) => Ok((vec![], vec![*v])),
+            Literal::List(items) => {
+                let mut shape: Option<Vec<usize>> = None;
+                let mut data = Vec::new();
+                for item in items {
+                    let (s, d) = item.to_flat()?;
+                    match &shape {
+                        None => shape = Some(s),
+                        Some(prev) if *prev != s => {
+                            return Err(format!(
+                                "ragged constant: an element of shape {prev:?} next to one of shape {s:?}"
+                            ))
+                        }
+                        Some(_) => {}
+                    }
+                    data.extend(d);
+                }
+                let mut full = vec![items.len()];
+                full.extend(shape.unwrap_or_default());
+                Ok((full, data))
+            }
+        }
+    }
+
+    /// Builds the nested literal for a shape and row-major values.
+    pub fn from_flat(shape: &[usize], data: &[f64]) -> Literal {
+        match shape.split_first() {
+            None => Literal::Scalar(data.first().copied().unwrap_or(0.0)),
+            Some((&n, rest)) => {
+                let step: usize = rest.iter().product();
+                Literal::List(
+                    (0..n)
+                        .map(|i| Literal::from_flat(rest, &data[i * step..(i + 1) * step]))
+                        .collect(),
+                )
+            }
+        }
+    }
+}
+
+/// Every operation gradc knows. Attribute fields are what a graph file writes,
+/// e.g. `Sum(axes: [1], keep_dims: true)` or `MatMul(transpose_b: true)`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub enum Op {
+    /// A value fed at run time.
+    Placeholder { shape: Shape },
+    /// A literal: `Const(2.0)` or `Const([[1.0, 2.0], [3.0, 4.0]])`.
+    Const(Literal),
+    Identity,
+    /// Identity forward; blocks gradients.
+    StopGradient,
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Maximum,
+    /// 1 where a >= b else 0, in the inputs' float type (no gradient).
+    GreaterEqual,
+    Neg,
+    Exp,
+    Log,
+    Square,
+    Sqrt,
+    Rsqrt,
+    Relu,
+    Sigmoid,
+    Tanh,
+    /// x ^ exponent, for a constant exponent.
+    Pow { exponent: f64 },
+    /// Gradient of Relu: inputs (dy, x), dy where x > 0 else 0.
+    ReluGrad,
+    MatMul {
+        #[serde(default)]
+        transpose_a: bool,
+        #[serde(default)]
+        transpose_b: bool,
+    },
+    /// x + b with b of rank 1 added along the last axis.
+    BiasAdd,
+    Sum {
+        #[serde(default)]
+        axes: Option<Vec<i64>>,
+        #[serde(default)]
+        keep_dims: bool,
+    },
+    Mean {
+        #[serde(default)]
+        axes: Option<Vec<i64>>,
+        #[serde(default)]
+        keep_dims: bool,
+    },
+    /// New shape; one entry may be -1.
+    Reshape { shape: Vec<i64> },
+    /// Reshape input 0 to the shape of input 1.
+    ReshapeLike,
+    /// Permutation of the axes; reverses them when absent (TensorFlow's default).
+    Transpose {
+        #[serde(default)]
+        perm: Option<Vec<usize>>,
+    },
+    /// Inserts axes of size 1 at the given positions of the result.
+    ExpandDims { axes: Vec<i64> },
+    /// Removes axes of size 1.
+    Squeeze { axes: Vec<i64> },
+    /// Softmax over the last axis.
+    Softmax,
+    /// Inputs (logits, labels) of shape [..., classes]; per-example loss of shape [...].
+    SoftmaxCrossEntropyWithLogits,
+    AddN,
+    ZerosLike,
+    OnesLike,
+    /// A tensor of the given shape filled with the scalar input.
+    Fill { shape: Vec<usize> },
+    /// Sums input 0 down to the shape of input 1 (the reverse of broadcasting).
+    SumToLike,
+    /// Broadcasts input 0 to the shape of input 1.
+    BroadcastLike,
+    /// The number of elements over `axes` of the input (all when absent), as a scalar.
+    ReducedSize {
+        #[serde(default)]
+        axes: Option<Vec<i64>>,
+    },
+}
+
+/// How many inputs an op takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arity {
+    Exactly(usize),
+    AtLeast(usize),
+}
+
+impl fmt::Display for Arity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Arity::Exactly(n) => write!(f, "{n}"),
+            Arity::AtLeast(n) => write!(f, "at least {n}"),
+        }
+    }
+}
+
+/// Every op name, for "did you mean" suggestions.
+pub const OP_NAMES: &[&str] = &[
+    "Placeholder", "Const", "Identity", "StopGradient", "Add", "Sub", "Mul", "Div", "Maximum",
+    "GreaterEqual", "Neg", "Exp", "Log", "Square", "Sqrt", "Rsqrt", "Relu", "Sigmoid", "Tanh",
+    "Pow", "ReluGrad", "MatMul", "BiasAdd", "Sum", "Mean", "Reshape", "ReshapeLike", "Transpose",
+    "ExpandDims", "Squeeze", "Softmax", "SoftmaxCrossEntropyWithLogits", "AddN", "ZerosLike",
+    "OnesLike", "Fill", "SumToLike", "BroadcastLike", "ReducedSize",
+];
+
+impl Op {
+    pub fn name(&self) -> &'static str {
+        use Op::*;
+        match self {
+            Placeholder { .. } => "Placeholder",
+            Const(_) => "Const",
+            Identity => "Identity",
+            StopGradient => "StopGradient",
+            Add => "Add",
+            Sub => "Sub",
+            Mul => "Mul",
+            Div => "Div",
+            Maximum => "Maximum",
+            GreaterEqual => "GreaterEqual",
+            Neg => "Neg",
+            Exp => "Exp",
+            Log => "Log",
+            Square => "Square",
+            Sqrt => "Sqrt",
+            Rsqrt => "Rsqrt",
+            Relu => "Relu",
+            Sigmoid => "Sigmoid",
+            Tanh => "Tanh",
+            Pow { .. } => "Pow",
+            ReluGrad => "ReluGrad",
+            MatMul { .. } => "MatMul",
+            BiasAdd => "BiasAdd",
+            Sum { .. } => "Sum",
+            Mean { .. } => "Mean",
+            Reshape { .. } => "Reshape",
+            ReshapeLike => "ReshapeLike",
+            Transpose { .. } => "Transpose",
+            ExpandDims { .. } => "ExpandDims",
+            Squeeze { .. } => "Squeeze",
+            Softmax => "Softmax",
+            SoftmaxCrossEntropyWithLogits => "SoftmaxCrossEntropyWithLogits",
+            AddN => "AddN",
+            ZerosLike => "ZerosLike",
+            OnesLike => "OnesLike",
+            Fill { .. } => "Fill",
+            SumToLike => "SumToLike",
+            BroadcastLike => "BroadcastLike",
+            ReducedSize { .. } => "ReducedSize",
+        }
+    }
+
+    pub fn arity(&self) -> Arity {
+        use Op::*;
+        match self {
+            Placeholder { .. } | Const(_) => Arity::Exactly(0),
+            Add | Sub | Mul | Div | Maximum | GreaterEqual | ReluGrad | MatMul { .. } | BiasAdd
+            | ReshapeLike | SoftmaxCrossEntropyWithLogits | SumToLike | BroadcastLike => {
+                Arity::Exactly(2)
+            }
+            AddN => Arity::AtLeast(1),
+            _ => Arity::Exactly(1),
+        }
+    }
+
+    /// Elementwise ops: output element i depends only on input elements i (after broadcasting).
+    pub fn is_elementwise(&self) -> bool {
+        use Op::*;
+        matches!(
+            self,
+            Identity | StopGradient | Add | Sub | Mul | Div | Maximum | GreaterEqual | Neg | Exp
+                | Log | Square | Sqrt | Rsqrt | Relu | Sigmoid | Tanh | Pow { .. } | ReluGrad
+                | AddN
+        )
+    }
+
+    /// Attributes in the canonical text form, e.g. `{axes: [1], keep_dims: true}`; empty when none.
+    pub fn attrs_text(&self) -> String {
+        use Op::*;
+        let axes = |a: &Option<Vec<i64>>| match a {
+            Some(a) => format!("{a:?}"),
+            None => "all".to_string(),
+        };
+        match self {
+            Placeholder { shape } => format!("{{shape: {shape}}}"),
+            Const(lit) => match lit.to_flat() {
+                Ok((s, d)) if s.is_empty() => format!("{{{}}}", fmt_f64(d[0])),
+                Ok((s, d)) if d.len() <= 8 => {
+                    let vals: Vec<String> = d.iter().map(|v| fmt_f64(*v)).collect();
+                    format!("{{shape: {s:?}, values: [{}]}}", vals.join(", "))
+                }
+                Ok((s, d)) => format!("{{shape: {s:?}, {} values}}", d.len()),
+                Err(e) => format!("{{invalid: {e}}}"),
+            },
+            Pow { exponent } => format!("{{exponent: {}}}", fmt_f64(*exponent)),
+            MatMul { transpose_a, transpose_b } => match (transpose_a, transpose_b) {
+                (false, false) => String::new(),
+                _ => format!("{{transpose_a: {transpose_a}, transpose_b: {transpose_b}}}"),
+            },
+            Sum { axes: a, keep_dims } | Mean { axes: a, keep_dims } => {
+                format!("{{axes: {}, keep_dims: {keep_dims}}}", axes(a))
+            }
+            ReducedSize { axes: a } => format!("{{axes: {}}}", axes(a)),
+            Reshape { shape } => format!("{{shape: {shape:?}}}"),
+            Transpose { perm: Some(p) } => format!("{{perm: {p:?}}}"),
+            ExpandDims { axes } | Squeeze { axes } => format!("{{axes: {axes:?}}}"),
+            Fill { shape } => format!("{{shape: {shape:?}}}"),
+            _ => String::new(),
+        }
+    }
+
+    /// The shape rule. `dtype` is the node's declared type, used by source ops.
+    /// Works on symbolic shapes at compile time and on concrete ones at run time.
+    pub fn infer(&self, dtype: DType, ins: &[TensorType]) -> Result<Vec<TensorType>, String> {
+        use Op::*;
+        match self.arity() {
+            Arity::Exactly(n) if ins.len() != n => {
+                return Err(format!("{} takes {n} inputs, got {}", self.name(), ins.len()))
+            }
+            Arity::AtLeast(n) if ins.len() < n => {
+                return Err(format!("{} takes at least {n} input, got {}", self.name(), ins.len()))
+            }
+            _ => {}
+        }
+        // Every op but the sources takes inputs of one float type.
+        let dt = match ins.first() {
+            Some(first) => {
+                if let Some(other) = ins.iter().find(|t| t.dtype != first.dtype) {
+                    return Err(format!(
+                        "inputs have different dtypes: {} and {}",
+                        first.dtype, other.dtype
+                    ));
+                }
+                first.dtype
+            }
+            None => dtype,
+        };
+        let one = |shape: Shape| Ok(vec![TensorType { dtype: dt, shape }]);
+        let s = |i: usize| &ins[i].shape;
+        match self {
+            Placeholder { shape } => one(shape.clone()),
+            Const(lit) => one(Shape::known(&lit.to_flat()?.0)),
+            Identity | StopGradient | Neg | Exp | Log | Square | Sqrt | Rsqrt | Relu | Sigmoid
+            | Tanh | Pow { .. } | ZerosLike | OnesLike => one(s(0).clone()),
+            Softmax => {
+                if s(0).rank() == 0 {
+                    return Err("Softmax needs rank >= 1, got a scalar".into());
+                }
+                one(s(0).clone())
+            }
+            Add | Sub | Mul | Div | Maximum | GreaterEqual => one(broadcast(s(0), s(1))?),
+            ReluGrad => one(same_shape(s(0), s(1))?),
+            AddN => {
+                let mut out = s(0).clone();
+                for t in &ins[1..] {
+                    out = same_shape(&out, &t.shape)?;
+                }
+                one(out)
+            }
+            MatMul { transpose_a, transpose_b } => one(matmul_shape(s(0), s(1), *transpose_a, *transpose_b)?),
+            BiasAdd => {
+                let (x, b) = (s(0), s(1));
+                if b.rank() != 1 {
+                    return Err(format!("BiasAdd bias must have rank 1, got {b}"));
+                }
+                let Some(last) = x.0.last() else {
+                    return Err("BiasAdd input must have rank >= 1, got a scalar".into());
+                };
+                unify(last, &b.0[0]).map_err(|_| format!("BiasAdd: last dim of {x} does not match bias {b}"))?;
+                one(x.clone())
+            }
+            Sum { axes, keep_dims } | Mean { axes, keep_dims } => {
+                let ax = reduce_axes(axes, s(0).rank())?;
+                let dims = s(0).0.iter().enumerate().filter_map(|(i, d)| {
+                    if !ax.contains(&i) {
+                        Some(d.clone())
+                    } else if *keep_dims {
+                        Some(Dim::Known(1))
+                    } else {
+                        None
+                    }
+                });
+                one(Shape(dims.collect()))
+            }
+            ReducedSize { axes } => {
+                reduce_axes(axes, s(0).rank())?;
+                one(Shape::scalar())
+            }
+            Reshape { shape } => one(reshape_shape(s(0), shape)?),
+            ReshapeLike => {
+                if let (Some(a), Some(b)) = (s(0).size(), s(1).size()) {
+                    if a != b {
+                        return Err(format!("cannot reshape {} to {}", s(0), s(1)));
+                    }
+                }
+                one(s(1).clone())
+            }
+            Transpose { perm } => {
+                let r = s(0).rank();
+                let p: Vec<usize> = perm.clone().unwrap_or_else(|| (0..r).rev().collect());
+                let mut seen = vec![false; r];
+                if p.len() != r || p.iter().any(|&a| a >= r || std::mem::replace(&mut seen[a], true)) {
+                    return Err(format!("perm {p:?} is not a permutation of the {r} axes of {}", s(0)));
+                }
+                one(Shape(p.iter().map(|&a| s(0).0[a].clone()).collect()))
+            }
+            ExpandDims { axes } => {
+                let r = s(0).rank() + axes.len();
+                let ax = normalize_axes(axes, r)?;
+                let mut src = s(0).0.iter();
+                let dims = (0..r).map(|i| if ax.contains(&i) { Dim::Known(1) } else { src.next().cloned().unwrap_or(Dim::Known(1)) });
+                one(Shape(dims.collect()))
+            }
+            Squeeze { axes } => {
+                let ax = normalize_axes(axes, s(0).rank())?;
+                for &a in &ax {
+                    if s(0).0[a] != Dim::Known(1) {
+                        return Err(format!("cannot squeeze axis {a} of {}: its size is not 1", s(0)));
+                    }
+                }
+                let dims = s(0).0.iter().enumerate().filter(|(i, _)| !ax.contains(i)).map(|(_, d)| d.clone());
+                one(Shape(dims.collect()))
+            }
+            SoftmaxCrossEntropyWithLogits => {
+                let shape = same_shape(s(0), s(1))
+                    .map_err(|_| format!("logits {} and labels {} must have the same shape", s(0), s(1)))?;
+                if shape.rank() == 0 {
+                    return Err("logits must have rank >= 1, got a scalar".into());
+                }
+                one(Shape(shape.0[..shape.rank() - 1].to_vec()))
+            }
+            Fill { shape } => {
+                if s(0).rank() != 0 {
+                    return Err(format!("Fill takes a scalar value, got shape {}", s(0)));
+                }
+                one(Shape::known(shape))
+            }
+            SumToLike => {
+                let b = broadcast(s(0), s(1))?;
+                if same_shape(&b, s(0)).is_err() {
+                    return Err(format!("cannot sum {} down to {}", s(0), s(1)));
+                }
+                one(s(1).clone())
+            }
+            BroadcastLike => {
+                let b = broadcast(s(0), s(1))?;
+                if same_shape(&b, s(1)).is_err() {
+                    return Err(format!("cannot broadcast {} to {}", s(0), s(1)));
+                }
+                one(s(1).clone())
+            }
+        }
+    }
+}
+
+/// Formats a float so that it reads back exactly and integers keep a `.0`.
+pub fn fmt_f64(v: f64) -> String {
+    if v.is_finite() && v == v.trunc() && v.abs() < 1e15 {
+        format!("{v:.1}")
+    } else {
+        format!("{v}")
+    }
+}
+
+/// Two dims that must be equal: the known one wins over a symbol (checked again at run time).
+pub fn unify(a: &Dim, b: &Dim) -> Result<Dim, String> {
+    match (a, b) {
+        (x, y) if x == y => Ok(x.clone()),
+        (Dim::Known(n), Dim::Sym(_)) | (Dim::Sym(_), Dim::Known(n)) => Ok(Dim::Known(*n)),
+        _ => Err(format!("dimensions {a} and {b} differ")),
+    }
+}
+
+fn same_shape(a: &Shape, b: &Shape) -> Result<Shape, String> {
+    if a.rank() != b.rank() {
+        return Err(format!("shapes {a} and {b} differ"));
+    }
+    let dims: Result<Vec<Dim>, String> = a.0.iter().zip(&b.0).map(|(x, y)| unify(x, y)).collect();
+    dims.map(Shape).map_err(|_| format!("shapes {a} and {b} differ"))
+}
+
+fn reduce_axes(axes: &Option<Vec<i64>>, rank: usize) -> Result<Vec<usize>, String> {
+    match axes {
+        Some(a) => normalize_axes(a, rank),
+        None => Ok((0..rank).collect()),
+    }
+}
+
+fn matmul_shape(a: &Shape, b: &Shape, ta: bool, tb: bool) -> Result<Shape, String> {
+    let r = a.rank();
+    if r < 2 || b.rank() != r {
+        return Err(format!("MatMul needs two inputs of the same rank >= 2, got {a} and {b}"));
+    }
+    let mut out = Vec::with_capacity(r);
+    for i in 0..r - 2 {
+        out.push(unify(&a.0[i], &b.0[i]).map_err(|_| format!("MatMul batch dims of {a} and {b} differ"))?);
+    }
+    let (m, ka) = if ta { (&a.0[r - 1], &a.0[r - 2]) } else { (&a.0[r - 2], &a.0[r - 1]) };
+    let (kb, n) = if tb { (&b.0[r - 1], &b.0[r - 2]) } else { (&b.0[r - 2], &b.0[r - 1]) };
+    unify(ka, kb).map_err(|_| {
+        format!("MatMul inner dimensions differ: {a} x {b} (transpose_a: {ta}, transpose_b: {tb})")
+    })?;
+    out.push(m.clone());
+    out.push(n.clone());
+    Ok(Shape(out))
+}
+
+fn reshape_shape(x: &Shape, target: &[i64]) -> Result<Shape, String> {
+    if target.iter().any(|&d| d < -1) || target.iter().filter(|&&d| d == -1).count() > 1 {
+        return Err(format!("reshape target {target:?} may hold sizes and at most one -1"));
+    }
+    let known_in: usize = x.0.iter().filter_map(Dim::known).product();
+    let syms: Vec<&Dim> = x.0.iter().filter(|d| d.known().is_none()).collect();
+    let known_out: usize = target.iter().filter(|&&d| d >= 0).map(|&d| d as usize).product();
+    let bad = || format!("cannot reshape {x} to {target:?}");
+    let wild = if !target.contains(&-1) {
+        if !syms.is_empty() || known_in != known_out {
+            return Err(bad());
+        }
+        None
+    } else if known_out == 0 || known_in % known_out != 0 {
+        return Err(bad());
+    } else {
+        let k = known_in / known_out;
+        Some(match syms.as_slice() {
+            [] => Dim::Known(k),
+            [s] if k == 1 => (*s).clone(),
+            _ => return Err(format!("cannot infer the -1 in reshape of {x} to {target:?}")),
+        })
+    };
+    Ok(Shape(
+        target
+            .iter()
+            .map(|&d| if d == -1 { wild.clone().unwrap_or(Dim::Known(0)) } else { Dim::Known(d as usize) })
+            .collect(),
+    ))
+}

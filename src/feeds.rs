@@ -1,0 +1,57 @@
+//! Feeds given on the command line: `NAME=VALUE` with a RON literal (`3.0`,
+//! `[[1, 2], [3, 4]]`) or `NAME=FILE.npy`.
+
+use crate::runtime::{Literal, Program, Tensor, DType};
+use crate::Error;
+use ndarray::ArrayD;
+use std::collections::HashMap;
+use std::path::Path;
+
+/// Parses `NAME=VALUE` feeds for `program`; each value takes the dtype of its node.
+pub fn parse_feeds(program: &Program, args: &[String]) -> Result<HashMap<String, Tensor>, Error> {
+    let mut feeds = HashMap::new();
+    for arg in args {
+        let (name, value) = arg
+            .split_once('=')
+            .ok_or_else(|| Error::Usage(format!("feed '{arg}' is not NAME=VALUE")))?;
+        let ins = program
+            .instrs
+            .iter()
+            .find(|i| i.name == name)
+            .ok_or_else(|| Error::Usage(format!("feed '{name}': the program has no node of that name")))?;
+        let dtype = ins.outputs.first().map(|t| t.dtype).unwrap_or(ins.dtype);
+        let tensor = if value.ends_with(".npy") {
+            read_npy(Path::new(value), dtype)?
+        } else {
+            let lit: Literal = ron::from_str(value)
+                .map_err(|e| Error::Usage(format!("feed '{name}': '{value}' is not a number or nested list: {e}")))?;
+            let (shape, data) = lit.to_flat().map_err(|e| Error::Usage(format!("feed '{name}': {e}")))?;
+            Tensor::from_f64(dtype, &shape, data).map_err(|e| Error::Usage(format!("feed '{name}': {e}")))?
+        };
+        if feeds.insert(name.to_string(), tensor).is_some() {
+            return Err(Error::Usage(format!("'{name}' is fed twice")));
+        }
+    }
+    Ok(feeds)
+}
+
+/// Reads a `.npy` file of f32 or f64 values into a tensor of `dtype`.
+pub fn read_npy(path: &Path, dtype: DType) -> Result<Tensor, Error> {
+    let err = |e: ndarray_npy::ReadNpyError| Error::Io(format!("{}: {e}", path.display()));
+    Ok(match dtype {
+        DType::F64 => Tensor::F64(ndarray_npy::read_npy::<_, ArrayD<f64>>(path).map_err(err)?),
+        DType::F32 => Tensor::F32(ndarray_npy::read_npy::<_, ArrayD<f32>>(path).map_err(err)?),
+    })
+}
+
+/// Writes a tensor as `.npy`, atomically.
+pub fn write_npy(path: &Path, t: &Tensor) -> Result<(), Error> {
+    use ndarray_npy::WriteNpyExt;
+    let mut buf = Vec::new();
+    let res = match t {
+        Tensor::F32(a) => a.write_npy(&mut buf),
+        Tensor::F64(a) => a.write_npy(&mut buf),
+    };
+    res.map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
+    crate::runtime::io::write_atomic(path, &buf).map_err(|e| Error::Io(format!("{}: {e}", path.display())))
+}

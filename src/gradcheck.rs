@@ -1,0 +1,93 @@
+//! Gradient check: every requested gradient against central finite differences
+//! (the source text's `gradient_check`, PyTorch's `gradcheck`).
+//!
+//! For a result d(y)/d(x) with incoming gradient w (ones by default), the
+//! numeric gradient of f(x) = sum(y * w) is (f(x + h e_i) - f(x - h e_i)) / 2h
+//! with h = step * max(1, |x_i|). The error reported is the max absolute
+//! difference and that difference relative to the larger of the two gradients'
+//! max-norms.
+
+use crate::compiler::Graph;
+use crate::runtime::{DType, Session, Tensor};
+use crate::Error;
+use std::collections::HashMap;
+
+/// The result for one gradient.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Check {
+    pub name: String,
+    pub max_abs: f64,
+    pub max_rel: f64,
+    pub tolerance: f64,
+}
+
+impl Check {
+    pub fn passed(&self) -> bool {
+        self.max_rel <= self.tolerance
+    }
+}
+
+/// Default tolerance on the relative error, by dtype.
+pub fn default_tolerance(dtype: DType) -> f64 {
+    match dtype {
+        DType::F64 => 1e-6,
+        DType::F32 => 1e-2,
+    }
+}
+
+fn step(dtype: DType) -> f64 {
+    match dtype {
+        DType::F64 => 1e-5,
+        DType::F32 => 1e-2,
+    }
+}
+
+/// Checks every gradient the graph requests.
+pub fn gradcheck(g: &Graph, feeds: &HashMap<String, Tensor>, tolerance: Option<f64>) -> Result<Vec<Check>, Error> {
+    let program = crate::compiler::compile(g.clone())?;
+    let mut session = Session::new(program).map_err(Error::run("gradcheck"))?;
+    let mut fetch = |feeds: &HashMap<String, Tensor>, name: &str| -> Result<Tensor, Error> {
+        let v = session.resolve(name).map_err(Error::run("gradcheck"))?;
+        let mut out = session.run(feeds, &[v]).map_err(Error::run(name))?;
+        Ok(out.remove(0))
+    };
+    let mut checks = Vec::new();
+    for r in &g.gradients {
+        let analytic = fetch(feeds, &r.name)?.to_f64_vec();
+        let x0 = fetch(feeds, &r.wrt)?;
+        let y0 = fetch(feeds, &r.of)?;
+        let w = match &r.grad_ys {
+            Some(name) => fetch(feeds, name)?.to_f64_vec(),
+            None => vec![1.0; y0.to_f64_vec().len()],
+        };
+        let dtype = x0.dtype();
+        let h = step(dtype);
+        let base = x0.to_f64_vec();
+        let mut numeric = Vec::with_capacity(base.len());
+        for i in 0..base.len() {
+            let hi = h * base[i].abs().max(1.0);
+            let mut f = [0.0; 2];
+            for (k, sign) in [1.0, -1.0].into_iter().enumerate() {
+                let mut x = base.clone();
+                x[i] += sign * hi;
+                let mut perturbed = feeds.clone();
+                let xt = Tensor::from_f64(dtype, x0.shape(), x).map_err(Error::Usage)?;
+                perturbed.insert(r.wrt.clone(), xt);
+                let y = fetch(&perturbed, &r.of)?.to_f64_vec();
+                f[k] = y.iter().zip(&w).map(|(a, b)| a * b).sum();
+            }
+            numeric.push((f[0] - f[1]) / (2.0 * hi));
+        }
+        let diff = |(a, n): (&f64, &f64)| if (a - n).is_nan() { f64::INFINITY } else { (a - n).abs() };
+        let max_abs = analytic.iter().zip(&numeric).map(diff).fold(0.0, f64::max);
+        let scale = analytic.iter().chain(&numeric).map(|v| v.abs()).fold(0.0, f64::max);
+        let max_rel = if max_abs == 0.0 { 0.0 } else { max_abs / scale.max(f64::MIN_POSITIVE) };
+        checks.push(Check {
+            name: r.name.clone(),
+            max_abs,
+            max_rel,
+            tolerance: tolerance.unwrap_or_else(|| default_tolerance(dtype)),
+        });
+    }
+    Ok(checks)
+}

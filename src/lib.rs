@@ -1,0 +1,34 @@
+//! gradc: a static-graph compiler with ahead-of-time differentiation.
+//!
+//! This crate is the command-line tool and a thin library over the two crates
+//! that do the work: [`compiler`] (RON graphs, IR, shapes, gradients, passes,
+//! lowering) and [`runtime`] (programs, kernels, sessions).
+
+pub use gradc_compiler as compiler;
+pub use gradc_runtime as runtime;
+
+pub mod feeds;
+pub mod gradcheck;
+
+use compiler::CompileError;
+use runtime::RunError;
+use thiserror::Error;
+
+/// Any error of the command-line tool.
+#[derive(Debug, Error)]
+pub enum Error {
+    #[error("{0}")]
+    Compile(#[from] CompileError),
+    #[error("{context}: {source}")]
+    Run { context: String, source: RunError },
+    #[error("{0}")]
+    Usage(String),
+    #[error("{0}")]
+    Io(String),
+}
+
+impl Error {
+    pub fn run(context: &str) -> impl Fn(RunError) -> Error + '_ {
+        move |source| Error::Run { context: context.to_string(), source }
+    }
+}
