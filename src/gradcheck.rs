@@ -4,13 +4,17 @@
 //! For a result d(y)/d(x) with incoming gradient w (ones by default), the
 //! numeric gradient of f(x) = sum(y * w) is (f(x + h e_i) - f(x - h e_i)) / 2h
 //! with h = step * max(1, |x_i|). The error reported is the max absolute
-//! difference and that difference relative to the larger of the two gradients'
-//! max-norms.
+//! difference, and that difference relative to the larger of the two gradients'
+//! max-norms, floored at `REL_FLOOR` so that a gradient that is zero in exact
+//! arithmetic is not judged by rounding noise.
 
 use crate::compiler::Graph;
 use crate::runtime::{DType, Session, Tensor};
 use crate::Error;
 use std::collections::HashMap;
+
+/// Gradients smaller than this in max-norm are compared absolutely against it.
+pub const REL_FLOOR: f64 = 1e-3;
 
 /// The result for one gradient.
 #[derive(Clone, Debug, PartialEq)]
@@ -81,7 +85,7 @@ pub fn gradcheck(g: &Graph, feeds: &HashMap<String, Tensor>, tolerance: Option<f
         let diff = |(a, n): (&f64, &f64)| if (a - n).is_nan() { f64::INFINITY } else { (a - n).abs() };
         let max_abs = analytic.iter().zip(&numeric).map(diff).fold(0.0, f64::max);
         let scale = analytic.iter().chain(&numeric).map(|v| v.abs()).fold(0.0, f64::max);
-        let max_rel = if max_abs == 0.0 { 0.0 } else { max_abs / scale.max(f64::MIN_POSITIVE) };
+        let max_rel = if max_abs == 0.0 { 0.0 } else { max_abs / scale.max(REL_FLOOR) };
         checks.push(Check {
             name: r.name.clone(),
             max_abs,

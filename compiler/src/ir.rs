@@ -30,6 +30,9 @@ pub struct Node {
     pub role: Role,
     /// The line of the graph file that wrote it, for errors.
     pub line: Option<usize>,
+    /// Creation order, unique in the graph: ties in the topological order are
+    /// broken by it (petgraph reuses the indices of removed nodes).
+    pub seq: u64,
 }
 
 /// An edge: output `output` of the source feeds input slot `input` of the target.
@@ -67,6 +70,7 @@ pub struct Graph {
     pub name: String,
     pub g: StableDiGraph<Node, Edge>,
     names: HashMap<String, NodeIndex>,
+    next_seq: u64,
     /// Values `gradc run` prints by default, with their labels, in order.
     pub outputs: Vec<(String, TensorRef)>,
     /// Gradient results in request order.
@@ -137,7 +141,9 @@ impl Graph {
             let detail = if shown.is_empty() { String::new() } else { format!(" (inputs {})", shown.join(", ")) };
             located(CompileError::new(kind, format!("{msg}{detail}")))
         })?;
-        let n = self.g.add_node(Node { name: name.clone(), op, dtype, outputs, role, line });
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let n = self.g.add_node(Node { name: name.clone(), op, dtype, outputs, role, line, seq });
         for (slot, t) in inputs.iter().enumerate() {
             self.g.add_edge(t.node, n, Edge { output: t.output, input: slot });
         }
@@ -169,21 +175,28 @@ impl Graph {
         }
     }
 
+    /// The sequence number after every node made so far.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
     /// Topological order; ties broken by creation order, so the result is deterministic.
     pub fn topo_order(&self) -> Result<Vec<NodeIndex>> {
         let mut indegree: HashMap<NodeIndex, usize> = HashMap::new();
         for n in self.g.node_indices() {
             indegree.insert(n, self.g.neighbors_directed(n, Direction::Incoming).count());
         }
-        let mut ready: BTreeSet<NodeIndex> = indegree.iter().filter(|(_, &d)| d == 0).map(|(&n, _)| n).collect();
+        let key = |n: NodeIndex| (self.g[n].seq, n);
+        let mut ready: BTreeSet<(u64, NodeIndex)> =
+            indegree.iter().filter(|(_, &d)| d == 0).map(|(&n, _)| key(n)).collect();
         let mut order = Vec::with_capacity(indegree.len());
-        while let Some(n) = ready.pop_first() {
+        while let Some((_, n)) = ready.pop_first() {
             order.push(n);
             for m in self.g.neighbors_directed(n, Direction::Outgoing) {
                 let d = indegree.get_mut(&m).expect("every node has an indegree");
                 *d -= 1;
                 if *d == 0 {
-                    ready.insert(m);
+                    ready.insert(key(m));
                 }
             }
         }

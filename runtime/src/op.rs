@@ -43,17 +43,16 @@ impl Literal {
         }
     }
 
-    /// Builds the nested literal for a shape and row-major values.
-    pub fn from_flat(shape: &[usize], data: &[f64]) -> Literal {
+    /// Builds the nested literal for a shape and row-major values; None if they do not fit.
+    pub fn from_flat(shape: &[usize], data: &[f64]) -> Option<Literal> {
         match shape.split_first() {
-            None => Literal::Scalar(data.first().copied().unwrap_or(0.0)),
+            None => (data.len() == 1).then(|| Literal::Scalar(data[0])),
             Some((&n, rest)) => {
                 let step: usize = rest.iter().product();
-                Literal::List(
-                    (0..n)
-                        .map(|i| Literal::from_flat(rest, &data[i * step..(i + 1) * step]))
-                        .collect(),
-                )
+                if step.checked_mul(n)? != data.len() {
+                    return None;
+                }
+                (0..n).map(|i| Literal::from_flat(rest, &data[i * step..(i + 1) * step])).collect::<Option<_>>().map(Literal::List)
             }
         }
     }
@@ -122,8 +121,12 @@ pub enum Op {
     },
     /// Inserts axes of size 1 at the given positions of the result.
     ExpandDims { axes: Vec<i64> },
-    /// Removes axes of size 1.
+    /// Removes the listed axes, each of which must have size 1 (unlike
+    /// TensorFlow, an empty list removes nothing: the axes are always explicit).
     Squeeze { axes: Vec<i64> },
+    /// Index of the largest element along `axis` (the first on ties), as a float
+    /// of the input's type (gradc has no integer tensors). Has no gradient.
+    ArgMax { axis: i64 },
     /// Softmax over the last axis.
     Softmax,
     /// Inputs (logits, labels) of shape [..., classes]; per-example loss of shape [...].
@@ -165,7 +168,7 @@ pub const OP_NAMES: &[&str] = &[
     "Placeholder", "Const", "Identity", "StopGradient", "Add", "Sub", "Mul", "Div", "Maximum",
     "GreaterEqual", "Neg", "Exp", "Log", "Square", "Sqrt", "Rsqrt", "Relu", "Sigmoid", "Tanh",
     "Pow", "ReluGrad", "MatMul", "BiasAdd", "Sum", "Mean", "Reshape", "ReshapeLike", "Transpose",
-    "ExpandDims", "Squeeze", "Softmax", "SoftmaxCrossEntropyWithLogits", "AddN", "ZerosLike",
+    "ExpandDims", "Squeeze", "ArgMax", "Softmax", "SoftmaxCrossEntropyWithLogits", "AddN", "ZerosLike",
     "OnesLike", "Fill", "SumToLike", "BroadcastLike", "ReducedSize",
 ];
 
@@ -203,6 +206,7 @@ impl Op {
             Transpose { .. } => "Transpose",
             ExpandDims { .. } => "ExpandDims",
             Squeeze { .. } => "Squeeze",
+            ArgMax { .. } => "ArgMax",
             Softmax => "Softmax",
             SoftmaxCrossEntropyWithLogits => "SoftmaxCrossEntropyWithLogits",
             AddN => "AddN",
@@ -269,6 +273,7 @@ impl Op {
             Reshape { shape } => format!("{{shape: {shape:?}}}"),
             Transpose { perm: Some(p) } => format!("{{perm: {p:?}}}"),
             ExpandDims { axes } | Squeeze { axes } => format!("{{axes: {axes:?}}}"),
+            ArgMax { axis } => format!("{{axis: {axis}}}"),
             Fill { shape } => format!("{{shape: {shape:?}}}"),
             _ => String::new(),
         }
@@ -283,7 +288,7 @@ impl Op {
                 return Err(format!("{} takes {n} inputs, got {}", self.name(), ins.len()))
             }
             Arity::AtLeast(n) if ins.len() < n => {
-                return Err(format!("{} takes at least {n} input, got {}", self.name(), ins.len()))
+                return Err(format!("{} takes at least {n} inputs, got {}", self.name(), ins.len()))
             }
             _ => {}
         }
@@ -386,6 +391,15 @@ impl Op {
                 let dims = s(0).0.iter().enumerate().filter(|(i, _)| !ax.contains(i)).map(|(_, d)| d.clone());
                 one(Shape(dims.collect()))
             }
+            ArgMax { axis } => {
+                let a = normalize_axes(&[*axis], s(0).rank())?[0];
+                if s(0).0[a] == Dim::Known(0) {
+                    return Err(format!("ArgMax over axis {a} of {}, which is empty", s(0)));
+                }
+                let mut dims = s(0).0.clone();
+                dims.remove(a);
+                one(Shape(dims))
+            }
             SoftmaxCrossEntropyWithLogits => {
                 let shape = same_shape(s(0), s(1))
                     .map_err(|_| format!("logits {} and labels {} must have the same shape", s(0), s(1)))?;
@@ -397,6 +411,9 @@ impl Op {
             Fill { shape } => {
                 if s(0).rank() != 0 {
                     return Err(format!("Fill takes a scalar value, got shape {}", s(0)));
+                }
+                if checked_product(shape.iter().copied()).is_none_or(|n| n > isize::MAX as usize / 8) {
+                    return Err(format!("Fill shape {shape:?} is too large"));
                 }
                 one(Shape::known(shape))
             }
@@ -416,6 +433,11 @@ impl Op {
             }
         }
     }
+}
+
+/// The product of sizes, or None on overflow.
+pub fn checked_product(dims: impl IntoIterator<Item = usize>) -> Option<usize> {
+    dims.into_iter().try_fold(1usize, |acc, d| acc.checked_mul(d))
 }
 
 /// Formats a float so that it reads back exactly and integers keep a `.0`.
@@ -474,16 +496,16 @@ fn reshape_shape(x: &Shape, target: &[i64]) -> Result<Shape, String> {
     if target.iter().any(|&d| d < -1) || target.iter().filter(|&&d| d == -1).count() > 1 {
         return Err(format!("reshape target {target:?} may hold sizes and at most one -1"));
     }
-    let known_in: usize = x.0.iter().filter_map(Dim::known).product();
-    let syms: Vec<&Dim> = x.0.iter().filter(|d| d.known().is_none()).collect();
-    let known_out: usize = target.iter().filter(|&&d| d >= 0).map(|&d| d as usize).product();
     let bad = || format!("cannot reshape {x} to {target:?}");
+    let known_in = checked_product(x.0.iter().filter_map(Dim::known)).ok_or_else(bad)?;
+    let syms: Vec<&Dim> = x.0.iter().filter(|d| d.known().is_none()).collect();
+    let known_out = checked_product(target.iter().filter(|&&d| d >= 0).map(|&d| d as usize)).ok_or_else(bad)?;
     let wild = if !target.contains(&-1) {
         if !syms.is_empty() || known_in != known_out {
             return Err(bad());
         }
         None
-    } else if known_out == 0 || known_in % known_out != 0 {
+    } else if known_out == 0 || !known_in.is_multiple_of(known_out) {
         return Err(bad());
     } else {
         let k = known_in / known_out;

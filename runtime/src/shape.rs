@@ -52,9 +52,9 @@ impl Shape {
     pub fn concrete(&self) -> Option<Vec<usize>> {
         self.0.iter().map(Dim::known).collect()
     }
-    /// Number of elements, if known.
+    /// Number of elements, if known and representable.
     pub fn size(&self) -> Option<usize> {
-        self.concrete().map(|d| d.iter().product())
+        crate::op::checked_product(self.concrete()?)
     }
 }
 

@@ -21,6 +21,7 @@ use crate::ir::{Graph, Role, TensorRef};
 use gradc_runtime::{Literal, Op, TensorType};
 use petgraph::stable_graph::NodeIndex;
 use petgraph::visit::{Dfs, Reversed, Walker};
+use petgraph::Direction;
 use std::collections::{BTreeMap, HashSet};
 
 /// A gradient rule: one optional gradient per input of `node`.
@@ -117,10 +118,17 @@ pub fn gradients(
     grad_y: Option<TensorRef>,
     scope: &str,
 ) -> Result<Vec<TensorRef>> {
-    // Nodes between the xs and y: reachable from an x and reaching y.
-    let mut from_xs: HashSet<NodeIndex> = HashSet::new();
-    for x in xs {
-        from_xs.extend(Dfs::new(&g.g, x.node).iter(&g.g));
+    let first_new = g.next_seq();
+    // Nodes between the xs and y: reachable from an x without passing through an
+    // op that is constant in its inputs, and reaching y.
+    let mut from_xs: HashSet<NodeIndex> = xs.iter().map(|x| x.node).collect();
+    let mut stack: Vec<NodeIndex> = from_xs.iter().copied().collect();
+    while let Some(n) = stack.pop() {
+        for m in g.g.neighbors_directed(n, Direction::Outgoing) {
+            if !is_constant_wrt_inputs(&g.node(m).op) && from_xs.insert(m) {
+                stack.push(m);
+            }
+        }
     }
     let to_y: HashSet<NodeIndex> = Dfs::new(Reversed(&g.g), y.node).iter(Reversed(&g.g)).collect();
     let order: Vec<NodeIndex> = g
@@ -200,7 +208,8 @@ pub fn gradients(
         }
     }
 
-    xs.iter()
+    let results = xs
+        .iter()
         .map(|x| match done.get(x) {
             Some(&d) => Ok(d),
             None => {
@@ -208,5 +217,23 @@ pub fn gradients(
                 Ctx { g, scope }.op(Op::ZerosLike, &[*x])
             }
         })
-        .collect()
+        .collect::<Result<Vec<_>>>()?;
+    prune_unused(g, first_new, &results);
+    Ok(results)
+}
+
+/// Removes the nodes this call added that no result depends on: rules build a
+/// gradient for every input, and those for inputs off the path are dropped.
+fn prune_unused(g: &mut Graph, first_new: u64, results: &[TensorRef]) {
+    let mut live: HashSet<NodeIndex> = HashSet::new();
+    let mut stack: Vec<NodeIndex> = results.iter().map(|r| r.node).collect();
+    while let Some(n) = stack.pop() {
+        if g.node(n).seq >= first_new && live.insert(n) {
+            stack.extend(g.g.neighbors_directed(n, Direction::Incoming));
+        }
+    }
+    let dead: Vec<NodeIndex> = g.g.node_indices().filter(|&n| g.node(n).seq >= first_new && !live.contains(&n)).collect();
+    for n in dead {
+        g.remove(n);
+    }
 }

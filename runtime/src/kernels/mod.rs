@@ -132,6 +132,7 @@ fn kernel<T: Elem>(op: &Op, xs: &[ArrayViewD<'_, T>], out: &[usize]) -> Result<A
             layout::reshape(&xs[0], out)?
         }
         Transpose { perm } => layout::transpose(&xs[0], perm.as_deref())?,
+        ArgMax { axis } => reduce::argmax(&xs[0], *axis, out)?,
         Softmax => reduce::softmax(&xs[0])?,
         SoftmaxCrossEntropyWithLogits => reduce::softmax_cross_entropy(&xs[0], &xs[1], out)?,
         AddN => elementwise::add_n(xs)?,

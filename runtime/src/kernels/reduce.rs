@@ -58,6 +58,21 @@ pub(super) fn reduced_size<T: Elem>(
     Ok(ArrayD::from_elem(IxDyn(&[]), count::<T>(x.shape(), &axes)))
 }
 
+/// Index of the first largest element along `axis`, as a float.
+pub(super) fn argmax<T: Elem>(x: &ArrayViewD<'_, T>, axis: i64, out: &[usize]) -> Result<ArrayD<T>, String> {
+    let a = normalize_axes(&[axis], x.ndim())?[0];
+    let best = x.map_axis(Axis(a), |lane| {
+        let mut best = 0;
+        for (i, v) in lane.iter().enumerate() {
+            if *v > lane[best] {
+                best = i;
+            }
+        }
+        T::from_f64(best as f64)
+    });
+    reshape_owned(best, out)
+}
+
 /// Sums `x` down to `out`, the reverse of broadcasting `out` to x's shape:
 /// over the leading axes `out` lacks and the axes where `out` has 1.
 pub(super) fn sum_to_like<T: Elem>(

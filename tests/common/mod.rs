@@ -1,0 +1,53 @@
+//! Shared test helpers: one way to build, run and check graphs from text.
+#![allow(dead_code)]
+
+use gradc::compiler::{self, Graph};
+use gradc::gradcheck::{gradcheck, Check};
+use gradc::runtime::{Session, Tensor};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+pub fn repo_path(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+/// Builds a graph from RON text (file name "test.ron" in errors).
+pub fn graph(text: &str) -> Graph {
+    match compiler::graph_from_str(text, "test.ron") {
+        Ok(g) => g,
+        Err(e) => panic!("graph does not build: {e}"),
+    }
+}
+
+/// The compile error of a graph that must not build.
+pub fn compile_error(text: &str) -> gradc::compiler::CompileError {
+    match compiler::graph_from_str(text, "test.ron") {
+        Ok(_) => panic!("graph built but should not have"),
+        Err(e) => e,
+    }
+}
+
+/// Compiles and runs `g`, fetching the named outputs as f64 vectors.
+pub fn run(g: &Graph, feeds: &HashMap<String, Tensor>, fetches: &[&str]) -> Vec<Vec<f64>> {
+    let program = compiler::compile(g.clone()).expect("compiles");
+    let mut s = Session::new(program).expect("valid program");
+    let refs: Vec<_> = fetches.iter().map(|f| s.resolve(f).expect("fetch exists")).collect();
+    s.run(feeds, &refs).expect("runs").iter().map(Tensor::to_f64_vec).collect()
+}
+
+/// Runs the finite-difference check on every gradient `g` requests; panics with
+/// the failing rows.
+pub fn assert_gradcheck(what: &str, g: &Graph, feeds: &HashMap<String, Tensor>, tolerance: Option<f64>) -> Vec<Check> {
+    let checks = gradcheck(g, feeds, tolerance).unwrap_or_else(|e| panic!("{what}: gradcheck failed to run: {e}"));
+    assert!(!checks.is_empty(), "{what}: no gradients requested");
+    let bad: Vec<_> = checks.iter().filter(|c| !c.passed()).collect();
+    assert!(bad.is_empty(), "{what}: gradients disagree with finite differences: {bad:#?}");
+    checks
+}
+
+pub fn assert_close(got: &[f64], want: &[f64], tol: f64, what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: lengths differ: {got:?} vs {want:?}");
+    for (i, (a, b)) in got.iter().zip(want).enumerate() {
+        assert!((a - b).abs() <= tol * b.abs().max(1.0), "{what}[{i}]: got {a}, want {b} (all: {got:?})");
+    }
+}
