@@ -1,7 +1,7 @@
 //! Feeds given on the command line: `NAME=VALUE` with a RON literal (`3.0`,
 //! `[[1, 2], [3, 4]]`) or `NAME=FILE.npy`.
 
-use crate::runtime::{Literal, Program, Tensor, DType};
+use crate::runtime::{DType, Literal, Program, Tensor};
 use crate::Error;
 use ndarray::ArrayD;
 use std::collections::HashMap;
@@ -18,15 +18,25 @@ pub fn parse_feeds(program: &Program, args: &[String]) -> Result<HashMap<String,
             .instrs
             .iter()
             .find(|i| i.name == name)
-            .ok_or_else(|| Error::Usage(format!("feed '{name}': the program has no node of that name")))?;
+            .ok_or_else(|| {
+                Error::Usage(format!(
+                    "feed '{name}': the program has no node of that name"
+                ))
+            })?;
         let dtype = ins.outputs.first().map(|t| t.dtype).unwrap_or(ins.dtype);
         let tensor = if value.ends_with(".npy") {
             read_npy(Path::new(value), dtype)?
         } else {
-            let lit: Literal = ron::from_str(value)
-                .map_err(|e| Error::Usage(format!("feed '{name}': '{value}' is not a number or nested list: {e}")))?;
-            let (shape, data) = lit.to_flat().map_err(|e| Error::Usage(format!("feed '{name}': {e}")))?;
-            Tensor::from_f64(dtype, &shape, data).map_err(|e| Error::Usage(format!("feed '{name}': {e}")))?
+            let lit: Literal = ron::from_str(value).map_err(|e| {
+                Error::Usage(format!(
+                    "feed '{name}': '{value}' is not a number or nested list: {e}"
+                ))
+            })?;
+            let (shape, data) = lit
+                .to_flat()
+                .map_err(|e| Error::Usage(format!("feed '{name}': {e}")))?;
+            Tensor::from_f64(dtype, &shape, data)
+                .map_err(|e| Error::Usage(format!("feed '{name}': {e}")))?
         };
         if feeds.insert(name.to_string(), tensor).is_some() {
             return Err(Error::Usage(format!("'{name}' is fed twice")));
@@ -53,5 +63,6 @@ pub fn write_npy(path: &Path, t: &Tensor) -> Result<(), Error> {
         Tensor::F64(a) => a.write_npy(&mut buf),
     };
     res.map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
-    crate::runtime::io::write_atomic(path, &buf).map_err(|e| Error::Io(format!("{}: {e}", path.display())))
+    crate::runtime::io::write_atomic(path, &buf)
+        .map_err(|e| Error::Io(format!("{}: {e}", path.display())))
 }

@@ -47,7 +47,11 @@ fn step(dtype: DType) -> f64 {
 }
 
 /// Checks every gradient the graph requests.
-pub fn gradcheck(g: &Graph, feeds: &HashMap<String, Tensor>, tolerance: Option<f64>) -> Result<Vec<Check>, Error> {
+pub fn gradcheck(
+    g: &Graph,
+    feeds: &HashMap<String, Tensor>,
+    tolerance: Option<f64>,
+) -> Result<Vec<Check>, Error> {
     let program = crate::compiler::compile(g.clone())?;
     let mut session = Session::new(program).map_err(Error::run("gradcheck"))?;
     let mut fetch = |feeds: &HashMap<String, Tensor>, name: &str| -> Result<Tensor, Error> {
@@ -82,10 +86,24 @@ pub fn gradcheck(g: &Graph, feeds: &HashMap<String, Tensor>, tolerance: Option<f
             }
             numeric.push((f[0] - f[1]) / (2.0 * hi));
         }
-        let diff = |(a, n): (&f64, &f64)| if (a - n).is_nan() { f64::INFINITY } else { (a - n).abs() };
+        let diff = |(a, n): (&f64, &f64)| {
+            if (a - n).is_nan() {
+                f64::INFINITY
+            } else {
+                (a - n).abs()
+            }
+        };
         let max_abs = analytic.iter().zip(&numeric).map(diff).fold(0.0, f64::max);
-        let scale = analytic.iter().chain(&numeric).map(|v| v.abs()).fold(0.0, f64::max);
-        let max_rel = if max_abs == 0.0 { 0.0 } else { max_abs / scale.max(REL_FLOOR) };
+        let scale = analytic
+            .iter()
+            .chain(&numeric)
+            .map(|v| v.abs())
+            .fold(0.0, f64::max);
+        let max_rel = if max_abs == 0.0 {
+            0.0
+        } else {
+            max_abs / scale.max(REL_FLOOR)
+        };
         checks.push(Check {
             name: r.name.clone(),
             max_abs,

@@ -18,17 +18,27 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum Error {
     #[error("{0}")]
-    Compile(#[from] CompileError),
+    Compile(Box<CompileError>),
     #[error("{context}: {source}")]
-    Run { context: String, source: RunError },
+    Run { context: String, source: Box<RunError> },
     #[error("{0}")]
     Usage(String),
     #[error("{0}")]
     Io(String),
 }
 
+impl From<CompileError> for Error {
+    fn from(e: CompileError) -> Error {
+        Error::Compile(Box::new(e))
+    }
+}
+
 impl Error {
+    /// Wraps a run error with what was being run.
     pub fn run(context: &str) -> impl Fn(RunError) -> Error + '_ {
-        move |source| Error::Run { context: context.to_string(), source }
+        move |source| Error::Run {
+            context: context.to_string(),
+            source: Box::new(source),
+        }
     }
 }

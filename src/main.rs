@@ -8,7 +8,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "gradc", version, about = "Static-graph compiler with ahead-of-time differentiation")]
+#[command(
+    name = "gradc",
+    version,
+    about = "Static-graph compiler with ahead-of-time differentiation"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -69,7 +73,8 @@ fn load_graph(file: &Path) -> Result<Graph, Error> {
 
 /// A graph file is compiled; a saved program is loaded as it is.
 fn load_program(file: &Path) -> Result<Program, Error> {
-    let text = std::fs::read_to_string(file).map_err(|e| Error::Io(format!("{}: {e}", file.display())))?;
+    let text =
+        std::fs::read_to_string(file).map_err(|e| Error::Io(format!("{}: {e}", file.display())))?;
     if Program::is_program_text(&text) {
         return Program::from_ron(&text).map_err(|e| Error::Io(format!("{}: {e}", file.display())));
     }
@@ -81,11 +86,17 @@ fn run(command: Command) -> Result<ExitCode, Error> {
     match command {
         Command::Check { file } => {
             let g = load_graph(&file)?;
-            let (fwd, bwd) = g.g.node_indices().fold((0, 0), |(f, b), n| match g.node(n).role {
-                compiler::ir::Role::Forward => (f + 1, b),
-                compiler::ir::Role::Backward => (f, b + 1),
-            });
-            println!("{}: ok: graph '{}', {fwd} forward nodes, {bwd} backward nodes", file.display(), g.name);
+            let (fwd, bwd) =
+                g.g.node_indices()
+                    .fold((0, 0), |(f, b), n| match g.node(n).role {
+                        compiler::ir::Role::Forward => (f + 1, b),
+                        compiler::ir::Role::Backward => (f, b + 1),
+                    });
+            println!(
+                "{}: ok: graph '{}', {fwd} forward nodes, {bwd} backward nodes",
+                file.display(),
+                g.name
+            );
             for (label, t) in &g.outputs {
                 println!("  output {label} : {}", g.ty(*t));
             }
@@ -98,9 +109,18 @@ fn run(command: Command) -> Result<ExitCode, Error> {
         Command::Compile { file, output } => {
             let program = compiler::compile(load_graph(&file)?)?;
             program.save(&output).map_err(Error::Io)?;
-            println!("wrote {} ({} instructions)", output.display(), program.instrs.len());
+            println!(
+                "wrote {} ({} instructions)",
+                output.display(),
+                program.instrs.len()
+            );
         }
-        Command::Run { file, feeds, fetches, npy_dir } => {
+        Command::Run {
+            file,
+            feeds,
+            fetches,
+            npy_dir,
+        } => {
             let program = load_program(&file)?;
             let feeds = feeds::parse_feeds(&program, &feeds)?;
             let labels: Vec<String> = if fetches.is_empty() {
@@ -114,9 +134,12 @@ fn run(command: Command) -> Result<ExitCode, Error> {
                 .map(|l| session.resolve(l))
                 .collect::<Result<_, _>>()
                 .map_err(Error::run("fetch"))?;
-            let values = session.run(&feeds, &refs).map_err(Error::run(&file.display().to_string()))?;
+            let values = session
+                .run(&feeds, &refs)
+                .map_err(Error::run(&file.display().to_string()))?;
             if let Some(dir) = &npy_dir {
-                std::fs::create_dir_all(dir).map_err(|e| Error::Io(format!("{}: {e}", dir.display())))?;
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| Error::Io(format!("{}: {e}", dir.display())))?;
             }
             for (label, value) in labels.iter().zip(&values) {
                 match value {
@@ -124,13 +147,25 @@ fn run(command: Command) -> Result<ExitCode, Error> {
                     gradc::runtime::Tensor::F64(a) => println!("{label} = {a}"),
                 }
                 if let Some(dir) = &npy_dir {
-                    let safe: String =
-                        label.chars().map(|c| if c.is_alphanumeric() || c == '_' || c == '-' { c } else { '_' }).collect();
+                    let safe: String = label
+                        .chars()
+                        .map(|c| {
+                            if c.is_alphanumeric() || c == '_' || c == '-' {
+                                c
+                            } else {
+                                '_'
+                            }
+                        })
+                        .collect();
                     feeds::write_npy(&dir.join(format!("{safe}.npy")), value)?;
                 }
             }
         }
-        Command::Gradcheck { file, feeds, tolerance } => {
+        Command::Gradcheck {
+            file,
+            feeds,
+            tolerance,
+        } => {
             let g = load_graph(&file)?;
             let program = compiler::compile(g.clone())?;
             let feeds = feeds::parse_feeds(&program, &feeds)?;

@@ -25,7 +25,10 @@ fn unknown_op_suggests_the_closest() {
     let e = compile_error(&wrap("        (name: \"a\", op: Const(1.0)),\n        (name: \"b\", op: Mull, inputs: [\"a\", \"a\"]),"));
     assert_eq!(e.kind, ErrorKind::UnknownOp);
     assert_eq!(e.line, Some(6));
-    assert!(e.message.contains("unknown op 'Mull'") && e.message.contains("did you mean 'Mul'"), "{e}");
+    assert!(
+        e.message.contains("unknown op 'Mull'") && e.message.contains("did you mean 'Mul'"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -33,7 +36,10 @@ fn unknown_attribute_suggests_the_closest() {
     let e = compile_error(&wrap("        (name: \"a\", op: Const([1.0, 2.0])),\n        (name: \"s\", op: Sum(axis: [0]), inputs: [\"a\"]),"));
     assert_eq!(e.kind, ErrorKind::UnknownAttr);
     assert_eq!(e.line, Some(6));
-    assert!(e.message.contains("'axis'") && e.message.contains("did you mean 'axes'"), "{e}");
+    assert!(
+        e.message.contains("'axis'") && e.message.contains("did you mean 'axes'"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -47,8 +53,14 @@ fn missing_attribute_is_named() {
 fn unknown_input_names_node_line_and_suggestion() {
     let e = compile_error(&wrap("        (name: \"apple\", op: Const(1.0)),\n        (name: \"price\", op: Mul, inputs: [\"aple\", \"apple\"]),"));
     assert_eq!(e.kind, ErrorKind::UnknownNode);
-    assert_eq!((e.node.as_deref(), e.op, e.line), (Some("price"), Some("Mul"), Some(6)));
-    assert!(e.message.contains("'aple'") && e.message.contains("did you mean 'apple'"), "{e}");
+    assert_eq!(
+        (e.node.as_deref(), e.op, e.line),
+        (Some("price"), Some("Mul"), Some(6))
+    );
+    assert!(
+        e.message.contains("'aple'") && e.message.contains("did you mean 'apple'"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -61,7 +73,9 @@ fn unknown_gradient_target_is_refused() {
 
 #[test]
 fn duplicate_names_are_refused() {
-    let e = compile_error(&wrap("        (name: \"a\", op: Const(1.0)),\n        (name: \"a\", op: Const(2.0)),"));
+    let e = compile_error(&wrap(
+        "        (name: \"a\", op: Const(1.0)),\n        (name: \"a\", op: Const(2.0)),",
+    ));
     assert_eq!(e.kind, ErrorKind::DuplicateName);
     assert_eq!((e.node.as_deref(), e.line), (Some("a"), Some(6)));
 }
@@ -87,9 +101,19 @@ fn shape_mismatch_names_node_op_line_and_shapes() {
         "        (name: \"x\", op: Placeholder(shape: [\"batch\", 3])),\n        (name: \"w\", op: Const([[1.0, 2.0]])),\n        (name: \"xw\", op: MatMul(), inputs: [\"x\", \"w\"]),",
     ));
     assert_eq!(e.kind, ErrorKind::Shape);
-    assert_eq!((e.node.as_deref(), e.op, e.line), (Some("xw"), Some("MatMul"), Some(7)));
-    assert!(e.message.contains("[batch,3]") && e.message.contains("[1,2]"), "{e}");
-    assert!(e.to_string().starts_with("test.ron:7: error in node 'xw' (MatMul)"), "{e}");
+    assert_eq!(
+        (e.node.as_deref(), e.op, e.line),
+        (Some("xw"), Some("MatMul"), Some(7))
+    );
+    assert!(
+        e.message.contains("[batch,3]") && e.message.contains("[1,2]"),
+        "{e}"
+    );
+    assert!(
+        e.to_string()
+            .starts_with("test.ron:7: error in node 'xw' (MatMul)"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -104,7 +128,10 @@ fn mixed_dtypes_are_refused() {
     let e = compile_error(&wrap("        (name: \"a\", op: Const(1.0), dtype: F32),\n        (name: \"b\", op: Const(1.0)),\n        (name: \"c\", op: Add, inputs: [\"a\", \"b\"]),"));
     assert_eq!(e.kind, ErrorKind::DType);
     assert_eq!((e.node.as_deref(), e.line), (Some("c"), Some(7)));
-    assert!(e.message.contains("f32") && e.message.contains("f64"), "{e}");
+    assert!(
+        e.message.contains("f32") && e.message.contains("f64"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -119,19 +146,25 @@ fn an_op_without_gradient_on_the_path_is_named() {
     let text = "Graph(name: \"bad\", dtype: F64, nodes: [\n (name: \"x\", op: Const([[1.0, 3.0]])),\n (name: \"i\", op: ArgMax(axis: 1), inputs: [\"x\"]),\n (name: \"y\", op: Mul, inputs: [\"i\", \"x\"]),\n], gradients: [(of: \"y\", wrt: [\"x\"])])";
     let e = compile_error(text);
     assert_eq!(e.kind, ErrorKind::NoGradient);
-    assert_eq!((e.node.as_deref(), e.op, e.line), (Some("i"), Some("ArgMax"), Some(3)));
+    assert_eq!(
+        (e.node.as_deref(), e.op, e.line),
+        (Some("i"), Some("ArgMax"), Some(3))
+    );
 }
 
 #[test]
 fn ragged_constants_are_refused() {
-    let e = compile_error(&wrap("        (name: \"a\", op: Const([[1.0, 2.0], [3.0]])),"));
+    let e = compile_error(&wrap(
+        "        (name: \"a\", op: Const([[1.0, 2.0], [3.0]])),",
+    ));
     assert_eq!(e.kind, ErrorKind::Shape);
     assert_eq!((e.node.as_deref(), e.line), (Some("a"), Some(5)));
 }
 
 #[test]
 fn missing_file_names_the_file() {
-    let e = gradc::compiler::graph_from_file(std::path::Path::new("no/such/file.ron")).expect_err("missing");
+    let e = gradc::compiler::graph_from_file(std::path::Path::new("no/such/file.ron"))
+        .expect_err("missing");
     assert_eq!(e.kind, ErrorKind::Io);
     assert!(e.to_string().starts_with("no/such/file.ron"), "{e}");
 }
@@ -148,7 +181,12 @@ fn session() -> Session {
 fn feed(pairs: &[(&str, &[usize])], dtype: DType) -> HashMap<String, Tensor> {
     pairs
         .iter()
-        .map(|(n, s)| (n.to_string(), Tensor::from_f64(dtype, s, vec![1.0; s.iter().product()]).expect("fits")))
+        .map(|(n, s)| {
+            (
+                n.to_string(),
+                Tensor::from_f64(dtype, s, vec![1.0; s.iter().product()]).expect("fits"),
+            )
+        })
         .collect()
 }
 
@@ -156,16 +194,26 @@ fn feed(pairs: &[(&str, &[usize])], dtype: DType) -> HashMap<String, Tensor> {
 fn a_feed_of_the_wrong_shape_is_refused() {
     let mut s = session();
     let d = s.resolve("d").expect("exists");
-    let e = s.run(&feed(&[("x", &[2, 4]), ("t", &[2])], DType::F64), &[d]).expect_err("bad shape");
-    assert!(matches!(&e, RunError::FeedShape { name, .. } if name == "x"), "{e}");
-    assert!(e.to_string().contains("[2, 4]") && e.to_string().contains("[batch,3]"), "{e}");
+    let e = s
+        .run(&feed(&[("x", &[2, 4]), ("t", &[2])], DType::F64), &[d])
+        .expect_err("bad shape");
+    assert!(
+        matches!(&e, RunError::FeedShape { name, .. } if name == "x"),
+        "{e}"
+    );
+    assert!(
+        e.to_string().contains("[2, 4]") && e.to_string().contains("[batch,3]"),
+        "{e}"
+    );
 }
 
 #[test]
 fn symbols_must_agree_across_feeds() {
     let mut s = session();
     let d = s.resolve("d").expect("exists");
-    let e = s.run(&feed(&[("x", &[2, 3]), ("t", &[5])], DType::F64), &[d]).expect_err("batch differs");
+    let e = s
+        .run(&feed(&[("x", &[2, 3]), ("t", &[5])], DType::F64), &[d])
+        .expect_err("batch differs");
     assert!(e.to_string().contains("'batch' is 2"), "{e}");
 }
 
@@ -173,30 +221,47 @@ fn symbols_must_agree_across_feeds() {
 fn a_missing_feed_is_named() {
     let mut s = session();
     let d = s.resolve("d").expect("exists");
-    let e = s.run(&feed(&[("x", &[2, 3])], DType::F64), &[d]).expect_err("t missing");
-    assert!(matches!(&e, RunError::MissingFeed { name, .. } if name == "t"), "{e}");
+    let e = s
+        .run(&feed(&[("x", &[2, 3])], DType::F64), &[d])
+        .expect_err("t missing");
+    assert!(
+        matches!(&e, RunError::MissingFeed { name, .. } if name == "t"),
+        "{e}"
+    );
 }
 
 #[test]
 fn a_feed_of_the_wrong_dtype_is_refused() {
     let mut s = session();
     let d = s.resolve("d").expect("exists");
-    let e = s.run(&feed(&[("x", &[2, 3]), ("t", &[2])], DType::F32), &[d]).expect_err("f32 fed to f64");
+    let e = s
+        .run(&feed(&[("x", &[2, 3]), ("t", &[2])], DType::F32), &[d])
+        .expect_err("f32 fed to f64");
     assert!(matches!(e, RunError::FeedDtype { .. }), "{e}");
 }
 
 #[test]
 fn unknown_fetches_and_feeds_are_refused() {
     let mut s = session();
-    assert!(matches!(s.resolve("nope"), Err(RunError::UnknownFetch { .. })));
+    assert!(matches!(
+        s.resolve("nope"),
+        Err(RunError::UnknownFetch { .. })
+    ));
     let d = s.resolve("d").expect("exists");
-    let e = s.run(&feed(&[("x", &[2, 3]), ("t", &[2]), ("zz", &[1])], DType::F64), &[d]).expect_err("zz");
+    let e = s
+        .run(
+            &feed(&[("x", &[2, 3]), ("t", &[2]), ("zz", &[1])], DType::F64),
+            &[d],
+        )
+        .expect_err("zz");
     assert!(matches!(e, RunError::UnknownFeed { .. }), "{e}");
 }
 
 #[test]
 fn a_corrupt_program_file_is_refused() {
-    let g = graph(&wrap("        (name: \"a\", op: Const(1.0)),\n        (name: \"b\", op: Neg, inputs: [\"a\"]),"));
+    let g = graph(&wrap(
+        "        (name: \"a\", op: Const(1.0)),\n        (name: \"b\", op: Neg, inputs: [\"a\"]),",
+    ));
     let program = gradc::compiler::compile(g).expect("compiles");
     let text = program.to_ron().expect("serializes");
     // Point b's input at itself: a reference forward, which validation refuses.

@@ -14,7 +14,16 @@ fn example(name: &str) -> gradc::compiler::Graph {
 #[test]
 fn apple() {
     let g = example("apple");
-    let v = run(&g, &HashMap::new(), &["price", "d(price)/d(apple)", "d(price)/d(apple_num)", "d(price)/d(tax)"]);
+    let v = run(
+        &g,
+        &HashMap::new(),
+        &[
+            "price",
+            "d(price)/d(apple)",
+            "d(price)/d(apple_num)",
+            "d(price)/d(tax)",
+        ],
+    );
     assert_close(&v.concat(), &[220.0, 2.2, 110.0, 200.0], 1e-12, "apple");
 }
 
@@ -30,7 +39,12 @@ fn apple_orange() {
         "d(price)/d(tax)",
     ];
     let v = run(&g, &HashMap::new(), &fetch);
-    assert_close(&v.concat(), &[715.0, 110.0, 2.2, 3.3, 165.0, 650.0], 1e-12, "apple_orange");
+    assert_close(
+        &v.concat(),
+        &[715.0, 110.0, 2.2, 3.3, 165.0, 650.0],
+        1e-12,
+        "apple_orange",
+    );
 }
 
 #[test]
@@ -47,10 +61,17 @@ fn sigmoid_composite_gradient_is_y_times_one_minus_y() {
 #[test]
 fn x2_exp_first_and_second_derivatives() {
     let g = example("x2_exp");
-    let v = run(&g, &HashMap::new(), &["x", "d(y)/d(x)", "d(d(y)/d(x))/d(x)"]);
+    let v = run(
+        &g,
+        &HashMap::new(),
+        &["x", "d(y)/d(x)", "d(d(y)/d(x))/d(x)"],
+    );
     let x = &v[0];
     let first: Vec<f64> = x.iter().map(|x| (2.0 * x + x * x) * x.exp()).collect();
-    let second: Vec<f64> = x.iter().map(|x| (2.0 + 4.0 * x + x * x) * x.exp()).collect();
+    let second: Vec<f64> = x
+        .iter()
+        .map(|x| (2.0 + 4.0 * x + x * x) * x.exp())
+        .collect();
     assert_close(&v[1], &first, 1e-14, "first derivative");
     assert_close(&v[2], &second, 1e-14, "second derivative");
 }

@@ -34,60 +34,309 @@ struct Case {
 use Dist::*;
 
 const CASES: &[Case] = &[
-    Case { name: "identity", inputs: &[("a", &[3], Normal)], node: r#"(name: "y", op: Identity, inputs: ["a"])"#, second_order: true },
-    Case { name: "add", inputs: &[("a", &[2, 3], Normal), ("b", &[2, 3], Normal)], node: r#"(name: "y", op: Add, inputs: ["a", "b"])"#, second_order: true },
-    Case { name: "add_broadcast_row", inputs: &[("a", &[2, 3], Normal), ("b", &[3], Normal)], node: r#"(name: "y", op: Add, inputs: ["a", "b"])"#, second_order: true },
-    Case { name: "add_broadcast_col", inputs: &[("a", &[2, 1], Normal), ("b", &[2, 3], Normal)], node: r#"(name: "y", op: Add, inputs: ["a", "b"])"#, second_order: true },
-    Case { name: "sub_broadcast_scalar", inputs: &[("a", &[], Normal), ("b", &[2, 3], Normal)], node: r#"(name: "y", op: Sub, inputs: ["a", "b"])"#, second_order: true },
-    Case { name: "mul_broadcast", inputs: &[("a", &[4, 1, 3], Normal), ("b", &[2, 1], Normal)], node: r#"(name: "y", op: Mul, inputs: ["a", "b"])"#, second_order: true },
-    Case { name: "div_broadcast", inputs: &[("a", &[2, 3], Normal), ("b", &[3], Positive)], node: r#"(name: "y", op: Div, inputs: ["a", "b"])"#, second_order: true },
-    Case { name: "neg", inputs: &[("a", &[2, 3], Normal)], node: r#"(name: "y", op: Neg, inputs: ["a"])"#, second_order: true },
-    Case { name: "exp", inputs: &[("a", &[2, 3], Normal)], node: r#"(name: "y", op: Exp, inputs: ["a"])"#, second_order: true },
-    Case { name: "log", inputs: &[("a", &[2, 3], Positive)], node: r#"(name: "y", op: Log, inputs: ["a"])"#, second_order: true },
-    Case { name: "square", inputs: &[("a", &[2, 3], Normal)], node: r#"(name: "y", op: Square, inputs: ["a"])"#, second_order: true },
-    Case { name: "pow_integer", inputs: &[("a", &[2, 3], Normal)], node: r#"(name: "y", op: Pow(exponent: 3.0), inputs: ["a"])"#, second_order: true },
-    Case { name: "pow_fractional", inputs: &[("a", &[2, 3], Positive)], node: r#"(name: "y", op: Pow(exponent: -1.5), inputs: ["a"])"#, second_order: true },
-    Case { name: "sqrt", inputs: &[("a", &[2, 3], Positive)], node: r#"(name: "y", op: Sqrt, inputs: ["a"])"#, second_order: true },
-    Case { name: "rsqrt", inputs: &[("a", &[2, 3], Positive)], node: r#"(name: "y", op: Rsqrt, inputs: ["a"])"#, second_order: true },
-    Case { name: "maximum_broadcast", inputs: &[("a", &[2, 3], Normal), ("b", &[3], Normal)], node: r#"(name: "y", op: Maximum, inputs: ["a", "b"])"#, second_order: true },
-    Case { name: "relu", inputs: &[("a", &[3, 4], Normal)], node: r#"(name: "y", op: Relu, inputs: ["a"])"#, second_order: true },
-    Case { name: "sigmoid", inputs: &[("a", &[3, 4], Normal)], node: r#"(name: "y", op: Sigmoid, inputs: ["a"])"#, second_order: true },
-    Case { name: "tanh", inputs: &[("a", &[3, 4], Normal)], node: r#"(name: "y", op: Tanh, inputs: ["a"])"#, second_order: true },
-    Case { name: "matmul", inputs: &[("a", &[3, 4], Normal), ("b", &[4, 2], Normal)], node: r#"(name: "y", op: MatMul(), inputs: ["a", "b"])"#, second_order: true },
-    Case { name: "matmul_ta", inputs: &[("a", &[4, 3], Normal), ("b", &[4, 2], Normal)], node: r#"(name: "y", op: MatMul(transpose_a: true), inputs: ["a", "b"])"#, second_order: true },
-    Case { name: "matmul_tb", inputs: &[("a", &[3, 4], Normal), ("b", &[2, 4], Normal)], node: r#"(name: "y", op: MatMul(transpose_b: true), inputs: ["a", "b"])"#, second_order: true },
-    Case { name: "matmul_ta_tb", inputs: &[("a", &[4, 3], Normal), ("b", &[2, 4], Normal)], node: r#"(name: "y", op: MatMul(transpose_a: true, transpose_b: true), inputs: ["a", "b"])"#, second_order: true },
-    Case { name: "matmul_batched", inputs: &[("a", &[2, 3, 4], Normal), ("b", &[2, 4, 2], Normal)], node: r#"(name: "y", op: MatMul(), inputs: ["a", "b"])"#, second_order: true },
-    Case { name: "bias_add", inputs: &[("a", &[2, 3, 4], Normal), ("b", &[4], Normal)], node: r#"(name: "y", op: BiasAdd, inputs: ["a", "b"])"#, second_order: true },
-    Case { name: "sum_all", inputs: &[("a", &[2, 3], Normal)], node: r#"(name: "y", op: Sum(), inputs: ["a"])"#, second_order: true },
-    Case { name: "sum_axis_keep", inputs: &[("a", &[2, 3, 4], Normal)], node: r#"(name: "y", op: Sum(axes: [1], keep_dims: true), inputs: ["a"])"#, second_order: true },
-    Case { name: "sum_negative_axes", inputs: &[("a", &[2, 3, 4], Normal)], node: r#"(name: "y", op: Sum(axes: [-1, 0]), inputs: ["a"])"#, second_order: true },
-    Case { name: "mean_all", inputs: &[("a", &[2, 3], Normal)], node: r#"(name: "y", op: Mean(), inputs: ["a"])"#, second_order: true },
-    Case { name: "mean_axis", inputs: &[("a", &[2, 3, 4], Normal)], node: r#"(name: "y", op: Mean(axes: [-2]), inputs: ["a"])"#, second_order: true },
-    Case { name: "mean_keep_dims", inputs: &[("a", &[2, 3], Normal)], node: r#"(name: "y", op: Mean(axes: [0], keep_dims: true), inputs: ["a"])"#, second_order: true },
-    Case { name: "reshape", inputs: &[("a", &[2, 3, 2], Normal)], node: r#"(name: "y", op: Reshape(shape: [3, -1]), inputs: ["a"])"#, second_order: true },
-    Case { name: "transpose_default", inputs: &[("a", &[2, 3], Normal)], node: r#"(name: "y", op: Transpose(), inputs: ["a"])"#, second_order: true },
-    Case { name: "transpose_perm", inputs: &[("a", &[2, 3, 4], Normal)], node: r#"(name: "y", op: Transpose(perm: [1, 2, 0]), inputs: ["a"])"#, second_order: true },
-    Case { name: "expand_dims", inputs: &[("a", &[2, 3], Normal)], node: r#"(name: "y", op: ExpandDims(axes: [0, -1]), inputs: ["a"])"#, second_order: true },
-    Case { name: "squeeze", inputs: &[("a", &[2, 1, 3], Normal)], node: r#"(name: "y", op: Squeeze(axes: [1]), inputs: ["a"])"#, second_order: true },
-    Case { name: "softmax", inputs: &[("a", &[3, 4], Normal)], node: r#"(name: "y", op: Softmax, inputs: ["a"])"#, second_order: true },
-    Case { name: "softmax_cross_entropy", inputs: &[("a", &[3, 4], Normal), ("b", &[3, 4], Labels)], node: r#"(name: "y", op: SoftmaxCrossEntropyWithLogits, inputs: ["a", "b"])"#, second_order: true },
-    Case { name: "add_n", inputs: &[("a", &[2, 3], Normal), ("b", &[2, 3], Normal), ("c", &[2, 3], Normal)], node: r#"(name: "y", op: AddN, inputs: ["a", "b", "c", "a"])"#, second_order: true },
-    Case { name: "fill", inputs: &[("a", &[], Normal)], node: r#"(name: "y", op: Fill(shape: [2, 3]), inputs: ["a"])"#, second_order: true },
-    Case { name: "sum_to_like", inputs: &[("a", &[2, 3], Normal), ("b", &[3], Normal)], node: r#"(name: "y", op: SumToLike, inputs: ["a", "b"])"#, second_order: true },
-    Case { name: "broadcast_like", inputs: &[("a", &[3], Normal), ("b", &[2, 3], Normal)], node: r#"(name: "y", op: BroadcastLike, inputs: ["a", "b"])"#, second_order: true },
-    Case { name: "reshape_like", inputs: &[("a", &[6], Normal), ("b", &[2, 3], Normal)], node: r#"(name: "y", op: ReshapeLike, inputs: ["a", "b"])"#, second_order: true },
-    Case { name: "relu_grad", inputs: &[("a", &[2, 3], Normal), ("b", &[2, 3], Normal)], node: r#"(name: "y", op: ReluGrad, inputs: ["a", "b"])"#, second_order: true },
+    Case {
+        name: "identity",
+        inputs: &[("a", &[3], Normal)],
+        node: r#"(name: "y", op: Identity, inputs: ["a"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "add",
+        inputs: &[("a", &[2, 3], Normal), ("b", &[2, 3], Normal)],
+        node: r#"(name: "y", op: Add, inputs: ["a", "b"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "add_broadcast_row",
+        inputs: &[("a", &[2, 3], Normal), ("b", &[3], Normal)],
+        node: r#"(name: "y", op: Add, inputs: ["a", "b"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "add_broadcast_col",
+        inputs: &[("a", &[2, 1], Normal), ("b", &[2, 3], Normal)],
+        node: r#"(name: "y", op: Add, inputs: ["a", "b"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "sub_broadcast_scalar",
+        inputs: &[("a", &[], Normal), ("b", &[2, 3], Normal)],
+        node: r#"(name: "y", op: Sub, inputs: ["a", "b"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "mul_broadcast",
+        inputs: &[("a", &[4, 1, 3], Normal), ("b", &[2, 1], Normal)],
+        node: r#"(name: "y", op: Mul, inputs: ["a", "b"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "div_broadcast",
+        inputs: &[("a", &[2, 3], Normal), ("b", &[3], Positive)],
+        node: r#"(name: "y", op: Div, inputs: ["a", "b"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "neg",
+        inputs: &[("a", &[2, 3], Normal)],
+        node: r#"(name: "y", op: Neg, inputs: ["a"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "exp",
+        inputs: &[("a", &[2, 3], Normal)],
+        node: r#"(name: "y", op: Exp, inputs: ["a"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "log",
+        inputs: &[("a", &[2, 3], Positive)],
+        node: r#"(name: "y", op: Log, inputs: ["a"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "square",
+        inputs: &[("a", &[2, 3], Normal)],
+        node: r#"(name: "y", op: Square, inputs: ["a"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "pow_integer",
+        inputs: &[("a", &[2, 3], Normal)],
+        node: r#"(name: "y", op: Pow(exponent: 3.0), inputs: ["a"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "pow_fractional",
+        inputs: &[("a", &[2, 3], Positive)],
+        node: r#"(name: "y", op: Pow(exponent: -1.5), inputs: ["a"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "sqrt",
+        inputs: &[("a", &[2, 3], Positive)],
+        node: r#"(name: "y", op: Sqrt, inputs: ["a"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "rsqrt",
+        inputs: &[("a", &[2, 3], Positive)],
+        node: r#"(name: "y", op: Rsqrt, inputs: ["a"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "maximum_broadcast",
+        inputs: &[("a", &[2, 3], Normal), ("b", &[3], Normal)],
+        node: r#"(name: "y", op: Maximum, inputs: ["a", "b"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "relu",
+        inputs: &[("a", &[3, 4], Normal)],
+        node: r#"(name: "y", op: Relu, inputs: ["a"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "sigmoid",
+        inputs: &[("a", &[3, 4], Normal)],
+        node: r#"(name: "y", op: Sigmoid, inputs: ["a"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "tanh",
+        inputs: &[("a", &[3, 4], Normal)],
+        node: r#"(name: "y", op: Tanh, inputs: ["a"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "matmul",
+        inputs: &[("a", &[3, 4], Normal), ("b", &[4, 2], Normal)],
+        node: r#"(name: "y", op: MatMul(), inputs: ["a", "b"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "matmul_ta",
+        inputs: &[("a", &[4, 3], Normal), ("b", &[4, 2], Normal)],
+        node: r#"(name: "y", op: MatMul(transpose_a: true), inputs: ["a", "b"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "matmul_tb",
+        inputs: &[("a", &[3, 4], Normal), ("b", &[2, 4], Normal)],
+        node: r#"(name: "y", op: MatMul(transpose_b: true), inputs: ["a", "b"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "matmul_ta_tb",
+        inputs: &[("a", &[4, 3], Normal), ("b", &[2, 4], Normal)],
+        node: r#"(name: "y", op: MatMul(transpose_a: true, transpose_b: true), inputs: ["a", "b"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "matmul_batched",
+        inputs: &[("a", &[2, 3, 4], Normal), ("b", &[2, 4, 2], Normal)],
+        node: r#"(name: "y", op: MatMul(), inputs: ["a", "b"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "bias_add",
+        inputs: &[("a", &[2, 3, 4], Normal), ("b", &[4], Normal)],
+        node: r#"(name: "y", op: BiasAdd, inputs: ["a", "b"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "sum_all",
+        inputs: &[("a", &[2, 3], Normal)],
+        node: r#"(name: "y", op: Sum(), inputs: ["a"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "sum_axis_keep",
+        inputs: &[("a", &[2, 3, 4], Normal)],
+        node: r#"(name: "y", op: Sum(axes: [1], keep_dims: true), inputs: ["a"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "sum_negative_axes",
+        inputs: &[("a", &[2, 3, 4], Normal)],
+        node: r#"(name: "y", op: Sum(axes: [-1, 0]), inputs: ["a"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "mean_all",
+        inputs: &[("a", &[2, 3], Normal)],
+        node: r#"(name: "y", op: Mean(), inputs: ["a"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "mean_axis",
+        inputs: &[("a", &[2, 3, 4], Normal)],
+        node: r#"(name: "y", op: Mean(axes: [-2]), inputs: ["a"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "mean_keep_dims",
+        inputs: &[("a", &[2, 3], Normal)],
+        node: r#"(name: "y", op: Mean(axes: [0], keep_dims: true), inputs: ["a"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "reshape",
+        inputs: &[("a", &[2, 3, 2], Normal)],
+        node: r#"(name: "y", op: Reshape(shape: [3, -1]), inputs: ["a"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "transpose_default",
+        inputs: &[("a", &[2, 3], Normal)],
+        node: r#"(name: "y", op: Transpose(), inputs: ["a"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "transpose_perm",
+        inputs: &[("a", &[2, 3, 4], Normal)],
+        node: r#"(name: "y", op: Transpose(perm: [1, 2, 0]), inputs: ["a"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "expand_dims",
+        inputs: &[("a", &[2, 3], Normal)],
+        node: r#"(name: "y", op: ExpandDims(axes: [0, -1]), inputs: ["a"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "squeeze",
+        inputs: &[("a", &[2, 1, 3], Normal)],
+        node: r#"(name: "y", op: Squeeze(axes: [1]), inputs: ["a"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "softmax",
+        inputs: &[("a", &[3, 4], Normal)],
+        node: r#"(name: "y", op: Softmax, inputs: ["a"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "softmax_cross_entropy",
+        inputs: &[("a", &[3, 4], Normal), ("b", &[3, 4], Labels)],
+        node: r#"(name: "y", op: SoftmaxCrossEntropyWithLogits, inputs: ["a", "b"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "add_n",
+        inputs: &[
+            ("a", &[2, 3], Normal),
+            ("b", &[2, 3], Normal),
+            ("c", &[2, 3], Normal),
+        ],
+        node: r#"(name: "y", op: AddN, inputs: ["a", "b", "c", "a"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "fill",
+        inputs: &[("a", &[], Normal)],
+        node: r#"(name: "y", op: Fill(shape: [2, 3]), inputs: ["a"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "sum_to_like",
+        inputs: &[("a", &[2, 3], Normal), ("b", &[3], Normal)],
+        node: r#"(name: "y", op: SumToLike, inputs: ["a", "b"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "broadcast_like",
+        inputs: &[("a", &[3], Normal), ("b", &[2, 3], Normal)],
+        node: r#"(name: "y", op: BroadcastLike, inputs: ["a", "b"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "reshape_like",
+        inputs: &[("a", &[6], Normal), ("b", &[2, 3], Normal)],
+        node: r#"(name: "y", op: ReshapeLike, inputs: ["a", "b"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "relu_grad",
+        inputs: &[("a", &[2, 3], Normal), ("b", &[2, 3], Normal)],
+        node: r#"(name: "y", op: ReluGrad, inputs: ["a", "b"])"#,
+        second_order: true,
+    },
 ];
 
 /// Ops whose inputs get no gradient: piecewise-constant ops (where finite
 /// differences agree) and StopGradient (where they must not: it blocks by definition).
 const ZERO_GRADIENT_CASES: &[Case] = &[
-    Case { name: "stop_gradient", inputs: &[("a", &[2, 3], Normal)], node: r#"(name: "y", op: StopGradient, inputs: ["a"])"#, second_order: false },
-    Case { name: "zeros_like", inputs: &[("a", &[2, 3], Normal)], node: r#"(name: "y", op: ZerosLike, inputs: ["a"])"#, second_order: false },
-    Case { name: "ones_like", inputs: &[("a", &[2, 3], Normal)], node: r#"(name: "y", op: OnesLike, inputs: ["a"])"#, second_order: false },
-    Case { name: "greater_equal", inputs: &[("a", &[2, 3], Normal), ("b", &[2, 3], Normal)], node: r#"(name: "y", op: GreaterEqual, inputs: ["a", "b"])"#, second_order: false },
-    Case { name: "reduced_size", inputs: &[("a", &[2, 3], Normal)], node: r#"(name: "y", op: ReducedSize(axes: [1]), inputs: ["a"])"#, second_order: false },
+    Case {
+        name: "stop_gradient",
+        inputs: &[("a", &[2, 3], Normal)],
+        node: r#"(name: "y", op: StopGradient, inputs: ["a"])"#,
+        second_order: false,
+    },
+    Case {
+        name: "zeros_like",
+        inputs: &[("a", &[2, 3], Normal)],
+        node: r#"(name: "y", op: ZerosLike, inputs: ["a"])"#,
+        second_order: false,
+    },
+    Case {
+        name: "ones_like",
+        inputs: &[("a", &[2, 3], Normal)],
+        node: r#"(name: "y", op: OnesLike, inputs: ["a"])"#,
+        second_order: false,
+    },
+    Case {
+        name: "greater_equal",
+        inputs: &[("a", &[2, 3], Normal), ("b", &[2, 3], Normal)],
+        node: r#"(name: "y", op: GreaterEqual, inputs: ["a", "b"])"#,
+        second_order: false,
+    },
+    Case {
+        name: "reduced_size",
+        inputs: &[("a", &[2, 3], Normal)],
+        node: r#"(name: "y", op: ReducedSize(axes: [1]), inputs: ["a"])"#,
+        second_order: false,
+    },
 ];
 
 /// The graph for a case: the op, then loss = sum(1.37 * y^3), so every output
@@ -102,8 +351,12 @@ fn case_graph(case: &Case) -> String {
     nodes += ",\n(name: \"y2\", op: Pow(exponent: 3.0), inputs: [\"y\"]),\n";
     nodes += "(name: \"w\", op: Const(1.37)),\n(name: \"yw\", op: Mul, inputs: [\"y2\", \"w\"]),\n";
     nodes += "(name: \"loss\", op: Sum(), inputs: [\"yw\"]),\n";
-    let wrt: Vec<String> =
-        case.inputs.iter().filter(|(_, _, d)| !matches!(d, Labels)).map(|(n, _, _)| format!("\"{n}\"")).collect();
+    let wrt: Vec<String> = case
+        .inputs
+        .iter()
+        .filter(|(_, _, d)| !matches!(d, Labels))
+        .map(|(n, _, _)| format!("\"{n}\""))
+        .collect();
     let mut grads = format!("(of: \"loss\", wrt: [{}]),\n", wrt.join(", "));
     if case.second_order {
         for (n, _, _) in case.inputs.iter().filter(|(_, _, d)| !matches!(d, Labels)) {
@@ -134,7 +387,10 @@ fn feeds(case: &Case, rng: &mut ChaCha8Rng) -> HashMap<String, Tensor> {
                     row.iter_mut().for_each(|v| *v /= total);
                 }
             }
-            (name.to_string(), Tensor::from_f64(DType::F64, shape, data).expect("shape fits"))
+            (
+                name.to_string(),
+                Tensor::from_f64(DType::F64, shape, data).expect("shape fits"),
+            )
         })
         .collect()
 }
@@ -166,18 +422,30 @@ fn ops_without_gradient_give_exact_zeros() {
         let checks = gradc::gradcheck::gradcheck(&g, &f, None).expect("gradcheck runs");
         let numeric_agrees = checks.iter().all(|c| c.passed());
         // StopGradient's forward is the identity, so finite differences see a slope it blocks.
-        assert_eq!(numeric_agrees, case.name != "stop_gradient", "{}: {checks:?}", case.name);
+        assert_eq!(
+            numeric_agrees,
+            case.name != "stop_gradient",
+            "{}: {checks:?}",
+            case.name
+        );
     }
 }
 
 #[test]
 fn every_op_in_the_op_set_has_a_case() {
     // The cases name ops through their RON text; each op of the foundation set must appear.
-    let all: String = CASES.iter().chain(ZERO_GRADIENT_CASES).map(|c| c.node).collect();
+    let all: String = CASES
+        .iter()
+        .chain(ZERO_GRADIENT_CASES)
+        .map(|c| c.node)
+        .collect();
     for op in gradc::runtime::op::OP_NAMES {
         if matches!(*op, "Placeholder" | "Const" | "ArgMax") {
             continue; // every case uses the sources; ArgMax has no gradient (tests/errors.rs)
         }
-        assert!(all.contains(&format!("op: {op}")), "no gradient case for {op}");
+        assert!(
+            all.contains(&format!("op: {op}")),
+            "no gradient case for {op}"
+        );
     }
 }

@@ -14,7 +14,8 @@ fn every_example_round_trips() {
             let text = std::fs::read_to_string(&path).expect("readable");
             let spec = schema::parse(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             let printed = schema::to_ron(&spec).expect("prints");
-            let again = schema::parse(&printed).unwrap_or_else(|e| panic!("reparse {}: {e}\n{printed}", path.display()));
+            let again = schema::parse(&printed)
+                .unwrap_or_else(|e| panic!("reparse {}: {e}\n{printed}", path.display()));
             assert_eq!(spec, again, "{}", path.display());
             n += 1;
         }

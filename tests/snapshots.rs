@@ -16,8 +16,10 @@ fn gradient_graphs() {
 #[test]
 fn printing_is_deterministic() {
     insta::glob!("../graphs", "*.ron", |path| {
-        let a = compiler::print::graph_text(&compiler::graph_from_file(path).expect("builds")).expect("prints");
-        let b = compiler::print::graph_text(&compiler::graph_from_file(path).expect("builds")).expect("prints");
+        let a = compiler::print::graph_text(&compiler::graph_from_file(path).expect("builds"))
+            .expect("prints");
+        let b = compiler::print::graph_text(&compiler::graph_from_file(path).expect("builds"))
+            .expect("prints");
         assert_eq!(a, b);
     });
 }

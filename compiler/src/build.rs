@@ -23,15 +23,24 @@ pub fn build(spec: &GraphSpec, text: &str) -> Result<Graph> {
     let mut producer: HashMap<String, Item> = HashMap::new();
     for (i, n) in spec.nodes.iter().enumerate() {
         if producer.insert(n.name.clone(), Item::Node(i)).is_some() {
-            let second = text.lines().enumerate().filter(|(_, l)| l.contains(&format!("\"{}\"", n.name))).nth(1);
-            return Err(CompileError::new(ErrorKind::DuplicateName, format!("node name '{}' is used twice", n.name))
-                .at_node(&n.name, n.op.name())
-                .at_line(second.map(|(k, _)| k + 1).or(node_line(&n.name))));
+            let second = text
+                .lines()
+                .enumerate()
+                .filter(|(_, l)| l.contains(&format!("\"{}\"", n.name)))
+                .nth(1);
+            return Err(CompileError::new(
+                ErrorKind::DuplicateName,
+                format!("node name '{}' is used twice", n.name),
+            )
+            .at_node(&n.name, n.op.name())
+            .at_line(second.map(|(k, _)| k + 1).or(node_line(&n.name))));
         }
     }
     for (j, gr) in spec.gradients.iter().enumerate() {
         for x in &gr.wrt {
-            producer.entry(gradient_name(&gr.of, x)).or_insert(Item::Gradient(j));
+            producer
+                .entry(gradient_name(&gr.of, x))
+                .or_insert(Item::Gradient(j));
         }
     }
     let base = |r: &str| -> String {
@@ -46,7 +55,10 @@ pub fn build(spec: &GraphSpec, text: &str) -> Result<Graph> {
     let unknown = |r: &str, line: Option<usize>, what: &str| {
         CompileError::new(
             ErrorKind::UnknownNode,
-            format!("{what} '{r}' does not exist{}", did_you_mean(r, producer.keys().map(String::as_str))),
+            format!(
+                "{what} '{r}' does not exist{}",
+                did_you_mean(r, producer.keys().map(String::as_str))
+            ),
         )
         .at_line(line)
     };
@@ -57,7 +69,11 @@ pub fn build(spec: &GraphSpec, text: &str) -> Result<Graph> {
         for r in &n.inputs {
             match producer.get(&base(r)) {
                 Some(&item) => d.push(item),
-                None => return Err(unknown(r, node_line(&n.name), "input").at_node(&n.name, n.op.name())),
+                None => {
+                    return Err(
+                        unknown(r, node_line(&n.name), "input").at_node(&n.name, n.op.name())
+                    )
+                }
             }
         }
         deps.push((Item::Node(i), d));
@@ -68,10 +84,18 @@ pub fn build(spec: &GraphSpec, text: &str) -> Result<Graph> {
         for r in std::iter::once(&gr.of).chain(&gr.wrt).chain(&gr.grad_ys) {
             match producer.get(&base(r)) {
                 Some(&item) if item == Item::Gradient(j) => {
-                    return Err(CompileError::new(ErrorKind::Cycle, format!("gradient request of '{}' uses its own result '{r}'", gr.of)).at_line(line))
+                    return Err(CompileError::new(
+                        ErrorKind::Cycle,
+                        format!("gradient request of '{}' uses its own result '{r}'", gr.of),
+                    )
+                    .at_line(line))
                 }
                 Some(&item) => d.push(item),
-                None => return Err(unknown(r, line, "gradient request names").at_node(&gr.of, "gradients")),
+                None => {
+                    return Err(
+                        unknown(r, line, "gradient request names").at_node(&gr.of, "gradients")
+                    )
+                }
             }
         }
         deps.push((Item::Gradient(j), d));
@@ -79,13 +103,19 @@ pub fn build(spec: &GraphSpec, text: &str) -> Result<Graph> {
     let order = schedule(&deps).map_err(|stuck| match stuck {
         Item::Node(i) => {
             let n = &spec.nodes[i];
-            CompileError::new(ErrorKind::Cycle, format!("node '{}' depends on itself through a cycle", n.name))
-                .at_node(&n.name, n.op.name())
-                .at_line(node_line(&n.name))
+            CompileError::new(
+                ErrorKind::Cycle,
+                format!("node '{}' depends on itself through a cycle", n.name),
+            )
+            .at_node(&n.name, n.op.name())
+            .at_line(node_line(&n.name))
         }
         Item::Gradient(j) => CompileError::new(
             ErrorKind::Cycle,
-            format!("gradient request of '{}' depends on its own result", spec.gradients[j].of),
+            format!(
+                "gradient request of '{}' depends on its own result",
+                spec.gradients[j].of
+            ),
         )
         .at_line(line_of_gradient(text, &spec.gradients[j].of)),
     })?;
@@ -114,14 +144,24 @@ pub fn build(spec: &GraphSpec, text: &str) -> Result<Graph> {
                 let mut inputs = Vec::with_capacity(n.inputs.len());
                 for r in &n.inputs {
                     let t = resolve(&g, &aliases, r).ok_or_else(|| {
-                        CompileError::new(ErrorKind::UnknownNode, format!("input '{r}' has no such output"))
-                            .at_node(&n.name, n.op.name())
-                            .at_line(line)
+                        CompileError::new(
+                            ErrorKind::UnknownNode,
+                            format!("input '{r}' has no such output"),
+                        )
+                        .at_node(&n.name, n.op.name())
+                        .at_line(line)
                     })?;
                     inputs.push(t);
                 }
                 let dtype = n.dtype.unwrap_or(spec.dtype);
-                let id = g.add(n.name.clone(), n.op.clone(), dtype, &inputs, Role::Forward, line)?;
+                let id = g.add(
+                    n.name.clone(),
+                    n.op.clone(),
+                    dtype,
+                    &inputs,
+                    Role::Forward,
+                    line,
+                )?;
                 let inferred = g.node(id).outputs[0].dtype;
                 if n.dtype.is_some_and(|d| d != inferred) {
                     return Err(CompileError::new(
@@ -136,14 +176,20 @@ pub fn build(spec: &GraphSpec, text: &str) -> Result<Graph> {
                 let gr = &spec.gradients[j];
                 let line = line_of_gradient(text, &gr.of);
                 let find = |r: &str| {
-                    resolve(&g, &aliases, r).ok_or_else(|| unknown(r, line, "gradient request names"))
+                    resolve(&g, &aliases, r)
+                        .ok_or_else(|| unknown(r, line, "gradient request names"))
                 };
                 let y = find(&gr.of)?;
                 let xs = gr.wrt.iter().map(|x| find(x)).collect::<Result<Vec<_>>>()?;
                 let grad_y = gr.grad_ys.as_deref().map(find).transpose()?;
-                let scope = if scopes == 0 { "gradients".to_string() } else { format!("gradients_{scopes}") };
+                let scope = if scopes == 0 {
+                    "gradients".to_string()
+                } else {
+                    format!("gradients_{scopes}")
+                };
                 scopes += 1;
-                let results = grad::gradients(&mut g, y, &xs, grad_y, &scope).map_err(|e| e.at_line(line))?;
+                let results =
+                    grad::gradients(&mut g, y, &xs, grad_y, &scope).map_err(|e| e.at_line(line))?;
                 for (x, r) in gr.wrt.iter().zip(results) {
                     let name = gradient_name(&gr.of, x);
                     aliases.insert(name.clone(), r);
@@ -181,7 +227,9 @@ fn default_outputs(g: &Graph) -> Vec<(String, TensorRef)> {
             let node = g.node(n);
             node.role == Role::Forward
                 && !matches!(node.op, Op::Placeholder { .. } | Op::Const(_))
-                && g.consumers(n).iter().all(|&m| g.node(m).role != Role::Forward)
+                && g.consumers(n)
+                    .iter()
+                    .all(|&m| g.node(m).role != Role::Forward)
         })
         .flat_map(|n| (0..g.node(n).outputs.len()).map(move |k| TensorRef { node: n, output: k }))
         .map(|t| (g.tensor_name(t), t))
@@ -200,7 +248,11 @@ fn schedule(deps: &[(Item, Vec<Item>)]) -> std::result::Result<Vec<Item>, Item> 
             users.entry(p).or_default().push(*item);
         }
     }
-    let mut ready: BTreeSet<Item> = remaining.iter().filter(|(_, &c)| c == 0).map(|(&i, _)| i).collect();
+    let mut ready: BTreeSet<Item> = remaining
+        .iter()
+        .filter(|(_, &c)| c == 0)
+        .map(|(&i, _)| i)
+        .collect();
     let mut order = Vec::with_capacity(deps.len());
     while let Some(item) = ready.pop_first() {
         order.push(item);

@@ -44,7 +44,14 @@ pub type Result<T, E = CompileError> = std::result::Result<T, E>;
 
 impl CompileError {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> CompileError {
-        CompileError { kind, file: None, line: None, node: None, op: None, message: message.into() }
+        CompileError {
+            kind,
+            file: None,
+            line: None,
+            node: None,
+            op: None,
+            message: message.into(),
+        }
     }
     pub fn at_node(mut self, node: &str, op: &'static str) -> CompileError {
         self.node.get_or_insert_with(|| node.to_string());
@@ -87,7 +94,12 @@ impl std::error::Error for CompileError {}
 pub fn closest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     candidates
         .into_iter()
-        .map(|c| (strsim::jaro_winkler(&name.to_lowercase(), &c.to_lowercase()), c))
+        .map(|c| {
+            (
+                strsim::jaro_winkler(&name.to_lowercase(), &c.to_lowercase()),
+                c,
+            )
+        })
         .filter(|(score, _)| *score > 0.8)
         .max_by(|a, b| a.0.total_cmp(&b.0))
         .map(|(_, c)| c)
@@ -95,5 +107,7 @@ pub fn closest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) ->
 
 /// ` (did you mean 'x'?)` or nothing.
 pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> String {
-    closest(name, candidates).map(|c| format!(" (did you mean '{c}'?)")).unwrap_or_default()
+    closest(name, candidates)
+        .map(|c| format!(" (did you mean '{c}'?)"))
+        .unwrap_or_default()
 }

@@ -79,7 +79,10 @@ pub struct Graph {
 
 impl Graph {
     pub fn new(name: &str) -> Graph {
-        Graph { name: name.to_string(), ..Graph::default() }
+        Graph {
+            name: name.to_string(),
+            ..Graph::default()
+        }
     }
 
     pub fn node(&self, n: NodeIndex) -> &Node {
@@ -113,7 +116,10 @@ impl Graph {
         if !self.names.contains_key(base) {
             return base.to_string();
         }
-        (1..).map(|i| format!("{base}_{i}")).find(|n| !self.names.contains_key(n)).unwrap_or_default()
+        (1..)
+            .map(|i| format!("{base}_{i}"))
+            .find(|n| !self.names.contains_key(n))
+            .unwrap_or_default()
     }
 
     /// Adds a node, inferring its output types. Errors name the node and op.
@@ -135,17 +141,43 @@ impl Graph {
         }
         let in_types: Vec<TensorType> = inputs.iter().map(|&t| self.ty(t).clone()).collect();
         let outputs = op.infer(dtype, &in_types).map_err(|msg| {
-            let kind = if msg.contains("dtype") { ErrorKind::DType } else { ErrorKind::Shape };
-            let shown: Vec<String> =
-                inputs.iter().zip(&in_types).map(|(&t, ty)| format!("{}: {ty}", self.tensor_name(t))).collect();
-            let detail = if shown.is_empty() { String::new() } else { format!(" (inputs {})", shown.join(", ")) };
+            let kind = if msg.contains("dtype") {
+                ErrorKind::DType
+            } else {
+                ErrorKind::Shape
+            };
+            let shown: Vec<String> = inputs
+                .iter()
+                .zip(&in_types)
+                .map(|(&t, ty)| format!("{}: {ty}", self.tensor_name(t)))
+                .collect();
+            let detail = if shown.is_empty() {
+                String::new()
+            } else {
+                format!(" (inputs {})", shown.join(", "))
+            };
             located(CompileError::new(kind, format!("{msg}{detail}")))
         })?;
         let seq = self.next_seq;
         self.next_seq += 1;
-        let n = self.g.add_node(Node { name: name.clone(), op, dtype, outputs, role, line, seq });
+        let n = self.g.add_node(Node {
+            name: name.clone(),
+            op,
+            dtype,
+            outputs,
+            role,
+            line,
+            seq,
+        });
         for (slot, t) in inputs.iter().enumerate() {
-            self.g.add_edge(t.node, n, Edge { output: t.output, input: slot });
+            self.g.add_edge(
+                t.node,
+                n,
+                Edge {
+                    output: t.output,
+                    input: slot,
+                },
+            );
         }
         self.names.insert(name, n);
         Ok(n)
@@ -156,7 +188,15 @@ impl Graph {
         let mut ins: Vec<(usize, TensorRef)> = self
             .g
             .edges_directed(n, Direction::Incoming)
-            .map(|e| (e.weight().input, TensorRef { node: e.source(), output: e.weight().output }))
+            .map(|e| {
+                (
+                    e.weight().input,
+                    TensorRef {
+                        node: e.source(),
+                        output: e.weight().output,
+                    },
+                )
+            })
             .collect();
         ins.sort_unstable_by_key(|(slot, _)| *slot);
         ins.into_iter().map(|(_, t)| t).collect()
@@ -187,8 +227,11 @@ impl Graph {
             indegree.insert(n, self.g.neighbors_directed(n, Direction::Incoming).count());
         }
         let key = |n: NodeIndex| (self.g[n].seq, n);
-        let mut ready: BTreeSet<(u64, NodeIndex)> =
-            indegree.iter().filter(|(_, &d)| d == 0).map(|(&n, _)| key(n)).collect();
+        let mut ready: BTreeSet<(u64, NodeIndex)> = indegree
+            .iter()
+            .filter(|(_, &d)| d == 0)
+            .map(|(&n, _)| key(n))
+            .collect();
         let mut order = Vec::with_capacity(indegree.len());
         while let Some((_, n)) = ready.pop_first() {
             order.push(n);

@@ -8,7 +8,10 @@ use std::collections::HashMap;
 pub fn lower(g: &Graph) -> Result<Program> {
     let order = g.topo_order()?;
     let index: HashMap<_, _> = order.iter().enumerate().map(|(i, &n)| (n, i)).collect();
-    let value = |t: TensorRef| ValueRef { node: index[&t.node], output: t.output };
+    let value = |t: TensorRef| ValueRef {
+        node: index[&t.node],
+        output: t.output,
+    };
     let instrs = order
         .iter()
         .map(|&n| {
@@ -28,7 +31,14 @@ pub fn lower(g: &Graph) -> Result<Program> {
         .iter()
         .map(|(label, t)| (label, *t))
         .chain(gradients)
-        .map(|(label, t)| NamedOutput { label: label.clone(), value: value(t) })
+        .map(|(label, t)| NamedOutput {
+            label: label.clone(),
+            value: value(t),
+        })
         .collect();
-    Ok(Program { name: g.name.clone(), instrs, outputs })
+    Ok(Program {
+        name: g.name.clone(),
+        instrs,
+        outputs,
+    })
 }

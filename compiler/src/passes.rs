@@ -20,7 +20,11 @@ pub struct Pipeline {
 
 impl Pipeline {
     pub fn new(passes: Vec<Box<dyn Pass>>) -> Pipeline {
-        Pipeline { passes, max_iterations: 16, verify: cfg!(debug_assertions) }
+        Pipeline {
+            passes,
+            max_iterations: 16,
+            verify: cfg!(debug_assertions),
+        }
     }
 
     /// The passes run by default (none yet: the optimizer issue fills this in).
@@ -51,13 +55,19 @@ impl Pipeline {
         }
         Err(CompileError::new(
             ErrorKind::Internal,
-            format!("passes did not reach a fixpoint in {} iterations", self.max_iterations),
+            format!(
+                "passes did not reach a fixpoint in {} iterations",
+                self.max_iterations
+            ),
         ))
     }
 }
 
 fn internal(when: &str, e: String) -> CompileError {
-    CompileError::new(ErrorKind::Internal, format!("graph invariant broken {when}: {e}"))
+    CompileError::new(
+        ErrorKind::Internal,
+        format!("graph invariant broken {when}: {e}"),
+    )
 }
 
 /// Checks the invariants every pass must keep: acyclic, every input slot filled
@@ -69,11 +79,17 @@ pub fn verify(g: &Graph) -> std::result::Result<(), String> {
     for n in g.g.node_indices() {
         let node = g.node(n);
         if !names.insert(node.name.as_str()) || g.find(&node.name) != Some(n) {
-            return Err(format!("node name '{}' is not unique or not indexed", node.name));
+            return Err(format!(
+                "node name '{}' is not unique or not indexed",
+                node.name
+            ));
         }
         let ins = g.inputs(n);
         let types: Vec<_> = ins.iter().map(|&t| g.ty(t).clone()).collect();
-        let inferred = node.op.infer(node.dtype, &types).map_err(|e| format!("node '{}': {e}", node.name))?;
+        let inferred = node
+            .op
+            .infer(node.dtype, &types)
+            .map_err(|e| format!("node '{}': {e}", node.name))?;
         if inferred != node.outputs {
             return Err(format!("node '{}' has stale types", node.name));
         }

@@ -15,8 +15,18 @@ pub fn node_line(g: &Graph, n: NodeIndex) -> String {
     let node = g.node(n);
     let inputs: Vec<String> = g.inputs(n).into_iter().map(|t| g.tensor_name(t)).collect();
     let types: Vec<String> = node.outputs.iter().map(ToString::to_string).collect();
-    let args = if inputs.is_empty() { String::new() } else { format!("({})", inputs.join(", ")) };
-    format!("{} = {}{}{args} : {}", node.name, node.op.name(), node.op.attrs_text(), types.join(", "))
+    let args = if inputs.is_empty() {
+        String::new()
+    } else {
+        format!("({})", inputs.join(", "))
+    };
+    format!(
+        "{} = {}{}{args} : {}",
+        node.name,
+        node.op.name(),
+        node.op.attrs_text(),
+        types.join(", ")
+    )
 }
 
 /// The whole graph: sections of forward and backward nodes, then gradients and outputs.
@@ -27,7 +37,15 @@ pub fn graph_text(g: &Graph) -> Result<String> {
     for n in g.topo_order()? {
         let r = g.node(n).role;
         if role != Some(r) {
-            let _ = writeln!(s, "{}", if r == Role::Forward { "# forward" } else { "# backward" });
+            let _ = writeln!(
+                s,
+                "{}",
+                if r == Role::Forward {
+                    "# forward"
+                } else {
+                    "# backward"
+                }
+            );
             role = Some(r);
         }
         let _ = writeln!(s, "{}", node_line(g, n));
@@ -35,7 +53,13 @@ pub fn graph_text(g: &Graph) -> Result<String> {
     if !g.gradients.is_empty() {
         let _ = writeln!(s, "# gradients");
         for r in &g.gradients {
-            let _ = writeln!(s, "{} = {} : {}", r.name, g.tensor_name(r.value), g.ty(r.value));
+            let _ = writeln!(
+                s,
+                "{} = {} : {}",
+                r.name,
+                g.tensor_name(r.value),
+                g.ty(r.value)
+            );
         }
     }
     let _ = writeln!(s, "# outputs");
@@ -49,7 +73,11 @@ pub fn graph_text(g: &Graph) -> Result<String> {
 pub fn dot(g: &Graph) -> Result<String> {
     let esc = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
     let mut s = String::new();
-    let _ = writeln!(s, "digraph \"{}\" {{\n  rankdir=TB;\n  node [shape=box, fontname=\"monospace\"];", esc(&g.name));
+    let _ = writeln!(
+        s,
+        "digraph \"{}\" {{\n  rankdir=TB;\n  node [shape=box, fontname=\"monospace\"];",
+        esc(&g.name)
+    );
     let order = g.topo_order()?;
     for (role, header) in [
         (Role::Forward, "  subgraph cluster_forward {\n    label=\"forward\";"),
@@ -77,13 +105,26 @@ pub fn dot(g: &Graph) -> Result<String> {
     }
     for &n in &order {
         for (slot, t) in g.inputs(n).into_iter().enumerate() {
-            let label = if t.output == 0 { slot.to_string() } else { format!("{}->{slot}", t.output) };
-            let _ = writeln!(s, "  n{} -> n{} [label=\"{label}\"];", t.node.index(), n.index());
+            let label = if t.output == 0 {
+                slot.to_string()
+            } else {
+                format!("{}->{slot}", t.output)
+            };
+            let _ = writeln!(
+                s,
+                "  n{} -> n{} [label=\"{label}\"];",
+                t.node.index(),
+                n.index()
+            );
         }
     }
     for r in &g.gradients {
         let name = esc(&r.name);
-        let _ = writeln!(s, "  \"{name}\" [shape=note];\n  n{} -> \"{name}\" [style=dashed];", r.value.node.index());
+        let _ = writeln!(
+            s,
+            "  \"{name}\" [shape=note];\n  n{} -> \"{name}\" [style=dashed];",
+            r.value.node.index()
+        );
     }
     let _ = writeln!(s, "}}");
     Ok(s)

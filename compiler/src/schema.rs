@@ -64,15 +64,27 @@ pub fn parse(text: &str) -> Result<GraphSpec> {
     ron_options().from_str(text).map_err(|e| {
         let line = Some(e.span.start.line);
         let (kind, message) = match &e.code {
-            ron::Error::NoSuchEnumVariant { expected, found, .. } => (
+            ron::Error::NoSuchEnumVariant {
+                expected, found, ..
+            } => (
                 ErrorKind::UnknownOp,
-                format!("unknown op '{found}'{}", did_you_mean(found, expected.iter().copied())),
+                format!(
+                    "unknown op '{found}'{}",
+                    did_you_mean(found, expected.iter().copied())
+                ),
             ),
-            ron::Error::NoSuchStructField { expected, found, outer } => (
+            ron::Error::NoSuchStructField {
+                expected,
+                found,
+                outer,
+            } => (
                 ErrorKind::UnknownAttr,
                 format!(
                     "unknown attribute '{found}'{}{}",
-                    outer.as_ref().map(|o| format!(" of {o}")).unwrap_or_default(),
+                    outer
+                        .as_ref()
+                        .map(|o| format!(" of {o}"))
+                        .unwrap_or_default(),
                     did_you_mean(found, expected.iter().copied())
                 ),
             ),
@@ -80,7 +92,10 @@ pub fn parse(text: &str) -> Result<GraphSpec> {
                 ErrorKind::UnknownAttr,
                 format!(
                     "missing attribute '{field}'{}",
-                    outer.as_ref().map(|o| format!(" of {o}")).unwrap_or_default()
+                    outer
+                        .as_ref()
+                        .map(|o| format!(" of {o}"))
+                        .unwrap_or_default()
                 ),
             ),
             other => (ErrorKind::Parse, other.to_string()),
@@ -99,27 +114,46 @@ pub fn to_ron(spec: &GraphSpec) -> Result<String> {
         .map_err(|e| CompileError::new(ErrorKind::Internal, format!("printing RON: {e}")))
 }
 
-/// The line (1-based) where `name: "<node>"` is written, for error messages.
+/// The line (1-based) where `name: "<node>"` is written inside `nodes: [...]`, for errors.
 pub fn line_of_node(text: &str, node: &str) -> Option<usize> {
-    let quoted = format!("\"{node}\"");
-    text.lines().position(|line| {
-        line.match_indices("name").any(|(i, _)| {
-            let rest = line[i + 4..].trim_start();
-            rest.strip_prefix(':').is_some_and(|r| r.trim_start().starts_with(&quoted))
-        })
-    })
-    .map(|i| i + 1)
+    line_of_field(text, "nodes", "name", node)
 }
 
 /// The line of the first gradient request whose `of` is `of`.
 pub fn line_of_gradient(text: &str, of: &str) -> Option<usize> {
-    let quoted = format!("\"{of}\"");
-    text.lines()
-        .position(|line| {
-            line.match_indices("of").any(|(i, _)| {
-                let rest = line[i + 2..].trim_start();
-                rest.strip_prefix(':').is_some_and(|r| r.trim_start().starts_with(&quoted))
-            })
-        })
-        .map(|i| i + 1)
+    line_of_field(text, "gradients", "of", of)
+}
+
+/// The first line after `section:` where `field: "value"` is written.
+fn line_of_field(text: &str, section: &str, field: &str, value: &str) -> Option<usize> {
+    let quoted = format!("\"{value}\"");
+    let start = find_key(text, section, 0)?;
+    let mut from = start;
+    while let Some(i) = find_key(text, field, from) {
+        let rest = text[i..].trim_start();
+        if rest.starts_with(&quoted) {
+            return Some(text[..i].matches('\n').count() + 1);
+        }
+        from = i;
+    }
+    None
+}
+
+/// The position just after the next `key:` (as a whole word) at or after `from`.
+fn find_key(text: &str, key: &str, from: usize) -> Option<usize> {
+    let mut pos = from;
+    while let Some(k) = text.get(pos..)?.find(key) {
+        let at = pos + k;
+        let end = at + key.len();
+        let word_start = text[..at]
+            .chars()
+            .next_back()
+            .is_none_or(|c| !c.is_alphanumeric() && c != '_');
+        let after = text[end..].trim_start();
+        if word_start && after.starts_with(':') {
+            return Some(text.len() - after.len() + 1);
+        }
+        pos = end;
+    }
+    None
 }

@@ -52,7 +52,10 @@ impl Literal {
                 if step.checked_mul(n)? != data.len() {
                     return None;
                 }
-                (0..n).map(|i| Literal::from_flat(rest, &data[i * step..(i + 1) * step])).collect::<Option<_>>().map(Literal::List)
+                (0..n)
+                    .map(|i| Literal::from_flat(rest, &data[i * step..(i + 1) * step]))
+                    .collect::<Option<_>>()
+                    .map(Literal::List)
             }
         }
     }
@@ -64,7 +67,9 @@ impl Literal {
 #[serde(deny_unknown_fields)]
 pub enum Op {
     /// A value fed at run time.
-    Placeholder { shape: Shape },
+    Placeholder {
+        shape: Shape,
+    },
     /// A literal: `Const(2.0)` or `Const([[1.0, 2.0], [3.0, 4.0]])`.
     Const(Literal),
     Identity,
@@ -87,7 +92,9 @@ pub enum Op {
     Sigmoid,
     Tanh,
     /// x ^ exponent, for a constant exponent.
-    Pow { exponent: f64 },
+    Pow {
+        exponent: f64,
+    },
     /// Gradient of Relu: inputs (dy, x), dy where x > 0 else 0.
     ReluGrad,
     MatMul {
@@ -111,7 +118,9 @@ pub enum Op {
         keep_dims: bool,
     },
     /// New shape; one entry may be -1.
-    Reshape { shape: Vec<i64> },
+    Reshape {
+        shape: Vec<i64>,
+    },
     /// Reshape input 0 to the shape of input 1.
     ReshapeLike,
     /// Permutation of the axes; reverses them when absent (TensorFlow's default).
@@ -120,13 +129,19 @@ pub enum Op {
         perm: Option<Vec<usize>>,
     },
     /// Inserts axes of size 1 at the given positions of the result.
-    ExpandDims { axes: Vec<i64> },
+    ExpandDims {
+        axes: Vec<i64>,
+    },
     /// Removes the listed axes, each of which must have size 1 (unlike
     /// TensorFlow, an empty list removes nothing: the axes are always explicit).
-    Squeeze { axes: Vec<i64> },
+    Squeeze {
+        axes: Vec<i64>,
+    },
     /// Index of the largest element along `axis` (the first on ties), as a float
     /// of the input's type (gradc has no integer tensors). Has no gradient.
-    ArgMax { axis: i64 },
+    ArgMax {
+        axis: i64,
+    },
     /// Softmax over the last axis.
     Softmax,
     /// Inputs (logits, labels) of shape [..., classes]; per-example loss of shape [...].
@@ -135,7 +150,9 @@ pub enum Op {
     ZerosLike,
     OnesLike,
     /// A tensor of the given shape filled with the scalar input.
-    Fill { shape: Vec<usize> },
+    Fill {
+        shape: Vec<usize>,
+    },
     /// Sums input 0 down to the shape of input 1 (the reverse of broadcasting).
     SumToLike,
     /// Broadcasts input 0 to the shape of input 1.
@@ -165,11 +182,46 @@ impl fmt::Display for Arity {
 
 /// Every op name, for "did you mean" suggestions.
 pub const OP_NAMES: &[&str] = &[
-    "Placeholder", "Const", "Identity", "StopGradient", "Add", "Sub", "Mul", "Div", "Maximum",
-    "GreaterEqual", "Neg", "Exp", "Log", "Square", "Sqrt", "Rsqrt", "Relu", "Sigmoid", "Tanh",
-    "Pow", "ReluGrad", "MatMul", "BiasAdd", "Sum", "Mean", "Reshape", "ReshapeLike", "Transpose",
-    "ExpandDims", "Squeeze", "ArgMax", "Softmax", "SoftmaxCrossEntropyWithLogits", "AddN", "ZerosLike",
-    "OnesLike", "Fill", "SumToLike", "BroadcastLike", "ReducedSize",
+    "Placeholder",
+    "Const",
+    "Identity",
+    "StopGradient",
+    "Add",
+    "Sub",
+    "Mul",
+    "Div",
+    "Maximum",
+    "GreaterEqual",
+    "Neg",
+    "Exp",
+    "Log",
+    "Square",
+    "Sqrt",
+    "Rsqrt",
+    "Relu",
+    "Sigmoid",
+    "Tanh",
+    "Pow",
+    "ReluGrad",
+    "MatMul",
+    "BiasAdd",
+    "Sum",
+    "Mean",
+    "Reshape",
+    "ReshapeLike",
+    "Transpose",
+    "ExpandDims",
+    "Squeeze",
+    "ArgMax",
+    "Softmax",
+    "SoftmaxCrossEntropyWithLogits",
+    "AddN",
+    "ZerosLike",
+    "OnesLike",
+    "Fill",
+    "SumToLike",
+    "BroadcastLike",
+    "ReducedSize",
 ];
 
 impl Op {
@@ -223,10 +275,19 @@ impl Op {
         use Op::*;
         match self {
             Placeholder { .. } | Const(_) => Arity::Exactly(0),
-            Add | Sub | Mul | Div | Maximum | GreaterEqual | ReluGrad | MatMul { .. } | BiasAdd
-            | ReshapeLike | SoftmaxCrossEntropyWithLogits | SumToLike | BroadcastLike => {
-                Arity::Exactly(2)
-            }
+            Add
+            | Sub
+            | Mul
+            | Div
+            | Maximum
+            | GreaterEqual
+            | ReluGrad
+            | MatMul { .. }
+            | BiasAdd
+            | ReshapeLike
+            | SoftmaxCrossEntropyWithLogits
+            | SumToLike
+            | BroadcastLike => Arity::Exactly(2),
             AddN => Arity::AtLeast(1),
             _ => Arity::Exactly(1),
         }
@@ -237,8 +298,25 @@ impl Op {
         use Op::*;
         matches!(
             self,
-            Identity | StopGradient | Add | Sub | Mul | Div | Maximum | GreaterEqual | Neg | Exp
-                | Log | Square | Sqrt | Rsqrt | Relu | Sigmoid | Tanh | Pow { .. } | ReluGrad
+            Identity
+                | StopGradient
+                | Add
+                | Sub
+                | Mul
+                | Div
+                | Maximum
+                | GreaterEqual
+                | Neg
+                | Exp
+                | Log
+                | Square
+                | Sqrt
+                | Rsqrt
+                | Relu
+                | Sigmoid
+                | Tanh
+                | Pow { .. }
+                | ReluGrad
                 | AddN
         )
     }
@@ -262,7 +340,10 @@ impl Op {
                 Err(e) => format!("{{invalid: {e}}}"),
             },
             Pow { exponent } => format!("{{exponent: {}}}", fmt_f64(*exponent)),
-            MatMul { transpose_a, transpose_b } => match (transpose_a, transpose_b) {
+            MatMul {
+                transpose_a,
+                transpose_b,
+            } => match (transpose_a, transpose_b) {
                 (false, false) => String::new(),
                 _ => format!("{{transpose_a: {transpose_a}, transpose_b: {transpose_b}}}"),
             },
@@ -285,10 +366,18 @@ impl Op {
         use Op::*;
         match self.arity() {
             Arity::Exactly(n) if ins.len() != n => {
-                return Err(format!("{} takes {n} inputs, got {}", self.name(), ins.len()))
+                return Err(format!(
+                    "{} takes {n} inputs, got {}",
+                    self.name(),
+                    ins.len()
+                ))
             }
             Arity::AtLeast(n) if ins.len() < n => {
-                return Err(format!("{} takes at least {n} inputs, got {}", self.name(), ins.len()))
+                return Err(format!(
+                    "{} takes at least {n} inputs, got {}",
+                    self.name(),
+                    ins.len()
+                ))
             }
             _ => {}
         }
@@ -310,8 +399,20 @@ impl Op {
         match self {
             Placeholder { shape } => one(shape.clone()),
             Const(lit) => one(Shape::known(&lit.to_flat()?.0)),
-            Identity | StopGradient | Neg | Exp | Log | Square | Sqrt | Rsqrt | Relu | Sigmoid
-            | Tanh | Pow { .. } | ZerosLike | OnesLike => one(s(0).clone()),
+            Identity
+            | StopGradient
+            | Neg
+            | Exp
+            | Log
+            | Square
+            | Sqrt
+            | Rsqrt
+            | Relu
+            | Sigmoid
+            | Tanh
+            | Pow { .. }
+            | ZerosLike
+            | OnesLike => one(s(0).clone()),
             Softmax => {
                 if s(0).rank() == 0 {
                     return Err("Softmax needs rank >= 1, got a scalar".into());
@@ -327,7 +428,10 @@ impl Op {
                 }
                 one(out)
             }
-            MatMul { transpose_a, transpose_b } => one(matmul_shape(s(0), s(1), *transpose_a, *transpose_b)?),
+            MatMul {
+                transpose_a,
+                transpose_b,
+            } => one(matmul_shape(s(0), s(1), *transpose_a, *transpose_b)?),
             BiasAdd => {
                 let (x, b) = (s(0), s(1));
                 if b.rank() != 1 {
@@ -336,7 +440,8 @@ impl Op {
                 let Some(last) = x.0.last() else {
                     return Err("BiasAdd input must have rank >= 1, got a scalar".into());
                 };
-                unify(last, &b.0[0]).map_err(|_| format!("BiasAdd: last dim of {x} does not match bias {b}"))?;
+                unify(last, &b.0[0])
+                    .map_err(|_| format!("BiasAdd: last dim of {x} does not match bias {b}"))?;
                 one(x.clone())
             }
             Sum { axes, keep_dims } | Mean { axes, keep_dims } => {
@@ -369,8 +474,14 @@ impl Op {
                 let r = s(0).rank();
                 let p: Vec<usize> = perm.clone().unwrap_or_else(|| (0..r).rev().collect());
                 let mut seen = vec![false; r];
-                if p.len() != r || p.iter().any(|&a| a >= r || std::mem::replace(&mut seen[a], true)) {
-                    return Err(format!("perm {p:?} is not a permutation of the {r} axes of {}", s(0)));
+                if p.len() != r
+                    || p.iter()
+                        .any(|&a| a >= r || std::mem::replace(&mut seen[a], true))
+                {
+                    return Err(format!(
+                        "perm {p:?} is not a permutation of the {r} axes of {}",
+                        s(0)
+                    ));
                 }
                 one(Shape(p.iter().map(|&a| s(0).0[a].clone()).collect()))
             }
@@ -378,17 +489,31 @@ impl Op {
                 let r = s(0).rank() + axes.len();
                 let ax = normalize_axes(axes, r)?;
                 let mut src = s(0).0.iter();
-                let dims = (0..r).map(|i| if ax.contains(&i) { Dim::Known(1) } else { src.next().cloned().unwrap_or(Dim::Known(1)) });
+                let dims = (0..r).map(|i| {
+                    if ax.contains(&i) {
+                        Dim::Known(1)
+                    } else {
+                        src.next().cloned().unwrap_or(Dim::Known(1))
+                    }
+                });
                 one(Shape(dims.collect()))
             }
             Squeeze { axes } => {
                 let ax = normalize_axes(axes, s(0).rank())?;
                 for &a in &ax {
                     if s(0).0[a] != Dim::Known(1) {
-                        return Err(format!("cannot squeeze axis {a} of {}: its size is not 1", s(0)));
+                        return Err(format!(
+                            "cannot squeeze axis {a} of {}: its size is not 1",
+                            s(0)
+                        ));
                     }
                 }
-                let dims = s(0).0.iter().enumerate().filter(|(i, _)| !ax.contains(i)).map(|(_, d)| d.clone());
+                let dims = s(0)
+                    .0
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| !ax.contains(i))
+                    .map(|(_, d)| d.clone());
                 one(Shape(dims.collect()))
             }
             ArgMax { axis } => {
@@ -401,8 +526,13 @@ impl Op {
                 one(Shape(dims))
             }
             SoftmaxCrossEntropyWithLogits => {
-                let shape = same_shape(s(0), s(1))
-                    .map_err(|_| format!("logits {} and labels {} must have the same shape", s(0), s(1)))?;
+                let shape = same_shape(s(0), s(1)).map_err(|_| {
+                    format!(
+                        "logits {} and labels {} must have the same shape",
+                        s(0),
+                        s(1)
+                    )
+                })?;
                 if shape.rank() == 0 {
                     return Err("logits must have rank >= 1, got a scalar".into());
                 }
@@ -412,7 +542,9 @@ impl Op {
                 if s(0).rank() != 0 {
                     return Err(format!("Fill takes a scalar value, got shape {}", s(0)));
                 }
-                if checked_product(shape.iter().copied()).is_none_or(|n| n > isize::MAX as usize / 8) {
+                if checked_product(shape.iter().copied())
+                    .is_none_or(|n| n > isize::MAX as usize / 8)
+                {
                     return Err(format!("Fill shape {shape:?} is too large"));
                 }
                 one(Shape::known(shape))
@@ -437,7 +569,8 @@ impl Op {
 
 /// The product of sizes, or None on overflow.
 pub fn checked_product(dims: impl IntoIterator<Item = usize>) -> Option<usize> {
-    dims.into_iter().try_fold(1usize, |acc, d| acc.checked_mul(d))
+    dims.into_iter()
+        .try_fold(1usize, |acc, d| acc.checked_mul(d))
 }
 
 /// Formats a float so that it reads back exactly and integers keep a `.0`.
@@ -463,7 +596,8 @@ fn same_shape(a: &Shape, b: &Shape) -> Result<Shape, String> {
         return Err(format!("shapes {a} and {b} differ"));
     }
     let dims: Result<Vec<Dim>, String> = a.0.iter().zip(&b.0).map(|(x, y)| unify(x, y)).collect();
-    dims.map(Shape).map_err(|_| format!("shapes {a} and {b} differ"))
+    dims.map(Shape)
+        .map_err(|_| format!("shapes {a} and {b} differ"))
 }
 
 fn reduce_axes(axes: &Option<Vec<i64>>, rank: usize) -> Result<Vec<usize>, String> {
@@ -476,14 +610,27 @@ fn reduce_axes(axes: &Option<Vec<i64>>, rank: usize) -> Result<Vec<usize>, Strin
 fn matmul_shape(a: &Shape, b: &Shape, ta: bool, tb: bool) -> Result<Shape, String> {
     let r = a.rank();
     if r < 2 || b.rank() != r {
-        return Err(format!("MatMul needs two inputs of the same rank >= 2, got {a} and {b}"));
+        return Err(format!(
+            "MatMul needs two inputs of the same rank >= 2, got {a} and {b}"
+        ));
     }
     let mut out = Vec::with_capacity(r);
     for i in 0..r - 2 {
-        out.push(unify(&a.0[i], &b.0[i]).map_err(|_| format!("MatMul batch dims of {a} and {b} differ"))?);
+        out.push(
+            unify(&a.0[i], &b.0[i])
+                .map_err(|_| format!("MatMul batch dims of {a} and {b} differ"))?,
+        );
     }
-    let (m, ka) = if ta { (&a.0[r - 1], &a.0[r - 2]) } else { (&a.0[r - 2], &a.0[r - 1]) };
-    let (kb, n) = if tb { (&b.0[r - 1], &b.0[r - 2]) } else { (&b.0[r - 2], &b.0[r - 1]) };
+    let (m, ka) = if ta {
+        (&a.0[r - 1], &a.0[r - 2])
+    } else {
+        (&a.0[r - 2], &a.0[r - 1])
+    };
+    let (kb, n) = if tb {
+        (&b.0[r - 1], &b.0[r - 2])
+    } else {
+        (&b.0[r - 2], &b.0[r - 1])
+    };
     unify(ka, kb).map_err(|_| {
         format!("MatMul inner dimensions differ: {a} x {b} (transpose_a: {ta}, transpose_b: {tb})")
     })?;
@@ -494,12 +641,15 @@ fn matmul_shape(a: &Shape, b: &Shape, ta: bool, tb: bool) -> Result<Shape, Strin
 
 fn reshape_shape(x: &Shape, target: &[i64]) -> Result<Shape, String> {
     if target.iter().any(|&d| d < -1) || target.iter().filter(|&&d| d == -1).count() > 1 {
-        return Err(format!("reshape target {target:?} may hold sizes and at most one -1"));
+        return Err(format!(
+            "reshape target {target:?} may hold sizes and at most one -1"
+        ));
     }
     let bad = || format!("cannot reshape {x} to {target:?}");
     let known_in = checked_product(x.0.iter().filter_map(Dim::known)).ok_or_else(bad)?;
     let syms: Vec<&Dim> = x.0.iter().filter(|d| d.known().is_none()).collect();
-    let known_out = checked_product(target.iter().filter(|&&d| d >= 0).map(|&d| d as usize)).ok_or_else(bad)?;
+    let known_out =
+        checked_product(target.iter().filter(|&&d| d >= 0).map(|&d| d as usize)).ok_or_else(bad)?;
     let wild = if !target.contains(&-1) {
         if !syms.is_empty() || known_in != known_out {
             return Err(bad());
@@ -512,13 +662,23 @@ fn reshape_shape(x: &Shape, target: &[i64]) -> Result<Shape, String> {
         Some(match syms.as_slice() {
             [] => Dim::Known(k),
             [s] if k == 1 => (*s).clone(),
-            _ => return Err(format!("cannot infer the -1 in reshape of {x} to {target:?}")),
+            _ => {
+                return Err(format!(
+                    "cannot infer the -1 in reshape of {x} to {target:?}"
+                ))
+            }
         })
     };
     Ok(Shape(
         target
             .iter()
-            .map(|&d| if d == -1 { wild.clone().unwrap_or(Dim::Known(0)) } else { Dim::Known(d as usize) })
+            .map(|&d| {
+                if d == -1 {
+                    wild.clone().unwrap_or(Dim::Known(0))
+                } else {
+                    Dim::Known(d as usize)
+                }
+            })
             .collect(),
     ))
 }

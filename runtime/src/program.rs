@@ -51,8 +51,12 @@ struct SavedProgram {
 
 impl Program {
     pub fn to_ron(&self) -> Result<String, String> {
-        let saved = SavedProgram { format: PROGRAM_FORMAT.to_string(), program: self.clone() };
-        ron::ser::to_string_pretty(&saved, ron::ser::PrettyConfig::default().struct_names(true)).map_err(|e| e.to_string())
+        let saved = SavedProgram {
+            format: PROGRAM_FORMAT.to_string(),
+            program: self.clone(),
+        };
+        ron::ser::to_string_pretty(&saved, ron::ser::PrettyConfig::default().struct_names(true))
+            .map_err(|e| e.to_string())
     }
 
     /// Whether `text` looks like a saved program rather than a graph file.
@@ -63,7 +67,10 @@ impl Program {
     pub fn from_ron(text: &str) -> Result<Program, String> {
         let saved: SavedProgram = ron::from_str(text).map_err(|e| e.to_string())?;
         if saved.format != PROGRAM_FORMAT {
-            return Err(format!("unsupported program format {:?}, expected {PROGRAM_FORMAT:?}", saved.format));
+            return Err(format!(
+                "unsupported program format {:?}, expected {PROGRAM_FORMAT:?}",
+                saved.format
+            ));
         }
         saved.program.validate()?;
         Ok(saved.program)
@@ -72,7 +79,8 @@ impl Program {
     /// Writes the program atomically: to a temporary file beside `path`, then renamed.
     pub fn save(&self, path: &Path) -> Result<(), String> {
         let text = self.to_ron()?;
-        crate::io::write_atomic(path, text.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))
+        crate::io::write_atomic(path, text.as_bytes())
+            .map_err(|e| format!("{}: {e}", path.display()))
     }
 
     pub fn load(path: &Path) -> Result<Program, String> {
@@ -86,7 +94,10 @@ impl Program {
         let check = |v: &ValueRef, before: usize, what: &str| -> Result<(), String> {
             match self.instrs.get(v.node) {
                 Some(i) if v.node < before && v.output < i.outputs.len() => Ok(()),
-                _ => Err(format!("{what} refers to a missing or later value {}:{}", v.node, v.output)),
+                _ => Err(format!(
+                    "{what} refers to a missing or later value {}:{}",
+                    v.node, v.output
+                )),
             }
         };
         for (k, ins) in self.instrs.iter().enumerate() {
@@ -98,7 +109,12 @@ impl Program {
                 crate::Arity::AtLeast(n) => ins.inputs.len() >= n,
             };
             if !ok {
-                return Err(format!("instruction {k} ({}): {} takes {} inputs", ins.name, ins.op.name(), ins.op.arity()));
+                return Err(format!(
+                    "instruction {k} ({}): {} takes {} inputs",
+                    ins.name,
+                    ins.op.name(),
+                    ins.op.arity()
+                ));
             }
         }
         for o in &self.outputs {

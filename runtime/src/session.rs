@@ -14,15 +14,28 @@ pub enum RunError {
     #[error("'{name}' is fed but the program has no single-output node of that name")]
     UnknownFeed { name: String },
     #[error("feed '{name}' has dtype {got}, the node is {expected}")]
-    FeedDtype { name: String, expected: TensorType, got: crate::DType },
+    FeedDtype {
+        name: String,
+        expected: TensorType,
+        got: crate::DType,
+    },
     #[error("feed '{name}' has shape {got:?}, the node is {expected}{detail}")]
-    FeedShape { name: String, expected: TensorType, got: Vec<usize>, detail: String },
+    FeedShape {
+        name: String,
+        expected: TensorType,
+        got: Vec<usize>,
+        detail: String,
+    },
     #[error("no output or node named '{name}' to fetch")]
     UnknownFetch { name: String },
     #[error("invalid program: {message}")]
     InvalidProgram { message: String },
     #[error("node '{node}' ({op}): {message}")]
-    Node { node: String, op: &'static str, message: String },
+    Node {
+        node: String,
+        op: &'static str,
+        message: String,
+    },
 }
 
 /// Holds a program; runs it with feeds and fetches.
@@ -34,8 +47,15 @@ pub struct Session {
 impl Session {
     /// Checks the program (references point backwards, arities hold) and holds it.
     pub fn new(program: Program) -> Result<Session, RunError> {
-        program.validate().map_err(|message| RunError::InvalidProgram { message })?;
-        let by_name = program.instrs.iter().enumerate().map(|(i, ins)| (ins.name.clone(), i)).collect();
+        program
+            .validate()
+            .map_err(|message| RunError::InvalidProgram { message })?;
+        let by_name = program
+            .instrs
+            .iter()
+            .enumerate()
+            .map(|(i, ins)| (ins.name.clone(), i))
+            .collect();
         Ok(Session { program, by_name })
     }
 
@@ -58,24 +78,38 @@ impl Session {
                 }
             }
         }
-        Err(RunError::UnknownFetch { name: name.to_string() })
+        Err(RunError::UnknownFetch {
+            name: name.to_string(),
+        })
     }
 
     /// Runs the part of the program the fetches need and returns the fetched values in order.
-    pub fn run(&mut self, feeds: &HashMap<String, Tensor>, fetches: &[ValueRef]) -> Result<Vec<Tensor>, RunError> {
+    pub fn run(
+        &mut self,
+        feeds: &HashMap<String, Tensor>,
+        fetches: &[ValueRef],
+    ) -> Result<Vec<Tensor>, RunError> {
         let instrs = &self.program.instrs;
         // Any node may be fed (TensorFlow's feed_dict); placeholders must be.
         let mut fed: Vec<Option<&Tensor>> = vec![None; instrs.len()];
         for (name, t) in feeds {
-            let &i = self.by_name.get(name).ok_or_else(|| RunError::UnknownFeed { name: name.clone() })?;
+            let &i = self
+                .by_name
+                .get(name)
+                .ok_or_else(|| RunError::UnknownFeed { name: name.clone() })?;
             if instrs[i].outputs.len() != 1 {
                 return Err(RunError::UnknownFeed { name: name.clone() });
             }
             fed[i] = Some(t);
         }
         for v in fetches {
-            if instrs.get(v.node).is_none_or(|ins| v.output >= ins.outputs.len()) {
-                return Err(RunError::UnknownFetch { name: format!("{}:{}", v.node, v.output) });
+            if instrs
+                .get(v.node)
+                .is_none_or(|ins| v.output >= ins.outputs.len())
+            {
+                return Err(RunError::UnknownFetch {
+                    name: format!("{}:{}", v.node, v.output),
+                });
             }
         }
         // Which instructions the fetches need; a fed node needs nothing upstream.
@@ -92,17 +126,28 @@ impl Session {
             if !needed[i] {
                 continue;
             }
-            let node_err = |message: String| RunError::Node { node: ins.name.clone(), op: ins.op.name(), message };
+            let node_err = |message: String| RunError::Node {
+                node: ins.name.clone(),
+                op: ins.op.name(),
+                message,
+            };
             let outs = if let Some(t) = fed[i] {
                 check_feed(&ins.name, &ins.outputs[0], t, &mut bindings)?;
                 vec![t.clone()]
             } else if let Op::Placeholder { .. } = ins.op {
-                return Err(RunError::MissingFeed { name: ins.name.clone(), expected: ins.outputs[0].clone() });
+                return Err(RunError::MissingFeed {
+                    name: ins.name.clone(),
+                    expected: ins.outputs[0].clone(),
+                });
             } else {
                 let args: Vec<&Tensor> = ins
                     .inputs
                     .iter()
-                    .map(|v| &values[v.node].as_ref().expect("validated: inputs precede their users")[v.output])
+                    .map(|v| {
+                        &values[v.node]
+                            .as_ref()
+                            .expect("validated: inputs precede their users")[v.output]
+                    })
                     .collect();
                 let types: Vec<TensorType> = args.iter().map(|t| t.tensor_type()).collect();
                 let out_types = ins.op.infer(ins.dtype, &types).map_err(node_err)?;
@@ -125,7 +170,11 @@ fn check_feed(
     bindings: &mut HashMap<String, (usize, String)>,
 ) -> Result<(), RunError> {
     if fed.dtype() != expected.dtype {
-        return Err(RunError::FeedDtype { name: name.into(), expected: expected.clone(), got: fed.dtype() });
+        return Err(RunError::FeedDtype {
+            name: name.into(),
+            expected: expected.clone(),
+            got: fed.dtype(),
+        });
     }
     let got = fed.shape().to_vec();
     let shape_err = |detail: String| RunError::FeedShape {

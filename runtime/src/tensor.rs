@@ -26,7 +26,10 @@ impl Tensor {
     }
 
     pub fn tensor_type(&self) -> TensorType {
-        TensorType { dtype: self.dtype(), shape: Shape::known(self.shape()) }
+        TensorType {
+            dtype: self.dtype(),
+            shape: Shape::known(self.shape()),
+        }
     }
 
     /// Builds a tensor of `dtype` from row-major f64 values (narrowed for f32).

@@ -31,23 +31,46 @@ pub fn compile_error(text: &str) -> gradc::compiler::CompileError {
 pub fn run(g: &Graph, feeds: &HashMap<String, Tensor>, fetches: &[&str]) -> Vec<Vec<f64>> {
     let program = compiler::compile(g.clone()).expect("compiles");
     let mut s = Session::new(program).expect("valid program");
-    let refs: Vec<_> = fetches.iter().map(|f| s.resolve(f).expect("fetch exists")).collect();
-    s.run(feeds, &refs).expect("runs").iter().map(Tensor::to_f64_vec).collect()
+    let refs: Vec<_> = fetches
+        .iter()
+        .map(|f| s.resolve(f).expect("fetch exists"))
+        .collect();
+    s.run(feeds, &refs)
+        .expect("runs")
+        .iter()
+        .map(Tensor::to_f64_vec)
+        .collect()
 }
 
 /// Runs the finite-difference check on every gradient `g` requests; panics with
 /// the failing rows.
-pub fn assert_gradcheck(what: &str, g: &Graph, feeds: &HashMap<String, Tensor>, tolerance: Option<f64>) -> Vec<Check> {
-    let checks = gradcheck(g, feeds, tolerance).unwrap_or_else(|e| panic!("{what}: gradcheck failed to run: {e}"));
+pub fn assert_gradcheck(
+    what: &str,
+    g: &Graph,
+    feeds: &HashMap<String, Tensor>,
+    tolerance: Option<f64>,
+) -> Vec<Check> {
+    let checks = gradcheck(g, feeds, tolerance)
+        .unwrap_or_else(|e| panic!("{what}: gradcheck failed to run: {e}"));
     assert!(!checks.is_empty(), "{what}: no gradients requested");
     let bad: Vec<_> = checks.iter().filter(|c| !c.passed()).collect();
-    assert!(bad.is_empty(), "{what}: gradients disagree with finite differences: {bad:#?}");
+    assert!(
+        bad.is_empty(),
+        "{what}: gradients disagree with finite differences: {bad:#?}"
+    );
     checks
 }
 
 pub fn assert_close(got: &[f64], want: &[f64], tol: f64, what: &str) {
-    assert_eq!(got.len(), want.len(), "{what}: lengths differ: {got:?} vs {want:?}");
+    assert_eq!(
+        got.len(),
+        want.len(),
+        "{what}: lengths differ: {got:?} vs {want:?}"
+    );
     for (i, (a, b)) in got.iter().zip(want).enumerate() {
-        assert!((a - b).abs() <= tol * b.abs().max(1.0), "{what}[{i}]: got {a}, want {b} (all: {got:?})");
+        assert!(
+            (a - b).abs() <= tol * b.abs().max(1.0),
+            "{what}[{i}]: got {a}, want {b} (all: {got:?})"
+        );
     }
 }

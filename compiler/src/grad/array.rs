@@ -37,26 +37,41 @@ fn reshape(c: &mut Ctx, n: &NodeArgs, g: &[Option<TensorRef>]) -> Grads {
 
 // dx = transpose(dy, inverse perm)
 fn transpose(c: &mut Ctx, n: &NodeArgs, g: &[Option<TensorRef>]) -> Grads {
-    let Op::Transpose { perm } = &n.op else { unreachable!("transpose rule on {}", n.op.name()) };
+    let Op::Transpose { perm } = &n.op else {
+        unreachable!("transpose rule on {}", n.op.name())
+    };
     let rank = c.ty(n.x(0)).shape.rank();
     let perm = perm.clone().unwrap_or_else(|| (0..rank).rev().collect());
     let mut inverse = vec![0; rank];
     for (i, &p) in perm.iter().enumerate() {
         inverse[p] = i;
     }
-    Ok(vec![Some(c.op(Op::Transpose { perm: Some(inverse) }, &[dy(g)])?)])
+    Ok(vec![Some(c.op(
+        Op::Transpose {
+            perm: Some(inverse),
+        },
+        &[dy(g)],
+    )?)])
 }
 
 // dx = squeeze(dy, axes)
 fn expand_dims(c: &mut Ctx, n: &NodeArgs, g: &[Option<TensorRef>]) -> Grads {
-    let Op::ExpandDims { axes } = &n.op else { unreachable!("expand_dims rule on {}", n.op.name()) };
-    Ok(vec![Some(c.op(Op::Squeeze { axes: axes.clone() }, &[dy(g)])?)])
+    let Op::ExpandDims { axes } = &n.op else {
+        unreachable!("expand_dims rule on {}", n.op.name())
+    };
+    Ok(vec![Some(
+        c.op(Op::Squeeze { axes: axes.clone() }, &[dy(g)])?,
+    )])
 }
 
 // dx = expand_dims(dy, axes)
 fn squeeze(c: &mut Ctx, n: &NodeArgs, g: &[Option<TensorRef>]) -> Grads {
-    let Op::Squeeze { axes } = &n.op else { unreachable!("squeeze rule on {}", n.op.name()) };
-    Ok(vec![Some(c.op(Op::ExpandDims { axes: axes.clone() }, &[dy(g)])?)])
+    let Op::Squeeze { axes } = &n.op else {
+        unreachable!("squeeze rule on {}", n.op.name())
+    };
+    Ok(vec![Some(
+        c.op(Op::ExpandDims { axes: axes.clone() }, &[dy(g)])?,
+    )])
 }
 
 /// dy with the reduced axes put back as size 1, then broadcast to x's shape.
@@ -92,7 +107,9 @@ fn sum(c: &mut Ctx, n: &NodeArgs, g: &[Option<TensorRef>]) -> Grads {
 
 // dx = broadcast(dy) / (number of reduced elements)
 fn mean(c: &mut Ctx, n: &NodeArgs, g: &[Option<TensorRef>]) -> Grads {
-    let Op::Mean { axes, .. } = &n.op else { unreachable!("mean rule on {}", n.op.name()) };
+    let Op::Mean { axes, .. } = &n.op else {
+        unreachable!("mean rule on {}", n.op.name())
+    };
     let b = unreduce(c, n, dy(g))?;
     let count = c.op(Op::ReducedSize { axes: axes.clone() }, &[n.x(0)])?;
     Ok(vec![Some(c.div(b, count)?)])
@@ -100,7 +117,13 @@ fn mean(c: &mut Ctx, n: &NodeArgs, g: &[Option<TensorRef>]) -> Grads {
 
 // dvalue = sum(dy)
 fn fill(c: &mut Ctx, _: &NodeArgs, g: &[Option<TensorRef>]) -> Grads {
-    Ok(vec![Some(c.op(Op::Sum { axes: None, keep_dims: false }, &[dy(g)])?)])
+    Ok(vec![Some(c.op(
+        Op::Sum {
+            axes: None,
+            keep_dims: false,
+        },
+        &[dy(g)],
+    )?)])
 }
 
 // SumToLike and BroadcastLike are each other's transpose; the shape input gets none.

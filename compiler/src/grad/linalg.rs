@@ -12,13 +12,31 @@ pub(super) fn rule(op: &Op) -> Option<GradFn> {
     }
 }
 
-fn mm(c: &mut Ctx, a: TensorRef, b: TensorRef, transpose_a: bool, transpose_b: bool) -> Result<TensorRef> {
-    c.op(Op::MatMul { transpose_a, transpose_b }, &[a, b])
+fn mm(
+    c: &mut Ctx,
+    a: TensorRef,
+    b: TensorRef,
+    transpose_a: bool,
+    transpose_b: bool,
+) -> Result<TensorRef> {
+    c.op(
+        Op::MatMul {
+            transpose_a,
+            transpose_b,
+        },
+        &[a, b],
+    )
 }
 
 // y = a b: da = g b^T, db = a^T g (the transposed forms follow by transposing both sides)
 fn matmul(c: &mut Ctx, n: &NodeArgs, g: &[Option<TensorRef>]) -> Result<Vec<Option<TensorRef>>> {
-    let Op::MatMul { transpose_a, transpose_b } = n.op else { unreachable!("matmul rule on {}", n.op.name()) };
+    let Op::MatMul {
+        transpose_a,
+        transpose_b,
+    } = n.op
+    else {
+        unreachable!("matmul rule on {}", n.op.name())
+    };
     let g = g[0].expect("the driver calls a single-output rule only with a gradient");
     let (a, b) = (n.x(0), n.x(1));
     let (da, db) = match (transpose_a, transpose_b) {

@@ -50,7 +50,10 @@ fn sub(c: &mut Ctx, _: &NodeArgs, g: &[Option<TensorRef>]) -> Grads {
 
 // da = dy * b, db = dy * a
 fn mul(c: &mut Ctx, n: &NodeArgs, g: &[Option<TensorRef>]) -> Grads {
-    Ok(vec![Some(c.mul(dy(g), n.x(1))?), Some(c.mul(dy(g), n.x(0))?)])
+    Ok(vec![
+        Some(c.mul(dy(g), n.x(1))?),
+        Some(c.mul(dy(g), n.x(0))?),
+    ])
 }
 
 // da = dy / b, db = -dy * y / b   (y = a / b)
@@ -84,8 +87,15 @@ fn square(c: &mut Ctx, n: &NodeArgs, g: &[Option<TensorRef>]) -> Grads {
 
 // dx = dy * e * x^(e-1)
 fn pow(c: &mut Ctx, n: &NodeArgs, g: &[Option<TensorRef>]) -> Grads {
-    let Op::Pow { exponent } = n.op else { unreachable!("pow rule on {}", n.op.name()) };
-    let p = c.op(Op::Pow { exponent: exponent - 1.0 }, &[n.x(0)])?;
+    let Op::Pow { exponent } = n.op else {
+        unreachable!("pow rule on {}", n.op.name())
+    };
+    let p = c.op(
+        Op::Pow {
+            exponent: exponent - 1.0,
+        },
+        &[n.x(0)],
+    )?;
     let p = c.scale(exponent, p)?;
     Ok(vec![Some(c.mul(dy(g), p)?)])
 }

@@ -57,15 +57,29 @@ impl Ctx<'_> {
     /// Adds `op(inputs)` named `<scope>/<Op>` (made unique).
     pub fn op(&mut self, op: Op, inputs: &[TensorRef]) -> Result<TensorRef> {
         let name = self.g.unique_name(&format!("{}/{}", self.scope, op.name()));
-        let dtype = inputs.first().map(|&t| self.g.ty(t).dtype).unwrap_or_default();
-        self.g.add(name, op, dtype, inputs, Role::Backward, None).map(TensorRef::of)
+        let dtype = inputs
+            .first()
+            .map(|&t| self.g.ty(t).dtype)
+            .unwrap_or_default();
+        self.g
+            .add(name, op, dtype, inputs, Role::Backward, None)
+            .map(TensorRef::of)
     }
 
     /// A scalar constant of `like`'s dtype.
     pub fn scalar(&mut self, v: f64, like: TensorRef) -> Result<TensorRef> {
         let name = self.g.unique_name(&format!("{}/Const", self.scope));
         let dtype = self.g.ty(like).dtype;
-        self.g.add(name, Op::Const(Literal::Scalar(v)), dtype, &[], Role::Backward, None).map(TensorRef::of)
+        self.g
+            .add(
+                name,
+                Op::Const(Literal::Scalar(v)),
+                dtype,
+                &[],
+                Role::Backward,
+                None,
+            )
+            .map(TensorRef::of)
     }
 
     pub fn add(&mut self, a: TensorRef, b: TensorRef) -> Result<TensorRef> {
@@ -92,7 +106,10 @@ impl Ctx<'_> {
 
 /// The rule for `op`, or None if the op has no gradient.
 fn rule_for(op: &Op) -> Option<GradFn> {
-    math::rule(op).or_else(|| nn::rule(op)).or_else(|| linalg::rule(op)).or_else(|| array::rule(op))
+    math::rule(op)
+        .or_else(|| nn::rule(op))
+        .or_else(|| linalg::rule(op))
+        .or_else(|| array::rule(op))
 }
 
 /// Ops whose output does not depend differentiably on their inputs: their inputs get no gradient.
@@ -130,7 +147,9 @@ pub fn gradients(
             }
         }
     }
-    let to_y: HashSet<NodeIndex> = Dfs::new(Reversed(&g.g), y.node).iter(Reversed(&g.g)).collect();
+    let to_y: HashSet<NodeIndex> = Dfs::new(Reversed(&g.g), y.node)
+        .iter(Reversed(&g.g))
+        .collect();
     let order: Vec<NodeIndex> = g
         .topo_order()?
         .into_iter()
@@ -143,7 +162,13 @@ pub fn gradients(
             if g.ty(t) != g.ty(y) {
                 return Err(CompileError::new(
                     ErrorKind::Shape,
-                    format!("grad_ys '{}' is {} but '{}' is {}", g.tensor_name(t), g.ty(t), g.tensor_name(y), g.ty(y)),
+                    format!(
+                        "grad_ys '{}' is {} but '{}' is {}",
+                        g.tensor_name(t),
+                        g.ty(t),
+                        g.tensor_name(y),
+                        g.ty(y)
+                    ),
                 ));
             }
             t
@@ -166,7 +191,10 @@ pub fn gradients(
                 None => None,
                 Some(parts) if parts.len() == 1 => Some(parts[0]),
                 Some(parts) => {
-                    let mut ctx = Ctx { g, scope: format!("{scope}/{}", node.name) };
+                    let mut ctx = Ctx {
+                        g,
+                        scope: format!("{scope}/{}", node.name),
+                    };
                     Some(ctx.op(Op::AddN, &parts)?)
                 }
             };
@@ -183,7 +211,11 @@ pub fn gradients(
         let Some(rule) = rule_for(&node.op) else {
             return Err(CompileError::new(
                 ErrorKind::NoGradient,
-                format!("op {} has no gradient, and the gradient of '{}' passes through it", node.op.name(), g.tensor_name(y)),
+                format!(
+                    "op {} has no gradient, and the gradient of '{}' passes through it",
+                    node.op.name(),
+                    g.tensor_name(y)
+                ),
             )
             .at_node(&node.name, node.op.name())
             .at_line(node.line));
@@ -191,11 +223,21 @@ pub fn gradients(
         let args = NodeArgs {
             op: node.op.clone(),
             inputs: inputs.clone(),
-            outputs: (0..node.outputs.len()).map(|k| TensorRef { node: n, output: k }).collect(),
+            outputs: (0..node.outputs.len())
+                .map(|k| TensorRef { node: n, output: k })
+                .collect(),
         };
-        let mut ctx = Ctx { g, scope: format!("{scope}/{}/{}_grad", node.name, node.op.name()) };
-        let in_grads = rule(&mut ctx, &args, &out_grads).map_err(|e| e.at_node(&node.name, node.op.name()))?;
-        debug_assert_eq!(in_grads.len(), inputs.len(), "a rule returns one gradient per input");
+        let mut ctx = Ctx {
+            g,
+            scope: format!("{scope}/{}/{}_grad", node.name, node.op.name()),
+        };
+        let in_grads =
+            rule(&mut ctx, &args, &out_grads).map_err(|e| e.at_node(&node.name, node.op.name()))?;
+        debug_assert_eq!(
+            in_grads.len(),
+            inputs.len(),
+            "a rule returns one gradient per input"
+        );
         for (input, grad) in inputs.iter().zip(in_grads) {
             let Some(mut grad) = grad else { continue };
             if !between.contains(&input.node) {
@@ -232,7 +274,10 @@ fn prune_unused(g: &mut Graph, first_new: u64, results: &[TensorRef]) {
             stack.extend(g.g.neighbors_directed(n, Direction::Incoming));
         }
     }
-    let dead: Vec<NodeIndex> = g.g.node_indices().filter(|&n| g.node(n).seq >= first_new && !live.contains(&n)).collect();
+    let dead: Vec<NodeIndex> =
+        g.g.node_indices()
+            .filter(|&n| g.node(n).seq >= first_new && !live.contains(&n))
+            .collect();
     for n in dead {
         g.remove(n);
     }

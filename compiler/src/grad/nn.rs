@@ -35,14 +35,26 @@ fn relu_grad(c: &mut Ctx, n: &NodeArgs, g: &[Option<TensorRef>]) -> Grads {
 // dx = dy, db = sum of dy over every axis but the last
 fn bias_add(c: &mut Ctx, n: &NodeArgs, g: &[Option<TensorRef>]) -> Grads {
     let rank = c.ty(n.x(0)).shape.rank() as i64;
-    let db = c.op(Op::Sum { axes: Some((0..rank - 1).collect()), keep_dims: false }, &[dy(g)])?;
+    let db = c.op(
+        Op::Sum {
+            axes: Some((0..rank - 1).collect()),
+            keep_dims: false,
+        },
+        &[dy(g)],
+    )?;
     Ok(vec![Some(dy(g)), Some(db)])
 }
 
 // dx = y * (dy - sum(dy * y, last axis))
 fn softmax(c: &mut Ctx, n: &NodeArgs, g: &[Option<TensorRef>]) -> Grads {
     let dy_y = c.mul(dy(g), n.y())?;
-    let s = c.op(Op::Sum { axes: Some(vec![-1]), keep_dims: true }, &[dy_y])?;
+    let s = c.op(
+        Op::Sum {
+            axes: Some(vec![-1]),
+            keep_dims: true,
+        },
+        &[dy_y],
+    )?;
     let d = c.sub(dy(g), s)?;
     Ok(vec![Some(c.mul(n.y(), d)?)])
 }

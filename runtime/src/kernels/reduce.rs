@@ -59,7 +59,11 @@ pub(super) fn reduced_size<T: Elem>(
 }
 
 /// Index of the first largest element along `axis`, as a float.
-pub(super) fn argmax<T: Elem>(x: &ArrayViewD<'_, T>, axis: i64, out: &[usize]) -> Result<ArrayD<T>, String> {
+pub(super) fn argmax<T: Elem>(
+    x: &ArrayViewD<'_, T>,
+    axis: i64,
+    out: &[usize],
+) -> Result<ArrayD<T>, String> {
     let a = normalize_axes(&[axis], x.ndim())?[0];
     let best = x.map_axis(Axis(a), |lane| {
         let mut best = 0;

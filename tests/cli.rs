@@ -1,0 +1,174 @@
+//! The command-line tool end to end: outputs, exit codes, files written.
+
+mod common;
+
+use common::repo_path;
+use std::process::{Command, Output};
+
+fn gradc(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_gradc"))
+        .args(args)
+        .current_dir(repo_path(""))
+        .output()
+        .expect("gradc runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn run_prints_outputs_and_gradients() {
+    let o = gradc(&["run", "graphs/apple.ron"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    for line in [
+        "price = 220.0000",
+        "d(price)/d(apple) = 2.2",
+        "d(price)/d(apple_num) = 110.0000",
+        "d(price)/d(tax) = 200",
+    ] {
+        assert!(out.contains(line), "missing {line:?} in\n{out}");
+    }
+}
+
+#[test]
+fn check_summarizes_and_grad_prints_the_canonical_text() {
+    let o = gradc(&["check", "graphs/affine_softmax.ron"]);
+    assert!(o.status.success());
+    assert!(
+        stdout(&o).contains("gradient d(loss)/d(w1) : f64[5,6]"),
+        "{}",
+        stdout(&o)
+    );
+    let o = gradc(&["grad", "graphs/apple.ron"]);
+    let text = gradc::compiler::print::graph_text(
+        &gradc::compiler::graph_from_file(&repo_path("graphs/apple.ron")).expect("builds"),
+    )
+    .expect("prints");
+    assert_eq!(stdout(&o), text);
+}
+
+#[test]
+fn dot_sets_the_backward_graph_apart() {
+    let o = gradc(&["dot", "graphs/apple.ron"]);
+    let out = stdout(&o);
+    assert!(o.status.success() && out.starts_with("digraph"), "{out}");
+    assert!(
+        out.contains("cluster_forward") && out.contains("cluster_backward"),
+        "{out}"
+    );
+}
+
+#[test]
+fn compiled_program_runs_and_feeds_work() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let graph = dir.path().join("g.ron");
+    std::fs::write(
+        &graph,
+        r#"Graph(name: "g", dtype: F64, nodes: [
+            (name: "x", op: Placeholder(shape: ["n"])),
+            (name: "y", op: Square, inputs: ["x"]),
+        ], gradients: [(of: "y", wrt: ["x"])])"#,
+    )
+    .expect("write");
+    let program = dir.path().join("g.program");
+    let o = gradc(&[
+        "compile",
+        graph.to_str().unwrap(),
+        "-o",
+        program.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let npy = dir.path().join("out");
+    let o = gradc(&[
+        "run",
+        program.to_str().unwrap(),
+        "--feed",
+        "x=[1, 2, 3]",
+        "--npy-dir",
+        npy.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("d(y)/d(x) = [2, 4, 6]"),
+        "{}",
+        stdout(&o)
+    );
+    // The written gradient reads back, and feeds from .npy work too.
+    let grad = npy.join("d_y__d_x_.npy");
+    let a: ndarray::ArrayD<f64> = ndarray_npy::read_npy(&grad).expect("npy written");
+    assert_eq!(a.iter().copied().collect::<Vec<_>>(), vec![2.0, 4.0, 6.0]);
+    let o = gradc(&[
+        "run",
+        program.to_str().unwrap(),
+        "--feed",
+        &format!("x={}", grad.display()),
+        "--fetch",
+        "y",
+    ]);
+    assert!(
+        stdout(&o).contains("y = [4, 16, 36]"),
+        "{}{}",
+        stdout(&o),
+        stderr(&o)
+    );
+}
+
+#[test]
+fn gradcheck_passes_and_fails_by_tolerance() {
+    let o = gradc(&["gradcheck", "graphs/affine_softmax.ron"]);
+    assert!(o.status.success(), "{}", stdout(&o));
+    assert_eq!(stdout(&o).matches(" ok").count(), 4, "{}", stdout(&o));
+    // Finite differences are never exact, so a zero tolerance must fail.
+    let o = gradc(&["gradcheck", "graphs/affine_softmax.ron", "--tolerance", "0"]);
+    assert!(!o.status.success());
+    assert!(stdout(&o).contains("FAILED"));
+}
+
+#[test]
+fn errors_exit_non_zero_with_file_and_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bad = dir.path().join("bad.ron");
+    std::fs::write(&bad, "Graph(name: \"b\", nodes: [\n (name: \"a\", op: Const(1.0)),\n (name: \"b\", op: Exp, inputs: [\"c\"]),\n])").expect("write");
+    for cmd in ["check", "grad", "dot", "run", "gradcheck"] {
+        let o = gradc(&[cmd, bad.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(1), "{cmd}");
+        let err = stderr(&o);
+        assert!(
+            err.contains("bad.ron:3: error in node 'b' (Exp): input 'c' does not exist"),
+            "{cmd}: {err}"
+        );
+    }
+    let o = gradc(&["run", "graphs/apple.ron", "--feed", "apple=[1, 2]"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("feed 'apple' has shape [2]"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn compile_never_leaves_a_partial_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("p.program");
+    std::fs::write(&out, "old").expect("write");
+    let o = gradc(&[
+        "compile",
+        "graphs/does_not_exist.ron",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert_eq!(std::fs::read_to_string(&out).expect("still there"), "old");
+    assert_eq!(
+        std::fs::read_dir(dir.path()).expect("dir").count(),
+        1,
+        "no temporary files left"
+    );
+}
