@@ -20,7 +20,10 @@ pub enum Error {
     #[error("{0}")]
     Compile(Box<CompileError>),
     #[error("{context}: {source}")]
-    Run { context: String, source: Box<RunError> },
+    Run {
+        context: String,
+        source: Box<RunError>,
+    },
     #[error("{0}")]
     Usage(String),
     #[error("{0}")]
