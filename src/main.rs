@@ -1,6 +1,7 @@
 //! The `gradc` command-line tool.
 
 use clap::{Parser, Subcommand};
+use gradc::compiler::ir::Role;
 use gradc::compiler::{self, Graph};
 use gradc::runtime::{Program, Session, ValueRef};
 use gradc::{feeds, gradcheck, Error};
@@ -86,22 +87,28 @@ fn run(command: Command) -> Result<ExitCode, Error> {
     match command {
         Command::Check { file } => {
             let g = load_graph(&file)?;
-            let (fwd, bwd) =
-                g.g.node_indices()
-                    .fold((0, 0), |(f, b), n| match g.node(n).role {
-                        compiler::ir::Role::Forward => (f + 1, b),
-                        compiler::ir::Role::Backward => (f, b + 1),
-                    });
+            let count = |r: Role| g.g.node_indices().filter(|&n| g.node(n).role == r).count();
             println!(
-                "{}: ok: graph '{}', {fwd} forward nodes, {bwd} backward nodes",
+                "{}: ok: graph '{}', {} forward nodes, {} backward nodes, {} update nodes",
                 file.display(),
-                g.name
+                g.name,
+                count(Role::Forward),
+                count(Role::Backward),
+                count(Role::Update)
             );
             for (label, t) in &g.outputs {
                 println!("  output {label} : {}", g.ty(*t));
             }
             for r in &g.gradients {
                 println!("  gradient {} : {}", r.name, g.ty(r.value));
+            }
+            if let Some(t) = &g.train {
+                let vars: Vec<&str> = t
+                    .var_list
+                    .iter()
+                    .map(|&v| g.node(v).name.as_str())
+                    .collect();
+                println!("  train: minimizes {} over {}", t.loss.0, vars.join(", "));
             }
         }
         Command::Grad { file } => print!("{}", compiler::print::graph_text(&load_graph(&file)?)?),

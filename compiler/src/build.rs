@@ -4,7 +4,7 @@
 
 use crate::error::{did_you_mean, CompileError, ErrorKind, Result};
 use crate::grad;
-use crate::ir::{GradientResult, Graph, Role, TensorRef};
+use crate::ir::{GradientResult, Graph, Role, TensorRef, GLOBAL_VARIABLES, TRAINABLE_VARIABLES};
 use crate::schema::{gradient_name, line_of_gradient, line_of_node, GraphSpec};
 use gradc_runtime::Op;
 use std::collections::{BTreeSet, HashMap};
@@ -66,7 +66,7 @@ pub fn build(spec: &GraphSpec, text: &str) -> Result<Graph> {
     let mut deps: Vec<(Item, Vec<Item>)> = Vec::new();
     for (i, n) in spec.nodes.iter().enumerate() {
         let mut d = Vec::new();
-        for r in &n.inputs {
+        for r in n.inputs.iter().chain(&n.control_inputs) {
             match producer.get(&base(r)) {
                 Some(&item) => d.push(item),
                 None => {
@@ -122,20 +122,7 @@ pub fn build(spec: &GraphSpec, text: &str) -> Result<Graph> {
 
     let mut g = Graph::new(&spec.name);
     let mut aliases: HashMap<String, TensorRef> = HashMap::new();
-    let resolve = |g: &Graph, aliases: &HashMap<String, TensorRef>, r: &str| -> Option<TensorRef> {
-        if let Some(&t) = aliases.get(r) {
-            return Some(t);
-        }
-        let (name, output) = match g.find(r) {
-            Some(n) => (n, 0),
-            None => {
-                let (b, k) = r.rsplit_once(':')?;
-                (g.find(b)?, k.parse().ok()?)
-            }
-        };
-        (output < g.node(name).outputs.len()).then_some(TensorRef { node: name, output })
-    };
-    let mut scopes = 0usize;
+    let resolve = resolve_ref;
     for item in order {
         match item {
             Item::Node(i) => {
@@ -162,7 +149,39 @@ pub fn build(spec: &GraphSpec, text: &str) -> Result<Graph> {
                     Role::Forward,
                     line,
                 )?;
-                let inferred = g.node(id).outputs[0].dtype;
+                for c in &n.control_inputs {
+                    let before = g
+                        .find(c)
+                        .or_else(|| resolve(&g, &aliases, c).map(|t| t.node))
+                        .ok_or_else(|| {
+                            unknown(c, line, "control input").at_node(&n.name, n.op.name())
+                        })?;
+                    g.add_control(before, id);
+                }
+                if n.op.is_stateful() && !matches!(g.node(inputs[0].node).op, Op::Variable { .. }) {
+                    return Err(CompileError::new(
+                        ErrorKind::NotAVariable,
+                        format!(
+                            "{} changes a variable, but its first input '{}' is a {}",
+                            n.op.name(),
+                            g.tensor_name(inputs[0]),
+                            g.node(inputs[0].node).op.name()
+                        ),
+                    )
+                    .at_node(&n.name, n.op.name())
+                    .at_line(line));
+                }
+                let mut collections = n.collections.clone();
+                if let Op::Variable { trainable, .. } = n.op {
+                    collections.push(GLOBAL_VARIABLES.to_string());
+                    if trainable {
+                        collections.push(TRAINABLE_VARIABLES.to_string());
+                    }
+                }
+                for c in collections {
+                    g.collections.entry(c).or_default().push(id);
+                }
+                let inferred = g.node(id).outputs.first().map_or(dtype, |t| t.dtype);
                 if n.dtype.is_some_and(|d| d != inferred) {
                     return Err(CompileError::new(
                         ErrorKind::DType,
@@ -182,12 +201,7 @@ pub fn build(spec: &GraphSpec, text: &str) -> Result<Graph> {
                 let y = find(&gr.of)?;
                 let xs = gr.wrt.iter().map(|x| find(x)).collect::<Result<Vec<_>>>()?;
                 let grad_y = gr.grad_ys.as_deref().map(find).transpose()?;
-                let scope = if scopes == 0 {
-                    "gradients".to_string()
-                } else {
-                    format!("gradients_{scopes}")
-                };
-                scopes += 1;
+                let scope = g.free_scope("gradients");
                 let results =
                     grad::gradients(&mut g, y, &xs, grad_y, &scope).map_err(|e| e.at_line(line))?;
                 for (x, r) in gr.wrt.iter().zip(results) {
@@ -215,7 +229,25 @@ pub fn build(spec: &GraphSpec, text: &str) -> Result<Graph> {
             .collect::<Result<_>>()?,
         None => default_outputs(&g),
     };
+    if let Some(train) = &spec.train {
+        crate::train::build_train(&mut g, train, &aliases, text)?;
+    }
     Ok(g)
+}
+
+/// A tensor by name: a gradient result `d(y)/d(x)`, a node `x` (output 0) or `x:k`.
+pub fn resolve_ref(g: &Graph, aliases: &HashMap<String, TensorRef>, r: &str) -> Option<TensorRef> {
+    if let Some(&t) = aliases.get(r) {
+        return Some(t);
+    }
+    let (name, output) = match g.find(r) {
+        Some(n) => (n, 0),
+        None => {
+            let (b, k) = r.rsplit_once(':')?;
+            (g.find(b)?, k.parse().ok()?)
+        }
+    };
+    (output < g.node(name).outputs.len()).then_some(TensorRef { node: name, output })
 }
 
 /// Forward nodes that no other forward node uses, sources (placeholders, constants) left out.
@@ -226,7 +258,11 @@ fn default_outputs(g: &Graph) -> Vec<(String, TensorRef)> {
         .filter(|&n| {
             let node = g.node(n);
             node.role == Role::Forward
-                && !matches!(node.op, Op::Placeholder { .. } | Op::Const(_))
+                && !node.op.is_stateful()
+                && !matches!(
+                    node.op,
+                    Op::Placeholder { .. } | Op::Const(_) | Op::Variable { .. }
+                )
                 && g.consumers(n)
                     .iter()
                     .all(|&m| g.node(m).role != Role::Forward)

@@ -21,6 +21,10 @@ pub enum ErrorKind {
     Shape,
     /// Dtypes do not fit the op, or a declared dtype disagrees with the inferred one.
     DType,
+    /// An assignment whose first input is not a variable.
+    NotAVariable,
+    /// The `train` section is inconsistent (no trainable variable, a non-scalar loss, ...).
+    Train,
     /// An op on the path to a requested gradient has no gradient rule.
     NoGradient,
     /// A graph invariant broke inside the compiler (a bug, named with the pass).

@@ -18,6 +18,8 @@ pub enum Role {
     Forward,
     /// Made by differentiation.
     Backward,
+    /// Made by the `train` section: optimizer state and update ops.
+    Update,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -35,11 +37,13 @@ pub struct Node {
     pub seq: u64,
 }
 
-/// An edge: output `output` of the source feeds input slot `input` of the target.
+/// An edge of the graph.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Edge {
-    pub output: usize,
-    pub input: usize,
+pub enum Edge {
+    /// Output `output` of the source feeds input slot `input` of the target.
+    Data { output: usize, input: usize },
+    /// The source must run before the target (TensorFlow's control dependency).
+    Control,
 }
 
 /// One output of one node.
@@ -53,6 +57,25 @@ impl TensorRef {
     pub fn of(node: NodeIndex) -> TensorRef {
         TensorRef { node, output: 0 }
     }
+}
+
+/// The collection of every variable (`tf.GraphKeys.GLOBAL_VARIABLES`).
+pub const GLOBAL_VARIABLES: &str = "GLOBAL_VARIABLES";
+/// The collection of trainable variables (`tf.GraphKeys.TRAINABLE_VARIABLES`).
+pub const TRAINABLE_VARIABLES: &str = "TRAINABLE_VARIABLES";
+/// Ops every train step runs (`tf.GraphKeys.UPDATE_OPS`), e.g. moving averages.
+pub const UPDATE_OPS: &str = "UPDATE_OPS";
+
+/// What the `train` section built.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrainInfo {
+    /// The `NoOp` that runs every update: the train step's target.
+    pub train_op: NodeIndex,
+    /// The loss as written (before weight decay), and the metrics, with their labels.
+    pub loss: (String, TensorRef),
+    pub metrics: Vec<(String, TensorRef)>,
+    /// The trained variables, in order.
+    pub var_list: Vec<NodeIndex>,
 }
 
 /// One result of a gradient request: `name` is `d(of)/d(wrt)`.
@@ -75,6 +98,9 @@ pub struct Graph {
     pub outputs: Vec<(String, TensorRef)>,
     /// Gradient results in request order.
     pub gradients: Vec<GradientResult>,
+    /// Named collections of nodes, in insertion order (`tf.add_to_collection`).
+    pub collections: std::collections::BTreeMap<String, Vec<NodeIndex>>,
+    pub train: Option<TrainInfo>,
 }
 
 impl Graph {
@@ -173,7 +199,7 @@ impl Graph {
             self.g.add_edge(
                 t.node,
                 n,
-                Edge {
+                Edge::Data {
                     output: t.output,
                     input: slot,
                 },
@@ -188,18 +214,52 @@ impl Graph {
         let mut ins: Vec<(usize, TensorRef)> = self
             .g
             .edges_directed(n, Direction::Incoming)
-            .map(|e| {
-                (
-                    e.weight().input,
+            .filter_map(|e| match *e.weight() {
+                Edge::Data { output, input } => Some((
+                    input,
                     TensorRef {
                         node: e.source(),
-                        output: e.weight().output,
+                        output,
                     },
-                )
+                )),
+                Edge::Control => None,
             })
             .collect();
         ins.sort_unstable_by_key(|(slot, _)| *slot);
         ins.into_iter().map(|(_, t)| t).collect()
+    }
+
+    /// The nodes that must run before `n`, in creation order.
+    pub fn control_inputs(&self, n: NodeIndex) -> Vec<NodeIndex> {
+        let mut c: Vec<NodeIndex> = self
+            .g
+            .edges_directed(n, Direction::Incoming)
+            .filter(|e| *e.weight() == Edge::Control)
+            .map(|e| e.source())
+            .collect();
+        c.sort_by_key(|&m| self.g[m].seq);
+        c.dedup();
+        c
+    }
+
+    /// Makes `before` run before `after`.
+    pub fn add_control(&mut self, before: NodeIndex, after: NodeIndex) {
+        if !self.control_inputs(after).contains(&before) {
+            self.g.add_edge(before, after, Edge::Control);
+        }
+    }
+
+    /// Nodes that use an output of `n` as data, deduplicated, in creation order.
+    pub fn data_consumers(&self, n: NodeIndex) -> Vec<NodeIndex> {
+        let mut c: Vec<NodeIndex> = self
+            .g
+            .edges_directed(n, Direction::Outgoing)
+            .filter(|e| matches!(e.weight(), Edge::Data { .. }))
+            .map(|e| e.target())
+            .collect();
+        c.sort_by_key(|&m| self.g[m].seq);
+        c.dedup();
+        c
     }
 
     /// Nodes that use an output of `n`, deduplicated, in index order.
@@ -213,6 +273,21 @@ impl Graph {
         if let Some(node) = self.g.remove_node(n) {
             self.names.remove(&node.name);
         }
+    }
+
+    /// `base`, or `base_1`, `base_2`, ...: the first that no node name starts with as `<scope>/`.
+    pub fn free_scope(&self, base: &str) -> String {
+        let taken = |scope: &str| {
+            let prefix = format!("{scope}/");
+            self.names.keys().any(|n| n.starts_with(&prefix))
+        };
+        if !taken(base) {
+            return base.to_string();
+        }
+        (1..)
+            .map(|i| format!("{base}_{i}"))
+            .find(|s| !taken(s))
+            .unwrap_or_default()
     }
 
     /// The sequence number after every node made so far.

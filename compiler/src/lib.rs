@@ -12,6 +12,7 @@ pub mod lower;
 pub mod passes;
 pub mod print;
 pub mod schema;
+pub mod train;
 
 pub use error::{CompileError, ErrorKind, Result};
 pub use ir::Graph;
@@ -36,4 +37,44 @@ pub fn graph_from_file(path: &Path) -> Result<Graph> {
 pub fn compile(mut g: Graph) -> Result<gradc_runtime::Program> {
     passes::Pipeline::default_passes().run(&mut g)?;
     lower::lower(&g)
+}
+
+/// The two programs of a graph with a `train` section.
+pub struct TrainPrograms {
+    /// Forward, backward and every update op; run it with the target `train`.
+    pub train: gradc_runtime::Program,
+    /// Forward only: the loss, the metrics and the graph's outputs, no update op.
+    pub eval: gradc_runtime::Program,
+    /// The target to run for one train step, and the labels to fetch.
+    pub train_op: String,
+    pub loss: String,
+    pub metrics: Vec<String>,
+}
+
+/// Compiles a graph with a `train` section into its train-step and inference programs.
+pub fn compile_training(mut g: Graph) -> Result<TrainPrograms> {
+    passes::Pipeline::default_passes().run(&mut g)?;
+    let Some(info) = g.train.clone() else {
+        return Err(CompileError::new(
+            ErrorKind::Train,
+            "the graph has no train section",
+        ));
+    };
+    let mut reported = vec![info.loss.clone()];
+    reported.extend(info.metrics.iter().cloned());
+    let mut eval_outputs = reported.clone();
+    for o in &g.outputs {
+        if !eval_outputs.iter().any(|(l, _)| *l == o.0) {
+            eval_outputs.push(o.clone());
+        }
+    }
+    let mut train_graph = g.clone();
+    train_graph.outputs = reported;
+    Ok(TrainPrograms {
+        train: lower::lower(&train_graph)?,
+        eval: lower::lower_pruned(&g, &eval_outputs)?,
+        train_op: g.node(info.train_op).name.clone(),
+        loss: info.loss.0.clone(),
+        metrics: info.metrics.iter().map(|(l, _)| l.clone()).collect(),
+    })
 }

@@ -22,6 +22,7 @@ pub fn lower(g: &Graph) -> Result<Program> {
                 dtype: node.dtype,
                 inputs: g.inputs(n).into_iter().map(value).collect(),
                 outputs: node.outputs.clone(),
+                control: g.control_inputs(n).into_iter().map(|c| index[&c]).collect(),
             }
         })
         .collect();
@@ -41,4 +42,25 @@ pub fn lower(g: &Graph) -> Result<Program> {
         instrs,
         outputs,
     })
+}
+
+/// Lowers only what `outputs` need (data and control inputs, transitively),
+/// with those outputs as the program's outputs: e.g. the inference program of
+/// a training graph, which holds no gradient and no update op.
+pub fn lower_pruned(g: &Graph, outputs: &[(String, TensorRef)]) -> Result<Program> {
+    let mut keep = g.clone();
+    let mut needed = std::collections::HashSet::new();
+    let mut stack: Vec<_> = outputs.iter().map(|(_, t)| t.node).collect();
+    while let Some(n) = stack.pop() {
+        if needed.insert(n) {
+            stack.extend(g.g.neighbors_directed(n, petgraph::Direction::Incoming));
+        }
+    }
+    let dead: Vec<_> = g.g.node_indices().filter(|n| !needed.contains(n)).collect();
+    for n in dead {
+        keep.remove(n);
+    }
+    keep.outputs = outputs.to_vec();
+    keep.gradients.clear();
+    lower(&keep)
 }

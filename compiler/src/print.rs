@@ -13,8 +13,18 @@ use std::fmt::Write;
 /// One node as a line: `name = Op{attrs}(inputs) : types`.
 pub fn node_line(g: &Graph, n: NodeIndex) -> String {
     let node = g.node(n);
-    let inputs: Vec<String> = g.inputs(n).into_iter().map(|t| g.tensor_name(t)).collect();
+    let mut inputs: Vec<String> = g.inputs(n).into_iter().map(|t| g.tensor_name(t)).collect();
+    inputs.extend(
+        g.control_inputs(n)
+            .into_iter()
+            .map(|c| format!("^{}", g.node(c).name)),
+    );
     let types: Vec<String> = node.outputs.iter().map(ToString::to_string).collect();
+    let types = if types.is_empty() {
+        vec!["()".to_string()]
+    } else {
+        types
+    };
     let args = if inputs.is_empty() {
         String::new()
     } else {
@@ -37,15 +47,12 @@ pub fn graph_text(g: &Graph) -> Result<String> {
     for n in g.topo_order()? {
         let r = g.node(n).role;
         if role != Some(r) {
-            let _ = writeln!(
-                s,
-                "{}",
-                if r == Role::Forward {
-                    "# forward"
-                } else {
-                    "# backward"
-                }
-            );
+            let header = match r {
+                Role::Forward => "# forward",
+                Role::Backward => "# backward",
+                Role::Update => "# update",
+            };
+            let _ = writeln!(s, "{header}");
             role = Some(r);
         }
         let _ = writeln!(s, "{}", node_line(g, n));
@@ -82,6 +89,7 @@ pub fn dot(g: &Graph) -> Result<String> {
     for (role, header) in [
         (Role::Forward, "  subgraph cluster_forward {\n    label=\"forward\";"),
         (Role::Backward, "  subgraph cluster_backward {\n    label=\"backward\";\n    style=filled; color=\"#eeeeff\";\n    node [style=filled, fillcolor=\"#ddddff\"];"),
+        (Role::Update, "  subgraph cluster_update {\n    label=\"update\";\n    style=filled; color=\"#eeffee\";\n    node [style=filled, fillcolor=\"#ddffdd\"];"),
     ] {
         let nodes: Vec<_> = order.iter().filter(|&&n| g.node(n).role == role).collect();
         if nodes.is_empty() {
@@ -116,6 +124,9 @@ pub fn dot(g: &Graph) -> Result<String> {
                 t.node.index(),
                 n.index()
             );
+        }
+        for c in g.control_inputs(n) {
+            let _ = writeln!(s, "  n{} -> n{} [style=dotted];", c.index(), n.index());
         }
     }
     for r in &g.gradients {

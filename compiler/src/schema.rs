@@ -19,6 +19,147 @@ pub struct GraphSpec {
     pub outputs: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub gradients: Vec<GradientSpec>,
+    /// How to train the graph: the loss, the optimizer, the data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train: Option<TrainSpec>,
+}
+
+/// The `train` section: one train step is compiled ahead of time from it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainSpec {
+    /// The scalar to minimize.
+    pub loss: String,
+    pub optimizer: OptimizerSpec,
+    /// Variables to train; all trainable variables when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub var_list: Option<Vec<String>>,
+    /// L2 weight decay: adds `weight_decay * sum(w^2) / 2` (TensorFlow's `l2_loss`)
+    /// to the loss for every trained variable of rank >= 2 (weights, not biases).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub weight_decay: f64,
+    /// Clips the gradients by their global norm (`tf.clip_by_global_norm`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clip_global_norm: Option<f64>,
+    /// Other values to report while training, e.g. `["accuracy"]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub metrics: Vec<String>,
+    /// Where the training data comes from and which placeholders take it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<DataSpec>,
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    /// Train steps; `epochs` instead counts passes over the data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steps: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epochs: Option<usize>,
+    /// Seed of variable initialization and batch order.
+    #[serde(default)]
+    pub seed: u64,
+}
+
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
+}
+
+fn default_batch_size() -> usize {
+    100
+}
+
+/// An optimizer of `tf.compat.v1.train`, with TensorFlow 1's update rules.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub enum OptimizerSpec {
+    /// `w -= lr * g`
+    GradientDescent { learning_rate: f64 },
+    /// `accum = momentum * accum + g; w -= lr * accum` (Nesterov: `w -= lr * (g + momentum * accum)`)
+    Momentum {
+        learning_rate: f64,
+        momentum: f64,
+        #[serde(default)]
+        use_nesterov: bool,
+    },
+    /// TensorFlow 1's Adam: `lr_t = lr * sqrt(1 - beta2^t) / (1 - beta1^t)`,
+    /// `w -= lr_t * m / (sqrt(v) + epsilon)`.
+    Adam {
+        #[serde(default = "adam_lr")]
+        learning_rate: f64,
+        #[serde(default = "adam_beta1")]
+        beta1: f64,
+        #[serde(default = "adam_beta2")]
+        beta2: f64,
+        #[serde(default = "adam_epsilon")]
+        epsilon: f64,
+    },
+}
+
+fn adam_lr() -> f64 {
+    0.001
+}
+fn adam_beta1() -> f64 {
+    0.9
+}
+fn adam_beta2() -> f64 {
+    0.999
+}
+fn adam_epsilon() -> f64 {
+    1e-8
+}
+
+impl OptimizerSpec {
+    pub fn learning_rate(&self) -> f64 {
+        match self {
+            OptimizerSpec::GradientDescent { learning_rate }
+            | OptimizerSpec::Momentum { learning_rate, .. }
+            | OptimizerSpec::Adam { learning_rate, .. } => *learning_rate,
+        }
+    }
+
+    pub fn set_learning_rate(&mut self, lr: f64) {
+        match self {
+            OptimizerSpec::GradientDescent { learning_rate }
+            | OptimizerSpec::Momentum { learning_rate, .. }
+            | OptimizerSpec::Adam { learning_rate, .. } => *learning_rate = lr,
+        }
+    }
+}
+
+/// Training data: a source, and the placeholders that take features and labels.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataSpec {
+    pub source: DataSource,
+    /// Placeholder fed with a batch of features.
+    pub features: String,
+    /// Placeholder fed with the matching labels.
+    pub labels: String,
+}
+
+/// Paths are relative to the graph file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub enum DataSource {
+    /// The four MNIST IDX files in a directory: images scaled to [0, 1] as
+    /// [N, 784], labels one-hot as [N, 10].
+    Mnist(String),
+    /// `.npz` files with a features array and a labels array (rows on axis 0).
+    Npz {
+        train: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        test: Option<String>,
+        #[serde(default = "npz_x")]
+        x: String,
+        #[serde(default = "npz_y")]
+        y: String,
+    },
+}
+
+fn npz_x() -> String {
+    "x".into()
+}
+fn npz_y() -> String {
+    "y".into()
 }
 
 fn default_dtype() -> DType {
@@ -36,6 +177,13 @@ pub struct NodeSpec {
     pub inputs: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dtype: Option<DType>,
+    /// Nodes that must run before this one (TensorFlow's control dependencies).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub control_inputs: Vec<String>,
+    /// Collections the node joins, e.g. `["UPDATE_OPS"]`. Variables join
+    /// `GLOBAL_VARIABLES`, and `TRAINABLE_VARIABLES` when trainable, by themselves.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub collections: Vec<String>,
 }
 
 /// A gradient request, TensorFlow's `tf.gradients(ys=of, xs=wrt, grad_ys=grad_ys)`.
@@ -122,6 +270,11 @@ pub fn line_of_node(text: &str, node: &str) -> Option<usize> {
 /// The line of the first gradient request whose `of` is `of`.
 pub fn line_of_gradient(text: &str, of: &str) -> Option<usize> {
     line_of_field(text, "gradients", "of", of)
+}
+
+/// The line where `key:` is first written (as a whole word), if anywhere.
+pub fn line_of_key(text: &str, key: &str) -> Option<usize> {
+    find_key(text, key, 0).map(|i| text[..i].matches('\n').count() + 1)
 }
 
 /// The first line after `section:` where `field: "value"` is written.

@@ -4,6 +4,7 @@
 //! loads and runs with this crate alone.
 
 pub mod dtype;
+pub mod init;
 pub mod io;
 pub mod kernels;
 pub mod op;
@@ -13,7 +14,7 @@ pub mod shape;
 pub mod tensor;
 
 pub use dtype::{DType, TensorType};
-pub use op::{Arity, Literal, Op};
+pub use op::{Arity, Initializer, Literal, Op};
 pub use program::{Instr, NamedOutput, Program, ValueRef};
 pub use session::{RunError, Session};
 pub use shape::{Dim, Shape};

@@ -70,6 +70,22 @@ pub enum Op {
     Placeholder {
         shape: Shape,
     },
+    /// State kept by the session across runs. Reading it gives its value at the
+    /// start of the run; `Assign`s change it for later runs.
+    Variable {
+        shape: Shape,
+        initializer: Initializer,
+        #[serde(default = "yes")]
+        trainable: bool,
+    },
+    /// Inputs (variable, value): sets the variable; outputs the new value.
+    Assign,
+    /// Inputs (variable, delta): adds to the variable's current value; outputs the new value.
+    AssignAdd,
+    /// Inputs (variable, delta): subtracts from the variable's current value; outputs the new value.
+    AssignSub,
+    /// Does nothing; groups other nodes through control inputs (`tf.group`).
+    NoOp,
     /// A literal: `Const(2.0)` or `Const([[1.0, 2.0], [3.0, 4.0]])`.
     Const(Literal),
     Identity,
@@ -164,6 +180,85 @@ pub enum Op {
     },
 }
 
+fn yes() -> bool {
+    true
+}
+
+/// How a variable gets its first value. Random initializers draw from a
+/// ChaCha8 stream seeded by the run's seed and the variable (see `init`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub enum Initializer {
+    Zeros,
+    Ones,
+    Constant(f64),
+    /// Normal(mean, stddev): the book's `0.01 * np.random.randn`.
+    RandomNormal {
+        #[serde(default)]
+        mean: f64,
+        #[serde(default = "one")]
+        stddev: f64,
+        #[serde(default)]
+        seed: Option<u64>,
+    },
+    /// Normal(mean, stddev) redrawn until within two stddevs of the mean (TensorFlow's).
+    TruncatedNormal {
+        #[serde(default)]
+        mean: f64,
+        #[serde(default = "one")]
+        stddev: f64,
+        #[serde(default)]
+        seed: Option<u64>,
+    },
+    /// Uniform(-l, l) with l = sqrt(6 / (fan_in + fan_out)) (Keras' and TensorFlow's).
+    GlorotUniform {
+        #[serde(default)]
+        seed: Option<u64>,
+    },
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+impl Initializer {
+    pub fn text(&self) -> String {
+        let seed = |s: &Option<u64>| s.map(|s| format!(", seed: {s}")).unwrap_or_default();
+        match self {
+            Initializer::Zeros => "Zeros".into(),
+            Initializer::Ones => "Ones".into(),
+            Initializer::Constant(v) => format!("Constant({})", fmt_f64(*v)),
+            Initializer::RandomNormal {
+                mean,
+                stddev,
+                seed: s,
+            } => {
+                format!(
+                    "RandomNormal(mean: {}, stddev: {}{})",
+                    fmt_f64(*mean),
+                    fmt_f64(*stddev),
+                    seed(s)
+                )
+            }
+            Initializer::TruncatedNormal {
+                mean,
+                stddev,
+                seed: s,
+            } => {
+                format!(
+                    "TruncatedNormal(mean: {}, stddev: {}{})",
+                    fmt_f64(*mean),
+                    fmt_f64(*stddev),
+                    seed(s)
+                )
+            }
+            Initializer::GlorotUniform { seed: s } => {
+                format!("GlorotUniform({})", seed(s).trim_start_matches(", "))
+            }
+        }
+    }
+}
+
 /// How many inputs an op takes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Arity {
@@ -183,6 +278,11 @@ impl fmt::Display for Arity {
 /// Every op name, for "did you mean" suggestions.
 pub const OP_NAMES: &[&str] = &[
     "Placeholder",
+    "Variable",
+    "Assign",
+    "AssignAdd",
+    "AssignSub",
+    "NoOp",
     "Const",
     "Identity",
     "StopGradient",
@@ -229,6 +329,11 @@ impl Op {
         use Op::*;
         match self {
             Placeholder { .. } => "Placeholder",
+            Variable { .. } => "Variable",
+            Assign => "Assign",
+            AssignAdd => "AssignAdd",
+            AssignSub => "AssignSub",
+            NoOp => "NoOp",
             Const(_) => "Const",
             Identity => "Identity",
             StopGradient => "StopGradient",
@@ -274,7 +379,8 @@ impl Op {
     pub fn arity(&self) -> Arity {
         use Op::*;
         match self {
-            Placeholder { .. } | Const(_) => Arity::Exactly(0),
+            Placeholder { .. } | Const(_) | Variable { .. } | NoOp => Arity::Exactly(0),
+            Assign | AssignAdd | AssignSub => Arity::Exactly(2),
             Add
             | Sub
             | Mul
@@ -291,6 +397,11 @@ impl Op {
             AddN => Arity::AtLeast(1),
             _ => Arity::Exactly(1),
         }
+    }
+
+    /// Ops that change session state; never removed or merged by passes.
+    pub fn is_stateful(&self) -> bool {
+        matches!(self, Op::Assign | Op::AssignAdd | Op::AssignSub)
     }
 
     /// Elementwise ops: output element i depends only on input elements i (after broadcasting).
@@ -330,6 +441,15 @@ impl Op {
         };
         match self {
             Placeholder { shape } => format!("{{shape: {shape}}}"),
+            Variable {
+                shape,
+                initializer,
+                trainable,
+            } => format!(
+                "{{shape: {shape}, initializer: {}{}}}",
+                initializer.text(),
+                if *trainable { "" } else { ", trainable: false" }
+            ),
             Const(lit) => match lit.to_flat() {
                 Ok((s, d)) if s.is_empty() => format!("{{{}}}", fmt_f64(d[0])),
                 Ok((s, d)) if d.len() <= 8 => {
@@ -398,6 +518,25 @@ impl Op {
         let s = |i: usize| &ins[i].shape;
         match self {
             Placeholder { shape } => one(shape.clone()),
+            Variable { shape, .. } => {
+                if shape.concrete().is_none() {
+                    return Err(format!(
+                        "a variable's shape must be fully known, got {shape}"
+                    ));
+                }
+                one(shape.clone())
+            }
+            NoOp => Ok(Vec::new()),
+            Assign | AssignAdd | AssignSub => {
+                let shape = same_shape(s(0), s(1)).map_err(|_| {
+                    format!(
+                        "cannot assign a value of shape {} to a variable of shape {}",
+                        s(1),
+                        s(0)
+                    )
+                })?;
+                one(shape)
+            }
             Const(lit) => one(Shape::known(&lit.to_flat()?.0)),
             Identity
             | StopGradient

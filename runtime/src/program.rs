@@ -21,6 +21,9 @@ pub struct Instr {
     pub inputs: Vec<ValueRef>,
     /// Static types from compile-time inference (shapes may be symbolic).
     pub outputs: Vec<TensorType>,
+    /// Instructions that must run before this one (control dependencies).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub control: Vec<usize>,
 }
 
 /// A named value the program offers by default (a graph output or a requested gradient).
@@ -104,6 +107,12 @@ impl Program {
             for v in &ins.inputs {
                 check(v, k, &format!("instruction {k} ({})", ins.name))?;
             }
+            if let Some(c) = ins.control.iter().find(|&&c| c >= k) {
+                return Err(format!(
+                    "instruction {k} ({}) has a control input {c} that does not precede it",
+                    ins.name
+                ));
+            }
             let ok = match ins.op.arity() {
                 crate::Arity::Exactly(n) => ins.inputs.len() == n,
                 crate::Arity::AtLeast(n) => ins.inputs.len() >= n,
@@ -115,6 +124,18 @@ impl Program {
                     ins.op.name(),
                     ins.op.arity()
                 ));
+            }
+            if ins.op.is_stateful() {
+                let target = &self.instrs[ins.inputs[0].node];
+                if !matches!(target.op, Op::Variable { .. }) {
+                    return Err(format!(
+                        "instruction {k} ({}): {} must take a variable as its first input, not {} ({})",
+                        ins.name,
+                        ins.op.name(),
+                        target.name,
+                        target.op.name()
+                    ));
+                }
             }
         }
         for o in &self.outputs {

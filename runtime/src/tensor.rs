@@ -52,6 +52,14 @@ impl Tensor {
         }
     }
 
+    /// Whether every element is finite (no NaN, no Inf).
+    pub fn is_finite(&self) -> bool {
+        match self {
+            Tensor::F32(a) => a.iter().all(|v| v.is_finite()),
+            Tensor::F64(a) => a.iter().all(|v| v.is_finite()),
+        }
+    }
+
     /// Values widened to f64, in row-major order.
     pub fn to_f64_vec(&self) -> Vec<f64> {
         match self {

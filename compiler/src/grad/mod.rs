@@ -47,9 +47,19 @@ impl NodeArgs {
 pub struct Ctx<'g> {
     pub g: &'g mut Graph,
     scope: String,
+    role: Role,
 }
 
-impl Ctx<'_> {
+impl<'g> Ctx<'g> {
+    /// A builder of nodes named `<scope>/<Op>`, with the given role.
+    pub fn new(g: &'g mut Graph, scope: impl Into<String>, role: Role) -> Ctx<'g> {
+        Ctx {
+            g,
+            scope: scope.into(),
+            role,
+        }
+    }
+
     pub fn ty(&self, t: TensorRef) -> &TensorType {
         self.g.ty(t)
     }
@@ -62,7 +72,7 @@ impl Ctx<'_> {
             .map(|&t| self.g.ty(t).dtype)
             .unwrap_or_default();
         self.g
-            .add(name, op, dtype, inputs, Role::Backward, None)
+            .add(name, op, dtype, inputs, self.role, None)
             .map(TensorRef::of)
     }
 
@@ -76,7 +86,7 @@ impl Ctx<'_> {
                 Op::Const(Literal::Scalar(v)),
                 dtype,
                 &[],
-                Role::Backward,
+                self.role,
                 None,
             )
             .map(TensorRef::of)
@@ -141,7 +151,7 @@ pub fn gradients(
     let mut from_xs: HashSet<NodeIndex> = xs.iter().map(|x| x.node).collect();
     let mut stack: Vec<NodeIndex> = from_xs.iter().copied().collect();
     while let Some(n) = stack.pop() {
-        for m in g.g.neighbors_directed(n, Direction::Outgoing) {
+        for m in g.data_consumers(n) {
             if !is_constant_wrt_inputs(&g.node(m).op) && from_xs.insert(m) {
                 stack.push(m);
             }
@@ -175,7 +185,7 @@ pub fn gradients(
         }
         None => {
             let scope = format!("{scope}/{}", g.tensor_name(y));
-            Ctx { g, scope }.op(Op::OnesLike, &[y])?
+            Ctx::new(g, scope, Role::Backward).op(Op::OnesLike, &[y])?
         }
     };
     let mut pending: BTreeMap<TensorRef, Vec<TensorRef>> = BTreeMap::new();
@@ -191,10 +201,7 @@ pub fn gradients(
                 None => None,
                 Some(parts) if parts.len() == 1 => Some(parts[0]),
                 Some(parts) => {
-                    let mut ctx = Ctx {
-                        g,
-                        scope: format!("{scope}/{}", node.name),
-                    };
+                    let mut ctx = Ctx::new(g, format!("{scope}/{}", node.name), Role::Backward);
                     Some(ctx.op(Op::AddN, &parts)?)
                 }
             };
@@ -227,10 +234,11 @@ pub fn gradients(
                 .map(|k| TensorRef { node: n, output: k })
                 .collect(),
         };
-        let mut ctx = Ctx {
+        let mut ctx = Ctx::new(
             g,
-            scope: format!("{scope}/{}/{}_grad", node.name, node.op.name()),
-        };
+            format!("{scope}/{}/{}_grad", node.name, node.op.name()),
+            Role::Backward,
+        );
         let in_grads =
             rule(&mut ctx, &args, &out_grads).map_err(|e| e.at_node(&node.name, node.op.name()))?;
         debug_assert_eq!(
@@ -256,7 +264,7 @@ pub fn gradients(
             Some(&d) => Ok(d),
             None => {
                 let scope = format!("{scope}/{}", g.tensor_name(*x));
-                Ctx { g, scope }.op(Op::ZerosLike, &[*x])
+                Ctx::new(g, scope, Role::Backward).op(Op::ZerosLike, &[*x])
             }
         })
         .collect::<Result<Vec<_>>>()?;

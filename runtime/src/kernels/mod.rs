@@ -100,7 +100,12 @@ fn kernel<T: Elem>(op: &Op, xs: &[ArrayViewD<'_, T>], out: &[usize]) -> Result<A
     use Op::*;
     let (zero, one) = (T::zero(), T::one());
     Ok(match op {
-        Placeholder { .. } => return Err("a placeholder is fed, not evaluated by a kernel".into()),
+        Placeholder { .. } | Variable { .. } | Assign | AssignAdd | AssignSub | NoOp => {
+            return Err(format!(
+                "{} is run by the session, not by a kernel",
+                op.name()
+            ))
+        }
         Const(lit) => layout::constant(lit, out)?,
         Identity | StopGradient => xs[0].to_owned(),
         Add => binary(&xs[0], &xs[1], out, |a, b| a + b)?,

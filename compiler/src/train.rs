@@ -1,0 +1,328 @@
+//! The `train` section: weight decay, gradients of the loss with respect to the
+//! trained variables, clipping, and the optimizer's update ops, all appended to
+//! the graph ahead of time (TensorFlow 1's `optimizer.minimize` under
+//! `control_dependencies(UPDATE_OPS)`).
+//!
+//! Update rules are TensorFlow 1's (`tf.compat.v1.train`); hyper-parameters
+//! are constants of the variables' dtype (TensorFlow makes them float32 even
+//! for float64 variables). Every read of a variable in a step sees its value
+//! at the start of the step (see the runtime's session), so the order of the
+//! updates within a step does not change the result.
+
+use crate::build::resolve_ref;
+use crate::error::{did_you_mean, CompileError, ErrorKind, Result};
+use crate::grad::{self, Ctx};
+use crate::ir::{
+    Graph, Role, TensorRef, TrainInfo, GLOBAL_VARIABLES, TRAINABLE_VARIABLES, UPDATE_OPS,
+};
+use crate::schema::{OptimizerSpec, TrainSpec};
+use gradc_runtime::{DType, Initializer, Op, Shape};
+use petgraph::stable_graph::NodeIndex;
+use std::collections::HashMap;
+
+/// Builds the train step of `spec` into `g` and records it in `g.train`.
+pub fn build_train(
+    g: &mut Graph,
+    spec: &TrainSpec,
+    aliases: &HashMap<String, TensorRef>,
+    text: &str,
+) -> Result<()> {
+    let line = crate::schema::line_of_key(text, "train");
+    let err = |msg: String| CompileError::new(ErrorKind::Train, msg).at_line(line);
+    let find = |g: &Graph, r: &str, what: &str| {
+        resolve_ref(g, aliases, r).ok_or_else(|| {
+            CompileError::new(
+                ErrorKind::UnknownNode,
+                format!(
+                    "train {what} '{r}' does not exist{}",
+                    did_you_mean(r, g.names())
+                ),
+            )
+            .at_line(line)
+        })
+    };
+    let loss = find(g, &spec.loss, "loss")?;
+    if g.ty(loss).shape.rank() != 0 {
+        return Err(err(format!(
+            "the loss '{}' must be a scalar, it is {}",
+            spec.loss,
+            g.ty(loss)
+        )));
+    }
+    let metrics = spec
+        .metrics
+        .iter()
+        .map(|m| find(g, m, "metric").map(|t| (m.clone(), t)))
+        .collect::<Result<Vec<_>>>()?;
+    let var_list: Vec<NodeIndex> = match &spec.var_list {
+        Some(names) => names
+            .iter()
+            .map(|n| {
+                let t = find(g, n, "variable")?;
+                match g.node(t.node).op {
+                    Op::Variable { .. } => Ok(t.node),
+                    ref op => Err(err(format!(
+                        "'{n}' in var_list is a {}, not a Variable",
+                        op.name()
+                    ))),
+                }
+            })
+            .collect::<Result<_>>()?,
+        None => g
+            .collections
+            .get(TRAINABLE_VARIABLES)
+            .cloned()
+            .unwrap_or_default(),
+    };
+    if var_list.is_empty() {
+        return Err(err("there is no trainable variable to train".into()));
+    }
+    let dtype = g.ty(loss).dtype;
+    if let Some(&v) = var_list.iter().find(|&&v| g.node(v).dtype != dtype) {
+        return Err(err(format!(
+            "variable '{}' is {} but the loss is {dtype}; an optimizer updates variables of one dtype",
+            g.node(v).name,
+            g.node(v).dtype
+        )));
+    }
+    let vars: Vec<TensorRef> = var_list.iter().map(|&v| TensorRef::of(v)).collect();
+
+    let objective = with_weight_decay(g, loss, &vars, spec.weight_decay)?;
+    let scope = g.free_scope("gradients");
+    let mut grads = grad::gradients(g, objective, &vars, None, &scope)?;
+    if let Some(clip) = spec.clip_global_norm {
+        if !(clip > 0.0) {
+            return Err(err(format!(
+                "clip_global_norm must be positive, got {clip}"
+            )));
+        }
+        grads = clip_by_global_norm(g, &grads, clip)?;
+    }
+    let mut updates = apply(g, &spec.optimizer, &vars, &grads, dtype)?;
+    updates.extend(g.collections.get(UPDATE_OPS).cloned().unwrap_or_default());
+    let name = g.unique_name("train");
+    let train_op = g.add(name, Op::NoOp, dtype, &[], Role::Update, line)?;
+    for u in updates {
+        g.add_control(u, train_op);
+    }
+    g.train = Some(TrainInfo {
+        train_op,
+        loss: (spec.loss.clone(), loss),
+        metrics,
+        var_list,
+    });
+    Ok(())
+}
+
+// objective = loss + wd/2 * sum over weights of sum(w^2)
+fn with_weight_decay(
+    g: &mut Graph,
+    loss: TensorRef,
+    vars: &[TensorRef],
+    wd: f64,
+) -> Result<TensorRef> {
+    let weights: Vec<TensorRef> = vars
+        .iter()
+        .copied()
+        .filter(|&v| g.ty(v).shape.rank() >= 2)
+        .collect();
+    if wd == 0.0 || weights.is_empty() {
+        return Ok(loss);
+    }
+    let mut c = Ctx::new(g, "weight_decay", Role::Forward);
+    let mut terms = Vec::with_capacity(weights.len());
+    for w in weights {
+        let sq = c.op(Op::Square, &[w])?;
+        terms.push(c.op(
+            Op::Sum {
+                axes: None,
+                keep_dims: false,
+            },
+            &[sq],
+        )?);
+    }
+    let total = if terms.len() == 1 {
+        terms[0]
+    } else {
+        c.op(Op::AddN, &terms)?
+    };
+    let penalty = c.scale(wd / 2.0, total)?;
+    c.add(loss, penalty)
+}
+
+// g_i *= clip / max(global_norm, clip), global_norm = sqrt(sum_i sum(g_i^2))
+fn clip_by_global_norm(g: &mut Graph, grads: &[TensorRef], clip: f64) -> Result<Vec<TensorRef>> {
+    let mut c = Ctx::new(g, "clip_by_global_norm", Role::Update);
+    let mut sums = Vec::with_capacity(grads.len());
+    for &gr in grads {
+        let sq = c.op(Op::Square, &[gr])?;
+        sums.push(c.op(
+            Op::Sum {
+                axes: None,
+                keep_dims: false,
+            },
+            &[sq],
+        )?);
+    }
+    let total = if sums.len() == 1 {
+        sums[0]
+    } else {
+        c.op(Op::AddN, &sums)?
+    };
+    let norm = c.op(Op::Sqrt, &[total])?;
+    let limit = c.scalar(clip, norm)?;
+    let denom = c.op(Op::Maximum, &[norm, limit])?;
+    let scale = c.div(limit, denom)?;
+    grads.iter().map(|&gr| c.mul(gr, scale)).collect()
+}
+
+/// A non-trainable optimizer variable (a slot, or Adam's beta powers).
+fn slot(
+    g: &mut Graph,
+    name: &str,
+    shape: Shape,
+    init: Initializer,
+    dtype: DType,
+) -> Result<TensorRef> {
+    let name = g.unique_name(name);
+    let op = Op::Variable {
+        shape,
+        initializer: init,
+        trainable: false,
+    };
+    let v = g.add(name, op, dtype, &[], Role::Update, None)?;
+    g.collections
+        .entry(GLOBAL_VARIABLES.to_string())
+        .or_default()
+        .push(v);
+    Ok(TensorRef::of(v))
+}
+
+/// The update ops of `opt` for each (variable, gradient); returns the nodes to run.
+fn apply(
+    g: &mut Graph,
+    opt: &OptimizerSpec,
+    vars: &[TensorRef],
+    grads: &[TensorRef],
+    dtype: DType,
+) -> Result<Vec<NodeIndex>> {
+    let mut updates = Vec::with_capacity(vars.len() + 2);
+    match *opt {
+        // w -= lr * g
+        OptimizerSpec::GradientDescent { learning_rate } => {
+            for (&w, &gr) in vars.iter().zip(grads) {
+                let name = g.node(w.node).name.clone();
+                let mut c = Ctx::new(g, format!("GradientDescent/update_{name}"), Role::Update);
+                let step = c.scale(learning_rate, gr)?;
+                updates.push(c.op(Op::AssignSub, &[w, step])?.node);
+            }
+        }
+        // accum = momentum * accum + g; w -= lr * accum   (Nesterov: w -= lr * (g + momentum * accum))
+        OptimizerSpec::Momentum {
+            learning_rate,
+            momentum,
+            use_nesterov,
+        } => {
+            for (&w, &gr) in vars.iter().zip(grads) {
+                let name = g.node(w.node).name.clone();
+                let shape = g.ty(w).shape.clone();
+                let accum = slot(
+                    g,
+                    &format!("{name}/Momentum"),
+                    shape,
+                    Initializer::Zeros,
+                    dtype,
+                )?;
+                let mut c = Ctx::new(g, format!("Momentum/update_{name}"), Role::Update);
+                let decayed = c.scale(momentum, accum)?;
+                let sum = c.add(decayed, gr)?;
+                let accum_new = c.op(Op::Assign, &[accum, sum])?;
+                let direction = if use_nesterov {
+                    let ahead = c.scale(momentum, accum_new)?;
+                    c.add(gr, ahead)?
+                } else {
+                    accum_new
+                };
+                let step = c.scale(learning_rate, direction)?;
+                updates.push(c.op(Op::AssignSub, &[w, step])?.node);
+            }
+        }
+        // lr_t = lr * sqrt(1 - beta2^t) / (1 - beta1^t); m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2;
+        // w -= lr_t * m / (sqrt(v) + epsilon); then beta1^t *= b1, beta2^t *= b2
+        OptimizerSpec::Adam {
+            learning_rate,
+            beta1,
+            beta2,
+            epsilon,
+        } => {
+            let b1p = slot(
+                g,
+                "beta1_power",
+                Shape::scalar(),
+                Initializer::Constant(beta1),
+                dtype,
+            )?;
+            let b2p = slot(
+                g,
+                "beta2_power",
+                Shape::scalar(),
+                Initializer::Constant(beta2),
+                dtype,
+            )?;
+            let mut c = Ctx::new(g, "Adam", Role::Update);
+            let one = c.scalar(1.0, b1p)?;
+            let num = c.sub(one, b2p)?;
+            let num = c.op(Op::Sqrt, &[num])?;
+            let den = c.sub(one, b1p)?;
+            let ratio = c.div(num, den)?;
+            let lr_t = c.scale(learning_rate, ratio)?;
+            let mut var_updates = Vec::with_capacity(vars.len());
+            for (&w, &gr) in vars.iter().zip(grads) {
+                let name = g.node(w.node).name.clone();
+                let shape = g.ty(w).shape.clone();
+                let m = slot(
+                    g,
+                    &format!("{name}/Adam"),
+                    shape.clone(),
+                    Initializer::Zeros,
+                    dtype,
+                )?;
+                let v = slot(
+                    g,
+                    &format!("{name}/Adam_1"),
+                    shape,
+                    Initializer::Zeros,
+                    dtype,
+                )?;
+                let mut c = Ctx::new(g, format!("Adam/update_{name}"), Role::Update);
+                let m_old = c.scale(beta1, m)?;
+                let m_g = c.scale(1.0 - beta1, gr)?;
+                let m_sum = c.add(m_old, m_g)?;
+                let m_new = c.op(Op::Assign, &[m, m_sum])?;
+                let v_old = c.scale(beta2, v)?;
+                let g2 = c.op(Op::Square, &[gr])?;
+                let v_g = c.scale(1.0 - beta2, g2)?;
+                let v_sum = c.add(v_old, v_g)?;
+                let v_new = c.op(Op::Assign, &[v, v_sum])?;
+                let root = c.op(Op::Sqrt, &[v_new])?;
+                let eps = c.scalar(epsilon, root)?;
+                let den = c.add(root, eps)?;
+                let dir = c.div(m_new, den)?;
+                let step = c.mul(lr_t, dir)?;
+                var_updates.push(c.op(Op::AssignSub, &[w, step])?.node);
+            }
+            let mut c = Ctx::new(g, "Adam/finish", Role::Update);
+            let b1_next = c.scale(beta1, b1p)?;
+            let b1_upd = c.op(Op::Assign, &[b1p, b1_next])?.node;
+            let b2_next = c.scale(beta2, b2p)?;
+            let b2_upd = c.op(Op::Assign, &[b2p, b2_next])?.node;
+            for &u in &var_updates {
+                g.add_control(u, b1_upd);
+                g.add_control(u, b2_upd);
+            }
+            updates.extend(var_updates);
+            updates.extend([b1_upd, b2_upd]);
+        }
+    }
+    Ok(updates)
+}

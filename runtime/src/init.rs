@@ -1,0 +1,85 @@
+//! Variable initializers, seeded and reproducible across platforms.
+
+use crate::op::Initializer;
+use crate::{DType, Shape, Tensor};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, StandardNormal};
+
+/// FNV-1a: a stable hash of a variable's name (std's hasher may change between releases).
+fn fnv1a(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+/// The first value of variable `name`: the same for the same seed, name and initializer.
+pub fn initial_value(
+    name: &str,
+    dtype: DType,
+    shape: &Shape,
+    init: &Initializer,
+    seed: u64,
+) -> Result<Tensor, String> {
+    let dims = shape
+        .concrete()
+        .ok_or_else(|| format!("a variable's shape must be fully known, got {shape}"))?;
+    let n = crate::op::checked_product(dims.iter().copied())
+        .ok_or_else(|| format!("shape {shape} is too large"))?;
+    let stream = |own: &Option<u64>| {
+        ChaCha8Rng::seed_from_u64(seed ^ own.unwrap_or_else(|| fnv1a(name)).rotate_left(17))
+    };
+    let data: Vec<f64> = match init {
+        Initializer::Zeros => vec![0.0; n],
+        Initializer::Ones => vec![1.0; n],
+        Initializer::Constant(v) => vec![*v; n],
+        Initializer::RandomNormal {
+            mean,
+            stddev,
+            seed: own,
+        } => {
+            let mut rng = stream(own);
+            (0..n)
+                .map(|_| mean + stddev * Distribution::<f64>::sample(&StandardNormal, &mut rng))
+                .collect()
+        }
+        Initializer::TruncatedNormal {
+            mean,
+            stddev,
+            seed: own,
+        } => {
+            let mut rng = stream(own);
+            (0..n)
+                .map(|_| loop {
+                    let z: f64 = StandardNormal.sample(&mut rng);
+                    if z.abs() <= 2.0 {
+                        break mean + stddev * z;
+                    }
+                })
+                .collect()
+        }
+        Initializer::GlorotUniform { seed: own } => {
+            let (fan_in, fan_out) = fans(&dims);
+            let limit = (6.0 / (fan_in + fan_out).max(1.0)).sqrt();
+            let mut rng = stream(own);
+            (0..n).map(|_| rng.random_range(-limit..=limit)).collect()
+        }
+    };
+    Tensor::from_f64(dtype, &dims, data)
+}
+
+/// Fan-in and fan-out as Keras computes them.
+fn fans(dims: &[usize]) -> (f64, f64) {
+    match dims {
+        [] => (1.0, 1.0),
+        [n] => (*n as f64, *n as f64),
+        [i, o] => (*i as f64, *o as f64),
+        _ => {
+            let rf: usize = dims[..dims.len() - 2].iter().product();
+            (
+                (dims[dims.len() - 2] * rf) as f64,
+                (dims[dims.len() - 1] * rf) as f64,
+            )
+        }
+    }
+}

@@ -1,0 +1,231 @@
+//! Optimizer update ops against TensorFlow 1's update rules computed by hand,
+//! and the state semantics they rely on (start-of-step reads, UPDATE_OPS).
+
+mod common;
+
+use common::{assert_close, graph};
+use gradc::runtime::{DType, Session, Tensor};
+use std::collections::HashMap;
+
+const W0: [f64; 3] = [1.0, -2.0, 0.5];
+const A: [f64; 3] = [0.5, 1.0, 2.0];
+
+/// loss = sum(a * w^2), so dloss/dw = 2 a w. Returns w after each of `steps` train steps.
+fn train(optimizer: &str, extra: &str, steps: usize) -> Vec<Vec<f64>> {
+    let text = format!(
+        r#"Graph(name: "opt", dtype: F64, nodes: [
+            (name: "w", op: Variable(shape: [3], initializer: Zeros)),
+            (name: "a", op: Const([0.5, 1.0, 2.0])),
+            (name: "w2", op: Square, inputs: ["w"]),
+            (name: "aw2", op: Mul, inputs: ["a", "w2"]),
+            (name: "loss", op: Sum(), inputs: ["aw2"]),
+        ], train: (loss: "loss", optimizer: {optimizer}{extra}))"#
+    );
+    let p = gradc::compiler::compile_training(graph(&text)).expect("compiles");
+    let mut s = Session::new(p.train).expect("valid");
+    s.initialize(0).expect("init");
+    s.set_variable(
+        "w",
+        Tensor::from_f64(DType::F64, &[3], W0.to_vec()).expect("fits"),
+    )
+    .expect("set");
+    let target = s.resolve_target(&p.train_op).expect("train op");
+    let w = s.resolve("w").expect("w");
+    (0..steps)
+        .map(|_| {
+            s.run_with_targets(&HashMap::new(), &[], &[target])
+                .expect("step");
+            s.run(&HashMap::new(), &[w]).expect("read w")[0].to_f64_vec()
+        })
+        .collect()
+}
+
+fn grad(w: &[f64]) -> Vec<f64> {
+    w.iter().zip(A).map(|(w, a)| 2.0 * a * w).collect()
+}
+
+#[test]
+fn gradient_descent() {
+    let got = train("GradientDescent(learning_rate: 0.1)", "", 3);
+    let mut w = W0.to_vec();
+    for step in got {
+        let g = grad(&w);
+        w.iter_mut().zip(g).for_each(|(w, g)| *w -= 0.1 * g);
+        assert_close(&step, &w, 1e-15, "sgd");
+    }
+}
+
+fn momentum(nesterov: bool) {
+    let opt = format!("Momentum(learning_rate: 0.05, momentum: 0.9, use_nesterov: {nesterov})");
+    let got = train(&opt, "", 4);
+    let (mut w, mut accum) = (W0.to_vec(), [0.0; 3]);
+    for step in got {
+        let g = grad(&w);
+        for i in 0..3 {
+            accum[i] = 0.9 * accum[i] + g[i];
+            w[i] -= if nesterov {
+                0.05 * (g[i] + 0.9 * accum[i])
+            } else {
+                0.05 * accum[i]
+            };
+        }
+        assert_close(&step, &w, 1e-15, "momentum");
+    }
+}
+
+#[test]
+fn momentum_plain() {
+    momentum(false);
+}
+
+#[test]
+fn momentum_nesterov() {
+    momentum(true);
+}
+
+#[test]
+fn adam_tf1_form() {
+    let got = train(
+        "Adam(learning_rate: 0.1, beta1: 0.8, beta2: 0.95, epsilon: 1e-3)",
+        "",
+        5,
+    );
+    let (mut w, mut m, mut v) = (W0.to_vec(), [0.0; 3], [0.0; 3]);
+    let (mut b1p, mut b2p) = (0.8f64, 0.95f64);
+    for step in got {
+        let g = grad(&w);
+        let lr_t = 0.1 * (1.0 - b2p).sqrt() / (1.0 - b1p);
+        for i in 0..3 {
+            m[i] = 0.8 * m[i] + 0.2 * g[i];
+            v[i] = 0.95 * v[i] + 0.05 * g[i] * g[i];
+            // epsilon is added to sqrt(v), not to the bias-corrected sqrt(v_hat)
+            w[i] -= lr_t * m[i] / (v[i].sqrt() + 1e-3);
+        }
+        b1p *= 0.8;
+        b2p *= 0.95;
+        assert_close(&step, &w, 1e-14, "adam");
+    }
+}
+
+#[test]
+fn weight_decay_and_global_norm_clipping() {
+    // The variable has rank 1, so weight decay (weights of rank >= 2 only) does not apply to it.
+    let got = train(
+        "GradientDescent(learning_rate: 0.1)",
+        ", weight_decay: 0.5, clip_global_norm: 1.0",
+        2,
+    );
+    let mut w = W0.to_vec();
+    for step in got {
+        let g = grad(&w);
+        let norm = g.iter().map(|g| g * g).sum::<f64>().sqrt();
+        let scale = 1.0 / norm.max(1.0);
+        w.iter_mut()
+            .zip(&g)
+            .for_each(|(w, g)| *w -= 0.1 * g * scale);
+        assert_close(&step, &w, 1e-15, "clipped");
+    }
+}
+
+#[test]
+fn weight_decay_applies_to_matrices() {
+    let text = r#"Graph(name: "wd", dtype: F64, nodes: [
+        (name: "w", op: Variable(shape: [1, 2], initializer: Constant(2.0))),
+        (name: "loss", op: Sum(), inputs: ["w"]),
+    ], train: (loss: "loss", optimizer: GradientDescent(learning_rate: 0.1), weight_decay: 0.5))"#;
+    let p = gradc::compiler::compile_training(graph(text)).expect("compiles");
+    let mut s = Session::new(p.train).expect("valid");
+    s.initialize(0).expect("init");
+    let t = s.resolve_target(&p.train_op).expect("train");
+    s.run_with_targets(&HashMap::new(), &[], &[t])
+        .expect("step");
+    let w = s.resolve("w").expect("w");
+    // d/dw [sum(w) + 0.25 * sum(w^2)] = 1 + 0.5 w = 2; w = 2 - 0.1 * 2
+    assert_close(
+        &s.run(&HashMap::new(), &[w]).expect("read")[0].to_f64_vec(),
+        &[1.8, 1.8],
+        1e-15,
+        "wd",
+    );
+}
+
+#[test]
+fn update_ops_run_with_every_train_step_and_reads_see_the_start_of_the_step() {
+    // A counter in UPDATE_OPS, and a node that reads it in the same step.
+    let text = r#"Graph(name: "u", dtype: F64, nodes: [
+        (name: "w", op: Variable(shape: [], initializer: Constant(3.0))),
+        (name: "steps", op: Variable(shape: [], initializer: Zeros, trainable: false)),
+        (name: "one", op: Const(1.0)),
+        (name: "count", op: AssignAdd, inputs: ["steps", "one"], collections: ["UPDATE_OPS"]),
+        (name: "seen", op: Identity, inputs: ["steps"]),
+        (name: "loss", op: Square, inputs: ["w"]),
+    ], train: (loss: "loss", optimizer: GradientDescent(learning_rate: 0.25), metrics: ["seen"]))"#;
+    let p = gradc::compiler::compile_training(graph(text)).expect("compiles");
+    let mut s = Session::new(p.train).expect("valid");
+    s.initialize(0).expect("init");
+    let t = s.resolve_target(&p.train_op).expect("train");
+    let seen = s.resolve("seen").expect("metric");
+    for k in 0..3 {
+        let v = s
+            .run_with_targets(&HashMap::new(), &[seen], &[t])
+            .expect("step");
+        assert_eq!(
+            v[0].to_f64_vec(),
+            vec![k as f64],
+            "a read sees the start-of-step value"
+        );
+    }
+    let vars: HashMap<_, _> = s
+        .variables()
+        .into_iter()
+        .map(|(n, v)| (n.to_string(), v.expect("set").to_f64_vec()))
+        .collect();
+    assert_eq!(vars["steps"], vec![3.0]);
+    // w: 3 -> 3 - 0.25 * 6 = 1.5 -> 0.75 -> 0.375
+    assert_eq!(vars["w"], vec![0.375]);
+}
+
+#[test]
+fn the_inference_program_has_no_gradient_and_no_update() {
+    let text = r#"Graph(name: "i", dtype: F64, nodes: [
+        (name: "w", op: Variable(shape: [], initializer: Constant(3.0))),
+        (name: "loss", op: Square, inputs: ["w"]),
+    ], train: (loss: "loss", optimizer: Adam()))"#;
+    let p = gradc::compiler::compile_training(graph(text)).expect("compiles");
+    assert!(p
+        .eval
+        .instrs
+        .iter()
+        .all(|i| !i.op.is_stateful() && !i.name.starts_with("gradients")));
+    assert_eq!(p.eval.instrs.len(), 2);
+    assert!(p.train.instrs.iter().any(|i| i.name == "w/Adam_1"));
+}
+
+#[test]
+fn initialization_is_seeded_and_reproducible() {
+    let text = r#"Graph(name: "s", dtype: F32, nodes: [
+        (name: "w", op: Variable(shape: [50, 10], initializer: RandomNormal(stddev: 0.01))),
+        (name: "g", op: Variable(shape: [50, 10], initializer: GlorotUniform())),
+        (name: "t", op: Variable(shape: [1000], initializer: TruncatedNormal(mean: 1.0, stddev: 0.5))),
+    ])"#;
+    let p = gradc::compiler::compile(graph(text)).expect("compiles");
+    let values = |seed: u64| {
+        let mut s = Session::new(p.clone()).expect("valid");
+        s.initialize(seed).expect("init");
+        s.variables()
+            .into_iter()
+            .map(|(_, v)| v.expect("set").to_f64_vec())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(values(1), values(1));
+    assert_ne!(values(1), values(2));
+    let v = values(1);
+    let std = (v[0].iter().map(|x| x * x).sum::<f64>() / 500.0).sqrt();
+    assert!((std - 0.01).abs() < 0.002, "stddev {std}");
+    let limit = (6.0f64 / 60.0).sqrt();
+    assert!(v[1].iter().all(|x| x.abs() <= limit + 1e-7));
+    assert!(
+        v[2].iter().all(|x| (x - 1.0).abs() <= 1.0 + 1e-6),
+        "truncated at two stddevs"
+    );
+}
