@@ -5,10 +5,12 @@
 //! lowering) and [`runtime`] (programs, kernels, sessions).
 
 pub use gradc_compiler as compiler;
+pub use gradc_io as io;
 pub use gradc_runtime as runtime;
 
 pub mod feeds;
 pub mod gradcheck;
+pub mod train;
 
 use compiler::CompileError;
 use runtime::RunError;
@@ -26,6 +28,16 @@ pub enum Error {
     },
     #[error("{0}")]
     Usage(String),
+    #[error("{0}")]
+    Data(#[from] gradc_io::dataset::DataError),
+    #[error("{0}")]
+    Checkpoint(#[from] gradc_io::checkpoint::CheckpointError),
+    #[error("{0}")]
+    Metrics(#[from] gradc_io::metrics::MetricsError),
+    #[error("{0}")]
+    Plot(#[from] gradc_io::plot::PlotError),
+    #[error("training stopped at step {step}: {detail}")]
+    NonFinite { step: usize, detail: String },
     #[error("{0}")]
     Io(String),
 }

@@ -4,7 +4,7 @@ use clap::{Parser, Subcommand};
 use gradc::compiler::ir::Role;
 use gradc::compiler::{self, Graph};
 use gradc::runtime::{Program, Session, ValueRef};
-use gradc::{feeds, gradcheck, Error};
+use gradc::{feeds, gradcheck, train, Error};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -45,6 +45,48 @@ enum Command {
         /// Also write each fetched value to DIR as .npy.
         #[arg(long, value_name = "DIR")]
         npy_dir: Option<PathBuf>,
+    },
+    /// Train a graph with a train section: one compiled train step per batch,
+    /// test metrics per epoch, metrics CSV, plot, checkpoints.
+    Train {
+        file: PathBuf,
+        #[arg(long, conflicts_with = "epochs")]
+        steps: Option<usize>,
+        #[arg(long)]
+        epochs: Option<usize>,
+        #[arg(long)]
+        batch_size: Option<usize>,
+        /// Overrides the optimizer's learning rate.
+        #[arg(long)]
+        lr: Option<f64>,
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Threads for matrix products (default: 1; results do not depend on it).
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+        /// Directory for checkpoint.safetensors, written atomically after every epoch.
+        #[arg(long, value_name = "DIR")]
+        checkpoint: Option<PathBuf>,
+        /// Continue from the checkpoint in --checkpoint DIR.
+        #[arg(long, requires = "checkpoint")]
+        resume: bool,
+        /// Check every node's output for NaN/Inf and name the first node that makes one.
+        #[arg(long)]
+        check_numerics: bool,
+        /// Directory for metrics.csv and curves.png (default: runs/<graph name>).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// No progress bar.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Evaluate the test set with the inference program and a checkpoint's variables.
+    Eval {
+        file: PathBuf,
+        #[arg(long, value_name = "PATH")]
+        checkpoint: PathBuf,
+        #[arg(long)]
+        batch_size: Option<usize>,
     },
     /// Compare every requested gradient with central finite differences.
     Gradcheck {
@@ -168,6 +210,47 @@ fn run(command: Command) -> Result<ExitCode, Error> {
                 }
             }
         }
+        Command::Train {
+            file,
+            steps,
+            epochs,
+            batch_size,
+            lr,
+            seed,
+            threads,
+            checkpoint,
+            resume,
+            check_numerics,
+            out,
+            quiet,
+        } => {
+            set_threads(threads)?;
+            let opts = train::TrainOptions {
+                steps,
+                epochs,
+                batch_size,
+                learning_rate: lr,
+                seed,
+                checkpoint_dir: checkpoint,
+                resume,
+                check_numerics,
+                out_dir: out,
+                progress: !quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            };
+            let report = train::train(&file, &opts)?;
+            println!("trained {} steps", report.steps);
+        }
+        Command::Eval {
+            file,
+            checkpoint,
+            batch_size,
+        } => {
+            let (names, scores) = train::eval(&file, &checkpoint, batch_size)?;
+            println!("loss {:.6}", scores.loss);
+            for (n, v) in names.iter().zip(&scores.metrics) {
+                println!("{n} {v:.6}");
+            }
+        }
         Command::Gradcheck {
             file,
             feeds,
@@ -195,4 +278,13 @@ fn run(command: Command) -> Result<ExitCode, Error> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Matrix products use `threads` threads (matrixmultiply reads this once, before the first product).
+fn set_threads(threads: usize) -> Result<(), Error> {
+    if threads == 0 {
+        return Err(Error::Usage("--threads must be at least 1".into()));
+    }
+    std::env::set_var("MATMUL_NUM_THREADS", threads.to_string());
+    Ok(())
 }

@@ -276,7 +276,10 @@ fn a_corrupt_program_file_is_refused() {
 fn assigning_to_a_non_variable_is_refused() {
     let e = compile_error(&wrap("        (name: \"a\", op: Const(1.0)),\n        (name: \"b\", op: Assign, inputs: [\"a\", \"a\"]),"));
     assert_eq!(e.kind, ErrorKind::NotAVariable);
-    assert_eq!((e.node.as_deref(), e.op, e.line), (Some("b"), Some("Assign"), Some(6)));
+    assert_eq!(
+        (e.node.as_deref(), e.op, e.line),
+        (Some("b"), Some("Assign"), Some(6))
+    );
 }
 
 #[test]
@@ -284,7 +287,10 @@ fn a_gradient_through_an_assignment_is_refused() {
     let text = "Graph(name: \"bad\", dtype: F64, nodes: [\n (name: \"v\", op: Variable(shape: [], initializer: Zeros)),\n (name: \"x\", op: Const(2.0)),\n (name: \"set\", op: Assign, inputs: [\"v\", \"x\"]),\n], gradients: [(of: \"set\", wrt: [\"x\"])])";
     let e = compile_error(text);
     assert_eq!(e.kind, ErrorKind::NoGradient);
-    assert_eq!((e.node.as_deref(), e.op, e.line), (Some("set"), Some("Assign"), Some(4)));
+    assert_eq!(
+        (e.node.as_deref(), e.op, e.line),
+        (Some("set"), Some("Assign"), Some(4))
+    );
 }
 
 #[test]
@@ -301,6 +307,12 @@ fn train_section_errors_name_the_problem() {
     assert!(e.message.contains("no trainable variable"), "{e}");
     let e = compile_error(&base("loss", ""));
     assert_eq!(e.kind, ErrorKind::UnknownNode);
-    let e = compile_error("Graph(name: \"t\", nodes: [], train: (loss: \"l\", optimizer: Sgd(learning_rate: 0.1)))");
-    assert!(e.message.contains("did you mean 'GradientDescent'") || e.message.contains("unknown op 'Sgd'"), "{e}");
+    let e = compile_error(
+        "Graph(name: \"t\", nodes: [], train: (loss: \"l\", optimizer: Sgd(learning_rate: 0.1)))",
+    );
+    assert!(
+        e.message.contains("did you mean 'GradientDescent'")
+            || e.message.contains("unknown op 'Sgd'"),
+        "{e}"
+    );
 }

@@ -332,6 +332,12 @@ const ZERO_GRADIENT_CASES: &[Case] = &[
         second_order: false,
     },
     Case {
+        name: "equal",
+        inputs: &[("a", &[2, 3], Normal), ("b", &[3], Normal)],
+        node: r#"(name: "y", op: Equal, inputs: ["a", "b"])"#,
+        second_order: false,
+    },
+    Case {
         name: "reduced_size",
         inputs: &[("a", &[2, 3], Normal)],
         node: r#"(name: "y", op: ReducedSize(axes: [1]), inputs: ["a"])"#,
@@ -442,7 +448,17 @@ fn every_op_in_the_op_set_has_a_case() {
     for op in gradc::runtime::op::OP_NAMES {
         // Every case uses the sources. ArgMax and the assignments have no gradient
         // (tests/errors.rs); variables and NoOp are state (tests/optimizers.rs).
-        if matches!(*op, "Placeholder" | "Const" | "ArgMax" | "Variable" | "Assign" | "AssignAdd" | "AssignSub" | "NoOp") {
+        if matches!(
+            *op,
+            "Placeholder"
+                | "Const"
+                | "ArgMax"
+                | "Variable"
+                | "Assign"
+                | "AssignAdd"
+                | "AssignSub"
+                | "NoOp"
+        ) {
             continue;
         }
         assert!(

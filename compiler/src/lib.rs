@@ -22,7 +22,12 @@ use std::path::Path;
 /// Parses and builds a graph from its text; errors carry `file` as given.
 pub fn graph_from_str(text: &str, file: &str) -> Result<Graph> {
     let spec = schema::parse(text).map_err(|e| e.in_file(file))?;
-    build::build(&spec, text).map_err(|e| e.in_file(file))
+    graph_from_spec(&spec, text, file)
+}
+
+/// Builds a parsed (and possibly adjusted) graph; `text` is its file's text, for lines.
+pub fn graph_from_spec(spec: &schema::GraphSpec, text: &str, file: &str) -> Result<Graph> {
+    build::build(spec, text).map_err(|e| e.in_file(file))
 }
 
 /// Reads, parses and builds a graph file.

@@ -98,6 +98,8 @@ pub enum Op {
     Maximum,
     /// 1 where a >= b else 0, in the inputs' float type (no gradient).
     GreaterEqual,
+    /// 1 where a == b else 0, in the inputs' float type (no gradient).
+    Equal,
     Neg,
     Exp,
     Log,
@@ -292,6 +294,7 @@ pub const OP_NAMES: &[&str] = &[
     "Div",
     "Maximum",
     "GreaterEqual",
+    "Equal",
     "Neg",
     "Exp",
     "Log",
@@ -343,6 +346,7 @@ impl Op {
             Div => "Div",
             Maximum => "Maximum",
             GreaterEqual => "GreaterEqual",
+            Equal => "Equal",
             Neg => "Neg",
             Exp => "Exp",
             Log => "Log",
@@ -387,6 +391,7 @@ impl Op {
             | Div
             | Maximum
             | GreaterEqual
+            | Equal
             | ReluGrad
             | MatMul { .. }
             | BiasAdd
@@ -417,6 +422,7 @@ impl Op {
                 | Div
                 | Maximum
                 | GreaterEqual
+                | Equal
                 | Neg
                 | Exp
                 | Log
@@ -558,7 +564,7 @@ impl Op {
                 }
                 one(s(0).clone())
             }
-            Add | Sub | Mul | Div | Maximum | GreaterEqual => one(broadcast(s(0), s(1))?),
+            Add | Sub | Mul | Div | Maximum | GreaterEqual | Equal => one(broadcast(s(0), s(1))?),
             ReluGrad => one(same_shape(s(0), s(1))?),
             AddN => {
                 let mut out = s(0).clone();

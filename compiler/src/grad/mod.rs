@@ -130,6 +130,7 @@ fn is_constant_wrt_inputs(op: &Op) -> bool {
             | Op::Const(_)
             | Op::StopGradient
             | Op::GreaterEqual
+            | Op::Equal
             | Op::ZerosLike
             | Op::OnesLike
             | Op::ReducedSize { .. }

@@ -114,6 +114,7 @@ fn kernel<T: Elem>(op: &Op, xs: &[ArrayViewD<'_, T>], out: &[usize]) -> Result<A
         Div => binary(&xs[0], &xs[1], out, |a, b| a / b)?,
         Maximum => binary(&xs[0], &xs[1], out, elementwise::maximum)?,
         GreaterEqual => binary(&xs[0], &xs[1], out, |a, b| if a >= b { one } else { zero })?,
+        Equal => binary(&xs[0], &xs[1], out, |a, b| if a == b { one } else { zero })?,
         Neg => unary(&xs[0], |x| -x),
         Exp => unary(&xs[0], T::exp),
         Log => unary(&xs[0], T::ln),

@@ -1,0 +1,524 @@
+//! Training and evaluation: compile the train step and the inference program
+//! of a graph file, feed mini-batches, report per epoch, write metrics, plots
+//! and checkpoints.
+
+use crate::compiler::{self, schema, TrainPrograms};
+use crate::runtime::{Session, Tensor, TensorType, ValueRef};
+use crate::Error;
+use gradc_io::checkpoint;
+use gradc_io::dataset::{load_npz, Batches, Dataset, Mnist};
+use gradc_io::metrics::MetricsLog;
+use gradc_io::plot::{plot_curves, Panel, Series};
+use ndarray::ArrayD;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Options of `gradc train`; `None` takes the graph file's value.
+#[derive(Clone, Debug, Default)]
+pub struct TrainOptions {
+    pub steps: Option<usize>,
+    pub epochs: Option<usize>,
+    pub batch_size: Option<usize>,
+    pub learning_rate: Option<f64>,
+    pub seed: Option<u64>,
+    /// Where checkpoints go (`checkpoint.safetensors`); none: no checkpoints.
+    pub checkpoint_dir: Option<PathBuf>,
+    /// Continue from the checkpoint in `checkpoint_dir`.
+    pub resume: bool,
+    /// Check every node's output for NaN/Inf and name the first that makes one.
+    pub check_numerics: bool,
+    /// Where `metrics.csv` and `curves.png` go.
+    pub out_dir: Option<PathBuf>,
+    /// Show a progress bar.
+    pub progress: bool,
+}
+
+/// One row of the metrics: the state after an epoch (or at the end).
+#[derive(Clone, Debug, PartialEq)]
+pub struct EpochReport {
+    pub epoch: usize,
+    pub step: usize,
+    pub train: Scores,
+    pub test: Option<Scores>,
+    /// Training throughput over the epoch, examples per second.
+    pub examples_per_sec: f64,
+}
+
+/// Loss and metrics averaged over a data set, in the order of `TrainPrograms::metrics`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Scores {
+    pub loss: f64,
+    pub metrics: Vec<f64>,
+}
+
+/// What a run of `train` did.
+#[derive(Clone, Debug)]
+pub struct TrainReport {
+    pub epochs: Vec<EpochReport>,
+    pub metric_names: Vec<String>,
+    /// The trained variables, by name.
+    pub variables: BTreeMap<String, Tensor>,
+    pub steps: usize,
+}
+
+/// The graph file, parsed, with command-line overrides applied to its `train` section.
+struct Loaded {
+    spec: schema::GraphSpec,
+    train: schema::TrainSpec,
+    programs: TrainPrograms,
+    dir: PathBuf,
+}
+
+fn load(path: &Path, opts: &TrainOptions) -> Result<Loaded, Error> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| Error::Io(format!("{file}: {e}")))?;
+    let mut spec = schema::parse(&text).map_err(|e| e.in_file(&file))?;
+    let Some(train) = spec.train.as_mut() else {
+        return Err(Error::Usage(format!(
+            "{file}: the graph has no train section"
+        )));
+    };
+    if let Some(lr) = opts.learning_rate {
+        train.optimizer.set_learning_rate(lr);
+    }
+    let train = train.clone();
+    let graph = compiler::graph_from_spec(&spec, &text, &file)?;
+    let programs = compiler::compile_training(graph).map_err(|e| e.in_file(&file))?;
+    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    Ok(Loaded {
+        spec,
+        train,
+        programs,
+        dir,
+    })
+}
+
+/// The training and test sets named by the `data` section.
+fn load_data(loaded: &Loaded) -> Result<(schema::DataSpec, Dataset, Option<Dataset>), Error> {
+    let Some(data) = loaded.train.data.clone() else {
+        return Err(Error::Usage(format!(
+            "graph '{}': the train section has no data",
+            loaded.spec.name
+        )));
+    };
+    let resolve = |p: &str| loaded.dir.join(p);
+    let (train, test) = match &data.source {
+        schema::DataSource::Mnist(dir) => {
+            let (train, test) = Mnist::load(resolve(dir))?.into_datasets()?;
+            (train, Some(test))
+        }
+        schema::DataSource::Npz { train, test, x, y } => {
+            let load_set = |path: &str| -> Result<Dataset, Error> {
+                let path = resolve(path);
+                let mut arrays: HashMap<String, Tensor> = load_npz(&path)?.into_iter().collect();
+                let mut take = |key: &str| {
+                    arrays.remove(key).ok_or_else(|| {
+                        Error::Data(gradc_io::dataset::DataError::Shape(format!(
+                            "{}: no array named '{key}'",
+                            path.display()
+                        )))
+                    })
+                };
+                let features = take(x)?;
+                let labels = take(y)?;
+                Ok(Dataset::from_tensors(features, labels)?)
+            };
+            (load_set(train)?, test.as_deref().map(load_set).transpose()?)
+        }
+    };
+    Ok((data, train, test))
+}
+
+/// A batch as a feed of the placeholder's dtype.
+fn feed_value(a: &ArrayD<f32>, ty: &TensorType) -> Tensor {
+    match ty.dtype {
+        crate::runtime::DType::F32 => Tensor::F32(a.clone()),
+        crate::runtime::DType::F64 => Tensor::F64(a.mapv(f64::from)),
+    }
+}
+
+fn placeholder_type(session: &Session, name: &str) -> Result<TensorType, Error> {
+    session
+        .program()
+        .instrs
+        .iter()
+        .find(|i| i.name == name)
+        .map(|i| i.outputs[0].clone())
+        .ok_or_else(|| {
+            Error::Usage(format!(
+                "the data section feeds '{name}', which is not in the program"
+            ))
+        })
+}
+
+/// Averages the loss and metrics over `data` in batches of `batch` rows, with the inference program.
+pub fn evaluate(
+    session: &mut Session,
+    data: &Dataset,
+    features: &str,
+    labels: &str,
+    fetch: &[ValueRef],
+    batch: usize,
+) -> Result<Vec<f64>, Error> {
+    let (fx, fy) = (
+        placeholder_type(session, features)?,
+        placeholder_type(session, labels)?,
+    );
+    let mut sums = vec![0.0; fetch.len()];
+    let mut rows = 0usize;
+    for (x, y) in data.chunks(batch)? {
+        let n = x.shape()[0];
+        let feeds = HashMap::from([
+            (features.to_string(), feed_value(&x.to_owned(), &fx)),
+            (labels.to_string(), feed_value(&y.to_owned(), &fy)),
+        ]);
+        let out = session
+            .run(&feeds, fetch)
+            .map_err(Error::run("evaluation"))?;
+        for (s, v) in sums.iter_mut().zip(&out) {
+            *s += v.to_f64_vec().first().copied().unwrap_or(f64::NAN) * n as f64;
+        }
+        rows += n;
+    }
+    Ok(sums.into_iter().map(|s| s / rows.max(1) as f64).collect())
+}
+
+fn scores(values: Vec<f64>) -> Scores {
+    Scores {
+        loss: values.first().copied().unwrap_or(f64::NAN),
+        metrics: values.into_iter().skip(1).collect(),
+    }
+}
+
+/// Trains the graph at `path` as its `train` section and `opts` say.
+pub fn train(path: &Path, opts: &TrainOptions) -> Result<TrainReport, Error> {
+    let loaded = load(path, opts)?;
+    let (data, train_set, test_set) = load_data(&loaded)?;
+    let p = &loaded.programs;
+    let seed = opts.seed.unwrap_or(loaded.train.seed);
+    let batch_size = opts.batch_size.unwrap_or(loaded.train.batch_size);
+
+    let mut session = Session::new(p.train.clone()).map_err(Error::run("the train program"))?;
+    session.check_numerics = opts.check_numerics;
+    session
+        .initialize(seed)
+        .map_err(Error::run("initialization"))?;
+    let mut eval = Session::new(p.eval.clone()).map_err(Error::run("the inference program"))?;
+
+    let mut batches = Batches::shuffled_full(train_set.len(), batch_size, seed)?;
+    let per_epoch = batches.batches_per_epoch();
+    let total_steps = match (
+        opts.steps,
+        opts.epochs,
+        loaded.train.steps,
+        loaded.train.epochs,
+    ) {
+        (Some(s), _, _, _) => s,
+        (None, Some(e), _, _) => e * per_epoch,
+        (None, None, Some(s), _) => s,
+        (None, None, None, Some(e)) => e * per_epoch,
+        (None, None, None, None) => per_epoch,
+    };
+
+    let ckpt_path = opts
+        .checkpoint_dir
+        .as_ref()
+        .map(|d| d.join("checkpoint.safetensors"));
+    let mut step = 0usize;
+    let mut history: Vec<EpochReport> = Vec::new();
+    let metric_names = p.metrics.clone();
+    let mut columns = vec!["epoch".to_string(), "step".into(), "train_loss".into()];
+    columns.extend(metric_names.iter().map(|m| format!("train_{m}")));
+    columns.push("test_loss".into());
+    columns.extend(metric_names.iter().map(|m| format!("test_{m}")));
+    columns.push("examples_per_sec".into());
+    let mut log = MetricsLog::new(&columns)?;
+    let out_dir = opts
+        .out_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("runs").join(&loaded.spec.name));
+    std::fs::create_dir_all(&out_dir)
+        .map_err(|e| Error::Io(format!("{}: {e}", out_dir.display())))?;
+    if let Some(dir) = &opts.checkpoint_dir {
+        std::fs::create_dir_all(dir).map_err(|e| Error::Io(format!("{}: {e}", dir.display())))?;
+    }
+
+    if opts.resume {
+        let path = ckpt_path
+            .as_ref()
+            .ok_or_else(|| Error::Usage("--resume needs --checkpoint DIR".into()))?;
+        let ckpt = checkpoint::load_checked(path, &session.variable_types())?;
+        for (name, value) in ckpt.tensors {
+            session
+                .set_variable(&name, value)
+                .map_err(Error::run("restoring the checkpoint"))?;
+        }
+        step = ckpt
+            .metadata
+            .get("step")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        batches.set_next_epoch((step / per_epoch) as u64);
+        for _ in 0..step % per_epoch {
+            batches.next_batch();
+        }
+        let metrics_path = out_dir.join("metrics.csv");
+        if metrics_path.exists() {
+            log = MetricsLog::read(&metrics_path)?;
+            log.retain(|row| row.get(1).is_some_and(|&s| s <= step as f64));
+        }
+    }
+
+    let target = session
+        .resolve_target(&p.train_op)
+        .map_err(Error::run("train op"))?;
+    let mut fetch = vec![session.resolve(&p.loss).map_err(Error::run("loss"))?];
+    let eval_fetch: Vec<ValueRef> = std::iter::once(&p.loss)
+        .chain(&p.metrics)
+        .map(|l| eval.resolve(l))
+        .collect::<Result<_, _>>()
+        .map_err(Error::run("inference fetches"))?;
+    fetch.truncate(1);
+    let (fx, fy) = (
+        placeholder_type(&session, &data.features)?,
+        placeholder_type(&session, &data.labels)?,
+    );
+    let (mut xb, mut yb) = train_set.batch_buffers(batch_size);
+
+    let bar = progress_bar(opts.progress, total_steps, step);
+    let mut epoch_start = Instant::now();
+    let mut epoch_examples = 0usize;
+    while step < total_steps {
+        let idx = batches.next_batch();
+        train_set.gather_into(idx, &mut xb, &mut yb)?;
+        let feeds = HashMap::from([
+            (data.features.clone(), feed_value(&xb, &fx)),
+            (data.labels.clone(), feed_value(&yb, &fy)),
+        ]);
+        let out = session
+            .run_with_targets(&feeds, &fetch, &[target])
+            .map_err(|e| match e {
+                crate::runtime::RunError::NonFinite { node, op } => Error::NonFinite {
+                    step: step + 1,
+                    detail: format!("node '{node}' ({op}) produced NaN or Inf"),
+                },
+                other => Error::run(&format!("step {}", step + 1))(other),
+            })?;
+        step += 1;
+        epoch_examples += batch_size;
+        let loss = out[0].to_f64_vec().first().copied().unwrap_or(f64::NAN);
+        if !loss.is_finite() {
+            return Err(Error::NonFinite {
+                step,
+                detail: format!("the loss is {loss}; run again with --check-numerics to name the first node that produces it"),
+            });
+        }
+        if let Some(bar) = &bar {
+            bar.set_position(step as u64);
+            if step % 10 == 0 || step == total_steps {
+                let rate = epoch_examples as f64 / epoch_start.elapsed().as_secs_f64().max(1e-9);
+                bar.set_message(format!("loss {loss:.4}  {rate:.0} ex/s"));
+            }
+        }
+        if step % per_epoch == 0 || step == total_steps {
+            let rate = epoch_examples as f64 / epoch_start.elapsed().as_secs_f64().max(1e-9);
+            for (name, value) in session.variables() {
+                if let (Some(v), true) =
+                    (value, eval.variable_types().iter().any(|(n, _)| n == name))
+                {
+                    eval.set_variable(name, v.clone())
+                        .map_err(Error::run("inference variables"))?;
+                }
+            }
+            let eval_batch = 1000.max(batch_size);
+            let train_scores = scores(evaluate(
+                &mut eval,
+                &train_set,
+                &data.features,
+                &data.labels,
+                &eval_fetch,
+                eval_batch,
+            )?);
+            let test_scores = match &test_set {
+                Some(t) => Some(scores(evaluate(
+                    &mut eval,
+                    t,
+                    &data.features,
+                    &data.labels,
+                    &eval_fetch,
+                    eval_batch,
+                )?)),
+                None => None,
+            };
+            let report = EpochReport {
+                epoch: step.div_ceil(per_epoch),
+                step,
+                train: train_scores,
+                test: test_scores,
+                examples_per_sec: rate,
+            };
+            let line = epoch_line(&report, &metric_names);
+            match &bar {
+                Some(bar) => bar.println(line),
+                None => println!("{line}"),
+            }
+            log.push(&metrics_row(&report, metric_names.len()))?;
+            log.write(&out_dir.join("metrics.csv"))?;
+            plot(
+                &out_dir.join("curves.png"),
+                &loaded.spec.name,
+                &log,
+                &metric_names,
+            )?;
+            if let Some(path) = &ckpt_path {
+                save_checkpoint(&session, path, step, &loaded.spec.name)?;
+            }
+            history.push(report);
+            epoch_start = Instant::now();
+            epoch_examples = 0;
+        }
+    }
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let variables = session
+        .variables()
+        .into_iter()
+        .filter_map(|(n, v)| v.map(|v| (n.to_string(), v.clone())))
+        .collect();
+    Ok(TrainReport {
+        epochs: history,
+        metric_names,
+        variables,
+        steps: step,
+    })
+}
+
+fn progress_bar(show: bool, total: usize, at: usize) -> Option<indicatif::ProgressBar> {
+    if !show {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(total as u64);
+    let style = indicatif::ProgressStyle::with_template(
+        "{bar:30} {pos}/{len} steps  {msg}  [{elapsed} < {eta}]",
+    )
+    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar.set_position(at as u64);
+    Some(bar)
+}
+
+fn epoch_line(r: &EpochReport, names: &[String]) -> String {
+    let fmt = |s: &Scores| {
+        let mut parts = vec![format!("loss {:.4}", s.loss)];
+        parts.extend(
+            names
+                .iter()
+                .zip(&s.metrics)
+                .map(|(n, v)| format!("{n} {v:.4}")),
+        );
+        parts.join(", ")
+    };
+    let test = r
+        .test
+        .as_ref()
+        .map(|t| format!(" | test {}", fmt(t)))
+        .unwrap_or_default();
+    format!(
+        "epoch {:>3} step {:>6} | train {}{test} | {:.0} ex/s",
+        r.epoch,
+        r.step,
+        fmt(&r.train),
+        r.examples_per_sec
+    )
+}
+
+fn metrics_row(r: &EpochReport, n_metrics: usize) -> Vec<f64> {
+    let mut row = vec![r.epoch as f64, r.step as f64, r.train.loss];
+    row.extend(r.train.metrics.iter().copied());
+    match &r.test {
+        Some(t) => {
+            row.push(t.loss);
+            row.extend(t.metrics.iter().copied());
+        }
+        None => row.extend(std::iter::repeat_n(f64::NAN, n_metrics + 1)),
+    }
+    row.push(r.examples_per_sec);
+    row
+}
+
+fn plot(path: &Path, title: &str, log: &MetricsLog, metrics: &[String]) -> Result<(), Error> {
+    let series = |col: &str, name: &str| log.points("epoch", col).map(|p| Series::new(name, p));
+    let mut panels = vec![Panel {
+        title: "loss".into(),
+        x_label: "epoch".into(),
+        y_label: "loss".into(),
+        series: [series("train_loss", "train"), series("test_loss", "test")]
+            .into_iter()
+            .flatten()
+            .collect(),
+    }];
+    for m in metrics {
+        panels.push(Panel {
+            title: m.clone(),
+            x_label: "epoch".into(),
+            y_label: m.clone(),
+            series: [
+                series(&format!("train_{m}"), "train"),
+                series(&format!("test_{m}"), "test"),
+            ]
+            .into_iter()
+            .flatten()
+            .collect(),
+        });
+    }
+    plot_curves(path, title, &panels)?;
+    Ok(())
+}
+
+fn save_checkpoint(session: &Session, path: &Path, step: usize, graph: &str) -> Result<(), Error> {
+    let vars = session.variables();
+    let tensors: Vec<(&str, &Tensor)> = vars
+        .iter()
+        .filter_map(|(n, v)| v.map(|v| (*n, v)))
+        .collect();
+    let metadata = BTreeMap::from([
+        ("step".to_string(), step.to_string()),
+        ("graph".to_string(), graph.to_string()),
+    ]);
+    checkpoint::save(path, &tensors, &metadata)?;
+    Ok(())
+}
+
+/// Evaluates the test set (the training set if there is none) with the
+/// inference program and the variables of a checkpoint.
+pub fn eval(
+    path: &Path,
+    checkpoint_path: &Path,
+    batch_size: Option<usize>,
+) -> Result<(Vec<String>, Scores), Error> {
+    let loaded = load(path, &TrainOptions::default())?;
+    let (data, train_set, test_set) = load_data(&loaded)?;
+    let p = &loaded.programs;
+    let mut eval = Session::new(p.eval.clone()).map_err(Error::run("the inference program"))?;
+    // The checkpoint of a train step also holds optimizer slots; inference needs the model's variables.
+    let mut ckpt = checkpoint::load(checkpoint_path)?;
+    let expected = eval.variable_types();
+    ckpt.tensors
+        .retain(|(name, _)| expected.iter().any(|(n, _)| n == name));
+    ckpt.check_against(&expected)?;
+    for (name, value) in ckpt.tensors {
+        eval.set_variable(&name, value)
+            .map_err(Error::run("restoring the checkpoint"))?;
+    }
+    let fetch: Vec<ValueRef> = std::iter::once(&p.loss)
+        .chain(&p.metrics)
+        .map(|l| eval.resolve(l))
+        .collect::<Result<_, _>>()
+        .map_err(Error::run("inference fetches"))?;
+    let set = test_set.as_ref().unwrap_or(&train_set);
+    let batch = batch_size.unwrap_or(1000);
+    let values = evaluate(&mut eval, set, &data.features, &data.labels, &fetch, batch)?;
+    Ok((p.metrics.clone(), scores(values)))
+}
