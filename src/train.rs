@@ -316,12 +316,12 @@ pub fn train(path: &Path, opts: &TrainOptions) -> Result<TrainReport, Error> {
         }
         if let Some(bar) = &bar {
             bar.set_position(step as u64);
-            if step % 10 == 0 || step == total_steps {
+            if step.is_multiple_of(10) || step == total_steps {
                 let rate = epoch_examples as f64 / epoch_start.elapsed().as_secs_f64().max(1e-9);
                 bar.set_message(format!("loss {loss:.4}  {rate:.0} ex/s"));
             }
         }
-        if step % per_epoch == 0 || step == total_steps {
+        if step.is_multiple_of(per_epoch) || step == total_steps {
             let rate = epoch_examples as f64 / epoch_start.elapsed().as_secs_f64().max(1e-9);
             for (name, value) in session.variables() {
                 if let (Some(v), true) =

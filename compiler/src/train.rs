@@ -91,7 +91,7 @@ pub fn build_train(
     let scope = g.free_scope("gradients");
     let mut grads = grad::gradients(g, objective, &vars, None, &scope)?;
     if let Some(clip) = spec.clip_global_norm {
-        if !(clip > 0.0) {
+        if clip.is_nan() || clip <= 0.0 {
             return Err(err(format!(
                 "clip_global_norm must be positive, got {clip}"
             )));
