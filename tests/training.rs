@@ -1,0 +1,151 @@
+//! Training end to end: the examples reach their targets, runs are
+//! reproducible, resuming gives the same numbers, and bad input is refused.
+
+mod common;
+
+use common::repo_path;
+use gradc::train::{eval, train, TrainOptions};
+use gradc::Error;
+use std::path::{Path, PathBuf};
+
+fn opts(out: &Path) -> TrainOptions {
+    TrainOptions { out_dir: Some(out.to_path_buf()), ..TrainOptions::default() }
+}
+
+fn example(name: &str) -> PathBuf {
+    repo_path(&format!("graphs/{name}.ron"))
+}
+
+#[test]
+fn two_layer_net_reaches_97_percent_on_mnist() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let report = train(&example("two_layer_net"), &opts(dir.path())).expect("trains");
+    assert_eq!(report.steps, 10_000);
+    let last = report.epochs.last().expect("epochs");
+    let test = last.test.as_ref().expect("MNIST has a test set");
+    assert_eq!(report.metric_names, vec!["accuracy"]);
+    assert!(test.metrics[0] >= 0.97, "test accuracy {}", test.metrics[0]);
+    // The book's curve: accuracy rises over the epochs.
+    assert!(report.epochs[0].test.as_ref().expect("test").metrics[0] < test.metrics[0]);
+    for f in ["metrics.csv", "curves.png"] {
+        assert!(dir.path().join(f).exists(), "{f} written");
+    }
+}
+
+#[test]
+fn two_layer_net_with_adam_trains() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let o = TrainOptions { steps: Some(600), ..opts(dir.path()) };
+    let report = train(&example("two_layer_net_adam"), &o).expect("trains");
+    let acc = report.epochs.last().and_then(|e| e.test.clone()).expect("test").metrics[0];
+    // SGD at learning rate 0.1 reaches 0.907 after its first epoch; Adam must do no worse.
+    assert!(acc > 0.90, "one epoch of Adam: test accuracy {acc}");
+    for slot in ["W1/Adam", "W1/Adam_1", "beta1_power", "beta2_power"] {
+        assert!(report.variables.contains_key(slot), "{slot} is a variable");
+    }
+    // beta1_power = 0.9^600 after 600 steps.
+    let b1p = report.variables["beta1_power"].to_f64_vec()[0];
+    assert!((b1p - 0.9f64.powi(600)).abs() < 1e-30 + 1e-4 * 0.9f64.powi(600), "{b1p}");
+}
+
+#[test]
+fn linear_regression_learns_w_2_and_b_3() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let report = train(&example("linear_regression"), &opts(dir.path())).expect("trains");
+    let w = report.variables["w"].to_f64_vec()[0];
+    let b = report.variables["b"].to_f64_vec()[0];
+    assert!((w - 2.0).abs() < 0.1, "w = {w}");
+    assert!((b - 3.0).abs() < 0.5, "b = {b}");
+}
+
+#[test]
+fn same_seed_same_numbers_and_resume_continues_exactly() {
+    let graph = example("linear_regression");
+    let run = |steps: usize, seed: u64, ckpt: Option<&Path>, resume: bool| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let o = TrainOptions {
+            steps: Some(steps),
+            seed: Some(seed),
+            checkpoint_dir: ckpt.map(Path::to_path_buf),
+            resume,
+            ..opts(dir.path())
+        };
+        train(&graph, &o).expect("trains").variables
+    };
+    let straight = run(1000, 5, None, false);
+    assert_eq!(straight, run(1000, 5, None, false), "same seed, same variables, bit for bit");
+    assert_ne!(straight, run(1000, 6, None, false), "another seed differs");
+    // Stop mid-epoch (50 steps per epoch), resume, and end where the straight run ends.
+    let ckpt = tempfile::tempdir().expect("tempdir");
+    run(525, 5, Some(ckpt.path()), false);
+    let resumed = run(1000, 5, Some(ckpt.path()), true);
+    assert_eq!(straight, resumed, "resuming gives the same numbers as not stopping");
+}
+
+#[test]
+fn eval_uses_the_checkpoint() {
+    let graph = example("linear_regression");
+    let ckpt = tempfile::tempdir().expect("tempdir");
+    let out = tempfile::tempdir().expect("tempdir");
+    let o = TrainOptions { checkpoint_dir: Some(ckpt.path().to_path_buf()), ..opts(out.path()) };
+    let report = train(&graph, &o).expect("trains");
+    let (_, scores) = eval(&graph, &ckpt.path().join("checkpoint.safetensors"), None).expect("evaluates");
+    let last = report.epochs.last().and_then(|e| e.test.clone()).expect("test scores");
+    assert!((scores.loss - last.loss).abs() < 1e-12, "{} vs {}", scores.loss, last.loss);
+}
+
+#[test]
+fn a_checkpoint_of_another_graph_is_refused_by_name() {
+    let ckpt = tempfile::tempdir().expect("tempdir");
+    let out = tempfile::tempdir().expect("tempdir");
+    let o = TrainOptions { steps: Some(10), checkpoint_dir: Some(ckpt.path().to_path_buf()), ..opts(out.path()) };
+    train(&example("linear_regression"), &o).expect("trains");
+    let path = ckpt.path().join("checkpoint.safetensors");
+    let before = std::fs::read(&path).expect("written");
+    let e = eval(&example("two_layer_net"), &path, None).expect_err("wrong checkpoint");
+    let msg = e.to_string();
+    assert!(matches!(e, Error::Checkpoint(_)), "{msg}");
+    assert!(msg.contains("W1") && msg.contains("[784,50]"), "{msg}");
+    // Resuming another graph from it fails the same way and leaves it as it was.
+    let o = TrainOptions { steps: Some(10), checkpoint_dir: Some(ckpt.path().to_path_buf()), resume: true, ..opts(out.path()) };
+    assert!(matches!(train(&example("two_layer_net"), &o), Err(Error::Checkpoint(_))));
+    assert_eq!(std::fs::read(&path).expect("still there"), before);
+}
+
+#[test]
+fn a_diverging_loss_stops_with_the_step_and_check_numerics_names_the_node() {
+    let out = tempfile::tempdir().expect("tempdir");
+    let o = TrainOptions { learning_rate: Some(1e6), ..opts(out.path()) };
+    match train(&example("linear_regression"), &o) {
+        Err(Error::NonFinite { step, detail }) => {
+            assert!(step > 0 && detail.contains("--check-numerics"), "{step}: {detail}");
+        }
+        other => panic!("expected a non-finite loss, got {other:?}"),
+    }
+    let o = TrainOptions { learning_rate: Some(1e6), check_numerics: true, ..opts(out.path()) };
+    match train(&example("linear_regression"), &o) {
+        Err(Error::NonFinite { detail, .. }) => assert!(detail.contains("node '"), "{detail}"),
+        other => panic!("expected a non-finite value, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_truncated_data_file_is_a_clear_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("mnist");
+    std::fs::create_dir(&data).expect("mkdir");
+    for f in std::fs::read_dir(repo_path("data/mnist")).expect("vendored") {
+        let f = f.expect("entry").path();
+        std::fs::copy(&f, data.join(f.file_name().expect("name"))).expect("copy");
+    }
+    // Cut the test labels short.
+    let labels = data.join("t10k-labels-idx1-ubyte.gz");
+    let bytes = std::fs::read(&labels).expect("read");
+    std::fs::write(&labels, &bytes[..bytes.len() / 2]).expect("truncate");
+    let text = std::fs::read_to_string(example("two_layer_net")).expect("read");
+    let graph = dir.path().join("g.ron");
+    std::fs::write(&graph, text.replace("../data/mnist", "mnist")).expect("write");
+    let e = train(&graph, &opts(dir.path())).expect_err("truncated");
+    assert!(matches!(e, Error::Data(_)), "{e}");
+    assert!(e.to_string().contains("t10k-labels-idx1-ubyte.gz"), "{e}");
+}
