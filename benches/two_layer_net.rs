@@ -1,0 +1,67 @@
+//! TwoLayerNet (784-50-10, batch 100, SGD) on MNIST: one train step, and
+//! inference over the 10,000 test images. Threads for matrix products come
+//! from MATMUL_NUM_THREADS (default 1):
+//!   MATMUL_NUM_THREADS=2 cargo bench --bench two_layer_net
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use gradc::compiler;
+use gradc::io::dataset::{Batches, Mnist};
+use gradc::runtime::{Session, Tensor};
+use std::collections::HashMap;
+use std::path::Path;
+
+fn bench(c: &mut Criterion) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let g =
+        compiler::graph_from_file(&root.join("graphs/two_layer_net.ron")).expect("example builds");
+    let p = compiler::compile_training(g).expect("compiles");
+    let (train, test) = Mnist::load(root.join("data/mnist"))
+        .and_then(Mnist::into_datasets)
+        .expect("MNIST");
+    let mut s = Session::new(p.train).expect("valid");
+    s.initialize(1).expect("init");
+    let target = s.resolve_target(&p.train_op).expect("train op");
+    let loss = s.resolve(&p.loss).expect("loss");
+    let mut batches = Batches::shuffled_full(train.len(), 100, 1).expect("batches");
+    let (mut x, mut t) = train.batch_buffers(100);
+
+    let mut group = c.benchmark_group("two_layer_net");
+    group.throughput(Throughput::Elements(100));
+    group.bench_function("train_step_batch100", |b| {
+        b.iter(|| {
+            train
+                .gather_into(batches.next_batch(), &mut x, &mut t)
+                .expect("gather");
+            let feeds = HashMap::from([
+                ("x".to_string(), Tensor::F32(x.clone())),
+                ("t".to_string(), Tensor::F32(t.clone())),
+            ]);
+            s.run_with_targets(&feeds, &[loss], &[target])
+                .expect("step")
+        })
+    });
+
+    let mut e = Session::new(p.eval).expect("valid");
+    for (name, v) in s.variables() {
+        e.set_variable(name, v.expect("initialized").clone())
+            .expect("same variables");
+    }
+    let acc = e.resolve("accuracy").expect("accuracy");
+    group.throughput(Throughput::Elements(test.len() as u64));
+    group.sample_size(20);
+    group.bench_function("inference_test_set_batch1000", |b| {
+        b.iter(|| {
+            for (x, t) in test.chunks(1000).expect("chunks") {
+                let feeds = HashMap::from([
+                    ("x".to_string(), Tensor::F32(x.to_owned())),
+                    ("t".to_string(), Tensor::F32(t.to_owned())),
+                ]);
+                e.run(&feeds, &[acc]).expect("inference");
+            }
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
