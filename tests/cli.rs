@@ -172,3 +172,57 @@ fn compile_never_leaves_a_partial_file() {
         "no temporary files left"
     );
 }
+
+#[test]
+fn train_and_eval_from_the_command_line() {
+    let out = tempfile::tempdir().expect("tempdir");
+    let ckpt = tempfile::tempdir().expect("tempdir");
+    let (o_dir, c_dir) = (out.path().to_str().unwrap(), ckpt.path().to_str().unwrap());
+    let o = gradc(&[
+        "train",
+        "graphs/linear_regression.ron",
+        "--quiet",
+        "--epochs",
+        "3",
+        "--out",
+        o_dir,
+        "--checkpoint",
+        c_dir,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o).matches("epoch ").count(), 3, "{}", stdout(&o));
+    assert!(stdout(&o).contains("trained 150 steps"));
+    for f in ["metrics.csv", "curves.png"] {
+        assert!(out.path().join(f).exists(), "{f}");
+    }
+    let csv = std::fs::read_to_string(out.path().join("metrics.csv")).expect("metrics");
+    assert!(
+        csv.starts_with("epoch,step,train_loss,test_loss,examples_per_sec"),
+        "{csv}"
+    );
+    let ckpt_file = ckpt.path().join("checkpoint.safetensors");
+    let o = gradc(&[
+        "eval",
+        "graphs/linear_regression.ron",
+        "--checkpoint",
+        ckpt_file.to_str().unwrap(),
+    ]);
+    assert!(
+        o.status.success() && stdout(&o).starts_with("loss 0.0"),
+        "{}{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    // A checkpoint of another graph: exit 1, the mismatch named.
+    let o = gradc(&[
+        "eval",
+        "graphs/two_layer_net.ron",
+        "--checkpoint",
+        ckpt_file.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("W1"), "{}", stderr(&o));
+    let o = gradc(&["train", "graphs/apple.ron"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("no train section"), "{}", stderr(&o));
+}
