@@ -1,12 +1,10 @@
 //! Gradients of shape and reduction ops.
 
-use super::{Ctx, GradFn, NodeArgs};
+use super::{dy, Ctx, GradFn, Grads, NodeArgs};
 use crate::error::Result;
 use crate::ir::TensorRef;
 use gradc_runtime::shape::normalize_axes;
 use gradc_runtime::Op;
-
-type Grads = Result<Vec<Option<TensorRef>>>;
 
 pub(super) fn rule(op: &Op) -> Option<GradFn> {
     Some(match op {
@@ -21,10 +19,6 @@ pub(super) fn rule(op: &Op) -> Option<GradFn> {
         Op::BroadcastLike => broadcast_like,
         _ => return None,
     })
-}
-
-fn dy(g: &[Option<TensorRef>]) -> TensorRef {
-    g[0].expect("the driver calls a single-output rule only with a gradient")
 }
 
 // dx = reshape(dy, shape of x); the shape input of ReshapeLike gets none

@@ -1,11 +1,8 @@
 //! Gradients of elementwise math. Broadcast inputs are reduced by the driver.
 
-use super::{Ctx, GradFn, NodeArgs};
-use crate::error::Result;
+use super::{dy, Ctx, GradFn, Grads, NodeArgs};
 use crate::ir::TensorRef;
 use gradc_runtime::Op;
-
-type Grads = Result<Vec<Option<TensorRef>>>;
 
 pub(super) fn rule(op: &Op) -> Option<GradFn> {
     Some(match op {
@@ -27,10 +24,6 @@ pub(super) fn rule(op: &Op) -> Option<GradFn> {
         Op::Tanh => tanh,
         _ => return None,
     })
-}
-
-fn dy(g: &[Option<TensorRef>]) -> TensorRef {
-    g[0].expect("the driver calls a single-output rule only with a gradient")
 }
 
 // dx = dy

@@ -25,7 +25,16 @@ use petgraph::Direction;
 use std::collections::{BTreeMap, HashSet};
 
 /// A gradient rule: one optional gradient per input of `node`.
-pub type GradFn = fn(&mut Ctx, &NodeArgs, &[Option<TensorRef>]) -> Result<Vec<Option<TensorRef>>>;
+pub type GradFn = fn(&mut Ctx, &NodeArgs, &[Option<TensorRef>]) -> Grads;
+
+/// What a rule returns: one optional gradient per input.
+pub type Grads = Result<Vec<Option<TensorRef>>>;
+
+/// The gradient of a single-output node's output. The driver calls a rule only
+/// when some output has a gradient, so for single-output ops it is there.
+pub(super) fn dy(g: &[Option<TensorRef>]) -> TensorRef {
+    g[0].expect("the driver calls a single-output rule only with a gradient")
+}
 
 /// The node being differentiated, as a rule sees it.
 pub struct NodeArgs {

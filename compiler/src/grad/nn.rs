@@ -1,11 +1,8 @@
 //! Gradients of neural-network ops.
 
-use super::{Ctx, GradFn, NodeArgs};
-use crate::error::Result;
+use super::{dy, Ctx, GradFn, Grads, NodeArgs};
 use crate::ir::TensorRef;
 use gradc_runtime::Op;
-
-type Grads = Result<Vec<Option<TensorRef>>>;
 
 pub(super) fn rule(op: &Op) -> Option<GradFn> {
     Some(match op {
@@ -16,10 +13,6 @@ pub(super) fn rule(op: &Op) -> Option<GradFn> {
         Op::SoftmaxCrossEntropyWithLogits => softmax_cross_entropy,
         _ => return None,
     })
-}
-
-fn dy(g: &[Option<TensorRef>]) -> TensorRef {
-    g[0].expect("the driver calls a single-output rule only with a gradient")
 }
 
 // dx = dy * [y > 0]
