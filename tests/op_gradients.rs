@@ -302,6 +302,50 @@ const CASES: &[Case] = &[
         node: r#"(name: "y", op: ReluGrad, inputs: ["a", "b"])"#,
         second_order: true,
     },
+    Case {
+        name: "moments_both_outputs",
+        inputs: &[("a", &[4, 3], Normal)],
+        node: r#"(name: "m", op: Moments(axes: [0]), inputs: ["a"]), (name: "y", op: Add, inputs: ["m", "m:1"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "moments_variance_keep_dims",
+        inputs: &[("a", &[2, 3, 4], Normal)],
+        node: r#"(name: "m", op: Moments(axes: [0, 2], keep_dims: true), inputs: ["a"]), (name: "y", op: Identity, inputs: ["m:1"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "batch_normalization",
+        inputs: &[
+            ("a", &[4, 3], Normal),
+            ("m", &[3], Normal),
+            ("v", &[3], Positive),
+            ("o", &[3], Normal),
+            ("s", &[3], Normal),
+        ],
+        node: r#"(name: "y", op: BatchNormalization(variance_epsilon: 0.001), inputs: ["a", "m", "v", "o", "s"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "batch_normalization_nchw_no_offset_no_scale",
+        inputs: &[
+            ("a", &[2, 3, 2, 2], Normal),
+            ("m", &[1, 3, 1, 1], Normal),
+            ("v", &[1, 3, 1, 1], Positive),
+        ],
+        node: r#"(name: "y", op: BatchNormalization(variance_epsilon: 0.01, offset: false, scale: false), inputs: ["a", "m", "v"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "moments_into_batch_normalization",
+        inputs: &[
+            ("a", &[5, 3], Normal),
+            ("o", &[3], Normal),
+            ("s", &[3], Normal),
+        ],
+        node: r#"(name: "mv", op: Moments(axes: [0]), inputs: ["a"]), (name: "y", op: BatchNormalization(variance_epsilon: 0.001), inputs: ["a", "mv", "mv:1", "o", "s"])"#,
+        second_order: true,
+    },
 ];
 
 /// Ops whose inputs get no gradient: piecewise-constant ops (where finite

@@ -155,6 +155,23 @@ pub enum Op {
     Squeeze {
         axes: Vec<i64>,
     },
+    /// Mean and population variance over `axes` (TensorFlow's `tf.nn.moments`):
+    /// two outputs, each shaped like `Mean`'s.
+    Moments {
+        axes: Vec<i64>,
+        #[serde(default)]
+        keep_dims: bool,
+    },
+    /// TensorFlow's `tf.nn.batch_normalization`: inputs x, mean, variance, then
+    /// offset if `offset`, then scale if `scale` (each broadcast against x);
+    /// `inv = rsqrt(variance + variance_epsilon) * scale`, `y = x * inv + (offset - mean * inv)`.
+    BatchNormalization {
+        variance_epsilon: f64,
+        #[serde(default = "yes")]
+        offset: bool,
+        #[serde(default = "yes")]
+        scale: bool,
+    },
     /// Index of the largest element along `axis` (the first on ties), as a float
     /// of the input's type (gradc has no integer tensors). Has no gradient.
     ArgMax {
@@ -315,6 +332,8 @@ pub const OP_NAMES: &[&str] = &[
     "Transpose",
     "ExpandDims",
     "Squeeze",
+    "Moments",
+    "BatchNormalization",
     "ArgMax",
     "Softmax",
     "SoftmaxCrossEntropyWithLogits",
@@ -367,6 +386,8 @@ impl Op {
             Transpose { .. } => "Transpose",
             ExpandDims { .. } => "ExpandDims",
             Squeeze { .. } => "Squeeze",
+            Moments { .. } => "Moments",
+            BatchNormalization { .. } => "BatchNormalization",
             ArgMax { .. } => "ArgMax",
             Softmax => "Softmax",
             SoftmaxCrossEntropyWithLogits => "SoftmaxCrossEntropyWithLogits",
@@ -400,6 +421,9 @@ impl Op {
             | SumToLike
             | BroadcastLike => Arity::Exactly(2),
             AddN => Arity::AtLeast(1),
+            BatchNormalization { offset, scale, .. } => {
+                Arity::Exactly(3 + usize::from(*offset) + usize::from(*scale))
+            }
             _ => Arity::Exactly(1),
         }
     }
@@ -481,6 +505,15 @@ impl Op {
             Transpose { perm: Some(p) } => format!("{{perm: {p:?}}}"),
             ExpandDims { axes } | Squeeze { axes } => format!("{{axes: {axes:?}}}"),
             ArgMax { axis } => format!("{{axis: {axis}}}"),
+            Moments { axes, keep_dims } => format!("{{axes: {axes:?}, keep_dims: {keep_dims}}}"),
+            BatchNormalization {
+                variance_epsilon,
+                offset,
+                scale,
+            } => format!(
+                "{{variance_epsilon: {}, offset: {offset}, scale: {scale}}}",
+                fmt_f64(*variance_epsilon)
+            ),
             Fill { shape } => format!("{{shape: {shape:?}}}"),
             _ => String::new(),
         }
@@ -660,6 +693,34 @@ impl Op {
                     .filter(|(i, _)| !ax.contains(i))
                     .map(|(_, d)| d.clone());
                 one(Shape(dims.collect()))
+            }
+            Moments { axes, keep_dims } => {
+                let reduced = Mean {
+                    axes: Some(axes.clone()),
+                    keep_dims: *keep_dims,
+                }
+                .infer(dtype, ins)?;
+                Ok(vec![reduced[0].clone(), reduced[0].clone()])
+            }
+            BatchNormalization {
+                variance_epsilon, ..
+            } => {
+                if !(variance_epsilon.is_finite() && *variance_epsilon >= 0.0) {
+                    return Err(format!(
+                        "variance_epsilon must be finite and >= 0, got {variance_epsilon}"
+                    ));
+                }
+                for t in &ins[1..] {
+                    let b = broadcast(s(0), &t.shape)?;
+                    if same_shape(&b, s(0)).is_err() {
+                        return Err(format!(
+                            "a parameter of shape {} does not broadcast to the input {}",
+                            t.shape,
+                            s(0)
+                        ));
+                    }
+                }
+                one(s(0).clone())
             }
             ArgMax { axis } => {
                 let a = normalize_axes(&[*axis], s(0).rank())?[0];

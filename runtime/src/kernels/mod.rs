@@ -8,6 +8,7 @@
 mod elementwise;
 mod layout;
 mod linalg;
+mod norm;
 mod reduce;
 #[cfg(test)]
 mod tests;
@@ -56,6 +57,22 @@ impl_elem!(f64, F64);
 
 /// Evaluates `op` on `ins`; `outs` are the output types from `op.infer`.
 pub fn eval(op: &Op, ins: &[&Tensor], outs: &[TensorType]) -> Result<Vec<Tensor>, String> {
+    if let Op::Moments { axes, .. } = op {
+        let [mean, _] = outs else {
+            return Err(format!(
+                "Moments has two outputs, {} output types were given",
+                outs.len()
+            ));
+        };
+        let shape = mean
+            .shape
+            .concrete()
+            .ok_or_else(|| format!("output shape {} is not concrete", mean.shape))?;
+        return match mean.dtype {
+            DType::F32 => moments::<f32>(ins, axes, &shape),
+            DType::F64 => moments::<f64>(ins, axes, &shape),
+        };
+    }
     let [out] = outs else {
         return Err(format!(
             "{} has one output, but {} output types were given",
@@ -72,6 +89,16 @@ pub fn eval(op: &Op, ins: &[&Tensor], outs: &[TensorType]) -> Result<Vec<Tensor>
         DType::F64 => run::<f64>(op, ins, &shape)?,
     };
     Ok(vec![result])
+}
+
+fn moments<T: Elem>(ins: &[&Tensor], axes: &[i64], shape: &[usize]) -> Result<Vec<Tensor>, String> {
+    let [x] = ins else {
+        return Err(format!("Moments takes 1 input, got {}", ins.len()));
+    };
+    let x = T::view(x)
+        .ok_or_else(|| format!("an input has dtype {}, expected {}", x.dtype(), T::DTYPE))?;
+    let (mean, var) = norm::moments(&x, axes, shape)?;
+    Ok(vec![T::wrap(standard(mean)), T::wrap(standard(var))])
 }
 
 fn run<T: Elem>(op: &Op, ins: &[&Tensor], shape: &[usize]) -> Result<Tensor, String> {
@@ -139,6 +166,12 @@ fn kernel<T: Elem>(op: &Op, xs: &[ArrayViewD<'_, T>], out: &[usize]) -> Result<A
         }
         Transpose { perm } => layout::transpose(&xs[0], perm.as_deref())?,
         ArgMax { axis } => reduce::argmax(&xs[0], *axis, out)?,
+        Moments { .. } => return Err("Moments has two outputs; eval handles it".into()),
+        BatchNormalization {
+            variance_epsilon,
+            offset,
+            scale,
+        } => norm::batch_normalization(xs, *variance_epsilon, *offset, *scale, out)?,
         Softmax => reduce::softmax(&xs[0])?,
         SoftmaxCrossEntropyWithLogits => reduce::softmax_cross_entropy(&xs[0], &xs[1], out)?,
         AddN => elementwise::add_n(xs)?,
