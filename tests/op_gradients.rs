@@ -346,6 +346,102 @@ const CASES: &[Case] = &[
         node: r#"(name: "mv", op: Moments(axes: [0]), inputs: ["a"]), (name: "y", op: BatchNormalization(variance_epsilon: 0.001), inputs: ["a", "mv", "mv:1", "o", "s"])"#,
         second_order: true,
     },
+    Case {
+        name: "fused_batch_norm_train_rank2",
+        inputs: &[
+            ("a", &[6, 3], Normal),
+            ("s", &[3], Normal),
+            ("o", &[3], Normal),
+            ("m", &[3], Normal),
+            ("v", &[3], Positive),
+        ],
+        node: r#"(name: "y", op: FusedBatchNorm(epsilon: 0.001, data_format: NHWC, is_training: true), inputs: ["a", "s", "o", "m", "v"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "fused_batch_norm_train_nhwc",
+        inputs: &[
+            ("a", &[2, 2, 2, 3], Normal),
+            ("s", &[3], Normal),
+            ("o", &[3], Normal),
+            ("m", &[3], Normal),
+            ("v", &[3], Positive),
+        ],
+        node: r#"(name: "y", op: FusedBatchNorm(epsilon: 0.001, data_format: NHWC, is_training: true), inputs: ["a", "s", "o", "m", "v"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "fused_batch_norm_train_nchw",
+        inputs: &[
+            ("a", &[2, 3, 2, 2], Normal),
+            ("s", &[3], Normal),
+            ("o", &[3], Normal),
+            ("m", &[3], Normal),
+            ("v", &[3], Positive),
+        ],
+        node: r#"(name: "y", op: FusedBatchNorm(epsilon: 0.001, data_format: NCHW, is_training: true), inputs: ["a", "s", "o", "m", "v"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "fused_batch_norm_inference_nchw",
+        inputs: &[
+            ("a", &[2, 3, 2, 2], Normal),
+            ("s", &[3], Normal),
+            ("o", &[3], Normal),
+            ("m", &[3], Normal),
+            ("v", &[3], Positive),
+        ],
+        node: r#"(name: "y", op: FusedBatchNorm(epsilon: 0.001, data_format: NCHW, is_training: false), inputs: ["a", "s", "o", "m", "v"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "fused_batch_norm_grad",
+        inputs: &[
+            ("d", &[4, 3], Normal),
+            ("a", &[4, 3], Normal),
+            ("s", &[3], Normal),
+            ("m", &[3], Normal),
+            ("v", &[3], Positive),
+        ],
+        node: r#"(name: "g", op: FusedBatchNormGrad(), inputs: ["d", "a", "s", "m", "v"]), (name: "y", op: AddN, inputs: ["g", "g", "g"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "fused_batch_norm_grad_all_outputs",
+        inputs: &[
+            ("d", &[2, 3, 2, 2], Normal),
+            ("a", &[2, 3, 2, 2], Normal),
+            ("s", &[3], Normal),
+            ("m", &[3], Normal),
+            ("v", &[3], Positive),
+        ],
+        node: r#"(name: "g", op: FusedBatchNormGrad(data_format: NCHW), inputs: ["d", "a", "s", "m", "v"]), (name: "gs", op: Mul, inputs: ["g:1", "g:2"]), (name: "s0", op: Sum(), inputs: ["g"]), (name: "s1", op: Sum(), inputs: ["gs"]), (name: "y", op: Add, inputs: ["s0", "s1"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "fused_batch_norm_statistics_train",
+        inputs: &[
+            ("a", &[2, 3, 2, 2], Normal),
+            ("s", &[3], Normal),
+            ("o", &[3], Normal),
+            ("m", &[3], Normal),
+            ("v", &[3], Positive),
+        ],
+        node: r#"(name: "f", op: FusedBatchNorm(data_format: NCHW, is_training: true), inputs: ["a", "s", "o", "m", "v"]), (name: "fa", op: Mul, inputs: ["f", "a"]), (name: "s0", op: Mean(), inputs: ["fa"]), (name: "s1", op: Mean(), inputs: ["f:1"]), (name: "s2", op: Mean(), inputs: ["f:2"]), (name: "s4", op: Mean(), inputs: ["f:4"]), (name: "y", op: AddN, inputs: ["s0", "s1", "s2", "s4"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "fused_batch_norm_statistics_inference",
+        inputs: &[
+            ("a", &[4, 3], Normal),
+            ("s", &[3], Normal),
+            ("o", &[3], Normal),
+            ("m", &[3], Normal),
+            ("v", &[3], Positive),
+        ],
+        node: r#"(name: "f", op: FusedBatchNorm(data_format: NHWC, is_training: false), inputs: ["a", "s", "o", "m", "v"]), (name: "fa", op: Mul, inputs: ["f", "a"]), (name: "s0", op: Mean(), inputs: ["fa"]), (name: "s1", op: Mean(), inputs: ["f:1"]), (name: "s2", op: Mean(), inputs: ["f:2"]), (name: "s4", op: Mean(), inputs: ["f:4"]), (name: "y", op: AddN, inputs: ["s0", "s1", "s2", "s4"])"#,
+        second_order: true,
+    },
 ];
 
 /// Ops whose inputs get no gradient: piecewise-constant ops (where finite

@@ -172,6 +172,31 @@ pub enum Op {
         #[serde(default = "yes")]
         scale: bool,
     },
+    /// TensorFlow's `FusedBatchNorm`: inputs x (rank 2 or 4), scale, offset,
+    /// mean, variance (each [C]). Outputs y, batch_mean, batch_variance,
+    /// saved_mean, saved_variance. In training form the statistics are the
+    /// batch's: y is normalized with the population variance (saved_variance),
+    /// and batch_variance, meant for the moving average, is Bessel-corrected
+    /// (n / (n - 1)), as TensorFlow's fused kernel does. In inference form the
+    /// mean and variance inputs are used and passed through.
+    FusedBatchNorm {
+        #[serde(default = "bn_epsilon")]
+        epsilon: f64,
+        #[serde(default)]
+        data_format: DataFormat,
+        #[serde(default = "yes")]
+        is_training: bool,
+    },
+    /// Gradient of FusedBatchNorm: inputs dy, x, scale, saved_mean,
+    /// saved_variance; outputs dx, dscale, doffset.
+    FusedBatchNormGrad {
+        #[serde(default = "bn_epsilon")]
+        epsilon: f64,
+        #[serde(default)]
+        data_format: DataFormat,
+        #[serde(default = "yes")]
+        is_training: bool,
+    },
     /// Index of the largest element along `axis` (the first on ties), as a float
     /// of the input's type (gradc has no integer tensors). Has no gradient.
     ArgMax {
@@ -201,6 +226,28 @@ pub enum Op {
 
 fn yes() -> bool {
     true
+}
+
+fn bn_epsilon() -> f64 {
+    0.001
+}
+
+/// Where the channels are: last (`NHWC`, TensorFlow's default) or second (`NCHW`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum DataFormat {
+    #[default]
+    NHWC,
+    NCHW,
+}
+
+impl DataFormat {
+    /// The channel axis of a tensor of `rank` (rank 2 has its channels last either way).
+    pub fn channel_axis(self, rank: usize) -> usize {
+        match self {
+            DataFormat::NCHW if rank > 2 => 1,
+            _ => rank.saturating_sub(1),
+        }
+    }
 }
 
 /// How a variable gets its first value. Random initializers draw from a
@@ -334,6 +381,8 @@ pub const OP_NAMES: &[&str] = &[
     "Squeeze",
     "Moments",
     "BatchNormalization",
+    "FusedBatchNorm",
+    "FusedBatchNormGrad",
     "ArgMax",
     "Softmax",
     "SoftmaxCrossEntropyWithLogits",
@@ -388,6 +437,8 @@ impl Op {
             Squeeze { .. } => "Squeeze",
             Moments { .. } => "Moments",
             BatchNormalization { .. } => "BatchNormalization",
+            FusedBatchNorm { .. } => "FusedBatchNorm",
+            FusedBatchNormGrad { .. } => "FusedBatchNormGrad",
             ArgMax { .. } => "ArgMax",
             Softmax => "Softmax",
             SoftmaxCrossEntropyWithLogits => "SoftmaxCrossEntropyWithLogits",
@@ -421,6 +472,7 @@ impl Op {
             | SumToLike
             | BroadcastLike => Arity::Exactly(2),
             AddN => Arity::AtLeast(1),
+            FusedBatchNorm { .. } | FusedBatchNormGrad { .. } => Arity::Exactly(5),
             BatchNormalization { offset, scale, .. } => {
                 Arity::Exactly(3 + usize::from(*offset) + usize::from(*scale))
             }
@@ -505,6 +557,19 @@ impl Op {
             Transpose { perm: Some(p) } => format!("{{perm: {p:?}}}"),
             ExpandDims { axes } | Squeeze { axes } => format!("{{axes: {axes:?}}}"),
             ArgMax { axis } => format!("{{axis: {axis}}}"),
+            FusedBatchNorm {
+                epsilon,
+                data_format,
+                is_training,
+            }
+            | FusedBatchNormGrad {
+                epsilon,
+                data_format,
+                is_training,
+            } => format!(
+                "{{epsilon: {}, data_format: {data_format:?}, is_training: {is_training}}}",
+                fmt_f64(*epsilon)
+            ),
             Moments { axes, keep_dims } => format!("{{axes: {axes:?}, keep_dims: {keep_dims}}}"),
             BatchNormalization {
                 variance_epsilon,
@@ -693,6 +758,54 @@ impl Op {
                     .filter(|(i, _)| !ax.contains(i))
                     .map(|(_, d)| d.clone());
                 one(Shape(dims.collect()))
+            }
+            FusedBatchNorm {
+                epsilon,
+                data_format,
+                ..
+            }
+            | FusedBatchNormGrad {
+                epsilon,
+                data_format,
+                ..
+            } => {
+                if !(epsilon.is_finite() && *epsilon >= 0.0) {
+                    return Err(format!("epsilon must be finite and >= 0, got {epsilon}"));
+                }
+                let grad = matches!(self, FusedBatchNormGrad { .. });
+                let x = if grad { s(1) } else { s(0) };
+                if x.rank() != 2 && x.rank() != 4 {
+                    return Err(format!(
+                        "{} takes an input of rank 2 or 4, got {x}",
+                        self.name()
+                    ));
+                }
+                if grad && same_shape(s(0), x).is_err() {
+                    return Err(format!("dy {} and x {x} differ", s(0)));
+                }
+                let c = &x.0[data_format.channel_axis(x.rank())];
+                let mut channels = c.clone();
+                for t in &ins[if grad { 2 } else { 1 }..] {
+                    match t.shape.0.as_slice() {
+                        [d] => channels = unify(&channels, d).map_err(|_| {
+                            format!("a parameter of shape {} does not match {c} channels of {x} ({data_format:?})", t.shape)
+                        })?,
+                        _ => return Err(format!("parameters must have rank 1, got {}", t.shape)),
+                    }
+                }
+                let param = TensorType {
+                    dtype: dt,
+                    shape: Shape(vec![channels]),
+                };
+                let y = TensorType {
+                    dtype: dt,
+                    shape: x.clone(),
+                };
+                Ok(if grad {
+                    vec![y, param.clone(), param]
+                } else {
+                    vec![y, param.clone(), param.clone(), param.clone(), param]
+                })
             }
             Moments { axes, keep_dims } => {
                 let reduced = Mean {

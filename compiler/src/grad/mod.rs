@@ -15,6 +15,7 @@ mod array;
 mod linalg;
 mod math;
 mod nn;
+mod norm;
 
 use crate::error::{CompileError, ErrorKind, Result};
 use crate::ir::{Graph, Role, TensorRef};
@@ -123,10 +124,46 @@ impl<'g> Ctx<'g> {
     }
 }
 
+/// The vector-Jacobian product of `outputs` (built by a rule from `inputs`)
+/// with the incoming gradients `g`: d/d(inputs) of sum_k sum(outputs_k * g_k).
+/// Lets a fused op's rule differentiate its decomposition into primitives.
+pub(super) fn vjp_of(
+    c: &mut Ctx,
+    outputs: &[TensorRef],
+    g: &[Option<TensorRef>],
+    inputs: &[TensorRef],
+) -> Grads {
+    let mut terms = Vec::new();
+    for (&o, gk) in outputs.iter().zip(g) {
+        if let Some(gk) = *gk {
+            let t = c.mul(o, gk)?;
+            terms.push(c.op(
+                Op::Sum {
+                    axes: None,
+                    keep_dims: false,
+                },
+                &[t],
+            )?);
+        }
+    }
+    let total = match terms.as_slice() {
+        [one] => *one,
+        _ => c.op(Op::AddN, &terms)?,
+    };
+    let scope = format!("{}/vjp", c.scope);
+    // The incoming gradients are constants of this product: they may depend on
+    // the inputs themselves, and that dependence is not part of this node's VJP
+    // (it is differentiated when the gradient graph itself is differentiated).
+    let constants: Vec<TensorRef> = g.iter().flatten().copied().collect();
+    let grads = backward(c.g, total, inputs, None, &scope, Some(&constants))?;
+    Ok(grads.into_iter().map(Some).collect())
+}
+
 /// The rule for `op`, or None if the op has no gradient.
 fn rule_for(op: &Op) -> Option<GradFn> {
     math::rule(op)
         .or_else(|| nn::rule(op))
+        .or_else(|| norm::rule(op))
         .or_else(|| linalg::rule(op))
         .or_else(|| array::rule(op))
 }
@@ -154,6 +191,21 @@ pub fn gradients(
     xs: &[TensorRef],
     grad_y: Option<TensorRef>,
     scope: &str,
+) -> Result<Vec<TensorRef>> {
+    backward(g, y, xs, grad_y, scope, None)
+}
+
+/// The driver. With `partial: Some(constants)`, no gradient flows out of a node
+/// that holds an x, nor into the `constants`: the results are partial
+/// derivatives, as if the xs were independent and the constants fixed (what
+/// `vjp_of` needs when inputs of a decomposition depend on each other).
+fn backward(
+    g: &mut Graph,
+    y: TensorRef,
+    xs: &[TensorRef],
+    grad_y: Option<TensorRef>,
+    scope: &str,
+    partial: Option<&[TensorRef]>,
 ) -> Result<Vec<TensorRef>> {
     let first_new = g.next_seq();
     // Nodes between the xs and y: reachable from an x without passing through an
@@ -220,6 +272,9 @@ pub fn gradients(
             }
             out_grads.push(summed);
         }
+        if partial.is_some() && xs.iter().any(|x| x.node == n) {
+            continue;
+        }
         let inputs = g.inputs(n);
         let wanted = inputs.iter().any(|i| between.contains(&i.node));
         if out_grads.iter().all(Option::is_none) || !wanted || is_constant_wrt_inputs(&node.op) {
@@ -258,7 +313,7 @@ pub fn gradients(
         );
         for (input, grad) in inputs.iter().zip(in_grads) {
             let Some(mut grad) = grad else { continue };
-            if !between.contains(&input.node) {
+            if !between.contains(&input.node) || partial.is_some_and(|c| c.contains(input)) {
                 continue;
             }
             if ctx.ty(grad).shape != ctx.ty(*input).shape {

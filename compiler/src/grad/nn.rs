@@ -1,7 +1,6 @@
 //! Gradients of neural-network ops.
 
 use super::{dy, Ctx, GradFn, Grads, NodeArgs};
-use crate::error::Result;
 use crate::ir::TensorRef;
 use gradc_runtime::Op;
 
@@ -12,8 +11,6 @@ pub(super) fn rule(op: &Op) -> Option<GradFn> {
         Op::BiasAdd => bias_add,
         Op::Softmax => softmax,
         Op::SoftmaxCrossEntropyWithLogits => softmax_cross_entropy,
-        Op::Moments { .. } => moments,
-        Op::BatchNormalization { .. } => batch_normalization,
         _ => return None,
     })
 }
@@ -61,109 +58,4 @@ fn softmax_cross_entropy(c: &mut Ctx, n: &NodeArgs, g: &[Option<TensorRef>]) -> 
     let diff = c.sub(p, n.x(1))?;
     let d = c.op(Op::ExpandDims { axes: vec![-1] }, &[dy(g)])?;
     Ok(vec![Some(c.mul(diff, d)?), None])
-}
-
-// dx = broadcast(dmean) / n + broadcast(dvar) * 2 (x - mean) / n   (the mean's own
-// dependence on x drops out of the variance term, as with TensorFlow's stop_gradient)
-fn moments(c: &mut Ctx, n: &NodeArgs, g: &[Option<TensorRef>]) -> Grads {
-    let Op::Moments { axes, keep_dims } = &n.op else {
-        unreachable!("moments rule on {}", n.op.name())
-    };
-    let x = n.x(0);
-    let rank = c.ty(x).shape.rank();
-    let axes_n: Vec<i64> = gradc_runtime::shape::normalize_axes(axes, rank)
-        .map_err(|e| crate::error::CompileError::new(crate::error::ErrorKind::Shape, e))?
-        .into_iter()
-        .map(|a| a as i64)
-        .collect();
-    // A reduced tensor with its axes put back as size 1, broadcast over x.
-    let unreduce = |c: &mut Ctx, t: TensorRef| -> Result<TensorRef> {
-        let t = if *keep_dims || axes_n.is_empty() {
-            t
-        } else {
-            c.op(
-                Op::ExpandDims {
-                    axes: axes_n.clone(),
-                },
-                &[t],
-            )?
-        };
-        c.op(Op::BroadcastLike, &[t, x])
-    };
-    let count = c.op(
-        Op::ReducedSize {
-            axes: Some(axes.clone()),
-        },
-        &[x],
-    )?;
-    let mut parts = Vec::new();
-    if let Some(dmean) = g[0] {
-        let b = unreduce(c, dmean)?;
-        parts.push(c.div(b, count)?);
-    }
-    if let Some(dvar) = g[1] {
-        let mean = if *keep_dims || axes_n.is_empty() {
-            n.outputs[0]
-        } else {
-            c.op(
-                Op::ExpandDims {
-                    axes: axes_n.clone(),
-                },
-                &[n.outputs[0]],
-            )?
-        };
-        let centered = c.sub(x, mean)?;
-        let b = unreduce(c, dvar)?;
-        let t = c.mul(b, centered)?;
-        let t = c.scale(2.0, t)?;
-        parts.push(c.div(t, count)?);
-    }
-    let dx = match parts.as_slice() {
-        [one] => *one,
-        _ => c.op(Op::AddN, &parts)?,
-    };
-    Ok(vec![Some(dx)])
-}
-
-// r = rsqrt(var + eps), inv = r * scale, y = (x - mean) * inv + offset:
-// dx = dy inv, dmean = -dy inv, dvar = dy (x - mean) scale (-r^3 / 2),
-// doffset = dy, dscale = dy (x - mean) r   (the driver sums each to its input's shape)
-fn batch_normalization(c: &mut Ctx, n: &NodeArgs, g: &[Option<TensorRef>]) -> Grads {
-    let Op::BatchNormalization {
-        variance_epsilon,
-        offset,
-        scale,
-    } = n.op
-    else {
-        unreachable!("batch_normalization rule on {}", n.op.name())
-    };
-    let (x, mean, var) = (n.x(0), n.x(1), n.x(2));
-    let scale_in = scale.then(|| n.x(3 + usize::from(offset)));
-    let eps = c.scalar(variance_epsilon, var)?;
-    let v = c.add(var, eps)?;
-    let r = c.op(Op::Rsqrt, &[v])?;
-    let inv = match scale_in {
-        Some(s) => c.mul(r, s)?,
-        None => r,
-    };
-    let dy = dy(g);
-    let dx = c.mul(dy, inv)?;
-    let dmean = c.neg(dx)?;
-    let centered = c.sub(x, mean)?;
-    let dinv = c.mul(dy, centered)?;
-    let r3 = c.op(Op::Pow { exponent: 3.0 }, &[r])?;
-    let dv = c.scale(-0.5, r3)?;
-    let dv = match scale_in {
-        Some(s) => c.mul(dv, s)?,
-        None => dv,
-    };
-    let dvar = c.mul(dinv, dv)?;
-    let mut grads = vec![Some(dx), Some(dmean), Some(dvar)];
-    if offset {
-        grads.push(Some(dy));
-    }
-    if scale {
-        grads.push(Some(c.mul(dinv, r)?));
-    }
-    Ok(grads)
 }

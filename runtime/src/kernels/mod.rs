@@ -57,20 +57,16 @@ impl_elem!(f64, F64);
 
 /// Evaluates `op` on `ins`; `outs` are the output types from `op.infer`.
 pub fn eval(op: &Op, ins: &[&Tensor], outs: &[TensorType]) -> Result<Vec<Tensor>, String> {
-    if let Op::Moments { axes, .. } = op {
-        let [mean, _] = outs else {
-            return Err(format!(
-                "Moments has two outputs, {} output types were given",
-                outs.len()
-            ));
-        };
-        let shape = mean
-            .shape
-            .concrete()
-            .ok_or_else(|| format!("output shape {} is not concrete", mean.shape))?;
-        return match mean.dtype {
-            DType::F32 => moments::<f32>(ins, axes, &shape),
-            DType::F64 => moments::<f64>(ins, axes, &shape),
+    if matches!(
+        op,
+        Op::Moments { .. } | Op::FusedBatchNorm { .. } | Op::FusedBatchNormGrad { .. }
+    ) {
+        let first = outs
+            .first()
+            .ok_or_else(|| format!("{} has outputs, none were given", op.name()))?;
+        return match first.dtype {
+            DType::F32 => run_multi::<f32>(op, ins, outs),
+            DType::F64 => run_multi::<f64>(op, ins, outs),
         };
     }
     let [out] = outs else {
@@ -91,14 +87,60 @@ pub fn eval(op: &Op, ins: &[&Tensor], outs: &[TensorType]) -> Result<Vec<Tensor>
     Ok(vec![result])
 }
 
-fn moments<T: Elem>(ins: &[&Tensor], axes: &[i64], shape: &[usize]) -> Result<Vec<Tensor>, String> {
-    let [x] = ins else {
-        return Err(format!("Moments takes 1 input, got {}", ins.len()));
+/// Ops with several outputs; each result is checked against its inferred type.
+fn run_multi<T: Elem>(
+    op: &Op,
+    ins: &[&Tensor],
+    outs: &[TensorType],
+) -> Result<Vec<Tensor>, String> {
+    let xs = ins
+        .iter()
+        .map(|t| {
+            T::view(t)
+                .ok_or_else(|| format!("an input has dtype {}, expected {}", t.dtype(), T::DTYPE))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    check_arity(op, xs.len())?;
+    let shapes = outs
+        .iter()
+        .map(|o| {
+            o.shape
+                .concrete()
+                .ok_or_else(|| format!("output shape {} is not concrete", o.shape))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    for s in &shapes {
+        check_alloc::<T>(s)?;
+    }
+    let ys = match op {
+        Op::Moments { axes, .. } => {
+            let (mean, var) = norm::moments(&xs[0], axes, &shapes[0])?;
+            vec![mean, var]
+        }
+        Op::FusedBatchNorm {
+            epsilon,
+            data_format,
+            is_training,
+        } => norm::fused_batch_norm(&xs, *epsilon, *data_format, *is_training)?,
+        Op::FusedBatchNormGrad {
+            epsilon,
+            data_format,
+            is_training,
+        } => norm::fused_batch_norm_grad(&xs, *epsilon, *data_format, *is_training)?,
+        _ => return Err(format!("{} has one output", op.name())),
     };
-    let x = T::view(x)
-        .ok_or_else(|| format!("an input has dtype {}, expected {}", x.dtype(), T::DTYPE))?;
-    let (mean, var) = norm::moments(&x, axes, shape)?;
-    Ok(vec![T::wrap(standard(mean)), T::wrap(standard(var))])
+    if ys.len() != shapes.len()
+        || ys
+            .iter()
+            .zip(&shapes)
+            .any(|(y, s)| y.shape() != s.as_slice())
+    {
+        return Err(format!(
+            "{} produced outputs of the wrong shapes",
+            op.name()
+        ));
+    }
+    Ok(ys.into_iter().map(|y| T::wrap(standard(y))).collect())
 }
 
 fn run<T: Elem>(op: &Op, ins: &[&Tensor], shape: &[usize]) -> Result<Tensor, String> {
@@ -166,7 +208,12 @@ fn kernel<T: Elem>(op: &Op, xs: &[ArrayViewD<'_, T>], out: &[usize]) -> Result<A
         }
         Transpose { perm } => layout::transpose(&xs[0], perm.as_deref())?,
         ArgMax { axis } => reduce::argmax(&xs[0], *axis, out)?,
-        Moments { .. } => return Err("Moments has two outputs; eval handles it".into()),
+        Moments { .. } | FusedBatchNorm { .. } | FusedBatchNormGrad { .. } => {
+            return Err(format!(
+                "{} has several outputs; eval handles it",
+                op.name()
+            ))
+        }
         BatchNormalization {
             variance_epsilon,
             offset,
