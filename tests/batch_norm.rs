@@ -1,0 +1,91 @@
+//! Batch normalization: fused and unfused paths agree, and the statistics
+//! follow TensorFlow's definitions.
+
+mod common;
+
+use common::{assert_close, graph, run};
+use gradc::runtime::{DType, Tensor};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::collections::HashMap;
+
+fn random(rng: &mut ChaCha8Rng, shape: &[usize], lo: f64, hi: f64) -> Tensor {
+    let n = shape.iter().product();
+    Tensor::from_f64(DType::F64, shape, (0..n).map(|_| rng.random_range(lo..hi)).collect()).expect("fits")
+}
+
+/// The same normalization written twice: Moments + BatchNormalization, and
+/// FusedBatchNorm; a loss that weights every output differently.
+fn both_paths(shape: &[usize], format: &str) -> String {
+    let nchw = format == "NCHW" && shape.len() == 4;
+    let axes = if nchw { "[0, 2, 3]" } else if shape.len() == 4 { "[0, 1, 2]" } else { "[0]" };
+    let params = if nchw {
+        r#"(name: "sb", op: Reshape(shape: [1, -1, 1, 1]), inputs: ["s"]),
+           (name: "ob", op: Reshape(shape: [1, -1, 1, 1]), inputs: ["o"]),"#
+    } else {
+        r#"(name: "sb", op: Identity, inputs: ["s"]), (name: "ob", op: Identity, inputs: ["o"]),"#
+    };
+    format!(
+        r#"Graph(name: "bn", dtype: F64, nodes: [
+            (name: "x", op: Placeholder(shape: {shape:?})),
+            (name: "w", op: Placeholder(shape: {shape:?})),
+            (name: "s", op: Placeholder(shape: [3])),
+            (name: "o", op: Placeholder(shape: [3])),
+            (name: "zero", op: Const([0.0, 0.0, 0.0])),
+            (name: "one", op: Const([1.0, 1.0, 1.0])),
+            {params}
+            (name: "mv", op: Moments(axes: {axes}, keep_dims: true), inputs: ["x"]),
+            (name: "unfused", op: BatchNormalization(variance_epsilon: 0.001), inputs: ["x", "mv", "mv:1", "ob", "sb"]),
+            (name: "fused", op: FusedBatchNorm(epsilon: 0.001, data_format: {format}), inputs: ["x", "s", "o", "zero", "one"]),
+            (name: "uw", op: Mul, inputs: ["unfused", "w"]),
+            (name: "fw", op: Mul, inputs: ["fused", "w"]),
+            (name: "loss_unfused", op: Sum(), inputs: ["uw"]),
+            (name: "loss_fused", op: Sum(), inputs: ["fw"]),
+        ], gradients: [
+            (of: "loss_unfused", wrt: ["x", "s", "o"]),
+            (of: "loss_fused", wrt: ["x", "s", "o"]),
+        ])"#
+    )
+}
+
+#[test]
+fn fused_and_unfused_agree_to_1e_10_forward_and_backward() {
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    for (shape, format) in [(vec![8, 3], "NHWC"), (vec![4, 3, 3, 2], "NCHW"), (vec![4, 3, 2, 3], "NHWC")] {
+        let g = graph(&both_paths(&shape, format));
+        let feeds = HashMap::from([
+            ("x".to_string(), random(&mut rng, &shape, -3.0, 5.0)),
+            ("w".to_string(), random(&mut rng, &shape, -1.0, 1.0)),
+            ("s".to_string(), random(&mut rng, &[3], 0.5, 2.0)),
+            ("o".to_string(), random(&mut rng, &[3], -1.0, 1.0)),
+        ]);
+        let what = format!("{shape:?} {format}");
+        let v = run(&g, &feeds, &["unfused", "fused"]);
+        assert_close(&v[0], &v[1], 1e-10, &format!("{what}: y"));
+        for x in ["x", "s", "o"] {
+            let d = run(&g, &feeds, &[&format!("d(loss_unfused)/d({x})"), &format!("d(loss_fused)/d({x})")]);
+            assert_close(&d[0], &d[1], 1e-10, &format!("{what}: d/d{x}"));
+        }
+    }
+}
+
+#[test]
+fn moments_are_population_statistics_and_fused_moving_variance_is_bessel_corrected() {
+    let g = graph(
+        r#"Graph(name: "m", dtype: F64, nodes: [
+            (name: "x", op: Const([[1.0, 10.0], [2.0, 20.0], [3.0, 60.0], [6.0, 30.0]])),
+            (name: "mv", op: Moments(axes: [0]), inputs: ["x"]),
+            (name: "s", op: Const([1.0, 1.0])), (name: "o", op: Const([0.0, 0.0])),
+            (name: "f", op: FusedBatchNorm(), inputs: ["x", "s", "o", "o", "s"]),
+        ])"#,
+    );
+    let v = run(&g, &HashMap::new(), &["mv", "mv:1", "f:1", "f:2", "f:4"]);
+    assert_eq!(v[0], vec![3.0, 30.0]);
+    // population variance: mean squared deviation, divided by n = 4
+    assert_close(&v[1], &[3.5, 350.0], 1e-15, "variance");
+    assert_eq!(v[2], v[0], "the fused batch mean");
+    // batch_variance (for the moving average) is Bessel-corrected, n / (n - 1)
+    assert_close(&v[3], &[3.5 * 4.0 / 3.0, 350.0 * 4.0 / 3.0], 1e-14, "batch variance");
+    // and the normalization used the population variance
+    assert_close(&v[4], &v[1], 1e-15, "saved variance");
+}
