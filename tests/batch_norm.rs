@@ -89,3 +89,39 @@ fn moments_are_population_statistics_and_fused_moving_variance_is_bessel_correct
     // and the normalization used the population variance
     assert_close(&v[4], &v[1], 1e-15, "saved variance");
 }
+
+#[test]
+fn moving_averages_follow_the_formulas() {
+    let batches: [[f64; 2]; 5] = [[1.0, -2.0], [3.0, 0.5], [-1.0, 4.0], [2.0, 2.0], [0.0, -3.0]];
+    for decay in [0.9, 0.999] {
+        for zero_debias in [false, true] {
+            let text = format!(
+                r#"Graph(name: "ama", dtype: F64, nodes: [
+                    (name: "v", op: Variable(shape: [2], initializer: Constant(5.0), trainable: false)),
+                    (name: "x", op: Placeholder(shape: [2])),
+                    (name: "upd", op: AssignMovingAverage(decay: {decay}, zero_debias: {zero_debias}), inputs: ["v", "x"]),
+                ])"#
+            );
+            let p = gradc::compiler::compile(graph(&text)).expect("compiles");
+            let mut s = gradc::runtime::Session::new(p).expect("valid");
+            s.initialize(0).expect("init");
+            let upd = s.resolve_target("upd").expect("upd");
+            let v = s.resolve("v").expect("v");
+            let (mut want, mut biased) = ([5.0f64; 2], [0.0f64; 2]);
+            for (t, x) in batches.iter().enumerate() {
+                let feeds = HashMap::from([("x".to_string(), Tensor::from_f64(DType::F64, &[2], x.to_vec()).expect("fits"))]);
+                s.run_with_targets(&feeds, &[], &[upd]).expect("update");
+                for i in 0..2 {
+                    if zero_debias {
+                        biased[i] -= (biased[i] - x[i]) * (1.0 - decay);
+                        want[i] = biased[i] / (1.0 - decay.powi(t as i32 + 1));
+                    } else {
+                        want[i] -= (want[i] - x[i]) * (1.0 - decay);
+                    }
+                }
+                let got = s.run(&HashMap::new(), &[v]).expect("read")[0].to_f64_vec();
+                assert_close(&got, &want, 1e-12, &format!("decay {decay}, zero_debias {zero_debias}, step {t}"));
+            }
+        }
+    }
+}

@@ -141,14 +141,15 @@ pub fn build(spec: &GraphSpec, text: &str) -> Result<Graph> {
                     inputs.push(t);
                 }
                 let dtype = n.dtype.unwrap_or(spec.dtype);
-                let id = g.add(
-                    n.name.clone(),
-                    n.op.clone(),
-                    dtype,
-                    &inputs,
-                    Role::Forward,
-                    line,
-                )?;
+                let (id, layer_collections) = if n.op.is_layer() {
+                    let e = crate::layers::expand(&mut g, &n.name, &n.op, &inputs, line)?;
+                    (e.node, e.collections)
+                } else {
+                    (g.add(n.name.clone(), n.op.clone(), dtype, &inputs, Role::Forward, line)?, Vec::new())
+                };
+                for (c, node) in layer_collections {
+                    g.collections.entry(c).or_default().push(node);
+                }
                 for c in &n.control_inputs {
                     let before = g
                         .find(c)

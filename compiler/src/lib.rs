@@ -8,6 +8,7 @@ pub mod build;
 pub mod error;
 pub mod grad;
 pub mod ir;
+pub mod layers;
 pub mod lower;
 pub mod passes;
 pub mod print;

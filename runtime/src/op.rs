@@ -197,6 +197,20 @@ pub enum Op {
         #[serde(default = "yes")]
         is_training: bool,
     },
+    /// Inputs (cond, a, b), broadcast: a where cond != 0, else b.
+    Select,
+    /// Layer (expanded by the compiler, never in a program): TensorFlow's
+    /// `assign_moving_average`, inputs (variable, value):
+    /// `variable -= (variable - value) * (1 - decay)`; with `zero_debias`, the
+    /// bias-corrected average `biased / (1 - decay^t)`.
+    AssignMovingAverage {
+        decay: f64,
+        #[serde(default)]
+        zero_debias: bool,
+    },
+    /// Layer (expanded by the compiler, never in a program): TensorFlow's
+    /// `tf.contrib.layers.batch_norm`, input x of rank 2 or 4.
+    BatchNorm(BatchNormLayer),
     /// Index of the largest element along `axis` (the first on ties), as a float
     /// of the input's type (gradc has no integer tensors). Has no gradient.
     ArgMax {
@@ -325,6 +339,75 @@ impl Initializer {
     }
 }
 
+/// The attributes of the `BatchNorm` layer, with `tf.contrib.layers.batch_norm`'s defaults.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchNormLayer {
+    /// Moving-average decay (TensorFlow: 0.999).
+    #[serde(default = "bn_decay")]
+    pub decay: f64,
+    /// Add a trainable offset `beta` (default true).
+    #[serde(default = "yes")]
+    pub center: bool,
+    /// Multiply by a trainable `gamma` (default false, as in `tf.contrib.layers.batch_norm`).
+    #[serde(default)]
+    pub scale: bool,
+    #[serde(default = "bn_epsilon")]
+    pub epsilon: f64,
+    #[serde(default)]
+    pub param_initializers: BatchNormInitializers,
+    #[serde(default)]
+    pub data_format: DataFormat,
+    /// Use FusedBatchNorm (moving variance fed with the Bessel-corrected batch variance).
+    #[serde(default)]
+    pub fused: bool,
+    /// Where the moving-average updates go; `None` forces them in place: the
+    /// output then depends on them through control inputs.
+    #[serde(default = "update_ops")]
+    pub updates_collections: Option<String>,
+    /// `true`, `false`, or the name of a scalar node (1 = training).
+    #[serde(default)]
+    pub is_training: IsTraining,
+    #[serde(default)]
+    pub zero_debias_moving_mean: bool,
+}
+
+fn bn_decay() -> f64 {
+    0.999
+}
+
+fn update_ops() -> Option<String> {
+    Some("UPDATE_OPS".to_string())
+}
+
+/// Initializers of the layer's variables (absent: zeros, ones, zeros, ones).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchNormInitializers {
+    #[serde(default)]
+    pub beta: Option<Initializer>,
+    #[serde(default)]
+    pub gamma: Option<Initializer>,
+    #[serde(default)]
+    pub moving_mean: Option<Initializer>,
+    #[serde(default)]
+    pub moving_variance: Option<Initializer>,
+}
+
+/// Training mode: a constant, or a node whose value decides at run time.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum IsTraining {
+    Const(bool),
+    Node(String),
+}
+
+impl Default for IsTraining {
+    fn default() -> IsTraining {
+        IsTraining::Const(true)
+    }
+}
+
 /// How many inputs an op takes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Arity {
@@ -383,6 +466,9 @@ pub const OP_NAMES: &[&str] = &[
     "BatchNormalization",
     "FusedBatchNorm",
     "FusedBatchNormGrad",
+    "Select",
+    "AssignMovingAverage",
+    "BatchNorm",
     "ArgMax",
     "Softmax",
     "SoftmaxCrossEntropyWithLogits",
@@ -439,6 +525,9 @@ impl Op {
             BatchNormalization { .. } => "BatchNormalization",
             FusedBatchNorm { .. } => "FusedBatchNorm",
             FusedBatchNormGrad { .. } => "FusedBatchNormGrad",
+            Select => "Select",
+            AssignMovingAverage { .. } => "AssignMovingAverage",
+            BatchNorm(_) => "BatchNorm",
             ArgMax { .. } => "ArgMax",
             Softmax => "Softmax",
             SoftmaxCrossEntropyWithLogits => "SoftmaxCrossEntropyWithLogits",
@@ -456,7 +545,8 @@ impl Op {
         use Op::*;
         match self {
             Placeholder { .. } | Const(_) | Variable { .. } | NoOp => Arity::Exactly(0),
-            Assign | AssignAdd | AssignSub => Arity::Exactly(2),
+            Assign | AssignAdd | AssignSub | AssignMovingAverage { .. } => Arity::Exactly(2),
+            Select => Arity::Exactly(3),
             Add
             | Sub
             | Mul
@@ -478,6 +568,11 @@ impl Op {
             }
             _ => Arity::Exactly(1),
         }
+    }
+
+    /// Layers: parsed with the ops, expanded into ops by the compiler, never in a program.
+    pub fn is_layer(&self) -> bool {
+        matches!(self, Op::AssignMovingAverage { .. } | Op::BatchNorm(_))
     }
 
     /// Ops that change session state; never removed or merged by passes.
@@ -557,6 +652,9 @@ impl Op {
             Transpose { perm: Some(p) } => format!("{{perm: {p:?}}}"),
             ExpandDims { axes } | Squeeze { axes } => format!("{{axes: {axes:?}}}"),
             ArgMax { axis } => format!("{{axis: {axis}}}"),
+            AssignMovingAverage { decay, zero_debias } => {
+                format!("{{decay: {}, zero_debias: {zero_debias}}}", fmt_f64(*decay))
+            }
             FusedBatchNorm {
                 epsilon,
                 data_format,
@@ -806,6 +904,13 @@ impl Op {
                 } else {
                     vec![y, param.clone(), param.clone(), param.clone(), param]
                 })
+            }
+            Select => {
+                let out = broadcast(&broadcast(s(0), s(1))?, s(2))?;
+                one(out)
+            }
+            AssignMovingAverage { .. } | BatchNorm(_) => {
+                Err(format!("{} is a layer the compiler expands; it has no shape rule", self.name()))
             }
             Moments { axes, keep_dims } => {
                 let reduced = Mean {

@@ -125,6 +125,9 @@ impl Program {
                     ins.op.arity()
                 ));
             }
+            if ins.op.is_layer() {
+                return Err(format!("instruction {k} ({}): {} is a layer, not an op", ins.name, ins.op.name()));
+            }
             if ins.op.is_stateful() {
                 let target = &self.instrs[ins.inputs[0].node];
                 if !matches!(target.op, Op::Variable { .. }) {

@@ -22,6 +22,7 @@ pub(super) fn rule(op: &Op) -> Option<GradFn> {
         Op::AddN => add_n,
         Op::Sigmoid => sigmoid,
         Op::Tanh => tanh,
+        Op::Select => select,
         _ => return None,
     })
 }
@@ -133,4 +134,12 @@ fn tanh(c: &mut Ctx, n: &NodeArgs, g: &[Option<TensorRef>]) -> Grads {
     let y2 = c.op(Op::Square, &[n.y()])?;
     let d = c.sub(one, y2)?;
     Ok(vec![Some(c.mul(dy(g), d)?)])
+}
+
+// da = select(cond, dy, 0), db = select(cond, 0, dy); cond gets none
+fn select(c: &mut Ctx, n: &NodeArgs, g: &[Option<TensorRef>]) -> Grads {
+    let zeros = c.op(Op::ZerosLike, &[dy(g)])?;
+    let da = c.op(Op::Select, &[n.x(0), dy(g), zeros])?;
+    let db = c.op(Op::Select, &[n.x(0), zeros, dy(g)])?;
+    Ok(vec![None, Some(da), Some(db)])
 }

@@ -208,6 +208,10 @@ fn kernel<T: Elem>(op: &Op, xs: &[ArrayViewD<'_, T>], out: &[usize]) -> Result<A
         }
         Transpose { perm } => layout::transpose(&xs[0], perm.as_deref())?,
         ArgMax { axis } => reduce::argmax(&xs[0], *axis, out)?,
+        Select => norm::select(&xs[0], &xs[1], &xs[2], out)?,
+        AssignMovingAverage { .. } | BatchNorm(_) => {
+            return Err(format!("{} is a layer the compiler expands", op.name()))
+        }
         Moments { .. } | FusedBatchNorm { .. } | FusedBatchNormGrad { .. } => {
             return Err(format!(
                 "{} has several outputs; eval handles it",
