@@ -24,7 +24,13 @@ enum Command {
     /// Parse a graph, infer shapes and dtypes, build its gradients; print a summary or the errors.
     Check { file: PathBuf },
     /// Print the graph with its gradient graph in the canonical text form.
-    Grad { file: PathBuf },
+    Grad {
+        file: PathBuf,
+        /// Print the inference graph of a graph with a train section instead:
+        /// its training flag set to 0, only what the loss and metrics need.
+        #[arg(long)]
+        inference: bool,
+    },
     /// Print Graphviz DOT of the forward and backward graph.
     Dot { file: PathBuf },
     /// Compile a graph and save the program, which `gradc run` runs with the runtime alone.
@@ -114,6 +120,13 @@ fn load_graph(file: &Path) -> Result<Graph, Error> {
     Ok(compiler::graph_from_file(file)?)
 }
 
+fn load_inference_graph(file: &Path) -> Result<Graph, Error> {
+    let name = file.display().to_string();
+    let text = std::fs::read_to_string(file).map_err(|e| Error::Io(format!("{name}: {e}")))?;
+    let spec = compiler::schema::parse(&text).map_err(|e| e.in_file(&name))?;
+    Ok(compiler::inference_graph_spec(&spec, &text, &name).map_err(|e| e.in_file(&name))?)
+}
+
 /// A graph file is compiled; a saved program is loaded as it is.
 fn load_program(file: &Path) -> Result<Program, Error> {
     let text =
@@ -153,7 +166,14 @@ fn run(command: Command) -> Result<ExitCode, Error> {
                 println!("  train: minimizes {} over {}", t.loss.0, vars.join(", "));
             }
         }
-        Command::Grad { file } => print!("{}", compiler::print::graph_text(&load_graph(&file)?)?),
+        Command::Grad { file, inference } => {
+            let g = if inference {
+                load_inference_graph(&file)?
+            } else {
+                load_graph(&file)?
+            };
+            print!("{}", compiler::print::graph_text(&g)?)
+        }
         Command::Dot { file } => print!("{}", compiler::print::dot(&load_graph(&file)?)?),
         Command::Compile { file, output } => {
             let program = compiler::compile(load_graph(&file)?)?;

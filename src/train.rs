@@ -83,8 +83,7 @@ fn load(path: &Path, opts: &TrainOptions) -> Result<Loaded, Error> {
         train.optimizer.set_learning_rate(lr);
     }
     let train = train.clone();
-    let graph = compiler::graph_from_spec(&spec, &text, &file)?;
-    let programs = compiler::compile_training(graph).map_err(|e| e.in_file(&file))?;
+    let programs = compiler::compile_training_spec(&spec, &text, &file)?;
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     Ok(Loaded {
         spec,

@@ -11,14 +11,25 @@ use std::collections::HashMap;
 
 fn random(rng: &mut ChaCha8Rng, shape: &[usize], lo: f64, hi: f64) -> Tensor {
     let n = shape.iter().product();
-    Tensor::from_f64(DType::F64, shape, (0..n).map(|_| rng.random_range(lo..hi)).collect()).expect("fits")
+    Tensor::from_f64(
+        DType::F64,
+        shape,
+        (0..n).map(|_| rng.random_range(lo..hi)).collect(),
+    )
+    .expect("fits")
 }
 
 /// The same normalization written twice: Moments + BatchNormalization, and
 /// FusedBatchNorm; a loss that weights every output differently.
 fn both_paths(shape: &[usize], format: &str) -> String {
     let nchw = format == "NCHW" && shape.len() == 4;
-    let axes = if nchw { "[0, 2, 3]" } else if shape.len() == 4 { "[0, 1, 2]" } else { "[0]" };
+    let axes = if nchw {
+        "[0, 2, 3]"
+    } else if shape.len() == 4 {
+        "[0, 1, 2]"
+    } else {
+        "[0]"
+    };
     let params = if nchw {
         r#"(name: "sb", op: Reshape(shape: [1, -1, 1, 1]), inputs: ["s"]),
            (name: "ob", op: Reshape(shape: [1, -1, 1, 1]), inputs: ["o"]),"#
@@ -51,7 +62,11 @@ fn both_paths(shape: &[usize], format: &str) -> String {
 #[test]
 fn fused_and_unfused_agree_to_1e_10_forward_and_backward() {
     let mut rng = ChaCha8Rng::seed_from_u64(3);
-    for (shape, format) in [(vec![8, 3], "NHWC"), (vec![4, 3, 3, 2], "NCHW"), (vec![4, 3, 2, 3], "NHWC")] {
+    for (shape, format) in [
+        (vec![8, 3], "NHWC"),
+        (vec![4, 3, 3, 2], "NCHW"),
+        (vec![4, 3, 2, 3], "NHWC"),
+    ] {
         let g = graph(&both_paths(&shape, format));
         let feeds = HashMap::from([
             ("x".to_string(), random(&mut rng, &shape, -3.0, 5.0)),
@@ -63,7 +78,14 @@ fn fused_and_unfused_agree_to_1e_10_forward_and_backward() {
         let v = run(&g, &feeds, &["unfused", "fused"]);
         assert_close(&v[0], &v[1], 1e-10, &format!("{what}: y"));
         for x in ["x", "s", "o"] {
-            let d = run(&g, &feeds, &[&format!("d(loss_unfused)/d({x})"), &format!("d(loss_fused)/d({x})")]);
+            let d = run(
+                &g,
+                &feeds,
+                &[
+                    &format!("d(loss_unfused)/d({x})"),
+                    &format!("d(loss_fused)/d({x})"),
+                ],
+            );
             assert_close(&d[0], &d[1], 1e-10, &format!("{what}: d/d{x}"));
         }
     }
@@ -85,14 +107,25 @@ fn moments_are_population_statistics_and_fused_moving_variance_is_bessel_correct
     assert_close(&v[1], &[3.5, 350.0], 1e-15, "variance");
     assert_eq!(v[2], v[0], "the fused batch mean");
     // batch_variance (for the moving average) is Bessel-corrected, n / (n - 1)
-    assert_close(&v[3], &[3.5 * 4.0 / 3.0, 350.0 * 4.0 / 3.0], 1e-14, "batch variance");
+    assert_close(
+        &v[3],
+        &[3.5 * 4.0 / 3.0, 350.0 * 4.0 / 3.0],
+        1e-14,
+        "batch variance",
+    );
     // and the normalization used the population variance
     assert_close(&v[4], &v[1], 1e-15, "saved variance");
 }
 
 #[test]
 fn moving_averages_follow_the_formulas() {
-    let batches: [[f64; 2]; 5] = [[1.0, -2.0], [3.0, 0.5], [-1.0, 4.0], [2.0, 2.0], [0.0, -3.0]];
+    let batches: [[f64; 2]; 5] = [
+        [1.0, -2.0],
+        [3.0, 0.5],
+        [-1.0, 4.0],
+        [2.0, 2.0],
+        [0.0, -3.0],
+    ];
     for decay in [0.9, 0.999] {
         for zero_debias in [false, true] {
             let text = format!(
@@ -109,7 +142,10 @@ fn moving_averages_follow_the_formulas() {
             let v = s.resolve("v").expect("v");
             let (mut want, mut biased) = ([5.0f64; 2], [0.0f64; 2]);
             for (t, x) in batches.iter().enumerate() {
-                let feeds = HashMap::from([("x".to_string(), Tensor::from_f64(DType::F64, &[2], x.to_vec()).expect("fits"))]);
+                let feeds = HashMap::from([(
+                    "x".to_string(),
+                    Tensor::from_f64(DType::F64, &[2], x.to_vec()).expect("fits"),
+                )]);
                 s.run_with_targets(&feeds, &[], &[upd]).expect("update");
                 for i in 0..2 {
                     if zero_debias {
@@ -120,7 +156,12 @@ fn moving_averages_follow_the_formulas() {
                     }
                 }
                 let got = s.run(&HashMap::new(), &[v]).expect("read")[0].to_f64_vec();
-                assert_close(&got, &want, 1e-12, &format!("decay {decay}, zero_debias {zero_debias}, step {t}"));
+                assert_close(
+                    &got,
+                    &want,
+                    1e-12,
+                    &format!("decay {decay}, zero_debias {zero_debias}, step {t}"),
+                );
             }
         }
     }

@@ -204,3 +204,99 @@ fn a_truncated_data_file_is_a_clear_error() {
     assert!(matches!(e, Error::Data(_)), "{e}");
     assert!(e.to_string().contains("t10k-labels-idx1-ubyte.gz"), "{e}");
 }
+
+#[test]
+fn bn_mlp_reaches_97_5_percent_and_inference_agrees_with_batch_statistics() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = example("bn_mlp");
+    let report = train(&path, &opts(dir.path())).expect("trains");
+    let inference = report
+        .epochs
+        .last()
+        .and_then(|e| e.test.clone())
+        .expect("test")
+        .metrics[0];
+    assert!(inference >= 0.975, "inference accuracy {inference}");
+
+    // The same test set normalized with each batch's own statistics (training mode, no update).
+    let text = std::fs::read_to_string(&path).expect("read");
+    let file = path.display().to_string();
+    let spec = gradc::compiler::schema::parse(&text).expect("parses");
+    let g = gradc::compiler::graph_with_flag(&spec, &text, &file, "training", 1.0).expect("builds");
+    let program = gradc::compiler::compile(gradc::compiler::inference_graph(&g).expect("prunes"))
+        .expect("lowers");
+    assert!(program
+        .instrs
+        .iter()
+        .any(|i| matches!(i.op, gradc::runtime::Op::Moments { .. })));
+    assert!(
+        program.instrs.iter().all(|i| !i.op.is_stateful()),
+        "no update runs"
+    );
+    let mut s = gradc::runtime::Session::new(program).expect("valid");
+    for (name, ty) in s.variable_types() {
+        let v = report
+            .variables
+            .get(&name)
+            .unwrap_or_else(|| panic!("{name} trained"));
+        assert_eq!(v.tensor_type(), ty);
+        s.set_variable(&name, v.clone()).expect("set");
+    }
+    let (_, test) = gradc::io::dataset::Mnist::load(repo_path("data/mnist"))
+        .and_then(|m| m.into_datasets())
+        .expect("MNIST");
+    let acc = s.resolve("accuracy").expect("accuracy");
+    let scores = gradc::train::evaluate(&mut s, &test, "x", "t", &[acc], 100).expect("evaluates");
+    assert!(
+        (scores[0] - inference).abs() <= 0.01,
+        "batch statistics {} vs moving averages {inference}",
+        scores[0]
+    );
+}
+
+#[test]
+fn the_bn_mlp_inference_program_has_no_moments_and_no_updates() {
+    let path = example("bn_mlp");
+    let text = std::fs::read_to_string(&path).expect("read");
+    let spec = gradc::compiler::schema::parse(&text).expect("parses");
+    let p = gradc::compiler::compile_training_spec(&spec, &text, "bn_mlp.ron").expect("compiles");
+    let ops = |prog: &gradc::runtime::Program, name: &str| {
+        prog.instrs.iter().filter(|i| i.op.name() == name).count()
+    };
+    assert_eq!(ops(&p.eval, "Moments"), 0);
+    assert_eq!(
+        ops(&p.eval, "Select"),
+        0,
+        "the training flag was folded away"
+    );
+    assert!(p.eval.instrs.iter().all(|i| !i.op.is_stateful()));
+    assert!(p.eval.instrs.iter().any(|i| i.name == "bn1/moving_mean"));
+    assert_eq!(ops(&p.train, "Moments"), 2);
+    // Two moving averages per layer, each an AssignSub, run by the train op through UPDATE_OPS.
+    let updates: Vec<_> = p
+        .train
+        .instrs
+        .iter()
+        .filter(|i| i.name.contains("AssignMovingAvg") && i.op.is_stateful())
+        .collect();
+    assert_eq!(updates.len(), 4);
+    let train = p
+        .train
+        .instrs
+        .iter()
+        .find(|i| i.name == p.train_op)
+        .expect("train op");
+    for u in updates {
+        let k = p
+            .train
+            .instrs
+            .iter()
+            .position(|i| i.name == u.name)
+            .expect("there");
+        assert!(
+            train.control.contains(&k),
+            "{} runs with the train step",
+            u.name
+        );
+    }
+}

@@ -145,7 +145,17 @@ pub fn build(spec: &GraphSpec, text: &str) -> Result<Graph> {
                     let e = crate::layers::expand(&mut g, &n.name, &n.op, &inputs, line)?;
                     (e.node, e.collections)
                 } else {
-                    (g.add(n.name.clone(), n.op.clone(), dtype, &inputs, Role::Forward, line)?, Vec::new())
+                    (
+                        g.add(
+                            n.name.clone(),
+                            n.op.clone(),
+                            dtype,
+                            &inputs,
+                            Role::Forward,
+                            line,
+                        )?,
+                        Vec::new(),
+                    )
                 };
                 for (c, node) in layer_collections {
                     g.collections.entry(c).or_default().push(node);

@@ -22,7 +22,13 @@ pub struct Expansion {
 }
 
 /// Expands layer `op` named `name` with `inputs`.
-pub fn expand(g: &mut Graph, name: &str, op: &Op, inputs: &[TensorRef], line: Option<usize>) -> Result<Expansion> {
+pub fn expand(
+    g: &mut Graph,
+    name: &str,
+    op: &Op,
+    inputs: &[TensorRef],
+    line: Option<usize>,
+) -> Result<Expansion> {
     let located = |e: CompileError| e.at_node(name, op.name()).at_line(line);
     match op {
         Op::AssignMovingAverage { decay, zero_debias } => {
@@ -30,8 +36,12 @@ pub fn expand(g: &mut Graph, name: &str, op: &Op, inputs: &[TensorRef], line: Op
                 return Err(located(arity_error(op, inputs.len())));
             };
             check_decay(*decay).map_err(located)?;
-            let node = moving_average(g, name, *var, *value, *decay, *zero_debias, line).map_err(located)?;
-            Ok(Expansion { node, collections: Vec::new() })
+            let node = moving_average(g, name, *var, *value, *decay, *zero_debias, line)
+                .map_err(located)?;
+            Ok(Expansion {
+                node,
+                collections: Vec::new(),
+            })
         }
         Op::BatchNorm(layer) => {
             let [x] = inputs else {
@@ -39,28 +49,54 @@ pub fn expand(g: &mut Graph, name: &str, op: &Op, inputs: &[TensorRef], line: Op
             };
             batch_norm(g, name, *x, layer, line).map_err(located)
         }
-        _ => Err(located(CompileError::new(ErrorKind::Internal, format!("{} is not a layer", op.name())))),
+        _ => Err(located(CompileError::new(
+            ErrorKind::Internal,
+            format!("{} is not a layer", op.name()),
+        ))),
     }
 }
 
 fn arity_error(op: &Op, got: usize) -> CompileError {
-    CompileError::new(ErrorKind::Shape, format!("{} takes {} inputs, got {got}", op.name(), op.arity()))
+    CompileError::new(
+        ErrorKind::Shape,
+        format!("{} takes {} inputs, got {got}", op.name(), op.arity()),
+    )
 }
 
 fn check_decay(decay: f64) -> Result<()> {
     if (0.0..=1.0).contains(&decay) {
         Ok(())
     } else {
-        Err(CompileError::new(ErrorKind::Shape, format!("decay must be in [0, 1], got {decay}")))
+        Err(CompileError::new(
+            ErrorKind::Shape,
+            format!("decay must be in [0, 1], got {decay}"),
+        ))
     }
 }
 
-fn variable(g: &mut Graph, name: &str, shape: Shape, init: Initializer, trainable: bool, dtype: DType) -> Result<TensorRef> {
-    let op = Op::Variable { shape, initializer: init, trainable };
+fn variable(
+    g: &mut Graph,
+    name: &str,
+    shape: Shape,
+    init: Initializer,
+    trainable: bool,
+    dtype: DType,
+) -> Result<TensorRef> {
+    let op = Op::Variable {
+        shape,
+        initializer: init,
+        trainable,
+    };
     let v = g.add(name.to_string(), op, dtype, &[], Role::Forward, None)?;
-    g.collections.entry(GLOBAL_VARIABLES.to_string()).or_default().push(v);
+    g.collections
+        .entry(GLOBAL_VARIABLES.to_string())
+        .or_default()
+        .push(v);
     if trainable {
-        g.collections.entry(TRAINABLE_VARIABLES.to_string()).or_default().push(v);
+        g.collections
+            .entry(TRAINABLE_VARIABLES.to_string())
+            .or_default()
+            .push(v);
     }
     Ok(TensorRef::of(v))
 }
@@ -81,7 +117,11 @@ fn moving_average(
     if !matches!(g.node(var.node).op, Op::Variable { .. }) {
         return Err(CompileError::new(
             ErrorKind::NotAVariable,
-            format!("the first input '{}' is a {}, not a Variable", g.tensor_name(var), g.node(var.node).op.name()),
+            format!(
+                "the first input '{}' is a {}, not a Variable",
+                g.tensor_name(var),
+                g.node(var.node).op.name()
+            ),
         ));
     }
     let dtype = g.ty(var).dtype;
@@ -95,8 +135,22 @@ fn moving_average(
         let delta = c.scale(1.0 - decay, diff)?;
         return finish(&mut c, Op::AssignSub, &[var, delta]);
     }
-    let biased = variable(c.g, &format!("{name}/biased"), shape, Initializer::Zeros, false, dtype)?;
-    let step = variable(c.g, &format!("{name}/local_step"), Shape::scalar(), Initializer::Zeros, false, dtype)?;
+    let biased = variable(
+        c.g,
+        &format!("{name}/biased"),
+        shape,
+        Initializer::Zeros,
+        false,
+        dtype,
+    )?;
+    let step = variable(
+        c.g,
+        &format!("{name}/local_step"),
+        Shape::scalar(),
+        Initializer::Zeros,
+        false,
+        dtype,
+    )?;
     let diff = c.sub(biased, value)?;
     let delta = c.scale(1.0 - decay, diff)?;
     let new_biased = c.op(Op::AssignSub, &[biased, delta])?;
@@ -127,7 +181,10 @@ fn mode(g: &Graph, is_training: &IsTraining) -> Result<Mode> {
                 )
             })?;
             if g.ty(t).shape.rank() != 0 {
-                return Err(CompileError::new(ErrorKind::Shape, format!("is_training '{n}' must be a scalar, it is {}", g.ty(t))));
+                return Err(CompileError::new(
+                    ErrorKind::Shape,
+                    format!("is_training '{n}' must be a scalar, it is {}", g.ty(t)),
+                ));
             }
             // A constant decides now, as TensorFlow's smart_cond does.
             Ok(match &g.node(t.node).op {
@@ -138,22 +195,37 @@ fn mode(g: &Graph, is_training: &IsTraining) -> Result<Mode> {
     }
 }
 
-fn batch_norm(g: &mut Graph, name: &str, x: TensorRef, layer: &BatchNormLayer, line: Option<usize>) -> Result<Expansion> {
+fn batch_norm(
+    g: &mut Graph,
+    name: &str,
+    x: TensorRef,
+    layer: &BatchNormLayer,
+    line: Option<usize>,
+) -> Result<Expansion> {
     let xt = g.ty(x).clone();
     let rank = xt.shape.rank();
     if rank != 2 && rank != 4 {
-        return Err(CompileError::new(ErrorKind::Shape, format!("BatchNorm takes an input of rank 2 or 4, got {xt}")));
+        return Err(CompileError::new(
+            ErrorKind::Shape,
+            format!("BatchNorm takes an input of rank 2 or 4, got {xt}"),
+        ));
     }
     let channel = layer.data_format.channel_axis(rank);
     let Dim::Known(c) = xt.shape.0[channel] else {
         return Err(CompileError::new(
             ErrorKind::Shape,
-            format!("the channel dimension of {xt} ({:?}, axis {channel}) must be known", layer.data_format),
+            format!(
+                "the channel dimension of {xt} ({:?}, axis {channel}) must be known",
+                layer.data_format
+            ),
         ));
     };
     check_decay(layer.decay)?;
     if !(layer.epsilon.is_finite() && layer.epsilon >= 0.0) {
-        return Err(CompileError::new(ErrorKind::Shape, format!("epsilon must be finite and >= 0, got {}", layer.epsilon)));
+        return Err(CompileError::new(
+            ErrorKind::Shape,
+            format!("epsilon must be finite and >= 0, got {}", layer.epsilon),
+        ));
     }
     let mode = mode(g, &layer.is_training)?;
     if layer.zero_debias_moving_mean && matches!(mode, Mode::Dynamic(_)) {
@@ -167,17 +239,45 @@ fn batch_norm(g: &mut Graph, name: &str, x: TensorRef, layer: &BatchNormLayer, l
     let init = |i: &Option<Initializer>, default: Initializer| i.clone().unwrap_or(default);
     let inits = &layer.param_initializers;
     let beta = match layer.center {
-        true => Some(variable(g, &format!("{name}/beta"), params.clone(), init(&inits.beta, Initializer::Zeros), true, dtype)?),
+        true => Some(variable(
+            g,
+            &format!("{name}/beta"),
+            params.clone(),
+            init(&inits.beta, Initializer::Zeros),
+            true,
+            dtype,
+        )?),
         false => None,
     };
     let gamma = match layer.scale {
-        true => Some(variable(g, &format!("{name}/gamma"), params.clone(), init(&inits.gamma, Initializer::Ones), true, dtype)?),
+        true => Some(variable(
+            g,
+            &format!("{name}/gamma"),
+            params.clone(),
+            init(&inits.gamma, Initializer::Ones),
+            true,
+            dtype,
+        )?),
         false => None,
     };
     let mm_init = init(&inits.moving_mean, Initializer::Zeros);
     let mv_init = init(&inits.moving_variance, Initializer::Ones);
-    let moving_mean = variable(g, &format!("{name}/moving_mean"), params.clone(), mm_init, false, dtype)?;
-    let moving_var = variable(g, &format!("{name}/moving_variance"), params.clone(), mv_init, false, dtype)?;
+    let moving_mean = variable(
+        g,
+        &format!("{name}/moving_mean"),
+        params.clone(),
+        mm_init,
+        false,
+        dtype,
+    )?;
+    let moving_var = variable(
+        g,
+        &format!("{name}/moving_variance"),
+        params.clone(),
+        mv_init,
+        false,
+        dtype,
+    )?;
 
     let mut c = Ctx::new(g, name, Role::Forward);
     let nchw4 = layer.data_format == DataFormat::NCHW && rank == 4;
@@ -189,27 +289,62 @@ fn batch_norm(g: &mut Graph, name: &str, x: TensorRef, layer: &BatchNormLayer, l
         (None, None, None, None)
     } else if layer.fused {
         let (scale, offset) = fused_params(&mut c, gamma, beta, moving_var)?;
-        let op = Op::FusedBatchNorm { epsilon: layer.epsilon, data_format: layer.data_format, is_training: true };
+        let op = Op::FusedBatchNorm {
+            epsilon: layer.epsilon,
+            data_format: layer.data_format,
+            is_training: true,
+        };
         let f = c.op(op, &[x, scale, offset, moving_mean, moving_var])?;
-        let out = |k| TensorRef { node: f.node, output: k };
+        let out = |k| TensorRef {
+            node: f.node,
+            output: k,
+        };
         // TensorFlow's fused kernel feeds the Bessel-corrected variance to the moving average.
         (Some(f), Some(out(1)), Some(out(4)), Some(out(2)))
     } else {
-        let m = c.op(Op::Moments { axes: axes.clone(), keep_dims: false }, &[x])?;
-        let var = TensorRef { node: m.node, output: 1 };
+        let m = c.op(
+            Op::Moments {
+                axes: axes.clone(),
+                keep_dims: false,
+            },
+            &[x],
+        )?;
+        let var = TensorRef {
+            node: m.node,
+            output: 1,
+        };
         (None, Some(m), Some(var), Some(var))
     };
     // The moving-average updates: of the batch statistics in training, no change otherwise.
     let mut updates = Vec::new();
     if let (Some(bm), Some(sv)) = (batch_mean, stats_var) {
         let (mean_value, var_value) = match mode {
-            Mode::Dynamic(t) => (c.op(Op::Select, &[t, bm, moving_mean])?, c.op(Op::Select, &[t, sv, moving_var])?),
+            Mode::Dynamic(t) => (
+                c.op(Op::Select, &[t, bm, moving_mean])?,
+                c.op(Op::Select, &[t, sv, moving_var])?,
+            ),
             _ => (bm, sv),
         };
         let g = &mut *c.g;
         let decay = layer.decay;
-        updates.push(moving_average(g, &format!("{name}/AssignMovingAvg"), moving_mean, mean_value, decay, layer.zero_debias_moving_mean, None)?);
-        updates.push(moving_average(g, &format!("{name}/AssignMovingAvg_1"), moving_var, var_value, decay, false, None)?);
+        updates.push(moving_average(
+            g,
+            &format!("{name}/AssignMovingAvg"),
+            moving_mean,
+            mean_value,
+            decay,
+            layer.zero_debias_moving_mean,
+            None,
+        )?);
+        updates.push(moving_average(
+            g,
+            &format!("{name}/AssignMovingAvg_1"),
+            moving_var,
+            var_value,
+            decay,
+            false,
+            None,
+        )?);
     }
     // The statistics the output is normalized with.
     let y = if layer.fused {
@@ -217,27 +352,47 @@ fn batch_norm(g: &mut Graph, name: &str, x: TensorRef, layer: &BatchNormLayer, l
             None
         } else {
             let (scale, offset) = fused_params(&mut c, gamma, beta, moving_var)?;
-            let op = Op::FusedBatchNorm { epsilon: layer.epsilon, data_format: layer.data_format, is_training: false };
+            let op = Op::FusedBatchNorm {
+                epsilon: layer.epsilon,
+                data_format: layer.data_format,
+                is_training: false,
+            };
             Some(c.op(op, &[x, scale, offset, moving_mean, moving_var])?)
         };
         match (mode, y_train, inference) {
             (Mode::Dynamic(t), Some(yt), Some(yi)) => c.op(Op::Select, &[t, yt, yi])?,
             (_, Some(yt), None) => yt,
             (_, None, Some(yi)) => yi,
-            _ => return Err(CompileError::new(ErrorKind::Internal, "batch norm: no output")),
+            _ => {
+                return Err(CompileError::new(
+                    ErrorKind::Internal,
+                    "batch norm: no output",
+                ))
+            }
         }
     } else {
         let (mean, var) = match (mode, batch_mean, batch_var) {
             (Mode::Known(false), _, _) => (moving_mean, moving_var),
-            (Mode::Dynamic(t), Some(bm), Some(bv)) => {
-                (c.op(Op::Select, &[t, bm, moving_mean])?, c.op(Op::Select, &[t, bv, moving_var])?)
-            }
+            (Mode::Dynamic(t), Some(bm), Some(bv)) => (
+                c.op(Op::Select, &[t, bm, moving_mean])?,
+                c.op(Op::Select, &[t, bv, moving_var])?,
+            ),
             (_, Some(bm), Some(bv)) => (bm, bv),
-            _ => return Err(CompileError::new(ErrorKind::Internal, "batch norm: no statistics")),
+            _ => {
+                return Err(CompileError::new(
+                    ErrorKind::Internal,
+                    "batch norm: no statistics",
+                ))
+            }
         };
         let shape = |c: &mut Ctx, p: TensorRef| -> Result<TensorRef> {
             if nchw4 {
-                c.op(Op::Reshape { shape: vec![1, -1, 1, 1] }, &[p])
+                c.op(
+                    Op::Reshape {
+                        shape: vec![1, -1, 1, 1],
+                    },
+                    &[p],
+                )
             } else {
                 Ok(p)
             }
@@ -249,10 +404,21 @@ fn batch_norm(g: &mut Graph, name: &str, x: TensorRef, layer: &BatchNormLayer, l
         if let Some(s) = gamma {
             inputs.push(shape(&mut c, s)?);
         }
-        let op = Op::BatchNormalization { variance_epsilon: layer.epsilon, offset: beta.is_some(), scale: gamma.is_some() };
+        let op = Op::BatchNormalization {
+            variance_epsilon: layer.epsilon,
+            offset: beta.is_some(),
+            scale: gamma.is_some(),
+        };
         c.op(op, &inputs)?
     };
-    let node = g.add(name.to_string(), Op::Identity, dtype, &[y], Role::Forward, line)?;
+    let node = g.add(
+        name.to_string(),
+        Op::Identity,
+        dtype,
+        &[y],
+        Role::Forward,
+        line,
+    )?;
     match &layer.updates_collections {
         Some(col) => collections.extend(updates.into_iter().map(|u| (col.clone(), u))),
         // Forced in place: whoever uses the output runs the updates (the source's _force_updates).
@@ -266,7 +432,12 @@ fn batch_norm(g: &mut Graph, name: &str, x: TensorRef, layer: &BatchNormLayer, l
 }
 
 /// FusedBatchNorm needs a scale and an offset: ones and zeros stand in for absent ones.
-fn fused_params(c: &mut Ctx, gamma: Option<TensorRef>, beta: Option<TensorRef>, like: TensorRef) -> Result<(TensorRef, TensorRef)> {
+fn fused_params(
+    c: &mut Ctx,
+    gamma: Option<TensorRef>,
+    beta: Option<TensorRef>,
+    like: TensorRef,
+) -> Result<(TensorRef, TensorRef)> {
     let scale = match gamma {
         Some(s) => s,
         None => c.op(Op::OnesLike, &[like])?,

@@ -58,29 +58,115 @@ pub struct TrainPrograms {
 }
 
 /// Compiles a graph with a `train` section into its train-step and inference programs.
-pub fn compile_training(mut g: Graph) -> Result<TrainPrograms> {
-    passes::Pipeline::default_passes().run(&mut g)?;
-    let Some(info) = g.train.clone() else {
+pub fn compile_training(g: Graph) -> Result<TrainPrograms> {
+    programs(g.clone(), g)
+}
+
+/// Compiles a parsed graph file with a `train` section. With a `training_flag`,
+/// the train step is built with the flag set to 1 and the inference program
+/// with it set to 0, so layers keep only their training or inference branch.
+pub fn compile_training_spec(
+    spec: &schema::GraphSpec,
+    text: &str,
+    file: &str,
+) -> Result<TrainPrograms> {
+    let flag = spec.train.as_ref().and_then(|t| t.training_flag.clone());
+    let Some(flag) = flag else {
+        return compile_training(graph_from_spec(spec, text, file)?).map_err(|e| e.in_file(file));
+    };
+    let with_flag = |value: f64| graph_with_flag(spec, text, file, &flag, value);
+    programs(with_flag(1.0)?, with_flag(0.0)?).map_err(|e| e.in_file(file))
+}
+
+/// Builds the graph with the placeholder `flag` replaced by the constant `value`.
+pub fn graph_with_flag(
+    spec: &schema::GraphSpec,
+    text: &str,
+    file: &str,
+    flag: &str,
+    value: f64,
+) -> Result<Graph> {
+    let mut s = spec.clone();
+    let node = s.nodes.iter_mut().find(|n| n.name == flag).ok_or_else(|| {
+        CompileError::new(
+            ErrorKind::Train,
+            format!("training_flag '{flag}' is not a node of the graph"),
+        )
+        .in_file(file)
+        .at_line(schema::line_of_key(text, "training_flag"))
+    })?;
+    match &node.op {
+        gradc_runtime::Op::Placeholder { shape } if shape.rank() == 0 => {}
+        other => {
+            return Err(CompileError::new(
+                ErrorKind::Train,
+                format!(
+                    "training_flag '{flag}' must be a scalar Placeholder, it is a {}",
+                    other.name()
+                ),
+            )
+            .in_file(file)
+            .at_line(schema::line_of_node(text, &flag)))
+        }
+    }
+    node.op = gradc_runtime::Op::Const(gradc_runtime::Literal::Scalar(value));
+    graph_from_spec(&s, text, file)
+}
+
+/// The inference graph of a parsed graph file with a `train` section: with its
+/// `training_flag` set to 0, pruned to the loss, the metrics and the outputs.
+pub fn inference_graph_spec(spec: &schema::GraphSpec, text: &str, file: &str) -> Result<Graph> {
+    let g = match spec.train.as_ref().and_then(|t| t.training_flag.as_deref()) {
+        Some(flag) => graph_with_flag(spec, text, file, flag, 0.0)?,
+        None => graph_from_spec(spec, text, file)?,
+    };
+    inference_graph(&g)
+}
+
+/// The train step from `train_g` and the inference program from `eval_g`.
+fn programs(mut train_g: Graph, mut eval_g: Graph) -> Result<TrainPrograms> {
+    passes::Pipeline::default_passes().run(&mut train_g)?;
+    passes::Pipeline::default_passes().run(&mut eval_g)?;
+    let Some(info) = train_g.train.clone() else {
         return Err(CompileError::new(
             ErrorKind::Train,
             "the graph has no train section",
         ));
     };
+    let eval_outputs = inference_outputs(&eval_g)?;
     let mut reported = vec![info.loss.clone()];
     reported.extend(info.metrics.iter().cloned());
-    let mut eval_outputs = reported.clone();
-    for o in &g.outputs {
-        if !eval_outputs.iter().any(|(l, _)| *l == o.0) {
-            eval_outputs.push(o.clone());
-        }
-    }
-    let mut train_graph = g.clone();
-    train_graph.outputs = reported;
+    train_g.outputs = reported;
     Ok(TrainPrograms {
-        train: lower::lower(&train_graph)?,
-        eval: lower::lower_pruned(&g, &eval_outputs)?,
-        train_op: g.node(info.train_op).name.clone(),
+        train: lower::lower(&train_g)?,
+        eval: lower::lower_pruned(&eval_g, &eval_outputs)?,
+        train_op: train_g.node(info.train_op).name.clone(),
         loss: info.loss.0.clone(),
         metrics: info.metrics.iter().map(|(l, _)| l.clone()).collect(),
     })
+}
+
+/// What the inference program computes: the loss, the metrics and the graph's outputs.
+fn inference_outputs(g: &Graph) -> Result<Vec<(String, ir::TensorRef)>> {
+    let Some(info) = &g.train else {
+        return Err(CompileError::new(
+            ErrorKind::Train,
+            "the graph has no train section",
+        ));
+    };
+    let mut outputs = vec![info.loss.clone()];
+    outputs.extend(info.metrics.iter().cloned());
+    for o in &g.outputs {
+        if !outputs.iter().any(|(l, _)| *l == o.0) {
+            outputs.push(o.clone());
+        }
+    }
+    Ok(outputs)
+}
+
+/// The inference graph of a graph with a `train` section: only what the loss,
+/// the metrics and the outputs need (what `gradc grad --inference` prints).
+pub fn inference_graph(g: &Graph) -> Result<Graph> {
+    let outputs = inference_outputs(g)?;
+    Ok(lower::prune(g, &outputs))
 }

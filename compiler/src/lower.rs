@@ -48,6 +48,11 @@ pub fn lower(g: &Graph) -> Result<Program> {
 /// with those outputs as the program's outputs: e.g. the inference program of
 /// a training graph, which holds no gradient and no update op.
 pub fn lower_pruned(g: &Graph, outputs: &[(String, TensorRef)]) -> Result<Program> {
+    lower(&prune(g, outputs))
+}
+
+/// The part of `g` that `outputs` need, with those as its outputs and no gradients.
+pub fn prune(g: &Graph, outputs: &[(String, TensorRef)]) -> Graph {
     let mut keep = g.clone();
     let mut needed = std::collections::HashSet::new();
     let mut stack: Vec<_> = outputs.iter().map(|(_, t)| t.node).collect();
@@ -60,7 +65,11 @@ pub fn lower_pruned(g: &Graph, outputs: &[(String, TensorRef)]) -> Result<Progra
     for n in dead {
         keep.remove(n);
     }
+    for members in keep.collections.values_mut() {
+        members.retain(|n| needed.contains(n));
+    }
     keep.outputs = outputs.to_vec();
     keep.gradients.clear();
-    lower(&keep)
+    keep.train = None;
+    keep
 }

@@ -54,6 +54,11 @@ pub struct TrainSpec {
     pub steps: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub epochs: Option<usize>,
+    /// A scalar placeholder that says whether the graph trains (e.g. the
+    /// `is_training` of BatchNorm layers): the compiler sets it to 1 in the
+    /// train step and to 0 in the inference program, so each holds only its branch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub training_flag: Option<String>,
     /// Seed of variable initialization and batch order.
     #[serde(default)]
     pub seed: u64,
@@ -204,7 +209,9 @@ pub fn gradient_name(of: &str, wrt: &str) -> String {
 }
 
 fn ron_options() -> ron::Options {
-    ron::Options::default().with_default_extension(ron::extensions::Extensions::IMPLICIT_SOME)
+    ron::Options::default()
+        .with_default_extension(ron::extensions::Extensions::IMPLICIT_SOME)
+        .with_default_extension(ron::extensions::Extensions::UNWRAP_VARIANT_NEWTYPES)
 }
 
 /// Parses a graph file's text.

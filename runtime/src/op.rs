@@ -909,9 +909,10 @@ impl Op {
                 let out = broadcast(&broadcast(s(0), s(1))?, s(2))?;
                 one(out)
             }
-            AssignMovingAverage { .. } | BatchNorm(_) => {
-                Err(format!("{} is a layer the compiler expands; it has no shape rule", self.name()))
-            }
+            AssignMovingAverage { .. } | BatchNorm(_) => Err(format!(
+                "{} is a layer the compiler expands; it has no shape rule",
+                self.name()
+            )),
             Moments { axes, keep_dims } => {
                 let reduced = Mean {
                     axes: Some(axes.clone()),

@@ -126,7 +126,11 @@ impl Program {
                 ));
             }
             if ins.op.is_layer() {
-                return Err(format!("instruction {k} ({}): {} is a layer, not an op", ins.name, ins.op.name()));
+                return Err(format!(
+                    "instruction {k} ({}): {} is a layer, not an op",
+                    ins.name,
+                    ins.op.name()
+                ));
             }
             if ins.op.is_stateful() {
                 let target = &self.instrs[ins.inputs[0].node];

@@ -215,10 +215,18 @@ pub(super) fn select<T: Elem>(
     out: &[usize],
 ) -> Result<ArrayD<T>, String> {
     let dim = IxDyn(out);
-    let bad = |t: &ArrayViewD<'_, T>| format!("shape {:?} does not broadcast to {out:?}", t.shape());
+    let bad =
+        |t: &ArrayViewD<'_, T>| format!("shape {:?} does not broadcast to {out:?}", t.shape());
     let c = cond.broadcast(dim.clone()).ok_or_else(|| bad(cond))?;
-    let (a, b) = (a.broadcast(dim.clone()).ok_or_else(|| bad(a))?, b.broadcast(dim.clone()).ok_or_else(|| bad(b))?);
+    let (a, b) = (
+        a.broadcast(dim.clone()).ok_or_else(|| bad(a))?,
+        b.broadcast(dim.clone()).ok_or_else(|| bad(b))?,
+    );
     let mut y = ArrayD::zeros(dim.clone());
-    Zip::from(&mut y).and(&c).and(&a).and(&b).for_each(|y, &c, &a, &b| *y = if c != T::zero() { a } else { b });
+    Zip::from(&mut y)
+        .and(&c)
+        .and(&a)
+        .and(&b)
+        .for_each(|y, &c, &a, &b| *y = if c != T::zero() { a } else { b });
     Ok(y)
 }
