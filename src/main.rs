@@ -94,6 +94,19 @@ enum Command {
         #[arg(long)]
         batch_size: Option<usize>,
     },
+    /// Plot one column of several metrics.csv files on one chart (PNG).
+    Plot {
+        /// LABEL=PATH to a metrics.csv written by `gradc train`; repeatable.
+        #[arg(long = "csv", value_name = "LABEL=PATH", required = true)]
+        csvs: Vec<String>,
+        /// The column to plot against the epoch.
+        #[arg(long, default_value = "test_accuracy")]
+        column: String,
+        #[arg(long, default_value = "")]
+        title: String,
+        #[arg(short, long)]
+        output: PathBuf,
+    },
     /// Compare every requested gradient with central finite differences.
     Gradcheck {
         file: PathBuf,
@@ -259,6 +272,32 @@ fn run(command: Command) -> Result<ExitCode, Error> {
             };
             let report = train::train(&file, &opts)?;
             println!("trained {} steps", report.steps);
+        }
+        Command::Plot {
+            csvs,
+            column,
+            title,
+            output,
+        } => {
+            let mut series = Vec::new();
+            for arg in &csvs {
+                let (label, path) = arg
+                    .split_once('=')
+                    .ok_or_else(|| Error::Usage(format!("--csv '{arg}' is not LABEL=PATH")))?;
+                let log = gradc::io::metrics::MetricsLog::read(Path::new(path))?;
+                let points = log.points("epoch", &column).ok_or_else(|| {
+                    Error::Usage(format!("{path} has no column '{column}' (it has {})", log.columns().join(", ")))
+                })?;
+                series.push(gradc::io::plot::Series::new(label, points));
+            }
+            let panel = gradc::io::plot::Panel {
+                title: column.clone(),
+                x_label: "epoch".into(),
+                y_label: column.clone(),
+                series,
+            };
+            gradc::io::plot::plot_curves(&output, &title, &[panel])?;
+            println!("wrote {}", output.display());
         }
         Command::Eval {
             file,
