@@ -286,7 +286,10 @@ fn run(command: Command) -> Result<ExitCode, Error> {
                     .ok_or_else(|| Error::Usage(format!("--csv '{arg}' is not LABEL=PATH")))?;
                 let log = gradc::io::metrics::MetricsLog::read(Path::new(path))?;
                 let points = log.points("epoch", &column).ok_or_else(|| {
-                    Error::Usage(format!("{path} has no column '{column}' (it has {})", log.columns().join(", ")))
+                    Error::Usage(format!(
+                        "{path} has no column '{column}' (it has {})",
+                        log.columns().join(", ")
+                    ))
                 })?;
                 series.push(gradc::io::plot::Series::new(label, points));
             }

@@ -316,3 +316,80 @@ fn train_section_errors_name_the_problem() {
         "{e}"
     );
 }
+
+fn bn_graph(shape: &str, attrs: &str) -> String {
+    format!(
+        "Graph(name: \"bn\", dtype: F32, nodes: [\n (name: \"x\", op: Placeholder(shape: {shape})),\n (name: \"bn\", op: BatchNorm({attrs}), inputs: [\"x\"]),\n])"
+    )
+}
+
+#[test]
+fn batch_norm_layer_errors_name_the_node() {
+    for (shape, attrs, needle) in [
+        (r#"["batch", "c"]"#, "", "channel dimension"),
+        (r#"["batch", 3, 4]"#, "", "rank 2 or 4"),
+        (r#"["batch", 3]"#, "decay: 1.5", "decay must be in [0, 1]"),
+        (
+            r#"["batch", 3]"#,
+            "epsilon: -0.1",
+            "epsilon must be finite and >= 0",
+        ),
+        (
+            r#"["batch", 3]"#,
+            "is_training: \"nope\"",
+            "is_training names 'nope'",
+        ),
+        (
+            r#"[4, 3, 2, 2]"#,
+            "data_format: NCHW, is_training: \"x\"",
+            "must be a scalar",
+        ),
+    ] {
+        let e = compile_error(&bn_graph(shape, attrs));
+        assert_eq!(
+            (e.node.as_deref(), e.op, e.line),
+            (Some("bn"), Some("BatchNorm"), Some(3)),
+            "{e}"
+        );
+        assert!(e.message.contains(needle), "{needle}: {e}");
+    }
+    // An axis out of range, in the ops the layer is made of.
+    let e = compile_error("Graph(name: \"m\", nodes: [\n (name: \"x\", op: Placeholder(shape: [2, 3])),\n (name: \"m\", op: Moments(axes: [2]), inputs: [\"x\"]),\n])");
+    assert!(
+        e.message.contains("axis 2 is out of range for rank 2"),
+        "{e}"
+    );
+    let e = compile_error("Graph(name: \"f\", nodes: [\n (name: \"x\", op: Placeholder(shape: [2, 3])),\n (name: \"p\", op: Placeholder(shape: [4])),\n (name: \"f\", op: FusedBatchNorm(), inputs: [\"x\", \"p\", \"p\", \"p\", \"p\"]),\n])");
+    assert!(e.message.contains("does not match 3 channels"), "{e}");
+}
+
+#[test]
+fn a_checkpoint_with_moving_statistics_of_the_wrong_shape_is_refused() {
+    let path = common::repo_path("graphs/bn_mlp.ron");
+    let text = std::fs::read_to_string(&path).expect("read");
+    let spec = gradc::compiler::schema::parse(&text).expect("parses");
+    let p = gradc::compiler::compile_training_spec(&spec, &text, "bn_mlp.ron").expect("compiles");
+    let s = Session::new(p.eval).expect("valid");
+    let mut tensors = Vec::new();
+    for (name, ty) in s.variable_types() {
+        let mut dims = ty.shape.concrete().expect("variables are concrete");
+        if name == "bn1/moving_mean" {
+            dims = vec![50];
+        }
+        let n = dims.iter().product();
+        tensors.push((
+            name,
+            Tensor::from_f64(DType::F32, &dims, vec![0.0; n]).expect("fits"),
+        ));
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ckpt = dir.path().join("c.safetensors");
+    let refs: Vec<(&str, &Tensor)> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    gradc::io::checkpoint::save(&ckpt, &refs, &Default::default()).expect("saves");
+    let e = gradc::train::eval(&path, &ckpt, None).expect_err("wrong shape");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("bn1/moving_mean") && msg.contains("[100]") && msg.contains("[50]"),
+        "{msg}"
+    );
+}

@@ -23,3 +23,45 @@ fn printing_is_deterministic() {
         assert_eq!(a, b);
     });
 }
+
+/// The BatchNorm layer expanded, with its gradient and update graph, for rank 2
+/// and 4, NHWC and NCHW, fused and not; and the inference graph of each.
+#[test]
+fn batch_norm_layer_expansions() {
+    for (rank, format, fused) in [
+        (2, "NHWC", false),
+        (2, "NHWC", true),
+        (4, "NHWC", false),
+        (4, "NHWC", true),
+        (4, "NCHW", false),
+        (4, "NCHW", true),
+    ] {
+        let shape = if rank == 2 {
+            r#"["batch", 3]"#
+        } else if format == "NHWC" {
+            r#"["batch", 2, 2, 3]"#
+        } else {
+            r#"["batch", 3, 2, 2]"#
+        };
+        let text = format!(
+            r#"Graph(name: "bn", dtype: F32, nodes: [
+                (name: "x", op: Placeholder(shape: {shape})),
+                (name: "training", op: Placeholder(shape: [])),
+                (name: "bn", op: BatchNorm(scale: true, fused: {fused}, data_format: {format}, is_training: "training"), inputs: ["x"]),
+                (name: "sq", op: Square, inputs: ["bn"]),
+                (name: "loss", op: Mean(), inputs: ["sq"]),
+            ], train: (loss: "loss", optimizer: GradientDescent(learning_rate: 0.1), training_flag: "training"))"#
+        );
+        let spec = compiler::schema::parse(&text).expect("parses");
+        let train =
+            compiler::graph_with_flag(&spec, &text, "bn.ron", "training", 1.0).expect("builds");
+        let inference = compiler::inference_graph_spec(&spec, &text, "bn.ron").expect("builds");
+        let out = format!(
+            "{}\n# ---- inference graph ----\n{}",
+            compiler::print::graph_text(&train).expect("prints"),
+            compiler::print::graph_text(&inference).expect("prints")
+        );
+        let fused_name = if fused { "fused" } else { "unfused" };
+        insta::assert_snapshot!(format!("batch_norm_rank{rank}_{format}_{fused_name}"), out);
+    }
+}
