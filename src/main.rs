@@ -32,7 +32,12 @@ enum Command {
         inference: bool,
     },
     /// Print Graphviz DOT of the forward and backward graph.
-    Dot { file: PathBuf },
+    Dot {
+        file: PathBuf,
+        /// Draw the inference graph of a graph with a train section instead.
+        #[arg(long)]
+        inference: bool,
+    },
     /// Compile a graph and save the program, which `gradc run` runs with the runtime alone.
     Compile {
         file: PathBuf,
@@ -187,7 +192,14 @@ fn run(command: Command) -> Result<ExitCode, Error> {
             };
             print!("{}", compiler::print::graph_text(&g)?)
         }
-        Command::Dot { file } => print!("{}", compiler::print::dot(&load_graph(&file)?)?),
+        Command::Dot { file, inference } => {
+            let g = if inference {
+                load_inference_graph(&file)?
+            } else {
+                load_graph(&file)?
+            };
+            print!("{}", compiler::print::dot(&g)?)
+        }
         Command::Compile { file, output } => {
             let program = compiler::compile(load_graph(&file)?)?;
             program.save(&output).map_err(Error::Io)?;

@@ -166,3 +166,90 @@ fn moving_averages_follow_the_formulas() {
         }
     }
 }
+
+fn layer_graph(attrs: &str) -> String {
+    format!(
+        r#"Graph(name: "l", dtype: F64, nodes: [
+            (name: "x", op: Placeholder(shape: ["batch", 2])),
+            (name: "training", op: Placeholder(shape: [])),
+            (name: "bn", op: BatchNorm(decay: 0.5, {attrs}), inputs: ["x"]),
+        ], outputs: ["bn"])"#
+    )
+}
+
+fn feeds(training: f64) -> HashMap<String, Tensor> {
+    HashMap::from([
+        (
+            "x".to_string(),
+            Tensor::from_f64(DType::F64, &[2, 2], vec![1.0, 10.0, 3.0, 30.0]).expect("fits"),
+        ),
+        ("training".to_string(), Tensor::scalar(DType::F64, training)),
+    ])
+}
+
+#[test]
+fn is_training_decided_at_run_time_and_updates_forced_in_place() {
+    // updates_collections: None forces the updates: computing the output runs them.
+    for fused in [false, true] {
+        let g = graph(&layer_graph(&format!(
+            r#"is_training: "training", updates_collections: None, fused: {fused}"#
+        )));
+        let p = gradc::compiler::compile(g).expect("compiles");
+        let mut s = gradc::runtime::Session::new(p).expect("valid");
+        s.initialize(0).expect("init");
+        let (y, mm, mv) = (
+            s.resolve("bn").expect("bn"),
+            s.resolve("bn/moving_mean").expect("mm"),
+            s.resolve("bn/moving_variance").expect("mv"),
+        );
+        // Training: batch statistics (mean 2 and 20, variance 1 and 100), moving averages move halfway.
+        let out = s.run(&feeds(1.0), &[y]).expect("runs")[0].to_f64_vec();
+        assert_close(
+            &out,
+            &[-1.0, -1.0, 1.0, 1.0],
+            1e-3,
+            "normalized with batch statistics",
+        );
+        let m = s.run(&HashMap::new(), &[mm, mv]).expect("reads");
+        assert_close(
+            &m[0].to_f64_vec(),
+            &[1.0, 10.0],
+            1e-12,
+            "moving mean: 0 -> halfway to the batch mean",
+        );
+        // The variance fed to the moving average: population (1, 100) unfused, Bessel-corrected (2, 200) fused.
+        let var = if fused { [1.5, 100.5] } else { [1.0, 50.5] };
+        assert_close(&m[1].to_f64_vec(), &var, 1e-12, "moving variance");
+        // Not training: normalized with the moving averages, which do not change.
+        let out = s.run(&feeds(0.0), &[y]).expect("runs")[0].to_f64_vec();
+        let want: Vec<f64> = [1.0, 10.0, 3.0, 30.0]
+            .iter()
+            .enumerate()
+            .map(|(k, x)| (x - m[0].to_f64_vec()[k % 2]) / (var[k % 2] + 0.001f64).sqrt())
+            .collect();
+        assert_close(&out, &want, 1e-12, "normalized with the moving averages");
+        let again = s.run(&HashMap::new(), &[mm, mv]).expect("reads");
+        assert_eq!(again, m, "inference changes no variable");
+    }
+}
+
+#[test]
+fn zero_debiased_moving_mean_in_the_layer() {
+    let g = graph(&layer_graph(
+        "is_training: true, zero_debias_moving_mean: true",
+    ));
+    let p = gradc::compiler::compile(g).expect("compiles");
+    let mut s = gradc::runtime::Session::new(p).expect("valid");
+    s.initialize(0).expect("init");
+    let update = s.resolve_target("bn/AssignMovingAvg").expect("update op");
+    s.run_with_targets(&feeds(1.0), &[], &[update])
+        .expect("runs");
+    let mm = s.resolve("bn/moving_mean").expect("mm");
+    // biased = 0.5 * mean, corrected by 1 - 0.5: exactly the batch mean after one step.
+    assert_close(
+        &s.run(&HashMap::new(), &[mm]).expect("reads")[0].to_f64_vec(),
+        &[2.0, 20.0],
+        1e-12,
+        "debiased",
+    );
+}
