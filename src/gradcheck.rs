@@ -116,3 +116,147 @@ pub fn gradcheck(
     }
     Ok(checks)
 }
+
+/// The check of one custom gradient at one call site.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FunctionCheck {
+    pub function: String,
+    pub call: String,
+    /// One row per input that has a gradient, named `d(loss)/d(<input>)`.
+    pub checks: Vec<Check>,
+}
+
+/// Checks every custom gradient against finite differences of its function's
+/// body, at the values each call receives when the graph runs with `feeds`.
+/// For each call, the function is called on those values as constants, its
+/// outputs are weighted by fixed pseudo-random weights and summed, and the
+/// custom gradient of that sum is compared with the numeric one.
+pub fn check_functions(
+    g: &Graph,
+    feeds: &HashMap<String, Tensor>,
+    tolerance: Option<f64>,
+) -> Result<Vec<FunctionCheck>, Error> {
+    use crate::compiler::schema::{GraphSpec, NodeSpec};
+    use crate::runtime::{Literal, Op};
+    let calls: Vec<_> =
+        g.g.node_indices()
+            .filter_map(|n| match &g.node(n).op {
+                Op::CustomGradient { function, inputs } => Some((n, function.clone(), *inputs)),
+                _ => None,
+            })
+            .collect();
+    if calls.is_empty() {
+        return Ok(Vec::new());
+    }
+    let program = crate::compiler::compile(g.clone())?;
+    let mut session = Session::new(program).map_err(Error::run("gradcheck"))?;
+    let mut results = Vec::new();
+    for (node, function, n_inputs) in calls {
+        let call = g.node(node).name.clone();
+        let f = g
+            .functions
+            .get(&function)
+            .cloned()
+            .ok_or_else(|| Error::Usage(format!("no function '{function}'")))?;
+        let args = g.inputs(node);
+        let refs: Vec<_> = args
+            .iter()
+            .take(n_inputs)
+            .map(|&t| session.resolve(&g.tensor_name(t)))
+            .chain((0..g.node(node).outputs.len()).map(|k| session.resolve(&format!("{call}:{k}"))))
+            .collect::<Result<_, _>>()
+            .map_err(Error::run(&call))?;
+        let values = session.run(feeds, &refs).map_err(Error::run(&call))?;
+        let (inputs, outputs) = values.split_at(n_inputs);
+        let dtype = inputs.first().map(Tensor::dtype).unwrap_or(DType::F64);
+        let constant = |name: String, t: &Tensor| -> Result<NodeSpec, Error> {
+            let lit = Literal::from_flat(t.shape(), &t.to_f64_vec())
+                .ok_or_else(|| Error::Usage(format!("{name}: bad value")))?;
+            Ok(NodeSpec {
+                name,
+                op: Op::Const(lit),
+                inputs: vec![],
+                dtype: Some(dtype),
+                control_inputs: vec![],
+                collections: vec![],
+            })
+        };
+        let node = |name: String, op: Op, inputs: Vec<String>| NodeSpec {
+            name,
+            op,
+            inputs,
+            dtype: None,
+            control_inputs: vec![],
+            collections: vec![],
+        };
+        let mut nodes = Vec::new();
+        for (p, v) in f.inputs.iter().zip(inputs) {
+            nodes.push(constant(p.clone(), v)?);
+        }
+        nodes.push(node(
+            "call".into(),
+            Op::Call(function.clone()),
+            f.inputs.clone(),
+        ));
+        let mut terms = Vec::new();
+        for (k, out) in outputs.iter().enumerate() {
+            // Weights in [0.5, 1.5), fixed, so that every output element counts differently.
+            let w: Vec<f64> = (0..out.to_f64_vec().len())
+                .map(|i| 0.5 + ((i * 7919 + k * 104729) % 1000) as f64 / 1000.0)
+                .collect();
+            let w = Tensor::from_f64(dtype, out.shape(), w).map_err(Error::Usage)?;
+            nodes.push(constant(format!("w{k}"), &w)?);
+            let y = if outputs.len() == 1 {
+                "call".to_string()
+            } else {
+                format!("call:{k}")
+            };
+            nodes.push(node(format!("yw{k}"), Op::Mul, vec![y, format!("w{k}")]));
+            nodes.push(node(
+                format!("s{k}"),
+                Op::Sum {
+                    axes: None,
+                    keep_dims: false,
+                },
+                vec![format!("yw{k}")],
+            ));
+            terms.push(format!("s{k}"));
+        }
+        nodes.push(node("loss".into(), Op::AddN, terms));
+        let wrt: Vec<String> = f
+            .inputs
+            .iter()
+            .zip(
+                f.gradient
+                    .as_ref()
+                    .map(|gr| gr.returns.clone())
+                    .unwrap_or_default(),
+            )
+            .filter(|(_, r)| r.is_some())
+            .map(|(p, _)| p.clone())
+            .collect();
+        let spec = GraphSpec {
+            name: format!("check_{function}"),
+            dtype,
+            nodes,
+            outputs: None,
+            gradients: vec![crate::compiler::schema::GradientSpec {
+                of: "loss".into(),
+                wrt,
+                grad_ys: None,
+            }],
+            functions: vec![f.clone()],
+            train: None,
+        };
+        let text = crate::compiler::schema::to_ron(&spec)?;
+        let check_graph =
+            crate::compiler::graph_from_str(&text, &format!("<check of {function}>"))?;
+        let checks = gradcheck(&check_graph, &HashMap::new(), tolerance)?;
+        results.push(FunctionCheck {
+            function,
+            call,
+            checks,
+        });
+    }
+    Ok(results)
+}

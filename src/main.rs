@@ -343,6 +343,16 @@ fn run(command: Command) -> Result<ExitCode, Error> {
                 );
                 ok &= c.passed();
             }
+            for fc in gradcheck::check_functions(&g, &feeds, tolerance)? {
+                for c in &fc.checks {
+                    let verdict = if c.passed() { "ok" } else { "FAILED" };
+                    println!(
+                        "custom gradient of function '{}' (call '{}'), {}: max abs error {:.3e}, max rel error {:.3e} (tolerance {:.0e}) {verdict}",
+                        fc.function, fc.call, c.name, c.max_abs, c.max_rel, c.tolerance
+                    );
+                    ok &= c.passed();
+                }
+            }
             if checks.is_empty() {
                 println!("{}: the graph requests no gradients", file.display());
             }

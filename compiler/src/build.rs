@@ -121,6 +121,8 @@ pub fn build(spec: &GraphSpec, text: &str) -> Result<Graph> {
     })?;
 
     let mut g = Graph::new(&spec.name);
+    g.functions = crate::functions::check(spec, text)?;
+    g.source = text.into();
     let mut aliases: HashMap<String, TensorRef> = HashMap::new();
     let resolve = resolve_ref;
     for item in order {
@@ -141,7 +143,12 @@ pub fn build(spec: &GraphSpec, text: &str) -> Result<Graph> {
                     inputs.push(t);
                 }
                 let dtype = n.dtype.unwrap_or(spec.dtype);
-                let (id, layer_collections) = if n.op.is_layer() {
+                let (id, layer_collections) = if let Op::Call(f) = &n.op {
+                    (
+                        crate::functions::inline_call(&mut g, &n.name, f, &inputs, line)?,
+                        Vec::new(),
+                    )
+                } else if n.op.is_layer() {
                     let e = crate::layers::expand(&mut g, &n.name, &n.op, &inputs, line)?;
                     (e.node, e.collections)
                 } else {

@@ -25,6 +25,8 @@ pub enum ErrorKind {
     NotAVariable,
     /// The `train` section is inconsistent (no trainable variable, a non-scalar loss, ...).
     Train,
+    /// A function is called wrongly, calls itself, or its custom gradient does not fit.
+    Function,
     /// An op on the path to a requested gradient has no gradient rule.
     NoGradient,
     /// A graph invariant broke inside the compiler (a bug, named with the pass).

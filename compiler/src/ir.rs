@@ -101,6 +101,10 @@ pub struct Graph {
     /// Named collections of nodes, in insertion order (`tf.add_to_collection`).
     pub collections: std::collections::BTreeMap<String, Vec<NodeIndex>>,
     pub train: Option<TrainInfo>,
+    /// The graph file's functions, by name (custom gradients are instantiated from them).
+    pub functions: std::collections::BTreeMap<String, crate::schema::FunctionSpec>,
+    /// The graph file's text, for the lines of errors in function bodies.
+    pub source: std::sync::Arc<str>,
 }
 
 impl Graph {

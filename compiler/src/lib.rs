@@ -6,6 +6,7 @@
 
 pub mod build;
 pub mod error;
+pub mod functions;
 pub mod grad;
 pub mod ir;
 pub mod layers;

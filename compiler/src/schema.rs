@@ -19,9 +19,48 @@ pub struct GraphSpec {
     pub outputs: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub gradients: Vec<GradientSpec>,
+    /// Functions that nodes call with `Call("name")`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub functions: Vec<FunctionSpec>,
     /// How to train the graph: the loss, the optimizer, the data.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub train: Option<TrainSpec>,
+}
+
+/// A function: a small graph with named inputs and outputs, inlined at each
+/// call (TensorFlow's function library). With a `gradient`, autodiff uses it
+/// instead of differentiating the body (`tf.custom_gradient`, `jax.custom_vjp`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FunctionSpec {
+    pub name: String,
+    /// Parameter names, used by the body's nodes as inputs.
+    pub inputs: Vec<String>,
+    /// Body tensors returned, in order (`"node"` or `"node:k"`).
+    pub outputs: Vec<String>,
+    pub nodes: Vec<NodeSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gradient: Option<CustomGradientSpec>,
+    /// The gradient graph may not be differentiated again (PyTorch's `once_differentiable`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub once_differentiable: bool,
+}
+
+/// A custom gradient: nodes that may use the function's inputs, its outputs
+/// (by their names in `outputs`) and `d(<output>)`, the incoming gradient of
+/// each output; `returns` one gradient per input, or `None` for an input that
+/// gets none (PyTorch's `x_requires_grad=False`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomGradientSpec {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<NodeSpec>,
+    pub returns: Vec<Option<String>>,
+}
+
+/// The line of the function named `name` in the `functions` section.
+pub fn line_of_function(text: &str, name: &str) -> Option<usize> {
+    line_of_field(text, "functions", "name", name)
 }
 
 /// The `train` section: one train step is compiled ahead of time from it.

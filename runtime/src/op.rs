@@ -211,6 +211,25 @@ pub enum Op {
     /// Layer (expanded by the compiler, never in a program): TensorFlow's
     /// `tf.contrib.layers.batch_norm`, input x of rank 2 or 4.
     BatchNorm(BatchNormLayer),
+    /// Layer (expanded by the compiler, never in a program): a call of a
+    /// function of the graph file, inlined under the call's name.
+    Call(String),
+    /// n inputs, n outputs, each output its input (TensorFlow's `IdentityN`):
+    /// the outputs of an inlined function call.
+    IdentityN,
+    /// The outputs of a call of `function`, which has a custom gradient.
+    /// Inputs: the call's `inputs` arguments, then the body's outputs; outputs:
+    /// the body's outputs. Autodiff uses the function's gradient graph here
+    /// instead of differentiating the body.
+    CustomGradient {
+        function: String,
+        inputs: usize,
+    },
+    /// Identity on a gradient computed by a `once_differentiable` function's
+    /// gradient graph: differentiating it again is an error naming `function`.
+    OnceDifferentiable {
+        function: String,
+    },
     /// Index of the largest element along `axis` (the first on ties), as a float
     /// of the input's type (gradc has no integer tensors). Has no gradient.
     ArgMax {
@@ -469,6 +488,10 @@ pub const OP_NAMES: &[&str] = &[
     "Select",
     "AssignMovingAverage",
     "BatchNorm",
+    "Call",
+    "IdentityN",
+    "CustomGradient",
+    "OnceDifferentiable",
     "ArgMax",
     "Softmax",
     "SoftmaxCrossEntropyWithLogits",
@@ -528,6 +551,10 @@ impl Op {
             Select => "Select",
             AssignMovingAverage { .. } => "AssignMovingAverage",
             BatchNorm(_) => "BatchNorm",
+            Call(_) => "Call",
+            IdentityN => "IdentityN",
+            CustomGradient { .. } => "CustomGradient",
+            OnceDifferentiable { .. } => "OnceDifferentiable",
             ArgMax { .. } => "ArgMax",
             Softmax => "Softmax",
             SoftmaxCrossEntropyWithLogits => "SoftmaxCrossEntropyWithLogits",
@@ -561,7 +588,8 @@ impl Op {
             | SoftmaxCrossEntropyWithLogits
             | SumToLike
             | BroadcastLike => Arity::Exactly(2),
-            AddN => Arity::AtLeast(1),
+            AddN | IdentityN | Call(_) => Arity::AtLeast(1),
+            CustomGradient { inputs, .. } => Arity::AtLeast(inputs + 1),
             FusedBatchNorm { .. } | FusedBatchNormGrad { .. } => Arity::Exactly(5),
             BatchNormalization { offset, scale, .. } => {
                 Arity::Exactly(3 + usize::from(*offset) + usize::from(*scale))
@@ -572,7 +600,10 @@ impl Op {
 
     /// Layers: parsed with the ops, expanded into ops by the compiler, never in a program.
     pub fn is_layer(&self) -> bool {
-        matches!(self, Op::AssignMovingAverage { .. } | Op::BatchNorm(_))
+        matches!(
+            self,
+            Op::AssignMovingAverage { .. } | Op::BatchNorm(_) | Op::Call(_)
+        )
     }
 
     /// Ops that change session state; never removed or merged by passes.
@@ -652,6 +683,11 @@ impl Op {
             Transpose { perm: Some(p) } => format!("{{perm: {p:?}}}"),
             ExpandDims { axes } | Squeeze { axes } => format!("{{axes: {axes:?}}}"),
             ArgMax { axis } => format!("{{axis: {axis}}}"),
+            Call(f) => format!("{{{f:?}}}"),
+            CustomGradient { function, inputs } => {
+                format!("{{function: {function:?}, inputs: {inputs}}}")
+            }
+            OnceDifferentiable { function } => format!("{{function: {function:?}}}"),
             AssignMovingAverage { decay, zero_debias } => {
                 format!("{{decay: {}, zero_debias: {zero_debias}}}", fmt_f64(*decay))
             }
@@ -909,7 +945,10 @@ impl Op {
                 let out = broadcast(&broadcast(s(0), s(1))?, s(2))?;
                 one(out)
             }
-            AssignMovingAverage { .. } | BatchNorm(_) => Err(format!(
+            IdentityN => Ok(ins.to_vec()),
+            CustomGradient { inputs, .. } => Ok(ins[*inputs..].to_vec()),
+            OnceDifferentiable { .. } => one(s(0).clone()),
+            AssignMovingAverage { .. } | BatchNorm(_) | Call(_) => Err(format!(
                 "{} is a layer the compiler expands; it has no shape rule",
                 self.name()
             )),

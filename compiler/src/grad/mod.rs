@@ -12,6 +12,7 @@
 //! ordinary differentiable ops, so gradient graphs can be differentiated again.
 
 mod array;
+mod func;
 mod linalg;
 mod math;
 mod nn;
@@ -68,6 +69,11 @@ impl<'g> Ctx<'g> {
             scope: scope.into(),
             role,
         }
+    }
+
+    /// The name scope of the nodes this builder adds.
+    pub fn scope(&self) -> &str {
+        &self.scope
     }
 
     pub fn ty(&self, t: TensorRef) -> &TensorType {
@@ -166,6 +172,7 @@ fn rule_for(op: &Op) -> Option<GradFn> {
         .or_else(|| norm::rule(op))
         .or_else(|| linalg::rule(op))
         .or_else(|| array::rule(op))
+        .or_else(|| func::rule(op))
 }
 
 /// Ops whose output does not depend differentiably on their inputs: their inputs get no gradient.

@@ -57,6 +57,21 @@ impl_elem!(f64, F64);
 
 /// Evaluates `op` on `ins`; `outs` are the output types from `op.infer`.
 pub fn eval(op: &Op, ins: &[&Tensor], outs: &[TensorType]) -> Result<Vec<Tensor>, String> {
+    // Pass-through ops: their outputs are (some of) their inputs.
+    match op {
+        Op::IdentityN | Op::OnceDifferentiable { .. } => {
+            return Ok(ins.iter().map(|t| (*t).clone()).collect())
+        }
+        Op::CustomGradient { inputs, .. } => {
+            return Ok(ins
+                .get(*inputs..)
+                .unwrap_or_default()
+                .iter()
+                .map(|t| (*t).clone())
+                .collect())
+        }
+        _ => {}
+    }
     if matches!(
         op,
         Op::Moments { .. } | Op::FusedBatchNorm { .. } | Op::FusedBatchNormGrad { .. }
@@ -209,7 +224,13 @@ fn kernel<T: Elem>(op: &Op, xs: &[ArrayViewD<'_, T>], out: &[usize]) -> Result<A
         Transpose { perm } => layout::transpose(&xs[0], perm.as_deref())?,
         ArgMax { axis } => reduce::argmax(&xs[0], *axis, out)?,
         Select => norm::select(&xs[0], &xs[1], &xs[2], out)?,
-        AssignMovingAverage { .. } | BatchNorm(_) => {
+        IdentityN | CustomGradient { .. } | OnceDifferentiable { .. } => {
+            return Err(format!(
+                "{} passes its inputs through; eval handles it",
+                op.name()
+            ))
+        }
+        AssignMovingAverage { .. } | BatchNorm(_) | Call(_) => {
             return Err(format!("{} is a layer the compiler expands", op.name()))
         }
         Moments { .. } | FusedBatchNorm { .. } | FusedBatchNormGrad { .. } => {
