@@ -205,9 +205,9 @@ pub fn instantiate(
             .dtype
             .unwrap_or_else(|| inputs.first().map(|&t| g.ty(t).dtype).unwrap_or_default());
         let id = match &n.op {
-            Op::Call(f) => inline_call(g, &name, f, &inputs, None).map_err(|e| place(e))?,
+            Op::Call(f) => inline_call(g, &name, f, &inputs, None).map_err(place)?,
             op if op.is_layer() => {
-                let e = crate::layers::expand(g, &name, op, &inputs, None).map_err(|e| place(e))?;
+                let e = crate::layers::expand(g, &name, op, &inputs, None).map_err(place)?;
                 for (c, node) in e.collections {
                     g.collections.entry(c).or_default().push(node);
                 }
@@ -215,7 +215,7 @@ pub fn instantiate(
             }
             op => g
                 .add(name.clone(), op.clone(), dtype, &inputs, role, None)
-                .map_err(|e| place(e))?,
+                .map_err(place)?,
         };
         for c in &n.control_inputs {
             let before = lookup(env, g, c).ok_or_else(|| {

@@ -107,7 +107,7 @@ pub fn graph_with_flag(
                 ),
             )
             .in_file(file)
-            .at_line(schema::line_of_node(text, &flag)))
+            .at_line(schema::line_of_node(text, flag)))
         }
     }
     node.op = gradc_runtime::Op::Const(gradc_runtime::Literal::Scalar(value));
