@@ -9,7 +9,10 @@ use gradc::Error;
 use std::path::{Path, PathBuf};
 
 fn opts(out: &Path) -> TrainOptions {
-    TrainOptions { out_dir: Some(out.to_path_buf()), ..TrainOptions::default() }
+    TrainOptions {
+        out_dir: Some(out.to_path_buf()),
+        ..TrainOptions::default()
+    }
 }
 
 fn example(name: &str) -> PathBuf {
@@ -35,9 +38,17 @@ fn two_layer_net_reaches_97_percent_on_mnist() {
 #[test]
 fn two_layer_net_with_adam_trains() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let o = TrainOptions { steps: Some(600), ..opts(dir.path()) };
+    let o = TrainOptions {
+        steps: Some(600),
+        ..opts(dir.path())
+    };
     let report = train(&example("two_layer_net_adam"), &o).expect("trains");
-    let acc = report.epochs.last().and_then(|e| e.test.clone()).expect("test").metrics[0];
+    let acc = report
+        .epochs
+        .last()
+        .and_then(|e| e.test.clone())
+        .expect("test")
+        .metrics[0];
     // SGD at learning rate 0.1 reaches 0.907 after its first epoch; Adam must do no worse.
     assert!(acc > 0.90, "one epoch of Adam: test accuracy {acc}");
     for slot in ["W1/Adam", "W1/Adam_1", "beta1_power", "beta2_power"] {
@@ -75,13 +86,20 @@ fn same_seed_same_numbers_and_resume_continues_exactly() {
         train(&graph, &o).expect("trains").variables
     };
     let straight = run(1000, 5, None, false);
-    assert_eq!(straight, run(1000, 5, None, false), "same seed, same variables, bit for bit");
+    assert_eq!(
+        straight,
+        run(1000, 5, None, false),
+        "same seed, same variables, bit for bit"
+    );
     assert_ne!(straight, run(1000, 6, None, false), "another seed differs");
     // Stop mid-epoch (50 steps per epoch), resume, and end where the straight run ends.
     let ckpt = tempfile::tempdir().expect("tempdir");
     run(525, 5, Some(ckpt.path()), false);
     let resumed = run(1000, 5, Some(ckpt.path()), true);
-    assert_eq!(straight, resumed, "resuming gives the same numbers as not stopping");
+    assert_eq!(
+        straight, resumed,
+        "resuming gives the same numbers as not stopping"
+    );
 }
 
 #[test]
@@ -89,18 +107,35 @@ fn eval_uses_the_checkpoint() {
     let graph = example("linear_regression");
     let ckpt = tempfile::tempdir().expect("tempdir");
     let out = tempfile::tempdir().expect("tempdir");
-    let o = TrainOptions { checkpoint_dir: Some(ckpt.path().to_path_buf()), ..opts(out.path()) };
+    let o = TrainOptions {
+        checkpoint_dir: Some(ckpt.path().to_path_buf()),
+        ..opts(out.path())
+    };
     let report = train(&graph, &o).expect("trains");
-    let (_, scores) = eval(&graph, &ckpt.path().join("checkpoint.safetensors"), None).expect("evaluates");
-    let last = report.epochs.last().and_then(|e| e.test.clone()).expect("test scores");
-    assert!((scores.loss - last.loss).abs() < 1e-12, "{} vs {}", scores.loss, last.loss);
+    let (_, scores) =
+        eval(&graph, &ckpt.path().join("checkpoint.safetensors"), None).expect("evaluates");
+    let last = report
+        .epochs
+        .last()
+        .and_then(|e| e.test.clone())
+        .expect("test scores");
+    assert!(
+        (scores.loss - last.loss).abs() < 1e-12,
+        "{} vs {}",
+        scores.loss,
+        last.loss
+    );
 }
 
 #[test]
 fn a_checkpoint_of_another_graph_is_refused_by_name() {
     let ckpt = tempfile::tempdir().expect("tempdir");
     let out = tempfile::tempdir().expect("tempdir");
-    let o = TrainOptions { steps: Some(10), checkpoint_dir: Some(ckpt.path().to_path_buf()), ..opts(out.path()) };
+    let o = TrainOptions {
+        steps: Some(10),
+        checkpoint_dir: Some(ckpt.path().to_path_buf()),
+        ..opts(out.path())
+    };
     train(&example("linear_regression"), &o).expect("trains");
     let path = ckpt.path().join("checkpoint.safetensors");
     let before = std::fs::read(&path).expect("written");
@@ -109,22 +144,40 @@ fn a_checkpoint_of_another_graph_is_refused_by_name() {
     assert!(matches!(e, Error::Checkpoint(_)), "{msg}");
     assert!(msg.contains("W1") && msg.contains("[784,50]"), "{msg}");
     // Resuming another graph from it fails the same way and leaves it as it was.
-    let o = TrainOptions { steps: Some(10), checkpoint_dir: Some(ckpt.path().to_path_buf()), resume: true, ..opts(out.path()) };
-    assert!(matches!(train(&example("two_layer_net"), &o), Err(Error::Checkpoint(_))));
+    let o = TrainOptions {
+        steps: Some(10),
+        checkpoint_dir: Some(ckpt.path().to_path_buf()),
+        resume: true,
+        ..opts(out.path())
+    };
+    assert!(matches!(
+        train(&example("two_layer_net"), &o),
+        Err(Error::Checkpoint(_))
+    ));
     assert_eq!(std::fs::read(&path).expect("still there"), before);
 }
 
 #[test]
 fn a_diverging_loss_stops_with_the_step_and_check_numerics_names_the_node() {
     let out = tempfile::tempdir().expect("tempdir");
-    let o = TrainOptions { learning_rate: Some(1e6), ..opts(out.path()) };
+    let o = TrainOptions {
+        learning_rate: Some(1e6),
+        ..opts(out.path())
+    };
     match train(&example("linear_regression"), &o) {
         Err(Error::NonFinite { step, detail }) => {
-            assert!(step > 0 && detail.contains("--check-numerics"), "{step}: {detail}");
+            assert!(
+                step > 0 && detail.contains("--check-numerics"),
+                "{step}: {detail}"
+            );
         }
         other => panic!("expected a non-finite loss, got {other:?}"),
     }
-    let o = TrainOptions { learning_rate: Some(1e6), check_numerics: true, ..opts(out.path()) };
+    let o = TrainOptions {
+        learning_rate: Some(1e6),
+        check_numerics: true,
+        ..opts(out.path())
+    };
     match train(&example("linear_regression"), &o) {
         Err(Error::NonFinite { detail, .. }) => assert!(detail.contains("node '"), "{detail}"),
         other => panic!("expected a non-finite value, got {other:?}"),
