@@ -833,3 +833,15 @@ fn sums_add_in_the_order_of_ndarray_sum_axis() {
         }
     }
 }
+
+#[test]
+fn matmul_over_an_empty_inner_dimension_is_zero() {
+    // The output buffer is reused across runs, so the product must write it
+    // even when there is nothing to sum (`try_run` also checks a NaN buffer).
+    let a = t64(&[2, 0], &[]);
+    let b = t64(&[0, 3], &[]);
+    check(&run(matmul(false, false), &[&a, &b]), &[2, 3], &[0.0; 6]);
+    let a = t64(&[2, 2, 0], &[]);
+    let b = t64(&[2, 0, 1], &[]);
+    check(&run(matmul(false, false), &[&a, &b]), &[2, 2, 1], &[0.0; 4]);
+}
