@@ -3,13 +3,13 @@
 //! and checkpoints.
 
 use crate::compiler::{self, schema, TrainPrograms};
-use crate::runtime::{Session, Tensor, TensorType, ValueRef};
+use crate::runtime::{DType, FeedId, Session, Tensor, TensorType, ValueRef};
 use crate::Error;
 use gradc_io::checkpoint;
 use gradc_io::dataset::{load_npz, Batches, Dataset, Mnist};
 use gradc_io::metrics::MetricsLog;
 use gradc_io::plot::{plot_curves, Panel, Series};
-use ndarray::ArrayD;
+use ndarray::{ArrayD, ArrayViewD, IxDyn, Zip};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -129,12 +129,90 @@ fn load_data(loaded: &Loaded) -> Result<(schema::DataSpec, Dataset, Option<Datas
     Ok((data, train, test))
 }
 
-/// A batch as a feed of the placeholder's dtype.
-fn feed_value(a: &ArrayD<f32>, ty: &TensorType) -> Tensor {
-    match ty.dtype {
-        crate::runtime::DType::F32 => Tensor::F32(a.clone()),
-        crate::runtime::DType::F64 => Tensor::F64(a.mapv(f64::from)),
+/// The batch buffer of one placeholder, reused every step. For an f32
+/// placeholder the rows are gathered straight into the fed tensor; an f64
+/// placeholder gets them converted into a reused f64 tensor.
+struct BatchFeed {
+    id: FeedId,
+    /// The fed tensor, of the placeholder's dtype.
+    tensor: Tensor,
+    /// The f32 rows when the placeholder is f64 (`widen` converts them).
+    staging: Option<ArrayD<f32>>,
+}
+
+impl BatchFeed {
+    /// A feed for placeholder `name` with `rows` as its buffer.
+    fn new(session: &Session, name: &str, rows: ArrayD<f32>) -> Result<BatchFeed, Error> {
+        let ty = placeholder_type(session, name)?;
+        let id = session
+            .resolve_feed(name)
+            .map_err(Error::run("the data section"))?;
+        Ok(match ty.dtype {
+            DType::F32 => BatchFeed {
+                id,
+                tensor: Tensor::F32(rows),
+                staging: None,
+            },
+            DType::F64 => BatchFeed {
+                id,
+                tensor: Tensor::F64(rows.mapv(f64::from)),
+                staging: Some(rows),
+            },
+        })
     }
+
+    /// The f32 rows to fill (None only if the buffers were mixed up).
+    fn rows(&mut self) -> Option<&mut ArrayD<f32>> {
+        match &mut self.staging {
+            Some(rows) => Some(rows),
+            None => self.tensor.as_f32_mut(),
+        }
+    }
+
+    /// Copies `src` in, reusing the buffer unless the shape changed.
+    fn fill_from(&mut self, src: &ArrayViewD<'_, f32>) {
+        match self.rows() {
+            Some(rows) if rows.shape() == src.shape() => rows.assign(src),
+            _ => match &mut self.staging {
+                Some(rows) => *rows = src.to_owned(),
+                None => self.tensor = Tensor::F32(src.to_owned()),
+            },
+        }
+        self.widen();
+    }
+
+    /// After the rows changed: converts them for an f64 placeholder.
+    fn widen(&mut self) {
+        let Some(rows) = &self.staging else { return };
+        match self.tensor.as_f64_mut() {
+            Some(wide) if wide.shape() == rows.shape() => Zip::from(wide)
+                .and(rows)
+                .for_each(|w, &r| *w = f64::from(r)),
+            _ => self.tensor = Tensor::F64(rows.mapv(f64::from)),
+        }
+    }
+
+    fn feed(&self) -> (FeedId, &Tensor) {
+        (self.id, &self.tensor)
+    }
+}
+
+/// Copies examples `indices` of `set` into the features and labels feeds, allocating nothing.
+fn gather(
+    set: &Dataset,
+    indices: &[usize],
+    x: &mut BatchFeed,
+    y: &mut BatchFeed,
+) -> Result<(), Error> {
+    let (Some(xr), Some(yr)) = (x.rows(), y.rows()) else {
+        return Err(Error::Usage(
+            "internal error: a batch buffer has the wrong dtype".into(),
+        ));
+    };
+    set.gather_into(indices, xr, yr)?;
+    x.widen();
+    y.widen();
+    Ok(())
 }
 
 fn placeholder_type(session: &Session, name: &str) -> Result<TensorType, Error> {
@@ -160,23 +238,21 @@ pub fn evaluate(
     fetch: &[ValueRef],
     batch: usize,
 ) -> Result<Vec<f64>, Error> {
-    let (fx, fy) = (
-        placeholder_type(session, features)?,
-        placeholder_type(session, labels)?,
-    );
+    let empty = || ArrayD::zeros(IxDyn(&[0]));
+    let mut x = BatchFeed::new(session, features, empty())?;
+    let mut y = BatchFeed::new(session, labels, empty())?;
+    let mut out = Vec::with_capacity(fetch.len());
     let mut sums = vec![0.0; fetch.len()];
     let mut rows = 0usize;
-    for (x, y) in data.chunks(batch)? {
-        let n = x.shape()[0];
-        let feeds = HashMap::from([
-            (features.to_string(), feed_value(&x.to_owned(), &fx)),
-            (labels.to_string(), feed_value(&y.to_owned(), &fy)),
-        ]);
-        let out = session
-            .run(&feeds, fetch)
+    for (xs, ys) in data.chunks(batch)? {
+        let n = xs.shape()[0];
+        x.fill_from(&xs);
+        y.fill_from(&ys);
+        session
+            .run_with_targets_into(&[x.feed(), y.feed()], fetch, &[], &mut out)
             .map_err(Error::run("evaluation"))?;
         for (s, v) in sums.iter_mut().zip(&out) {
-            *s += v.to_f64_vec().first().copied().unwrap_or(f64::NAN) * n as f64;
+            *s += v.first_f64().unwrap_or(f64::NAN) * n as f64;
         }
         rows += n;
     }
@@ -279,24 +355,20 @@ pub fn train(path: &Path, opts: &TrainOptions) -> Result<TrainReport, Error> {
         .collect::<Result<_, _>>()
         .map_err(Error::run("inference fetches"))?;
     fetch.truncate(1);
-    let (fx, fy) = (
-        placeholder_type(&session, &data.features)?,
-        placeholder_type(&session, &data.labels)?,
-    );
-    let (mut xb, mut yb) = train_set.batch_buffers(batch_size);
+    // Resolved once; every step refills the same buffers and fetches the loss
+    // into the same tensor, so the loop allocates nothing per step.
+    let (xb, yb) = train_set.batch_buffers(batch_size);
+    let mut x = BatchFeed::new(&session, &data.features, xb)?;
+    let mut y = BatchFeed::new(&session, &data.labels, yb)?;
+    let mut out: Vec<Tensor> = Vec::with_capacity(fetch.len());
 
     let bar = progress_bar(opts.progress, total_steps, step);
     let mut epoch_start = Instant::now();
     let mut epoch_examples = 0usize;
     while step < total_steps {
-        let idx = batches.next_batch();
-        train_set.gather_into(idx, &mut xb, &mut yb)?;
-        let feeds = HashMap::from([
-            (data.features.clone(), feed_value(&xb, &fx)),
-            (data.labels.clone(), feed_value(&yb, &fy)),
-        ]);
-        let out = session
-            .run_with_targets(&feeds, &fetch, &[target])
+        gather(&train_set, batches.next_batch(), &mut x, &mut y)?;
+        session
+            .run_with_targets_into(&[x.feed(), y.feed()], &fetch, &[target], &mut out)
             .map_err(|e| match e {
                 crate::runtime::RunError::NonFinite { node, op } => Error::NonFinite {
                     step: step + 1,
@@ -306,7 +378,7 @@ pub fn train(path: &Path, opts: &TrainOptions) -> Result<TrainReport, Error> {
             })?;
         step += 1;
         epoch_examples += batch_size;
-        let loss = out[0].to_f64_vec().first().copied().unwrap_or(f64::NAN);
+        let loss = out.first().and_then(Tensor::first_f64).unwrap_or(f64::NAN);
         if !loss.is_finite() {
             return Err(Error::NonFinite {
                 step,

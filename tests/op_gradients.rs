@@ -442,6 +442,22 @@ const CASES: &[Case] = &[
         node: r#"(name: "f", op: FusedBatchNorm(data_format: NHWC, is_training: false), inputs: ["a", "s", "o", "m", "v"]), (name: "fa", op: Mul, inputs: ["f", "a"]), (name: "s0", op: Mean(), inputs: ["fa"]), (name: "s1", op: Mean(), inputs: ["f:1"]), (name: "s2", op: Mean(), inputs: ["f:2"]), (name: "s4", op: Mean(), inputs: ["f:4"]), (name: "y", op: AddN, inputs: ["s0", "s1", "s2", "s4"])"#,
         second_order: true,
     },
+    Case {
+        name: "select_broadcast",
+        inputs: &[
+            ("c", &[3], Positive),
+            ("a", &[2, 3], Normal),
+            ("b", &[3], Normal),
+        ],
+        node: r#"(name: "half", op: Const(1.2)), (name: "cond", op: GreaterEqual, inputs: ["c", "half"]), (name: "y", op: Select, inputs: ["cond", "a", "b"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "identity_n",
+        inputs: &[("a", &[2, 3], Normal), ("b", &[3], Normal)],
+        node: r#"(name: "i", op: IdentityN, inputs: ["a", "b"]), (name: "y", op: Mul, inputs: ["i", "i:1"])"#,
+        second_order: true,
+    },
 ];
 
 /// Ops whose inputs get no gradient: piecewise-constant ops (where finite
@@ -587,7 +603,9 @@ fn every_op_in_the_op_set_has_a_case() {
         .collect();
     for op in gradc::runtime::op::OP_NAMES {
         // Every case uses the sources. ArgMax and the assignments have no gradient
-        // (tests/errors.rs); variables and NoOp are state (tests/optimizers.rs).
+        // (tests/errors.rs); variables and NoOp are state (tests/optimizers.rs);
+        // function boundaries are tested in tests/functions.rs, and layers are
+        // expanded into the ops above (tests/batch_norm.rs).
         if matches!(
             *op,
             "Placeholder"
@@ -598,6 +616,11 @@ fn every_op_in_the_op_set_has_a_case() {
                 | "AssignAdd"
                 | "AssignSub"
                 | "NoOp"
+                | "Call"
+                | "CustomGradient"
+                | "OnceDifferentiable"
+                | "AssignMovingAverage"
+                | "BatchNorm"
         ) {
             continue;
         }

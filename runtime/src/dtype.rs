@@ -9,6 +9,16 @@ pub enum DType {
     F64,
 }
 
+impl DType {
+    /// Bytes per element.
+    pub fn size_of(self) -> usize {
+        match self {
+            DType::F32 => std::mem::size_of::<f32>(),
+            DType::F64 => std::mem::size_of::<f64>(),
+        }
+    }
+}
+
 impl fmt::Display for DType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

@@ -16,6 +16,6 @@ pub mod tensor;
 pub use dtype::{DType, TensorType};
 pub use op::{Arity, Initializer, Literal, Op};
 pub use program::{Instr, NamedOutput, Program, ValueRef};
-pub use session::{RunError, Session};
+pub use session::{FeedId, RunError, Session};
 pub use shape::{Dim, Shape};
 pub use tensor::Tensor;

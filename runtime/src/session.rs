@@ -4,13 +4,24 @@
 //!
 //! **Variable semantics:** every read of a variable in a run sees its value at
 //! the start of the run; `Assign`, `AssignAdd` and `AssignSub` update the
-//! stored value in program order (so two `AssignAdd`s to one variable in a run
-//! both count) and the next run sees the result.
+//! stored value in place, in program order (so two `AssignAdd`s to one
+//! variable in a run both count), and the next run sees the result.
+//!
+//! **Buffer reuse:** the first run with a given set of fetches, targets and
+//! feed shapes makes a *plan* (the instructions needed, their concrete output
+//! types, where each value is read from) and allocates one buffer per output.
+//! Later runs with the same key reuse both, and kernels write into the
+//! buffers, so a steady-state run allocates nothing (see `run_with_targets_into`).
+//! Feeds and variables are read where they are, without copies; a variable
+//! that is read after an assignment to it in the same run is copied into a
+//! buffer at the start of the run. Errors found while planning (missing or
+//! mis-shaped feeds, shape errors) are reported before anything runs.
 
 use crate::init::initial_value;
-use crate::program::{Program, ValueRef};
+use crate::program::{Instr, Program, ValueRef};
 use crate::shape::Dim;
-use crate::{kernels, Op, Tensor, TensorType};
+use crate::tensor::check_alloc;
+use crate::{kernels, DType, Op, Tensor, TensorType};
 use std::collections::HashMap;
 use thiserror::Error;
 
@@ -20,6 +31,8 @@ pub enum RunError {
     MissingFeed { name: String, expected: TensorType },
     #[error("'{name}' is fed but the program has no single-output node of that name")]
     UnknownFeed { name: String },
+    #[error("'{name}' is fed twice in one run")]
+    DuplicateFeed { name: String },
     #[error("feed '{name}' has dtype {got}, the node is {expected}")]
     FeedDtype {
         name: String,
@@ -57,6 +70,21 @@ pub enum RunError {
     },
 }
 
+/// A node resolved once for feeding (see [`Session::resolve_feed`]), so a
+/// training loop can feed by position without building a map per step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FeedId(usize);
+
+impl FeedId {
+    /// The instruction it feeds.
+    pub fn node(self) -> usize {
+        self.0
+    }
+}
+
+/// How many plans a session keeps (least recently used dropped first).
+const MAX_PLANS: usize = 8;
+
 /// Holds a program and its variables; runs it with feeds, fetches and targets.
 pub struct Session {
     program: Program,
@@ -65,6 +93,64 @@ pub struct Session {
     store: Vec<Option<Tensor>>,
     /// Check every kernel's output for NaN and Inf, naming the first node that makes one.
     pub check_numerics: bool,
+    /// Plans of recent runs, reused while fetches, targets and feed shapes repeat.
+    plans: Vec<Plan>,
+    /// Each instruction's output buffers, kept across runs (empty until needed).
+    buffers: Vec<Vec<Tensor>>,
+    /// Start-of-run copies of variables that a run reads after assigning them.
+    snapshots: Vec<Option<Tensor>>,
+    /// Per instruction: the run that last fed it and the feed's position in that run.
+    fed_in: Vec<(u64, usize)>,
+    /// Runs started, to tell this run's feeds from earlier ones in `fed_in`.
+    runs: u64,
+}
+
+/// What a run with one set of fetches, targets and feed shapes does.
+struct Plan {
+    fetches: Vec<ValueRef>,
+    targets: Vec<usize>,
+    /// The fed nodes with the dtype and shape the plan was made for.
+    feeds: Vec<(usize, DType, Vec<usize>)>,
+    /// The needed instructions, in program order.
+    steps: Vec<Step>,
+    /// Where each node's value is read from in this plan.
+    sources: Vec<Source>,
+    /// Variables to copy into `snapshots` before the first step.
+    snapshot: Vec<usize>,
+    /// The run that last used this plan.
+    last_used: u64,
+}
+
+enum Step {
+    /// A fed node: only checked for NaN/Inf when `check_numerics` is set.
+    Feed(usize),
+    /// A kernel writing into the node's buffers, which have these types.
+    Kernel {
+        node: usize,
+        outputs: Vec<(DType, Vec<usize>)>,
+    },
+    /// Assign, AssignAdd or AssignSub to `var`; `output` is the buffer type for
+    /// the new value when something reads this node's output.
+    Assign {
+        node: usize,
+        var: usize,
+        output: Option<(DType, Vec<usize>)>,
+    },
+}
+
+/// Where a value is read from during a run.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Source {
+    /// Not needed by the plan.
+    None,
+    /// The caller's feed.
+    Feed,
+    /// The variable store (the variable is not assigned before it is read).
+    Store,
+    /// The start-of-run copy of a variable.
+    Snapshot,
+    /// The node's buffers.
+    Buffer,
 }
 
 impl Session {
@@ -79,15 +165,19 @@ impl Session {
             .enumerate()
             .map(|(i, ins)| (ins.name.clone(), i))
             .collect();
-        let store = vec![None; program.instrs.len()];
+        let n = program.instrs.len();
         Ok(Session {
             program,
             by_name,
-            store,
+            store: vec![None; n],
             check_numerics: false,
+            plans: Vec::new(),
+            buffers: vec![Vec::new(); n],
+            snapshots: vec![None; n],
+            fed_in: vec![(0, 0); n],
+            runs: 0,
         })
     }
-
     pub fn program(&self) -> &Program {
         &self.program
     }
@@ -189,6 +279,20 @@ impl Session {
             })
     }
 
+    /// Resolves a node to feed: any node with one output that is not an
+    /// assignment (a placeholder, or any other node, as with TensorFlow's `feed_dict`).
+    pub fn resolve_feed(&self, name: &str) -> Result<FeedId, RunError> {
+        let unknown = || RunError::UnknownFeed {
+            name: name.to_string(),
+        };
+        let &i = self.by_name.get(name).ok_or_else(unknown)?;
+        let ins = &self.program.instrs[i];
+        if ins.outputs.len() != 1 || ins.op.is_stateful() {
+            return Err(unknown());
+        }
+        Ok(FeedId(i))
+    }
+
     /// Runs what the fetches need and returns the fetched values in order.
     pub fn run(
         &mut self,
@@ -200,24 +304,60 @@ impl Session {
 
     /// Runs what the fetches and the targets need (TensorFlow's `session.run(fetches)`
     /// with ops among them); returns the fetched values in order.
+    ///
+    /// Convenient, but it allocates the returned tensors on every call; a loop
+    /// should use `run_with_targets_into`.
     pub fn run_with_targets(
         &mut self,
         feeds: &HashMap<String, Tensor>,
         fetches: &[ValueRef],
         targets: &[usize],
     ) -> Result<Vec<Tensor>, RunError> {
+        let feeds = feeds
+            .iter()
+            .map(|(name, t)| Ok((self.resolve_feed(name)?, t)))
+            .collect::<Result<Vec<_>, RunError>>()?;
+        let mut out = Vec::new();
+        self.run_with_targets_into(&feeds, fetches, targets, &mut out)?;
+        Ok(out)
+    }
+
+    /// Runs what the fetches and the targets need and copies the fetched
+    /// values into `out` (resized to `fetches.len()`).
+    ///
+    /// Allocation-free in the steady state: after a first run with the same
+    /// fetches, targets and fed nodes with the same dtypes and shapes, this
+    /// allocates nothing (for tensors of rank at most 4) as long as `out`
+    /// holds tensors of the fetched types from the previous call. ndarray's
+    /// matrix product backend still allocates its own packing buffer once
+    /// per matrix product; see the README.
+    pub fn run_with_targets_into(
+        &mut self,
+        feeds: &[(FeedId, &Tensor)],
+        fetches: &[ValueRef],
+        targets: &[usize],
+        out: &mut Vec<Tensor>,
+    ) -> Result<(), RunError> {
         let instrs = &self.program.instrs;
-        // Any node may be fed (TensorFlow's feed_dict); placeholders must be.
-        let mut fed: Vec<Option<&Tensor>> = vec![None; instrs.len()];
-        for (name, t) in feeds {
-            let &i = self
-                .by_name
-                .get(name)
-                .ok_or_else(|| RunError::UnknownFeed { name: name.clone() })?;
-            if instrs[i].outputs.len() != 1 || instrs[i].op.is_stateful() {
-                return Err(RunError::UnknownFeed { name: name.clone() });
+        self.runs += 1;
+        let run = self.runs;
+        for (k, (id, _)) in feeds.iter().enumerate() {
+            let unknown = || RunError::UnknownFeed {
+                name: instrs
+                    .get(id.0)
+                    .map_or_else(|| format!("#{}", id.0), |ins| ins.name.clone()),
+            };
+            let ins = instrs.get(id.0).ok_or_else(unknown)?;
+            if ins.outputs.len() != 1 || ins.op.is_stateful() {
+                return Err(unknown());
             }
-            fed[i] = Some(t);
+            let slot = &mut self.fed_in[id.0];
+            if slot.0 == run {
+                return Err(RunError::DuplicateFeed {
+                    name: ins.name.clone(),
+                });
+            }
+            *slot = (run, k);
         }
         for v in fetches {
             if instrs
@@ -234,34 +374,94 @@ impl Session {
                 name: format!("instruction {t}"),
             });
         }
+        let p = match self.find_plan(feeds, fetches, targets) {
+            Some(p) => p,
+            None => {
+                let plan = self.make_plan(feeds, fetches, targets)?;
+                if self.plans.len() >= MAX_PLANS {
+                    if let Some(oldest) =
+                        (0..self.plans.len()).min_by_key(|&i| self.plans[i].last_used)
+                    {
+                        self.plans.swap_remove(oldest);
+                    }
+                }
+                self.plans.push(plan);
+                self.plans.len() - 1
+            }
+        };
+        self.plans[p].last_used = run;
+        self.execute(p, feeds, fetches, out)
+    }
+
+    /// The cached plan for these fetches, targets and feeds, if any.
+    fn find_plan(
+        &self,
+        feeds: &[(FeedId, &Tensor)],
+        fetches: &[ValueRef],
+        targets: &[usize],
+    ) -> Option<usize> {
+        self.plans.iter().position(|plan| {
+            plan.fetches == fetches
+                && plan.targets == targets
+                && plan.feeds.len() == feeds.len()
+                && plan.feeds.iter().all(|(node, dtype, shape)| {
+                    let (run, k) = self.fed_in[*node];
+                    run == self.runs
+                        && feeds
+                            .get(k)
+                            .is_some_and(|(_, t)| t.dtype() == *dtype && t.shape() == shape)
+                })
+        })
+    }
+
+    /// Prunes to what the fetches and targets need, checks the feeds and
+    /// infers every needed node's concrete types, and decides where each value
+    /// is read from. Allocates; runs with the same key reuse the plan.
+    fn make_plan(
+        &self,
+        feeds: &[(FeedId, &Tensor)],
+        fetches: &[ValueRef],
+        targets: &[usize],
+    ) -> Result<Plan, RunError> {
+        let instrs = &self.program.instrs;
+        let n = instrs.len();
+        let fed = |i: usize| -> Option<&Tensor> {
+            let (run, k) = self.fed_in[i];
+            (run == self.runs)
+                .then(|| feeds.get(k).map(|(_, t)| *t))
+                .flatten()
+        };
         // Which instructions the fetches and targets need; a fed node needs nothing upstream.
-        let mut needed = vec![false; instrs.len()];
+        let mut needed = vec![false; n];
         let mut stack: Vec<usize> = fetches
             .iter()
             .map(|v| v.node)
             .chain(targets.iter().copied())
             .collect();
-        while let Some(n) = stack.pop() {
-            if !std::mem::replace(&mut needed[n], true) && fed[n].is_none() {
-                stack.extend(instrs[n].inputs.iter().map(|v| v.node));
-                stack.extend(instrs[n].control.iter().copied());
+        while let Some(i) = stack.pop() {
+            if !std::mem::replace(&mut needed[i], true) && fed(i).is_none() {
+                stack.extend(instrs[i].inputs.iter().map(|v| v.node));
+                stack.extend(instrs[i].control.iter().copied());
+            }
+        }
+        // Variables must have values before anything runs.
+        for (i, ins) in instrs.iter().enumerate() {
+            if needed[i]
+                && fed(i).is_none()
+                && matches!(ins.op, Op::Variable { .. })
+                && self.store[i].is_none()
+            {
+                return Err(RunError::Uninitialized {
+                    name: ins.name.clone(),
+                });
             }
         }
         let mut bindings: HashMap<String, (usize, String)> = HashMap::new();
-        let mut values: Vec<Option<Vec<Tensor>>> = vec![None; instrs.len()];
-        // Variables are read before anything runs: a run sees start-of-run values.
+        let mut types: Vec<Vec<TensorType>> = vec![Vec::new(); n];
+        let mut sources = vec![Source::None; n];
+        let mut steps = Vec::new();
         for (i, ins) in instrs.iter().enumerate() {
-            if needed[i] && fed[i].is_none() && matches!(ins.op, Op::Variable { .. }) {
-                let v = self.store[i]
-                    .clone()
-                    .ok_or_else(|| RunError::Uninitialized {
-                        name: ins.name.clone(),
-                    })?;
-                values[i] = Some(vec![v]);
-            }
-        }
-        for (i, ins) in instrs.iter().enumerate() {
-            if !needed[i] || values[i].is_some() {
+            if !needed[i] {
                 continue;
             }
             let node_err = |message: String| RunError::Node {
@@ -269,61 +469,312 @@ impl Session {
                 op: ins.op.name(),
                 message,
             };
-            let outs = if let Some(t) = fed[i] {
+            if let Some(t) = fed(i) {
                 check_feed(&ins.name, &ins.outputs[0], t, &mut bindings)?;
-                vec![t.clone()]
+                types[i] = vec![t.tensor_type()];
+                sources[i] = Source::Feed;
+                steps.push(Step::Feed(i));
             } else if let Op::Placeholder { .. } = ins.op {
                 return Err(RunError::MissingFeed {
                     name: ins.name.clone(),
                     expected: ins.outputs[0].clone(),
                 });
+            } else if let Op::Variable { .. } = ins.op {
+                types[i] = ins.outputs.clone();
+                sources[i] = Source::Store;
             } else if let Op::NoOp = ins.op {
-                Vec::new()
             } else {
-                let args: Vec<&Tensor> = ins
+                let in_types = ins
                     .inputs
                     .iter()
-                    .map(|v| {
-                        &values[v.node]
-                            .as_ref()
-                            .expect("validated: inputs precede their users")[v.output]
+                    .map(|v| types[v.node].get(v.output).cloned())
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(|| node_err("an input has no value".into()))?;
+                let out_types = ins.op.infer(ins.dtype, &in_types).map_err(node_err)?;
+                let outputs = out_types
+                    .iter()
+                    .map(|t| {
+                        let shape = t.shape.concrete().ok_or_else(|| {
+                            node_err(format!("output shape {} is not concrete", t.shape))
+                        })?;
+                        check_alloc(&shape, t.dtype.size_of()).map_err(node_err)?;
+                        Ok((t.dtype, shape))
                     })
-                    .collect();
-                let types: Vec<TensorType> = args.iter().map(|t| t.tensor_type()).collect();
-                let out_types = ins.op.infer(ins.dtype, &types).map_err(node_err)?;
-                if ins.op.is_stateful() {
-                    let var = ins.inputs[0].node;
-                    let current =
-                        self.store[var]
-                            .as_ref()
-                            .ok_or_else(|| RunError::Uninitialized {
-                                name: instrs[var].name.clone(),
-                            })?;
-                    let new = match ins.op {
-                        Op::AssignAdd => kernels::eval(&Op::Add, &[current, args[1]], &out_types)
-                            .map_err(node_err)?,
-                        Op::AssignSub => kernels::eval(&Op::Sub, &[current, args[1]], &out_types)
-                            .map_err(node_err)?,
-                        _ => vec![args[1].clone()],
-                    };
-                    self.store[var] = Some(new[0].clone());
-                    new
+                    .collect::<Result<Vec<_>, RunError>>()?;
+                sources[i] = Source::Buffer;
+                types[i] = out_types;
+                steps.push(if ins.op.is_stateful() {
+                    Step::Assign {
+                        node: i,
+                        var: ins.inputs[0].node,
+                        output: None,
+                    }
                 } else {
-                    kernels::eval(&ins.op, &args, &out_types).map_err(node_err)?
-                }
-            };
-            if self.check_numerics && outs.iter().any(|t| !t.is_finite()) {
-                return Err(RunError::NonFinite {
-                    node: ins.name.clone(),
-                    op: ins.op.name(),
+                    Step::Kernel { node: i, outputs }
                 });
             }
-            values[i] = Some(outs);
         }
-        Ok(fetches
-            .iter()
-            .map(|v| values[v.node].as_ref().expect("fetched nodes are needed")[v.output].clone())
-            .collect())
+        // A variable read at or after its first assignment in this run (or
+        // fetched, which happens after the run) is read from a start-of-run copy.
+        let mut first_assign: Vec<Option<usize>> = vec![None; n];
+        for step in &steps {
+            if let Step::Assign { node, var, .. } = *step {
+                first_assign[var].get_or_insert(node);
+            }
+        }
+        let mut used = vec![false; n];
+        let mut snapshot = Vec::new();
+        let mut read = |var: usize, at: usize, sources: &mut [Source]| {
+            if sources[var] == Source::Store && first_assign[var].is_some_and(|a| a <= at) {
+                sources[var] = Source::Snapshot;
+                snapshot.push(var);
+            }
+        };
+        for step in &steps {
+            let (Step::Kernel { node, .. } | Step::Assign { node, .. }) = *step else {
+                continue;
+            };
+            let stateful = instrs[node].op.is_stateful();
+            for (slot, v) in instrs[node].inputs.iter().enumerate() {
+                // An assignment's first input names its variable; it is not a read.
+                if !(stateful && slot == 0) {
+                    read(v.node, node, &mut sources);
+                    used[v.node] = true;
+                }
+            }
+        }
+        for v in fetches {
+            read(v.node, usize::MAX, &mut sources);
+            used[v.node] = true;
+        }
+        // An assignment's output is the new value; keep a copy only if something reads it.
+        for step in &mut steps {
+            if let Step::Assign { node, output, .. } = step {
+                if used[*node] {
+                    *output = types[*node]
+                        .first()
+                        .and_then(|t| Some((t.dtype, t.shape.concrete()?)));
+                }
+            }
+        }
+        Ok(Plan {
+            fetches: fetches.to_vec(),
+            targets: targets.to_vec(),
+            feeds: feeds
+                .iter()
+                .map(|(id, t)| (id.0, t.dtype(), t.shape().to_vec()))
+                .collect(),
+            steps,
+            sources,
+            snapshot,
+            last_used: 0,
+        })
+    }
+
+    /// Runs plan `p`: buffers, snapshots, steps in order, then the fetches.
+    fn execute(
+        &mut self,
+        p: usize,
+        feeds: &[(FeedId, &Tensor)],
+        fetches: &[ValueRef],
+        out: &mut Vec<Tensor>,
+    ) -> Result<(), RunError> {
+        let Session {
+            program,
+            store,
+            check_numerics,
+            plans,
+            buffers,
+            snapshots,
+            fed_in,
+            ..
+        } = self;
+        let instrs = &program.instrs;
+        let plan = &plans[p];
+        let node_err = |i: usize| {
+            move |message: String| RunError::Node {
+                node: instrs[i].name.clone(),
+                op: instrs[i].op.name(),
+                message,
+            }
+        };
+        // Buffers of the right types: kept from the last run unless a shape changed.
+        for step in &plan.steps {
+            let (node, types) = match step {
+                Step::Kernel { node, outputs } => (*node, outputs.as_slice()),
+                Step::Assign {
+                    node,
+                    output: Some(output),
+                    ..
+                } => (*node, std::slice::from_ref(output)),
+                _ => continue,
+            };
+            let bufs = &mut buffers[node];
+            let fits = bufs.len() == types.len()
+                && bufs.iter().zip(types).all(|(b, (d, s))| b.has_type(*d, s));
+            if !fits {
+                *bufs = types
+                    .iter()
+                    .map(|(d, s)| Tensor::zeros(*d, s))
+                    .collect::<Result<_, _>>()
+                    .map_err(node_err(node))?;
+            }
+        }
+        for &v in &plan.snapshot {
+            let value = store[v].as_ref().ok_or_else(|| RunError::Uninitialized {
+                name: instrs[v].name.clone(),
+            })?;
+            match &mut snapshots[v] {
+                Some(copy) => copy.copy_from(value),
+                slot => *slot = Some(value.clone()),
+            }
+        }
+        let non_finite = |i: usize| RunError::NonFinite {
+            node: instrs[i].name.clone(),
+            op: instrs[i].op.name(),
+        };
+        for step in &plan.steps {
+            match *step {
+                Step::Feed(i) => {
+                    let values = Values {
+                        sources: &plan.sources,
+                        feeds,
+                        fed_in,
+                        store,
+                        snapshots,
+                        buffers,
+                    };
+                    let value = values.get(ValueRef { node: i, output: 0 });
+                    if *check_numerics && value.is_some_and(|t| !t.is_finite()) {
+                        return Err(non_finite(i));
+                    }
+                }
+                Step::Kernel { node: i, .. } => {
+                    let mut outs = std::mem::take(&mut buffers[i]);
+                    let result = kernels::eval_with(
+                        &instrs[i].op,
+                        &Args {
+                            instr: &instrs[i],
+                            values: Values {
+                                sources: &plan.sources,
+                                feeds,
+                                fed_in,
+                                store,
+                                snapshots,
+                                buffers,
+                            },
+                        },
+                        &mut outs,
+                    );
+                    buffers[i] = outs;
+                    result.map_err(node_err(i))?;
+                    if *check_numerics && buffers[i].iter().any(|t| !t.is_finite()) {
+                        return Err(non_finite(i));
+                    }
+                }
+                Step::Assign {
+                    node: i,
+                    var,
+                    ref output,
+                } => {
+                    let Some(mut value) = store[var].take() else {
+                        return Err(RunError::Uninitialized {
+                            name: instrs[var].name.clone(),
+                        });
+                    };
+                    let values = Values {
+                        sources: &plan.sources,
+                        feeds,
+                        fed_in,
+                        store,
+                        snapshots,
+                        buffers,
+                    };
+                    let result = match instrs[i].inputs.get(1).and_then(|&v| values.get(v)) {
+                        None => Err("the assigned value is missing".to_string()),
+                        Some(delta) => match instrs[i].op {
+                            Op::AssignAdd => kernels::accumulate(&mut value, delta, false),
+                            Op::AssignSub => kernels::accumulate(&mut value, delta, true),
+                            _ => {
+                                value.copy_from(delta);
+                                Ok(())
+                            }
+                        },
+                    };
+                    let value = &*store[var].insert(value);
+                    result.map_err(node_err(i))?;
+                    if output.is_some() {
+                        if let Some(buf) = buffers[i].first_mut() {
+                            buf.copy_from(value);
+                        }
+                    }
+                    if *check_numerics && !value.is_finite() {
+                        return Err(non_finite(i));
+                    }
+                }
+            }
+        }
+        let values = Values {
+            sources: &plan.sources,
+            feeds,
+            fed_in,
+            store,
+            snapshots,
+            buffers,
+        };
+        out.truncate(fetches.len());
+        for (k, &v) in fetches.iter().enumerate() {
+            let value = values.get(v).ok_or_else(|| RunError::InvalidProgram {
+                message: format!("fetched value {}:{} was not computed", v.node, v.output),
+            })?;
+            match out.get_mut(k) {
+                Some(slot) => slot.copy_from(value),
+                None => out.push(value.clone()),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Where a run's values are: the caller's feeds, the variable store, the
+/// start-of-run copies and the buffers, as the plan's `sources` say.
+struct Values<'a> {
+    sources: &'a [Source],
+    feeds: &'a [(FeedId, &'a Tensor)],
+    fed_in: &'a [(u64, usize)],
+    store: &'a [Option<Tensor>],
+    snapshots: &'a [Option<Tensor>],
+    buffers: &'a [Vec<Tensor>],
+}
+
+impl Values<'_> {
+    fn get(&self, v: ValueRef) -> Option<&Tensor> {
+        match self.sources.get(v.node)? {
+            Source::None => None,
+            Source::Feed => {
+                let &(_, k) = self.fed_in.get(v.node)?;
+                self.feeds.get(k).map(|(_, t)| *t)
+            }
+            Source::Store => self.store.get(v.node)?.as_ref(),
+            Source::Snapshot => self.snapshots.get(v.node)?.as_ref(),
+            Source::Buffer => self.buffers.get(v.node)?.get(v.output),
+        }
+    }
+}
+
+/// The inputs of one instruction, for its kernel.
+struct Args<'a> {
+    instr: &'a Instr,
+    values: Values<'a>,
+}
+
+impl kernels::Inputs for Args<'_> {
+    fn len(&self) -> usize {
+        self.instr.inputs.len()
+    }
+
+    fn get(&self, k: usize) -> Option<&Tensor> {
+        self.values.get(*self.instr.inputs.get(k)?)
     }
 }
 

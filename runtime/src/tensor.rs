@@ -45,6 +45,55 @@ impl Tensor {
         })
     }
 
+    /// A tensor of zeros; an error rather than a panic for shapes too large to allocate.
+    pub fn zeros(dtype: DType, shape: &[usize]) -> Result<Tensor, String> {
+        check_alloc(shape, dtype.size_of())?;
+        Ok(match dtype {
+            DType::F64 => Tensor::F64(ArrayD::zeros(IxDyn(shape))),
+            DType::F32 => Tensor::F32(ArrayD::zeros(IxDyn(shape))),
+        })
+    }
+
+    /// Whether the tensor has this dtype and shape (so it can hold such a value without allocating).
+    pub fn has_type(&self, dtype: DType, shape: &[usize]) -> bool {
+        self.dtype() == dtype && self.shape() == shape
+    }
+
+    /// Makes `self` a copy of `src`. Reuses `self`'s memory when the dtypes
+    /// match, so a copy between tensors of one dtype and size allocates nothing.
+    pub fn copy_from(&mut self, src: &Tensor) {
+        match (self, src) {
+            (Tensor::F32(a), Tensor::F32(b)) => a.clone_from(b),
+            (Tensor::F64(a), Tensor::F64(b)) => a.clone_from(b),
+            (dst, src) => *dst = src.clone(),
+        }
+    }
+
+    /// The f32 array, if the tensor holds f32.
+    pub fn as_f32_mut(&mut self) -> Option<&mut ArrayD<f32>> {
+        match self {
+            Tensor::F32(a) => Some(a),
+            Tensor::F64(_) => None,
+        }
+    }
+
+    /// The f64 array, if the tensor holds f64.
+    pub fn as_f64_mut(&mut self) -> Option<&mut ArrayD<f64>> {
+        match self {
+            Tensor::F64(a) => Some(a),
+            Tensor::F32(_) => None,
+        }
+    }
+
+    /// The first element (in row-major order) widened to f64, e.g. a scalar
+    /// loss; None for an empty tensor. Allocates nothing, unlike `to_f64_vec`.
+    pub fn first_f64(&self) -> Option<f64> {
+        match self {
+            Tensor::F32(a) => a.iter().next().map(|&v| f64::from(v)),
+            Tensor::F64(a) => a.iter().next().copied(),
+        }
+    }
+
     pub fn scalar(dtype: DType, v: f64) -> Tensor {
         match dtype {
             DType::F64 => Tensor::F64(ArrayD::from_elem(IxDyn(&[]), v)),
@@ -75,6 +124,19 @@ impl Tensor {
             Tensor::F64(a) => a.clone(),
         }
     }
+}
+
+/// Refuses shapes ndarray or `Vec` would panic on (more than `isize::MAX`
+/// bytes, counting zero-length axes as 1 as ndarray does).
+pub(crate) fn check_alloc(shape: &[usize], elem_size: usize) -> Result<(), String> {
+    let limit = isize::MAX as usize / elem_size.max(1);
+    shape
+        .iter()
+        .try_fold(1usize, |n, &d| {
+            n.checked_mul(d.max(1)).filter(|&n| n <= limit)
+        })
+        .map(|_| ())
+        .ok_or_else(|| format!("output shape {shape:?} is too large"))
 }
 
 impl From<ArrayD<f64>> for Tensor {

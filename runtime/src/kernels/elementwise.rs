@@ -1,22 +1,35 @@
-//! Elementwise kernels: unary maps, broadcasting binary ops, ReluGrad, AddN.
+//! Elementwise kernels: unary maps, broadcasting binary ops, ReluGrad, AddN,
+//! and the in-place updates of AssignAdd and AssignSub.
 
-use super::{broadcast_view, Elem};
+use super::{broadcast_view, same_shape, Elem};
 use ndarray::{ArrayD, ArrayViewD, Zip};
 
-pub(super) fn unary<T: Elem>(x: &ArrayViewD<'_, T>, f: impl Fn(T) -> T) -> ArrayD<T> {
-    x.mapv(f)
+/// `f` applied to each element of `x` (of the output's shape).
+pub(super) fn unary<T: Elem>(
+    x: &ArrayViewD<'_, T>,
+    out: &mut ArrayD<T>,
+    f: impl Fn(T) -> T,
+) -> Result<(), String> {
+    same_shape("the input", x.shape(), out.shape())?;
+    Zip::from(out).and(x).for_each(|y, &v| *y = f(v));
+    Ok(())
 }
 
-/// `f` applied to `a` and `b` broadcast (NumPy rules) to `out`.
+/// `f` applied to `a` and `b` broadcast (NumPy rules) to the output's shape.
 pub(super) fn binary<T: Elem>(
     a: &ArrayViewD<'_, T>,
     b: &ArrayViewD<'_, T>,
-    out: &[usize],
+    out: &mut ArrayD<T>,
     f: impl Fn(T, T) -> T,
-) -> Result<ArrayD<T>, String> {
-    let a = broadcast_view(a, out)?;
-    let b = broadcast_view(b, out)?;
-    Ok(Zip::from(&a).and(&b).map_collect(|&x, &y| f(x, y)))
+) -> Result<(), String> {
+    let shape = out.raw_dim();
+    let a = broadcast_view(a, &shape)?;
+    let b = broadcast_view(b, &shape)?;
+    Zip::from(out)
+        .and(&a)
+        .and(&b)
+        .for_each(|y, &u, &v| *y = f(u, v));
+    Ok(())
 }
 
 /// The larger of `a` and `b`; NaN if either is NaN (like `np.maximum`).
@@ -48,13 +61,17 @@ pub(super) fn sigmoid<T: Elem>(x: T) -> T {
 }
 
 /// x ^ e; an integral exponent uses `powi`, so negative bases work for it.
-pub(super) fn pow<T: Elem>(x: &ArrayViewD<'_, T>, e: f64) -> ArrayD<T> {
+pub(super) fn pow<T: Elem>(
+    x: &ArrayViewD<'_, T>,
+    e: f64,
+    out: &mut ArrayD<T>,
+) -> Result<(), String> {
     if e.fract() == 0.0 && e.abs() <= f64::from(i32::MAX) {
         let n = e as i32;
-        x.mapv(|v| v.powi(n))
+        unary(x, out, |v| v.powi(n))
     } else {
         let e = T::from_f64(e);
-        x.mapv(|v| v.powf(e))
+        unary(x, out, |v| v.powf(e))
     }
 }
 
@@ -62,7 +79,8 @@ pub(super) fn pow<T: Elem>(x: &ArrayViewD<'_, T>, e: f64) -> ArrayD<T> {
 pub(super) fn relu_grad<T: Elem>(
     dy: &ArrayViewD<'_, T>,
     x: &ArrayViewD<'_, T>,
-) -> Result<ArrayD<T>, String> {
+    out: &mut ArrayD<T>,
+) -> Result<(), String> {
     if dy.shape() != x.shape() {
         return Err(format!(
             "ReluGrad: dy {:?} and x {:?} differ in shape",
@@ -70,26 +88,57 @@ pub(super) fn relu_grad<T: Elem>(
             x.shape()
         ));
     }
-    Ok(Zip::from(dy)
+    same_shape("ReluGrad's x", x.shape(), out.shape())?;
+    Zip::from(out)
+        .and(dy)
         .and(x)
-        .map_collect(|&g, &v| if v > T::zero() { g } else { T::zero() }))
+        .for_each(|y, &g, &v| *y = if v > T::zero() { g } else { T::zero() });
+    Ok(())
 }
 
-/// Elementwise sum of inputs of one shape.
-pub(super) fn add_n<T: Elem>(xs: &[ArrayViewD<'_, T>]) -> Result<ArrayD<T>, String> {
-    let Some((first, rest)) = xs.split_first() else {
+/// Elementwise sum of `n` inputs of one shape, in input order.
+pub(super) fn add_n<'a, T: Elem>(
+    n: usize,
+    x: impl Fn(usize) -> Result<ArrayViewD<'a, T>, String>,
+    out: &mut ArrayD<T>,
+) -> Result<(), String> {
+    if n == 0 {
         return Err("AddN takes at least 1 input, got 0".into());
-    };
-    let mut acc = first.to_owned();
-    for x in rest {
-        if x.shape() != acc.shape() {
+    }
+    let first = x(0)?;
+    same_shape("AddN's first input", first.shape(), out.shape())?;
+    out.assign(&first);
+    for k in 1..n {
+        let xk = x(k)?;
+        if xk.shape() != out.shape() {
             return Err(format!(
                 "AddN: inputs of shapes {:?} and {:?}",
-                acc.shape(),
-                x.shape()
+                out.shape(),
+                xk.shape()
             ));
         }
-        Zip::from(&mut acc).and(x).for_each(|a, &b| *a = *a + b);
+        Zip::from(&mut *out).and(&xk).for_each(|a, &b| *a = *a + b);
     }
-    Ok(acc)
+    Ok(())
+}
+
+/// `dst += delta`, or `dst -= delta` when `subtract`; the shapes must be equal.
+pub(super) fn accumulate<T: Elem>(
+    dst: &mut ArrayD<T>,
+    delta: &ArrayD<T>,
+    subtract: bool,
+) -> Result<(), String> {
+    if dst.shape() != delta.shape() {
+        return Err(format!(
+            "cannot update a variable of shape {:?} with a value of shape {:?}",
+            dst.shape(),
+            delta.shape()
+        ));
+    }
+    if subtract {
+        Zip::from(dst).and(delta).for_each(|a, &b| *a = *a - b);
+    } else {
+        Zip::from(dst).and(delta).for_each(|a, &b| *a = *a + b);
+    }
+    Ok(())
 }

@@ -1,26 +1,54 @@
-//! Kernels that build or rearrange values: Const, Fill, reshapes, Transpose,
-//! BroadcastLike.
+//! Kernels that build or rearrange values: Const, Fill, ZerosLike, OnesLike,
+//! Identity, reshapes, Transpose, BroadcastLike.
 
-use super::{broadcast_view, Elem};
+use super::{broadcast_view, same_shape, Elem};
 use crate::Literal;
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
 
-pub(super) fn constant<T: Elem>(lit: &Literal, out: &[usize]) -> Result<ArrayD<T>, String> {
-    let (shape, data) = lit.to_flat()?;
-    if shape != out {
-        return Err(format!("constant of shape {shape:?}, expected {out:?}"));
+/// Whether the literal has exactly this shape (as `Literal::to_flat` would give it).
+fn literal_fits(lit: &Literal, shape: &[usize]) -> bool {
+    match (lit, shape.split_first()) {
+        (Literal::Scalar(_), None) => true,
+        (Literal::List(items), Some((&n, rest))) if items.is_empty() => n == 0 && rest.is_empty(),
+        (Literal::List(items), Some((&n, rest))) => {
+            items.len() == n && items.iter().all(|item| literal_fits(item, rest))
+        }
+        _ => false,
     }
-    let data = data.into_iter().map(T::from_f64).collect();
-    ArrayD::from_shape_vec(IxDyn(&shape), data).map_err(|e| e.to_string())
 }
 
-/// A tensor of shape `out` filled with the scalar `value`.
-pub(super) fn fill<T: Elem>(value: &ArrayViewD<'_, T>, out: &[usize]) -> Result<ArrayD<T>, String> {
+/// Writes the literal's values, in row-major order, to `out`.
+fn write_literal<'a, T: Elem + 'a>(lit: &Literal, out: &mut impl Iterator<Item = &'a mut T>) {
+    match lit {
+        Literal::Scalar(v) => {
+            if let Some(o) = out.next() {
+                *o = T::from_f64(*v);
+            }
+        }
+        Literal::List(items) => items.iter().for_each(|item| write_literal(item, out)),
+    }
+}
+
+pub(super) fn constant<T: Elem>(lit: &Literal, out: &mut ArrayD<T>) -> Result<(), String> {
+    if !literal_fits(lit, out.shape()) {
+        let (shape, _) = lit.to_flat()?;
+        return Err(format!(
+            "constant of shape {shape:?}, expected {:?}",
+            out.shape()
+        ));
+    }
+    write_literal(lit, &mut out.iter_mut());
+    Ok(())
+}
+
+/// The output filled with the scalar `value`.
+pub(super) fn fill<T: Elem>(value: &ArrayViewD<'_, T>, out: &mut ArrayD<T>) -> Result<(), String> {
     match value.ndim() {
-        0 => value
-            .first()
-            .map(|&v| ArrayD::from_elem(IxDyn(out), v))
-            .ok_or_else(|| "Fill: empty value".into()),
+        0 => {
+            let &v = value.first().ok_or("Fill: empty value")?;
+            out.fill(v);
+            Ok(())
+        }
         _ => Err(format!(
             "Fill takes a scalar value, got shape {:?}",
             value.shape()
@@ -28,41 +56,71 @@ pub(super) fn fill<T: Elem>(value: &ArrayViewD<'_, T>, out: &[usize]) -> Result<
     }
 }
 
+/// The output, of x's shape, filled with `value` (ZerosLike, OnesLike).
+pub(super) fn fill_like<T: Elem>(
+    x: &ArrayViewD<'_, T>,
+    value: T,
+    out: &mut ArrayD<T>,
+) -> Result<(), String> {
+    same_shape("the input", x.shape(), out.shape())?;
+    out.fill(value);
+    Ok(())
+}
+
+/// A copy of `x`, of the output's shape (Identity, StopGradient).
+pub(super) fn copy<T: Elem>(x: &ArrayViewD<'_, T>, out: &mut ArrayD<T>) -> Result<(), String> {
+    same_shape("the input", x.shape(), out.shape())?;
+    out.assign(x);
+    Ok(())
+}
+
 /// Row-major reshape (Reshape, ReshapeLike, ExpandDims, Squeeze).
-pub(super) fn reshape<T: Elem>(x: &ArrayViewD<'_, T>, out: &[usize]) -> Result<ArrayD<T>, String> {
-    x.to_shape(IxDyn(out))
-        .map(|y| y.into_owned())
-        .map_err(|e| format!("cannot reshape {:?} to {out:?}: {e}", x.shape()))
+pub(super) fn reshape<T: Elem>(x: &ArrayViewD<'_, T>, out: &mut ArrayD<T>) -> Result<(), String> {
+    if x.len() != out.len() {
+        return Err(format!(
+            "cannot reshape {:?} to {:?}: the sizes differ",
+            x.shape(),
+            out.shape()
+        ));
+    }
+    match (x.as_slice(), out.as_slice_mut()) {
+        (Some(src), Some(dst)) => dst.copy_from_slice(src),
+        _ => out.iter_mut().zip(x.iter()).for_each(|(o, &v)| *o = v),
+    }
+    Ok(())
 }
 
 /// Permutes the axes; reverses them when `perm` is absent.
 pub(super) fn transpose<T: Elem>(
     x: &ArrayViewD<'_, T>,
     perm: Option<&[usize]>,
-) -> Result<ArrayD<T>, String> {
+    out: &mut ArrayD<T>,
+) -> Result<(), String> {
     let r = x.ndim();
-    let perm: Vec<usize> = match perm {
-        Some(p) => p.to_vec(),
-        None => (0..r).rev().collect(),
+    let permuted = match perm {
+        None => x.view().reversed_axes(),
+        Some(p) => {
+            let valid = p.len() == r
+                && p.iter()
+                    .enumerate()
+                    .all(|(i, &a)| a < r && !p[..i].contains(&a));
+            if !valid {
+                return Err(format!("perm {p:?} is not a permutation of {r} axes"));
+            }
+            x.view().permuted_axes(IxDyn(p))
+        }
     };
-    let mut seen = vec![false; r];
-    let valid = perm.len() == r
-        && perm
-            .iter()
-            .all(|&a| a < r && !std::mem::replace(&mut seen[a], true));
-    if !valid {
-        return Err(format!("perm {perm:?} is not a permutation of {r} axes"));
-    }
-    Ok(x.view()
-        .permuted_axes(IxDyn(&perm))
-        .as_standard_layout()
-        .into_owned())
+    same_shape("the transposed input", permuted.shape(), out.shape())?;
+    out.assign(&permuted);
+    Ok(())
 }
 
-/// `x` broadcast to `out`, materialized.
+/// `x` broadcast to the output's shape, materialized.
 pub(super) fn broadcast_to<T: Elem>(
     x: &ArrayViewD<'_, T>,
-    out: &[usize],
-) -> Result<ArrayD<T>, String> {
-    Ok(broadcast_view(x, out)?.to_owned())
+    out: &mut ArrayD<T>,
+) -> Result<(), String> {
+    let shape = out.raw_dim();
+    out.assign(&broadcast_view(x, &shape)?);
+    Ok(())
 }

@@ -2,20 +2,21 @@
 
 use super::{elementwise, Elem};
 use ndarray::linalg::general_mat_mul;
-use ndarray::{Array3, ArrayD, ArrayViewD, IxDyn, Zip};
+use ndarray::{ArrayD, ArrayView2, ArrayViewD, Ix2, Zip};
 
-/// Matrix product of the last two axes; leading axes are batch axes that must
-/// be equal in both inputs. Each product goes through ndarray's matrixmultiply
-/// backend, with transposes as strided views (no copy).
+/// Matrix product of the last two axes, written into `out`; leading axes are
+/// batch axes that must be equal in both inputs. Each product goes through
+/// ndarray's matrixmultiply backend straight into the output, with transposes
+/// as strided views (no copy).
 pub(super) fn matmul<T: Elem>(
     a: &ArrayViewD<'_, T>,
     b: &ArrayViewD<'_, T>,
     transpose_a: bool,
     transpose_b: bool,
-    out: &[usize],
-) -> Result<ArrayD<T>, String> {
+    out: &mut ArrayD<T>,
+) -> Result<(), String> {
     let r = a.ndim();
-    let bad = || {
+    let bad = |out: &[usize]| {
         format!(
             "MatMul cannot multiply {:?} by {:?} (transpose_a: {transpose_a}, \
              transpose_b: {transpose_b}) into {out:?}",
@@ -23,8 +24,8 @@ pub(super) fn matmul<T: Elem>(
             b.shape()
         )
     };
-    if r < 2 || b.ndim() != r || out.len() != r {
-        return Err(bad());
+    if r < 2 || b.ndim() != r || out.ndim() != r {
+        return Err(bad(out.shape()));
     }
     let (batch_dims, a_mat) = a.shape().split_at(r - 2);
     let (b_batch, b_mat) = b.shape().split_at(r - 2);
@@ -38,8 +39,31 @@ pub(super) fn matmul<T: Elem>(
     } else {
         (b_mat[0], b_mat[1])
     };
-    if b_batch != batch_dims || out[..r - 2] != *batch_dims || k != k2 || out[r - 2..] != [m, n] {
-        return Err(bad());
+    let o = out.shape();
+    if b_batch != batch_dims || o[..r - 2] != *batch_dims || k != k2 || o[r - 2..] != [m, n] {
+        return Err(bad(o));
+    }
+    if r == 2 {
+        let a2 = a
+            .view()
+            .into_dimensionality::<Ix2>()
+            .map_err(|e| e.to_string())?;
+        let b2 = b
+            .view()
+            .into_dimensionality::<Ix2>()
+            .map_err(|e| e.to_string())?;
+        let mut c = out
+            .view_mut()
+            .into_dimensionality::<Ix2>()
+            .map_err(|e| e.to_string())?;
+        general_mat_mul(
+            T::one(),
+            &orient(a2, transpose_a),
+            &orient(b2, transpose_b),
+            T::zero(),
+            &mut c,
+        );
+        return Ok(());
     }
     let batch: usize = batch_dims.iter().product();
     let a3 = a
@@ -48,26 +72,40 @@ pub(super) fn matmul<T: Elem>(
     let b3 = b
         .to_shape((batch, b_mat[0], b_mat[1]))
         .map_err(|e| e.to_string())?;
-    let mut c = Array3::<T>::zeros((batch, m, n));
-    Zip::from(c.outer_iter_mut())
+    let mut c3 = out
+        .view_mut()
+        .into_shape_with_order((batch, m, n))
+        .map_err(|e| e.to_string())?;
+    Zip::from(c3.outer_iter_mut())
         .and(a3.outer_iter())
         .and(b3.outer_iter())
         .for_each(|mut ci, ai, bi| {
-            let ai = if transpose_a { ai.reversed_axes() } else { ai };
-            let bi = if transpose_b { bi.reversed_axes() } else { bi };
-            general_mat_mul(T::one(), &ai, &bi, T::zero(), &mut ci);
+            general_mat_mul(
+                T::one(),
+                &orient(ai, transpose_a),
+                &orient(bi, transpose_b),
+                T::zero(),
+                &mut ci,
+            );
         });
-    c.into_dyn()
-        .into_shape_with_order(IxDyn(out))
-        .map_err(|e| e.to_string())
+    Ok(())
+}
+
+/// The matrix, or its transpose as a strided view.
+fn orient<T>(x: ArrayView2<'_, T>, transpose: bool) -> ArrayView2<'_, T> {
+    if transpose {
+        x.reversed_axes()
+    } else {
+        x
+    }
 }
 
 /// x + b, with b of rank 1 added along the last axis of x.
 pub(super) fn bias_add<T: Elem>(
     x: &ArrayViewD<'_, T>,
     b: &ArrayViewD<'_, T>,
-    out: &[usize],
-) -> Result<ArrayD<T>, String> {
+    out: &mut ArrayD<T>,
+) -> Result<(), String> {
     if b.ndim() != 1 || x.shape().last() != b.shape().first() {
         return Err(format!(
             "BiasAdd: bias {:?} does not match the last axis of {:?}",
@@ -75,5 +113,6 @@ pub(super) fn bias_add<T: Elem>(
             x.shape()
         ));
     }
+    super::same_shape("BiasAdd's input", x.shape(), out.shape())?;
     elementwise::binary(x, b, out, |x, b| x + b)
 }

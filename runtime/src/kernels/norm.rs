@@ -1,9 +1,20 @@
 //! Normalization kernels: Moments and BatchNormalization (TensorFlow's formulas).
 
-use super::{reshape_owned, Elem};
+use super::Elem;
 use crate::op::DataFormat;
 use crate::shape::normalize_axes;
-use ndarray::{ArrayD, ArrayViewD, Axis, IxDyn, Zip};
+use ndarray::{ArrayD, ArrayViewD, Axis, Dimension, IxDyn, Zip};
+
+/// `a` reshaped (row-major) to `shape`.
+fn reshape_owned<T: Clone>(a: ArrayD<T>, shape: &[usize]) -> Result<ArrayD<T>, String> {
+    let a = if a.is_standard_layout() {
+        a
+    } else {
+        a.as_standard_layout().into_owned()
+    };
+    a.into_shape_with_order(IxDyn(shape))
+        .map_err(|e| e.to_string())
+}
 
 /// Mean and population variance over `axes` (two passes: the mean, then the
 /// mean squared deviation from it), both shaped `out`.
@@ -49,12 +60,18 @@ pub(super) fn batch_normalization<T: Elem>(
     eps: f64,
     has_offset: bool,
     has_scale: bool,
-    out: &[usize],
-) -> Result<ArrayD<T>, String> {
-    let dim = IxDyn(out);
+    y: &mut ArrayD<T>,
+) -> Result<(), String> {
+    let dim = y.raw_dim();
     let b = |a: &ArrayViewD<'_, T>| {
         a.broadcast(dim.clone())
-            .ok_or_else(|| format!("shape {:?} does not broadcast to {out:?}", a.shape()))
+            .ok_or_else(|| {
+                format!(
+                    "shape {:?} does not broadcast to {:?}",
+                    a.shape(),
+                    dim.slice()
+                )
+            })
             .map(|v| v.to_owned())
     };
     let (x, mean, var) = (b(&xs[0])?, b(&xs[1])?, b(&xs[2])?);
@@ -69,8 +86,7 @@ pub(super) fn batch_normalization<T: Elem>(
     if let Some(s) = &scale {
         inv.zip_mut_with(s, |i, &s| *i = *i * s);
     }
-    let mut y = ArrayD::zeros(dim);
-    let z = Zip::from(&mut y).and(&x).and(&mean).and(&inv);
+    let z = Zip::from(y).and(&x).and(&mean).and(&inv);
     match &offset {
         // y = x * inv + (offset - mean * inv), grouped as TensorFlow groups it.
         Some(o) => z
@@ -78,7 +94,7 @@ pub(super) fn batch_normalization<T: Elem>(
             .for_each(|y, &x, &m, &i, &o| *y = x * i + (o - m * i)),
         None => z.for_each(|y, &x, &m, &i| *y = x * i - m * i),
     }
-    Ok(y)
+    Ok(())
 }
 
 /// A rank-2 or rank-4 tensor seen as [outer, channels, inner], row-major.
@@ -207,26 +223,30 @@ pub(super) fn fused_batch_norm_grad<T: Elem>(
     ])
 }
 
-/// a where cond != 0, else b, broadcast to `out`.
+/// a where cond != 0, else b, broadcast to the output's shape.
 pub(super) fn select<T: Elem>(
     cond: &ArrayViewD<'_, T>,
     a: &ArrayViewD<'_, T>,
     b: &ArrayViewD<'_, T>,
-    out: &[usize],
-) -> Result<ArrayD<T>, String> {
-    let dim = IxDyn(out);
-    let bad =
-        |t: &ArrayViewD<'_, T>| format!("shape {:?} does not broadcast to {out:?}", t.shape());
+    y: &mut ArrayD<T>,
+) -> Result<(), String> {
+    let dim = y.raw_dim();
+    let bad = |t: &ArrayViewD<'_, T>| {
+        format!(
+            "shape {:?} does not broadcast to {:?}",
+            t.shape(),
+            dim.slice()
+        )
+    };
     let c = cond.broadcast(dim.clone()).ok_or_else(|| bad(cond))?;
     let (a, b) = (
         a.broadcast(dim.clone()).ok_or_else(|| bad(a))?,
         b.broadcast(dim.clone()).ok_or_else(|| bad(b))?,
     );
-    let mut y = ArrayD::zeros(dim.clone());
-    Zip::from(&mut y)
+    Zip::from(y)
         .and(&c)
         .and(&a)
         .and(&b)
         .for_each(|y, &c, &a, &b| *y = if c != T::zero() { a } else { b });
-    Ok(y)
+    Ok(())
 }

@@ -1,115 +1,286 @@
-//! Reductions: Sum, Mean, ReducedSize, SumToLike, Softmax and the softmax
-//! cross-entropy.
+//! Reductions: Sum, Mean, ReducedSize, SumToLike, ArgMax, Softmax and the
+//! softmax cross-entropy.
+//!
+//! Sums are accumulated straight into the output. The order of the additions
+//! is that of reducing the highest axis first with ndarray's `sum_axis`: the
+//! trailing reduced axes with an 8-way unrolled sum per lane (ndarray's
+//! `sum`), nested outwards; any other reduced axis by adding its slices to
+//! the output one after another.
 
-use super::{reshape_owned, Elem};
-use crate::shape::normalize_axes;
-use ndarray::{ArrayD, ArrayViewD, Axis, IxDyn, Zip};
+use super::{layout, Elem};
+use ndarray::{ArrayD, ArrayViewD, ArrayViewMutD, Axis, Dimension, RemoveAxis, Zip};
 
-/// Sorted, distinct axes in range; all axes when `axes` is absent.
-fn resolve_axes(axes: Option<&[i64]>, rank: usize) -> Result<Vec<usize>, String> {
-    match axes {
-        Some(a) => normalize_axes(a, rank),
-        None => Ok((0..rank).collect()),
+/// Whether axis `a` is in `mask`.
+fn has(mask: u64, a: usize) -> bool {
+    a < 64 && (mask >> a) & 1 == 1
+}
+
+/// The reduced axes as a bit mask; all axes when `axes` is absent. Refuses
+/// out-of-range and repeated axes, and ranks above 64.
+fn axis_mask(axes: Option<&[i64]>, rank: usize) -> Result<u64, String> {
+    if rank > 64 {
+        return Err(format!("reductions support rank up to 64, got {rank}"));
+    }
+    let Some(axes) = axes else {
+        return Ok(u64::MAX.checked_shr(64 - rank as u32).unwrap_or(0));
+    };
+    let r = rank as i64;
+    let mut mask = 0u64;
+    for &a in axes {
+        if a < -r || a >= r {
+            return Err(format!("axis {a} is out of range for rank {rank}"));
+        }
+        let a = if a < 0 { a + r } else { a } as usize;
+        if has(mask, a) {
+            return Err(format!("axis {a} is repeated"));
+        }
+        mask |= 1 << a;
+    }
+    Ok(mask)
+}
+
+/// Number of elements over the axes in `mask` of a tensor of shape `shape`.
+fn count<T: Elem>(shape: &[usize], mask: u64) -> T {
+    let n: usize = shape
+        .iter()
+        .enumerate()
+        .filter(|&(a, _)| has(mask, a))
+        .map(|(_, &d)| d)
+        .product();
+    T::from_f64(n as f64)
+}
+
+/// ndarray's `unrolled_fold` for addition over `n` values given by index:
+/// eight partial sums, combined pairwise, then the remainder in order.
+fn unrolled<T: Elem>(n: usize, f: impl Fn(usize) -> T) -> T {
+    let mut p = [T::zero(); 8];
+    let mut i = 0;
+    while n - i >= 8 {
+        for (j, p) in p.iter_mut().enumerate() {
+            *p = *p + f(i + j);
+        }
+        i += 8;
+    }
+    let mut acc = T::zero();
+    for j in 0..4 {
+        acc = acc + (p[j] + p[j + 4]);
+    }
+    (i..n).fold(acc, |acc, k| acc + f(k))
+}
+
+/// `unrolled` over a slice, in a form the compiler vectorizes.
+fn unrolled_slice<T: Elem>(xs: &[T]) -> T {
+    let mut p = [T::zero(); 8];
+    let chunks = xs.chunks_exact(8);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for (p, &v) in p.iter_mut().zip(c) {
+            *p = *p + v;
+        }
+    }
+    let mut acc = T::zero();
+    for j in 0..4 {
+        acc = acc + (p[j] + p[j + 4]);
+    }
+    rest.iter().fold(acc, |acc, &v| acc + v)
+}
+
+/// The sum of all of a row-major block of shape `shape`: `unrolled` along the
+/// last axis, then along each outer axis over the inner sums.
+fn nested_slice<T: Elem>(xs: &[T], shape: &[usize]) -> T {
+    match shape {
+        [] => xs.first().copied().unwrap_or_else(T::zero),
+        [_] => unrolled_slice(xs),
+        [n, inner @ ..] => {
+            let step: usize = inner.iter().product();
+            unrolled(*n, |i| nested_slice(&xs[i * step..(i + 1) * step], inner))
+        }
     }
 }
 
-/// Sums over `axes` (sorted, distinct, in range), removing them.
-fn sum_axes<T: Elem>(x: &ArrayViewD<'_, T>, axes: &[usize]) -> ArrayD<T> {
-    // Highest axis first, so the lower ones keep their positions.
-    let mut rest = axes.iter().rev();
-    let Some(&first) = rest.next() else {
-        return x.to_owned();
-    };
-    rest.fold(x.sum_axis(Axis(first)), |acc, &a| acc.sum_axis(Axis(a)))
+/// `nested_slice` for a view in any layout.
+fn nested_sum<T: Elem>(x: &ArrayViewD<'_, T>) -> T {
+    if let Some(xs) = x.as_slice() {
+        return nested_slice(xs, x.shape());
+    }
+    match x.ndim() {
+        0 => x.first().copied().unwrap_or_else(T::zero),
+        1 => unrolled(x.len(), |i| x[i]),
+        _ => unrolled(x.len_of(Axis(0)), |i| nested_sum(&x.index_axis(Axis(0), i))),
+    }
 }
 
-/// Number of elements over `axes` of a tensor of shape `shape`.
-fn count<T: Elem>(shape: &[usize], axes: &[usize]) -> T {
-    let n: usize = axes.iter().map(|&a| shape[a]).product();
-    T::from_f64(n as f64)
+/// Adds the sum of `x` over the axes in `mask` to `o`, which has x's rank and
+/// size 1 on the reduced axes. `axis` is the axis of the full tensor that is
+/// x's first; axes from `trailing` on are all reduced.
+fn accumulate<T: Elem>(
+    mut o: ArrayViewMutD<'_, T>,
+    x: ArrayViewD<'_, T>,
+    axis: usize,
+    mask: u64,
+    trailing: usize,
+) {
+    if axis >= trailing {
+        if let Some(v) = o.first_mut() {
+            *v = *v + nested_sum(&x);
+        }
+    } else if mask.checked_shr(axis as u32).unwrap_or(0) == 0 {
+        Zip::from(&mut o).and(&x).for_each(|o, &v| *o = *o + v);
+    } else if has(mask, axis) {
+        for xi in x.outer_iter() {
+            accumulate(o.index_axis_mut(Axis(0), 0), xi, axis + 1, mask, trailing);
+        }
+    } else {
+        for (oi, xi) in o.outer_iter_mut().zip(x.outer_iter()) {
+            accumulate(oi, xi, axis + 1, mask, trailing);
+        }
+    }
+}
+
+/// Sums `x` over the axes in `mask` into `out`, which holds the result in
+/// row-major order (the reduced axes removed, or kept with size 1).
+fn sum_into<T: Elem>(x: &ArrayViewD<'_, T>, mask: u64, out: &mut ArrayD<T>) -> Result<(), String> {
+    if mask == 0 {
+        return layout::reshape(x, out);
+    }
+    let mut keep = x.raw_dim();
+    for a in 0..x.ndim() {
+        if has(mask, a) {
+            keep[a] = 1;
+        }
+    }
+    if keep.size() != out.len() {
+        return Err(format!(
+            "cannot sum {:?} to {:?} (axes mask {mask:#b})",
+            x.shape(),
+            out.shape()
+        ));
+    }
+    let mut o = out
+        .view_mut()
+        .into_shape_with_order(keep)
+        .map_err(|e| e.to_string())?;
+    o.fill(T::zero());
+    let mut trailing = x.ndim();
+    while trailing > 0 && has(mask, trailing - 1) {
+        trailing -= 1;
+    }
+    accumulate(o, x.view(), 0, mask, trailing);
+    Ok(())
 }
 
 pub(super) fn sum<T: Elem>(
     x: &ArrayViewD<'_, T>,
     axes: Option<&[i64]>,
-    out: &[usize],
-) -> Result<ArrayD<T>, String> {
-    let axes = resolve_axes(axes, x.ndim())?;
-    reshape_owned(sum_axes(x, &axes), out)
+    out: &mut ArrayD<T>,
+) -> Result<(), String> {
+    sum_into(x, axis_mask(axes, x.ndim())?, out)
 }
 
 /// The sum divided by the number of elements reduced (NaN when that is 0).
 pub(super) fn mean<T: Elem>(
     x: &ArrayViewD<'_, T>,
     axes: Option<&[i64]>,
-    out: &[usize],
-) -> Result<ArrayD<T>, String> {
-    let axes = resolve_axes(axes, x.ndim())?;
-    let n = count::<T>(x.shape(), &axes);
-    reshape_owned(sum_axes(x, &axes).mapv_into(|v| v / n), out)
+    out: &mut ArrayD<T>,
+) -> Result<(), String> {
+    let mask = axis_mask(axes, x.ndim())?;
+    sum_into(x, mask, out)?;
+    let n = count::<T>(x.shape(), mask);
+    out.mapv_inplace(|v| v / n);
+    Ok(())
 }
 
 /// The number of elements over `axes` as a scalar.
 pub(super) fn reduced_size<T: Elem>(
     x: &ArrayViewD<'_, T>,
     axes: Option<&[i64]>,
-) -> Result<ArrayD<T>, String> {
-    let axes = resolve_axes(axes, x.ndim())?;
-    Ok(ArrayD::from_elem(IxDyn(&[]), count::<T>(x.shape(), &axes)))
+    out: &mut ArrayD<T>,
+) -> Result<(), String> {
+    let mask = axis_mask(axes, x.ndim())?;
+    if out.ndim() != 0 {
+        return Err(format!(
+            "ReducedSize gives a scalar, the output has shape {:?}",
+            out.shape()
+        ));
+    }
+    out.fill(count::<T>(x.shape(), mask));
+    Ok(())
 }
 
 /// Index of the first largest element along `axis`, as a float.
 pub(super) fn argmax<T: Elem>(
     x: &ArrayViewD<'_, T>,
     axis: i64,
-    out: &[usize],
-) -> Result<ArrayD<T>, String> {
-    let a = normalize_axes(&[axis], x.ndim())?[0];
-    let best = x.map_axis(Axis(a), |lane| {
+    out: &mut ArrayD<T>,
+) -> Result<(), String> {
+    let a = axis_mask(Some(&[axis]), x.ndim())?.trailing_zeros() as usize;
+    if x.len_of(Axis(a)) == 0 {
+        return Err(format!(
+            "ArgMax over axis {a} of {:?}, which is empty",
+            x.shape()
+        ));
+    }
+    let lanes = x.raw_dim().remove_axis(Axis(a));
+    if lanes.size() != out.len() {
+        return Err(format!(
+            "ArgMax over axis {a} of {:?} cannot fill {:?}",
+            x.shape(),
+            out.shape()
+        ));
+    }
+    let mut o = out
+        .view_mut()
+        .into_shape_with_order(lanes)
+        .map_err(|e| e.to_string())?;
+    Zip::from(&mut o).and(x.lanes(Axis(a))).for_each(|o, lane| {
         let mut best = 0;
         for (i, v) in lane.iter().enumerate() {
             if *v > lane[best] {
                 best = i;
             }
         }
-        T::from_f64(best as f64)
+        *o = T::from_f64(best as f64);
     });
-    reshape_owned(best, out)
+    Ok(())
 }
 
-/// Sums `x` down to `out`, the reverse of broadcasting `out` to x's shape:
-/// over the leading axes `out` lacks and the axes where `out` has 1.
+/// Sums `x` down to the output's shape, the reverse of broadcasting it to x's
+/// shape: over the leading axes the output lacks and the axes where it has 1.
 pub(super) fn sum_to_like<T: Elem>(
     x: &ArrayViewD<'_, T>,
-    out: &[usize],
-) -> Result<ArrayD<T>, String> {
+    out: &mut ArrayD<T>,
+) -> Result<(), String> {
     let shape = x.shape();
-    let bad = || format!("cannot sum {shape:?} down to {out:?}");
-    let pad = shape.len().checked_sub(out.len()).ok_or_else(bad)?;
-    let mut axes: Vec<usize> = (0..pad).collect();
-    for (i, (&d, &o)) in shape[pad..].iter().zip(out).enumerate() {
+    let to = out.shape();
+    let bad = || format!("cannot sum {shape:?} down to {to:?}");
+    let pad = shape.len().checked_sub(to.len()).ok_or_else(bad)?;
+    if shape.len() > 64 {
+        return Err(bad());
+    }
+    let mut mask = u64::MAX.checked_shr(64 - pad as u32).unwrap_or(0);
+    for (i, (&d, &o)) in shape[pad..].iter().zip(to).enumerate() {
         if o == 1 && d != 1 {
-            axes.push(pad + i);
+            mask |= 1 << (pad + i);
         } else if o != d {
             return Err(bad());
         }
     }
-    reshape_owned(sum_axes(x, &axes), out)
+    sum_into(x, mask, out)
 }
 
 /// Softmax over the last axis, shifted by the maximum so exp cannot overflow.
-pub(super) fn softmax<T: Elem>(x: &ArrayViewD<'_, T>) -> Result<ArrayD<T>, String> {
+pub(super) fn softmax<T: Elem>(x: &ArrayViewD<'_, T>, out: &mut ArrayD<T>) -> Result<(), String> {
     let Some(last) = x.ndim().checked_sub(1) else {
         return Err("Softmax needs rank >= 1, got a scalar".into());
     };
-    let mut y = x.as_standard_layout().into_owned();
-    for mut lane in y.lanes_mut(Axis(last)) {
+    layout::copy(x, out)?;
+    for mut lane in out.lanes_mut(Axis(last)) {
         let m = lane.fold(T::neg_infinity(), |m, &v| m.max(v));
         lane.mapv_inplace(|v| (v - m).exp());
         let s = lane.sum();
         lane.mapv_inplace(|v| v / s);
     }
-    Ok(y)
+    Ok(())
 }
 
 /// Per-example -sum(labels * log_softmax(logits)) over the last axis, with
@@ -117,20 +288,20 @@ pub(super) fn softmax<T: Elem>(x: &ArrayViewD<'_, T>) -> Result<ArrayD<T>, Strin
 pub(super) fn softmax_cross_entropy<T: Elem>(
     logits: &ArrayViewD<'_, T>,
     labels: &ArrayViewD<'_, T>,
-    out: &[usize],
-) -> Result<ArrayD<T>, String> {
+    out: &mut ArrayD<T>,
+) -> Result<(), String> {
     let shape = logits.shape();
     let Some(last) = shape.len().checked_sub(1) else {
         return Err("logits must have rank >= 1, got a scalar".into());
     };
-    if labels.shape() != shape || shape[..last] != *out {
+    if labels.shape() != shape || shape[..last] != *out.shape() {
         return Err(format!(
-            "logits {shape:?} and labels {:?} must have one shape, {out:?} plus the class axis",
-            labels.shape()
+            "logits {shape:?} and labels {:?} must have one shape, {:?} plus the class axis",
+            labels.shape(),
+            out.shape()
         ));
     }
-    let mut loss = ArrayD::zeros(IxDyn(out));
-    Zip::from(&mut loss)
+    Zip::from(out)
         .and(logits.lanes(Axis(last)))
         .and(labels.lanes(Axis(last)))
         .for_each(|loss, z, p| {
@@ -140,5 +311,5 @@ pub(super) fn softmax_cross_entropy<T: Elem>(
                 .and(&p)
                 .fold(T::zero(), |acc, &zi, &pi| acc - pi * (zi - lse));
         });
-    Ok(loss)
+    Ok(())
 }

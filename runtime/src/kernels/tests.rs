@@ -1,6 +1,6 @@
 //! Kernel tests against hand-computed values.
 
-use super::eval;
+use super::{eval, eval_into};
 use crate::{DType, Literal, Op, Shape, Tensor, TensorType};
 use ndarray::{ArrayD, IxDyn};
 
@@ -30,6 +30,20 @@ fn try_run(op: &Op, ins: &[&Tensor]) -> Result<Tensor, String> {
         outs[0],
         "{op:?}: result does not match infer"
     );
+    // Into a reused buffer holding garbage, the kernel gives the same values:
+    // it overwrites its whole output and reads nothing from it.
+    let mut reused = Tensor::zeros(t.dtype(), t.shape()).unwrap();
+    match &mut reused {
+        Tensor::F32(a) => a.fill(f32::NAN),
+        Tensor::F64(a) => a.fill(f64::NAN),
+    }
+    eval_into(op, ins, std::slice::from_mut(&mut reused))?;
+    let same = t
+        .to_f64_vec()
+        .iter()
+        .zip(reused.to_f64_vec())
+        .all(|(a, b)| a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()));
+    assert!(same, "{op:?}: a reused output buffer changes the result");
     Ok(t)
 }
 
@@ -780,4 +794,54 @@ fn try_ok(op: &Op, ins: &[Tensor]) -> bool {
         panic!("{op:?} on {shapes:?}: {e}");
     }
     true
+}
+
+#[test]
+fn sums_add_in_the_order_of_ndarray_sum_axis() {
+    // The kernels sum into their output; the result is bit for bit what
+    // reducing the highest axis first with `sum_axis` gives, whenever at most
+    // one reduced axis lies outside the block of trailing reduced axes.
+    use ndarray::Axis;
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+    for shape in [vec![37], vec![5, 19], vec![3, 4, 17], vec![2, 3, 4, 9]] {
+        let n = shape.iter().product();
+        let data: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+        let x = ArrayD::from_shape_vec(IxDyn(&shape), data).unwrap();
+        let r = shape.len();
+        for mask in 1u32..(1 << r) {
+            let axes: Vec<usize> = (0..r).filter(|&a| (mask >> a) & 1 == 1).collect();
+            let trailing = (0..=r)
+                .rev()
+                .take_while(|&t| t == r || axes.contains(&t))
+                .last()
+                .unwrap_or(r);
+            if axes.iter().filter(|&&a| a < trailing).count() > 1 {
+                continue;
+            }
+            let mut want = x.clone();
+            for &a in axes.iter().rev() {
+                want = want.sum_axis(Axis(a));
+            }
+            let axes_i64: Vec<i64> = axes.iter().map(|&a| a as i64).collect();
+            let got = run(sum(Some(&axes_i64), false), &[&Tensor::F32(x.clone())]);
+            let Tensor::F32(got) = got else {
+                panic!("f32 in, f32 out")
+            };
+            let bits = |a: &ArrayD<f32>| a.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&got), bits(&want), "shape {shape:?}, axes {axes:?}");
+        }
+    }
+}
+
+#[test]
+fn matmul_over_an_empty_inner_dimension_is_zero() {
+    // The output buffer is reused across runs, so the product must write it
+    // even when there is nothing to sum (`try_run` also checks a NaN buffer).
+    let a = t64(&[2, 0], &[]);
+    let b = t64(&[0, 3], &[]);
+    check(&run(matmul(false, false), &[&a, &b]), &[2, 3], &[0.0; 6]);
+    let a = t64(&[2, 2, 0], &[]);
+    let b = t64(&[2, 0, 1], &[]);
+    check(&run(matmul(false, false), &[&a, &b]), &[2, 2, 1], &[0.0; 4]);
 }
