@@ -229,3 +229,37 @@ fn initialization_is_seeded_and_reproducible() {
         "truncated at two stddevs"
     );
 }
+
+#[test]
+fn hooks_fetch_the_gradient_of_an_intermediate_from_the_train_step() {
+    // loss = sum(relu(x w)^2): d(loss)/d(h) = 2 h where h = relu(x w).
+    let text = r#"Graph(name: "h", dtype: F64, nodes: [
+        (name: "x", op: Const([[1.0, -2.0], [0.5, 3.0]])),
+        (name: "w", op: Variable(shape: [2, 2], initializer: Constant(0.5))),
+        (name: "xw", op: MatMul(), inputs: ["x", "w"]),
+        (name: "h", op: Relu, inputs: ["xw"]),
+        (name: "h2", op: Square, inputs: ["h"]),
+        (name: "loss", op: Sum(), inputs: ["h2"]),
+    ], train: (loss: "loss", optimizer: GradientDescent(learning_rate: 0.01), hooks: ["h", "xw"]))"#;
+    let p = gradc::compiler::compile_training(graph(text)).expect("compiles");
+    let mut s = Session::new(p.train).expect("valid");
+    s.initialize(0).expect("init");
+    let t = s.resolve_target(&p.train_op).expect("train");
+    let fetch: Vec<_> = ["h", "d(loss)/d(h)", "d(loss)/d(xw)"]
+        .iter()
+        .map(|n| s.resolve(n).expect("fetchable"))
+        .collect();
+    let v = s
+        .run_with_targets(&HashMap::new(), &fetch, &[t])
+        .expect("step");
+    let h = v[0].to_f64_vec();
+    let want: Vec<f64> = h.iter().map(|h| 2.0 * h).collect();
+    assert_close(&v[1].to_f64_vec(), &want, 1e-15, "d(loss)/d(h) = 2h");
+    // Through the ReLU: zero where xw < 0 (x w = [-0.5, -0.5], [1.75, 1.75]).
+    assert_close(
+        &v[2].to_f64_vec(),
+        &[0.0, 0.0, want[2], want[3]],
+        1e-15,
+        "d(loss)/d(xw)",
+    );
+}

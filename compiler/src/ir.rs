@@ -74,6 +74,8 @@ pub struct TrainInfo {
     /// The loss as written (before weight decay), and the metrics, with their labels.
     pub loss: (String, TensorRef),
     pub metrics: Vec<(String, TensorRef)>,
+    /// Gradients of the loss w.r.t. intermediate tensors, labelled `d(loss)/d(t)`.
+    pub hooks: Vec<(String, TensorRef)>,
     /// The trained variables, in order.
     pub var_list: Vec<NodeIndex>,
 }

@@ -137,6 +137,7 @@ fn programs(mut train_g: Graph, mut eval_g: Graph) -> Result<TrainPrograms> {
     let eval_outputs = inference_outputs(&eval_g)?;
     let mut reported = vec![info.loss.clone()];
     reported.extend(info.metrics.iter().cloned());
+    reported.extend(info.hooks.iter().cloned());
     train_g.outputs = reported;
     Ok(TrainPrograms {
         train: lower::lower(&train_g)?,

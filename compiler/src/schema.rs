@@ -80,6 +80,10 @@ pub struct TrainSpec {
     /// Clips the gradients by their global norm (`tf.clip_by_global_norm`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clip_global_norm: Option<f64>,
+    /// Tensors whose gradient the train step exposes as outputs named
+    /// `d(<loss>)/d(<tensor>)` (PyTorch's `register_hook`, ahead of time).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hooks: Vec<String>,
     /// Other values to report while training, e.g. `["accuracy"]`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub metrics: Vec<String>,

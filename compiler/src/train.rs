@@ -88,8 +88,20 @@ pub fn build_train(
     let vars: Vec<TensorRef> = var_list.iter().map(|&v| TensorRef::of(v)).collect();
 
     let objective = with_weight_decay(g, loss, &vars, spec.weight_decay)?;
+    let hooked = spec
+        .hooks
+        .iter()
+        .map(|h| find(g, h, "hook"))
+        .collect::<Result<Vec<_>>>()?;
     let scope = g.free_scope("gradients");
-    let mut grads = grad::gradients(g, objective, &vars, None, &scope)?;
+    let xs: Vec<TensorRef> = vars.iter().chain(&hooked).copied().collect();
+    let mut grads = grad::gradients(g, objective, &xs, None, &scope)?;
+    let hooks: Vec<(String, TensorRef)> = spec
+        .hooks
+        .iter()
+        .zip(grads.split_off(vars.len()))
+        .map(|(h, t)| (crate::schema::gradient_name(&spec.loss, h), t))
+        .collect();
     if let Some(clip) = spec.clip_global_norm {
         if clip.is_nan() || clip <= 0.0 {
             return Err(err(format!(
@@ -109,6 +121,7 @@ pub fn build_train(
         train_op,
         loss: (spec.loss.clone(), loss),
         metrics,
+        hooks,
         var_list,
     });
     Ok(())
