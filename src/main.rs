@@ -145,17 +145,34 @@ fn load_inference_graph(file: &Path) -> Result<Graph, Error> {
     Ok(compiler::inference_graph_spec(&spec, &text, &name).map_err(|e| e.in_file(&name))?)
 }
 
-/// A graph file is compiled; a saved program is loaded as it is.
-fn load_program(file: &Path) -> Result<Program, Error> {
-    let text =
-        std::fs::read_to_string(file).map_err(|e| Error::Io(format!("{}: {e}", file.display())))?;
+/// A graph file is compiled (keeping what `fetches` name, and turning fed
+/// constants into placeholders so that the optimizer does not fold them); a
+/// saved program is loaded as it is.
+fn load_program(file: &Path, feeds: &[String], fetches: &[String]) -> Result<Program, Error> {
+    let name = file.display().to_string();
+    let text = std::fs::read_to_string(file).map_err(|e| Error::Io(format!("{name}: {e}")))?;
     if Program::is_program_text(&text) {
-        return Program::from_ron(&text).map_err(|e| Error::Io(format!("{}: {e}", file.display())));
+        return Program::from_ron(&text).map_err(|e| Error::Io(format!("{name}: {e}")));
     }
-    let g = compiler::graph_from_str(&text, &file.display().to_string())?;
+    let mut spec = compiler::schema::parse(&text).map_err(|e| e.in_file(&name))?;
+    for feed in feeds {
+        let fed = feed.split_once('=').map_or(feed.as_str(), |(n, _)| n);
+        if let Some(node) = spec.nodes.iter_mut().find(|n| n.name == fed) {
+            if let gradc::runtime::Op::Const(lit) = &node.op {
+                let shape = lit
+                    .to_flat()
+                    .map(|(s, _)| gradc::runtime::Shape::known(&s))
+                    .unwrap_or_default();
+                node.op = gradc::runtime::Op::Placeholder { shape };
+                node.dtype = node.dtype.or(Some(spec.dtype));
+            }
+        }
+    }
+    let mut g = compiler::graph_from_spec(&spec, &text, &name)?;
+    let keep: Vec<&str> = fetches.iter().map(String::as_str).collect();
+    compiler::keep(&mut g, &keep).map_err(|e| e.in_file(&name))?;
     Ok(compiler::compile(g)?)
 }
-
 fn run(command: Command) -> Result<ExitCode, Error> {
     match command {
         Command::Check { file } => {
@@ -215,7 +232,7 @@ fn run(command: Command) -> Result<ExitCode, Error> {
             fetches,
             npy_dir,
         } => {
-            let program = load_program(&file)?;
+            let program = load_program(&file, &feeds, &fetches)?;
             let feeds = feeds::parse_feeds(&program, &feeds)?;
             let labels: Vec<String> = if fetches.is_empty() {
                 program.outputs.iter().map(|o| o.label.clone()).collect()

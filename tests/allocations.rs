@@ -99,11 +99,12 @@ fn batch() -> (Tensor, Tensor) {
     (Tensor::F32(x), Tensor::F32(t))
 }
 
+/// Matrix products in the program: MatMul nodes and the optimizer's fused Dense nodes.
 fn matmuls(session: &Session) -> usize {
     let instrs = &session.program().instrs;
     instrs
         .iter()
-        .filter(|i| matches!(i.op, Op::MatMul { .. }))
+        .filter(|i| matches!(i.op, Op::MatMul { .. } | Op::Dense { .. }))
         .count()
 }
 

@@ -458,6 +458,46 @@ const CASES: &[Case] = &[
         node: r#"(name: "i", op: IdentityN, inputs: ["a", "b"]), (name: "y", op: Mul, inputs: ["i", "i:1"])"#,
         second_order: true,
     },
+    Case {
+        name: "dense_linear",
+        inputs: &[
+            ("a", &[3, 4], Normal),
+            ("k", &[2, 4], Normal),
+            ("b", &[2], Normal),
+        ],
+        node: r#"(name: "y", op: Dense(transpose_b: true, activation: Linear), inputs: ["a", "k", "b"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "dense_relu",
+        inputs: &[
+            ("a", &[3, 4], Normal),
+            ("k", &[2, 4], Normal),
+            ("b", &[2], Normal),
+        ],
+        node: r#"(name: "y", op: Dense(transpose_b: true, activation: Relu), inputs: ["a", "k", "b"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "dense_sigmoid",
+        inputs: &[
+            ("a", &[3, 4], Normal),
+            ("k", &[2, 4], Normal),
+            ("b", &[2], Normal),
+        ],
+        node: r#"(name: "y", op: Dense(transpose_b: true, activation: Sigmoid), inputs: ["a", "k", "b"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "dense_tanh",
+        inputs: &[
+            ("a", &[3, 4], Normal),
+            ("k", &[2, 4], Normal),
+            ("b", &[2], Normal),
+        ],
+        node: r#"(name: "y", op: Dense(transpose_b: true, activation: Tanh), inputs: ["a", "k", "b"])"#,
+        second_order: true,
+    },
 ];
 
 /// Ops whose inputs get no gradient: piecewise-constant ops (where finite

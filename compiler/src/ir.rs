@@ -281,6 +281,116 @@ impl Graph {
         }
     }
 
+    /// Makes every use of `old` use `new` instead: data edges, and the graph's
+    /// named tensors (outputs, gradient results, the train section's loss,
+    /// metrics and hooks). `new` must have `old`'s type.
+    pub fn replace_uses(&mut self, old: TensorRef, new: TensorRef) {
+        let uses: Vec<_> = self
+            .g
+            .edges_directed(old.node, Direction::Outgoing)
+            .filter_map(|e| match *e.weight() {
+                Edge::Data { output, input } if output == old.output => {
+                    Some((e.id(), e.target(), input))
+                }
+                _ => None,
+            })
+            .collect();
+        for (id, target, input) in uses {
+            self.g.remove_edge(id);
+            self.g.add_edge(
+                new.node,
+                target,
+                Edge::Data {
+                    output: new.output,
+                    input,
+                },
+            );
+        }
+        let swap = |t: &mut TensorRef| {
+            if *t == old {
+                *t = new;
+            }
+        };
+        self.outputs.iter_mut().for_each(|(_, t)| swap(t));
+        self.gradients.iter_mut().for_each(|r| swap(&mut r.value));
+        if let Some(train) = &mut self.train {
+            swap(&mut train.loss.1);
+            train
+                .metrics
+                .iter_mut()
+                .chain(&mut train.hooks)
+                .for_each(|(_, t)| swap(t));
+        }
+    }
+
+    /// Whether a tensor is named from outside the node graph (an output, a
+    /// gradient result, the loss, a metric or a hook).
+    pub fn is_named(&self, t: TensorRef) -> bool {
+        self.outputs.iter().any(|(_, o)| *o == t)
+            || self.gradients.iter().any(|r| r.value == t)
+            || self.train.as_ref().is_some_and(|tr| {
+                tr.loss.1 == t || tr.metrics.iter().chain(&tr.hooks).any(|(_, m)| *m == t)
+            })
+    }
+
+    /// Data uses of one output: (consumer, input slot).
+    pub fn uses(&self, t: TensorRef) -> Vec<(NodeIndex, usize)> {
+        let mut u: Vec<_> = self
+            .g
+            .edges_directed(t.node, Direction::Outgoing)
+            .filter_map(|e| match *e.weight() {
+                Edge::Data { output, input } if output == t.output => Some((e.target(), input)),
+                _ => None,
+            })
+            .collect();
+        u.sort_by_key(|&(n, slot)| (self.g[n].seq, slot));
+        u
+    }
+
+    /// Replaces node `n`'s op and inputs in place (keeping its name, role and
+    /// control inputs); the new op must give the same output types.
+    pub fn rewrite(&mut self, n: NodeIndex, op: Op, inputs: &[TensorRef]) -> Result<()> {
+        let types: Vec<TensorType> = inputs.iter().map(|&t| self.ty(t).clone()).collect();
+        let node = &self.g[n];
+        let outputs = op.infer(node.dtype, &types).map_err(|m| {
+            CompileError::new(
+                ErrorKind::Internal,
+                format!("rewriting '{}' as {}: {m}", node.name, op.name()),
+            )
+        })?;
+        if outputs != node.outputs {
+            return Err(CompileError::new(
+                ErrorKind::Internal,
+                format!(
+                    "rewriting '{}' as {} changes its types",
+                    node.name,
+                    op.name()
+                ),
+            ));
+        }
+        let data: Vec<_> = self
+            .g
+            .edges_directed(n, Direction::Incoming)
+            .filter(|e| matches!(e.weight(), Edge::Data { .. }))
+            .map(|e| e.id())
+            .collect();
+        for id in data {
+            self.g.remove_edge(id);
+        }
+        for (slot, t) in inputs.iter().enumerate() {
+            self.g.add_edge(
+                t.node,
+                n,
+                Edge::Data {
+                    output: t.output,
+                    input: slot,
+                },
+            );
+        }
+        self.g[n].op = op;
+        Ok(())
+    }
+
     /// `base`, or `base_1`, `base_2`, ...: the first that no node name starts with as `<scope>/`.
     pub fn free_scope(&self, base: &str) -> String {
         let taken = |scope: &str| {

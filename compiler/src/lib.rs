@@ -41,9 +41,38 @@ pub fn graph_from_file(path: &Path) -> Result<Graph> {
 }
 
 /// Runs the default passes and lowers to a program.
-pub fn compile(mut g: Graph) -> Result<gradc_runtime::Program> {
-    passes::Pipeline::default_passes().run(&mut g)?;
-    lower::lower(&g)
+pub fn compile(g: Graph) -> Result<gradc_runtime::Program> {
+    compile_with(g, passes::Pipeline::default_passes()).map(|(p, _)| p)
+}
+
+/// Runs `pipeline` and lowers to a program; also returns what each pass did.
+pub fn compile_with(
+    mut g: Graph,
+    mut pipeline: passes::Pipeline,
+) -> Result<(gradc_runtime::Program, Vec<passes::PassReport>)> {
+    let reports = pipeline.run(&mut g)?;
+    Ok((lower::lower(&g)?, reports))
+}
+
+/// Makes the named tensors outputs of the graph, so the optimizer keeps them
+/// (what `gradc run --fetch` asks for): gradient results, outputs, `node` or `node:k`.
+pub fn keep(g: &mut Graph, names: &[&str]) -> Result<()> {
+    for &name in names {
+        if g.outputs.iter().any(|(l, _)| l == name) || g.gradients.iter().any(|r| r.name == name) {
+            continue;
+        }
+        let t = build::resolve_ref(g, &Default::default(), name).ok_or_else(|| {
+            CompileError::new(
+                ErrorKind::UnknownNode,
+                format!(
+                    "no node or output named '{name}'{}",
+                    error::did_you_mean(name, g.names())
+                ),
+            )
+        })?;
+        g.outputs.push((name.to_string(), t));
+    }
+    Ok(())
 }
 
 /// The two programs of a graph with a `train` section.

@@ -123,6 +123,17 @@ pub enum Op {
     },
     /// x + b with b of rank 1 added along the last axis.
     BiasAdd,
+    /// Fused `activation(MatMul(a, w) + bias)`: one pass over the output after
+    /// the product. Made by the optimizer's fusion pass from MatMul, BiasAdd
+    /// and an activation; computes exactly what they compute.
+    Dense {
+        #[serde(default)]
+        transpose_a: bool,
+        #[serde(default)]
+        transpose_b: bool,
+        #[serde(default)]
+        activation: Activation,
+    },
     Sum {
         #[serde(default)]
         axes: Option<Vec<i64>>,
@@ -427,6 +438,16 @@ impl Default for IsTraining {
     }
 }
 
+/// The activation a `Dense` applies.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Activation {
+    #[default]
+    Linear,
+    Relu,
+    Sigmoid,
+    Tanh,
+}
+
 /// How many inputs an op takes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Arity {
@@ -474,6 +495,7 @@ pub const OP_NAMES: &[&str] = &[
     "ReluGrad",
     "MatMul",
     "BiasAdd",
+    "Dense",
     "Sum",
     "Mean",
     "Reshape",
@@ -537,6 +559,7 @@ impl Op {
             ReluGrad => "ReluGrad",
             MatMul { .. } => "MatMul",
             BiasAdd => "BiasAdd",
+            Dense { .. } => "Dense",
             Sum { .. } => "Sum",
             Mean { .. } => "Mean",
             Reshape { .. } => "Reshape",
@@ -589,6 +612,7 @@ impl Op {
             | SumToLike
             | BroadcastLike => Arity::Exactly(2),
             AddN | IdentityN | Call(_) => Arity::AtLeast(1),
+            Dense { .. } => Arity::Exactly(3),
             CustomGradient { inputs, .. } => Arity::AtLeast(inputs + 1),
             FusedBatchNorm { .. } | FusedBatchNormGrad { .. } => Arity::Exactly(5),
             BatchNormalization { offset, scale, .. } => {
@@ -683,6 +707,9 @@ impl Op {
             Transpose { perm: Some(p) } => format!("{{perm: {p:?}}}"),
             ExpandDims { axes } | Squeeze { axes } => format!("{{axes: {axes:?}}}"),
             ArgMax { axis } => format!("{{axis: {axis}}}"),
+            Dense { transpose_a, transpose_b, activation } => format!(
+                "{{transpose_a: {transpose_a}, transpose_b: {transpose_b}, activation: {activation:?}}}"
+            ),
             Call(f) => format!("{{{f:?}}}"),
             CustomGradient { function, inputs } => {
                 format!("{{function: {function:?}, inputs: {inputs}}}")
@@ -809,6 +836,20 @@ impl Op {
                 transpose_a,
                 transpose_b,
             } => one(matmul_shape(s(0), s(1), *transpose_a, *transpose_b)?),
+            Dense {
+                transpose_a,
+                transpose_b,
+                ..
+            } => {
+                let y = matmul_shape(s(0), s(1), *transpose_a, *transpose_b)?;
+                let b = s(2);
+                match (b.0.as_slice(), y.0.last()) {
+                    ([d], Some(last)) if unify(d, last).is_ok() => one(y),
+                    _ => Err(format!(
+                        "Dense: bias {b} does not match the last axis of {y}"
+                    )),
+                }
+            }
             BiasAdd => {
                 let (x, b) = (s(0), s(1));
                 if b.rank() != 1 {

@@ -29,7 +29,9 @@ pub fn compile_error(text: &str) -> gradc::compiler::CompileError {
 
 /// Compiles and runs `g`, fetching the named outputs as f64 vectors.
 pub fn run(g: &Graph, feeds: &HashMap<String, Tensor>, fetches: &[&str]) -> Vec<Vec<f64>> {
-    let program = compiler::compile(g.clone()).expect("compiles");
+    let mut g = g.clone();
+    compiler::keep(&mut g, fetches).expect("fetches exist");
+    let program = compiler::compile(g).expect("compiles");
     let mut s = Session::new(program).expect("valid program");
     let refs: Vec<_> = fetches
         .iter()

@@ -1,13 +1,16 @@
-//! Gradient of MatMul (TensorFlow's `_MatMulGrad`), batched alike.
+//! Gradients of MatMul (TensorFlow's `_MatMulGrad`), batched alike, and of
+//! Dense (the optimizer's fusion of MatMul, BiasAdd and an activation).
 
 use super::{Ctx, GradFn, NodeArgs};
 use crate::error::Result;
 use crate::ir::TensorRef;
+use gradc_runtime::op::Activation;
 use gradc_runtime::Op;
 
 pub(super) fn rule(op: &Op) -> Option<GradFn> {
     match op {
         Op::MatMul { .. } => Some(matmul),
+        Op::Dense { .. } => Some(dense),
         _ => None,
     }
 }
@@ -28,7 +31,25 @@ fn mm(
     )
 }
 
+/// For y = op(a) op(b) (op = transpose or not): the gradients of a and b given dy.
 // y = a b: da = g b^T, db = a^T g (the transposed forms follow by transposing both sides)
+fn product_grads(
+    c: &mut Ctx,
+    a: TensorRef,
+    b: TensorRef,
+    g: TensorRef,
+    transpose_a: bool,
+    transpose_b: bool,
+) -> Result<(TensorRef, TensorRef)> {
+    Ok(match (transpose_a, transpose_b) {
+        (false, false) => (mm(c, g, b, false, true)?, mm(c, a, g, true, false)?),
+        (false, true) => (mm(c, g, b, false, false)?, mm(c, g, a, true, false)?),
+        (true, false) => (mm(c, b, g, false, true)?, mm(c, a, g, false, false)?),
+        (true, true) => (mm(c, b, g, true, true)?, mm(c, g, a, true, true)?),
+    })
+}
+
+// y = a b: da = g b^T, db = a^T g
 fn matmul(c: &mut Ctx, n: &NodeArgs, g: &[Option<TensorRef>]) -> Result<Vec<Option<TensorRef>>> {
     let Op::MatMul {
         transpose_a,
@@ -38,12 +59,46 @@ fn matmul(c: &mut Ctx, n: &NodeArgs, g: &[Option<TensorRef>]) -> Result<Vec<Opti
         unreachable!("matmul rule on {}", n.op.name())
     };
     let g = g[0].expect("the driver calls a single-output rule only with a gradient");
-    let (a, b) = (n.x(0), n.x(1));
-    let (da, db) = match (transpose_a, transpose_b) {
-        (false, false) => (mm(c, g, b, false, true)?, mm(c, a, g, true, false)?),
-        (false, true) => (mm(c, g, b, false, false)?, mm(c, g, a, true, false)?),
-        (true, false) => (mm(c, b, g, false, true)?, mm(c, a, g, false, false)?),
-        (true, true) => (mm(c, b, g, true, true)?, mm(c, g, a, true, true)?),
-    };
+    let (da, db) = product_grads(c, n.x(0), n.x(1), g, transpose_a, transpose_b)?;
     Ok(vec![Some(da), Some(db)])
+}
+
+// y = act(a w + bias): dz = act'(y) dy; MatMul's rule for a and w; dbias = sum of dz over all but the last axis
+fn dense(c: &mut Ctx, n: &NodeArgs, g: &[Option<TensorRef>]) -> Result<Vec<Option<TensorRef>>> {
+    let Op::Dense {
+        transpose_a,
+        transpose_b,
+        activation,
+    } = n.op
+    else {
+        unreachable!("dense rule on {}", n.op.name())
+    };
+    let dy = g[0].expect("the driver calls a single-output rule only with a gradient");
+    let y = n.y();
+    let dz = match activation {
+        Activation::Linear => dy,
+        Activation::Relu => c.op(Op::ReluGrad, &[dy, y])?,
+        Activation::Sigmoid => {
+            let one = c.scalar(1.0, y)?;
+            let om = c.sub(one, y)?;
+            let d = c.mul(y, om)?;
+            c.mul(dy, d)?
+        }
+        Activation::Tanh => {
+            let one = c.scalar(1.0, y)?;
+            let y2 = c.op(Op::Square, &[y])?;
+            let d = c.sub(one, y2)?;
+            c.mul(dy, d)?
+        }
+    };
+    let (da, dw) = product_grads(c, n.x(0), n.x(1), dz, transpose_a, transpose_b)?;
+    let rank = c.ty(y).shape.rank() as i64;
+    let db = c.op(
+        Op::Sum {
+            axes: Some((0..rank - 1).collect()),
+            keep_dims: false,
+        },
+        &[dz],
+    )?;
+    Ok(vec![Some(da), Some(dw), Some(db)])
 }

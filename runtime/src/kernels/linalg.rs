@@ -116,3 +116,42 @@ pub(super) fn bias_add<T: Elem>(
     super::same_shape("BiasAdd's input", x.shape(), out.shape())?;
     elementwise::binary(x, b, out, |x, b| x + b)
 }
+
+/// `activation(a·w + bias)`: the product into `out`, then bias and activation in one pass.
+pub(super) fn dense<T: Elem>(
+    a: &ArrayViewD<'_, T>,
+    w: &ArrayViewD<'_, T>,
+    bias: &ArrayViewD<'_, T>,
+    transpose_a: bool,
+    transpose_b: bool,
+    activation: crate::op::Activation,
+    out: &mut ArrayD<T>,
+) -> Result<(), String> {
+    use crate::op::Activation;
+    matmul(a, w, transpose_a, transpose_b, out)?;
+    if bias.ndim() != 1 || out.shape().last() != bias.shape().first() {
+        return Err(format!(
+            "Dense: bias {:?} does not match the output {:?}",
+            bias.shape(),
+            out.shape()
+        ));
+    }
+    let b = bias
+        .broadcast(out.raw_dim())
+        .ok_or("Dense: the bias does not broadcast")?;
+    match activation {
+        Activation::Linear => ndarray::Zip::from(&mut *out)
+            .and(&b)
+            .for_each(|y, &b| *y = *y + b),
+        Activation::Relu => ndarray::Zip::from(&mut *out)
+            .and(&b)
+            .for_each(|y, &b| *y = elementwise::relu(*y + b)),
+        Activation::Sigmoid => ndarray::Zip::from(&mut *out)
+            .and(&b)
+            .for_each(|y, &b| *y = elementwise::sigmoid(*y + b)),
+        Activation::Tanh => ndarray::Zip::from(&mut *out)
+            .and(&b)
+            .for_each(|y, &b| *y = (*y + b).tanh()),
+    }
+    Ok(())
+}

@@ -1,0 +1,61 @@
+//! Dead-code elimination: removes every node that nothing observable needs.
+//!
+//! Kept, with everything they need (data and control inputs): outputs,
+//! gradient results, the train section's train op, loss, metrics and hooks,
+//! every op that changes state, and the program's interface (placeholders and
+//! variables, which feeds and checkpoints address by name).
+
+use super::{Fired, Pass};
+use crate::error::Result;
+use crate::ir::Graph;
+use gradc_runtime::Op;
+use petgraph::Direction;
+use std::collections::HashSet;
+
+#[derive(Default)]
+pub struct Dce {
+    fired: Fired,
+}
+
+impl Pass for Dce {
+    fn name(&self) -> &'static str {
+        "dce"
+    }
+
+    fn run(&mut self, g: &mut Graph) -> Result<bool> {
+        let mut stack: Vec<_> =
+            g.g.node_indices()
+                .filter(|&n| {
+                    let op = &g.node(n).op;
+                    op.is_stateful()
+                        || matches!(op, Op::Placeholder { .. } | Op::Variable { .. } | Op::NoOp)
+                })
+                .collect();
+        stack.extend(g.outputs.iter().map(|(_, t)| t.node));
+        stack.extend(g.gradients.iter().map(|r| r.value.node));
+        if let Some(t) = &g.train {
+            stack.push(t.train_op);
+            stack.push(t.loss.1.node);
+            stack.extend(t.metrics.iter().chain(&t.hooks).map(|(_, m)| m.node));
+        }
+        let mut live = HashSet::new();
+        while let Some(n) = stack.pop() {
+            if live.insert(n) {
+                stack.extend(g.g.neighbors_directed(n, Direction::Incoming));
+            }
+        }
+        let dead: Vec<_> = g.g.node_indices().filter(|n| !live.contains(n)).collect();
+        for &n in &dead {
+            g.remove(n);
+            self.fired.hit("dead_node");
+        }
+        for members in g.collections.values_mut() {
+            members.retain(|n| live.contains(n));
+        }
+        Ok(!dead.is_empty())
+    }
+
+    fn fired(&self) -> Vec<(&'static str, usize)> {
+        self.fired.list()
+    }
+}

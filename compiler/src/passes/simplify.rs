@@ -1,0 +1,178 @@
+//! Algebraic simplification: named rules, each with the invariant that makes
+//! it exact. A rule either replaces a node's output by an existing tensor of
+//! the same type, or rewrites the node in place (keeping its name). Rules that
+//! hold only for finite values (x * 0 = 0 fails for inf and NaN) are not here.
+
+use super::{has_control, Fired, Pass};
+use crate::error::Result;
+use crate::ir::{Graph, TensorRef};
+use gradc_runtime::Op;
+use petgraph::stable_graph::NodeIndex;
+
+#[derive(Default)]
+pub struct Simplify {
+    fired: Fired,
+}
+
+enum Change {
+    /// Every use of the node's output uses this tensor instead.
+    Replace(TensorRef),
+    /// The node becomes this op on these inputs.
+    Rewrite(Box<Op>, Vec<TensorRef>),
+}
+
+/// Every element of a constant input equals `v`.
+fn is_const(g: &Graph, t: TensorRef, v: f64) -> bool {
+    match &g.node(t.node).op {
+        Op::Const(lit) => lit
+            .to_flat()
+            .is_ok_and(|(_, d)| !d.is_empty() && d.iter().all(|&x| x == v)),
+        _ => false,
+    }
+}
+
+/// The node producing `t`, if `t` is its only output and it has no control edges.
+fn producer(g: &Graph, t: TensorRef) -> Option<(NodeIndex, &Op)> {
+    (t.output == 0 && !has_control(g, t.node)).then(|| (t.node, &g.node(t.node).op))
+}
+
+/// The rule that applies to node `n`, with its name.
+fn rule(g: &Graph, n: NodeIndex) -> Option<(&'static str, Change)> {
+    let node = g.node(n);
+    let ins = g.inputs(n);
+    let y = TensorRef::of(n);
+    let same = |t: TensorRef| g.ty(t) == g.ty(y);
+    use Change::*;
+    Some(match (&node.op, ins.as_slice()) {
+        // Identity and StopGradient compute x (StopGradient acts only on differentiation, done by now).
+        (Op::Identity | Op::StopGradient, &[x]) => ("identity", Replace(x)),
+        // x + 0 = x and 0 + x = x (a zero of x's shape or one that broadcasts into it).
+        (Op::Add, &[x, z]) | (Op::Add, &[z, x]) if is_const(g, z, 0.0) && same(x) => {
+            ("add_zero", Replace(x))
+        }
+        // x - 0 = x
+        (Op::Sub, &[x, z]) if is_const(g, z, 0.0) && same(x) => ("sub_zero", Replace(x)),
+        // x * 1 = 1 * x = x, exactly, for every x including inf and NaN
+        (Op::Mul, &[x, o]) | (Op::Mul, &[o, x]) if is_const(g, o, 1.0) && same(x) => {
+            ("mul_one", Replace(x))
+        }
+        // x / 1 = x
+        (Op::Div, &[x, o]) if is_const(g, o, 1.0) && same(x) => ("div_one", Replace(x)),
+        // x^1 = x; x^2 = x * x, which Square computes
+        (Op::Pow { exponent }, &[x]) if *exponent == 1.0 => ("pow_one", Replace(x)),
+        (Op::Pow { exponent }, &[x]) if *exponent == 2.0 => {
+            ("pow_two_is_square", Rewrite(Box::new(Op::Square), vec![x]))
+        }
+        // a sum of one tensor is that tensor
+        (Op::AddN, &[x]) => ("add_n_of_one", Replace(x)),
+        // -(-x) = x
+        (Op::Neg, &[t]) => match producer(g, t) {
+            Some((_, Op::Neg)) => ("neg_neg", Replace(g.inputs(t.node)[0])),
+            _ => return None,
+        },
+        // reducing or broadcasting to the shape a tensor already has does nothing
+        (Op::SumToLike | Op::BroadcastLike, &[x, _]) if same(x) => ("like_same_shape", Replace(x)),
+        // a reshape to the shape the tensor has is the tensor; a reshape of a reshape is one reshape
+        (
+            Op::Reshape { .. } | Op::ReshapeLike | Op::ExpandDims { .. } | Op::Squeeze { .. },
+            &[x, ..],
+        ) if same(x) => ("reshape_same_shape", Replace(x)),
+        (Op::Reshape { shape }, &[t]) => match producer(g, t) {
+            Some((p, Op::Reshape { .. } | Op::ReshapeLike)) => (
+                "reshape_of_reshape",
+                Rewrite(
+                    Box::new(Op::Reshape {
+                        shape: shape.clone(),
+                    }),
+                    vec![g.inputs(p)[0]],
+                ),
+            ),
+            _ => return None,
+        },
+        (Op::ReshapeLike, &[t, like]) => match producer(g, t) {
+            Some((p, Op::Reshape { .. } | Op::ReshapeLike)) => (
+                "reshape_of_reshape",
+                Rewrite(Box::new(Op::ReshapeLike), vec![g.inputs(p)[0], like]),
+            ),
+            _ => return None,
+        },
+        // transposing twice is one transpose by the composed permutation (none if it is the identity)
+        (Op::Transpose { perm: outer }, &[t]) => match producer(g, t) {
+            Some((p, Op::Transpose { perm: inner })) => {
+                let rank = g.ty(t).shape.rank();
+                let full =
+                    |p: &Option<Vec<usize>>| p.clone().unwrap_or_else(|| (0..rank).rev().collect());
+                let (outer, inner) = (full(outer), full(inner));
+                let composed: Vec<usize> = outer.iter().map(|&a| inner[a]).collect();
+                let x = g.inputs(p)[0];
+                if composed.iter().enumerate().all(|(i, &a)| i == a) {
+                    ("transpose_of_transpose", Replace(x))
+                } else {
+                    (
+                        "transpose_of_transpose",
+                        Rewrite(
+                            Box::new(Op::Transpose {
+                                perm: Some(composed),
+                            }),
+                            vec![x],
+                        ),
+                    )
+                }
+            }
+            _ => return None,
+        },
+        // Mean over a broadcast of x along the broadcast axes is x (its values repeat)
+        _ => return None,
+    })
+}
+
+impl Pass for Simplify {
+    fn name(&self) -> &'static str {
+        "simplify"
+    }
+
+    fn run(&mut self, g: &mut Graph) -> Result<bool> {
+        let mut changed = false;
+        for n in g.topo_order()? {
+            if !g.g.contains_node(n) || has_control(g, n) || g.node(n).outputs.len() != 1 {
+                continue;
+            }
+            let Some((name, change)) = rule(g, n) else {
+                continue;
+            };
+            match change {
+                Change::Replace(x) => g.replace_uses(TensorRef::of(n), x),
+                Change::Rewrite(op, inputs) => g.rewrite(n, *op, &inputs)?,
+            }
+            self.fired.hit(name);
+            changed = true;
+        }
+        Ok(changed)
+    }
+
+    fn fired(&self) -> Vec<(&'static str, usize)> {
+        self.fired.list()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rules_are_exact_in_ieee() {
+        for x in [
+            0.0f64,
+            -0.0,
+            1.5,
+            f64::INFINITY,
+            f64::NAN,
+            f64::MIN_POSITIVE,
+        ] {
+            assert_eq!((x * 1.0).to_bits(), x.to_bits(), "mul_one");
+            assert_eq!((x / 1.0).to_bits(), x.to_bits(), "div_one");
+            assert_eq!((-(-x)).to_bits(), x.to_bits(), "neg_neg");
+            assert_eq!((x - 0.0).to_bits(), x.to_bits(), "sub_zero");
+            // add_zero: -0 + 0 = +0, equal as a number, not as bits
+            assert!(x + 0.0 == x || x.is_nan(), "add_zero");
+        }
+    }
+}
