@@ -89,7 +89,7 @@ pub struct TrainPrograms {
 
 /// Compiles a graph with a `train` section into its train-step and inference programs.
 pub fn compile_training(g: Graph) -> Result<TrainPrograms> {
-    programs(g.clone(), g)
+    programs(g.clone(), g, passes::Pipeline::default_passes)
 }
 
 /// Compiles a parsed graph file with a `train` section. With a `training_flag`,
@@ -100,12 +100,28 @@ pub fn compile_training_spec(
     text: &str,
     file: &str,
 ) -> Result<TrainPrograms> {
+    compile_training_spec_with(spec, text, file, passes::Pipeline::default_passes)
+}
+
+/// `compile_training_spec` with the passes `pipeline` makes (e.g. `Pipeline::none`).
+pub fn compile_training_spec_with(
+    spec: &schema::GraphSpec,
+    text: &str,
+    file: &str,
+    pipeline: fn() -> passes::Pipeline,
+) -> Result<TrainPrograms> {
     let flag = spec.train.as_ref().and_then(|t| t.training_flag.clone());
-    let Some(flag) = flag else {
-        return compile_training(graph_from_spec(spec, text, file)?).map_err(|e| e.in_file(file));
+    let (train_g, eval_g) = match flag {
+        Some(flag) => (
+            graph_with_flag(spec, text, file, &flag, 1.0)?,
+            graph_with_flag(spec, text, file, &flag, 0.0)?,
+        ),
+        None => {
+            let g = graph_from_spec(spec, text, file)?;
+            (g.clone(), g)
+        }
     };
-    let with_flag = |value: f64| graph_with_flag(spec, text, file, &flag, value);
-    programs(with_flag(1.0)?, with_flag(0.0)?).map_err(|e| e.in_file(file))
+    programs(train_g, eval_g, pipeline).map_err(|e| e.in_file(file))
 }
 
 /// Builds the graph with the placeholder `flag` replaced by the constant `value`.
@@ -154,9 +170,13 @@ pub fn inference_graph_spec(spec: &schema::GraphSpec, text: &str, file: &str) ->
 }
 
 /// The train step from `train_g` and the inference program from `eval_g`.
-fn programs(mut train_g: Graph, mut eval_g: Graph) -> Result<TrainPrograms> {
-    passes::Pipeline::default_passes().run(&mut train_g)?;
-    passes::Pipeline::default_passes().run(&mut eval_g)?;
+fn programs(
+    mut train_g: Graph,
+    mut eval_g: Graph,
+    pipeline: fn() -> passes::Pipeline,
+) -> Result<TrainPrograms> {
+    pipeline().run(&mut train_g)?;
+    pipeline().run(&mut eval_g)?;
     let Some(info) = train_g.train.clone() else {
         return Err(CompileError::new(
             ErrorKind::Train,

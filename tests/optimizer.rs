@@ -1,0 +1,260 @@
+//! The optimizer preserves results: for every example in graphs/ and for
+//! randomly generated graphs, optimized and unoptimized programs give the same
+//! outputs, gradients (second order included) and variable updates, within
+//! 1e-12 relative in f64 and 1e-5 in f32.
+
+mod common;
+
+use common::repo_path;
+use gradc::compiler::{self, passes::Pipeline, schema};
+use gradc::runtime::{DType, Dim, Op, Program, Session, Tensor};
+use proptest::prelude::*;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::collections::HashMap;
+
+fn tolerance(dtype: DType) -> f64 {
+    match dtype {
+        DType::F64 => 1e-12,
+        DType::F32 => 1e-5,
+    }
+}
+
+fn assert_same(a: &Tensor, b: &Tensor, what: &str) {
+    assert_eq!(a.shape(), b.shape(), "{what}: shapes");
+    let tol = tolerance(a.dtype());
+    for (i, (x, y)) in a.to_f64_vec().iter().zip(b.to_f64_vec()).enumerate() {
+        let same =
+            x == &y || (x.is_nan() && y.is_nan()) || (x - y).abs() <= tol * x.abs().max(y.abs());
+        assert!(same, "{what}[{i}]: optimized {y} vs unoptimized {x}");
+    }
+}
+
+/// Random values for every placeholder (symbolic dims of size 4), the same for both programs.
+fn feeds(p: &Program, seed: u64) -> HashMap<String, Tensor> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    p.instrs
+        .iter()
+        .filter(|i| matches!(i.op, Op::Placeholder { .. }))
+        .map(|i| {
+            let t = &i.outputs[0];
+            let shape: Vec<usize> = t
+                .shape
+                .0
+                .iter()
+                .map(|d| if let Dim::Known(n) = d { *n } else { 4 })
+                .collect();
+            let n = shape.iter().product();
+            let data = (0..n).map(|_| rng.random_range(-1.0..1.0)).collect();
+            (
+                i.name.clone(),
+                Tensor::from_f64(t.dtype, &shape, data).expect("fits"),
+            )
+        })
+        .collect()
+}
+
+/// Every labelled output of both programs, compared.
+fn compare_outputs(
+    plain: Program,
+    optimized: Program,
+    feeds: &HashMap<String, Tensor>,
+    what: &str,
+) {
+    let labels: Vec<String> = plain.outputs.iter().map(|o| o.label.clone()).collect();
+    let run = |p: Program| {
+        let mut s = Session::new(p).expect("valid");
+        s.initialize(3).expect("init");
+        let refs: Vec<_> = labels
+            .iter()
+            .map(|l| s.resolve(l).expect("label survives"))
+            .collect();
+        s.run(feeds, &refs).expect("runs")
+    };
+    let (a, b) = (run(plain), run(optimized));
+    for ((x, y), label) in a.iter().zip(&b).zip(&labels) {
+        assert_same(x, y, &format!("{what}: {label}"));
+    }
+}
+
+#[test]
+fn every_example_gives_the_same_results_optimized() {
+    for entry in std::fs::read_dir(repo_path("graphs")).expect("graphs/") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_none_or(|e| e != "ron") {
+            continue;
+        }
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(&path).expect("read");
+        let spec = schema::parse(&text).expect("parses");
+        if spec.train.is_some() {
+            // Three train steps from the same start: same losses, same variables.
+            let plain = compiler::compile_training_spec_with(&spec, &text, &file, Pipeline::none)
+                .expect("plain");
+            let optimized =
+                compiler::compile_training_spec(&spec, &text, &file).expect("optimized");
+            assert!(
+                optimized.train.instrs.len() <= plain.train.instrs.len(),
+                "{file}: the optimizer added nodes"
+            );
+            let f = feeds(&plain.train, 11);
+            let mut sessions = [
+                (plain.train.clone(), &plain.train_op),
+                (optimized.train.clone(), &optimized.train_op),
+            ]
+            .map(|(p, op)| {
+                let mut s = Session::new(p).expect("valid");
+                s.initialize(3).expect("init");
+                let t = s.resolve_target(op).expect("train op");
+                (s, t)
+            });
+            for step in 0..3 {
+                let losses: Vec<Tensor> = sessions
+                    .iter_mut()
+                    .map(|(s, t)| {
+                        let loss = s.resolve(&plain.loss).expect("loss");
+                        s.run_with_targets(&f, &[loss], &[*t])
+                            .expect("step")
+                            .remove(0)
+                    })
+                    .collect();
+                assert_same(
+                    &losses[0],
+                    &losses[1],
+                    &format!("{file}: loss at step {step}"),
+                );
+            }
+            let vars = |s: &Session| -> Vec<(String, Tensor)> {
+                s.variables()
+                    .into_iter()
+                    .map(|(n, v)| (n.to_string(), v.expect("set").clone()))
+                    .collect()
+            };
+            let (a, b) = (vars(&sessions[0].0), vars(&sessions[1].0));
+            assert_eq!(a.len(), b.len(), "{file}: variables");
+            for ((n, x), (_, y)) in a.iter().zip(&b) {
+                assert_same(x, y, &format!("{file}: variable {n} after 3 steps"));
+            }
+        } else {
+            let g = compiler::graph_from_spec(&spec, &text, &file).expect("builds");
+            let (plain, _) = compiler::compile_with(g.clone(), Pipeline::none()).expect("plain");
+            let optimized = compiler::compile(g).expect("optimized");
+            let f = feeds(&plain, 5);
+            compare_outputs(plain, optimized, &f, &file);
+        }
+    }
+}
+
+#[test]
+fn the_passes_fire_on_the_examples() {
+    let g = compiler::graph_from_file(&repo_path("graphs/two_layer_net.ron")).expect("builds");
+    let (p, reports) =
+        compiler::compile_with(g, Pipeline::default_passes().verify_always()).expect("compiles");
+    let fired: HashMap<&str, usize> = reports
+        .iter()
+        .flat_map(|r| r.fired.iter().copied())
+        .collect();
+    assert_eq!(fired.get("dense_with_activation"), Some(&1), "{reports:?}");
+    assert_eq!(fired.get("dense"), Some(&1), "{reports:?}");
+    assert!(
+        p.instrs.iter().all(|i| !matches!(i.op, Op::BiasAdd)),
+        "every BiasAdd fused"
+    );
+    // apple: every value is known at compile time.
+    let g = compiler::graph_from_file(&repo_path("graphs/apple.ron")).expect("builds");
+    let (p, _) = compiler::compile_with(g, Pipeline::default_passes()).expect("compiles");
+    assert!(
+        p.instrs.iter().all(|i| matches!(i.op, Op::Const(_))),
+        "{:?}",
+        p.instrs.iter().map(|i| i.op.name()).collect::<Vec<_>>()
+    );
+}
+
+/// One random op applied to earlier tensors (all of shape [3, 4]).
+#[derive(Clone, Debug)]
+struct Step {
+    op: usize,
+    a: usize,
+    b: usize,
+}
+
+const UNARY: &[&str] = &[
+    "Neg",
+    "Tanh",
+    "Sigmoid",
+    "Relu",
+    "Square",
+    "Identity",
+    "StopGradient",
+];
+
+fn random_graph(steps: &[Step]) -> String {
+    let mut nodes = vec![
+        r#"(name: "t0", op: Placeholder(shape: [3, 4]))"#.to_string(),
+        r#"(name: "t1", op: Const([[0.5, -1.0, 2.0, 0.25], [1.0, 1.0, -0.5, 0.0], [0.3, 0.2, 0.1, -2.0]]))"#.to_string(),
+        r#"(name: "w", op: Placeholder(shape: [4, 4]))"#.to_string(),
+        r#"(name: "bias", op: Placeholder(shape: [4]))"#.to_string(),
+        r#"(name: "one", op: Const(1.0))"#.to_string(),
+        r#"(name: "zero", op: Const(0.0))"#.to_string(),
+    ];
+    let mut tensors = vec!["t0".to_string(), "t1".to_string()];
+    for (k, s) in steps.iter().enumerate() {
+        let (a, b) = (&tensors[s.a % tensors.len()], &tensors[s.b % tensors.len()]);
+        let name = format!("n{k}");
+        let node = match s.op % 12 {
+            0 => format!(r#"(name: "{name}", op: Add, inputs: ["{a}", "{b}"])"#),
+            1 => format!(r#"(name: "{name}", op: Mul, inputs: ["{a}", "{b}"])"#),
+            2 => format!(r#"(name: "{name}", op: Sub, inputs: ["{a}", "{b}"])"#),
+            3 => format!(r#"(name: "{name}", op: Mul, inputs: ["{a}", "one"])"#),
+            4 => format!(r#"(name: "{name}", op: Add, inputs: ["zero", "{a}"])"#),
+            5 => format!(
+                r#"(name: "{name}_m", op: MatMul(), inputs: ["{a}", "w"]), (name: "{name}", op: BiasAdd, inputs: ["{name}_m", "bias"])"#
+            ),
+            6 => format!(
+                r#"(name: "{name}_m", op: MatMul(), inputs: ["{a}", "w"]), (name: "{name}_b", op: BiasAdd, inputs: ["{name}_m", "bias"]), (name: "{name}", op: Relu, inputs: ["{name}_b"])"#
+            ),
+            7 => format!(
+                r#"(name: "{name}_t", op: Transpose(), inputs: ["{a}"]), (name: "{name}", op: Transpose(), inputs: ["{name}_t"])"#
+            ),
+            8 => format!(
+                r#"(name: "{name}_s", op: Sum(axes: [-1], keep_dims: true), inputs: ["{a}"]), (name: "{name}", op: Add, inputs: ["{name}_s", "{b}"])"#
+            ),
+            9 => format!(
+                r#"(name: "{name}_n", op: Neg, inputs: ["{a}"]), (name: "{name}", op: Neg, inputs: ["{name}_n"])"#
+            ),
+            10 => format!(r#"(name: "{name}", op: AddN, inputs: ["{a}"])"#),
+            _ => format!(
+                r#"(name: "{name}", op: {}, inputs: ["{a}"])"#,
+                UNARY[s.b % UNARY.len()]
+            ),
+        };
+        nodes.push(node);
+        tensors.push(name);
+    }
+    let last = tensors.last().expect("tensors");
+    nodes.push(format!(r#"(name: "sq", op: Square, inputs: ["{last}"])"#));
+    nodes.push(r#"(name: "loss", op: Sum(), inputs: ["sq"])"#.to_string());
+    format!(
+        r#"Graph(name: "random", dtype: F64, nodes: [{}], outputs: ["loss"], gradients: [
+            (of: "loss", wrt: ["t0", "w", "bias"]),
+            (of: "d(loss)/d(t0)", wrt: ["t0", "w"]),
+        ])"#,
+        nodes.join(",\n")
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_graphs_give_the_same_values_and_gradients_optimized(
+        steps in prop::collection::vec((0usize..100, 0usize..100, 0usize..100).prop_map(|(op, a, b)| Step { op, a, b }), 1..10),
+    ) {
+        let text = random_graph(&steps);
+        let g = compiler::graph_from_str(&text, "random.ron").expect("builds");
+        let (plain, _) = compiler::compile_with(g.clone(), Pipeline::none()).expect("plain");
+        let (optimized, _) = compiler::compile_with(g, Pipeline::default_passes().verify_always()).expect("optimized");
+        let f = feeds(&plain, 9);
+        compare_outputs(plain, optimized, &f, &text);
+    }
+}
