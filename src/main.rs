@@ -19,6 +19,27 @@ struct Cli {
     command: Command,
 }
 
+/// Which optimizer passes run.
+#[derive(clap::Args, Clone, Debug, Default)]
+struct OptArgs {
+    /// Comma-separated passes to run, in order (default: all: simplify,fold,cse,fuse,dce).
+    #[arg(long, value_delimiter = ',', conflicts_with = "no_opt")]
+    passes: Option<Vec<String>>,
+    /// Run no optimizer pass.
+    #[arg(long)]
+    no_opt: bool,
+}
+
+impl OptArgs {
+    fn pipeline(&self) -> Result<compiler::passes::Pipeline, Error> {
+        Ok(match (&self.passes, self.no_opt) {
+            (_, true) => compiler::passes::Pipeline::none(),
+            (Some(names), false) => compiler::passes::Pipeline::named(names)?,
+            (None, false) => compiler::passes::Pipeline::default_passes(),
+        })
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Parse a graph, infer shapes and dtypes, build its gradients; print a summary or the errors.
@@ -26,6 +47,11 @@ enum Command {
     /// Print the graph with its gradient graph in the canonical text form.
     Grad {
         file: PathBuf,
+        /// Print the graph after the optimizer's passes.
+        #[arg(long)]
+        optimized: bool,
+        #[command(flatten)]
+        opt: OptArgs,
         /// Print the inference graph of a graph with a train section instead:
         /// its training flag set to 0, only what the loss and metrics need.
         #[arg(long)]
@@ -43,6 +69,11 @@ enum Command {
         file: PathBuf,
         #[arg(short, long)]
         output: PathBuf,
+        #[command(flatten)]
+        opt: OptArgs,
+        /// Print what each pass did, the node counts and the planned buffer memory.
+        #[arg(long)]
+        explain: bool,
     },
     /// Run a graph file or a compiled program; prints its outputs and gradients.
     Run {
@@ -201,12 +232,20 @@ fn run(command: Command) -> Result<ExitCode, Error> {
                 println!("  train: minimizes {} over {}", t.loss.0, vars.join(", "));
             }
         }
-        Command::Grad { file, inference } => {
-            let g = if inference {
+        Command::Grad {
+            file,
+            inference,
+            optimized,
+            opt,
+        } => {
+            let mut g = if inference {
                 load_inference_graph(&file)?
             } else {
                 load_graph(&file)?
             };
+            if optimized {
+                opt.pipeline()?.run(&mut g)?;
+            }
             print!("{}", compiler::print::graph_text(&g)?)
         }
         Command::Dot { file, inference } => {
@@ -217,8 +256,41 @@ fn run(command: Command) -> Result<ExitCode, Error> {
             };
             print!("{}", compiler::print::dot(&g)?)
         }
-        Command::Compile { file, output } => {
-            let program = compiler::compile(load_graph(&file)?)?;
+        Command::Compile {
+            file,
+            output,
+            opt,
+            explain,
+        } => {
+            let g = load_graph(&file)?;
+            let before = g.g.node_count();
+            let (program, reports) = compiler::compile_with(g, opt.pipeline()?)?;
+            if explain {
+                println!(
+                    "{}: {before} nodes before the passes, {} instructions after",
+                    file.display(),
+                    program.instrs.len()
+                );
+                for r in &reports {
+                    let fired: Vec<String> = r
+                        .fired
+                        .iter()
+                        .map(|(rule, n)| format!("{rule} x{n}"))
+                        .collect();
+                    let fired = if fired.is_empty() {
+                        "nothing fired".to_string()
+                    } else {
+                        fired.join(", ")
+                    };
+                    println!(
+                        "  pass {:<9} {:>6} -> {:<6} nodes  {fired}",
+                        r.name, r.nodes_before, r.nodes_after
+                    );
+                }
+                for batch in [1, 100] {
+                    println!("  buffers held by a session, with every symbolic dimension {batch}: {} bytes", buffer_bytes(&program, batch));
+                }
+            }
             program.save(&output).map_err(Error::Io)?;
             println!(
                 "wrote {} ({} instructions)",
@@ -379,6 +451,28 @@ fn run(command: Command) -> Result<ExitCode, Error> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Bytes of every instruction output of a program (the buffers a session
+/// keeps), with symbolic dimensions bound to `batch`.
+fn buffer_bytes(p: &Program, batch: usize) -> usize {
+    p.instrs
+        .iter()
+        .flat_map(|i| &i.outputs)
+        .map(|t| {
+            let elems: usize = t
+                .shape
+                .0
+                .iter()
+                .map(|d| d.known().unwrap_or(batch))
+                .product();
+            elems
+                * match t.dtype {
+                    gradc::runtime::DType::F32 => 4,
+                    gradc::runtime::DType::F64 => 8,
+                }
+        })
+        .sum()
 }
 
 /// Matrix products use `threads` threads (matrixmultiply reads this once, before the first product).

@@ -65,3 +65,25 @@ fn batch_norm_layer_expansions() {
         insta::assert_snapshot!(format!("batch_norm_rank{rank}_{format}_{fused_name}"), out);
     }
 }
+
+#[test]
+fn optimized_graphs() {
+    insta::glob!("../graphs", "*.ron", |path| {
+        let mut g = compiler::graph_from_file(path).unwrap_or_else(|e| panic!("{e}"));
+        let reports = compiler::passes::Pipeline::default_passes()
+            .verify_always()
+            .run(&mut g)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut text = compiler::print::graph_text(&g).unwrap_or_else(|e| panic!("{e}"));
+        text.push_str("# passes\n");
+        for r in reports {
+            let fired: Vec<String> = r
+                .fired
+                .iter()
+                .map(|(rule, n)| format!("{rule} x{n}"))
+                .collect();
+            text.push_str(&format!("{}: {}\n", r.name, fired.join(", ")));
+        }
+        insta::assert_snapshot!(text);
+    });
+}
