@@ -5,8 +5,21 @@ use gradc::compiler::ir::Role;
 use gradc::compiler::{self, Graph};
 use gradc::runtime::{Program, Session, ValueRef};
 use gradc::{feeds, gradcheck, train, Error};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+
+/// `println!` that ends the process quietly (status 0) when stdout is closed,
+/// as in `gradc grad big.ron | head`, instead of panicking.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        if let Err(e) = writeln!(std::io::stdout(), $($arg)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+        }
+    };
+}
 
 #[derive(Parser)]
 #[command(
@@ -165,6 +178,14 @@ fn main() -> ExitCode {
     }
 }
 
+/// The file's text and parsed graph.
+fn load_spec(file: &Path) -> Result<(String, String, compiler::schema::GraphSpec), Error> {
+    let name = file.display().to_string();
+    let text = std::fs::read_to_string(file).map_err(|e| Error::Io(format!("{name}: {e}")))?;
+    let spec = compiler::schema::parse(&text).map_err(|e| e.in_file(&name))?;
+    Ok((name, text, spec))
+}
+
 fn load_graph(file: &Path) -> Result<Graph, Error> {
     Ok(compiler::graph_from_file(file)?)
 }
@@ -199,17 +220,16 @@ fn load_program(file: &Path, feeds: &[String], fetches: &[String]) -> Result<Pro
             }
         }
     }
-    let mut g = compiler::graph_from_spec(&spec, &text, &name)?;
     let keep: Vec<&str> = fetches.iter().map(String::as_str).collect();
-    compiler::keep(&mut g, &keep).map_err(|e| e.in_file(&name))?;
-    Ok(compiler::compile(g)?)
+    let pipeline = compiler::passes::Pipeline::default_passes();
+    Ok(compiler::compile_spec(&spec, &text, &name, pipeline, &keep)?.0)
 }
 fn run(command: Command) -> Result<ExitCode, Error> {
     match command {
         Command::Check { file } => {
             let g = load_graph(&file)?;
             let count = |r: Role| g.g.node_indices().filter(|&n| g.node(n).role == r).count();
-            println!(
+            say!(
                 "{}: ok: graph '{}', {} forward nodes, {} backward nodes, {} update nodes",
                 file.display(),
                 g.name,
@@ -218,10 +238,10 @@ fn run(command: Command) -> Result<ExitCode, Error> {
                 count(Role::Update)
             );
             for (label, t) in &g.outputs {
-                println!("  output {label} : {}", g.ty(*t));
+                say!("  output {label} : {}", g.ty(*t));
             }
             for r in &g.gradients {
-                println!("  gradient {} : {}", r.name, g.ty(r.value));
+                say!("  gradient {} : {}", r.name, g.ty(r.value));
             }
             if let Some(t) = &g.train {
                 let vars: Vec<&str> = t
@@ -229,7 +249,7 @@ fn run(command: Command) -> Result<ExitCode, Error> {
                     .iter()
                     .map(|&v| g.node(v).name.as_str())
                     .collect();
-                println!("  train: minimizes {} over {}", t.loss.0, vars.join(", "));
+                say!("  train: minimizes {} over {}", t.loss.0, vars.join(", "));
             }
         }
         Command::Grad {
@@ -238,15 +258,21 @@ fn run(command: Command) -> Result<ExitCode, Error> {
             optimized,
             opt,
         } => {
-            let mut g = if inference {
-                load_inference_graph(&file)?
-            } else {
-                load_graph(&file)?
+            let g = match (inference, optimized) {
+                (true, _) => {
+                    let mut g = load_inference_graph(&file)?;
+                    if optimized {
+                        opt.pipeline()?.run(&mut g)?;
+                    }
+                    g
+                }
+                (false, true) => {
+                    let (name, text, spec) = load_spec(&file)?;
+                    compiler::compile_spec(&spec, &text, &name, opt.pipeline()?, &[])?.1
+                }
+                (false, false) => load_graph(&file)?,
             };
-            if optimized {
-                opt.pipeline()?.run(&mut g)?;
-            }
-            print!("{}", compiler::print::graph_text(&g)?)
+            say!("{}", compiler::print::graph_text(&g)?.trim_end());
         }
         Command::Dot { file, inference } => {
             let g = if inference {
@@ -254,7 +280,7 @@ fn run(command: Command) -> Result<ExitCode, Error> {
             } else {
                 load_graph(&file)?
             };
-            print!("{}", compiler::print::dot(&g)?)
+            say!("{}", compiler::print::dot(&g)?.trim_end())
         }
         Command::Compile {
             file,
@@ -262,15 +288,26 @@ fn run(command: Command) -> Result<ExitCode, Error> {
             opt,
             explain,
         } => {
-            let g = load_graph(&file)?;
-            let before = g.g.node_count();
-            let (program, reports) = compiler::compile_with(g, opt.pipeline()?)?;
+            let (name, text, spec) = load_spec(&file)?;
+            let before = compiler::graph_from_spec(&spec, &text, &name)?
+                .g
+                .node_count();
+            let (program, g, reports) =
+                compiler::compile_spec(&spec, &text, &name, opt.pipeline()?, &[])?;
             if explain {
-                println!(
+                say!(
                     "{}: {before} nodes before the passes, {} instructions after",
                     file.display(),
                     program.instrs.len()
                 );
+                if !g.prefused.is_empty() {
+                    let fired: Vec<String> = g
+                        .prefused
+                        .iter()
+                        .map(|(rule, n)| format!("{rule} x{n}"))
+                        .collect();
+                    say!("  prefuse (before differentiation): {}", fired.join(", "));
+                }
                 for r in &reports {
                     let fired: Vec<String> = r
                         .fired
@@ -282,17 +319,19 @@ fn run(command: Command) -> Result<ExitCode, Error> {
                     } else {
                         fired.join(", ")
                     };
-                    println!(
+                    say!(
                         "  pass {:<9} {:>6} -> {:<6} nodes  {fired}",
-                        r.name, r.nodes_before, r.nodes_after
+                        r.name,
+                        r.nodes_before,
+                        r.nodes_after
                     );
                 }
                 for batch in [1, 100] {
-                    println!("  buffers held by a session, with every symbolic dimension {batch}: {} bytes", buffer_bytes(&program, batch));
+                    say!("  buffers held by a session, with every symbolic dimension {batch}: {} bytes", buffer_bytes(&program, batch));
                 }
             }
             program.save(&output).map_err(Error::Io)?;
-            println!(
+            say!(
                 "wrote {} ({} instructions)",
                 output.display(),
                 program.instrs.len()
@@ -326,8 +365,8 @@ fn run(command: Command) -> Result<ExitCode, Error> {
             }
             for (label, value) in labels.iter().zip(&values) {
                 match value {
-                    gradc::runtime::Tensor::F32(a) => println!("{label} = {a}"),
-                    gradc::runtime::Tensor::F64(a) => println!("{label} = {a}"),
+                    gradc::runtime::Tensor::F32(a) => say!("{label} = {a}"),
+                    gradc::runtime::Tensor::F64(a) => say!("{label} = {a}"),
                 }
                 if let Some(dir) = &npy_dir {
                     let safe: String = label
@@ -372,7 +411,7 @@ fn run(command: Command) -> Result<ExitCode, Error> {
                 progress: !quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()),
             };
             let report = train::train(&file, &opts)?;
-            println!("trained {} steps", report.steps);
+            say!("trained {} steps", report.steps);
         }
         Command::Plot {
             csvs,
@@ -401,7 +440,7 @@ fn run(command: Command) -> Result<ExitCode, Error> {
                 series,
             };
             gradc::io::plot::plot_curves(&output, &title, &[panel])?;
-            println!("wrote {}", output.display());
+            say!("wrote {}", output.display());
         }
         Command::Eval {
             file,
@@ -409,9 +448,9 @@ fn run(command: Command) -> Result<ExitCode, Error> {
             batch_size,
         } => {
             let (names, scores) = train::eval(&file, &checkpoint, batch_size)?;
-            println!("loss {:.6}", scores.loss);
+            say!("loss {:.6}", scores.loss);
             for (n, v) in names.iter().zip(&scores.metrics) {
-                println!("{n} {v:.6}");
+                say!("{n} {v:.6}");
             }
         }
         Command::Gradcheck {
@@ -426,16 +465,19 @@ fn run(command: Command) -> Result<ExitCode, Error> {
             let mut ok = true;
             for c in &checks {
                 let verdict = if c.passed() { "ok" } else { "FAILED" };
-                println!(
+                say!(
                     "{}: max abs error {:.3e}, max rel error {:.3e} (tolerance {:.0e}) {verdict}",
-                    c.name, c.max_abs, c.max_rel, c.tolerance
+                    c.name,
+                    c.max_abs,
+                    c.max_rel,
+                    c.tolerance
                 );
                 ok &= c.passed();
             }
             for fc in gradcheck::check_functions(&g, &feeds, tolerance)? {
                 for c in &fc.checks {
                     let verdict = if c.passed() { "ok" } else { "FAILED" };
-                    println!(
+                    say!(
                         "custom gradient of function '{}' (call '{}'), {}: max abs error {:.3e}, max rel error {:.3e} (tolerance {:.0e}) {verdict}",
                         fc.function, fc.call, c.name, c.max_abs, c.max_rel, c.tolerance
                     );
@@ -443,7 +485,7 @@ fn run(command: Command) -> Result<ExitCode, Error> {
                 }
             }
             if checks.is_empty() {
-                println!("{}: the graph requests no gradients", file.display());
+                say!("{}: the graph requests no gradients", file.display());
             }
             if !ok {
                 return Ok(ExitCode::FAILURE);

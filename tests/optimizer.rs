@@ -20,14 +20,30 @@ fn tolerance(dtype: DType) -> f64 {
     }
 }
 
+/// Relative error as gradcheck measures it: the largest absolute difference
+/// over the larger of the two tensors' max-norms (NaN and inf must match
+/// exactly, position by position).
 fn assert_same(a: &Tensor, b: &Tensor, what: &str) {
     assert_eq!(a.shape(), b.shape(), "{what}: shapes");
-    let tol = tolerance(a.dtype());
-    for (i, (x, y)) in a.to_f64_vec().iter().zip(b.to_f64_vec()).enumerate() {
-        let same =
-            x == &y || (x.is_nan() && y.is_nan()) || (x - y).abs() <= tol * x.abs().max(y.abs());
-        assert!(same, "{what}[{i}]: optimized {y} vs unoptimized {x}");
+    let (x, y) = (a.to_f64_vec(), b.to_f64_vec());
+    let mut max_diff: f64 = 0.0;
+    let mut scale: f64 = 0.0;
+    for (i, (p, q)) in x.iter().zip(&y).enumerate() {
+        if !p.is_finite() || !q.is_finite() {
+            assert!(
+                p == q || (p.is_nan() && q.is_nan()),
+                "{what}[{i}]: optimized {q} vs unoptimized {p}"
+            );
+            continue;
+        }
+        max_diff = max_diff.max((p - q).abs());
+        scale = scale.max(p.abs()).max(q.abs());
     }
+    let tol = tolerance(a.dtype());
+    assert!(
+        max_diff <= tol * scale,
+        "{what}: max difference {max_diff:e} over max-norm {scale:e} exceeds {tol:e}"
+    );
 }
 
 /// Random values for every placeholder (symbolic dims of size 4), the same for both programs.
@@ -257,4 +273,63 @@ proptest! {
         let f = feeds(&plain, 9);
         compare_outputs(plain, optimized, &f, &text);
     }
+}
+
+#[test]
+fn composites_fuse_before_differentiation() {
+    let count = |p: &Program, op: &str| p.instrs.iter().filter(|i| i.op.name() == op).count();
+    // BN-MLP's train step: both layers' Moments + BatchNormalization become FusedBatchNorm.
+    let path = repo_path("graphs/bn_mlp.ron");
+    let text = std::fs::read_to_string(&path).expect("read");
+    let spec = schema::parse(&text).expect("parses");
+    let p = compiler::compile_training_spec(&spec, &text, "bn_mlp.ron").expect("compiles");
+    assert_eq!(
+        (
+            count(&p.train, "FusedBatchNorm"),
+            count(&p.train, "FusedBatchNormGrad")
+        ),
+        (2, 2)
+    );
+    assert_eq!(
+        count(&p.train, "Moments") + count(&p.train, "BatchNormalization"),
+        0
+    );
+    // The composite sigmoid is differentiated as Sigmoid: y * (1 - y) * dy, not the chain.
+    let path = repo_path("graphs/sigmoid_composite.ron");
+    let text = std::fs::read_to_string(&path).expect("read");
+    let spec = schema::parse(&text).expect("parses");
+    let (_, g, _) = compiler::compile_spec(&spec, &text, "s.ron", Pipeline::default_passes(), &[])
+        .expect("compiles");
+    assert_eq!(g.prefused.get("sigmoid"), Some(&1));
+    // A softmax cross-entropy written out by hand becomes the fused op.
+    let hand = r#"Graph(name: "ce", dtype: F64, nodes: [
+        (name: "z", op: Placeholder(shape: [2, 3])), (name: "t", op: Placeholder(shape: [2, 3])),
+        (name: "p", op: Softmax, inputs: ["z"]), (name: "lp", op: Log, inputs: ["p"]),
+        (name: "tl", op: Mul, inputs: ["t", "lp"]), (name: "s", op: Sum(axes: [-1]), inputs: ["tl"]),
+        (name: "ce", op: Neg, inputs: ["s"]), (name: "loss", op: Mean(), inputs: ["ce"]),
+    ], gradients: [(of: "loss", wrt: ["z"])])"#;
+    let spec = schema::parse(hand).expect("parses");
+    let (p, g, _) = compiler::compile_spec(&spec, hand, "ce.ron", Pipeline::default_passes(), &[])
+        .expect("compiles");
+    assert_eq!(g.prefused.get("softmax_cross_entropy"), Some(&1));
+    assert_eq!(count(&p, "Log"), 0, "no log of a softmax left");
+    // And the same numbers as the unfused graph, labels being distributions.
+    let (plain, _) = compiler::compile_with(
+        compiler::graph_from_str(hand, "ce.ron").expect("builds"),
+        Pipeline::none(),
+    )
+    .expect("plain");
+    let f = HashMap::from([
+        (
+            "z".to_string(),
+            Tensor::from_f64(DType::F64, &[2, 3], vec![0.2, -1.0, 3.0, 0.5, 0.5, -2.0])
+                .expect("fits"),
+        ),
+        (
+            "t".to_string(),
+            Tensor::from_f64(DType::F64, &[2, 3], vec![0.1, 0.2, 0.7, 1.0, 0.0, 0.0])
+                .expect("fits"),
+        ),
+    ]);
+    compare_outputs(plain, p, &f, "softmax cross-entropy by hand");
 }

@@ -18,6 +18,12 @@ enum Item {
 
 /// Builds the IR of a parsed graph. `text` is the file's text, used to find lines.
 pub fn build(spec: &GraphSpec, text: &str) -> Result<Graph> {
+    build_with(spec, text, false)
+}
+
+/// `build`, with `prefuse`: forward patterns are fused before each
+/// differentiation (see `passes::prefuse`).
+pub fn build_with(spec: &GraphSpec, text: &str, prefuse: bool) -> Result<Graph> {
     let node_line = |name: &str| line_of_node(text, name);
     // Who produces each name.
     let mut producer: HashMap<String, Item> = HashMap::new();
@@ -121,6 +127,7 @@ pub fn build(spec: &GraphSpec, text: &str) -> Result<Graph> {
     })?;
 
     let mut g = Graph::new(&spec.name);
+    let mut prefused = std::collections::BTreeMap::new();
     g.functions = crate::functions::check(spec, text)?;
     g.source = text.into();
     let mut aliases: HashMap<String, TensorRef> = HashMap::new();
@@ -219,6 +226,9 @@ pub fn build(spec: &GraphSpec, text: &str) -> Result<Graph> {
                 let y = find(&gr.of)?;
                 let xs = gr.wrt.iter().map(|x| find(x)).collect::<Result<Vec<_>>>()?;
                 let grad_y = gr.grad_ys.as_deref().map(find).transpose()?;
+                if prefuse {
+                    crate::passes::prefuse::run(&mut g, &mut prefused)?;
+                }
                 let scope = g.free_scope("gradients");
                 let results =
                     grad::gradients(&mut g, y, &xs, grad_y, &scope).map_err(|e| e.at_line(line))?;
@@ -248,8 +258,12 @@ pub fn build(spec: &GraphSpec, text: &str) -> Result<Graph> {
         None => default_outputs(&g),
     };
     if let Some(train) = &spec.train {
+        if prefuse {
+            crate::passes::prefuse::run(&mut g, &mut prefused)?;
+        }
         crate::train::build_train(&mut g, train, &aliases, text)?;
     }
+    g.prefused = prefused;
     Ok(g)
 }
 

@@ -105,6 +105,8 @@ pub struct Graph {
     pub train: Option<TrainInfo>,
     /// The graph file's functions, by name (custom gradients are instantiated from them).
     pub functions: std::collections::BTreeMap<String, crate::schema::FunctionSpec>,
+    /// Forward patterns fused before differentiation, and how often (`passes::prefuse`).
+    pub prefused: std::collections::BTreeMap<&'static str, usize>,
     /// The graph file's text, for the lines of errors in function bodies.
     pub source: std::sync::Arc<str>,
 }

@@ -32,6 +32,21 @@ pub fn graph_from_spec(spec: &schema::GraphSpec, text: &str, file: &str) -> Resu
     build::build(spec, text).map_err(|e| e.in_file(file))
 }
 
+/// Builds a parsed graph as `pipeline` wants it (forward patterns fused before
+/// differentiation if it prefuses), runs the pipeline and lowers it.
+pub fn compile_spec(
+    spec: &schema::GraphSpec,
+    text: &str,
+    file: &str,
+    mut pipeline: passes::Pipeline,
+    keep_names: &[&str],
+) -> Result<(gradc_runtime::Program, Graph, Vec<passes::PassReport>)> {
+    let mut g = build::build_with(spec, text, pipeline.prefuse).map_err(|e| e.in_file(file))?;
+    keep(&mut g, keep_names).map_err(|e| e.in_file(file))?;
+    let reports = pipeline.run(&mut g)?;
+    Ok((lower::lower(&g)?, g, reports))
+}
+
 /// Reads, parses and builds a graph file.
 pub fn graph_from_file(path: &Path) -> Result<Graph> {
     let file = path.display().to_string();
@@ -111,13 +126,14 @@ pub fn compile_training_spec_with(
     pipeline: fn() -> passes::Pipeline,
 ) -> Result<TrainPrograms> {
     let flag = spec.train.as_ref().and_then(|t| t.training_flag.clone());
+    let prefuse = pipeline().prefuse;
     let (train_g, eval_g) = match flag {
         Some(flag) => (
-            graph_with_flag(spec, text, file, &flag, 1.0)?,
-            graph_with_flag(spec, text, file, &flag, 0.0)?,
+            graph_with_flag_opt(spec, text, file, &flag, 1.0, prefuse)?,
+            graph_with_flag_opt(spec, text, file, &flag, 0.0, prefuse)?,
         ),
         None => {
-            let g = graph_from_spec(spec, text, file)?;
+            let g = build::build_with(spec, text, prefuse).map_err(|e| e.in_file(file))?;
             (g.clone(), g)
         }
     };
@@ -131,6 +147,17 @@ pub fn graph_with_flag(
     file: &str,
     flag: &str,
     value: f64,
+) -> Result<Graph> {
+    graph_with_flag_opt(spec, text, file, flag, value, false)
+}
+
+fn graph_with_flag_opt(
+    spec: &schema::GraphSpec,
+    text: &str,
+    file: &str,
+    flag: &str,
+    value: f64,
+    prefuse: bool,
 ) -> Result<Graph> {
     let mut s = spec.clone();
     let node = s.nodes.iter_mut().find(|n| n.name == flag).ok_or_else(|| {
@@ -156,7 +183,7 @@ pub fn graph_with_flag(
         }
     }
     node.op = gradc_runtime::Op::Const(gradc_runtime::Literal::Scalar(value));
-    graph_from_spec(&s, text, file)
+    build::build_with(&s, text, prefuse).map_err(|e| e.in_file(file))
 }
 
 /// The inference graph of a parsed graph file with a `train` section: with its

@@ -6,6 +6,7 @@ mod cse;
 mod dce;
 mod fold;
 mod fuse;
+pub mod prefuse;
 mod simplify;
 
 use crate::error::{did_you_mean, CompileError, ErrorKind, Result};
@@ -37,8 +38,10 @@ impl Fired {
     }
 }
 
-/// The passes, in the order the default pipeline runs them.
-pub const PASS_NAMES: &[&str] = &["simplify", "fold", "cse", "fuse", "dce"];
+/// The passes, in the order the default pipeline runs them. `prefuse` is not a
+/// pass over the finished graph: it fuses forward patterns before
+/// differentiation, when the graph is built (see `prefuse.rs`).
+pub const PASS_NAMES: &[&str] = &["prefuse", "simplify", "fold", "cse", "fuse", "dce"];
 
 /// A pass by name.
 pub fn pass(name: &str) -> Result<Box<dyn Pass>> {
@@ -75,6 +78,8 @@ pub struct Pipeline {
     passes: Vec<Box<dyn Pass>>,
     max_iterations: usize,
     verify: bool,
+    /// Build graphs with forward patterns fused before differentiation.
+    pub prefuse: bool,
 }
 
 impl Pipeline {
@@ -83,12 +88,21 @@ impl Pipeline {
             passes,
             max_iterations: 16,
             verify: cfg!(debug_assertions),
+            prefuse: false,
         }
     }
 
     /// The default optimizations, in order.
     pub fn default_passes() -> Pipeline {
-        Pipeline::named(PASS_NAMES).unwrap_or_else(|_| Pipeline::none())
+        let mut p = Pipeline::new(vec![
+            Box::new(simplify::Simplify::default()),
+            Box::new(fold::Fold::default()),
+            Box::new(cse::Cse::default()),
+            Box::new(fuse::Fuse::default()),
+            Box::new(dce::Dce::default()),
+        ]);
+        p.prefuse = true;
+        p
     }
 
     /// No optimization (the verifier still runs in debug builds).
