@@ -498,6 +498,13 @@ const CASES: &[Case] = &[
         node: r#"(name: "y", op: Dense(transpose_b: true, activation: Tanh), inputs: ["a", "k", "b"])"#,
         second_order: true,
     },
+    Case {
+        name: "fused_program",
+        inputs: &[("a", &[2, 3], Normal), ("b", &[3], Positive)],
+        // r2 = a * b; r3 = exp(r2); r4 = 0.5; r5 = r3 * r4; r6 = sigmoid(r5); r7 = r6 / b
+        node: r#"(name: "y", op: Fused(program: [Input(0), Input(1), Binary(Mul, 0, 1), Unary(Exp, 2), Const(0.5), Binary(Mul, 3, 4), Unary(Sigmoid, 5), Binary(Div, 6, 1)]), inputs: ["a", "b"])"#,
+        second_order: true,
+    },
 ];
 
 /// Ops whose inputs get no gradient: piecewise-constant ops (where finite

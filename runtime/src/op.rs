@@ -123,6 +123,12 @@ pub enum Op {
     },
     /// x + b with b of rank 1 added along the last axis.
     BiasAdd,
+    /// Connected elementwise ops fused into one pass over the output: the
+    /// program computes each output element from the inputs' elements (each
+    /// input broadcast to the output). Made by the optimizer's elementwise fusion.
+    Fused {
+        program: Vec<FusedStep>,
+    },
     /// Fused `activation(MatMul(a, w) + bias)`: one pass over the output after
     /// the product. Made by the optimizer's fusion pass from MatMul, BiasAdd
     /// and an activation; computes exactly what they compute.
@@ -438,6 +444,136 @@ impl Default for IsTraining {
     }
 }
 
+/// One step of a `Fused` program; step k writes register k.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum FusedStep {
+    /// The element of input k.
+    Input(usize),
+    Const(f64),
+    Unary(UnaryFn, usize),
+    Binary(BinaryFn, usize, usize),
+}
+
+/// Elementwise functions of one argument a `Fused` program may apply.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub enum UnaryFn {
+    Neg,
+    Exp,
+    Log,
+    Square,
+    Sqrt,
+    Rsqrt,
+    Relu,
+    Sigmoid,
+    Tanh,
+    Pow(f64),
+}
+
+/// Elementwise functions of two arguments a `Fused` program may apply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BinaryFn {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Maximum,
+    GreaterEqual,
+    Equal,
+    ReluGrad,
+}
+
+impl UnaryFn {
+    /// The function an op applies, if it is one of these.
+    pub fn of(op: &Op) -> Option<UnaryFn> {
+        Some(match op {
+            Op::Neg => UnaryFn::Neg,
+            Op::Exp => UnaryFn::Exp,
+            Op::Log => UnaryFn::Log,
+            Op::Square => UnaryFn::Square,
+            Op::Sqrt => UnaryFn::Sqrt,
+            Op::Rsqrt => UnaryFn::Rsqrt,
+            Op::Relu => UnaryFn::Relu,
+            Op::Sigmoid => UnaryFn::Sigmoid,
+            Op::Tanh => UnaryFn::Tanh,
+            Op::Pow { exponent } => UnaryFn::Pow(*exponent),
+            _ => return None,
+        })
+    }
+
+    pub fn op(self) -> Op {
+        match self {
+            UnaryFn::Neg => Op::Neg,
+            UnaryFn::Exp => Op::Exp,
+            UnaryFn::Log => Op::Log,
+            UnaryFn::Square => Op::Square,
+            UnaryFn::Sqrt => Op::Sqrt,
+            UnaryFn::Rsqrt => Op::Rsqrt,
+            UnaryFn::Relu => Op::Relu,
+            UnaryFn::Sigmoid => Op::Sigmoid,
+            UnaryFn::Tanh => Op::Tanh,
+            UnaryFn::Pow(exponent) => Op::Pow { exponent },
+        }
+    }
+}
+
+impl BinaryFn {
+    /// The function an op applies, if it is one of these.
+    pub fn of(op: &Op) -> Option<BinaryFn> {
+        Some(match op {
+            Op::Add => BinaryFn::Add,
+            Op::Sub => BinaryFn::Sub,
+            Op::Mul => BinaryFn::Mul,
+            Op::Div => BinaryFn::Div,
+            Op::Maximum => BinaryFn::Maximum,
+            Op::GreaterEqual => BinaryFn::GreaterEqual,
+            Op::Equal => BinaryFn::Equal,
+            Op::ReluGrad => BinaryFn::ReluGrad,
+            _ => return None,
+        })
+    }
+
+    pub fn op(self) -> Op {
+        match self {
+            BinaryFn::Add => Op::Add,
+            BinaryFn::Sub => Op::Sub,
+            BinaryFn::Mul => Op::Mul,
+            BinaryFn::Div => Op::Div,
+            BinaryFn::Maximum => Op::Maximum,
+            BinaryFn::GreaterEqual => Op::GreaterEqual,
+            BinaryFn::Equal => Op::Equal,
+            BinaryFn::ReluGrad => Op::ReluGrad,
+        }
+    }
+}
+
+/// Limits of a `Fused` program (the kernel keeps its inputs and registers on the stack).
+pub const FUSED_MAX_INPUTS: usize = 8;
+pub const FUSED_MAX_STEPS: usize = 32;
+
+/// Checks a `Fused` program against its number of inputs.
+pub fn check_fused(program: &[FusedStep], inputs: usize) -> Result<(), String> {
+    if program.is_empty() || program.len() > FUSED_MAX_STEPS || inputs > FUSED_MAX_INPUTS {
+        return Err(format!(
+            "a Fused program has 1 to {FUSED_MAX_STEPS} steps and at most {FUSED_MAX_INPUTS} inputs, got {} and {inputs}",
+            program.len()
+        ));
+    }
+    for (k, step) in program.iter().enumerate() {
+        let ok = match *step {
+            FusedStep::Input(i) => i < inputs,
+            FusedStep::Const(_) => true,
+            FusedStep::Unary(_, a) => a < k,
+            FusedStep::Binary(_, a, b) => a < k && b < k,
+        };
+        if !ok {
+            return Err(format!(
+                "step {k} of a Fused program reads a later register or a missing input"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The activation a `Dense` applies.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Activation {
@@ -496,6 +632,7 @@ pub const OP_NAMES: &[&str] = &[
     "MatMul",
     "BiasAdd",
     "Dense",
+    "Fused",
     "Sum",
     "Mean",
     "Reshape",
@@ -560,6 +697,7 @@ impl Op {
             MatMul { .. } => "MatMul",
             BiasAdd => "BiasAdd",
             Dense { .. } => "Dense",
+            Fused { .. } => "Fused",
             Sum { .. } => "Sum",
             Mean { .. } => "Mean",
             Reshape { .. } => "Reshape",
@@ -611,7 +749,7 @@ impl Op {
             | SoftmaxCrossEntropyWithLogits
             | SumToLike
             | BroadcastLike => Arity::Exactly(2),
-            AddN | IdentityN | Call(_) => Arity::AtLeast(1),
+            AddN | IdentityN | Call(_) | Fused { .. } => Arity::AtLeast(1),
             Dense { .. } => Arity::Exactly(3),
             CustomGradient { inputs, .. } => Arity::AtLeast(inputs + 1),
             FusedBatchNorm { .. } | FusedBatchNormGrad { .. } => Arity::Exactly(5),
@@ -661,6 +799,7 @@ impl Op {
                 | Pow { .. }
                 | ReluGrad
                 | AddN
+                | Fused { .. }
         )
     }
 
@@ -707,6 +846,19 @@ impl Op {
             Transpose { perm: Some(p) } => format!("{{perm: {p:?}}}"),
             ExpandDims { axes } | Squeeze { axes } => format!("{{axes: {axes:?}}}"),
             ArgMax { axis } => format!("{{axis: {axis}}}"),
+            Fused { program } => {
+                let steps: Vec<String> = program
+                    .iter()
+                    .enumerate()
+                    .map(|(k, step)| match step {
+                        FusedStep::Input(i) => format!("r{k} = x{i}"),
+                        FusedStep::Const(v) => format!("r{k} = {}", fmt_f64(*v)),
+                        FusedStep::Unary(f, a) => format!("r{k} = {}(r{a})", f.op().name()),
+                        FusedStep::Binary(f, a, b) => format!("r{k} = {}(r{a}, r{b})", f.op().name()),
+                    })
+                    .collect();
+                format!("{{{}}}", steps.join("; "))
+            }
             Dense { transpose_a, transpose_b, activation } => format!(
                 "{{transpose_a: {transpose_a}, transpose_b: {transpose_b}, activation: {activation:?}}}"
             ),
@@ -849,6 +1001,14 @@ impl Op {
                         "Dense: bias {b} does not match the last axis of {y}"
                     )),
                 }
+            }
+            Fused { program } => {
+                check_fused(program, ins.len())?;
+                let mut shape = s(0).clone();
+                for t in &ins[1..] {
+                    shape = broadcast(&shape, &t.shape)?;
+                }
+                one(shape)
             }
             BiasAdd => {
                 let (x, b) = (s(0), s(1));

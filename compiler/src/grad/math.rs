@@ -2,6 +2,7 @@
 
 use super::{dy, Ctx, GradFn, Grads, NodeArgs};
 use crate::ir::TensorRef;
+use gradc_runtime::op::FusedStep;
 use gradc_runtime::Op;
 
 pub(super) fn rule(op: &Op) -> Option<GradFn> {
@@ -23,6 +24,7 @@ pub(super) fn rule(op: &Op) -> Option<GradFn> {
         Op::Sigmoid => sigmoid,
         Op::Tanh => tanh,
         Op::Select => select,
+        Op::Fused { .. } => fused,
         _ => return None,
     })
 }
@@ -142,4 +144,23 @@ fn select(c: &mut Ctx, n: &NodeArgs, g: &[Option<TensorRef>]) -> Grads {
     let da = c.op(Op::Select, &[n.x(0), dy(g), zeros])?;
     let db = c.op(Op::Select, &[n.x(0), zeros, dy(g)])?;
     Ok(vec![None, Some(da), Some(db)])
+}
+
+// the gradient of the program's decomposition into the ops it fused
+fn fused(c: &mut Ctx, n: &NodeArgs, g: &[Option<TensorRef>]) -> Grads {
+    let Op::Fused { program } = &n.op else {
+        unreachable!("fused rule on {}", n.op.name())
+    };
+    let mut regs: Vec<TensorRef> = Vec::with_capacity(program.len());
+    for step in program {
+        let r = match *step {
+            FusedStep::Input(i) => n.x(i),
+            FusedStep::Const(v) => c.scalar(v, n.x(0))?,
+            FusedStep::Unary(f, a) => c.op(f.op(), &[regs[a]])?,
+            FusedStep::Binary(f, a, b) => c.op(f.op(), &[regs[a], regs[b]])?,
+        };
+        regs.push(r);
+    }
+    let out = *regs.last().expect("a Fused program has steps");
+    super::vjp_of(c, &[out], g, &n.inputs)
 }

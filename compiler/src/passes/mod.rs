@@ -4,6 +4,7 @@
 
 mod cse;
 mod dce;
+mod elementwise;
 mod fold;
 mod fuse;
 pub mod prefuse;
@@ -41,7 +42,15 @@ impl Fired {
 /// The passes, in the order the default pipeline runs them. `prefuse` is not a
 /// pass over the finished graph: it fuses forward patterns before
 /// differentiation, when the graph is built (see `prefuse.rs`).
-pub const PASS_NAMES: &[&str] = &["prefuse", "simplify", "fold", "cse", "fuse", "dce"];
+pub const PASS_NAMES: &[&str] = &[
+    "prefuse",
+    "simplify",
+    "fold",
+    "cse",
+    "fuse",
+    "elementwise",
+    "dce",
+];
 
 /// A pass by name.
 pub fn pass(name: &str) -> Result<Box<dyn Pass>> {
@@ -50,6 +59,7 @@ pub fn pass(name: &str) -> Result<Box<dyn Pass>> {
         "fold" => Box::new(fold::Fold::default()),
         "cse" => Box::new(cse::Cse::default()),
         "fuse" => Box::new(fuse::Fuse::default()),
+        "elementwise" => Box::new(elementwise::Elementwise::default()),
         "dce" => Box::new(dce::Dce::default()),
         other => {
             return Err(CompileError::new(
@@ -99,6 +109,7 @@ impl Pipeline {
             Box::new(fold::Fold::default()),
             Box::new(cse::Cse::default()),
             Box::new(fuse::Fuse::default()),
+            Box::new(elementwise::Elementwise::default()),
             Box::new(dce::Dce::default()),
         ]);
         p.prefuse = true;

@@ -66,12 +66,15 @@ pub(super) fn pow<T: Elem>(
     e: f64,
     out: &mut ArrayD<T>,
 ) -> Result<(), String> {
+    unary(x, out, |v| pow_scalar(v, e))
+}
+
+/// One element of `pow`.
+pub(super) fn pow_scalar<T: Elem>(v: T, e: f64) -> T {
     if e.fract() == 0.0 && e.abs() <= f64::from(i32::MAX) {
-        let n = e as i32;
-        unary(x, out, |v| v.powi(n))
+        v.powi(e as i32)
     } else {
-        let e = T::from_f64(e);
-        unary(x, out, |v| v.powf(e))
+        v.powf(T::from_f64(e))
     }
 }
 

@@ -10,6 +10,7 @@
 //! Kernels still check what they rely on and return an error rather than panic.
 
 mod elementwise;
+mod fused;
 mod layout;
 mod linalg;
 mod norm;
@@ -228,6 +229,7 @@ fn kernel<T: Elem>(op: &Op, ins: &dyn Inputs, out: &mut ArrayD<T>) -> Result<(),
             transpose_b,
         } => linalg::matmul(&x(0)?, &x(1)?, *transpose_a, *transpose_b, out),
         BiasAdd => linalg::bias_add(&x(0)?, &x(1)?, out),
+        Fused { program } => fused::fused(program, ins, out),
         Dense {
             transpose_a,
             transpose_b,

@@ -1,0 +1,128 @@
+//! Elementwise fusion: a connected group of elementwise ops (broadcasting
+//! binary ops included) becomes one `Fused` node that computes the group's
+//! result in a single pass over the output, reading each outside input once
+//! per element. The group's intermediate tensors must have the output's shape,
+//! be used only inside the group, and not be named; scalar constants are
+//! folded into the program. The kernel calls the same scalar functions as the
+//! ops it replaces, so results are bit-identical.
+
+use super::{has_control, Fired, Pass};
+use crate::error::Result;
+use crate::ir::{Graph, TensorRef};
+use gradc_runtime::op::{BinaryFn, FusedStep, UnaryFn, FUSED_MAX_INPUTS, FUSED_MAX_STEPS};
+use gradc_runtime::{Literal, Op};
+use petgraph::stable_graph::NodeIndex;
+use std::collections::{HashMap, HashSet};
+
+#[derive(Default)]
+pub struct Elementwise {
+    fired: Fired,
+}
+
+fn fusable(op: &Op) -> bool {
+    UnaryFn::of(op).is_some() || BinaryFn::of(op).is_some()
+}
+
+/// The group rooted at `root`: elementwise producers pulled in while they feed only the group.
+fn group(g: &Graph, root: NodeIndex) -> Vec<NodeIndex> {
+    let shape = &g.ty(TensorRef::of(root)).shape;
+    let mut members = vec![root];
+    let mut inside: HashSet<NodeIndex> = HashSet::from([root]);
+    let mut k = 0;
+    while k < members.len() {
+        for t in g.inputs(members[k]) {
+            let m = t.node;
+            let node = g.node(m);
+            let joins = !inside.contains(&m)
+                && t.output == 0
+                && node.outputs.len() == 1
+                && fusable(&node.op)
+                && !has_control(g, m)
+                && !g.is_named(t)
+                && &node.outputs[0].shape == shape
+                && g.uses(t).iter().all(|(user, _)| inside.contains(user))
+                && members.len() < FUSED_MAX_STEPS / 2;
+            if joins {
+                inside.insert(m);
+                members.push(m);
+            }
+        }
+        k += 1;
+    }
+    members
+}
+
+impl Pass for Elementwise {
+    fn name(&self) -> &'static str {
+        "elementwise"
+    }
+
+    fn run(&mut self, g: &mut Graph) -> Result<bool> {
+        let mut changed = false;
+        let order = g.topo_order()?;
+        let position: HashMap<NodeIndex, usize> =
+            order.iter().enumerate().map(|(i, &n)| (n, i)).collect();
+        let mut done: HashSet<NodeIndex> = HashSet::new();
+        for &root in order.iter().rev() {
+            if done.contains(&root) || !g.g.contains_node(root) {
+                continue;
+            }
+            let node = g.node(root);
+            if !fusable(&node.op) || has_control(g, root) || node.outputs.len() != 1 {
+                continue;
+            }
+            let mut members = group(g, root);
+            if members.len() < 2 {
+                continue;
+            }
+            members.sort_by_key(|m| position[m]);
+            // Registers: outside inputs and scalar constants first, then one per member.
+            let mut program = Vec::new();
+            let mut inputs: Vec<TensorRef> = Vec::new();
+            let mut reg: HashMap<TensorRef, usize> = HashMap::new();
+            let inside: HashSet<NodeIndex> = members.iter().copied().collect();
+            for &m in &members {
+                for t in g.inputs(m) {
+                    if inside.contains(&t.node) || reg.contains_key(&t) {
+                        continue;
+                    }
+                    let step = match &g.node(t.node).op {
+                        Op::Const(Literal::Scalar(v)) => FusedStep::Const(*v),
+                        _ => {
+                            inputs.push(t);
+                            FusedStep::Input(inputs.len() - 1)
+                        }
+                    };
+                    reg.insert(t, program.len());
+                    program.push(step);
+                }
+            }
+            if inputs.is_empty()
+                || inputs.len() > FUSED_MAX_INPUTS
+                || program.len() + members.len() > FUSED_MAX_STEPS
+            {
+                continue;
+            }
+            for &m in &members {
+                let args: Vec<usize> = g.inputs(m).iter().map(|t| reg[t]).collect();
+                let op = &g.node(m).op;
+                let step = match (UnaryFn::of(op), BinaryFn::of(op), args.as_slice()) {
+                    (Some(f), _, &[a]) => FusedStep::Unary(f, a),
+                    (_, Some(f), &[a, b]) => FusedStep::Binary(f, a, b),
+                    _ => unreachable!("fusable ops are unary or binary"),
+                };
+                reg.insert(TensorRef::of(m), program.len());
+                program.push(step);
+            }
+            g.rewrite(root, Op::Fused { program }, &inputs)?;
+            done.extend(members.iter().copied());
+            self.fired.hit("fuse_elementwise");
+            changed = true;
+        }
+        Ok(changed)
+    }
+
+    fn fired(&self) -> Vec<(&'static str, usize)> {
+        self.fired.list()
+    }
+}
