@@ -5,7 +5,7 @@
 use crate::error::{did_you_mean, CompileError, ErrorKind, Result};
 use crate::grad;
 use crate::ir::{GradientResult, Graph, Role, TensorRef, GLOBAL_VARIABLES, TRAINABLE_VARIABLES};
-use crate::schema::{gradient_name, line_of_gradient, line_of_node, GraphSpec};
+use crate::schema::{gradient_name, line_of_gradient, GraphSpec};
 use gradc_runtime::Op;
 use std::collections::{BTreeSet, HashMap};
 
@@ -24,7 +24,8 @@ pub fn build(spec: &GraphSpec, text: &str) -> Result<Graph> {
 /// `build`, with `prefuse`: forward patterns are fused before each
 /// differentiation (see `passes::prefuse`).
 pub fn build_with(spec: &GraphSpec, text: &str, prefuse: bool) -> Result<Graph> {
-    let node_line = |name: &str| line_of_node(text, name);
+    let lines = crate::schema::node_lines(text);
+    let node_line = |name: &str| lines.get(name).copied();
     // Who produces each name.
     let mut producer: HashMap<String, Item> = HashMap::new();
     for (i, n) in spec.nodes.iter().enumerate() {

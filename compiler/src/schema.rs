@@ -327,6 +327,29 @@ pub fn line_of_key(text: &str, key: &str) -> Option<usize> {
     find_key(text, key, 0).map(|i| text[..i].matches('\n').count() + 1)
 }
 
+/// The line of every `name: "<node>"` written after the first `nodes:`, in one
+/// pass over the text (the first line wins for a repeated name). Lines for
+/// errors of a large graph must not cost a scan of the file per node.
+pub fn node_lines(text: &str) -> std::collections::HashMap<String, usize> {
+    let mut lines = std::collections::HashMap::new();
+    let Some(mut from) = find_key(text, "nodes", 0) else {
+        return lines;
+    };
+    let (mut counted_to, mut line) = (0, 1);
+    while let Some(i) = find_key(text, "name", from) {
+        let rest = text[i..].trim_start();
+        if let Some(quoted) = rest.strip_prefix('"') {
+            if let Some(end) = quoted.find('"') {
+                line += text[counted_to..i].matches('\n').count();
+                counted_to = i;
+                lines.entry(quoted[..end].to_string()).or_insert(line);
+            }
+        }
+        from = i;
+    }
+    lines
+}
+
 /// The first line after `section:` where `field: "value"` is written.
 fn line_of_field(text: &str, section: &str, field: &str, value: &str) -> Option<usize> {
     let quoted = format!("\"{value}\"");
