@@ -140,6 +140,26 @@ fn every_example_gives_the_same_results_optimized() {
                     &format!("{file}: loss at step {step}"),
                 );
             }
+            // The inference programs, with the variables the train steps reached: same loss.
+            let eval_loss = |p: &Program, from: &Session| {
+                let mut s = Session::new(p.clone()).expect("valid");
+                for (name, _) in s.variable_types() {
+                    let v = from
+                        .variables()
+                        .into_iter()
+                        .find(|(n, _)| *n == name)
+                        .and_then(|(_, v)| v.cloned());
+                    s.set_variable(&name, v.expect("trained")).expect("set");
+                }
+                let f = feeds(p, 13);
+                let loss = s.resolve(&plain.loss).expect("loss");
+                s.run(&f, &[loss]).expect("inference").remove(0)
+            };
+            let (a, b) = (
+                eval_loss(&plain.eval, &sessions[0].0),
+                eval_loss(&optimized.eval, &sessions[1].0),
+            );
+            assert_same(&a, &b, &format!("{file}: inference loss"));
             let vars = |s: &Session| -> Vec<(String, Tensor)> {
                 s.variables()
                     .into_iter()
@@ -294,6 +314,13 @@ fn composites_fuse_before_differentiation() {
         count(&p.train, "Moments") + count(&p.train, "BatchNormalization"),
         0
     );
+    // Its inference program folds each batch norm into the preceding MatMul.
+    assert_eq!(
+        count(&p.eval, "BatchNormalization") + count(&p.eval, "FusedBatchNorm"),
+        0
+    );
+    assert_eq!(count(&p.eval, "MatMul"), 0);
+    assert_eq!(count(&p.eval, "Dense"), 3);
     // The composite sigmoid is differentiated as Sigmoid: y * (1 - y) * dy, not the chain.
     let path = repo_path("graphs/sigmoid_composite.ron");
     let text = std::fs::read_to_string(&path).expect("read");
