@@ -203,6 +203,13 @@ impl Graph {
             line,
             seq,
         });
+        self.connect(n, inputs);
+        self.names.insert(name, n);
+        Ok(n)
+    }
+
+    /// Data edges from `inputs` into the slots of `n`, in order.
+    fn connect(&mut self, n: NodeIndex, inputs: &[TensorRef]) {
         for (slot, t) in inputs.iter().enumerate() {
             self.g.add_edge(
                 t.node,
@@ -213,8 +220,6 @@ impl Graph {
                 },
             );
         }
-        self.names.insert(name, n);
-        Ok(n)
     }
 
     /// The node's inputs in slot order.
@@ -379,16 +384,7 @@ impl Graph {
         for id in data {
             self.g.remove_edge(id);
         }
-        for (slot, t) in inputs.iter().enumerate() {
-            self.g.add_edge(
-                t.node,
-                n,
-                Edge::Data {
-                    output: t.output,
-                    input: slot,
-                },
-            );
-        }
+        self.connect(n, inputs);
         self.g[n].op = op;
         Ok(())
     }

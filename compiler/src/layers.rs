@@ -280,7 +280,6 @@ fn batch_norm(
     )?;
 
     let mut c = Ctx::new(g, name, Role::Forward);
-    let nchw4 = layer.data_format == DataFormat::NCHW && rank == 4;
     let axes: Vec<i64> = (0..rank as i64).filter(|&a| a != channel as i64).collect();
     let mut collections = Vec::new();
     let training = !matches!(mode, Mode::Known(false));
@@ -385,18 +384,8 @@ fn batch_norm(
                 ))
             }
         };
-        let shape = |c: &mut Ctx, p: TensorRef| -> Result<TensorRef> {
-            if nchw4 {
-                c.op(
-                    Op::Reshape {
-                        shape: vec![1, -1, 1, 1],
-                    },
-                    &[p],
-                )
-            } else {
-                Ok(p)
-            }
-        };
+        let format = layer.data_format;
+        let shape = |c: &mut Ctx, p: TensorRef| broadcastable(c, p, format, rank);
         let mut inputs = vec![x, shape(&mut c, mean)?, shape(&mut c, var)?];
         if let Some(b) = beta {
             inputs.push(shape(&mut c, b)?);
@@ -447,4 +436,24 @@ fn fused_params(
         None => c.op(Op::ZerosLike, &[like])?,
     };
     Ok((scale, offset))
+}
+
+/// A [C] parameter shaped to broadcast against a tensor of `rank` in `format`:
+/// itself, or reshaped to [1, C, 1, 1] for NCHW.
+pub(crate) fn broadcastable(
+    c: &mut Ctx,
+    p: TensorRef,
+    format: DataFormat,
+    rank: usize,
+) -> Result<TensorRef> {
+    if format == DataFormat::NCHW && rank == 4 {
+        c.op(
+            Op::Reshape {
+                shape: vec![1, -1, 1, 1],
+            },
+            &[p],
+        )
+    } else {
+        Ok(p)
+    }
 }

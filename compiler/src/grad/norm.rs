@@ -5,7 +5,7 @@
 use super::{dy, vjp_of, Ctx, GradFn, Grads, NodeArgs};
 use crate::error::Result;
 use crate::ir::TensorRef;
-use gradc_runtime::op::DataFormat;
+use crate::layers::broadcastable;
 use gradc_runtime::Op;
 
 pub(super) fn rule(op: &Op) -> Option<GradFn> {
@@ -224,20 +224,6 @@ fn sum_all(c: &mut Ctx, parts: Vec<TensorRef>) -> Result<TensorRef> {
     match parts.as_slice() {
         [one] => Ok(*one),
         _ => c.op(Op::AddN, &parts),
-    }
-}
-
-/// A [C] parameter shaped to broadcast against a tensor of `rank` in `format`.
-fn broadcastable(c: &mut Ctx, p: TensorRef, format: DataFormat, rank: usize) -> Result<TensorRef> {
-    if format == DataFormat::NCHW && rank == 4 {
-        c.op(
-            Op::Reshape {
-                shape: vec![1, -1, 1, 1],
-            },
-            &[p],
-        )
-    } else {
-        Ok(p)
     }
 }
 
