@@ -3,7 +3,7 @@
 use clap::{Parser, Subcommand};
 use gradc::compiler::ir::Role;
 use gradc::compiler::{self, Graph};
-use gradc::runtime::{Program, Session, ValueRef};
+use gradc::runtime::{Dim, Op, PlanMemory, Program, RunError, Session, ValueRef};
 use gradc::{feeds, gradcheck, train, Error};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -320,14 +320,21 @@ fn run(command: Command) -> Result<ExitCode, Error> {
                         fired.join(", ")
                     };
                     say!(
-                        "  pass {:<9} {:>6} -> {:<6} nodes  {fired}",
+                        "  pass {:<11} {:>6} -> {:<6} nodes  {fired}",
                         r.name,
                         r.nodes_before,
                         r.nodes_after
                     );
                 }
                 for batch in [1, 100] {
-                    say!("  buffers held by a session, with every symbolic dimension {batch}: {} bytes", buffer_bytes(&program, batch));
+                    let line = match planned_memory(&program, batch) {
+                        Ok(m) => format!(
+                            "{} bytes planned ({} buffers, {} steps in place), {} bytes with one buffer per value ({} values)",
+                            m.slot_bytes, m.slots, m.in_place, m.unshared_bytes, m.values
+                        ),
+                        Err(e) => format!("not planned: {e}"),
+                    };
+                    say!("  memory of a run, every symbolic dimension {batch}: {line}");
                 }
             }
             program.save(&output).map_err(Error::Io)?;
@@ -495,26 +502,24 @@ fn run(command: Command) -> Result<ExitCode, Error> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Bytes of every instruction output of a program (the buffers a session
-/// keeps), with symbolic dimensions bound to `batch`.
-fn buffer_bytes(p: &Program, batch: usize) -> usize {
-    p.instrs
+/// The memory plan of a run of the program's outputs and every `NoOp`
+/// target (e.g. a train op), with every symbolic dimension `batch`.
+fn planned_memory(p: &Program, batch: usize) -> Result<PlanMemory, RunError> {
+    let fetches: Vec<ValueRef> = p.outputs.iter().map(|o| o.value).collect();
+    let targets: Vec<usize> = (0..p.instrs.len())
+        .filter(|&i| matches!(p.instrs[i].op, Op::NoOp))
+        .collect();
+    let bindings = p
+        .instrs
         .iter()
         .flat_map(|i| &i.outputs)
-        .map(|t| {
-            let elems: usize = t
-                .shape
-                .0
-                .iter()
-                .map(|d| d.known().unwrap_or(batch))
-                .product();
-            elems
-                * match t.dtype {
-                    gradc::runtime::DType::F32 => 4,
-                    gradc::runtime::DType::F64 => 8,
-                }
+        .flat_map(|t| &t.shape.0)
+        .filter_map(|d| match d {
+            Dim::Sym(s) => Some((s.clone(), batch)),
+            Dim::Known(_) => None,
         })
-        .sum()
+        .collect();
+    gradc::runtime::plan_memory(p, &fetches, &targets, &bindings)
 }
 
 /// Matrix products use `threads` threads (matrixmultiply reads this once, before the first product).

@@ -174,6 +174,38 @@ fn compile_never_leaves_a_partial_file() {
 }
 
 #[test]
+fn compile_explain_reports_the_planned_memory_of_the_train_step() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("p.program");
+    let o = gradc(&[
+        "compile",
+        "graphs/two_layer_net.ron",
+        "-o",
+        out.to_str().unwrap(),
+        "--explain",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    for batch in [1, 100] {
+        let prefix = format!("memory of a run, every symbolic dimension {batch}: ");
+        let line = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(prefix.as_str()))
+            .unwrap_or_else(|| panic!("no {prefix:?} in\n{text}"));
+        // "P bytes planned (...), U bytes with one buffer per value (...)"
+        let numbers: Vec<usize> = line
+            .split(' ')
+            .filter_map(|w| w.trim_start_matches('(').parse().ok())
+            .collect();
+        let (planned, unshared) = (numbers[0], numbers[3]);
+        assert!(
+            line.contains("bytes with one buffer per value") && planned < unshared,
+            "{line}"
+        );
+    }
+}
+
+#[test]
 fn train_and_eval_from_the_command_line() {
     let out = tempfile::tempdir().expect("tempdir");
     let ckpt = tempfile::tempdir().expect("tempdir");

@@ -8,6 +8,7 @@ pub mod init;
 pub mod io;
 pub mod kernels;
 pub mod op;
+mod plan;
 pub mod program;
 pub mod session;
 pub mod shape;
@@ -15,6 +16,7 @@ pub mod tensor;
 
 pub use dtype::{DType, TensorType};
 pub use op::{Arity, Initializer, Literal, Op};
+pub use plan::{plan_memory, PlanMemory};
 pub use program::{Instr, NamedOutput, Program, ValueRef};
 pub use session::{FeedId, RunError, Session};
 pub use shape::{Dim, Shape};

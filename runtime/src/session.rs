@@ -9,18 +9,22 @@
 //!
 //! **Buffer reuse:** the first run with a given set of fetches, targets and
 //! feed shapes makes a *plan* (the instructions needed, their concrete output
-//! types, where each value is read from) and allocates one buffer per output.
-//! Later runs with the same key reuse both, and kernels write into the
-//! buffers, so a steady-state run allocates nothing (see `run_with_targets_into`).
-//! Feeds and variables are read where they are, without copies; a variable
-//! that is read after an assignment to it in the same run is copied into a
-//! buffer at the start of the run. Errors found while planning (missing or
-//! mis-shaped feeds, shape errors) are reported before anything runs.
+//! types, where each value is read from, and the slot each computed value
+//! lives in: values whose lifetimes do not overlap share one, see `plan.rs`).
+//! The slots are buffers of a pool the session keeps for all its cached plans
+//! (for each dtype and element count, as many buffers as the plan needing
+//! most of them). Later runs with the same key reuse both, and kernels write
+//! into the buffers, so a steady-state run allocates nothing (see
+//! `run_with_targets_into`). Feeds and variables are read where they are,
+//! without copies; a variable that is read after an assignment to it in the
+//! same run is copied into a buffer at the start of the run. Errors found
+//! while planning (missing or mis-shaped feeds, shape errors) are reported
+//! before anything runs.
 
 use crate::init::initial_value;
+use crate::plan::{self, Plan, PlanMemory, Source, Step};
 use crate::program::{Instr, Program, ValueRef};
 use crate::shape::Dim;
-use crate::tensor::check_alloc;
 use crate::{kernels, DType, Op, Tensor, TensorType};
 use std::collections::HashMap;
 use thiserror::Error;
@@ -95,62 +99,18 @@ pub struct Session {
     pub check_numerics: bool,
     /// Plans of recent runs, reused while fetches, targets and feed shapes repeat.
     plans: Vec<Plan>,
-    /// Each instruction's output buffers, kept across runs (empty until needed).
-    buffers: Vec<Vec<Tensor>>,
+    /// The buffers the cached plans' slots map to, kept across runs.
+    pool: Vec<Tensor>,
+    /// A kernel step's output buffers while they are lent out of the pool.
+    outs: Vec<Tensor>,
+    /// Whether plans share buffers between values (off: one per value).
+    sharing: bool,
     /// Start-of-run copies of variables that a run reads after assigning them.
     snapshots: Vec<Option<Tensor>>,
     /// Per instruction: the run that last fed it and the feed's position in that run.
     fed_in: Vec<(u64, usize)>,
     /// Runs started, to tell this run's feeds from earlier ones in `fed_in`.
     runs: u64,
-}
-
-/// What a run with one set of fetches, targets and feed shapes does.
-struct Plan {
-    fetches: Vec<ValueRef>,
-    targets: Vec<usize>,
-    /// The fed nodes with the dtype and shape the plan was made for.
-    feeds: Vec<(usize, DType, Vec<usize>)>,
-    /// The needed instructions, in program order.
-    steps: Vec<Step>,
-    /// Where each node's value is read from in this plan.
-    sources: Vec<Source>,
-    /// Variables to copy into `snapshots` before the first step.
-    snapshot: Vec<usize>,
-    /// The run that last used this plan.
-    last_used: u64,
-}
-
-enum Step {
-    /// A fed node: only checked for NaN/Inf when `check_numerics` is set.
-    Feed(usize),
-    /// A kernel writing into the node's buffers, which have these types.
-    Kernel {
-        node: usize,
-        outputs: Vec<(DType, Vec<usize>)>,
-    },
-    /// Assign, AssignAdd or AssignSub to `var`; `output` is the buffer type for
-    /// the new value when something reads this node's output.
-    Assign {
-        node: usize,
-        var: usize,
-        output: Option<(DType, Vec<usize>)>,
-    },
-}
-
-/// Where a value is read from during a run.
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Source {
-    /// Not needed by the plan.
-    None,
-    /// The caller's feed.
-    Feed,
-    /// The variable store (the variable is not assigned before it is read).
-    Store,
-    /// The start-of-run copy of a variable.
-    Snapshot,
-    /// The node's buffers.
-    Buffer,
 }
 
 impl Session {
@@ -172,7 +132,9 @@ impl Session {
             store: vec![None; n],
             check_numerics: false,
             plans: Vec::new(),
-            buffers: vec![Vec::new(); n],
+            pool: Vec::new(),
+            outs: Vec::new(),
+            sharing: true,
             snapshots: vec![None; n],
             fed_in: vec![(0, 0); n],
             runs: 0,
@@ -180,6 +142,36 @@ impl Session {
     }
     pub fn program(&self) -> &Program {
         &self.program
+    }
+
+    /// Turns buffer sharing (memory planning, in-place steps) off or back on;
+    /// off, every computed value has a buffer of its own, as before memory
+    /// planning. For tests and comparisons: results are the same either way.
+    /// Drops the cached plans and buffers.
+    pub fn set_buffer_sharing(&mut self, on: bool) {
+        if self.sharing != on {
+            self.sharing = on;
+            self.plans.clear();
+            self.pool.clear();
+        }
+    }
+
+    /// The memory plan of the last run's plan: its slots' bytes against one
+    /// buffer per value. None before the first run.
+    pub fn last_plan_memory(&self) -> Option<PlanMemory> {
+        self.plans
+            .iter()
+            .max_by_key(|p| p.last_used)
+            .map(|p| p.memory)
+    }
+
+    /// Bytes of the buffers the session holds for its cached plans (feeds,
+    /// variables and snapshots not counted).
+    pub fn buffer_bytes(&self) -> usize {
+        self.pool
+            .iter()
+            .map(|t| t.len() * t.dtype().size_of())
+            .sum()
     }
 
     /// Gives every variable its initial value. Random initializers draw from a
@@ -386,6 +378,7 @@ impl Session {
                     }
                 }
                 self.plans.push(plan);
+                self.assign_pool();
                 self.plans.len() - 1
             }
         };
@@ -415,8 +408,9 @@ impl Session {
     }
 
     /// Prunes to what the fetches and targets need, checks the feeds and
-    /// infers every needed node's concrete types, and decides where each value
-    /// is read from. Allocates; runs with the same key reuse the plan.
+    /// infers every needed node's concrete types, decides where each value
+    /// is read from and plans the slots. Allocates; runs with the same key
+    /// reuse the plan.
     fn make_plan(
         &self,
         feeds: &[(FeedId, &Tensor)],
@@ -424,26 +418,13 @@ impl Session {
         targets: &[usize],
     ) -> Result<Plan, RunError> {
         let instrs = &self.program.instrs;
-        let n = instrs.len();
         let fed = |i: usize| -> Option<&Tensor> {
             let (run, k) = self.fed_in[i];
             (run == self.runs)
                 .then(|| feeds.get(k).map(|(_, t)| *t))
                 .flatten()
         };
-        // Which instructions the fetches and targets need; a fed node needs nothing upstream.
-        let mut needed = vec![false; n];
-        let mut stack: Vec<usize> = fetches
-            .iter()
-            .map(|v| v.node)
-            .chain(targets.iter().copied())
-            .collect();
-        while let Some(i) = stack.pop() {
-            if !std::mem::replace(&mut needed[i], true) && fed(i).is_none() {
-                stack.extend(instrs[i].inputs.iter().map(|v| v.node));
-                stack.extend(instrs[i].control.iter().copied());
-            }
-        }
+        let needed = plan::needed(instrs, fetches, targets, |i| fed(i).is_some());
         // Variables must have values before anything runs.
         for (i, ins) in instrs.iter().enumerate() {
             if needed[i]
@@ -457,106 +438,12 @@ impl Session {
             }
         }
         let mut bindings: HashMap<String, (usize, String)> = HashMap::new();
-        let mut types: Vec<Vec<TensorType>> = vec![Vec::new(); n];
-        let mut sources = vec![Source::None; n];
-        let mut steps = Vec::new();
-        for (i, ins) in instrs.iter().enumerate() {
-            if !needed[i] {
-                continue;
-            }
-            let node_err = |message: String| RunError::Node {
-                node: ins.name.clone(),
-                op: ins.op.name(),
-                message,
-            };
-            if let Some(t) = fed(i) {
-                check_feed(&ins.name, &ins.outputs[0], t, &mut bindings)?;
-                types[i] = vec![t.tensor_type()];
-                sources[i] = Source::Feed;
-                steps.push(Step::Feed(i));
-            } else if let Op::Placeholder { .. } = ins.op {
-                return Err(RunError::MissingFeed {
-                    name: ins.name.clone(),
-                    expected: ins.outputs[0].clone(),
-                });
-            } else if let Op::Variable { .. } = ins.op {
-                types[i] = ins.outputs.clone();
-                sources[i] = Source::Store;
-            } else if let Op::NoOp = ins.op {
-            } else {
-                let in_types = ins
-                    .inputs
-                    .iter()
-                    .map(|v| types[v.node].get(v.output).cloned())
-                    .collect::<Option<Vec<_>>>()
-                    .ok_or_else(|| node_err("an input has no value".into()))?;
-                let out_types = ins.op.infer(ins.dtype, &in_types).map_err(node_err)?;
-                let outputs = out_types
-                    .iter()
-                    .map(|t| {
-                        let shape = t.shape.concrete().ok_or_else(|| {
-                            node_err(format!("output shape {} is not concrete", t.shape))
-                        })?;
-                        check_alloc(&shape, t.dtype.size_of()).map_err(node_err)?;
-                        Ok((t.dtype, shape))
-                    })
-                    .collect::<Result<Vec<_>, RunError>>()?;
-                sources[i] = Source::Buffer;
-                types[i] = out_types;
-                steps.push(if ins.op.is_stateful() {
-                    Step::Assign {
-                        node: i,
-                        var: ins.inputs[0].node,
-                        output: None,
-                    }
-                } else {
-                    Step::Kernel { node: i, outputs }
-                });
-            }
-        }
-        // A variable read at or after its first assignment in this run (or
-        // fetched, which happens after the run) is read from a start-of-run copy.
-        let mut first_assign: Vec<Option<usize>> = vec![None; n];
-        for step in &steps {
-            if let Step::Assign { node, var, .. } = *step {
-                first_assign[var].get_or_insert(node);
-            }
-        }
-        let mut used = vec![false; n];
-        let mut snapshot = Vec::new();
-        let mut read = |var: usize, at: usize, sources: &mut [Source]| {
-            if sources[var] == Source::Store && first_assign[var].is_some_and(|a| a <= at) {
-                sources[var] = Source::Snapshot;
-                snapshot.push(var);
-            }
+        let mut feed = |i: usize| {
+            let t = fed(i)?;
+            let ins = &instrs[i];
+            Some(check_feed(&ins.name, &ins.outputs[0], t, &mut bindings).map(|()| t.tensor_type()))
         };
-        for step in &steps {
-            let (Step::Kernel { node, .. } | Step::Assign { node, .. }) = *step else {
-                continue;
-            };
-            let stateful = instrs[node].op.is_stateful();
-            for (slot, v) in instrs[node].inputs.iter().enumerate() {
-                // An assignment's first input names its variable; it is not a read.
-                if !(stateful && slot == 0) {
-                    read(v.node, node, &mut sources);
-                    used[v.node] = true;
-                }
-            }
-        }
-        for v in fetches {
-            read(v.node, usize::MAX, &mut sources);
-            used[v.node] = true;
-        }
-        // An assignment's output is the new value; keep a copy only if something reads it.
-        for step in &mut steps {
-            if let Step::Assign { node, output, .. } = step {
-                if used[*node] {
-                    *output = types[*node]
-                        .first()
-                        .and_then(|t| Some((t.dtype, t.shape.concrete()?)));
-                }
-            }
-        }
+        let body = plan::body(instrs, &needed, &mut feed, fetches, self.sharing)?;
         Ok(Plan {
             fetches: fetches.to_vec(),
             targets: targets.to_vec(),
@@ -564,14 +451,66 @@ impl Session {
                 .iter()
                 .map(|(id, t)| (id.0, t.dtype(), t.shape().to_vec()))
                 .collect(),
-            steps,
-            sources,
-            snapshot,
+            steps: body.steps,
+            sources: body.sources,
+            snapshot: body.snapshot,
+            value_slot: body.value_slot,
+            slot_types: body.slot_types,
+            slot_buffer: Vec::new(),
+            memory: body.memory,
             last_used: 0,
         })
     }
 
-    /// Runs plan `p`: buffers, snapshots, steps in order, then the fetches.
+    /// Maps every cached plan's slots to buffers of the pool. For each dtype
+    /// and element count the pool holds as many buffers as the plan needing
+    /// most of them; plans share them, as they run one at a time and nothing
+    /// stays in a slot from one run to the next. Buffers still needed are
+    /// kept, others dropped, missing ones allocated.
+    fn assign_pool(&mut self) {
+        let mut need: HashMap<(DType, usize), usize> = HashMap::new();
+        for plan in &self.plans {
+            let mut count: HashMap<(DType, usize), usize> = HashMap::new();
+            for &key in &plan.slot_types {
+                *count.entry(key).or_default() += 1;
+            }
+            for (key, c) in count {
+                let n = need.entry(key).or_default();
+                *n = (*n).max(c);
+            }
+        }
+        let mut old: HashMap<(DType, usize), Vec<Tensor>> = HashMap::new();
+        for t in self.pool.drain(..) {
+            old.entry((t.dtype(), t.len())).or_default().push(t);
+        }
+        let mut need: Vec<_> = need.into_iter().collect();
+        need.sort_by_key(|&((dtype, len), _)| (dtype == DType::F64, len));
+        // The first pool buffer of each dtype and element count.
+        let mut first: HashMap<(DType, usize), usize> = HashMap::new();
+        for ((dtype, len), count) in need {
+            first.insert((dtype, len), self.pool.len());
+            let mut kept = old.remove(&(dtype, len)).unwrap_or_default();
+            kept.truncate(count);
+            let missing = count - kept.len();
+            self.pool.extend(kept);
+            self.pool
+                .extend((0..missing).map(|_| Tensor::buffer(dtype, len)));
+        }
+        for plan in &mut self.plans {
+            let mut next = first.clone();
+            plan.slot_buffer = plan
+                .slot_types
+                .iter()
+                .map(|key| {
+                    let b = next.get_mut(key).expect("every slot's key has buffers");
+                    *b += 1;
+                    *b - 1
+                })
+                .collect();
+        }
+    }
+
+    /// Runs plan `p`: snapshots, steps in order, then the fetches.
     fn execute(
         &mut self,
         p: usize,
@@ -584,7 +523,8 @@ impl Session {
             store,
             check_numerics,
             plans,
-            buffers,
+            pool,
+            outs,
             snapshots,
             fed_in,
             ..
@@ -598,28 +538,6 @@ impl Session {
                 message,
             }
         };
-        // Buffers of the right types: kept from the last run unless a shape changed.
-        for step in &plan.steps {
-            let (node, types) = match step {
-                Step::Kernel { node, outputs } => (*node, outputs.as_slice()),
-                Step::Assign {
-                    node,
-                    output: Some(output),
-                    ..
-                } => (*node, std::slice::from_ref(output)),
-                _ => continue,
-            };
-            let bufs = &mut buffers[node];
-            let fits = bufs.len() == types.len()
-                && bufs.iter().zip(types).all(|(b, (d, s))| b.has_type(*d, s));
-            if !fits {
-                *bufs = types
-                    .iter()
-                    .map(|(d, s)| Tensor::zeros(*d, s))
-                    .collect::<Result<_, _>>()
-                    .map_err(node_err(node))?;
-            }
-        }
         for &v in &plan.snapshot {
             let value = store[v].as_ref().ok_or_else(|| RunError::Uninitialized {
                 name: instrs[v].name.clone(),
@@ -633,43 +551,80 @@ impl Session {
             node: instrs[i].name.clone(),
             op: instrs[i].op.name(),
         };
+        let lost = |i: usize| RunError::InvalidProgram {
+            message: format!("the plan has no buffer for {}", instrs[i].name),
+        };
         for step in &plan.steps {
             match *step {
                 Step::Feed(i) => {
                     let values = Values {
-                        sources: &plan.sources,
+                        plan,
                         feeds,
                         fed_in,
                         store,
                         snapshots,
-                        buffers,
+                        pool,
                     };
                     let value = values.get(ValueRef { node: i, output: 0 });
                     if *check_numerics && value.is_some_and(|t| !t.is_finite()) {
                         return Err(non_finite(i));
                     }
                 }
-                Step::Kernel { node: i, .. } => {
-                    let mut outs = std::mem::take(&mut buffers[i]);
-                    let result = kernels::eval_with(
-                        &instrs[i].op,
-                        &Args {
-                            instr: &instrs[i],
-                            values: Values {
-                                sources: &plan.sources,
-                                feeds,
-                                fed_in,
-                                store,
-                                snapshots,
-                                buffers,
-                            },
+                Step::Kernel {
+                    node: i,
+                    ref outputs,
+                    in_place,
+                } => {
+                    // The output buffers, in the outputs' shapes, are lent to
+                    // the kernel: the plan gave them to no input of this
+                    // step, except the one an in-place step overwrites.
+                    for (output, (_, shape)) in outputs.iter().enumerate() {
+                        let b = plan.buffer(ValueRef { node: i, output });
+                        let buf = b.and_then(|b| pool.get_mut(b)).ok_or_else(|| lost(i))?;
+                        buf.reshape_buffer(shape).map_err(node_err(i))?;
+                    }
+                    outs.clear();
+                    for &slot in &plan.value_slot[i] {
+                        let b = plan.slot_buffer[slot];
+                        outs.push(std::mem::replace(&mut pool[b], Tensor::empty()));
+                    }
+                    let args = Args {
+                        instr: &instrs[i],
+                        values: Values {
+                            plan,
+                            feeds,
+                            fed_in,
+                            store,
+                            snapshots,
+                            pool,
                         },
-                        &mut outs,
-                    );
-                    buffers[i] = outs;
+                    };
+                    let result = match (in_place, outs.as_mut_slice()) {
+                        (Some(k), [io]) => kernels::eval_in_place(&instrs[i].op, k, io, &args),
+                        (Some(_), _) => Err("an in-place step has one output".to_string()),
+                        (None, outs) => kernels::eval_with(&instrs[i].op, &args, outs),
+                    };
+                    for (&slot, t) in plan.value_slot[i].iter().zip(outs.drain(..)) {
+                        pool[plan.slot_buffer[slot]] = t;
+                    }
                     result.map_err(node_err(i))?;
-                    if *check_numerics && buffers[i].iter().any(|t| !t.is_finite()) {
-                        return Err(non_finite(i));
+                    if *check_numerics {
+                        let values = Values {
+                            plan,
+                            feeds,
+                            fed_in,
+                            store,
+                            snapshots,
+                            pool,
+                        };
+                        let finite = (0..outputs.len()).all(|output| {
+                            values
+                                .get(ValueRef { node: i, output })
+                                .is_none_or(Tensor::is_finite)
+                        });
+                        if !finite {
+                            return Err(non_finite(i));
+                        }
                     }
                 }
                 Step::Assign {
@@ -683,12 +638,12 @@ impl Session {
                         });
                     };
                     let values = Values {
-                        sources: &plan.sources,
+                        plan,
                         feeds,
                         fed_in,
                         store,
                         snapshots,
-                        buffers,
+                        pool,
                     };
                     let result = match instrs[i].inputs.get(1).and_then(|&v| values.get(v)) {
                         None => Err("the assigned value is missing".to_string()),
@@ -703,10 +658,12 @@ impl Session {
                     };
                     let value = &*store[var].insert(value);
                     result.map_err(node_err(i))?;
-                    if output.is_some() {
-                        if let Some(buf) = buffers[i].first_mut() {
-                            buf.copy_from(value);
-                        }
+                    if let Some((_, shape)) = output {
+                        let b = plan.buffer(ValueRef { node: i, output: 0 });
+                        let buf = b.and_then(|b| pool.get_mut(b)).ok_or_else(|| lost(i))?;
+                        buf.reshape_buffer(shape)
+                            .and_then(|()| buf.assign_from(value))
+                            .map_err(node_err(i))?;
                     }
                     if *check_numerics && !value.is_finite() {
                         return Err(non_finite(i));
@@ -715,12 +672,12 @@ impl Session {
             }
         }
         let values = Values {
-            sources: &plan.sources,
+            plan,
             feeds,
             fed_in,
             store,
             snapshots,
-            buffers,
+            pool,
         };
         out.truncate(fetches.len());
         for (k, &v) in fetches.iter().enumerate() {
@@ -737,19 +694,20 @@ impl Session {
 }
 
 /// Where a run's values are: the caller's feeds, the variable store, the
-/// start-of-run copies and the buffers, as the plan's `sources` say.
+/// start-of-run copies and the pool's buffers, as the plan's `sources` and
+/// slots say.
 struct Values<'a> {
-    sources: &'a [Source],
+    plan: &'a Plan,
     feeds: &'a [(FeedId, &'a Tensor)],
     fed_in: &'a [(u64, usize)],
     store: &'a [Option<Tensor>],
     snapshots: &'a [Option<Tensor>],
-    buffers: &'a [Vec<Tensor>],
+    pool: &'a [Tensor],
 }
 
 impl Values<'_> {
     fn get(&self, v: ValueRef) -> Option<&Tensor> {
-        match self.sources.get(v.node)? {
+        match self.plan.sources.get(v.node)? {
             Source::None => None,
             Source::Feed => {
                 let &(_, k) = self.fed_in.get(v.node)?;
@@ -757,7 +715,7 @@ impl Values<'_> {
             }
             Source::Store => self.store.get(v.node)?.as_ref(),
             Source::Snapshot => self.snapshots.get(v.node)?.as_ref(),
-            Source::Buffer => self.buffers.get(v.node)?.get(v.output),
+            Source::Buffer => self.pool.get(self.plan.buffer(v)?),
         }
     }
 }

@@ -69,6 +69,61 @@ impl Tensor {
         }
     }
 
+    /// An empty tensor (no elements, no allocation): what a buffer holds while
+    /// its tensor is lent out.
+    pub(crate) fn empty() -> Tensor {
+        Tensor::F32(ndarray::Array1::from_vec(Vec::new()).into_dyn())
+    }
+
+    /// A flat buffer of `len` zeros for the session's pool. `len` must be the
+    /// element count of a shape `check_alloc` accepted.
+    pub(crate) fn buffer(dtype: DType, len: usize) -> Tensor {
+        match dtype {
+            DType::F64 => Tensor::F64(ArrayD::zeros(IxDyn(&[len]))),
+            DType::F32 => Tensor::F32(ArrayD::zeros(IxDyn(&[len]))),
+        }
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        match self {
+            Tensor::F32(a) => a.len(),
+            Tensor::F64(a) => a.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Gives the tensor `shape`, which must have as many elements, keeping its
+    /// memory and standard layout (the session's shared buffers hold values of
+    /// several shapes in turn). The values are kept in row-major order; callers
+    /// overwrite them. Allocates nothing for shapes of rank at most 4.
+    pub(crate) fn reshape_buffer(&mut self, shape: &[usize]) -> Result<(), String> {
+        match self {
+            Tensor::F32(a) => reshape_array(a, shape),
+            Tensor::F64(a) => reshape_array(a, shape),
+        }
+    }
+
+    /// Writes `src`'s values into `self`, which must have its dtype and shape;
+    /// unlike `copy_from`, keeps `self`'s layout (standard) whatever `src`'s is.
+    pub(crate) fn assign_from(&mut self, src: &Tensor) -> Result<(), String> {
+        match (self, src) {
+            (Tensor::F32(a), Tensor::F32(b)) if a.shape() == b.shape() => a.assign(b),
+            (Tensor::F64(a), Tensor::F64(b)) if a.shape() == b.shape() => a.assign(b),
+            (a, b) => {
+                return Err(format!(
+                    "a {} buffer cannot hold a {} value",
+                    a.tensor_type(),
+                    b.tensor_type()
+                ))
+            }
+        }
+        Ok(())
+    }
+
     /// The f32 array, if the tensor holds f32.
     pub fn as_f32_mut(&mut self) -> Option<&mut ArrayD<f32>> {
         match self {
@@ -137,6 +192,32 @@ pub(crate) fn check_alloc(shape: &[usize], elem_size: usize) -> Result<(), Strin
         })
         .map(|_| ())
         .ok_or_else(|| format!("output shape {shape:?} is too large"))
+}
+
+/// `Tensor::reshape_buffer` for one element type.
+fn reshape_array<T: Clone + num_traits::Zero>(
+    a: &mut ArrayD<T>,
+    shape: &[usize],
+) -> Result<(), String> {
+    if a.shape() == shape {
+        return Ok(());
+    }
+    let elements = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+    if elements != Some(a.len()) {
+        return Err(format!(
+            "a buffer of {} elements cannot hold shape {shape:?}",
+            a.len()
+        ));
+    }
+    let whole = std::mem::replace(a, ndarray::Array1::from_vec(Vec::new()).into_dyn());
+    // A standard-layout array reshapes without copying; anything else (never
+    // made by the session) is replaced by a fresh buffer.
+    *a = whole
+        .into_shape_with_order(IxDyn(shape))
+        .ok()
+        .filter(|r| r.is_standard_layout())
+        .unwrap_or_else(|| ArrayD::zeros(IxDyn(shape)));
+    Ok(())
 }
 
 impl From<ArrayD<f64>> for Tensor {

@@ -1,5 +1,10 @@
 //! Elementwise kernels: unary maps, broadcasting binary ops, ReluGrad, AddN,
 //! and the in-place updates of AssignAdd and AssignSub.
+//!
+//! Each also has an in-place form (`map`, `zip`, …) that overwrites one
+//! input's buffer with the output: the session uses it when that input dies
+//! at the op (see `super::eval_in_place`). Both forms apply the same scalar
+//! functions to the same operands in the same order, so they agree to the bit.
 
 use super::{broadcast_view, same_shape, Elem};
 use ndarray::{ArrayD, ArrayViewD, Zip};
@@ -30,6 +35,77 @@ pub(super) fn binary<T: Elem>(
         .and(&b)
         .for_each(|y, &u, &v| *y = f(u, v));
     Ok(())
+}
+
+/// `f` applied to each element of `x`, in place (the unary ops' in-place form).
+pub(super) fn map<T: Elem>(x: &mut ArrayD<T>, f: impl Fn(T) -> T) -> Result<(), String> {
+    x.map_inplace(|v| *v = f(*v));
+    Ok(())
+}
+
+/// The in-place form of `binary`: `io` holds operand `k` (0 or 1) and has the
+/// output's shape; `other`, the other operand, is broadcast to it. The
+/// result is `f(a, b)` with the operands in their places.
+pub(super) fn zip<T: Elem>(
+    io: &mut ArrayD<T>,
+    k: usize,
+    other: &ArrayViewD<'_, T>,
+    f: impl Fn(T, T) -> T,
+) -> Result<(), String> {
+    let shape = io.raw_dim();
+    let other = broadcast_view(other, &shape)?;
+    if k == 0 {
+        Zip::from(io).and(&other).for_each(|y, &v| *y = f(*y, v));
+    } else {
+        Zip::from(io).and(&other).for_each(|y, &u| *y = f(u, *y));
+    }
+    Ok(())
+}
+
+pub(super) fn neg<T: Elem>(x: T) -> T {
+    -x
+}
+
+pub(super) fn square<T: Elem>(x: T) -> T {
+    x * x
+}
+
+pub(super) fn rsqrt<T: Elem>(x: T) -> T {
+    x.sqrt().recip()
+}
+
+pub(super) fn add<T: Elem>(a: T, b: T) -> T {
+    a + b
+}
+
+pub(super) fn sub<T: Elem>(a: T, b: T) -> T {
+    a - b
+}
+
+pub(super) fn mul<T: Elem>(a: T, b: T) -> T {
+    a * b
+}
+
+pub(super) fn div<T: Elem>(a: T, b: T) -> T {
+    a / b
+}
+
+/// 1 where `a >= b`, else 0.
+pub(super) fn greater_equal<T: Elem>(a: T, b: T) -> T {
+    if a >= b {
+        T::one()
+    } else {
+        T::zero()
+    }
+}
+
+/// 1 where `a == b`, else 0.
+pub(super) fn equal<T: Elem>(a: T, b: T) -> T {
+    if a == b {
+        T::one()
+    } else {
+        T::zero()
+    }
 }
 
 /// The larger of `a` and `b`; NaN if either is NaN (like `np.maximum`).
@@ -78,6 +154,26 @@ pub(super) fn pow_scalar<T: Elem>(v: T, e: f64) -> T {
     }
 }
 
+/// `pow` in place.
+pub(super) fn pow_in_place<T: Elem>(x: &mut ArrayD<T>, e: f64) -> Result<(), String> {
+    if e.fract() == 0.0 && e.abs() <= f64::from(i32::MAX) {
+        let n = e as i32;
+        map(x, |v| v.powi(n))
+    } else {
+        let e = T::from_f64(e);
+        map(x, |v| v.powf(e))
+    }
+}
+
+/// ReluGrad's scalar rule: `g` where `v > 0`, else 0.
+fn relu_grad_at<T: Elem>(g: T, v: T) -> T {
+    if v > T::zero() {
+        g
+    } else {
+        T::zero()
+    }
+}
+
 /// Inputs (dy, x): dy where x > 0, else 0.
 pub(super) fn relu_grad<T: Elem>(
     dy: &ArrayViewD<'_, T>,
@@ -95,8 +191,24 @@ pub(super) fn relu_grad<T: Elem>(
     Zip::from(out)
         .and(dy)
         .and(x)
-        .for_each(|y, &g, &v| *y = if v > T::zero() { g } else { T::zero() });
+        .for_each(|y, &g, &v| *y = relu_grad_at(g, v));
     Ok(())
+}
+
+/// `relu_grad` in place: `io` holds input `k` (dy or x), `other` the other one.
+pub(super) fn relu_grad_in_place<T: Elem>(
+    io: &mut ArrayD<T>,
+    k: usize,
+    other: &ArrayViewD<'_, T>,
+) -> Result<(), String> {
+    if other.shape() != io.shape() {
+        return Err(format!(
+            "ReluGrad: inputs of shapes {:?} and {:?}",
+            io.shape(),
+            other.shape()
+        ));
+    }
+    zip(io, k, other, relu_grad_at)
 }
 
 /// Elementwise sum of `n` inputs of one shape, in input order.
@@ -121,6 +233,26 @@ pub(super) fn add_n<'a, T: Elem>(
             ));
         }
         Zip::from(&mut *out).and(&xk).for_each(|a, &b| *a = *a + b);
+    }
+    Ok(())
+}
+
+/// `add_n` in place: `io` holds the first input; inputs 1.. are added in order.
+pub(super) fn add_n_in_place<'a, T: Elem>(
+    n: usize,
+    x: impl Fn(usize) -> Result<ArrayViewD<'a, T>, String>,
+    io: &mut ArrayD<T>,
+) -> Result<(), String> {
+    for k in 1..n {
+        let xk = x(k)?;
+        if xk.shape() != io.shape() {
+            return Err(format!(
+                "AddN: inputs of shapes {:?} and {:?}",
+                io.shape(),
+                xk.shape()
+            ));
+        }
+        Zip::from(&mut *io).and(&xk).for_each(|a, &b| *a = *a + b);
     }
     Ok(())
 }

@@ -114,7 +114,22 @@ pub(super) fn bias_add<T: Elem>(
         ));
     }
     super::same_shape("BiasAdd's input", x.shape(), out.shape())?;
-    elementwise::binary(x, b, out, |x, b| x + b)
+    elementwise::binary(x, b, out, elementwise::add)
+}
+
+/// `bias_add` in place: `io` holds x.
+pub(super) fn bias_add_in_place<T: Elem>(
+    io: &mut ArrayD<T>,
+    b: &ArrayViewD<'_, T>,
+) -> Result<(), String> {
+    if b.ndim() != 1 || io.shape().last() != b.shape().first() {
+        return Err(format!(
+            "BiasAdd: bias {:?} does not match the last axis of {:?}",
+            b.shape(),
+            io.shape()
+        ));
+    }
+    elementwise::zip(io, 0, b, elementwise::add)
 }
 
 /// `activation(a·w + bias)`: the product into `out`, then bias and activation in one pass.

@@ -2,10 +2,11 @@
 //! type, that writes into a preallocated output of the right shape;
 //! `eval_with` dispatches on the output dtype once.
 //!
-//! The session allocates each output once (from the types `Op::infer`
-//! computed from the concrete input shapes) and reuses it on every run, so the
-//! kernels allocate nothing for tensors of rank at most 4 (ndarray keeps
-//! shapes of higher rank on the heap). `eval` is the allocating convenience:
+//! The session allocates its buffers once (the slots of its memory plan,
+//! sized from the types `Op::infer` computed from the concrete input shapes)
+//! and reuses them on every run, so the kernels allocate nothing for tensors
+//! of rank at most 4 (ndarray keeps shapes of higher rank on the heap).
+//! Elementwise kernels can also overwrite an input (`eval_in_place`). `eval` is the allocating convenience:
 //! it makes the output from the output types and calls the same kernel.
 //! Kernels still check what they rely on and return an error rather than panic.
 
@@ -196,7 +197,9 @@ fn input<T: Elem>(ins: &dyn Inputs, k: usize) -> Result<ArrayViewD<'_, T>, Strin
 
 /// One op on its inputs, written into `out` (already of the output shape).
 fn kernel<T: Elem>(op: &Op, ins: &dyn Inputs, out: &mut ArrayD<T>) -> Result<(), String> {
-    use elementwise::{binary, unary};
+    use elementwise::{
+        add, binary, div, equal, greater_equal, mul, neg, rsqrt, square, sub, unary,
+    };
     use Op::*;
     let (zero, one) = (T::zero(), T::one());
     let x = |k: usize| input::<T>(ins, k);
@@ -206,19 +209,19 @@ fn kernel<T: Elem>(op: &Op, ins: &dyn Inputs, out: &mut ArrayD<T>) -> Result<(),
         ),
         Const(lit) => layout::constant(lit, out),
         Identity | StopGradient => layout::copy(&x(0)?, out),
-        Add => binary(&x(0)?, &x(1)?, out, |a, b| a + b),
-        Sub => binary(&x(0)?, &x(1)?, out, |a, b| a - b),
-        Mul => binary(&x(0)?, &x(1)?, out, |a, b| a * b),
-        Div => binary(&x(0)?, &x(1)?, out, |a, b| a / b),
+        Add => binary(&x(0)?, &x(1)?, out, add),
+        Sub => binary(&x(0)?, &x(1)?, out, sub),
+        Mul => binary(&x(0)?, &x(1)?, out, mul),
+        Div => binary(&x(0)?, &x(1)?, out, div),
         Maximum => binary(&x(0)?, &x(1)?, out, elementwise::maximum),
-        GreaterEqual => binary(&x(0)?, &x(1)?, out, |a, b| if a >= b { one } else { zero }),
-        Equal => binary(&x(0)?, &x(1)?, out, |a, b| if a == b { one } else { zero }),
-        Neg => unary(&x(0)?, out, |x| -x),
+        GreaterEqual => binary(&x(0)?, &x(1)?, out, greater_equal),
+        Equal => binary(&x(0)?, &x(1)?, out, equal),
+        Neg => unary(&x(0)?, out, neg),
         Exp => unary(&x(0)?, out, T::exp),
         Log => unary(&x(0)?, out, T::ln),
-        Square => unary(&x(0)?, out, |x| x * x),
+        Square => unary(&x(0)?, out, square),
         Sqrt => unary(&x(0)?, out, T::sqrt),
-        Rsqrt => unary(&x(0)?, out, |x| x.sqrt().recip()),
+        Rsqrt => unary(&x(0)?, out, rsqrt),
         Relu => unary(&x(0)?, out, elementwise::relu),
         Sigmoid => unary(&x(0)?, out, elementwise::sigmoid),
         Tanh => unary(&x(0)?, out, T::tanh),
@@ -279,6 +282,85 @@ fn kernel<T: Elem>(op: &Op, ins: &dyn Inputs, out: &mut ArrayD<T>) -> Result<(),
         Fill { .. } => layout::fill(&x(0)?, out),
         SumToLike => reduce::sum_to_like(&x(0)?, out),
         BroadcastLike => layout::broadcast_to(&x(0)?, out),
+    }
+}
+
+/// The inputs whose buffer `op` can overwrite with its output
+/// (`eval_in_place`): elementwise ops, where each output element depends only
+/// on the input elements at the same position (after broadcasting the others).
+/// The input must have the output's dtype and shape.
+pub fn in_place_inputs(op: &Op) -> &'static [usize] {
+    use Op::*;
+    match op {
+        Identity
+        | StopGradient
+        | Neg
+        | Exp
+        | Log
+        | Square
+        | Sqrt
+        | Rsqrt
+        | Relu
+        | Sigmoid
+        | Tanh
+        | Pow { .. } => &[0],
+        Add | Sub | Mul | Div | Maximum | GreaterEqual | Equal | ReluGrad => &[0, 1],
+        // AddN adds in input order, so only the first input's buffer can
+        // start the sum; BiasAdd's bias is never of the output's shape.
+        AddN | BiasAdd => &[0],
+        _ => &[],
+    }
+}
+
+/// Evaluates `op` with its output written over input `k`, which `io` holds
+/// (of the output's dtype and shape; `k` is one of `in_place_inputs(op)`).
+/// The other inputs come from `ins`, which is not asked for input `k`. Gives
+/// the same values, to the bit, as `eval_with` into a separate buffer.
+pub fn eval_in_place(op: &Op, k: usize, io: &mut Tensor, ins: &dyn Inputs) -> Result<(), String> {
+    if !in_place_inputs(op).contains(&k) {
+        return Err(format!("{} cannot overwrite its input {k}", op.name()));
+    }
+    check_arity(op, ins.len())?;
+    match io {
+        Tensor::F32(y) => in_place::<f32>(op, k, ins, y),
+        Tensor::F64(y) => in_place::<f64>(op, k, ins, y),
+    }
+}
+
+fn in_place<T: Elem>(
+    op: &Op,
+    k: usize,
+    ins: &dyn Inputs,
+    io: &mut ArrayD<T>,
+) -> Result<(), String> {
+    use elementwise::{add, div, equal, greater_equal, map, mul, neg, rsqrt, square, sub, zip};
+    use Op::*;
+    let x = |j: usize| input::<T>(ins, j);
+    // The other operand of a binary op.
+    let other = || x(1 - k);
+    match op {
+        Identity | StopGradient => Ok(()),
+        Neg => map(io, neg),
+        Exp => map(io, T::exp),
+        Log => map(io, T::ln),
+        Square => map(io, square),
+        Sqrt => map(io, T::sqrt),
+        Rsqrt => map(io, rsqrt),
+        Relu => map(io, elementwise::relu),
+        Sigmoid => map(io, elementwise::sigmoid),
+        Tanh => map(io, T::tanh),
+        Pow { exponent } => elementwise::pow_in_place(io, *exponent),
+        Add => zip(io, k, &other()?, add),
+        Sub => zip(io, k, &other()?, sub),
+        Mul => zip(io, k, &other()?, mul),
+        Div => zip(io, k, &other()?, div),
+        Maximum => zip(io, k, &other()?, elementwise::maximum),
+        GreaterEqual => zip(io, k, &other()?, greater_equal),
+        Equal => zip(io, k, &other()?, equal),
+        ReluGrad => elementwise::relu_grad_in_place(io, k, &other()?),
+        BiasAdd => linalg::bias_add_in_place(io, &x(1)?),
+        AddN => elementwise::add_n_in_place(ins.len(), x, io),
+        _ => Err(format!("{} cannot run in place", op.name())),
     }
 }
 

@@ -1,6 +1,6 @@
 //! Kernel tests against hand-computed values.
 
-use super::{eval, eval_into};
+use super::{eval, eval_in_place, eval_into, in_place_inputs};
 use crate::{DType, Literal, Op, Shape, Tensor, TensorType};
 use ndarray::{ArrayD, IxDyn};
 
@@ -44,7 +44,30 @@ fn try_run(op: &Op, ins: &[&Tensor]) -> Result<Tensor, String> {
         .zip(reused.to_f64_vec())
         .all(|(a, b)| a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()));
     assert!(same, "{op:?}: a reused output buffer changes the result");
+    // In place over any input that has the output's type, the same bits.
+    for &k in in_place_inputs(op) {
+        let Some(&input) = ins.get(k).filter(|i| i.tensor_type() == t.tensor_type()) else {
+            continue;
+        };
+        let mut io = input.clone();
+        eval_in_place(op, k, &mut io, &ins)?;
+        assert!(
+            bits_equal(&t, &io),
+            "{op:?}: in place over input {k}, {:?} instead of {:?}",
+            io.to_f64_vec(),
+            t.to_f64_vec()
+        );
+    }
     Ok(t)
+}
+
+/// Same values bit for bit (any NaN equal to any NaN).
+fn bits_equal(a: &Tensor, b: &Tensor) -> bool {
+    a.shape() == b.shape()
+        && a.to_f64_vec()
+            .iter()
+            .zip(b.to_f64_vec())
+            .all(|(x, y)| x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan()))
 }
 
 fn run(op: Op, ins: &[&Tensor]) -> Tensor {
@@ -844,4 +867,30 @@ fn matmul_over_an_empty_inner_dimension_is_zero() {
     let a = t64(&[2, 2, 0], &[]);
     let b = t64(&[2, 0, 1], &[]);
     check(&run(matmul(false, false), &[&a, &b]), &[2, 2, 1], &[0.0; 4]);
+}
+
+#[test]
+fn in_place_refuses_what_it_cannot_do() {
+    let x = iota(&[2, 3]);
+    let row = iota(&[3]);
+    let ins: &[&Tensor] = &[&x, &row];
+    let matmul = matmul(false, true);
+    let refused = |op: &Op, k: usize, ins: &[&Tensor]| {
+        let mut io = x.clone();
+        eval_in_place(op, k, &mut io, &ins).expect_err("refused")
+    };
+    assert!(refused(&matmul, 0, ins).contains("cannot overwrite"));
+    // AddN sums in input order, so only its first input can hold the sum.
+    assert!(refused(&Op::AddN, 1, ins).contains("cannot overwrite"));
+    assert!(refused(&Op::Add, 2, ins).contains("cannot overwrite"));
+    assert!(refused(&Op::Exp, 0, ins).contains("takes 1 input"));
+    let f32_row = t32(&[3], &[1.0, 2.0, 3.0]);
+    assert!(refused(&Op::Add, 0, &[&x, &f32_row]).contains("dtype"));
+    assert!(refused(&Op::ReluGrad, 0, ins).contains("shapes"));
+    assert!(refused(&Op::BiasAdd, 0, &[&x, &x]).contains("bias"));
+    // The other operand broadcasts; the second operand can hold the result.
+    let mut io = x.clone();
+    let ins: &[&Tensor] = &[&row, &x];
+    eval_in_place(&Op::Sub, 1, &mut io, &ins).expect("runs");
+    check(&io, &[2, 3], &[0.0, 0.0, 0.0, -3.0, -3.0, -3.0]);
 }
