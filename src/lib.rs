@@ -8,6 +8,7 @@ pub use gradc_compiler as compiler;
 pub use gradc_io as io;
 pub use gradc_runtime as runtime;
 
+pub mod bench;
 pub mod feeds;
 pub mod gradcheck;
 pub mod train;

@@ -4,7 +4,7 @@ use clap::{Parser, Subcommand};
 use gradc::compiler::ir::Role;
 use gradc::compiler::{self, Graph};
 use gradc::runtime::{Dim, Op, PlanMemory, Program, RunError, Session, ValueRef};
-use gradc::{feeds, gradcheck, train, Error};
+use gradc::{bench, feeds, gradcheck, train, Error};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -155,6 +155,29 @@ enum Command {
         title: String,
         #[arg(short, long)]
         output: PathBuf,
+    },
+    /// Time the train step of the standard workloads (W1: TwoLayerNet, W2:
+    /// BN-MLP 784-512-512-10) on MNIST, and the matrix-product ceiling:
+    /// median ms per step, steps/s, examples/s, GFLOP/s.
+    Bench {
+        /// Which workload: w1, w2 or all.
+        #[arg(long, default_value = "all", value_parser = ["w1", "w2", "all"])]
+        workload: String,
+        /// Timed steps per workload (default: 2000 for W1, 300 for W2).
+        #[arg(long)]
+        steps: Option<usize>,
+        /// Untimed steps before them (default: 200 for W1, 30 for W2).
+        #[arg(long)]
+        warmup: Option<usize>,
+        /// Threads for matrix products (default: 1).
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+        /// The MNIST directory (default: data/mnist).
+        #[arg(long, value_name = "DIR")]
+        data: Option<PathBuf>,
+        /// Skip the matrix-product ceiling.
+        #[arg(long)]
+        no_peak: bool,
     },
     /// Compare every requested gradient with central finite differences.
     Gradcheck {
@@ -459,6 +482,25 @@ fn run(command: Command) -> Result<ExitCode, Error> {
             for (n, v) in names.iter().zip(&scores.metrics) {
                 say!("{n} {v:.6}");
             }
+        }
+        Command::Bench {
+            workload,
+            steps,
+            warmup,
+            threads,
+            data,
+            no_peak,
+        } => {
+            set_threads(threads)?;
+            let opts = bench::BenchOptions {
+                workloads: bench::Workload::parse(&workload)?,
+                steps,
+                warmup,
+                threads,
+                data_dir: data,
+                peak: !no_peak,
+            };
+            bench::bench(&opts, &mut std::io::stdout().lock())?;
         }
         Command::Gradcheck {
             file,

@@ -1,0 +1,194 @@
+//! Compile time against graph size: a deep MLP of Dense-ReLU layers of width 4
+//! (5 forward nodes a layer: W, b, MatMul, BiasAdd, Relu) with a squared-error
+//! loss and a `train` section (GradientDescent), at about 1k, 10k and 100k
+//! forward nodes. One measured iteration is what `gradc compile` does to a
+//! graph file: parse the RON text, build the IR (shapes, the train section's
+//! differentiation and update ops) and compile (passes and lowering).
+//!
+//!   cargo bench --bench compile_time
+//!
+//! Before criterion samples a size, one compile of it is timed stage by stage
+//! and printed (parse; forward build, and how much of it is finding the
+//! source line of each node; differentiation alone; the whole train section;
+//! compile), to show which stage grows faster than the graph. A size whose
+//! single compile is predicted, from the growth between the two sizes before
+//! it, to take longer than `GRADC_COMPILE_BENCH_BUDGET_SECS` (default 60) is
+//! skipped with the prediction; set the variable higher to measure it anyway.
+//! A size whose single compile takes more than 20 s is reported from that one
+//! measurement instead of criterion's 10 samples.
+
+use criterion::{
+    criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput,
+};
+use gradc::compiler::{self, grad, ir, schema, train};
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+/// Layers of each size: 5 forward nodes each, plus 5 (x, t, Sub, Square, Mean).
+const SIZES: [(&str, usize); 3] = [("1k", 200), ("10k", 2_000), ("100k", 20_000)];
+const WIDTH: usize = 4;
+
+/// The graph file of a deep MLP with `layers` Dense-ReLU layers.
+fn deep_mlp(layers: usize) -> String {
+    let w = WIDTH;
+    let mut s = String::with_capacity(200 * layers + 1000);
+    s.push_str("Graph(\n    name: \"deep_mlp\",\n    dtype: F32,\n    nodes: [\n");
+    s.push_str(&format!(
+        "        (name: \"x\", op: Placeholder(shape: [\"batch\", {w}])),\n"
+    ));
+    s.push_str(&format!(
+        "        (name: \"t\", op: Placeholder(shape: [\"batch\", {w}])),\n"
+    ));
+    let mut prev = "x".to_string();
+    for i in 0..layers {
+        s.push_str(&format!(
+            "        (name: \"W{i}\", op: Variable(shape: [{w}, {w}], initializer: GlorotUniform())),\n\
+             \x20       (name: \"b{i}\", op: Variable(shape: [{w}], initializer: Zeros)),\n\
+             \x20       (name: \"mm{i}\", op: MatMul(), inputs: [\"{prev}\", \"W{i}\"]),\n\
+             \x20       (name: \"a{i}\", op: BiasAdd, inputs: [\"mm{i}\", \"b{i}\"]),\n\
+             \x20       (name: \"h{i}\", op: Relu, inputs: [\"a{i}\"]),\n"
+        ));
+        prev = format!("h{i}");
+    }
+    s.push_str(&format!(
+        "        (name: \"d\", op: Sub, inputs: [\"{prev}\", \"t\"]),\n\
+         \x20       (name: \"sq\", op: Square, inputs: [\"d\"]),\n\
+         \x20       (name: \"loss\", op: Mean(), inputs: [\"sq\"]),\n    ],\n    outputs: [\"loss\"],\n\
+         \x20   train: (loss: \"loss\", optimizer: GradientDescent(learning_rate: 0.01), batch_size: 8),\n)\n"
+    ));
+    s
+}
+
+/// What is measured: parse, build (differentiation included), compile.
+fn parse_build_compile(text: &str) -> gradc::runtime::Program {
+    let g = compiler::graph_from_str(text, "deep_mlp.ron").expect("the deep MLP builds");
+    compiler::compile(g).expect("the deep MLP compiles")
+}
+
+fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+/// One compile, stage by stage; returns the total (parse + build + compile).
+fn stages(label: &str, text: &str) -> Duration {
+    let t = Instant::now();
+    let spec = schema::parse(text).expect("parses");
+    let parse = t.elapsed();
+
+    let mut fwd_spec = spec.clone();
+    let train_spec = fwd_spec.train.take().expect("has a train section");
+    let t = Instant::now();
+    let fwd = compiler::graph_from_spec(&fwd_spec, text, "deep_mlp.ron").expect("builds");
+    let forward = t.elapsed();
+    // The same build without the source text: no node's line is looked up.
+    let t = Instant::now();
+    let fwd_no_text = compiler::graph_from_spec(&fwd_spec, "", "deep_mlp.ron").expect("builds");
+    let forward_no_lines = t.elapsed();
+    drop(fwd_no_text);
+
+    let loss = fwd.find("loss").map(ir::TensorRef::of).expect("loss");
+    let vars: Vec<ir::TensorRef> = fwd.collections[ir::TRAINABLE_VARIABLES]
+        .iter()
+        .map(|&v| ir::TensorRef::of(v))
+        .collect();
+    let mut g = fwd.clone();
+    let t = Instant::now();
+    grad::gradients(&mut g, loss, &vars, None, "gradients").expect("differentiates");
+    let differentiation = t.elapsed();
+    drop(g);
+
+    let mut g = fwd;
+    let t = Instant::now();
+    train::build_train(&mut g, &train_spec, &HashMap::new(), text).expect("train section");
+    let train_section = t.elapsed();
+
+    let nodes = g.g.node_count();
+    let t = Instant::now();
+    let program = compiler::compile(g).expect("compiles");
+    let compile = t.elapsed();
+
+    let build = forward + train_section;
+    let total = parse + build + compile;
+    eprintln!(
+        "compile_time/{label}: {} forward nodes, {nodes} nodes after differentiation and updates, \
+         {} instructions; one compile {:.3} s = parse {:.3} s + build {:.3} s + compile {:.3} s",
+        fwd_spec.nodes.len(),
+        program.instrs.len(),
+        secs(total),
+        secs(parse),
+        secs(build),
+        secs(compile),
+    );
+    eprintln!(
+        "    build = forward {:.3} s (of which finding each node's source line {:.3} s) \
+         + train section {:.3} s (differentiation {:.3} s, update ops and the train NoOp {:.3} s)",
+        secs(forward),
+        secs(forward.saturating_sub(forward_no_lines)),
+        secs(train_section),
+        secs(differentiation),
+        secs(train_section.saturating_sub(differentiation)),
+    );
+    total
+}
+
+fn budget() -> f64 {
+    std::env::var("GRADC_COMPILE_BENCH_BUDGET_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60.0)
+}
+
+fn bench(c: &mut Criterion) {
+    let mut group = c.benchmark_group("compile_time");
+    // (forward nodes, seconds) of the sizes measured so far.
+    let mut measured: Vec<(f64, f64)> = Vec::new();
+    for (label, layers) in SIZES {
+        let text = deep_mlp(layers);
+        let n = (5 * layers + 5) as f64;
+        if let [.., (n0, t0), (n1, t1)] = measured[..] {
+            let exponent = ((t1 / t0).ln() / (n1 / n0).ln()).max(1.0);
+            let predicted = t1 * (n / n1).powf(exponent);
+            if predicted > budget() {
+                eprintln!(
+                    "compile_time/{label}: skipped: one compile is predicted to take {predicted:.0} s \
+                     (time grows as n^{exponent:.2} from the two sizes before), over the budget of \
+                     {:.0} s; set GRADC_COMPILE_BENCH_BUDGET_SECS to measure it anyway",
+                    budget()
+                );
+                continue;
+            }
+        }
+        let once = secs(stages(label, &text));
+        measured.push((n, once));
+        if once > 20.0 {
+            eprintln!(
+                "compile_time/{label}: one compile took {once:.1} s; reported from that single \
+                 measurement (criterion's 10 samples would take {:.0} min)",
+                once * 11.0 / 60.0
+            );
+            continue;
+        }
+        group.throughput(Throughput::Elements(5 * layers as u64 + 5));
+        if once > 0.2 {
+            group.sample_size(10);
+            group.sampling_mode(SamplingMode::Flat);
+            group.warm_up_time(Duration::from_secs(1));
+            group.measurement_time(Duration::from_secs_f64((once * 9.0).max(5.0)));
+        } else {
+            group.sample_size(30);
+            group.sampling_mode(SamplingMode::Auto);
+            group.warm_up_time(Duration::from_secs(2));
+            group.measurement_time(Duration::from_secs(5));
+        }
+        group.bench_with_input(
+            BenchmarkId::new("parse_build_compile", label),
+            &text,
+            |b, text| b.iter(|| black_box(parse_build_compile(text))),
+        );
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,659 @@
+//! `gradc bench`: times the train step of gradc's two standard workloads and
+//! the machine's matrix-product ceiling, in one run.
+//!
+//! - **W1**: the source text's TwoLayerNet (`graphs/two_layer_net.ron`:
+//!   784-50-10, batch 100, SGD, float32).
+//! - **W2**: a batch-norm MLP (`graphs/bn_mlp_512.ron`: 784-512-BN-ReLU-512-BN-ReLU-10,
+//!   batch 128, momentum 0.9, batch norm in training mode with its moving
+//!   averages updated every step, float32).
+//!
+//! Both train on the MNIST training set. A timed step is what a training loop
+//! does per step: sample a batch (the next indices of a seeded permutation,
+//! gathered into the fed buffers) and run the compiled train step with the
+//! allocation-free session API (`resolve_feed`, `run_with_targets_into`),
+//! fetching the loss. Each step is timed on its own; the report gives the
+//! median over the timed steps after the warm-up steps.
+//!
+//! FLOPs are counted analytically: 2·m·k·n per matrix product of the
+//! compiled train step (forward and backward products, with the batch
+//! dimension bound to the batch size); elementwise ops, reductions and the
+//! optimizer's updates are not counted.
+
+use crate::compiler::{self, schema};
+use crate::runtime::{DType, Dim, FeedId, Op, Program, Session, Tensor, ValueRef};
+use crate::Error;
+use gradc_io::dataset::{Batches, Dataset, Mnist};
+use ndarray::linalg::general_mat_mul;
+use ndarray::Array2;
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// One of the standard workloads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Workload {
+    W1,
+    W2,
+}
+
+impl Workload {
+    pub const ALL: [Workload; 2] = [Workload::W1, Workload::W2];
+
+    /// `w1` or `w2`, as on the command line.
+    pub fn id(self) -> &'static str {
+        match self {
+            Workload::W1 => "w1",
+            Workload::W2 => "w2",
+        }
+    }
+
+    /// The workloads named by `--workload`: `w1`, `w2` or `all`.
+    pub fn parse(s: &str) -> Result<Vec<Workload>, Error> {
+        match s.to_ascii_lowercase().as_str() {
+            "w1" => Ok(vec![Workload::W1]),
+            "w2" => Ok(vec![Workload::W2]),
+            "all" => Ok(Workload::ALL.to_vec()),
+            other => Err(Error::Usage(format!(
+                "--workload '{other}': expected w1, w2 or all"
+            ))),
+        }
+    }
+
+    /// The graph file, relative to the repository (the text is compiled in).
+    pub fn file(self) -> &'static str {
+        match self {
+            Workload::W1 => "graphs/two_layer_net.ron",
+            Workload::W2 => "graphs/bn_mlp_512.ron",
+        }
+    }
+
+    fn text(self) -> &'static str {
+        match self {
+            Workload::W1 => include_str!("../graphs/two_layer_net.ron"),
+            Workload::W2 => include_str!("../graphs/bn_mlp_512.ron"),
+        }
+    }
+
+    pub fn description(self) -> &'static str {
+        match self {
+            Workload::W1 => "TwoLayerNet 784-50-10, batch 100, SGD, f32",
+            Workload::W2 => {
+                "BN-MLP 784-512-BN-ReLU-512-BN-ReLU-10, batch 128, momentum 0.9, \
+                 batch norm in training mode (decay 0.99, epsilon 1e-3), f32"
+            }
+        }
+    }
+
+    pub fn default_steps(self) -> usize {
+        match self {
+            Workload::W1 => 2000,
+            Workload::W2 => 300,
+        }
+    }
+
+    pub fn default_warmup(self) -> usize {
+        match self {
+            Workload::W1 => 200,
+            Workload::W2 => 30,
+        }
+    }
+}
+
+/// Options of `gradc bench`; `None` takes each workload's default.
+#[derive(Clone, Debug)]
+pub struct BenchOptions {
+    pub workloads: Vec<Workload>,
+    pub steps: Option<usize>,
+    pub warmup: Option<usize>,
+    /// The thread count of matrix products, already set in `MATMUL_NUM_THREADS`
+    /// (reported, not set, here).
+    pub threads: usize,
+    /// The MNIST directory; default: `data/mnist` in the current directory,
+    /// else in the source tree gradc was built from.
+    pub data_dir: Option<PathBuf>,
+    /// Also time the matrix-product ceiling.
+    pub peak: bool,
+}
+
+/// One matrix product of a train step, with the batch dimension bound.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MatMulCount {
+    /// The instruction's name.
+    pub name: String,
+    /// Made by differentiation (its name is under `gradients`).
+    pub backward: bool,
+    /// Product of the leading (batch) dimensions; 1 for rank 2.
+    pub batch: usize,
+    pub m: usize,
+    pub k: usize,
+    pub n: usize,
+}
+
+impl MatMulCount {
+    pub fn flops(&self) -> u64 {
+        2 * (self.batch * self.m * self.k * self.n) as u64
+    }
+}
+
+/// Step times after the warm-up.
+#[derive(Clone, Debug)]
+pub struct Timing {
+    pub warmup: usize,
+    /// Every timed step, sorted.
+    pub sorted: Vec<Duration>,
+}
+
+impl Timing {
+    fn new(warmup: usize, mut times: Vec<Duration>) -> Timing {
+        times.sort_unstable();
+        Timing {
+            warmup,
+            sorted: times,
+        }
+    }
+
+    /// The `q` quantile (0 to 1) of the step times, in milliseconds.
+    pub fn quantile_ms(&self, q: f64) -> f64 {
+        if self.sorted.is_empty() {
+            return f64::NAN;
+        }
+        let n = self.sorted.len();
+        let pos = q.clamp(0.0, 1.0) * (n - 1) as f64;
+        let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+        let w = pos - lo as f64;
+        let ms = |i: usize| self.sorted[i].as_secs_f64() * 1e3;
+        ms(lo) * (1.0 - w) + ms(hi) * w
+    }
+
+    pub fn median_ms(&self) -> f64 {
+        self.quantile_ms(0.5)
+    }
+
+    pub fn steps(&self) -> usize {
+        self.sorted.len()
+    }
+}
+
+/// What one workload measured.
+#[derive(Clone, Debug)]
+pub struct WorkloadResult {
+    pub workload: Workload,
+    pub batch_size: usize,
+    pub matmuls: Vec<MatMulCount>,
+    pub timing: Timing,
+    /// The loss of the last step (to show the steps trained).
+    pub final_loss: f64,
+}
+
+impl WorkloadResult {
+    pub fn flops_per_step(&self) -> u64 {
+        self.matmuls.iter().map(MatMulCount::flops).sum()
+    }
+
+    pub fn steps_per_sec(&self) -> f64 {
+        1e3 / self.timing.median_ms()
+    }
+
+    pub fn examples_per_sec(&self) -> f64 {
+        self.steps_per_sec() * self.batch_size as f64
+    }
+
+    pub fn gflops(&self) -> f64 {
+        self.flops_per_step() as f64 / (self.timing.median_ms() * 1e-3) / 1e9
+    }
+}
+
+/// One f32 matrix product timed on its own: the ceiling of the kernels gradc uses.
+#[derive(Clone, Debug)]
+pub struct PeakResult {
+    pub m: usize,
+    pub k: usize,
+    pub n: usize,
+    pub timing: Timing,
+}
+
+impl PeakResult {
+    pub fn gflops(&self) -> f64 {
+        2.0 * (self.m * self.k * self.n) as f64 / (self.timing.median_ms() * 1e-3) / 1e9
+    }
+}
+
+/// Everything one `gradc bench` run measured.
+#[derive(Clone, Debug)]
+pub struct BenchReport {
+    pub threads: usize,
+    pub peaks: Vec<PeakResult>,
+    pub workloads: Vec<WorkloadResult>,
+}
+
+impl BenchReport {
+    /// The best measured matrix-product rate, GFLOP/s.
+    pub fn peak_gflops(&self) -> Option<f64> {
+        self.peaks.iter().map(PeakResult::gflops).reduce(f64::max)
+    }
+}
+
+/// The shapes of the ceiling measurement: W2's first layer at twice its batch, and 1024³.
+const PEAK_SHAPES: [(usize, usize, usize); 2] = [(256, 784, 512), (1024, 1024, 1024)];
+
+/// Runs the benchmark, writing progress and results to `out` as it goes.
+pub fn bench(opts: &BenchOptions, out: &mut dyn Write) -> Result<BenchReport, Error> {
+    let w = |out: &mut dyn Write, line: String| {
+        writeln!(out, "{line}").map_err(|e| Error::Io(format!("writing the report: {e}")))
+    };
+    if opts.steps == Some(0) {
+        return Err(Error::Usage("--steps must be at least 1".into()));
+    }
+    let load = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_string))
+        .map(|l| format!("; load average {l} at start"))
+        .unwrap_or_default();
+    let capped = if opts.threads > 4 {
+        ", of which matrixmultiply uses at most 4"
+    } else {
+        ""
+    };
+    w(
+        out,
+        format!(
+            "gradc bench: threads {} (MATMUL_NUM_THREADS={}{capped}: the threads of matrix products; \
+             every other op runs on one thread); {} logical CPUs{load}",
+            opts.threads,
+            opts.threads,
+            std::thread::available_parallelism().map_or(0, |n| n.get()),
+        ),
+    )?;
+
+    let mut report = BenchReport {
+        threads: opts.threads,
+        peaks: Vec::new(),
+        workloads: Vec::new(),
+    };
+    if opts.peak {
+        w(
+            out,
+            "matmul ceiling: one f32 ndarray general_mat_mul (matrixmultiply sgemm, the kernel of gradc's MatMul):"
+                .into(),
+        )?;
+        for (m, k, n) in PEAK_SHAPES {
+            let p = peak(m, k, n);
+            w(
+                out,
+                format!(
+                    "  {m}x{k} · {k}x{n}: median {:.3} ms of {} products after {} warm-up, {:.1} GFLOP/s",
+                    p.timing.median_ms(),
+                    p.timing.steps(),
+                    p.timing.warmup,
+                    p.gflops()
+                ),
+            )?;
+            report.peaks.push(p);
+        }
+    }
+
+    let data_dir = data_dir(opts.data_dir.as_deref())?;
+    let train_set = Mnist::load(&data_dir)?.train()?;
+    for &workload in &opts.workloads {
+        let r = run_workload(workload, opts, &train_set)?;
+        w(
+            out,
+            format!(
+                "{} {} ({}): {}",
+                workload.id().to_uppercase(),
+                compiled_name(workload),
+                workload.file(),
+                workload.description()
+            ),
+        )?;
+        let fwd = r.matmuls.iter().filter(|m| !m.backward).count();
+        w(
+            out,
+            format!(
+                "  FLOPs per step: {:.3} MFLOP = {} matrix products ({fwd} forward, {} backward), \
+                 2·m·k·n each; elementwise ops and updates not counted",
+                r.flops_per_step() as f64 / 1e6,
+                r.matmuls.len(),
+                r.matmuls.len() - fwd
+            ),
+        )?;
+        for m in &r.matmuls {
+            let batch = if m.batch > 1 {
+                format!("{}x ", m.batch)
+            } else {
+                String::new()
+            };
+            let shapes = format!("{batch}{}x{} · {}x{}", m.m, m.k, m.k, m.n);
+            w(
+                out,
+                format!(
+                    "    {:<8} {shapes:<20} {:>9.3} MFLOP  {}",
+                    if m.backward { "backward" } else { "forward" },
+                    m.flops() as f64 / 1e6,
+                    m.name
+                ),
+            )?;
+        }
+        let t = &r.timing;
+        w(
+            out,
+            format!(
+                "  {} timed steps after {} warm-up (batch sampling included): \
+                 median {:.4} ms/step (p10 {:.4}, p90 {:.4}); final loss {:.4}",
+                t.steps(),
+                t.warmup,
+                t.median_ms(),
+                t.quantile_ms(0.1),
+                t.quantile_ms(0.9),
+                r.final_loss
+            ),
+        )?;
+        let of_peak = match report.peak_gflops() {
+            Some(p) => format!(
+                " of {p:.1} GFLOP/s measured peak ({:.1}%)",
+                100.0 * r.gflops() / p
+            ),
+            None => String::new(),
+        };
+        w(
+            out,
+            format!(
+                "  result {}: threads {}, {:.4} ms/step, {:.1} steps/s, {:.0} examples/s, {:.2} GFLOP/s{of_peak}",
+                workload.id(),
+                opts.threads,
+                t.median_ms(),
+                r.steps_per_sec(),
+                r.examples_per_sec(),
+                r.gflops()
+            ),
+        )?;
+        report.workloads.push(r);
+    }
+    Ok(report)
+}
+
+fn compiled_name(w: Workload) -> &'static str {
+    match w {
+        Workload::W1 => "two_layer_net",
+        Workload::W2 => "bn_mlp_512",
+    }
+}
+
+/// The MNIST directory: the one given, else `data/mnist` here, else in the source tree.
+fn data_dir(given: Option<&Path>) -> Result<PathBuf, Error> {
+    if let Some(d) = given {
+        return Ok(d.to_path_buf());
+    }
+    let candidates = [
+        PathBuf::from("data/mnist"),
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mnist"),
+    ];
+    candidates
+        .iter()
+        .find(|d| d.join("train-images-idx3-ubyte.gz").exists() || d.join("train-images-idx3-ubyte").exists())
+        .cloned()
+        .ok_or_else(|| {
+            Error::Usage(format!(
+                "no MNIST files in {} or {}: pass --data DIR (the directory of train-images-idx3-ubyte.gz and the other IDX files)",
+                candidates[0].display(),
+                candidates[1].display()
+            ))
+        })
+}
+
+/// Times one f32 product of `m`×`k` by `k`×`n`: 3 warm-up products, then
+/// up to 50 timed ones or about a second, whichever comes first (at least 5).
+fn peak(m: usize, k: usize, n: usize) -> PeakResult {
+    let a = Array2::from_shape_fn((m, k), |(i, j)| ((i * 7 + j * 3) % 17) as f32 / 17.0 - 0.5);
+    let b = Array2::from_shape_fn((k, n), |(i, j)| ((i * 5 + j * 11) % 13) as f32 / 13.0 - 0.5);
+    let mut c = Array2::<f32>::zeros((m, n));
+    let warmup = 3;
+    for _ in 0..warmup {
+        general_mat_mul(1.0, &a, &b, 0.0, &mut c);
+    }
+    let mut times = Vec::new();
+    let start = Instant::now();
+    while times.len() < 5 || (times.len() < 50 && start.elapsed() < Duration::from_secs(1)) {
+        let t0 = Instant::now();
+        general_mat_mul(1.0, &a, &b, 0.0, &mut c);
+        times.push(t0.elapsed());
+    }
+    std::hint::black_box(&c);
+    PeakResult {
+        m,
+        k,
+        n,
+        timing: Timing::new(warmup, times),
+    }
+}
+
+/// Compiles the workload's train step, trains it for the warm-up and timed
+/// steps on `train_set`, and times every step.
+fn run_workload(
+    workload: Workload,
+    opts: &BenchOptions,
+    train_set: &Dataset,
+) -> Result<WorkloadResult, Error> {
+    let file = workload.file();
+    let text = workload.text();
+    let spec = schema::parse(text).map_err(|e| e.in_file(file))?;
+    let train = spec
+        .train
+        .clone()
+        .ok_or_else(|| Error::Usage(format!("{file}: the graph has no train section")))?;
+    let data = train
+        .data
+        .clone()
+        .ok_or_else(|| Error::Usage(format!("{file}: the train section has no data")))?;
+    if !matches!(data.source, schema::DataSource::Mnist(_)) {
+        return Err(Error::Usage(format!(
+            "{file}: the benchmark workloads train on MNIST"
+        )));
+    }
+    let programs = compiler::compile_training_spec(&spec, text, file)?;
+    let batch_size = train.batch_size;
+    let steps = opts.steps.unwrap_or(workload.default_steps());
+    let warmup = opts.warmup.unwrap_or(workload.default_warmup());
+
+    let mut session = Session::new(programs.train).map_err(Error::run("the train program"))?;
+    session
+        .initialize(train.seed)
+        .map_err(Error::run("initialization"))?;
+    let target = session
+        .resolve_target(&programs.train_op)
+        .map_err(Error::run("train op"))?;
+    let fetch = [session
+        .resolve(&programs.loss)
+        .map_err(Error::run("loss"))?];
+    let x_id = f32_feed(&session, &data.features)?;
+    let t_id = f32_feed(&session, &data.labels)?;
+    let (xb, tb) = train_set.batch_buffers(batch_size);
+    let symbols = bind_symbols(session.program(), &[(x_id, xb.shape()), (t_id, tb.shape())]);
+    let matmuls = matmul_counts(session.program(), &fetch, target, &symbols)?;
+    let mut x = Tensor::F32(xb);
+    let mut t = Tensor::F32(tb);
+    let mut batches = Batches::shuffled_full(train_set.len(), batch_size, train.seed)?;
+    let mut out: Vec<Tensor> = Vec::with_capacity(1);
+    let mut times = Vec::with_capacity(steps);
+
+    for i in 0..warmup + steps {
+        let t0 = Instant::now();
+        let (Some(xr), Some(tr)) = (x.as_f32_mut(), t.as_f32_mut()) else {
+            return Err(Error::Usage(
+                "internal error: a batch buffer is not f32".into(),
+            ));
+        };
+        train_set.gather_into(batches.next_batch(), xr, tr)?;
+        session
+            .run_with_targets_into(&[(x_id, &x), (t_id, &t)], &fetch, &[target], &mut out)
+            .map_err(|e| Error::run(&format!("{file}: step {}", i + 1))(e))?;
+        let dt = t0.elapsed();
+        if i >= warmup {
+            times.push(dt);
+        }
+    }
+    let final_loss = out.first().and_then(Tensor::first_f64).unwrap_or(f64::NAN);
+    if !final_loss.is_finite() {
+        return Err(Error::NonFinite {
+            step: warmup + steps,
+            detail: format!("{file}: the loss is {final_loss}"),
+        });
+    }
+    Ok(WorkloadResult {
+        workload,
+        batch_size,
+        matmuls,
+        timing: Timing::new(warmup, times),
+        final_loss,
+    })
+}
+
+/// The placeholder `name` as a feed, refused unless it is f32 (the batch buffers are).
+fn f32_feed(session: &Session, name: &str) -> Result<FeedId, Error> {
+    let id = session
+        .resolve_feed(name)
+        .map_err(Error::run("the data section"))?;
+    let ins = &session.program().instrs[id.node()];
+    if ins.dtype != DType::F32 {
+        return Err(Error::Usage(format!(
+            "the data section feeds '{name}', which is {}; the benchmark feeds f32",
+            ins.outputs[0]
+        )));
+    }
+    Ok(id)
+}
+
+/// The sizes of the symbolic dimensions (e.g. `batch`) of the fed placeholders.
+fn bind_symbols(program: &Program, feeds: &[(FeedId, &[usize])]) -> HashMap<String, usize> {
+    let mut symbols = HashMap::new();
+    for (id, shape) in feeds {
+        let ty = &program.instrs[id.node()].outputs[0];
+        for (d, &size) in ty.shape.0.iter().zip(shape.iter()) {
+            if let Dim::Sym(s) = d {
+                symbols.insert(s.clone(), size);
+            }
+        }
+    }
+    symbols
+}
+
+/// The matrix products that a run fetching `fetch` with target `target`
+/// executes, in program order, with their sizes.
+pub fn matmul_counts(
+    program: &Program,
+    fetch: &[ValueRef],
+    target: usize,
+    symbols: &HashMap<String, usize>,
+) -> Result<Vec<MatMulCount>, Error> {
+    // What the run needs: the fetches, the target, and everything they read
+    // or are ordered after.
+    let instrs = &program.instrs;
+    let mut needed = vec![false; instrs.len()];
+    let mut stack: Vec<usize> = fetch.iter().map(|v| v.node).collect();
+    stack.push(target);
+    while let Some(i) = stack.pop() {
+        if i >= instrs.len() || needed[i] {
+            continue;
+        }
+        needed[i] = true;
+        stack.extend(instrs[i].inputs.iter().map(|v| v.node));
+        stack.extend(instrs[i].control.iter().copied());
+    }
+    let dims = |v: &ValueRef| -> Result<Vec<usize>, Error> {
+        let ty = instrs
+            .get(v.node)
+            .and_then(|ins| ins.outputs.get(v.output))
+            .ok_or_else(|| Error::Usage("internal error: a MatMul input is missing".into()))?;
+        ty.shape
+            .0
+            .iter()
+            .map(|d| match d {
+                Dim::Known(n) => Ok(*n),
+                Dim::Sym(s) => symbols.get(s).copied().ok_or_else(|| {
+                    Error::Usage(format!(
+                        "cannot count FLOPs: dimension '{s}' of '{}' is not bound by a feed",
+                        instrs[v.node].name
+                    ))
+                }),
+            })
+            .collect()
+    };
+    let mut counts = Vec::new();
+    for (i, ins) in instrs.iter().enumerate() {
+        // MatMul, and Dense: the optimizer's MatMul fused with its bias and activation.
+        let (transpose_a, transpose_b) = match ins.op {
+            Op::MatMul {
+                transpose_a,
+                transpose_b,
+            }
+            | Op::Dense {
+                transpose_a,
+                transpose_b,
+                ..
+            } => (transpose_a, transpose_b),
+            _ => continue,
+        };
+        if !needed[i] {
+            continue;
+        }
+        let (Some(a), Some(b)) = (ins.inputs.first(), ins.inputs.get(1)) else {
+            continue;
+        };
+        let (a, b) = (dims(a)?, dims(b)?);
+        let r = a.len();
+        if r < 2 || b.len() != r {
+            continue;
+        }
+        let (m, k) = if transpose_a {
+            (a[r - 1], a[r - 2])
+        } else {
+            (a[r - 2], a[r - 1])
+        };
+        let n = if transpose_b { b[r - 2] } else { b[r - 1] };
+        counts.push(MatMulCount {
+            name: ins.name.clone(),
+            backward: ins.name.starts_with("gradients"),
+            batch: a[..r - 2].iter().product(),
+            m,
+            k,
+            n,
+        });
+    }
+    Ok(counts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_interpolate() {
+        let t = Timing::new(
+            0,
+            [4, 1, 3, 2]
+                .iter()
+                .map(|&ms| Duration::from_millis(ms))
+                .collect(),
+        );
+        assert!((t.median_ms() - 2.5).abs() < 1e-9);
+        assert!((t.quantile_ms(0.0) - 1.0).abs() < 1e-9);
+        assert!((t.quantile_ms(1.0) - 4.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn w1_counts_the_books_five_products() {
+        let text = Workload::W1.text();
+        let spec = schema::parse(text).expect("parses");
+        let p = compiler::compile_training_spec(&spec, text, "w1").expect("compiles");
+        let s = Session::new(p.train).expect("valid");
+        let fetch = [s.resolve(&p.loss).expect("loss")];
+        let target = s.resolve_target(&p.train_op).expect("train op");
+        let symbols = HashMap::from([("batch".to_string(), 100)]);
+        let c = matmul_counts(s.program(), &fetch, target, &symbols).expect("counts");
+        // Forward x·W1 and h·W2; backward dW2 = hᵀ·dy, dh = dy·W2ᵀ, dW1 = xᵀ·dh (no dx).
+        let total: u64 = c.iter().map(MatMulCount::flops).sum();
+        assert_eq!(c.len(), 5, "{c:#?}");
+        assert_eq!(total, 2 * (2 * 100 * 784 * 50 + 3 * 100 * 50 * 10));
+    }
+}

@@ -1,0 +1,65 @@
+//! `gradc bench` end to end: it runs and prints every field of the report.
+//! No assertion is on a time: only that the numbers are there.
+
+mod common;
+
+use common::repo_path;
+use std::process::{Command, Output};
+
+fn gradc(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_gradc"))
+        .args(args)
+        .current_dir(repo_path(""))
+        .output()
+        .expect("gradc runs")
+}
+
+#[test]
+fn bench_w1_prints_the_expected_fields() {
+    let o = gradc(&["bench", "--workload", "w1", "--steps", "5", "--warmup", "1"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{}\n{out}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    for field in [
+        "gradc bench: threads 1 (MATMUL_NUM_THREADS=1",
+        "matmul ceiling",
+        "256x784 · 784x512: median",
+        "1024x1024 · 1024x1024: median",
+        "W1 two_layer_net (graphs/two_layer_net.ron)",
+        // 2·m·k·n over x·W1, h·W2 and the three backward products.
+        "FLOPs per step: 15.980 MFLOP = 5 matrix products (2 forward, 3 backward)",
+        "5 timed steps after 1 warm-up (batch sampling included): median",
+        "result w1: threads 1, ",
+        " ms/step, ",
+        " steps/s, ",
+        " examples/s, ",
+        " GFLOP/s of ",
+        "measured peak",
+    ] {
+        assert!(out.contains(field), "missing {field:?} in\n{out}");
+    }
+    assert!(!out.contains("W2 "), "only W1 was asked for:\n{out}");
+}
+
+#[test]
+fn bench_refuses_bad_options() {
+    for (args, message) in [
+        (vec!["bench", "--steps", "0"], "--steps must be at least 1"),
+        (
+            vec!["bench", "--threads", "0"],
+            "--threads must be at least 1",
+        ),
+        (vec!["bench", "--workload", "w3"], "invalid value 'w3'"),
+    ] {
+        let o = gradc(&args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{args:?} should fail");
+        assert!(
+            err.contains(message),
+            "{args:?}: missing {message:?} in\n{err}"
+        );
+    }
+}
