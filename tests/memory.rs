@@ -8,33 +8,10 @@ mod common;
 
 use common::{graph, repo_path};
 use gradc::compiler::{self, passes::Pipeline, schema};
-use gradc::runtime::{plan_memory, DType, Op, PlanMemory, Program, Session, Tensor, ValueRef};
-use rand::{Rng, SeedableRng};
+use gradc::runtime::{plan_memory, DType, PlanMemory, Program, Session, Tensor, ValueRef};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::collections::HashMap;
-
-/// Random values for every placeholder, symbolic dimensions `batch`.
-fn random_feeds(p: &Program, batch: usize, rng: &mut ChaCha8Rng) -> HashMap<String, Tensor> {
-    p.instrs
-        .iter()
-        .filter(|i| matches!(i.op, Op::Placeholder { .. }))
-        .map(|i| {
-            let t = &i.outputs[0];
-            let shape: Vec<usize> = t
-                .shape
-                .0
-                .iter()
-                .map(|d| d.known().unwrap_or(batch))
-                .collect();
-            let n = shape.iter().product();
-            let data = (0..n).map(|_| rng.random_range(-1.0..1.0)).collect();
-            (
-                i.name.clone(),
-                Tensor::from_f64(t.dtype, &shape, data).expect("fits"),
-            )
-        })
-        .collect()
-}
 
 #[track_caller]
 fn assert_bits(a: &[Tensor], b: &[Tensor], what: &str) {
@@ -88,7 +65,7 @@ fn compare(program: &Program, fetch: &[String], targets: &[String], runs: usize,
     for run in 0..runs {
         // A different batch size on one run: a second plan in the same sessions.
         let batch = if run == 1 { 3 } else { 8 };
-        let feeds = random_feeds(program, batch, &mut rng);
+        let feeds = common::random_feeds(program, batch, &mut rng);
         let [a, b] = &mut sessions;
         let x = a
             .run_with_targets(&feeds, &fetches, &targets)
@@ -176,7 +153,7 @@ impl TrainStep {
         session.initialize(1).expect("initializes");
         let fetches = vec![session.resolve(&p.loss).expect("loss")];
         let targets = vec![session.resolve_target(&p.train_op).expect("train op")];
-        let feeds = random_feeds(&p.train, 100, &mut ChaCha8Rng::seed_from_u64(3));
+        let feeds = common::random_feeds(&p.train, 100, &mut ChaCha8Rng::seed_from_u64(3));
         TrainStep {
             session,
             fetches,

@@ -7,9 +7,9 @@ mod common;
 
 use common::repo_path;
 use gradc::compiler::{self, passes::Pipeline, schema};
-use gradc::runtime::{DType, Dim, Op, Program, Session, Tensor};
+use gradc::runtime::{DType, Op, Program, Session, Tensor};
 use proptest::prelude::*;
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::collections::HashMap;
 
@@ -48,26 +48,7 @@ fn assert_same(a: &Tensor, b: &Tensor, what: &str) {
 
 /// Random values for every placeholder (symbolic dims of size 4), the same for both programs.
 fn feeds(p: &Program, seed: u64) -> HashMap<String, Tensor> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    p.instrs
-        .iter()
-        .filter(|i| matches!(i.op, Op::Placeholder { .. }))
-        .map(|i| {
-            let t = &i.outputs[0];
-            let shape: Vec<usize> = t
-                .shape
-                .0
-                .iter()
-                .map(|d| if let Dim::Known(n) = d { *n } else { 4 })
-                .collect();
-            let n = shape.iter().product();
-            let data = (0..n).map(|_| rng.random_range(-1.0..1.0)).collect();
-            (
-                i.name.clone(),
-                Tensor::from_f64(t.dtype, &shape, data).expect("fits"),
-            )
-        })
-        .collect()
+    common::random_feeds(p, 4, &mut ChaCha8Rng::seed_from_u64(seed))
 }
 
 /// Every labelled output of both programs, compared.

@@ -768,6 +768,20 @@ impl Op {
         )
     }
 
+    /// Ok if the op takes `n` inputs; the error says how many it takes.
+    pub fn check_arity(&self, n: usize) -> Result<(), String> {
+        match self.arity() {
+            Arity::Exactly(k) if n != k => {
+                Err(format!("{} takes {k} inputs, got {n}", self.name()))
+            }
+            Arity::AtLeast(k) if n < k => Err(format!(
+                "{} takes at least {k} inputs, got {n}",
+                self.name()
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// Ops that change session state; never removed or merged by passes.
     pub fn is_stateful(&self) -> bool {
         matches!(self, Op::Assign | Op::AssignAdd | Op::AssignSub)
@@ -901,23 +915,7 @@ impl Op {
     /// Works on symbolic shapes at compile time and on concrete ones at run time.
     pub fn infer(&self, dtype: DType, ins: &[TensorType]) -> Result<Vec<TensorType>, String> {
         use Op::*;
-        match self.arity() {
-            Arity::Exactly(n) if ins.len() != n => {
-                return Err(format!(
-                    "{} takes {n} inputs, got {}",
-                    self.name(),
-                    ins.len()
-                ))
-            }
-            Arity::AtLeast(n) if ins.len() < n => {
-                return Err(format!(
-                    "{} takes at least {n} inputs, got {}",
-                    self.name(),
-                    ins.len()
-                ))
-            }
-            _ => {}
-        }
+        self.check_arity(ins.len())?;
         // Every op but the sources takes inputs of one float type.
         let dt = match ins.first() {
             Some(first) => {

@@ -76,3 +76,32 @@ pub fn assert_close(got: &[f64], want: &[f64], tol: f64, what: &str) {
         );
     }
 }
+
+/// Random values for every placeholder, symbolic dimensions `batch`.
+pub fn random_feeds(
+    p: &gradc::runtime::Program,
+    batch: usize,
+    rng: &mut rand_chacha::ChaCha8Rng,
+) -> HashMap<String, Tensor> {
+    p.instrs
+        .iter()
+        .filter(|i| matches!(i.op, gradc::runtime::Op::Placeholder { .. }))
+        .map(|i| {
+            let t = &i.outputs[0];
+            let shape: Vec<usize> = t
+                .shape
+                .0
+                .iter()
+                .map(|d| d.known().unwrap_or(batch))
+                .collect();
+            let n = shape.iter().product();
+            let data = (0..n)
+                .map(|_| rand::Rng::random_range(rng, -1.0..1.0))
+                .collect();
+            (
+                i.name.clone(),
+                Tensor::from_f64(t.dtype, &shape, data).expect("fits"),
+            )
+        })
+        .collect()
+}

@@ -19,7 +19,6 @@ mod reduce;
 #[cfg(test)]
 mod tests;
 
-use crate::op::Arity;
 use crate::{DType, Op, Tensor, TensorType};
 use ndarray::{ArrayD, ArrayViewD, Dimension, IxDyn, LinalgScalar};
 use num_traits::Float;
@@ -415,13 +414,7 @@ fn run_multi<T: Elem>(op: &Op, ins: &dyn Inputs, outs: &mut [Tensor]) -> Result<
 
 /// Lets the kernels index their inputs without panicking.
 fn check_arity(op: &Op, n: usize) -> Result<(), String> {
-    match op.arity() {
-        Arity::Exactly(k) if n != k => Err(format!("{} takes {k} inputs, got {n}", op.name())),
-        Arity::AtLeast(k) if n < k => {
-            Err(format!("{} takes at least {k} inputs, got {n}", op.name()))
-        }
-        _ => Ok(()),
-    }
+    op.check_arity(n)
 }
 
 /// A view of `a` broadcast to `shape` (NumPy rules).
