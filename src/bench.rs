@@ -20,11 +20,12 @@
 //! optimizer's updates are not counted.
 
 use crate::compiler::{self, schema};
-use crate::runtime::{DType, Dim, FeedId, Op, Program, Session, Tensor, ValueRef};
+use crate::runtime::{
+    kernels, DType, Dim, FeedId, InstrProfile, Op, Program, Session, Tensor, ValueRef,
+};
 use crate::Error;
 use gradc_io::dataset::{Batches, Dataset, Mnist};
-use ndarray::linalg::general_mat_mul;
-use ndarray::Array2;
+use ndarray::{ArrayD, IxDyn};
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -106,14 +107,16 @@ pub struct BenchOptions {
     pub workloads: Vec<Workload>,
     pub steps: Option<usize>,
     pub warmup: Option<usize>,
-    /// The thread count of matrix products, already set in `MATMUL_NUM_THREADS`
-    /// (reported, not set, here).
+    /// The thread count of matrix products, already set with
+    /// `gradc_runtime::set_threads` (reported, not set, here).
     pub threads: usize,
     /// The MNIST directory; default: `data/mnist` in the current directory,
     /// else in the source tree gradc was built from.
     pub data_dir: Option<PathBuf>,
     /// Also time the matrix-product ceiling.
     pub peak: bool,
+    /// Time every instruction of the timed steps and print where the time goes.
+    pub profile: bool,
 }
 
 /// One matrix product of a train step, with the batch dimension bound.
@@ -182,8 +185,12 @@ pub struct WorkloadResult {
     pub batch_size: usize,
     pub matmuls: Vec<MatMulCount>,
     pub timing: Timing,
+    /// The batch sampling part of each timed step.
+    pub sampling: Timing,
     /// The loss of the last step (to show the steps trained).
     pub final_loss: f64,
+    /// Per instruction over the timed steps, slowest first (with `profile`).
+    pub profile: Vec<InstrProfile>,
 }
 
 impl WorkloadResult {
@@ -239,9 +246,6 @@ const PEAK_SHAPES: [(usize, usize, usize); 2] = [(256, 784, 512), (1024, 1024, 1
 
 /// Runs the benchmark, writing progress and results to `out` as it goes.
 pub fn bench(opts: &BenchOptions, out: &mut dyn Write) -> Result<BenchReport, Error> {
-    let w = |out: &mut dyn Write, line: String| {
-        writeln!(out, "{line}").map_err(|e| Error::Io(format!("writing the report: {e}")))
-    };
     if opts.steps == Some(0) {
         return Err(Error::Usage("--steps must be at least 1".into()));
     }
@@ -250,17 +254,11 @@ pub fn bench(opts: &BenchOptions, out: &mut dyn Write) -> Result<BenchReport, Er
         .and_then(|s| s.split_whitespace().next().map(str::to_string))
         .map(|l| format!("; load average {l} at start"))
         .unwrap_or_default();
-    let capped = if opts.threads > 4 {
-        ", of which matrixmultiply uses at most 4"
-    } else {
-        ""
-    };
     w(
         out,
         format!(
-            "gradc bench: threads {} (MATMUL_NUM_THREADS={}{capped}: the threads of matrix products; \
+            "gradc bench: threads {} (the threads of matrix products; \
              every other op runs on one thread); {} logical CPUs{load}",
-            opts.threads,
             opts.threads,
             std::thread::available_parallelism().map_or(0, |n| n.get()),
         ),
@@ -274,8 +272,7 @@ pub fn bench(opts: &BenchOptions, out: &mut dyn Write) -> Result<BenchReport, Er
     if opts.peak {
         w(
             out,
-            "matmul ceiling: one f32 ndarray general_mat_mul (matrixmultiply sgemm, the kernel of gradc's MatMul):"
-                .into(),
+            "matmul ceiling: one f32 MatMul kernel (gradc's GEMM) on larger products:".into(),
         )?;
         for (m, k, n) in PEAK_SHAPES {
             let p = peak(m, k, n);
@@ -296,7 +293,7 @@ pub fn bench(opts: &BenchOptions, out: &mut dyn Write) -> Result<BenchReport, Er
     let data_dir = data_dir(opts.data_dir.as_deref())?;
     let train_set = Mnist::load(&data_dir)?.train()?;
     for &workload in &opts.workloads {
-        let r = run_workload(workload, opts, &train_set)?;
+        let r = crate::runtime::with_threads(|| run_workload(workload, opts, &train_set))?;
         w(
             out,
             format!(
@@ -339,10 +336,11 @@ pub fn bench(opts: &BenchOptions, out: &mut dyn Write) -> Result<BenchReport, Er
         w(
             out,
             format!(
-                "  {} timed steps after {} warm-up (batch sampling included): \
+                "  {} timed steps after {} warm-up (batch sampling included, median {:.4} ms of it): \
                  median {:.4} ms/step (p10 {:.4}, p90 {:.4}); final loss {:.4}",
                 t.steps(),
                 t.warmup,
+                r.sampling.median_ms(),
                 t.median_ms(),
                 t.quantile_ms(0.1),
                 t.quantile_ms(0.9),
@@ -368,9 +366,61 @@ pub fn bench(opts: &BenchOptions, out: &mut dyn Write) -> Result<BenchReport, Er
                 r.gflops()
             ),
         )?;
+        if opts.profile {
+            write_profile(out, &r)?;
+        }
         report.workloads.push(r);
     }
     Ok(report)
+}
+
+/// One line of the report.
+fn w(out: &mut dyn Write, line: String) -> Result<(), Error> {
+    writeln!(out, "{line}").map_err(|e| Error::Io(format!("writing the report: {e}")))
+}
+
+/// Mean time per step by op, then the slowest instructions.
+fn write_profile(out: &mut dyn Write, r: &WorkloadResult) -> Result<(), Error> {
+    let steps = r.timing.steps().max(1) as f64;
+    let per_step = |d: Duration| d.as_secs_f64() * 1e3 / steps;
+    let total: Duration = r.profile.iter().map(|p| p.total).sum();
+    let mut by_op: Vec<(&str, Duration, usize)> = Vec::new();
+    for p in &r.profile {
+        match by_op.iter_mut().find(|(op, ..)| *op == p.op) {
+            Some((_, t, n)) => {
+                *t += p.total;
+                *n += 1;
+            }
+            None => by_op.push((p.op, p.total, 1)),
+        }
+    }
+    by_op.sort_by_key(|o| std::cmp::Reverse(o.1));
+    w(
+        out,
+        format!(
+            "  profile (timed steps, profiling on): {:.4} ms/step inside kernels; by op:",
+            per_step(total)
+        ),
+    )?;
+    for (op, t, n) in &by_op {
+        w(
+            out,
+            format!("    {op:<24} {:>8.4} ms/step  {n} node(s)", per_step(*t)),
+        )?;
+    }
+    w(out, "  slowest nodes:".to_string())?;
+    for p in r.profile.iter().take(12) {
+        w(
+            out,
+            format!(
+                "    {:>8.4} ms/step  {:<20} {}",
+                per_step(p.total),
+                p.op,
+                p.node
+            ),
+        )?;
+    }
+    Ok(())
 }
 
 fn compiled_name(w: Workload) -> &'static str {
@@ -405,18 +455,30 @@ fn data_dir(given: Option<&Path>) -> Result<PathBuf, Error> {
 /// Times one f32 product of `m`×`k` by `k`×`n`: 3 warm-up products, then
 /// up to 50 timed ones or about a second, whichever comes first (at least 5).
 fn peak(m: usize, k: usize, n: usize) -> PeakResult {
-    let a = Array2::from_shape_fn((m, k), |(i, j)| ((i * 7 + j * 3) % 17) as f32 / 17.0 - 0.5);
-    let b = Array2::from_shape_fn((k, n), |(i, j)| ((i * 5 + j * 11) % 13) as f32 / 13.0 - 0.5);
-    let mut c = Array2::<f32>::zeros((m, n));
+    let a = Tensor::F32(ArrayD::from_shape_fn(IxDyn(&[m, k]), |i| {
+        ((i[0] * 7 + i[1] * 3) % 17) as f32 / 17.0 - 0.5
+    }));
+    let b = Tensor::F32(ArrayD::from_shape_fn(IxDyn(&[k, n]), |i| {
+        ((i[0] * 5 + i[1] * 11) % 13) as f32 / 13.0 - 0.5
+    }));
+    let mut c = [Tensor::F32(ArrayD::zeros(IxDyn(&[m, n])))];
+    let op = Op::MatMul {
+        transpose_a: false,
+        transpose_b: false,
+    };
+    let mut product = || {
+        // Shapes are right by construction; an error would show as a zero time.
+        let _ = kernels::eval_into(&op, &[&a, &b], &mut c);
+    };
     let warmup = 3;
     for _ in 0..warmup {
-        general_mat_mul(1.0, &a, &b, 0.0, &mut c);
+        product();
     }
     let mut times = Vec::new();
     let start = Instant::now();
     while times.len() < 5 || (times.len() < 50 && start.elapsed() < Duration::from_secs(1)) {
         let t0 = Instant::now();
-        general_mat_mul(1.0, &a, &b, 0.0, &mut c);
+        product();
         times.push(t0.elapsed());
     }
     std::hint::black_box(&c);
@@ -476,6 +538,7 @@ fn run_workload(
     let mut batches = Batches::shuffled_full(train_set.len(), batch_size, train.seed)?;
     let mut out: Vec<Tensor> = Vec::with_capacity(1);
     let mut times = Vec::with_capacity(steps);
+    let mut sampling = Vec::with_capacity(steps);
 
     for i in 0..warmup + steps {
         let t0 = Instant::now();
@@ -485,12 +548,17 @@ fn run_workload(
             ));
         };
         train_set.gather_into(batches.next_batch(), xr, tr)?;
+        let sampled = t0.elapsed();
         session
             .run_with_targets_into(&[(x_id, &x), (t_id, &t)], &fetch, &[target], &mut out)
             .map_err(|e| Error::run(&format!("{file}: step {}", i + 1))(e))?;
         let dt = t0.elapsed();
         if i >= warmup {
             times.push(dt);
+            sampling.push(sampled);
+        }
+        if opts.profile && i + 1 == warmup {
+            session.set_profiling(true);
         }
     }
     let final_loss = out.first().and_then(Tensor::first_f64).unwrap_or(f64::NAN);
@@ -505,7 +573,9 @@ fn run_workload(
         batch_size,
         matmuls,
         timing: Timing::new(warmup, times),
+        sampling: Timing::new(warmup, sampling),
         final_loss,
+        profile: session.profile(),
     })
 }
 

@@ -178,6 +178,9 @@ enum Command {
         /// Skip the matrix-product ceiling.
         #[arg(long)]
         no_peak: bool,
+        /// Time every node of the timed steps and print where the time goes.
+        #[arg(long)]
+        profile: bool,
     },
     /// Compare every requested gradient with central finite differences.
     Gradcheck {
@@ -440,7 +443,7 @@ fn run(command: Command) -> Result<ExitCode, Error> {
                 out_dir: out,
                 progress: !quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()),
             };
-            let report = train::train(&file, &opts)?;
+            let report = gradc::runtime::with_threads(|| train::train(&file, &opts))?;
             say!("trained {} steps", report.steps);
         }
         Command::Plot {
@@ -490,6 +493,7 @@ fn run(command: Command) -> Result<ExitCode, Error> {
             threads,
             data,
             no_peak,
+            profile,
         } => {
             set_threads(threads)?;
             let opts = bench::BenchOptions {
@@ -499,6 +503,7 @@ fn run(command: Command) -> Result<ExitCode, Error> {
                 threads,
                 data_dir: data,
                 peak: !no_peak,
+                profile,
             };
             bench::bench(&opts, &mut std::io::stdout().lock())?;
         }
@@ -564,11 +569,11 @@ fn planned_memory(p: &Program, batch: usize) -> Result<PlanMemory, RunError> {
     gradc::runtime::plan_memory(p, &fetches, &targets, &bindings)
 }
 
-/// Matrix products use `threads` threads (matrixmultiply reads this once, before the first product).
+/// Matrix products split over `threads` threads (see `gradc_runtime::set_threads`).
 fn set_threads(threads: usize) -> Result<(), Error> {
     if threads == 0 {
         return Err(Error::Usage("--threads must be at least 1".into()));
     }
-    std::env::set_var("MATMUL_NUM_THREADS", threads.to_string());
+    gradc::runtime::set_threads(threads);
     Ok(())
 }

@@ -16,7 +16,18 @@ fn gradc(args: &[&str]) -> Output {
 
 #[test]
 fn bench_w1_prints_the_expected_fields() {
-    let o = gradc(&["bench", "--workload", "w1", "--steps", "5", "--warmup", "1"]);
+    let o = gradc(&[
+        "bench",
+        "--workload",
+        "w1",
+        "--steps",
+        "5",
+        "--warmup",
+        "1",
+        "--threads",
+        "2",
+        "--profile",
+    ]);
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(
         o.status.success(),
@@ -24,20 +35,25 @@ fn bench_w1_prints_the_expected_fields() {
         String::from_utf8_lossy(&o.stderr)
     );
     for field in [
-        "gradc bench: threads 1 (MATMUL_NUM_THREADS=1",
+        "gradc bench: threads 2 (the threads of matrix products",
         "matmul ceiling",
         "256x784 · 784x512: median",
         "1024x1024 · 1024x1024: median",
         "W1 two_layer_net (graphs/two_layer_net.ron)",
         // 2·m·k·n over x·W1, h·W2 and the three backward products.
         "FLOPs per step: 15.980 MFLOP = 5 matrix products (2 forward, 3 backward)",
-        "5 timed steps after 1 warm-up (batch sampling included): median",
-        "result w1: threads 1, ",
+        "5 timed steps after 1 warm-up (batch sampling included, median ",
+        "result w1: threads 2, ",
         " ms/step, ",
         " steps/s, ",
         " examples/s, ",
         " GFLOP/s of ",
         "measured peak",
+        "profile (timed steps, profiling on): ",
+        "ms/step inside kernels; by op:",
+        "  Dense ",
+        "slowest nodes:",
+        "gradients/xW1/MatMul_grad/MatMul_1",
     ] {
         assert!(out.contains(field), "missing {field:?} in\n{out}");
     }

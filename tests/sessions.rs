@@ -196,3 +196,45 @@ fn a_fed_variable_is_read_from_the_feed_and_assigned_in_the_store() {
         Err(RunError::UnknownFeed { .. })
     ));
 }
+
+#[test]
+fn profiling_times_each_step_that_runs_and_changes_no_result() {
+    let mut s = session(BATCHED);
+    let x = s.resolve_feed("x").expect("placeholder");
+    let fetches: Vec<_> = ["s", "r"]
+        .iter()
+        .map(|n| s.resolve(n).expect("node"))
+        .collect();
+    let value = batch(4);
+    let mut plain = Vec::new();
+    s.run_with_targets_into(&[(x, &value)], &fetches, &[], &mut plain)
+        .expect("runs");
+    assert!(
+        s.profile().is_empty(),
+        "nothing is timed before profiling is on"
+    );
+    s.set_profiling(true);
+    let mut out = Vec::new();
+    for _ in 0..3 {
+        s.run_with_targets_into(&[(x, &value)], &fetches, &[], &mut out)
+            .expect("runs");
+    }
+    assert_eq!(out, plain, "profiling changes no result");
+    let profile = s.profile();
+    let names: Vec<&str> = profile.iter().map(|p| p.node.as_str()).collect();
+    // The plan runs x (a feed), w, xw, sm, s and r; not m, which nothing fetches.
+    let mut sorted = names.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, ["r", "s", "sm", "w", "x", "xw"], "{profile:?}");
+    assert!(profile.iter().all(|p| p.calls == 3), "{profile:?}");
+    assert!(
+        profile.windows(2).all(|w| w[0].total >= w[1].total),
+        "slowest first: {profile:?}"
+    );
+    assert_eq!(
+        profile.iter().find(|p| p.node == "xw").map(|p| p.op),
+        Some("MatMul")
+    );
+    s.set_profiling(false);
+    assert!(s.profile().is_empty(), "off again");
+}

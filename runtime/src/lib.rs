@@ -8,6 +8,7 @@ pub mod init;
 pub mod io;
 pub mod kernels;
 pub mod op;
+pub mod parallel;
 mod plan;
 pub mod program;
 pub mod session;
@@ -16,8 +17,9 @@ pub mod tensor;
 
 pub use dtype::{DType, TensorType};
 pub use op::{Arity, Initializer, Literal, Op};
+pub use parallel::{set_threads, threads, with_threads};
 pub use plan::{plan_memory, PlanMemory};
 pub use program::{Instr, NamedOutput, Program, ValueRef};
-pub use session::{FeedId, RunError, Session};
+pub use session::{FeedId, InstrProfile, RunError, Session};
 pub use shape::{Dim, Shape};
 pub use tensor::Tensor;

@@ -100,6 +100,15 @@ pub(crate) enum Step {
     },
 }
 
+impl Step {
+    /// The instruction this step runs.
+    pub(crate) fn node(&self) -> usize {
+        match *self {
+            Step::Feed(node) | Step::Kernel { node, .. } | Step::Assign { node, .. } => node,
+        }
+    }
+}
+
 /// Where a value is read from during a run.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) enum Source {

@@ -27,6 +27,7 @@ use crate::program::{Instr, Program, ValueRef};
 use crate::shape::Dim;
 use crate::{kernels, DType, Op, Tensor, TensorType};
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 use thiserror::Error;
 
 #[derive(Debug, Error, PartialEq)]
@@ -111,6 +112,18 @@ pub struct Session {
     fed_in: Vec<(u64, usize)>,
     /// Runs started, to tell this run's feeds from earlier ones in `fed_in`.
     runs: u64,
+    /// Per instruction: steps timed and their total time, while profiling.
+    profile: Option<Vec<(u64, Duration)>>,
+}
+
+/// The time one instruction took over the profiled runs (see [`Session::set_profiling`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct InstrProfile {
+    pub node: String,
+    pub op: &'static str,
+    /// Steps of this instruction that ran (kernel, assignment or feed check).
+    pub calls: u64,
+    pub total: Duration,
 }
 
 impl Session {
@@ -138,6 +151,7 @@ impl Session {
             snapshots: vec![None; n],
             fed_in: vec![(0, 0); n],
             runs: 0,
+            profile: None,
         })
     }
     pub fn program(&self) -> &Program {
@@ -154,6 +168,34 @@ impl Session {
             self.plans.clear();
             self.pool.clear();
         }
+    }
+
+    /// Turns per-instruction timing on (clearing earlier figures) or off.
+    /// On, every step of a run is timed with a monotonic clock, which costs
+    /// two clock reads per step; results are unchanged.
+    pub fn set_profiling(&mut self, on: bool) {
+        self.profile = on.then(|| vec![(0, Duration::ZERO); self.program.instrs.len()]);
+    }
+
+    /// The instructions that ran while profiling, slowest first (ties by
+    /// program order). Empty unless profiling is on.
+    pub fn profile(&self) -> Vec<InstrProfile> {
+        let Some(times) = &self.profile else {
+            return Vec::new();
+        };
+        let mut rows: Vec<InstrProfile> = times
+            .iter()
+            .zip(&self.program.instrs)
+            .filter(|((calls, _), _)| *calls > 0)
+            .map(|(&(calls, total), ins)| InstrProfile {
+                node: ins.name.clone(),
+                op: ins.op.name(),
+                calls,
+                total,
+            })
+            .collect();
+        rows.sort_by_key(|r| std::cmp::Reverse(r.total));
+        rows
     }
 
     /// The memory plan of the last run's plan: its slots' bytes against one
@@ -527,6 +569,7 @@ impl Session {
             outs,
             snapshots,
             fed_in,
+            profile,
             ..
         } = self;
         let instrs = &program.instrs;
@@ -555,6 +598,7 @@ impl Session {
             message: format!("the plan has no buffer for {}", instrs[i].name),
         };
         for step in &plan.steps {
+            let started = profile.is_some().then(Instant::now);
             match *step {
                 Step::Feed(i) => {
                     let values = Values {
@@ -669,6 +713,11 @@ impl Session {
                         return Err(non_finite(i));
                     }
                 }
+            }
+            if let (Some(times), Some(started)) = (profile.as_mut(), started) {
+                let (calls, total) = &mut times[step.node()];
+                *calls += 1;
+                *total += started.elapsed();
             }
         }
         let values = Values {

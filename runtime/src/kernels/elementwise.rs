@@ -16,8 +16,100 @@ pub(super) fn unary<T: Elem>(
     f: impl Fn(T) -> T,
 ) -> Result<(), String> {
     same_shape("the input", x.shape(), out.shape())?;
+    if let (Some(x), Some(y)) = (x.as_slice(), out.as_slice_mut()) {
+        for (y, &v) in y.iter_mut().zip(x) {
+            *y = f(v);
+        }
+        return Ok(());
+    }
     Zip::from(out).and(x).for_each(|y, &v| *y = f(v));
     Ok(())
+}
+
+/// How a broadcast operand meets a row-major output whose last axis has
+/// `n` elements, when it does so simply: the fast paths of `binary` and `zip`.
+#[derive(Clone, Copy)]
+enum Lanes<'a, T> {
+    /// The output's shape, contiguous.
+    Full(&'a [T]),
+    /// One value for every element.
+    Scalar(T),
+    /// One row of `n` values, repeated for every row of the output.
+    Row(&'a [T]),
+    /// One value per row of the output (the last axis has size 1).
+    Column(&'a [T]),
+}
+
+impl<'a, T: Elem> Lanes<'a, T> {
+    /// The pattern of `x` broadcast to `shape`, if it is one of the simple ones.
+    fn of(x: &'a ArrayViewD<'_, T>, shape: &[usize]) -> Option<Self> {
+        let xs = x.shape();
+        if xs.len() > shape.len() {
+            return None;
+        }
+        let data = x.as_slice()?;
+        if xs == shape {
+            return Some(Lanes::Full(data));
+        }
+        let pad = shape.len() - xs.len();
+        let ones = |dims: &[usize]| dims.iter().all(|&d| d == 1);
+        let (&n, outer) = shape.split_last()?;
+        match xs.split_last() {
+            None => data.first().map(|&v| Lanes::Scalar(v)),
+            Some(_) if ones(xs) => data.first().map(|&v| Lanes::Scalar(v)),
+            Some((&last, lead)) if last == n && ones(lead) => Some(Lanes::Row(data)),
+            Some((1, lead)) if *lead == outer[pad..] && ones(&outer[..pad]) => {
+                Some(Lanes::Column(data))
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether the pattern changes from row to row of the output.
+    fn per_row(&self) -> bool {
+        matches!(self, Lanes::Row(_) | Lanes::Column(_))
+    }
+
+    /// The values for row `r` (of `n` elements): a slice, or one value.
+    #[inline(always)]
+    fn row(&self, r: usize, n: usize) -> Result<&'a [T], T> {
+        match *self {
+            Lanes::Full(s) => Ok(&s[r * n..(r + 1) * n]),
+            Lanes::Scalar(v) => Err(v),
+            Lanes::Row(s) => Ok(s),
+            Lanes::Column(s) => Err(s[r]),
+        }
+    }
+}
+
+/// `y = f(a, b)` over the rows of `y`, with `a` and `b` as their patterns say.
+#[inline(always)]
+fn lanes<T: Elem>(y: &mut [T], a: Lanes<'_, T>, b: Lanes<'_, T>, n: usize, f: impl Fn(T, T) -> T) {
+    let n = if a.per_row() || b.per_row() {
+        n.max(1)
+    } else {
+        y.len().max(1)
+    };
+    for (r, y) in y.chunks_exact_mut(n).enumerate() {
+        match (a.row(r, n), b.row(r, n)) {
+            (Ok(a), Ok(b)) => {
+                for ((y, &u), &v) in y.iter_mut().zip(a).zip(b) {
+                    *y = f(u, v);
+                }
+            }
+            (Ok(a), Err(v)) => {
+                for (y, &u) in y.iter_mut().zip(a) {
+                    *y = f(u, v);
+                }
+            }
+            (Err(u), Ok(b)) => {
+                for (y, &v) in y.iter_mut().zip(b) {
+                    *y = f(u, v);
+                }
+            }
+            (Err(u), Err(v)) => y.fill(f(u, v)),
+        }
+    }
 }
 
 /// `f` applied to `a` and `b` broadcast (NumPy rules) to the output's shape.
@@ -27,6 +119,13 @@ pub(super) fn binary<T: Elem>(
     out: &mut ArrayD<T>,
     f: impl Fn(T, T) -> T,
 ) -> Result<(), String> {
+    let n = out.shape().last().copied().unwrap_or(1);
+    if let (Some(pa), Some(pb)) = (Lanes::of(a, out.shape()), Lanes::of(b, out.shape())) {
+        if let Some(y) = out.as_slice_mut() {
+            lanes(y, pa, pb, n, f);
+            return Ok(());
+        }
+    }
     let shape = out.raw_dim();
     let a = broadcast_view(a, &shape)?;
     let b = broadcast_view(b, &shape)?;
@@ -39,7 +138,10 @@ pub(super) fn binary<T: Elem>(
 
 /// `f` applied to each element of `x`, in place (the unary ops' in-place form).
 pub(super) fn map<T: Elem>(x: &mut ArrayD<T>, f: impl Fn(T) -> T) -> Result<(), String> {
-    x.map_inplace(|v| *v = f(*v));
+    match x.as_slice_mut() {
+        Some(xs) => xs.iter_mut().for_each(|v| *v = f(*v)),
+        None => x.map_inplace(|v| *v = f(*v)),
+    }
     Ok(())
 }
 
@@ -52,6 +154,25 @@ pub(super) fn zip<T: Elem>(
     other: &ArrayViewD<'_, T>,
     f: impl Fn(T, T) -> T,
 ) -> Result<(), String> {
+    let n = io.shape().last().copied().unwrap_or(1);
+    if let Some(po) = Lanes::of(other, io.shape()) {
+        if let Some(y) = io.as_slice_mut() {
+            let n = if po.per_row() {
+                n.max(1)
+            } else {
+                y.len().max(1)
+            };
+            for (r, y) in y.chunks_exact_mut(n).enumerate() {
+                match (po.row(r, n), k == 0) {
+                    (Ok(o), true) => y.iter_mut().zip(o).for_each(|(y, &v)| *y = f(*y, v)),
+                    (Ok(o), false) => y.iter_mut().zip(o).for_each(|(y, &u)| *y = f(u, *y)),
+                    (Err(v), true) => y.iter_mut().for_each(|y| *y = f(*y, v)),
+                    (Err(u), false) => y.iter_mut().for_each(|y| *y = f(u, *y)),
+                }
+            }
+            return Ok(());
+        }
+    }
     let shape = io.raw_dim();
     let other = broadcast_view(other, &shape)?;
     if k == 0 {
@@ -188,6 +309,12 @@ pub(super) fn relu_grad<T: Elem>(
         ));
     }
     same_shape("ReluGrad's x", x.shape(), out.shape())?;
+    if let (Some(g), Some(v), Some(y)) = (dy.as_slice(), x.as_slice(), out.as_slice_mut()) {
+        for ((y, &g), &v) in y.iter_mut().zip(g).zip(v) {
+            *y = relu_grad_at(g, v);
+        }
+        return Ok(());
+    }
     Zip::from(out)
         .and(dy)
         .and(x)
@@ -269,6 +396,14 @@ pub(super) fn accumulate<T: Elem>(
             dst.shape(),
             delta.shape()
         ));
+    }
+    if let (Some(d), Some(x)) = (delta.as_slice(), dst.as_slice_mut()) {
+        if subtract {
+            d.iter().zip(x).for_each(|(&b, a)| *a = *a - b);
+        } else {
+            d.iter().zip(x).for_each(|(&b, a)| *a = *a + b);
+        }
+        return Ok(());
     }
     if subtract {
         Zip::from(dst).and(delta).for_each(|a, &b| *a = *a - b);

@@ -1,13 +1,13 @@
 //! MatMul and BiasAdd.
 
+use super::gemm::{self, Operand};
 use super::{elementwise, Elem};
-use ndarray::linalg::general_mat_mul;
-use ndarray::{ArrayD, ArrayView2, ArrayViewD, Ix2, Zip};
+use ndarray::{ArrayD, ArrayViewD};
 
 /// Matrix product of the last two axes, written into `out`; leading axes are
 /// batch axes that must be equal in both inputs. Each product goes through
-/// ndarray's matrixmultiply backend straight into the output, with transposes
-/// as strided views (no copy).
+/// gradc's GEMM (`gemm.rs`) straight into the output, with transposes read
+/// as strides (no copy).
 pub(super) fn matmul<T: Elem>(
     a: &ArrayViewD<'_, T>,
     b: &ArrayViewD<'_, T>,
@@ -43,61 +43,39 @@ pub(super) fn matmul<T: Elem>(
     if b_batch != batch_dims || o[..r - 2] != *batch_dims || k != k2 || o[r - 2..] != [m, n] {
         return Err(bad(o));
     }
-    if r == 2 {
-        let a2 = a
-            .view()
-            .into_dimensionality::<Ix2>()
-            .map_err(|e| e.to_string())?;
-        let b2 = b
-            .view()
-            .into_dimensionality::<Ix2>()
-            .map_err(|e| e.to_string())?;
-        let mut c = out
-            .view_mut()
-            .into_dimensionality::<Ix2>()
-            .map_err(|e| e.to_string())?;
-        general_mat_mul(
-            T::one(),
-            &orient(a2, transpose_a),
-            &orient(b2, transpose_b),
-            T::zero(),
-            &mut c,
-        );
-        return Ok(());
-    }
+    // Tensors are row-major; a view that is not (none the session makes) is
+    // copied once into one that is.
+    let a = a.as_standard_layout();
+    let b = b.as_standard_layout();
+    let (Some(a), Some(b)) = (a.as_slice(), b.as_slice()) else {
+        return Err("MatMul: an input is not contiguous".into());
+    };
+    let c = out
+        .as_slice_mut()
+        .ok_or("MatMul: the output is not contiguous")?;
+    let (a_len, b_len, c_len) = (a_mat[0] * a_mat[1], b_mat[0] * b_mat[1], m * n);
     let batch: usize = batch_dims.iter().product();
-    let a3 = a
-        .to_shape((batch, a_mat[0], a_mat[1]))
-        .map_err(|e| e.to_string())?;
-    let b3 = b
-        .to_shape((batch, b_mat[0], b_mat[1]))
-        .map_err(|e| e.to_string())?;
-    let mut c3 = out
-        .view_mut()
-        .into_shape_with_order((batch, m, n))
-        .map_err(|e| e.to_string())?;
-    Zip::from(c3.outer_iter_mut())
-        .and(a3.outer_iter())
-        .and(b3.outer_iter())
-        .for_each(|mut ci, ai, bi| {
-            general_mat_mul(
-                T::one(),
-                &orient(ai, transpose_a),
-                &orient(bi, transpose_b),
-                T::zero(),
-                &mut ci,
-            );
-        });
+    for i in 0..batch {
+        let a_i = &a[i * a_len..][..a_len];
+        let b_i = &b[i * b_len..][..b_len];
+        gemm::gemm(
+            matrix(a_i, a_mat, transpose_a)?,
+            matrix(b_i, b_mat, transpose_b)?,
+            &mut c[i * c_len..][..c_len],
+        )?;
+    }
     Ok(())
 }
 
-/// The matrix, or its transpose as a strided view.
-fn orient<T>(x: ArrayView2<'_, T>, transpose: bool) -> ArrayView2<'_, T> {
-    if transpose {
-        x.reversed_axes()
-    } else {
-        x
-    }
+/// The row-major `shape[0]`×`shape[1]` matrix in `data`, or its transpose.
+fn matrix<'a, T: Elem>(
+    data: &'a [T],
+    shape: &[usize],
+    transpose: bool,
+) -> Result<Operand<'a, T>, String> {
+    let m = Operand::new(data, shape[0], shape[1], shape[1], 1)
+        .ok_or_else(|| format!("MatMul: a {shape:?} matrix does not fit its buffer"))?;
+    Ok(if transpose { m.t() } else { m })
 }
 
 /// x + b, with b of rank 1 added along the last axis of x.
@@ -151,22 +129,23 @@ pub(super) fn dense<T: Elem>(
             out.shape()
         ));
     }
-    let b = bias
-        .broadcast(out.raw_dim())
-        .ok_or("Dense: the bias does not broadcast")?;
+    let (Some(bias), Some(y)) = (bias.as_slice(), out.as_slice_mut()) else {
+        return Err("Dense: the bias or the output is not contiguous".into());
+    };
+    let rows = y.chunks_exact_mut(bias.len().max(1));
     match activation {
-        Activation::Linear => ndarray::Zip::from(&mut *out)
-            .and(&b)
-            .for_each(|y, &b| *y = *y + b),
-        Activation::Relu => ndarray::Zip::from(&mut *out)
-            .and(&b)
-            .for_each(|y, &b| *y = elementwise::relu(*y + b)),
-        Activation::Sigmoid => ndarray::Zip::from(&mut *out)
-            .and(&b)
-            .for_each(|y, &b| *y = elementwise::sigmoid(*y + b)),
-        Activation::Tanh => ndarray::Zip::from(&mut *out)
-            .and(&b)
-            .for_each(|y, &b| *y = (*y + b).tanh()),
+        Activation::Linear => rows.for_each(|r| bias_row(r, bias, |v| v)),
+        Activation::Relu => rows.for_each(|r| bias_row(r, bias, elementwise::relu)),
+        Activation::Sigmoid => rows.for_each(|r| bias_row(r, bias, elementwise::sigmoid)),
+        Activation::Tanh => rows.for_each(|r| bias_row(r, bias, T::tanh)),
     }
     Ok(())
+}
+
+/// `y = f(y + bias)` over one row.
+#[inline(always)]
+fn bias_row<T: Elem>(y: &mut [T], bias: &[T], f: impl Fn(T) -> T) {
+    for (y, &b) in y.iter_mut().zip(bias) {
+        *y = f(*y + b);
+    }
 }

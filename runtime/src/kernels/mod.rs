@@ -12,6 +12,7 @@
 
 mod elementwise;
 mod fused;
+pub mod gemm;
 mod layout;
 mod linalg;
 mod norm;
@@ -25,7 +26,7 @@ use num_traits::Float;
 use std::fmt::Debug;
 
 /// The float types the kernels run on.
-trait Elem: Float + LinalgScalar + Debug + Send + Sync + 'static {
+trait Elem: Float + LinalgScalar + Debug + gemm::GemmElem {
     const DTYPE: DType;
     /// A view of the tensor's data, if it holds this type.
     fn view(t: &Tensor) -> Option<ArrayViewD<'_, Self>>;
@@ -259,8 +260,12 @@ fn kernel<T: Elem>(op: &Op, ins: &dyn Inputs, out: &mut ArrayD<T>) -> Result<(),
             offset,
             scale,
         } => {
-            let xs = (0..ins.len()).map(x).collect::<Result<Vec<_>, _>>()?;
-            norm::batch_normalization(&xs, *variance_epsilon, *offset, *scale, out)
+            let [a, b, c, d, e] =
+                [0, 1, 2, 3, 4].map(|k| (k < ins.len()).then(|| x(k)).transpose());
+            let xs = [a?, b?, c?, d?, e?];
+            let n = ins.len().min(xs.len());
+            let xs: [Option<ArrayViewD<'_, T>>; 5] = xs;
+            norm::batch_normalization(&xs[..n], *variance_epsilon, *offset, *scale, out)
         }
         IdentityN | CustomGradient { .. } | OnceDifferentiable { .. } => Err(format!(
             "{} passes its inputs through; eval_with handles it",
@@ -363,53 +368,71 @@ fn in_place<T: Elem>(
     }
 }
 
+/// The output buffer `t` as `T`'s array, or an error naming its dtype.
+fn buffer<T: Elem>(t: &mut Tensor) -> Result<&mut ArrayD<T>, String> {
+    let dtype = t.dtype();
+    T::buffer(t).ok_or_else(|| format!("an output buffer has dtype {dtype}, expected {}", T::DTYPE))
+}
+
 /// Ops with several outputs, each written into its buffer.
 fn run_multi<T: Elem>(op: &Op, ins: &dyn Inputs, outs: &mut [Tensor]) -> Result<(), String> {
     check_arity(op, ins.len())?;
-    let xs = (0..ins.len())
-        .map(|k| input::<T>(ins, k))
-        .collect::<Result<Vec<_>, _>>()?;
-    let ys = match op {
+    let count = |want: usize| {
+        format!(
+            "{} makes {want} outputs, {} buffers were given",
+            op.name(),
+            outs.len()
+        )
+    };
+    match op {
         Op::Moments { axes, .. } => {
-            let shape = outs
-                .first()
-                .map(|t| t.shape().to_vec())
-                .ok_or("no output buffers")?;
-            let (mean, var) = norm::moments(&xs[0], axes, &shape)?;
-            vec![mean, var]
+            let [mean, var] = outs else {
+                return Err(count(2));
+            };
+            norm::moments(
+                &input::<T>(ins, 0)?,
+                axes,
+                buffer::<T>(mean)?,
+                buffer::<T>(var)?,
+            )
         }
         Op::FusedBatchNorm {
             epsilon,
             data_format,
             is_training,
-        } => norm::fused_batch_norm(&xs, *epsilon, *data_format, *is_training)?,
+        } => {
+            let [y, m, v, sm, sv] = outs else {
+                return Err(count(5));
+            };
+            let xs = [0, 1, 2, 3, 4].map(|k| input::<T>(ins, k));
+            let [a, b, c, d, e] = xs;
+            norm::fused_batch_norm(
+                [a?, b?, c?, d?, e?],
+                *epsilon,
+                *data_format,
+                *is_training,
+                [buffer(y)?, buffer(m)?, buffer(v)?, buffer(sm)?, buffer(sv)?],
+            )
+        }
         Op::FusedBatchNormGrad {
             epsilon,
             data_format,
             is_training,
-        } => norm::fused_batch_norm_grad(&xs, *epsilon, *data_format, *is_training)?,
-        _ => return Err(format!("{} has one output", op.name())),
-    };
-    if ys.len() != outs.len() {
-        return Err(format!(
-            "{} makes {} outputs, {} buffers were given",
-            op.name(),
-            ys.len(),
-            outs.len()
-        ));
+        } => {
+            let [dx, ds, doff] = outs else {
+                return Err(count(3));
+            };
+            let [a, b, c, d, e] = [0, 1, 2, 3, 4].map(|k| input::<T>(ins, k));
+            norm::fused_batch_norm_grad(
+                [a?, b?, c?, d?, e?],
+                *epsilon,
+                *data_format,
+                *is_training,
+                [buffer(dx)?, buffer(ds)?, buffer(doff)?],
+            )
+        }
+        _ => Err(format!("{} has one output", op.name())),
     }
-    for (y, out) in ys.into_iter().zip(outs.iter_mut()) {
-        let dtype = out.dtype();
-        let Some(out) = T::buffer(out) else {
-            return Err(format!(
-                "an output buffer has dtype {dtype}, expected {}",
-                T::DTYPE
-            ));
-        };
-        same_shape("an output", y.shape(), out.shape())?;
-        out.assign(&y);
-    }
-    Ok(())
 }
 
 /// Lets the kernels index their inputs without panicking.

@@ -17,8 +17,70 @@ fn reshape_owned<T: Clone>(a: ArrayD<T>, shape: &[usize]) -> Result<ArrayD<T>, S
 }
 
 /// Mean and population variance over `axes` (two passes: the mean, then the
-/// mean squared deviation from it), both shaped `out`.
+/// mean squared deviation from it), into `mean` and `var` (of one shape).
+/// Reducing the leading axes of a contiguous x (a batch, or a batch and its
+/// spatial axes in NHWC) runs over rows with nothing allocated; other axes
+/// go through ndarray's `sum_axis`.
 pub(super) fn moments<T: Elem>(
+    x: &ArrayViewD<'_, T>,
+    axes: &[i64],
+    mean: &mut ArrayD<T>,
+    var: &mut ArrayD<T>,
+) -> Result<(), String> {
+    super::same_shape("the variance", var.shape(), mean.shape())?;
+    let rank = x.ndim() as i64;
+    let mut leading = 0usize;
+    let mut seen = 0u64;
+    for &a in axes {
+        let a = if a < 0 { a + rank } else { a };
+        if !(0..rank).contains(&a) || a >= 64 || seen & (1 << a) != 0 {
+            leading = usize::MAX;
+            break;
+        }
+        seen |= 1 << a;
+    }
+    if leading != usize::MAX && seen.trailing_ones() as usize == axes.len() {
+        leading = axes.len();
+        let inner: usize = x.shape()[leading..].iter().product();
+        if let (Some(xs), Some(m), Some(v), true) = (
+            x.as_slice(),
+            mean.as_slice_mut(),
+            var.as_slice_mut(),
+            inner > 0,
+        ) {
+            if m.len() != inner {
+                return Err(format!(
+                    "moments of {:?} over {axes:?} have {inner} values, the output {}",
+                    x.shape(),
+                    m.len()
+                ));
+            }
+            let n = T::from_f64((xs.len() / inner) as f64);
+            m.fill(T::zero());
+            for row in xs.chunks_exact(inner) {
+                m.iter_mut().zip(row).for_each(|(m, &v)| *m = *m + v);
+            }
+            m.iter_mut().for_each(|m| *m = *m / n);
+            v.fill(T::zero());
+            for row in xs.chunks_exact(inner) {
+                v.iter_mut()
+                    .zip(row)
+                    .zip(&*m)
+                    .for_each(|((v, &x), &m)| *v = *v + (x - m) * (x - m));
+            }
+            v.iter_mut().for_each(|v| *v = *v / n);
+            return Ok(());
+        }
+    }
+    let out = mean.shape().to_vec();
+    let (m, v) = moments_general(x, axes, &out)?;
+    mean.assign(&m);
+    var.assign(&v);
+    Ok(())
+}
+
+/// `moments` for any axes (allocates).
+fn moments_general<T: Elem>(
     x: &ArrayViewD<'_, T>,
     axes: &[i64],
     out: &[usize],
@@ -53,15 +115,72 @@ pub(super) fn moments<T: Elem>(
     Ok((reshape_owned(mean, out)?, var))
 }
 
+/// The values of a parameter that holds one value per element of the last
+/// axis of a rank-`rank` tensor (shape `[c]`, `[1, c]`, ...), if it is one.
+fn as_row<'a, T: Elem>(p: &'a ArrayViewD<'_, T>, rank: usize, c: usize) -> Option<&'a [T]> {
+    let s = p.shape();
+    let (&last, lead) = s.split_last()?;
+    (s.len() <= rank && last == c && lead.iter().all(|&d| d == 1))
+        .then(|| p.as_slice())
+        .flatten()
+}
+
 /// `inv = rsqrt(variance + eps) * scale; y = x * inv + (offset - mean * inv)`,
-/// parameters broadcast against x (absent offset: 0, absent scale: 1).
+/// parameters broadcast against x (absent offset: 0, absent scale: 1). With
+/// x contiguous and every parameter one value per element of x's last axis
+/// (the layer's case), row by row with nothing allocated.
 pub(super) fn batch_normalization<T: Elem>(
-    xs: &[ArrayViewD<'_, T>],
+    xs: &[Option<ArrayViewD<'_, T>>],
     eps: f64,
     has_offset: bool,
     has_scale: bool,
     y: &mut ArrayD<T>,
 ) -> Result<(), String> {
+    let get = |k: usize| {
+        xs.get(k)
+            .and_then(Option::as_ref)
+            .ok_or_else(|| format!("BatchNormalization: input {k} is missing"))
+    };
+    let (x, mean, var) = (get(0)?, get(1)?, get(2)?);
+    let offset = if has_offset { Some(get(3)?) } else { None };
+    let scale = if has_scale {
+        Some(get(3 + usize::from(has_offset))?)
+    } else {
+        None
+    };
+    let eps = T::from_f64(eps);
+    let c_n = x.shape().last().copied().unwrap_or(1);
+    let rank = x.ndim();
+    let rows = (
+        as_row(mean, rank, c_n),
+        as_row(var, rank, c_n),
+        offset.map(|p| as_row(p, rank, c_n)),
+        scale.map(|p| as_row(p, rank, c_n)),
+    );
+    if let (Some(m), Some(v), Some(o), Some(sc), Some(xs), true) = (
+        rows.0,
+        rows.1,
+        rows.2.unwrap_or(Some(&[])),
+        rows.3.unwrap_or(Some(&[])),
+        x.as_slice(),
+        c_n > 0,
+    ) {
+        super::same_shape("x", x.shape(), y.shape())?;
+        let ys = y.as_slice_mut().ok_or("the output is not contiguous")?;
+        for (yr, xr) in ys.chunks_exact_mut(c_n).zip(xs.chunks_exact(c_n)) {
+            for (c, (y, &x)) in yr.iter_mut().zip(xr).enumerate() {
+                let mut inv = (v[c] + eps).sqrt().recip();
+                if let Some(&s) = sc.get(c) {
+                    inv = inv * s;
+                }
+                *y = match o.get(c) {
+                    Some(&o) => x * inv + (o - m[c] * inv),
+                    None => x * inv - m[c] * inv,
+                };
+            }
+        }
+        return Ok(());
+    }
     let dim = y.raw_dim();
     let b = |a: &ArrayViewD<'_, T>| {
         a.broadcast(dim.clone())
@@ -74,14 +193,9 @@ pub(super) fn batch_normalization<T: Elem>(
             })
             .map(|v| v.to_owned())
     };
-    let (x, mean, var) = (b(&xs[0])?, b(&xs[1])?, b(&xs[2])?);
-    let offset = if has_offset { Some(b(&xs[3])?) } else { None };
-    let scale = if has_scale {
-        Some(b(&xs[3 + usize::from(has_offset)])?)
-    } else {
-        None
-    };
-    let eps = T::from_f64(eps);
+    let (x, mean, var) = (b(x)?, b(mean)?, b(var)?);
+    let offset = offset.map(b).transpose()?;
+    let scale = scale.map(b).transpose()?;
     let mut inv = var.mapv(|v| (v + eps).sqrt().recip());
     if let Some(s) = &scale {
         inv.zip_mut_with(s, |i, &s| *i = *i * s);
@@ -99,88 +213,183 @@ pub(super) fn batch_normalization<T: Elem>(
 
 /// A rank-2 or rank-4 tensor seen as [outer, channels, inner], row-major.
 struct Layout {
-    outer: usize,
     channels: usize,
     inner: usize,
+    len: usize,
 }
 
 impl Layout {
     fn of(shape: &[usize], format: DataFormat) -> Layout {
         let c = format.channel_axis(shape.len());
         Layout {
-            outer: shape[..c].iter().product(),
             channels: shape.get(c).copied().unwrap_or(1),
             inner: shape[c + 1..].iter().product(),
+            len: shape.iter().product(),
         }
     }
+
     /// Elements per channel.
     fn count(&self) -> usize {
-        self.outer * self.inner
+        self.len / self.channels.max(1)
     }
-    /// Calls `f(channel, flat index)` for every element.
-    fn each(&self, mut f: impl FnMut(usize, usize)) {
-        for o in 0..self.outer {
-            for c in 0..self.channels {
-                let base = (o * self.channels + c) * self.inner;
-                for i in 0..self.inner {
-                    f(c, base + i);
+
+    /// `acc[c] = acc[c] + f(c, k)` for every element k of every channel c,
+    /// in index order: along rows of channels when channels are last (the
+    /// loop the compiler vectorizes), block by block otherwise.
+    #[inline(always)]
+    fn accumulate<T: Elem>(&self, acc: &mut [T], f: impl Fn(usize, usize) -> T) {
+        let (c_n, inner) = (self.channels, self.inner);
+        if c_n == 0 || inner == 0 {
+            return;
+        }
+        if inner == 1 {
+            for row in 0..self.len / c_n {
+                for (c, a) in acc.iter_mut().enumerate() {
+                    *a = *a + f(c, row * c_n + c);
                 }
+            }
+        } else {
+            for block in 0..self.len / inner {
+                let c = block % c_n;
+                let mut a = acc[c];
+                for k in block * inner..(block + 1) * inner {
+                    a = a + f(c, k);
+                }
+                acc[c] = a;
             }
         }
     }
 }
 
-fn contiguous<'a, T: Elem>(a: &'a ArrayViewD<'_, T>) -> std::borrow::Cow<'a, [T]> {
-    match a.as_slice() {
-        Some(s) => std::borrow::Cow::Borrowed(s),
-        None => std::borrow::Cow::Owned(a.iter().copied().collect()),
-    }
+/// The contiguous data of `a`, or an error naming it.
+fn data<'a, T: Elem>(a: &'a ArrayViewD<'_, T>, what: &str) -> Result<&'a [T], String> {
+    a.as_slice()
+        .ok_or_else(|| format!("{what} is not contiguous"))
 }
 
-/// FusedBatchNorm: outputs y, batch_mean, batch_variance, saved_mean, saved_variance.
+/// The contiguous data of an output buffer of shape `shape`.
+fn out_data<'a, T: Elem>(
+    a: &'a mut ArrayD<T>,
+    shape: &[usize],
+    what: &str,
+) -> Result<&'a mut [T], String> {
+    super::same_shape(what, a.shape(), shape)?;
+    a.as_slice_mut()
+        .ok_or_else(|| format!("{what} is not contiguous"))
+}
+
+/// Checks that every per-channel parameter has `channels` values.
+fn per_channel<'a, T: Elem>(
+    params: [(&'a ArrayViewD<'_, T>, &str); 3],
+    channels: usize,
+) -> Result<[&'a [T]; 3], String> {
+    let mut out: [&[T]; 3] = [&[]; 3];
+    for (o, (p, what)) in out.iter_mut().zip(params) {
+        if p.shape() != [channels] {
+            return Err(format!(
+                "{what} has shape {:?}, expected [{channels}]",
+                p.shape()
+            ));
+        }
+        *o = data(p, what)?;
+    }
+    Ok(out)
+}
+
+/// FusedBatchNorm of x, scale, offset, mean, variance, into outputs y,
+/// batch_mean, batch_variance, saved_mean, saved_variance. In training the
+/// statistics are the batch's (two passes: the mean, then the mean squared
+/// deviation; batch_variance Bessel-corrected, saved_variance not), else the
+/// given ones. `y = x * inv + (offset - mean * inv)` with
+/// `inv = rsqrt(variance + eps) * scale`, as TensorFlow groups it.
 pub(super) fn fused_batch_norm<T: Elem>(
-    xs: &[ArrayViewD<'_, T>],
+    xs: [ArrayViewD<'_, T>; 5],
     eps: f64,
     format: DataFormat,
     training: bool,
-) -> Result<Vec<ArrayD<T>>, String> {
-    let shape = xs[0].shape().to_vec();
-    let l = Layout::of(&shape, format);
-    let x = contiguous(&xs[0]);
-    let (scale, offset) = (contiguous(&xs[1]), contiguous(&xs[2]));
-    let (mut mean, mut var) = (
-        contiguous(&xs[3]).into_owned(),
-        contiguous(&xs[4]).into_owned(),
-    );
-    let mut batch_var = var.clone();
+    [y, batch_mean, batch_var, saved_mean, saved_var]: [&mut ArrayD<T>; 5],
+) -> Result<(), String> {
+    let [x_view, scale, offset, mean_in, var_in] = &xs;
+    let l = Layout::of(x_view.shape(), format);
+    let x = data(x_view, "x")?;
+    let c_n = l.channels;
+    let [scale, offset, mean_in] = per_channel(
+        [(scale, "scale"), (offset, "offset"), (mean_in, "mean")],
+        c_n,
+    )?;
+    let var_in = per_channel(
+        [
+            (var_in, "variance"),
+            (var_in, "variance"),
+            (var_in, "variance"),
+        ],
+        c_n,
+    )?[0];
+    let y = out_data(y, x_view.shape(), "y")?;
+    let [batch_mean, batch_var, mean, var] = [
+        (batch_mean, "batch_mean"),
+        (batch_var, "batch_variance"),
+        (saved_mean, "saved_mean"),
+        (saved_var, "saved_variance"),
+    ]
+    .map(|(o, what)| out_data(o, &[c_n], what));
+    let (batch_mean, batch_var, mean, var) = (batch_mean?, batch_var?, mean?, var?);
     if training {
         let n = T::from_f64(l.count() as f64);
-        mean = vec![T::zero(); l.channels];
-        var = vec![T::zero(); l.channels];
-        l.each(|c, k| mean[c] = mean[c] + x[k]);
+        mean.fill(T::zero());
+        l.accumulate(mean, |_, k| x[k]);
         mean.iter_mut().for_each(|m| *m = *m / n);
-        l.each(|c, k| var[c] = var[c] + (x[k] - mean[c]) * (x[k] - mean[c]));
+        var.fill(T::zero());
+        let m: &[T] = mean;
+        l.accumulate(var, |c, k| (x[k] - m[c]) * (x[k] - m[c]));
         var.iter_mut().for_each(|v| *v = *v / n);
         let bessel = T::from_f64(l.count() as f64 / (l.count().max(2) - 1) as f64);
-        batch_var = var.iter().map(|&v| v * bessel).collect();
+        batch_var
+            .iter_mut()
+            .zip(&*var)
+            .for_each(|(b, &v)| *b = v * bessel);
+    } else {
+        mean.copy_from_slice(mean_in);
+        var.copy_from_slice(var_in);
+        batch_var.copy_from_slice(var_in);
     }
+    batch_mean.copy_from_slice(mean);
+    // inv and the shift per channel, a chunk of channels at a time.
     let eps = T::from_f64(eps);
-    let inv: Vec<T> = var
-        .iter()
-        .zip(scale.iter())
-        .map(|(&v, &s)| (v + eps).sqrt().recip() * s)
-        .collect();
-    let mut y = vec![T::zero(); x.len()];
-    l.each(|c, k| y[k] = x[k] * inv[c] + (offset[c] - mean[c] * inv[c]));
-    let param =
-        |v: Vec<T>| ArrayD::from_shape_vec(IxDyn(&[l.channels]), v).map_err(|e| e.to_string());
-    Ok(vec![
-        ArrayD::from_shape_vec(IxDyn(&shape), y).map_err(|e| e.to_string())?,
-        param(mean.clone())?,
-        param(batch_var)?,
-        param(mean)?,
-        param(var)?,
-    ])
+    const CHUNK: usize = 64;
+    let mut inv = [T::zero(); CHUNK];
+    let mut shift = [T::zero(); CHUNK];
+    for c0 in (0..c_n).step_by(CHUNK) {
+        let w = CHUNK.min(c_n - c0);
+        for j in 0..w {
+            let c = c0 + j;
+            inv[j] = (var[c] + eps).sqrt().recip() * scale[c];
+            shift[j] = offset[c] - mean[c] * inv[j];
+        }
+        if l.inner == 1 {
+            for (ys, xs) in y.chunks_exact_mut(c_n).zip(x.chunks_exact(c_n)) {
+                let ys = &mut ys[c0..c0 + w];
+                for (((y, &x), &i), &s) in ys.iter_mut().zip(&xs[c0..c0 + w]).zip(&inv).zip(&shift)
+                {
+                    *y = x * i + s;
+                }
+            }
+        } else {
+            for (block, (ys, xs)) in y
+                .chunks_exact_mut(l.inner)
+                .zip(x.chunks_exact(l.inner))
+                .enumerate()
+            {
+                let j = (block % c_n).wrapping_sub(c0);
+                if j < w {
+                    ys.iter_mut()
+                        .zip(xs)
+                        .for_each(|(y, &x)| *y = x * inv[j] + shift[j]);
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// FusedBatchNormGrad: inputs dy, x, scale, saved_mean, saved_variance;
@@ -188,39 +397,76 @@ pub(super) fn fused_batch_norm<T: Elem>(
 /// doffset = sum(dy), dscale = sum(dy xhat), and dx = scale r dy in inference
 /// form, scale r (dy - doffset / n - xhat dscale / n) in training form.
 pub(super) fn fused_batch_norm_grad<T: Elem>(
-    xs: &[ArrayViewD<'_, T>],
+    xs: [ArrayViewD<'_, T>; 5],
     eps: f64,
     format: DataFormat,
     training: bool,
-) -> Result<Vec<ArrayD<T>>, String> {
-    let shape = xs[1].shape().to_vec();
-    let l = Layout::of(&shape, format);
-    let (dy, x) = (contiguous(&xs[0]), contiguous(&xs[1]));
-    let (scale, mean, var) = (contiguous(&xs[2]), contiguous(&xs[3]), contiguous(&xs[4]));
+    [dx, dscale, doffset]: [&mut ArrayD<T>; 3],
+) -> Result<(), String> {
+    let [dy_view, x_view, scale, mean, var] = &xs;
+    let l = Layout::of(x_view.shape(), format);
+    super::same_shape("dy", dy_view.shape(), x_view.shape())?;
+    let (dy, x) = (data(dy_view, "dy")?, data(x_view, "x")?);
+    let c_n = l.channels;
+    let [scale, mean, var] = per_channel(
+        [
+            (scale, "scale"),
+            (mean, "saved_mean"),
+            (var, "saved_variance"),
+        ],
+        c_n,
+    )?;
+    let dx = out_data(dx, x_view.shape(), "dx")?;
+    let dscale = out_data(dscale, &[c_n], "dscale")?;
+    let doffset = out_data(doffset, &[c_n], "doffset")?;
     let eps = T::from_f64(eps);
-    let r: Vec<T> = var.iter().map(|&v| (v + eps).sqrt().recip()).collect();
-    let (mut doffset, mut dscale) = (vec![T::zero(); l.channels], vec![T::zero(); l.channels]);
-    l.each(|c, k| {
-        doffset[c] = doffset[c] + dy[k];
-        dscale[c] = dscale[c] + dy[k] * (x[k] - mean[c]) * r[c];
-    });
+    doffset.fill(T::zero());
+    l.accumulate(doffset, |_, k| dy[k]);
+    // dscale[c] = sum(dy (x - mean)) r: the sum first, then the factor.
+    dscale.fill(T::zero());
+    l.accumulate(dscale, |c, k| dy[k] * (x[k] - mean[c]));
+    let r = |c: usize| (var[c] + eps).sqrt().recip();
+    dscale
+        .iter_mut()
+        .enumerate()
+        .for_each(|(c, d)| *d = *d * r(c));
     let n = T::from_f64(l.count() as f64);
-    let mut dx = vec![T::zero(); x.len()];
-    l.each(|c, k| {
-        dx[k] = if training {
-            let xhat = (x[k] - mean[c]) * r[c];
-            scale[c] * r[c] * (dy[k] - doffset[c] / n - xhat * dscale[c] / n)
-        } else {
-            scale[c] * r[c] * dy[k]
+    const CHUNK: usize = 64;
+    let mut rs = [T::zero(); CHUNK];
+    let mut sr = [T::zero(); CHUNK];
+    for c0 in (0..c_n).step_by(CHUNK) {
+        let w = CHUNK.min(c_n - c0);
+        for j in 0..w {
+            rs[j] = r(c0 + j);
+            sr[j] = scale[c0 + j] * rs[j];
         }
-    });
-    let param =
-        |v: Vec<T>| ArrayD::from_shape_vec(IxDyn(&[l.channels]), v).map_err(|e| e.to_string());
-    Ok(vec![
-        ArrayD::from_shape_vec(IxDyn(&shape), dx).map_err(|e| e.to_string())?,
-        param(dscale)?,
-        param(doffset)?,
-    ])
+        let at = |j: usize, k: usize| {
+            let c = c0 + j;
+            if training {
+                let xhat = (x[k] - mean[c]) * rs[j];
+                sr[j] * (dy[k] - doffset[c] / n - xhat * dscale[c] / n)
+            } else {
+                sr[j] * dy[k]
+            }
+        };
+        if l.inner == 1 {
+            for (row, ds) in dx.chunks_exact_mut(c_n).enumerate() {
+                for (j, d) in ds[c0..c0 + w].iter_mut().enumerate() {
+                    *d = at(j, row * c_n + c0 + j);
+                }
+            }
+        } else {
+            for (block, ds) in dx.chunks_exact_mut(l.inner).enumerate() {
+                let j = (block % c_n).wrapping_sub(c0);
+                if j < w {
+                    for (i, d) in ds.iter_mut().enumerate() {
+                        *d = at(j, block * l.inner + i);
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// a where cond != 0, else b, broadcast to the output's shape.

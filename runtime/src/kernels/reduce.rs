@@ -156,15 +156,38 @@ fn sum_into<T: Elem>(x: &ArrayViewD<'_, T>, mask: u64, out: &mut ArrayD<T>) -> R
             out.shape()
         ));
     }
+    let mut trailing = x.ndim();
+    while trailing > 0 && has(mask, trailing - 1) {
+        trailing -= 1;
+    }
+    // Contiguous input, reduced axes all leading or all trailing: the same
+    // additions in the same order as `accumulate`, over slices.
+    let leading = mask.trailing_ones() as usize;
+    if let (Some(xs), Some(o)) = (x.as_slice(), out.as_slice_mut()) {
+        let shape = x.shape();
+        if trailing == x.ndim() && mask == u64::MAX.checked_shr(64 - leading as u32).unwrap_or(0) {
+            let inner: usize = shape[leading..].iter().product();
+            o.fill(T::zero());
+            for row in xs.chunks_exact(inner.max(1)) {
+                o.iter_mut().zip(row).for_each(|(o, &v)| *o = *o + v);
+            }
+            return Ok(());
+        }
+        if mask.trailing_zeros() as usize >= trailing {
+            let block = &shape[trailing..];
+            let inner: usize = block.iter().product();
+            o.fill(T::zero());
+            for (o, b) in o.iter_mut().zip(xs.chunks_exact(inner.max(1))) {
+                *o = *o + nested_slice(b, block);
+            }
+            return Ok(());
+        }
+    }
     let mut o = out
         .view_mut()
         .into_shape_with_order(keep)
         .map_err(|e| e.to_string())?;
     o.fill(T::zero());
-    let mut trailing = x.ndim();
-    while trailing > 0 && has(mask, trailing - 1) {
-        trailing -= 1;
-    }
     accumulate(o, x.view(), 0, mask, trailing);
     Ok(())
 }
@@ -274,6 +297,16 @@ pub(super) fn softmax<T: Elem>(x: &ArrayViewD<'_, T>, out: &mut ArrayD<T>) -> Re
         return Err("Softmax needs rank >= 1, got a scalar".into());
     };
     layout::copy(x, out)?;
+    let n = x.shape()[last];
+    if let (Some(y), true) = (out.as_slice_mut(), n > 0) {
+        for row in y.chunks_exact_mut(n) {
+            let m = row.iter().fold(T::neg_infinity(), |m, &v| m.max(v));
+            row.iter_mut().for_each(|v| *v = (*v - m).exp());
+            let s = unrolled_slice(row);
+            row.iter_mut().for_each(|v| *v = *v / s);
+        }
+        return Ok(());
+    }
     for mut lane in out.lanes_mut(Axis(last)) {
         let m = lane.fold(T::neg_infinity(), |m, &v| m.max(v));
         lane.mapv_inplace(|v| (v - m).exp());
@@ -300,6 +333,23 @@ pub(super) fn softmax_cross_entropy<T: Elem>(
             labels.shape(),
             out.shape()
         ));
+    }
+    let n = shape[last];
+    if let (Some(z), Some(p), Some(o), true) = (
+        logits.as_slice(),
+        labels.as_slice(),
+        out.as_slice_mut(),
+        n > 0,
+    ) {
+        for ((loss, z), p) in o.iter_mut().zip(z.chunks_exact(n)).zip(p.chunks_exact(n)) {
+            let m = z.iter().fold(T::neg_infinity(), |m, &v| m.max(v));
+            let lse = m + z.iter().fold(T::zero(), |s, &v| s + (v - m).exp()).ln();
+            *loss = z
+                .iter()
+                .zip(p)
+                .fold(T::zero(), |acc, (&zi, &pi)| acc - pi * (zi - lse));
+        }
+        return Ok(());
     }
     Zip::from(out)
         .and(logits.lanes(Axis(last)))

@@ -1,0 +1,799 @@
+//! The matrix product behind MatMul and Dense: a packed, cache-blocked GEMM
+//! with BLIS's loop structure, whose packing buffers live in a per-thread
+//! workspace that grows to the largest product seen and is then reused, so
+//! steady-state products allocate nothing.
+//!
+//! `C = A·B` for `A` (m×k) and `B` (k×n) in any strides (a transpose is a
+//! strided view), `C` row-major and contiguous. The `MR`×`NR` micro-kernel
+//! reads, for each of `KC` steps of depth, `MR` values of A's column and `NR`
+//! consecutive values of B's row. It reads them where they are when the
+//! layout allows (B row-major; A row-major, or column-major so a column's
+//! `MR` values are consecutive), which for the skinny products of training is
+//! most of the time; otherwise a panel is packed first: B's once per product,
+//! shared by the threads, A's per thread. On x86-64 with AVX2 and FMA
+//! (detected at run time) the kernel is compiled for those features and its
+//! accumulators stay in vector registers; elsewhere the same code runs
+//! without them.
+//!
+//! **Each element of C is computed the same way whatever the thread count:**
+//! threads split C's rows at panel boundaries, and every element sums its `k`
+//! products in order, one `KC` block at a time. (The FMA and non-FMA builds
+//! of the kernel round differently, so results can differ between machines,
+//! never between runs.)
+
+use num_traits::Float;
+use std::cell::RefCell;
+
+/// A float the GEMM runs on, with its register tile and block sizes.
+pub(crate) trait GemmElem: Float + Send + Sync + 'static {
+    /// Rows of the micro-kernel's tile.
+    const MR: usize;
+    /// Columns of the micro-kernel's tile (two AVX registers).
+    const NR: usize;
+    /// Depth of a packed block: one `KC`×`NR` panel of B stays in L1.
+    const KC: usize;
+    /// Runs `f` with this thread's buffer for packed blocks of A.
+    fn with_packed_a<R>(f: impl FnOnce(&mut Vec<Self>) -> R) -> R;
+    /// Runs `f` with this thread's buffer for a packed B.
+    fn with_packed_b<R>(f: impl FnOnce(&mut Vec<Self>) -> R) -> R;
+    /// The sums of one tile (see [`portable`]): with the SIMD kernel when
+    /// `simd` (the caller checked the CPU has it), else the portable one.
+    fn kernel(
+        kc: usize,
+        a: PanelA<'_, Self>,
+        b: Panel<'_, Self>,
+        simd: bool,
+        tile: &mut Tile<'_, Self>,
+    );
+}
+
+thread_local! {
+    static PACKED_A_F32: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    static PACKED_B_F32: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    static PACKED_A_F64: RefCell<Vec<f64>> = const { RefCell::new(Vec::new()) };
+    static PACKED_B_F64: RefCell<Vec<f64>> = const { RefCell::new(Vec::new()) };
+}
+
+/// `f` with the buffer, or with a fresh one if this thread is already using
+/// it (a product started while another waits on this thread).
+fn with_buffer<T, R>(buffer: &RefCell<Vec<T>>, f: impl FnOnce(&mut Vec<T>) -> R) -> R {
+    match buffer.try_borrow_mut() {
+        Ok(mut b) => f(&mut b),
+        Err(_) => f(&mut Vec::new()),
+    }
+}
+
+impl GemmElem for f32 {
+    const MR: usize = 6;
+    const NR: usize = 16;
+    const KC: usize = 256;
+    fn with_packed_a<R>(f: impl FnOnce(&mut Vec<f32>) -> R) -> R {
+        PACKED_A_F32.with(|w| with_buffer(w, f))
+    }
+    fn with_packed_b<R>(f: impl FnOnce(&mut Vec<f32>) -> R) -> R {
+        PACKED_B_F32.with(|w| with_buffer(w, f))
+    }
+    fn kernel(
+        kc: usize,
+        a: PanelA<'_, f32>,
+        b: Panel<'_, f32>,
+        simd: bool,
+        tile: &mut Tile<'_, f32>,
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        if simd {
+            if let Some(acc) = x86::f32_6x16(kc, a, b, tile.cols) {
+                tile.write(&acc);
+                return;
+            }
+        }
+        let _ = simd;
+        tile.write(&portable::<f32, 6, 16>(kc, a, b));
+    }
+}
+
+impl GemmElem for f64 {
+    const MR: usize = 6;
+    const NR: usize = 8;
+    const KC: usize = 256;
+    fn with_packed_a<R>(f: impl FnOnce(&mut Vec<f64>) -> R) -> R {
+        PACKED_A_F64.with(|w| with_buffer(w, f))
+    }
+    fn with_packed_b<R>(f: impl FnOnce(&mut Vec<f64>) -> R) -> R {
+        PACKED_B_F64.with(|w| with_buffer(w, f))
+    }
+    fn kernel(
+        kc: usize,
+        a: PanelA<'_, f64>,
+        b: Panel<'_, f64>,
+        simd: bool,
+        tile: &mut Tile<'_, f64>,
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        if simd {
+            if let Some(acc) = x86::f64_6x8(kc, a, b, tile.cols) {
+                tile.write(&acc);
+                return;
+            }
+        }
+        let _ = simd;
+        tile.write(&portable::<f64, 6, 8>(kc, a, b));
+    }
+}
+
+/// Products with fewer multiply-adds than this run on one thread: below it,
+/// handing work to another thread costs more than it saves.
+const PARALLEL_MIN_FMAS: usize = 1 << 18;
+
+/// A matrix operand: element (i, j) is at `data[i * rs + j * cs]`, with
+/// offsets checked by the caller (see [`Operand::new`]).
+#[derive(Clone, Copy)]
+pub(crate) struct Operand<'a, T> {
+    data: &'a [T],
+    rows: usize,
+    cols: usize,
+    rs: usize,
+    cs: usize,
+}
+
+impl<'a, T: Copy> Operand<'a, T> {
+    /// A rows×cols matrix in `data` with these strides; None unless every
+    /// element's offset falls inside `data`.
+    pub(crate) fn new(
+        data: &'a [T],
+        rows: usize,
+        cols: usize,
+        rs: usize,
+        cs: usize,
+    ) -> Option<Self> {
+        let last = if rows == 0 || cols == 0 {
+            0
+        } else {
+            (rows - 1)
+                .checked_mul(rs)?
+                .checked_add((cols - 1).checked_mul(cs)?)?
+                .checked_add(1)?
+        };
+        (last <= data.len()).then_some(Operand {
+            data,
+            rows,
+            cols,
+            rs,
+            cs,
+        })
+    }
+
+    /// The transpose (a view: the strides swap).
+    pub(crate) fn t(self) -> Self {
+        Operand {
+            rows: self.cols,
+            cols: self.rows,
+            rs: self.cs,
+            cs: self.rs,
+            ..self
+        }
+    }
+}
+
+/// `c = a·b`, with `c` row-major m×n (`c.len() == m * n`), on up to
+/// [`crate::threads`] threads, with the SIMD kernel where the CPU has it.
+pub(crate) fn gemm<T: GemmElem>(
+    a: Operand<'_, T>,
+    b: Operand<'_, T>,
+    c: &mut [T],
+) -> Result<(), String> {
+    gemm_with(a, b, c, simd_available(), crate::parallel::threads())
+}
+
+/// `gemm` with the kernel and the thread count given (`simd` must be false
+/// unless [`simd_available`]; the SIMD kernel falls back to the portable one
+/// anyway).
+pub(crate) fn gemm_with<T: GemmElem>(
+    a: Operand<'_, T>,
+    b: Operand<'_, T>,
+    c: &mut [T],
+    simd: bool,
+    threads: usize,
+) -> Result<(), String> {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    if b.rows != k || c.len() != m * n {
+        return Err(format!(
+            "cannot multiply {m}x{k} by {}x{n} into {} elements",
+            b.rows,
+            c.len()
+        ));
+    }
+    if m == 0 || n == 0 {
+        return Ok(());
+    }
+    if k == 0 {
+        c.fill(T::zero());
+        return Ok(());
+    }
+    let threads = if m * n * k >= PARALLEL_MIN_FMAS {
+        threads.min(m.div_ceil(T::MR))
+    } else {
+        1
+    };
+    T::with_packed_b(|packed| {
+        let b = PackedB::new(b, m, threads, packed);
+        split_rows(threads, m, c, n, &|r0, rows: &mut [T]| {
+            T::with_packed_a(|packed_a| compute(a, &b, r0, rows, n, packed_a, simd));
+        });
+    });
+    Ok(())
+}
+
+/// Runs `f(first_row, rows)` over `threads` disjoint bands of C's rows (each
+/// a whole number of `MR` panels), in parallel when `threads > 1`.
+fn split_rows<T: GemmElem>(
+    threads: usize,
+    m: usize,
+    c: &mut [T],
+    n: usize,
+    f: &(dyn Fn(usize, &mut [T]) + Sync),
+) {
+    fn go<T: GemmElem>(
+        threads: usize,
+        r0: usize,
+        panels: usize,
+        c: &mut [T],
+        n: usize,
+        f: &(dyn Fn(usize, &mut [T]) + Sync),
+    ) {
+        if threads <= 1 || panels <= 1 {
+            f(r0, c);
+            return;
+        }
+        let left_threads = threads / 2;
+        let left_panels = panels * left_threads / threads;
+        let split = (left_panels * T::MR * n).min(c.len());
+        let (left, right) = c.split_at_mut(split);
+        rayon::join(
+            || go(left_threads, r0, left_panels, left, n, f),
+            || {
+                go(
+                    threads - left_threads,
+                    r0 + left_panels * T::MR,
+                    panels - left_panels,
+                    right,
+                    n,
+                    f,
+                )
+            },
+        );
+    }
+    go(threads, 0, m.div_ceil(T::MR), c, n, f);
+}
+
+/// `MR` (or `NR`) values per step of depth: step `p`'s are
+/// `data[p * step..][..width]`.
+#[derive(Clone, Copy)]
+pub(crate) struct Panel<'a, T> {
+    data: &'a [T],
+    step: usize,
+}
+
+/// A panel of A: strided as a [`Panel`], or `MR` rows of a row-major A, each
+/// `kc` long (rows past A's end repeat its last row; their results are not
+/// written).
+#[derive(Clone, Copy)]
+pub(crate) enum PanelA<'a, T> {
+    Columns(Panel<'a, T>),
+    Rows(&'a [&'a [T]]),
+}
+
+/// B as the micro-kernel reads it: in place when row-major and read by few
+/// row panels, except a last, partial panel of columns; otherwise packed
+/// (each panel all `k` rows deep, `NR` values per row, zero-padded), which
+/// keeps a panel's rows on consecutive cache lines whatever B's row stride.
+struct PackedB<'a, T> {
+    b: Operand<'a, T>,
+    direct: bool,
+    /// The packed panels: all of them, or only the last partial one when `direct`.
+    packed: &'a [T],
+}
+
+impl<'a, T: GemmElem> PackedB<'a, T> {
+    /// B for a product with `m` rows, packed on up to `threads` threads.
+    fn new(b: Operand<'a, T>, m: usize, threads: usize, buffer: &'a mut Vec<T>) -> Self {
+        let (k, n) = (b.rows, b.cols);
+        let direct = b.cs == 1 && m <= DIRECT_B_MAX_ROWS;
+        let panels = n.div_ceil(T::NR);
+        let first = if direct { n / T::NR } else { 0 };
+        // Every element is written below (padding included), so the buffer
+        // keeps its old contents where it does not grow.
+        buffer.resize((panels - first) * k * T::NR, T::zero());
+        let threads = if k * n >= PARALLEL_MIN_PACK {
+            threads
+        } else {
+            1
+        };
+        pack_panels(b, first, buffer, threads);
+        PackedB {
+            b,
+            direct,
+            packed: buffer,
+        }
+    }
+
+    /// Panel `jp` from depth `p0` on.
+    fn panel(&self, jp: usize, p0: usize) -> Panel<'a, T> {
+        let k = self.b.rows;
+        let full = self.b.cols / T::NR;
+        if self.direct && jp < full {
+            Panel {
+                data: &self.b.data[p0 * self.b.rs + jp * T::NR..],
+                step: self.b.rs,
+            }
+        } else {
+            let index = if self.direct { jp - full } else { jp };
+            Panel {
+                data: &self.packed[(index * k + p0) * T::NR..],
+                step: T::NR,
+            }
+        }
+    }
+}
+
+/// B is packed on several threads from this many elements on.
+const PARALLEL_MIN_PACK: usize = 1 << 15;
+
+/// Products with at most this many rows read a row-major B in place: too
+/// few row panels pass over it to pay for packing it.
+const DIRECT_B_MAX_ROWS: usize = 24;
+
+/// Row panels of A per block: the block's `KC`-deep rows (96 of them, 96 KiB
+/// in f32) stay in L2 while every panel of B passes over them.
+const MC_PANELS: usize = 16;
+
+/// The depth of the blocks `k` is cut into: as few blocks of at most `KC`
+/// as can be, of equal depth (so no thin last block).
+fn block_depth<T: GemmElem>(k: usize) -> usize {
+    k.div_ceil(k.div_ceil(T::KC).max(1)).max(1)
+}
+
+/// Whether this CPU runs the SIMD kernels (x86-64 with AVX2 and FMA).
+pub(crate) fn simd_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Packs panels `first..` of B into `out`, `k * NR` values each, on up to
+/// `threads` threads.
+fn pack_panels<T: GemmElem>(b: Operand<'_, T>, first: usize, out: &mut [T], threads: usize) {
+    let panel_len = (b.rows * T::NR).max(1);
+    let panels = out.len() / panel_len;
+    if threads <= 1 || panels <= 1 {
+        for (i, panel) in out.chunks_exact_mut(panel_len).enumerate() {
+            pack_panel(b, first + i, panel);
+        }
+        return;
+    }
+    let left_threads = threads / 2;
+    let left = panels * left_threads / threads;
+    let (l, r) = out.split_at_mut(left * panel_len);
+    rayon::join(
+        || pack_panels(b, first, l, left_threads),
+        || pack_panels(b, first + left, r, threads - left_threads),
+    );
+}
+
+/// Packs panel `jp` of B: row p of the panel is B's row p, columns
+/// `jp * NR..`, zero-padded to `NR` values.
+fn pack_panel<T: GemmElem>(b: Operand<'_, T>, jp: usize, panel: &mut [T]) {
+    let j0 = jp * T::NR;
+    let nr = T::NR.min(b.cols - j0);
+    if b.cs == 1 {
+        for (p, row) in panel.chunks_exact_mut(T::NR).enumerate() {
+            row[..nr].copy_from_slice(&b.data[p * b.rs + j0..][..nr]);
+            row[nr..].fill(T::zero());
+        }
+    } else {
+        // Column by column: a transposed B's columns are contiguous.
+        for j in 0..T::NR {
+            let rows = panel.chunks_exact_mut(T::NR);
+            if j < nr {
+                let base = (j0 + j) * b.cs;
+                for (p, row) in rows.enumerate() {
+                    row[j] = b.data[base + p * b.rs];
+                }
+            } else {
+                rows.for_each(|row| row[j] = T::zero());
+            }
+        }
+    }
+}
+
+/// The loops around the micro-kernel: `KC` blocks of depth, `NR` panels of
+/// columns, `MR` panels of rows.
+fn compute<T: GemmElem>(
+    a: Operand<'_, T>,
+    b: &PackedB<'_, T>,
+    r0: usize,
+    rows: &mut [T],
+    n: usize,
+    packed_a: &mut Vec<T>,
+    simd: bool,
+) {
+    let k = a.cols;
+    let m = rows.len() / n;
+    let panels_a = m.div_ceil(T::MR);
+    let kc_max = block_depth::<T>(k);
+    let mc_panels = panels_a
+        .div_ceil(panels_a.div_ceil(MC_PANELS).max(1))
+        .max(1);
+    let mut row_refs: [&[T]; 16] = [&[]; 16];
+    for p0 in (0..k).step_by(kc_max) {
+        let kc = kc_max.min(k - p0);
+        for ib in (0..panels_a).step_by(mc_panels) {
+            for jp in 0..n.div_ceil(T::NR) {
+                let j0 = jp * T::NR;
+                let panel_b = b.panel(jp, p0);
+                for ip in ib..panels_a.min(ib + mc_panels) {
+                    let i = ip * T::MR;
+                    let mr = T::MR.min(m - i);
+                    let ai = r0 + i;
+                    let panel_a = if a.cs == 1 {
+                        for (r, slot) in row_refs[..T::MR].iter_mut().enumerate() {
+                            let row = ai + r.min(mr - 1);
+                            *slot = &a.data[row * a.rs + p0..][..kc];
+                        }
+                        PanelA::Rows(&row_refs[..T::MR])
+                    } else if a.rs == 1 && mr == T::MR {
+                        PanelA::Columns(Panel {
+                            data: &a.data[ai + p0 * a.cs..],
+                            step: a.cs,
+                        })
+                    } else {
+                        packed_a.clear();
+                        packed_a.resize(kc * T::MR, T::zero());
+                        for (p, col) in packed_a.chunks_exact_mut(T::MR).enumerate() {
+                            let base = ai * a.rs + (p0 + p) * a.cs;
+                            for (r, v) in col[..mr].iter_mut().enumerate() {
+                                *v = a.data[base + r * a.rs];
+                            }
+                        }
+                        PanelA::Columns(Panel {
+                            data: packed_a,
+                            step: T::MR,
+                        })
+                    };
+                    let mut tile = Tile {
+                        c: &mut rows[i * n + j0..],
+                        ldc: n,
+                        rows: mr,
+                        cols: T::NR.min(n - j0),
+                        accumulate: p0 > 0,
+                    };
+                    T::kernel(kc, panel_a, panel_b, simd, &mut tile);
+                }
+            }
+        }
+    }
+}
+
+/// Where a micro-kernel writes: `rows`×`cols` elements of C from `c[0]`,
+/// rows `ldc` apart; added to C's values when `accumulate`, else stored.
+pub(crate) struct Tile<'a, T> {
+    c: &'a mut [T],
+    ldc: usize,
+    rows: usize,
+    cols: usize,
+    accumulate: bool,
+}
+
+impl<T: Float> Tile<'_, T> {
+    /// Stores (or adds) a tile's sums into C.
+    fn write<const MR: usize, const NR: usize>(&mut self, acc: &[[T; NR]; MR]) {
+        for (i, row) in acc.iter().enumerate().take(self.rows) {
+            let dst = &mut self.c[i * self.ldc..][..self.cols];
+            if self.accumulate {
+                for (d, &v) in dst.iter_mut().zip(row) {
+                    *d = *d + v;
+                }
+            } else {
+                dst.copy_from_slice(&row[..self.cols]);
+            }
+        }
+    }
+}
+
+/// One `MR`×`NR` tile: for each of `kc` steps, `MR` values of A times `NR`
+/// values of B, summed in step order (portable code, no fused multiply-add).
+fn portable<T: Float, const MR: usize, const NR: usize>(
+    kc: usize,
+    a: PanelA<'_, T>,
+    b: Panel<'_, T>,
+) -> [[T; NR]; MR] {
+    let mut acc = [[T::zero(); NR]; MR];
+    for p in 0..kc {
+        let bp = chunk::<T, NR>(b.data, p * b.step);
+        let ap: [T; MR] = match a {
+            PanelA::Columns(a) => *chunk::<T, MR>(a.data, p * a.step),
+            PanelA::Rows(rows) => std::array::from_fn(|i| rows[i][p]),
+        };
+        for (row, &ai) in acc.iter_mut().zip(&ap) {
+            for (c, &bj) in row.iter_mut().zip(bp) {
+                *c = ai * bj + *c;
+            }
+        }
+    }
+    acc
+}
+
+/// The micro-kernels for x86-64 with AVX2 and FMA: the 12 accumulators of
+/// a 6-row tile (two 256-bit registers per row) stay in registers; each step
+/// loads one row of B into two registers and broadcasts each of A's 6 values.
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::{Panel, PanelA};
+    use std::arch::x86_64::*;
+
+    /// Row starts of an A panel and the distance between steps: a(i, p) is
+    /// `rows[i][p * step]`. None unless every read of `kc` steps is in bounds.
+    fn a_rows<T>(kc: usize, a: PanelA<'_, T>) -> Option<([*const T; 6], usize)> {
+        let last = kc.checked_sub(1)?;
+        match a {
+            PanelA::Columns(a) => {
+                (a.data.len() >= last.checked_mul(a.step)?.checked_add(6)?).then(|| {
+                    let base = a.data.as_ptr();
+                    (std::array::from_fn(|i| base.wrapping_add(i)), a.step)
+                })
+            }
+            PanelA::Rows(rows) => {
+                let rows: &[&[T]; 6] = rows.try_into().ok()?;
+                rows.iter()
+                    .all(|r| r.len() >= kc)
+                    .then(|| (std::array::from_fn(|i| rows[i].as_ptr()), 1))
+            }
+        }
+    }
+
+    /// Whether `kc` steps of `width` values of B are in bounds.
+    fn b_fits<T>(kc: usize, b: Panel<'_, T>, width: usize) -> bool {
+        kc.checked_sub(1)
+            .and_then(|last| last.checked_mul(b.step))
+            .and_then(|end| end.checked_add(width))
+            .is_some_and(|end| b.data.len() >= end)
+    }
+
+    macro_rules! kernel {
+        ($name:ident, $inner:ident, $t:ty, $nr:literal, $lanes:literal, $vec:ty,
+         $zero:ident, $load:ident, $broadcast:ident, $fmadd:ident, $store:ident) => {
+            /// The 6×NR tile's sums (of which the caller uses `cols`
+            /// columns), or None if the panels are too short (never, as
+            /// `compute` builds them) or the CPU lacks AVX2 and FMA.
+            pub(super) fn $name(
+                kc: usize,
+                a: PanelA<'_, $t>,
+                b: Panel<'_, $t>,
+                cols: usize,
+            ) -> Option<[[$t; $nr]; 6]> {
+                let (rows, step) = a_rows(kc, a)?;
+                let half = cols <= $lanes;
+                if !b_fits(kc, b, if half { $lanes } else { $nr }) || !super::simd_available() {
+                    return None;
+                }
+                // SAFETY: the CPU has AVX2 and FMA (checked above), and every
+                // read is in bounds: a(i, p) = rows[i] + p * step and
+                // b + p * b.step .. + V * LANES for p < kc (checked by a_rows
+                // and b_fits).
+                Some(unsafe {
+                    if half {
+                        $inner::<1>(kc, rows, step, b.data.as_ptr(), b.step)
+                    } else {
+                        $inner::<2>(kc, rows, step, b.data.as_ptr(), b.step)
+                    }
+                })
+            }
+
+            /// `V` registers (of `LANES` values) per row: 2 for a full
+            /// tile, 1 for a last panel of at most NR / 2 columns.
+            #[target_feature(enable = "avx2,fma")]
+            unsafe fn $inner<const V: usize>(
+                kc: usize,
+                a: [*const $t; 6],
+                a_step: usize,
+                b: *const $t,
+                b_step: usize,
+            ) -> [[$t; $nr]; 6] {
+                let mut c: [[$vec; V]; 6] = [[$zero(); V]; 6];
+                for p in 0..kc {
+                    // SAFETY (all reads): in bounds, as the caller checked.
+                    let bp = unsafe { b.add(p * b_step) };
+                    let bv: [$vec; V] =
+                        std::array::from_fn(|v| unsafe { $load(bp.add(v * $lanes)) });
+                    for (ci, ai) in c.iter_mut().zip(&a) {
+                        let x = unsafe { $broadcast(&*ai.add(p * a_step)) };
+                        for (cv, &b) in ci.iter_mut().zip(&bv) {
+                            *cv = $fmadd(x, b, *cv);
+                        }
+                    }
+                }
+                let mut out = [[0.0; $nr]; 6];
+                for (row, ci) in out.iter_mut().zip(&c) {
+                    for (v, &cv) in ci.iter().enumerate() {
+                        // SAFETY: a row holds NR = 2 * LANES values, V <= 2.
+                        unsafe { $store(row.as_mut_ptr().add(v * $lanes), cv) };
+                    }
+                }
+                out
+            }
+        };
+    }
+
+    kernel!(
+        f32_6x16,
+        f32_6x16_avx2,
+        f32,
+        16,
+        8,
+        __m256,
+        _mm256_setzero_ps,
+        _mm256_loadu_ps,
+        _mm256_broadcast_ss,
+        _mm256_fmadd_ps,
+        _mm256_storeu_ps
+    );
+    kernel!(
+        f64_6x8,
+        f64_6x8_avx2,
+        f64,
+        8,
+        4,
+        __m256d,
+        _mm256_setzero_pd,
+        _mm256_loadu_pd,
+        _mm256_broadcast_sd,
+        _mm256_fmadd_pd,
+        _mm256_storeu_pd
+    );
+}
+
+/// The `W` values of `data` from `offset` on.
+#[inline(always)]
+fn chunk<T, const W: usize>(data: &[T], offset: usize) -> &[T; W] {
+    match data[offset..].first_chunk::<W>() {
+        Some(c) => c,
+        None => panic!("a GEMM panel ends before its last step"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deterministic values in [-1, 1).
+    fn values<T: GemmElem>(n: usize, seed: usize) -> Vec<T> {
+        (0..n)
+            .map(|i| {
+                let v = ((i * 7919 + seed * 104_729) % 2003) as f64 / 1001.5 - 1.0;
+                T::from(v).unwrap_or_else(T::zero)
+            })
+            .collect()
+    }
+
+    /// An m×k operand, stored transposed when `transposed` (then read as a view).
+    fn operand<T: GemmElem>(
+        data: &[T],
+        rows: usize,
+        cols: usize,
+        transposed: bool,
+    ) -> Operand<'_, T> {
+        if transposed {
+            Operand::new(data, cols, rows, rows, 1).map(Operand::t)
+        } else {
+            Operand::new(data, rows, cols, cols, 1)
+        }
+        .expect("the data fits")
+    }
+
+    /// Each element of a·b, and the sum of |a||b| of its terms, in f64.
+    fn reference<T: GemmElem>(a: Operand<'_, T>, b: Operand<'_, T>) -> (Vec<f64>, Vec<f64>) {
+        let at = |o: &Operand<'_, T>, i: usize, j: usize| {
+            o.data[i * o.rs + j * o.cs].to_f64().unwrap_or(f64::NAN)
+        };
+        let (m, k, n) = (a.rows, a.cols, b.cols);
+        let mut c = vec![0.0; m * n];
+        let mut scale = vec![0.0; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                for p in 0..k {
+                    c[i * n + j] += at(&a, i, p) * at(&b, p, j);
+                    scale[i * n + j] += (at(&a, i, p) * at(&b, p, j)).abs();
+                }
+            }
+        }
+        (c, scale)
+    }
+
+    /// Every shape and layout against the f64 reference, with the portable
+    /// and (where the CPU has it) the SIMD kernel, on 1 and 3 threads; the
+    /// thread count never changes a bit.
+    fn check<T: GemmElem>(tolerance: f64) {
+        let shapes = [
+            (1, 1, 1),
+            (5, 7, 9),
+            (6, 3, 16),
+            (7, 1, 17),
+            (13, 255, 8),
+            (12, 257, 33),
+            (100, 784 / 4, 50),
+            (37, 600, 3),
+            (50, 300, 40),
+        ];
+        for &(m, k, n) in &shapes {
+            let (a_data, b_data) = (values::<T>(m * k, 1), values::<T>(k * n, 2));
+            for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+                let a = operand(&a_data, m, k, ta);
+                let b = operand(&b_data, k, n, tb);
+                let (want, scale) = reference(a, b);
+                for simd in [false, simd_available()] {
+                    let mut one = vec![T::nan(); m * n];
+                    gemm_with(a, b, &mut one, simd, 1).expect("shapes agree");
+                    for (i, ((&got, &w), &s)) in one.iter().zip(&want).zip(&scale).enumerate() {
+                        let got = got.to_f64().unwrap_or(f64::NAN);
+                        assert!(
+                            (got - w).abs() <= tolerance * s.max(1e-30),
+                            "{m}x{k}x{n} ta {ta} tb {tb} simd {simd}: element {i} is {got}, want {w}"
+                        );
+                    }
+                    let mut three = vec![T::nan(); m * n];
+                    gemm_with(a, b, &mut three, simd, 3).expect("shapes agree");
+                    assert!(
+                        one.iter()
+                            .zip(&three)
+                            .all(|(x, y)| x.to_f64().map(f64::to_bits)
+                                == y.to_f64().map(f64::to_bits)),
+                        "{m}x{k}x{n} ta {ta} tb {tb} simd {simd}: 3 threads differ from 1"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn f32_products_match_the_reference_on_any_thread_count() {
+        check::<f32>(1e-5);
+    }
+
+    #[test]
+    fn f64_products_match_the_reference_on_any_thread_count() {
+        check::<f64>(1e-13);
+    }
+
+    #[test]
+    fn degenerate_products() {
+        let a = [1.0f64; 6];
+        // k = 0: C is all zeros whatever it held.
+        let mut c = [f64::NAN; 4];
+        let empty: [f64; 0] = [];
+        let a0 = Operand::new(&empty, 2, 0, 0, 1).expect("empty");
+        let b0 = Operand::new(&empty, 0, 2, 2, 1).expect("empty");
+        gemm(a0, b0, &mut c).expect("2x0 by 0x2");
+        assert_eq!(c, [0.0; 4]);
+        // m = 0 or n = 0: nothing to write.
+        let a_m0 = Operand::new(&empty, 0, 3, 3, 1).expect("empty");
+        let b = Operand::new(&a, 3, 2, 2, 1).expect("fits");
+        gemm(a_m0, b, &mut []).expect("0x3 by 3x2");
+        // Mismatched shapes and short buffers are errors.
+        let a23 = Operand::new(&a, 2, 3, 3, 1).expect("fits");
+        assert!(gemm(a23, a23, &mut c).is_err(), "2x3 by 2x3");
+        assert!(gemm(a23, b, &mut c[..3]).is_err(), "C too small");
+        assert!(
+            Operand::new(&a, 3, 3, 3, 1).is_none(),
+            "9 elements do not fit in 6"
+        );
+        assert!(
+            Operand::new(&a, 2, 3, usize::MAX, 1).is_none(),
+            "overflowing strides"
+        );
+    }
+}

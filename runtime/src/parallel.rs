@@ -1,0 +1,87 @@
+//! Threads for matrix products.
+//!
+//! A product splits its rows over [`threads`] threads with `rayon::join`.
+//! Handing half the rows to a sleeping thread costs a wake-up (tens of
+//! microseconds on some machines), more than the products of a small train
+//! step take, so loops that run many steps call [`with_threads`]: it runs
+//! the loop on a thread of rayon's pool while the pool's other threads spin,
+//! taking the halves the moment they are offered.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+/// Pause instructions between two looks for work in `with_threads` (about a
+/// microsecond in all).
+const SPIN_PAUSES: usize = 32;
+
+/// Threads matrix products may use (1 until [`set_threads`] says otherwise).
+static THREADS: AtomicUsize = AtomicUsize::new(1);
+
+/// Lets matrix products split their rows over up to `n` threads (at least
+/// 1): the calling one and workers of rayon's global pool, which this sizes
+/// to `n` if nothing has started it yet. 1, the default, runs every product
+/// on the calling thread. Results do not depend on `n`.
+pub fn set_threads(n: usize) {
+    let n = n.max(1);
+    if n > 1 {
+        // Fails only if the pool already runs; products then use it as it is.
+        let _ = rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global();
+    }
+    THREADS.store(n, Ordering::Relaxed);
+}
+
+/// The thread count set by [`set_threads`].
+pub fn threads() -> usize {
+    THREADS.load(Ordering::Relaxed)
+}
+
+/// Runs `f` with the threads of [`set_threads`] at hand: `f` runs on a
+/// thread of rayon's global pool while up to `threads() - 1` others wait for
+/// work in a spin loop (keeping their cores busy until `f` returns). With one
+/// thread, just `f()`. Results are the same either way.
+pub fn with_threads<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    let n = threads();
+    if n <= 1 {
+        return f();
+    }
+    /// Tells the spinning threads to stop when `f` returns or unwinds
+    /// (otherwise a panic in `f` would leave the scope waiting for them).
+    struct Done<'a>(&'a AtomicBool);
+    impl Drop for Done<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Release);
+        }
+    }
+    let done = AtomicBool::new(false);
+    rayon::scope(|s| {
+        for _ in 1..n.min(rayon::current_num_threads()) {
+            s.spawn(|_| {
+                while !done.load(Ordering::Acquire) {
+                    if rayon::yield_now() != Some(rayon::Yield::Executed) {
+                        // Looking for work touches rayon's shared queues;
+                        // pausing in between leaves the other thread alone.
+                        for _ in 0..SPIN_PAUSES {
+                            std::hint::spin_loop();
+                        }
+                    }
+                }
+            });
+        }
+        let _done = Done(&done);
+        f()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_inside_with_threads_reaches_the_caller() {
+        set_threads(2);
+        let caught = std::panic::catch_unwind(|| with_threads(|| panic!("inside")));
+        set_threads(1);
+        assert!(caught.is_err(), "the panic propagates instead of hanging");
+    }
+}
