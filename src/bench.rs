@@ -547,7 +547,7 @@ fn run_workload(
                 "internal error: a batch buffer is not f32".into(),
             ));
         };
-        train_set.gather_into(batches.next_batch(), xr, tr)?;
+        crate::train::gather_rows(train_set, batches.next_batch(), xr, tr)?;
         let sampled = t0.elapsed();
         session
             .run_with_targets_into(&[(x_id, &x), (t_id, &t)], &fetch, &[target], &mut out)

@@ -197,6 +197,46 @@ impl BatchFeed {
     }
 }
 
+/// `Dataset::gather_into`, split between two threads when matrix products
+/// use more than one (`gradc_runtime::threads`): sampling a batch from a data
+/// set larger than the caches waits on memory, and two threads wait on twice
+/// as many rows at once. The same rows land in the same places either way.
+pub(crate) fn gather_rows(
+    set: &Dataset,
+    indices: &[usize],
+    x: &mut ndarray::ArrayD<f32>,
+    y: &mut ndarray::ArrayD<f32>,
+) -> Result<(), Error> {
+    let fits = |buffer: &ndarray::ArrayD<f32>, data: &ndarray::ArrayD<f32>| {
+        buffer.shape().first() == Some(&indices.len()) && buffer.shape()[1..] == data.shape()[1..]
+    };
+    let in_range = indices.iter().all(|&i| i < set.len());
+    if crate::runtime::threads() < 2
+        || indices.len() < 2
+        || !fits(x, set.features())
+        || !fits(y, set.labels())
+        || !in_range
+    {
+        // One thread; or a bad buffer or index, which this reports.
+        set.gather_into(indices, x, y)?;
+        return Ok(());
+    }
+    let half = indices.len() / 2;
+    let (x0, x1) = x.view_mut().split_at(ndarray::Axis(0), half);
+    let (y0, y1) = y.view_mut().split_at(ndarray::Axis(0), half);
+    let (i0, i1) = indices.split_at(half);
+    let part = |i: &[usize],
+                mut xv: ndarray::ArrayViewMutD<'_, f32>,
+                mut yv: ndarray::ArrayViewMutD<'_, f32>| {
+        gradc_io::dataset::gather_into(set.features(), i, &mut xv)
+            .and_then(|()| gradc_io::dataset::gather_into(set.labels(), i, &mut yv))
+    };
+    let (a, b) = rayon::join(|| part(i0, x0, y0), || part(i1, x1, y1));
+    a?;
+    b?;
+    Ok(())
+}
+
 /// Copies examples `indices` of `set` into the features and labels feeds, allocating nothing.
 fn gather(
     set: &Dataset,
@@ -209,7 +249,7 @@ fn gather(
             "internal error: a batch buffer has the wrong dtype".into(),
         ));
     };
-    set.gather_into(indices, xr, yr)?;
+    gather_rows(set, indices, xr, yr)?;
     x.widen();
     y.widen();
     Ok(())

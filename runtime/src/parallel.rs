@@ -73,6 +73,29 @@ pub fn with_threads<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     })
 }
 
+/// Elementwise kernels split their output between threads from this many
+/// elements on (below it, handing half over costs more than it saves).
+const PARALLEL_MIN_ELEMENTS: usize = 1 << 15;
+
+/// Runs `f(offset, part)` over `y` cut in two at a multiple of `align` (the
+/// second part starting at `offset`), on two threads when [`threads`] allows
+/// and `y` is large; else `f(0, y)`. Elementwise kernels use it: each element
+/// is computed as it would be on one thread.
+pub(crate) fn split_elements<T: Send>(
+    y: &mut [T],
+    align: usize,
+    f: &(dyn Fn(usize, &mut [T]) + Sync),
+) {
+    let align = align.max(1);
+    let mid = (y.len() / 2).next_multiple_of(align).min(y.len());
+    if threads() < 2 || y.len() < PARALLEL_MIN_ELEMENTS || mid == 0 || mid == y.len() {
+        f(0, y);
+        return;
+    }
+    let (a, b) = y.split_at_mut(mid);
+    rayon::join(|| f(0, a), || f(mid, b));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,6 +7,7 @@
 //! functions to the same operands in the same order, so they agree to the bit.
 
 use super::{broadcast_view, same_shape, Elem};
+use crate::parallel::split_elements;
 use ndarray::{ArrayD, ArrayViewD, Zip};
 
 /// `f` applied to each element of `x` (of the output's shape).
@@ -65,6 +66,16 @@ impl<'a, T: Elem> Lanes<'a, T> {
         }
     }
 
+    /// The pattern for the part of the output from element `offset` on (a
+    /// whole number of rows of `n` elements).
+    fn from(self, offset: usize, n: usize) -> Self {
+        match self {
+            Lanes::Full(s) => Lanes::Full(&s[offset.min(s.len())..]),
+            Lanes::Column(s) => Lanes::Column(&s[(offset / n.max(1)).min(s.len())..]),
+            other => other,
+        }
+    }
+
     /// Whether the pattern changes from row to row of the output.
     fn per_row(&self) -> bool {
         matches!(self, Lanes::Row(_) | Lanes::Column(_))
@@ -84,12 +95,31 @@ impl<'a, T: Elem> Lanes<'a, T> {
 
 /// `y = f(a, b)` over the rows of `y`, with `a` and `b` as their patterns say.
 #[inline(always)]
-fn lanes<T: Elem>(y: &mut [T], a: Lanes<'_, T>, b: Lanes<'_, T>, n: usize, f: impl Fn(T, T) -> T) {
-    let n = if a.per_row() || b.per_row() {
-        n.max(1)
-    } else {
-        y.len().max(1)
-    };
+fn lanes<T: Elem>(
+    y: &mut [T],
+    a: Lanes<'_, T>,
+    b: Lanes<'_, T>,
+    n: usize,
+    f: impl Fn(T, T) -> T + Sync,
+) {
+    let n = n.max(1);
+    let per_row = a.per_row() || b.per_row();
+    split_elements(y, n, &|offset, y| {
+        let (a, b) = (a.from(offset, n), b.from(offset, n));
+        lanes_part(y, a, b, if per_row { n } else { y.len() }, &f);
+    });
+}
+
+/// `lanes` over one part of the output (its patterns start where it starts).
+#[inline(always)]
+fn lanes_part<T: Elem>(
+    y: &mut [T],
+    a: Lanes<'_, T>,
+    b: Lanes<'_, T>,
+    n: usize,
+    f: &impl Fn(T, T) -> T,
+) {
+    let n = n.max(1);
     for (r, y) in y.chunks_exact_mut(n).enumerate() {
         match (a.row(r, n), b.row(r, n)) {
             (Ok(a), Ok(b)) => {
@@ -117,7 +147,7 @@ pub(super) fn binary<T: Elem>(
     a: &ArrayViewD<'_, T>,
     b: &ArrayViewD<'_, T>,
     out: &mut ArrayD<T>,
-    f: impl Fn(T, T) -> T,
+    f: impl Fn(T, T) -> T + Sync,
 ) -> Result<(), String> {
     let n = out.shape().last().copied().unwrap_or(1);
     if let (Some(pa), Some(pb)) = (Lanes::of(a, out.shape()), Lanes::of(b, out.shape())) {
@@ -398,11 +428,14 @@ pub(super) fn accumulate<T: Elem>(
         ));
     }
     if let (Some(d), Some(x)) = (delta.as_slice(), dst.as_slice_mut()) {
-        if subtract {
-            d.iter().zip(x).for_each(|(&b, a)| *a = *a - b);
-        } else {
-            d.iter().zip(x).for_each(|(&b, a)| *a = *a + b);
-        }
+        split_elements(x, 1, &|offset, x| {
+            let d = &d[offset..];
+            if subtract {
+                d.iter().zip(x).for_each(|(&b, a)| *a = *a - b);
+            } else {
+                d.iter().zip(x).for_each(|(&b, a)| *a = *a + b);
+            }
+        });
         return Ok(());
     }
     if subtract {

@@ -298,7 +298,7 @@ impl<'a, T: GemmElem> PackedB<'a, T> {
     /// B for a product with `m` rows, packed on up to `threads` threads.
     fn new(b: Operand<'a, T>, m: usize, threads: usize, buffer: &'a mut Vec<T>) -> Self {
         let (k, n) = (b.rows, b.cols);
-        let direct = b.cs == 1 && m <= DIRECT_B_MAX_ROWS;
+        let direct = b.cs == 1 && (m <= DIRECT_B_MAX_ROWS || n <= DIRECT_B_MAX_COLS);
         let panels = n.div_ceil(T::NR);
         let first = if direct { n / T::NR } else { 0 };
         // Every element is written below (padding included), so the buffer
@@ -336,12 +336,21 @@ impl<'a, T: GemmElem> PackedB<'a, T> {
     }
 }
 
-/// B is packed on several threads from this many elements on.
-const PARALLEL_MIN_PACK: usize = 1 << 15;
+/// B is packed on several threads from this many elements on (below it,
+/// the other thread's reads cost more, in cache lines to take back before
+/// B is next written, than they save).
+const PARALLEL_MIN_PACK: usize = 1 << 17;
 
 /// Products with at most this many rows read a row-major B in place: too
 /// few row panels pass over it to pay for packing it.
 const DIRECT_B_MAX_ROWS: usize = 24;
+
+/// A row-major B this narrow is read in place too: its rows are close
+/// enough together that a panel's rows do not compete for cache sets.
+const DIRECT_B_MAX_COLS: usize = 64;
+
+/// Blocks of A are packed when at least this many panels of B pass over them.
+const PACK_A_MIN_PANELS: usize = 8;
 
 /// Row panels of A per block: the block's `KC`-deep rows (96 of them, 96 KiB
 /// in f32) stay in L2 while every panel of B passes over them.
@@ -411,6 +420,21 @@ fn pack_panel<T: GemmElem>(b: Operand<'_, T>, jp: usize, panel: &mut [T]) {
     }
 }
 
+/// Rows `i0..i0 + mr` (at most `MR`) and steps `p0..` of A into `panel`:
+/// `MR` values per step, zero past row `mr`.
+fn pack_a_panel<T: GemmElem>(a: Operand<'_, T>, i0: usize, mr: usize, p0: usize, panel: &mut [T]) {
+    for (p, col) in panel.chunks_exact_mut(T::MR).enumerate() {
+        let base = i0 * a.rs + (p0 + p) * a.cs;
+        for (r, v) in col.iter_mut().enumerate() {
+            *v = if r < mr {
+                a.data[base + r * a.rs]
+            } else {
+                T::zero()
+            };
+        }
+    }
+}
+
 /// The loops around the micro-kernel: `KC` blocks of depth, `NR` panels of
 /// columns, `MR` panels of rows.
 fn compute<T: GemmElem>(
@@ -430,36 +454,50 @@ fn compute<T: GemmElem>(
         .div_ceil(panels_a.div_ceil(MC_PANELS).max(1))
         .max(1);
     let mut row_refs: [&[T]; 16] = [&[]; 16];
+    let pack_a_block = n.div_ceil(T::NR) >= PACK_A_MIN_PANELS;
     for p0 in (0..k).step_by(kc_max) {
         let kc = kc_max.min(k - p0);
         for ib in (0..panels_a).step_by(mc_panels) {
+            let ib_end = panels_a.min(ib + mc_panels);
+            // With enough panels of B passing over it, the block of A is
+            // packed once (each panel `kc` steps of `MR` values): one
+            // sequential stream for the kernel instead of `MR` strided ones.
+            let packed = pack_a_block || !(a.cs == 1 || a.rs == 1);
+            if packed {
+                packed_a.resize((ib_end - ib) * kc * T::MR, T::zero());
+                for (q, panel) in packed_a.chunks_exact_mut(kc * T::MR).enumerate() {
+                    let i = (ib + q) * T::MR;
+                    let mr = T::MR.min(m - i);
+                    pack_a_panel(a, r0 + i, mr, p0, panel);
+                }
+            }
             for jp in 0..n.div_ceil(T::NR) {
                 let j0 = jp * T::NR;
                 let panel_b = b.panel(jp, p0);
-                for ip in ib..panels_a.min(ib + mc_panels) {
+                for ip in ib..ib_end {
                     let i = ip * T::MR;
                     let mr = T::MR.min(m - i);
                     let ai = r0 + i;
-                    let panel_a = if a.cs == 1 {
+                    let panel_a = if packed {
+                        PanelA::Columns(Panel {
+                            data: &packed_a[(ip - ib) * kc * T::MR..],
+                            step: T::MR,
+                        })
+                    } else if a.cs == 1 {
                         for (r, slot) in row_refs[..T::MR].iter_mut().enumerate() {
                             let row = ai + r.min(mr - 1);
                             *slot = &a.data[row * a.rs + p0..][..kc];
                         }
                         PanelA::Rows(&row_refs[..T::MR])
-                    } else if a.rs == 1 && mr == T::MR {
+                    } else if mr == T::MR {
                         PanelA::Columns(Panel {
                             data: &a.data[ai + p0 * a.cs..],
                             step: a.cs,
                         })
                     } else {
-                        packed_a.clear();
+                        // A last, partial panel of a column-major A.
                         packed_a.resize(kc * T::MR, T::zero());
-                        for (p, col) in packed_a.chunks_exact_mut(T::MR).enumerate() {
-                            let base = ai * a.rs + (p0 + p) * a.cs;
-                            for (r, v) in col[..mr].iter_mut().enumerate() {
-                                *v = a.data[base + r * a.rs];
-                            }
-                        }
+                        pack_a_panel(a, ai, mr, p0, &mut packed_a[..kc * T::MR]);
                         PanelA::Columns(Panel {
                             data: packed_a,
                             step: T::MR,
