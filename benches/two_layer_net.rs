@@ -1,7 +1,9 @@
 //! TwoLayerNet (784-50-10, batch 100, SGD) on MNIST: one train step, and
 //! inference over the 10,000 test images. Threads for matrix products come
-//! from MATMUL_NUM_THREADS (default 1):
-//!   MATMUL_NUM_THREADS=2 cargo bench --bench two_layer_net
+//! from GRADC_THREADS (default 1):
+//!   GRADC_THREADS=2 cargo bench --bench two_layer_net
+//! (criterion's loop runs outside `gradc_runtime::with_threads`, so with 2
+//! threads each product wakes the other thread; `gradc bench` keeps it spinning.)
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use gradc::compiler;
@@ -11,6 +13,11 @@ use std::collections::HashMap;
 use std::path::Path;
 
 fn bench(c: &mut Criterion) {
+    let threads = std::env::var("GRADC_THREADS")
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(1);
+    gradc::runtime::set_threads(threads);
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let g =
         compiler::graph_from_file(&root.join("graphs/two_layer_net.ron")).expect("example builds");

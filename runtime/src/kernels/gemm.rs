@@ -81,11 +81,8 @@ impl GemmElem for f32 {
         tile: &mut Tile<'_, f32>,
     ) {
         #[cfg(target_arch = "x86_64")]
-        if simd {
-            if let Some(acc) = x86::f32_6x16(kc, a, b, tile.cols) {
-                tile.write(&acc);
-                return;
-            }
+        if simd && x86::f32_6x16(kc, a, b, tile) {
+            return;
         }
         let _ = simd;
         tile.write(&portable::<f32, 6, 16>(kc, a, b));
@@ -110,11 +107,8 @@ impl GemmElem for f64 {
         tile: &mut Tile<'_, f64>,
     ) {
         #[cfg(target_arch = "x86_64")]
-        if simd {
-            if let Some(acc) = x86::f64_6x8(kc, a, b, tile.cols) {
-                tile.write(&acc);
-                return;
-            }
+        if simd && x86::f64_6x8(kc, a, b, tile) {
+            return;
         }
         let _ = simd;
         tile.write(&portable::<f64, 6, 8>(kc, a, b));
@@ -571,7 +565,7 @@ fn portable<T: Float, const MR: usize, const NR: usize>(
 /// loads one row of B into two registers and broadcasts each of A's 6 values.
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{Panel, PanelA};
+    use super::{Panel, PanelA, Tile};
     use std::arch::x86_64::*;
 
     /// Row starts of an A panel and the distance between steps: a(i, p) is
@@ -604,36 +598,74 @@ mod x86 {
 
     macro_rules! kernel {
         ($name:ident, $inner:ident, $t:ty, $nr:literal, $lanes:literal, $vec:ty,
-         $zero:ident, $load:ident, $broadcast:ident, $fmadd:ident, $store:ident) => {
-            /// The 6×NR tile's sums (of which the caller uses `cols`
-            /// columns), or None if the panels are too short (never, as
-            /// `compute` builds them) or the CPU lacks AVX2 and FMA.
+         $zero:ident, $load:ident, $broadcast:ident, $fmadd:ident, $store:ident, $add:ident) => {
+            /// Writes the 6×NR tile's sums into `tile` (stored, or added
+            /// to C when `tile.accumulate`): straight into C for a whole
+            /// tile, through a local copy for a partial one. False if the
+            /// panels are too short (never, as `compute` builds them) or the
+            /// CPU lacks AVX2 and FMA; nothing is written then.
             pub(super) fn $name(
                 kc: usize,
                 a: PanelA<'_, $t>,
                 b: Panel<'_, $t>,
-                cols: usize,
-            ) -> Option<[[$t; $nr]; 6]> {
-                let (rows, step) = a_rows(kc, a)?;
-                let half = cols <= $lanes;
+                tile: &mut Tile<'_, $t>,
+            ) -> bool {
+                let Some((rows, step)) = a_rows(kc, a) else {
+                    return false;
+                };
+                let half = tile.cols <= $lanes;
                 if !b_fits(kc, b, if half { $lanes } else { $nr }) || !super::simd_available() {
-                    return None;
+                    return false;
                 }
-                // SAFETY: the CPU has AVX2 and FMA (checked above), and every
-                // read is in bounds: a(i, p) = rows[i] + p * step and
-                // b + p * b.step .. + V * LANES for p < kc (checked by a_rows
-                // and b_fits).
-                Some(unsafe {
-                    if half {
-                        $inner::<1>(kc, rows, step, b.data.as_ptr(), b.step)
-                    } else {
-                        $inner::<2>(kc, rows, step, b.data.as_ptr(), b.step)
+                if tile.rows == 6 && tile.cols == $nr {
+                    let mut out: [*mut $t; 6] = [std::ptr::null_mut(); 6];
+                    let mut c_rows = tile.c.chunks_mut(tile.ldc.max(1));
+                    for o in out.iter_mut() {
+                        match c_rows.next().and_then(|r| r.get_mut(..$nr)) {
+                            Some(r) => *o = r.as_mut_ptr(),
+                            None => return false,
+                        }
                     }
-                })
+                    // SAFETY: the CPU has AVX2 and FMA (checked above); every
+                    // read is in bounds: a(i, p) = rows[i] + p * step and
+                    // b + p * b.step .. + V * LANES for p < kc (checked by
+                    // a_rows and b_fits); every write is too: each out[i]
+                    // starts NR values of a distinct row of C.
+                    unsafe {
+                        $inner::<2>(
+                            kc,
+                            rows,
+                            step,
+                            b.data.as_ptr(),
+                            b.step,
+                            out,
+                            tile.accumulate,
+                        )
+                    };
+                    return true;
+                }
+                let mut acc = [[0.0; $nr]; 6];
+                let out: [*mut $t; 6] = {
+                    let mut rows = acc.iter_mut();
+                    std::array::from_fn(|_| {
+                        rows.next().map_or(std::ptr::null_mut(), |r| r.as_mut_ptr())
+                    })
+                };
+                // SAFETY: as above; the writes go to `acc`, NR values a row.
+                unsafe {
+                    if half {
+                        $inner::<1>(kc, rows, step, b.data.as_ptr(), b.step, out, false)
+                    } else {
+                        $inner::<2>(kc, rows, step, b.data.as_ptr(), b.step, out, false)
+                    }
+                }
+                tile.write(&acc);
+                true
             }
 
             /// `V` registers (of `LANES` values) per row: 2 for a full
-            /// tile, 1 for a last panel of at most NR / 2 columns.
+            /// tile, 1 for a last panel of at most NR / 2 columns. The sums
+            /// go to `out[i]`, `V * LANES` values a row, stored or added.
             #[target_feature(enable = "avx2,fma")]
             unsafe fn $inner<const V: usize>(
                 kc: usize,
@@ -641,7 +673,9 @@ mod x86 {
                 a_step: usize,
                 b: *const $t,
                 b_step: usize,
-            ) -> [[$t; $nr]; 6] {
+                out: [*mut $t; 6],
+                accumulate: bool,
+            ) {
                 let mut c: [[$vec; V]; 6] = [[$zero(); V]; 6];
                 for p in 0..kc {
                     // SAFETY (all reads): in bounds, as the caller checked.
@@ -655,14 +689,16 @@ mod x86 {
                         }
                     }
                 }
-                let mut out = [[0.0; $nr]; 6];
-                for (row, ci) in out.iter_mut().zip(&c) {
+                for (row, ci) in out.iter().zip(&c) {
                     for (v, &cv) in ci.iter().enumerate() {
-                        // SAFETY: a row holds NR = 2 * LANES values, V <= 2.
-                        unsafe { $store(row.as_mut_ptr().add(v * $lanes), cv) };
+                        // SAFETY: each row of `out` holds V * LANES values.
+                        unsafe {
+                            let dst = row.add(v * $lanes);
+                            let cv = if accumulate { $add($load(dst), cv) } else { cv };
+                            $store(dst, cv);
+                        }
                     }
                 }
-                out
             }
         };
     }
@@ -678,7 +714,8 @@ mod x86 {
         _mm256_loadu_ps,
         _mm256_broadcast_ss,
         _mm256_fmadd_ps,
-        _mm256_storeu_ps
+        _mm256_storeu_ps,
+        _mm256_add_ps
     );
     kernel!(
         f64_6x8,
@@ -691,7 +728,8 @@ mod x86 {
         _mm256_loadu_pd,
         _mm256_broadcast_sd,
         _mm256_fmadd_pd,
-        _mm256_storeu_pd
+        _mm256_storeu_pd,
+        _mm256_add_pd
     );
 }
 
