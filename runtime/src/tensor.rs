@@ -63,8 +63,8 @@ impl Tensor {
     /// match, so a copy between tensors of one dtype and size allocates nothing.
     pub fn copy_from(&mut self, src: &Tensor) {
         match (self, src) {
-            (Tensor::F32(a), Tensor::F32(b)) => a.clone_from(b),
-            (Tensor::F64(a), Tensor::F64(b)) => a.clone_from(b),
+            (Tensor::F32(a), Tensor::F32(b)) => copy_array(a, b),
+            (Tensor::F64(a), Tensor::F64(b)) => copy_array(a, b),
             (dst, src) => *dst = src.clone(),
         }
     }
@@ -111,8 +111,8 @@ impl Tensor {
     /// unlike `copy_from`, keeps `self`'s layout (standard) whatever `src`'s is.
     pub(crate) fn assign_from(&mut self, src: &Tensor) -> Result<(), String> {
         match (self, src) {
-            (Tensor::F32(a), Tensor::F32(b)) if a.shape() == b.shape() => a.assign(b),
-            (Tensor::F64(a), Tensor::F64(b)) if a.shape() == b.shape() => a.assign(b),
+            (Tensor::F32(a), Tensor::F32(b)) if a.shape() == b.shape() => copy_array(a, b),
+            (Tensor::F64(a), Tensor::F64(b)) if a.shape() == b.shape() => copy_array(a, b),
             (a, b) => {
                 return Err(format!(
                     "a {} buffer cannot hold a {} value",
@@ -230,4 +230,19 @@ impl From<ArrayD<f32>> for Tensor {
     fn from(a: ArrayD<f32>) -> Tensor {
         Tensor::F32(a)
     }
+}
+
+/// `dst = src` (a copy of `src`, shape included). Contiguous arrays of one
+/// shape are copied as slices, split between two threads when large (see
+/// `parallel::split_elements`); anything else as ndarray's `clone_from`.
+fn copy_array<T: Copy + Send + Sync>(dst: &mut ArrayD<T>, src: &ArrayD<T>) {
+    if dst.shape() == src.shape() && dst.is_standard_layout() {
+        if let (Some(d), Some(s)) = (dst.as_slice_mut(), src.as_slice()) {
+            crate::parallel::split_elements(d, 1, &|offset, part| {
+                part.copy_from_slice(&s[offset..offset + part.len()]);
+            });
+            return;
+        }
+    }
+    dst.clone_from(src);
 }
