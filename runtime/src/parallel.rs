@@ -9,9 +9,9 @@
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-/// Pause instructions between two looks for work in `with_threads` (about a
-/// microsecond in all).
-const SPIN_PAUSES: usize = 32;
+/// Pause instructions between two looks for work in `with_threads` (a
+/// fraction of a microsecond in all).
+const SPIN_PAUSES: usize = 8;
 
 /// Threads matrix products may use (1 until [`set_threads`] says otherwise).
 static THREADS: AtomicUsize = AtomicUsize::new(1);

@@ -239,8 +239,10 @@ fn split_rows<T: GemmElem>(
             f(r0, c);
             return;
         }
+        // The calling thread takes the left part at once, the right one
+        // waits to be taken by another thread: the left gets the extra panel.
         let left_threads = threads / 2;
-        let left_panels = panels * left_threads / threads;
+        let left_panels = (panels * left_threads).div_ceil(threads);
         let split = (left_panels * T::MR * n).min(c.len());
         let (left, right) = c.split_at_mut(split);
         rayon::join(
