@@ -393,3 +393,46 @@ fn a_checkpoint_with_moving_statistics_of_the_wrong_shape_is_refused() {
         "{msg}"
     );
 }
+
+#[test]
+fn training_ops_check_their_variables_and_shapes() {
+    let vars = "        (name: \"w\", op: Variable(shape: [2], initializer: Zeros)),\n        \
+                (name: \"m\", op: Variable(shape: [2], initializer: Zeros)),\n        \
+                (name: \"lr\", op: Const(0.1)),\n        \
+                (name: \"g\", op: Const([1.0, 2.0])),\n";
+    // ApplyMomentum's accumulator (its second input) must be a variable too.
+    let e = compile_error(&wrap(&format!(
+        "{vars}        (name: \"u\", op: ApplyMomentum(), inputs: [\"w\", \"g\", \"lr\", \"g\", \"lr\"]),"
+    )));
+    assert_eq!(e.kind, ErrorKind::NotAVariable);
+    assert!(e.to_string().contains("second input 'g'"), "{e}");
+    assert_eq!(
+        (e.node.as_deref(), e.op, e.line),
+        (Some("u"), Some("ApplyMomentum"), Some(9))
+    );
+    // The learning rate must be a scalar, the gradient of the variable's shape.
+    let e = compile_error(&wrap(&format!(
+        "{vars}        (name: \"u\", op: ApplyGradientDescent, inputs: [\"w\", \"g\", \"g\"]),"
+    )));
+    assert_eq!(e.kind, ErrorKind::Shape);
+    assert!(e.to_string().contains("must be a scalar"), "{e}");
+    let e = compile_error(&wrap(&format!(
+        "{vars}        (name: \"u\", op: ApplyGradientDescent, inputs: [\"w\", \"lr\", \"lr\"]),"
+    )));
+    assert_eq!(e.kind, ErrorKind::Shape);
+    // A valid update compiles, and runs: w = 0 - 0.1 * [1, 2].
+    let g = graph(&wrap(&format!(
+        "{vars}        (name: \"u\", op: ApplyMomentum(use_nesterov: true), inputs: [\"w\", \"m\", \"lr\", \"g\", \"lr\"]),"
+    )));
+    let mut s = gradc::runtime::Session::new(gradc::compiler::compile(g).expect("compiles"))
+        .expect("valid");
+    s.initialize(0).expect("initializes");
+    let out = s
+        .run(&Default::default(), &[s.resolve("u").expect("u")])
+        .expect("runs");
+    // accum = 0 * 0.1 + g = g; Nesterov: w -= 0.1 * (g + 0.1 * accum) = 0.11 g.
+    assert_eq!(
+        out[0].to_f64_vec(),
+        vec![-0.1 * (1.0 + 0.1 * 1.0), -0.1 * (2.0 + 0.1 * 2.0)]
+    );
+}

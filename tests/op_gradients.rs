@@ -662,6 +662,8 @@ fn every_op_in_the_op_set_has_a_case() {
                 | "Assign"
                 | "AssignAdd"
                 | "AssignSub"
+                | "ApplyGradientDescent"
+                | "ApplyMomentum"
                 | "NoOp"
                 | "Call"
                 | "CustomGradient"

@@ -184,14 +184,19 @@ pub fn build_with(spec: &GraphSpec, text: &str, prefuse: bool) -> Result<Graph> 
                         })?;
                     g.add_control(before, id);
                 }
-                if n.op.is_stateful() && !matches!(g.node(inputs[0].node).op, Op::Variable { .. }) {
+                let updated = inputs.iter().take(n.op.updated_inputs());
+                if let Some((k, v)) = updated
+                    .enumerate()
+                    .find(|(_, v)| !matches!(g.node(v.node).op, Op::Variable { .. }))
+                {
+                    let which = if k == 0 { "first" } else { "second" };
                     return Err(CompileError::new(
                         ErrorKind::NotAVariable,
                         format!(
-                            "{} changes a variable, but its first input '{}' is a {}",
+                            "{} changes a variable, but its {which} input '{}' is a {}",
                             n.op.name(),
-                            g.tensor_name(inputs[0]),
-                            g.node(inputs[0].node).op.name()
+                            g.tensor_name(*v),
+                            g.node(v.node).op.name()
                         ),
                     )
                     .at_node(&n.name, n.op.name())

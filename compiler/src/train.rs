@@ -221,16 +221,17 @@ fn apply(
 ) -> Result<Vec<NodeIndex>> {
     let mut updates = Vec::with_capacity(vars.len() + 2);
     match *opt {
-        // w -= lr * g
+        // w -= lr * g, one ApplyGradientDescent per variable
         OptimizerSpec::GradientDescent { learning_rate } => {
             for (&w, &gr) in vars.iter().zip(grads) {
                 let name = g.node(w.node).name.clone();
                 let mut c = Ctx::new(g, format!("GradientDescent/update_{name}"), Role::Update);
-                let step = c.scale(learning_rate, gr)?;
-                updates.push(c.op(Op::AssignSub, &[w, step])?.node);
+                let lr = c.scalar(learning_rate, w)?;
+                updates.push(c.op(Op::ApplyGradientDescent, &[w, lr, gr])?.node);
             }
         }
-        // accum = momentum * accum + g; w -= lr * accum   (Nesterov: w -= lr * (g + momentum * accum))
+        // accum = momentum * accum + g; w -= lr * accum   (Nesterov: w -= lr * (g + momentum * accum)),
+        // one ApplyMomentum per variable
         OptimizerSpec::Momentum {
             learning_rate,
             momentum,
@@ -247,17 +248,10 @@ fn apply(
                     dtype,
                 )?;
                 let mut c = Ctx::new(g, format!("Momentum/update_{name}"), Role::Update);
-                let decayed = c.scale(momentum, accum)?;
-                let sum = c.add(decayed, gr)?;
-                let accum_new = c.op(Op::Assign, &[accum, sum])?;
-                let direction = if use_nesterov {
-                    let ahead = c.scale(momentum, accum_new)?;
-                    c.add(gr, ahead)?
-                } else {
-                    accum_new
-                };
-                let step = c.scale(learning_rate, direction)?;
-                updates.push(c.op(Op::AssignSub, &[w, step])?.node);
+                let lr = c.scalar(learning_rate, w)?;
+                let mu = c.scalar(momentum, w)?;
+                let apply = Op::ApplyMomentum { use_nesterov };
+                updates.push(c.op(apply, &[w, accum, lr, gr, mu])?.node);
             }
         }
         // lr_t = lr * sqrt(1 - beta2^t) / (1 - beta1^t); m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2;

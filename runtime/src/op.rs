@@ -84,6 +84,18 @@ pub enum Op {
     AssignAdd,
     /// Inputs (variable, delta): subtracts from the variable's current value; outputs the new value.
     AssignSub,
+    /// Inputs (variable, alpha, delta), alpha a scalar: `var -= alpha * delta`
+    /// in one pass (TensorFlow's `ApplyGradientDescent`); outputs the new value.
+    ApplyGradientDescent,
+    /// Inputs (variable, accum, lr, grad, momentum), lr and momentum scalars,
+    /// accum a variable of var's shape: `accum = accum * momentum + grad`, then
+    /// `var -= lr * accum`, or with `use_nesterov`
+    /// `var -= lr * (grad + momentum * accum)` (TensorFlow's `ApplyMomentum`),
+    /// in one pass; outputs var's new value.
+    ApplyMomentum {
+        #[serde(default)]
+        use_nesterov: bool,
+    },
     /// Does nothing; groups other nodes through control inputs (`tf.group`).
     NoOp,
     /// A literal: `Const(2.0)` or `Const([[1.0, 2.0], [3.0, 4.0]])`.
@@ -607,6 +619,8 @@ pub const OP_NAMES: &[&str] = &[
     "Assign",
     "AssignAdd",
     "AssignSub",
+    "ApplyGradientDescent",
+    "ApplyMomentum",
     "NoOp",
     "Const",
     "Identity",
@@ -670,6 +684,8 @@ impl Op {
             Placeholder { .. } => "Placeholder",
             Variable { .. } => "Variable",
             Assign => "Assign",
+            ApplyGradientDescent => "ApplyGradientDescent",
+            ApplyMomentum { .. } => "ApplyMomentum",
             AssignAdd => "AssignAdd",
             AssignSub => "AssignSub",
             NoOp => "NoOp",
@@ -734,6 +750,8 @@ impl Op {
         match self {
             Placeholder { .. } | Const(_) | Variable { .. } | NoOp => Arity::Exactly(0),
             Assign | AssignAdd | AssignSub | AssignMovingAverage { .. } => Arity::Exactly(2),
+            ApplyGradientDescent => Arity::Exactly(3),
+            ApplyMomentum { .. } => Arity::Exactly(5),
             Select => Arity::Exactly(3),
             Add
             | Sub
@@ -783,8 +801,26 @@ impl Op {
     }
 
     /// Ops that change session state; never removed or merged by passes.
+    /// Their first input is the variable they update (see `updated_inputs`).
     pub fn is_stateful(&self) -> bool {
-        matches!(self, Op::Assign | Op::AssignAdd | Op::AssignSub)
+        matches!(
+            self,
+            Op::Assign
+                | Op::AssignAdd
+                | Op::AssignSub
+                | Op::ApplyGradientDescent
+                | Op::ApplyMomentum { .. }
+        )
+    }
+
+    /// How many leading inputs of a stateful op are variables it updates
+    /// (ApplyMomentum: var and accum); 0 for other ops.
+    pub fn updated_inputs(&self) -> usize {
+        match self {
+            Op::ApplyMomentum { .. } => 2,
+            op if op.is_stateful() => 1,
+            _ => 0,
+        }
     }
 
     /// Elementwise ops: output element i depends only on input elements i (after broadcasting).
@@ -951,6 +987,26 @@ impl Op {
                     )
                 })?;
                 one(shape)
+            }
+            ApplyGradientDescent | ApplyMomentum { .. } => {
+                // (var, alpha, delta) or (var, accum, lr, grad, momentum).
+                let (tensors, scalars): (&[usize], &[usize]) = match self {
+                    ApplyGradientDescent => (&[0, 2], &[1]),
+                    _ => (&[0, 1, 3], &[2, 4]),
+                };
+                for &k in &tensors[1..] {
+                    if same_shape(s(0), s(k)).is_err() {
+                        return Err(format!(
+                            "input {k} has shape {}, the variable {}",
+                            s(k),
+                            s(0)
+                        ));
+                    }
+                }
+                if let Some(&k) = scalars.iter().find(|&&k| s(k).rank() != 0) {
+                    return Err(format!("input {k} must be a scalar, got shape {}", s(k)));
+                }
+                one(s(0).clone())
             }
             Const(lit) => one(Shape::known(&lit.to_flat()?.0)),
             Identity

@@ -75,7 +75,7 @@ pub fn with_threads<R: Send>(f: impl FnOnce() -> R + Send) -> R {
 
 /// Elementwise kernels split their output between threads from this many
 /// elements on (below it, handing half over costs more than it saves).
-const PARALLEL_MIN_ELEMENTS: usize = 1 << 15;
+pub(crate) const PARALLEL_MIN_ELEMENTS: usize = 1 << 15;
 
 /// Runs `f(offset, part)` over `y` cut in two at a multiple of `align` (the
 /// second part starting at `offset`), on two threads when [`threads`] allows

@@ -91,11 +91,14 @@ pub(crate) enum Step {
         outputs: Vec<Concrete>,
         in_place: Option<usize>,
     },
-    /// Assign, AssignAdd or AssignSub to `var`; `output` is the type of the
-    /// new value's copy in a slot, when something reads this node's output.
+    /// An update of `var` (Assign, AssignAdd, AssignSub, ApplyGradientDescent,
+    /// ApplyMomentum), and of `also` (ApplyMomentum's accumulator); `output`
+    /// is the type of the new value's copy in a slot, when something reads
+    /// this node's output.
     Assign {
         node: usize,
         var: usize,
+        also: Option<usize>,
         output: Option<Concrete>,
     },
 }
@@ -218,6 +221,9 @@ pub(crate) fn body(
                 Step::Assign {
                     node: i,
                     var: ins.inputs[0].node,
+                    also: (ins.op.updated_inputs() > 1)
+                        .then(|| ins.inputs.get(1).map(|v| v.node))
+                        .flatten(),
                     output: None,
                 }
             } else {
@@ -233,8 +239,14 @@ pub(crate) fn body(
     // fetched, which happens after the run) is read from a start-of-run copy.
     let mut first_assign: Vec<Option<usize>> = vec![None; n];
     for step in &steps {
-        if let Step::Assign { node, var, .. } = *step {
+        if let Step::Assign {
+            node, var, also, ..
+        } = *step
+        {
             first_assign[var].get_or_insert(node);
+            if let Some(a) = also {
+                first_assign[a].get_or_insert(node);
+            }
         }
     }
     let mut used = vec![false; n];
@@ -279,10 +291,10 @@ pub(crate) fn body(
     })
 }
 
-/// The values an instruction reads: its inputs, except an assignment's first,
-/// which names the variable it writes.
+/// The values an instruction reads: its inputs, except an update's first
+/// ones, which name the variables it writes (and reads in the store).
 fn reads(ins: &Instr) -> &[ValueRef] {
-    let skip = usize::from(ins.op.is_stateful()).min(ins.inputs.len());
+    let skip = ins.op.updated_inputs().min(ins.inputs.len());
     &ins.inputs[skip..]
 }
 

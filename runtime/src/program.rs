@@ -132,11 +132,11 @@ impl Program {
                     ins.op.name()
                 ));
             }
-            if ins.op.is_stateful() {
-                let target = &self.instrs[ins.inputs[0].node];
+            for (j, v) in ins.inputs.iter().take(ins.op.updated_inputs()).enumerate() {
+                let target = &self.instrs[v.node];
                 if !matches!(target.op, Op::Variable { .. }) {
                     return Err(format!(
-                        "instruction {k} ({}): {} must take a variable as its first input, not {} ({})",
+                        "instruction {k} ({}): {} must take a variable as its input {j}, not {} ({})",
                         ins.name,
                         ins.op.name(),
                         target.name,

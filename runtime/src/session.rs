@@ -674,12 +674,24 @@ impl Session {
                 Step::Assign {
                     node: i,
                     var,
+                    also,
                     ref output,
                 } => {
-                    let Some(mut value) = store[var].take() else {
-                        return Err(RunError::Uninitialized {
-                            name: instrs[var].name.clone(),
-                        });
+                    let take = |store: &mut [Option<Tensor>], v: usize| {
+                        store[v].take().ok_or_else(|| RunError::Uninitialized {
+                            name: instrs[v].name.clone(),
+                        })
+                    };
+                    let mut value = take(store, var)?;
+                    let mut second = match also {
+                        Some(a) => match take(store, a) {
+                            Ok(t) => Some(t),
+                            Err(e) => {
+                                store[var] = Some(value);
+                                return Err(e);
+                            }
+                        },
+                        None => None,
                     };
                     let values = Values {
                         plan,
@@ -689,17 +701,42 @@ impl Session {
                         snapshots,
                         pool,
                     };
-                    let result = match instrs[i].inputs.get(1).and_then(|&v| values.get(v)) {
-                        None => Err("the assigned value is missing".to_string()),
-                        Some(delta) => match instrs[i].op {
-                            Op::AssignAdd => kernels::accumulate(&mut value, delta, false),
-                            Op::AssignSub => kernels::accumulate(&mut value, delta, true),
-                            _ => {
-                                value.copy_from(delta);
-                                Ok(())
-                            }
-                        },
+                    let input = |k: usize| {
+                        instrs[i]
+                            .inputs
+                            .get(k)
+                            .and_then(|&v| values.get(v))
+                            .ok_or_else(|| format!("input {k} is missing"))
                     };
+                    let result = match (&instrs[i].op, second.as_mut()) {
+                        (Op::AssignAdd, _) => {
+                            input(1).and_then(|d| kernels::accumulate(&mut value, d, false))
+                        }
+                        (Op::AssignSub, _) => {
+                            input(1).and_then(|d| kernels::accumulate(&mut value, d, true))
+                        }
+                        (Op::ApplyGradientDescent, _) => input(1).and_then(|a| {
+                            kernels::apply_gradient_descent(&mut value, a, input(2)?)
+                        }),
+                        (Op::ApplyMomentum { use_nesterov }, Some(accum)) => (|| {
+                            kernels::apply_momentum(
+                                &mut value,
+                                accum,
+                                input(2)?,
+                                input(3)?,
+                                input(4)?,
+                                *use_nesterov,
+                            )
+                        })(
+                        ),
+                        (Op::ApplyMomentum { .. }, None) => {
+                            Err("the accumulator variable is missing".to_string())
+                        }
+                        _ => input(1).map(|d| value.copy_from(d)),
+                    };
+                    if let (Some(a), Some(t)) = (also, second) {
+                        store[a] = Some(t);
+                    }
                     let value = &*store[var].insert(value);
                     result.map_err(node_err(i))?;
                     if let Some((_, shape)) = output {

@@ -445,3 +445,80 @@ pub(super) fn accumulate<T: Elem>(
     }
     Ok(())
 }
+
+/// The contiguous data of an update's operand of the variable's shape.
+fn update_operand<'a, T: Elem>(
+    x: &'a ArrayD<T>,
+    var: &[usize],
+    what: &str,
+) -> Result<&'a [T], String> {
+    if x.shape() != var {
+        return Err(format!(
+            "cannot update a variable of shape {var:?} with {what} of shape {:?}",
+            x.shape()
+        ));
+    }
+    x.as_slice()
+        .ok_or_else(|| format!("{what} is not contiguous"))
+}
+
+/// `var -= alpha * delta`, one pass: the same two roundings as a Mul then
+/// an AssignSub, so the same bits.
+pub(super) fn apply_gradient_descent<T: Elem>(
+    var: &mut ArrayD<T>,
+    alpha: T,
+    delta: &ArrayD<T>,
+) -> Result<(), String> {
+    let d = update_operand(delta, var.shape(), "a delta")?;
+    let v = var.as_slice_mut().ok_or("the variable is not contiguous")?;
+    split_elements(v, 1, &|offset, v| {
+        for (v, &d) in v.iter_mut().zip(&d[offset..]) {
+            *v = *v - alpha * d;
+        }
+    });
+    Ok(())
+}
+
+/// `accum = momentum * accum + grad; var -= lr * accum` (Nesterov:
+/// `var -= lr * (grad + momentum * accum)`), one pass: the roundings of
+/// the Mul, Add, Assign, Mul and AssignSub that TensorFlow 1's
+/// MomentumOptimizer stands for, so the same bits.
+pub(super) fn apply_momentum<T: Elem>(
+    var: &mut ArrayD<T>,
+    accum: &mut ArrayD<T>,
+    lr: T,
+    grad: &ArrayD<T>,
+    momentum: T,
+    nesterov: bool,
+) -> Result<(), String> {
+    let g = update_operand(grad, var.shape(), "a gradient")?;
+    if accum.shape() != var.shape() {
+        return Err(format!(
+            "the accumulator has shape {:?}, the variable {:?}",
+            accum.shape(),
+            var.shape()
+        ));
+    }
+    let a = accum
+        .as_slice_mut()
+        .ok_or("the accumulator is not contiguous")?;
+    let v = var.as_slice_mut().ok_or("the variable is not contiguous")?;
+    let step = |v: &mut [T], a: &mut [T], g: &[T]| {
+        for ((v, a), &g) in v.iter_mut().zip(a.iter_mut()).zip(g) {
+            *a = momentum * *a + g;
+            let direction = if nesterov { g + momentum * *a } else { *a };
+            *v = *v - lr * direction;
+        }
+    };
+    // Two slices to split, so not `split_elements`: the same rule by hand.
+    if crate::parallel::threads() > 1 && v.len() >= crate::parallel::PARALLEL_MIN_ELEMENTS {
+        let mid = v.len() / 2;
+        let (v0, v1) = v.split_at_mut(mid);
+        let (a0, a1) = a.split_at_mut(mid);
+        let (g0, g1) = g.split_at(mid);
+        rayon::join(|| step(v0, a0, g0), || step(v1, a1, g1));
+    } else {
+        step(v, a, g);
+    }
+    Ok(())
+}

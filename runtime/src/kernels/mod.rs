@@ -171,6 +171,59 @@ pub(crate) fn accumulate(dst: &mut Tensor, delta: &Tensor, subtract: bool) -> Re
     }
 }
 
+/// `var -= alpha * delta` in place (ApplyGradientDescent), alpha a scalar.
+pub(crate) fn apply_gradient_descent(
+    var: &mut Tensor,
+    alpha: &Tensor,
+    delta: &Tensor,
+) -> Result<(), String> {
+    match (var, alpha, delta) {
+        (Tensor::F32(v), Tensor::F32(a), Tensor::F32(d)) => {
+            elementwise::apply_gradient_descent(v, scalar(a)?, d)
+        }
+        (Tensor::F64(v), Tensor::F64(a), Tensor::F64(d)) => {
+            elementwise::apply_gradient_descent(v, scalar(a)?, d)
+        }
+        (v, a, d) => Err(format!(
+            "cannot update a {} variable with {} and {} values",
+            v.dtype(),
+            a.dtype(),
+            d.dtype()
+        )),
+    }
+}
+
+/// ApplyMomentum in place on `var` and `accum` (see `Op::ApplyMomentum`).
+pub(crate) fn apply_momentum(
+    var: &mut Tensor,
+    accum: &mut Tensor,
+    lr: &Tensor,
+    grad: &Tensor,
+    momentum: &Tensor,
+    nesterov: bool,
+) -> Result<(), String> {
+    match (var, accum, lr, grad, momentum) {
+        (Tensor::F32(v), Tensor::F32(a), Tensor::F32(l), Tensor::F32(g), Tensor::F32(m)) => {
+            elementwise::apply_momentum(v, a, scalar(l)?, g, scalar(m)?, nesterov)
+        }
+        (Tensor::F64(v), Tensor::F64(a), Tensor::F64(l), Tensor::F64(g), Tensor::F64(m)) => {
+            elementwise::apply_momentum(v, a, scalar(l)?, g, scalar(m)?, nesterov)
+        }
+        (v, ..) => Err(format!(
+            "cannot update a {} variable with values of another dtype",
+            v.dtype()
+        )),
+    }
+}
+
+/// The value of a one-element array.
+fn scalar<T: Copy>(a: &ArrayD<T>) -> Result<T, String> {
+    match a.as_slice() {
+        Some(&[v]) => Ok(v),
+        _ => Err(format!("expected a scalar, got shape {:?}", a.shape())),
+    }
+}
+
 fn run<T: Elem>(op: &Op, ins: &dyn Inputs, out: &mut ArrayD<T>) -> Result<(), String> {
     check_arity(op, ins.len())?;
     for k in 0..ins.len() {
@@ -204,9 +257,17 @@ fn kernel<T: Elem>(op: &Op, ins: &dyn Inputs, out: &mut ArrayD<T>) -> Result<(),
     let (zero, one) = (T::zero(), T::one());
     let x = |k: usize| input::<T>(ins, k);
     match op {
-        Placeholder { .. } | Variable { .. } | Assign | AssignAdd | AssignSub | NoOp => Err(
-            format!("{} is run by the session, not by a kernel", op.name()),
-        ),
+        Placeholder { .. }
+        | Variable { .. }
+        | Assign
+        | AssignAdd
+        | AssignSub
+        | ApplyGradientDescent
+        | ApplyMomentum { .. }
+        | NoOp => Err(format!(
+            "{} is run by the session, not by a kernel",
+            op.name()
+        )),
         Const(lit) => layout::constant(lit, out),
         Identity | StopGradient => layout::copy(&x(0)?, out),
         Add => binary(&x(0)?, &x(1)?, out, add),
