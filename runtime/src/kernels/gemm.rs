@@ -6,14 +6,15 @@
 //! `C = A·B` for `A` (m×k) and `B` (k×n) in any strides (a transpose is a
 //! strided view), `C` row-major and contiguous. The `MR`×`NR` micro-kernel
 //! reads, for each of `KC` steps of depth, `MR` values of A's column and `NR`
-//! consecutive values of B's row. It reads them where they are when the
-//! layout allows (B row-major; A row-major, or column-major so a column's
-//! `MR` values are consecutive), which for the skinny products of training is
-//! most of the time; otherwise a panel is packed first: B's once per product,
-//! shared by the threads, A's per thread. On x86-64 with AVX2 and FMA
-//! (detected at run time) the kernel is compiled for those features and its
-//! accumulators stay in vector registers; elsewhere the same code runs
-//! without them.
+//! consecutive values of B's row, and stores (or adds) its tile into C. It
+//! reads the operands where they are when that is cheaper than packing them:
+//! a row-major B that is narrow or read by few rows (the skinny products of
+//! training), an A (row-major, or column-major so that a column's `MR` values
+//! are consecutive) that few panels of B pass over. Otherwise they are packed
+//! first: B once per product, on all threads, shared; blocks of A by each
+//! thread. On x86-64 with AVX2 and FMA (detected at run time) the kernel is
+//! written with their intrinsics and its accumulators stay in registers;
+//! elsewhere a portable kernel does the same sums.
 //!
 //! **Each element of C is computed the same way whatever the thread count:**
 //! threads split C's rows at panel boundaries, and every element sums its `k`
