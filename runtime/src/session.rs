@@ -718,17 +718,19 @@ impl Session {
                         (Op::ApplyGradientDescent, _) => input(1).and_then(|a| {
                             kernels::apply_gradient_descent(&mut value, a, input(2)?)
                         }),
-                        (Op::ApplyMomentum { use_nesterov }, Some(accum)) => (|| {
-                            kernels::apply_momentum(
-                                &mut value,
-                                accum,
-                                input(2)?,
-                                input(3)?,
-                                input(4)?,
-                                *use_nesterov,
-                            )
-                        })(
-                        ),
+                        (Op::ApplyMomentum { use_nesterov }, Some(accum)) => {
+                            match (input(2), input(3), input(4)) {
+                                (Ok(lr), Ok(grad), Ok(momentum)) => kernels::apply_momentum(
+                                    &mut value,
+                                    accum,
+                                    lr,
+                                    grad,
+                                    momentum,
+                                    *use_nesterov,
+                                ),
+                                (Err(e), ..) | (_, Err(e), _) | (.., Err(e)) => Err(e),
+                            }
+                        }
                         (Op::ApplyMomentum { .. }, None) => {
                             Err("the accumulator variable is missing".to_string())
                         }
