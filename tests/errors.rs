@@ -420,6 +420,19 @@ fn training_ops_check_their_variables_and_shapes() {
         "{vars}        (name: \"u\", op: ApplyGradientDescent, inputs: [\"w\", \"lr\", \"lr\"]),"
     )));
     assert_eq!(e.kind, ErrorKind::Shape);
+    // The variable and its accumulator must be two variables.
+    let g = graph(&wrap(&format!(
+        "{vars}        (name: \"u\", op: ApplyMomentum(), inputs: [\"w\", \"w\", \"lr\", \"g\", \"lr\"]),"
+    )));
+    let e = gradc::compiler::compile(g)
+        .map_err(|e| e.to_string())
+        .and_then(|p| {
+            gradc::runtime::Session::new(p)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })
+        .expect_err("refused");
+    assert!(e.contains("given the same one twice"), "{e}");
     // A valid update compiles, and runs: w = 0 - 0.1 * [1, 2].
     let g = graph(&wrap(&format!(
         "{vars}        (name: \"u\", op: ApplyMomentum(use_nesterov: true), inputs: [\"w\", \"m\", \"lr\", \"g\", \"lr\"]),"

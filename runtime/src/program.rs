@@ -132,7 +132,15 @@ impl Program {
                     ins.op.name()
                 ));
             }
-            for (j, v) in ins.inputs.iter().take(ins.op.updated_inputs()).enumerate() {
+            let updated = &ins.inputs[..ins.op.updated_inputs().min(ins.inputs.len())];
+            if updated.len() == 2 && updated[0].node == updated[1].node {
+                return Err(format!(
+                    "instruction {k} ({}): {} updates two variables, given the same one twice",
+                    ins.name,
+                    ins.op.name()
+                ));
+            }
+            for (j, v) in updated.iter().enumerate() {
                 let target = &self.instrs[v.node];
                 if !matches!(target.op, Op::Variable { .. }) {
                     return Err(format!(
