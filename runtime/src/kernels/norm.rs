@@ -279,11 +279,11 @@ fn out_data<'a, T: Elem>(
 }
 
 /// Checks that every per-channel parameter has `channels` values.
-fn per_channel<'a, T: Elem>(
-    params: [(&'a ArrayViewD<'_, T>, &str); 3],
+fn per_channel<'a, T: Elem, const N: usize>(
+    params: [(&'a ArrayViewD<'_, T>, &str); N],
     channels: usize,
-) -> Result<[&'a [T]; 3], String> {
-    let mut out: [&[T]; 3] = [&[]; 3];
+) -> Result<[&'a [T]; N], String> {
+    let mut out: [&[T]; N] = [&[]; N];
     for (o, (p, what)) in out.iter_mut().zip(params) {
         if p.shape() != [channels] {
             return Err(format!(
@@ -313,18 +313,15 @@ pub(super) fn fused_batch_norm<T: Elem>(
     let l = Layout::of(x_view.shape(), format);
     let x = data(x_view, "x")?;
     let c_n = l.channels;
-    let [scale, offset, mean_in] = per_channel(
-        [(scale, "scale"), (offset, "offset"), (mean_in, "mean")],
-        c_n,
-    )?;
-    let var_in = per_channel(
+    let [scale, offset, mean_in, var_in] = per_channel(
         [
-            (var_in, "variance"),
-            (var_in, "variance"),
+            (scale, "scale"),
+            (offset, "offset"),
+            (mean_in, "mean"),
             (var_in, "variance"),
         ],
         c_n,
-    )?[0];
+    )?;
     let y = out_data(y, x_view.shape(), "y")?;
     let [batch_mean, batch_var, mean, var] = [
         (batch_mean, "batch_mean"),
