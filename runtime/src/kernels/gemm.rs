@@ -11,17 +11,21 @@
 //! a row-major B that is narrow or read by few rows (the skinny products of
 //! training), an A (row-major, or column-major so that a column's `MR` values
 //! are consecutive) that few panels of B pass over. Otherwise they are packed
-//! first: B once per product, on all threads, shared; blocks of A by each
-//! thread. On x86-64 with AVX2 and FMA (detected at run time) the kernel is
+//! first: B once per product, shared by the threads (or, when C is split by
+//! columns, each thread packs the part of B its columns read); blocks of A
+//! by each thread. On x86-64 with AVX2 and FMA (detected at run time) the kernel is
 //! written with their intrinsics and its accumulators stay in registers;
 //! elsewhere a portable kernel does the same sums.
 //!
 //! **Each element of C is computed the same way whatever the thread count:**
-//! threads split C's rows at panel boundaries, and every element sums its `k`
+//! threads split C's rows or, for a C wide enough, its columns at panel
+//! boundaries (so a thread neither waits for nor reads what another wrote),
+//! and every element sums its `k`
 //! products in order, one `KC` block at a time. (The FMA and non-FMA builds
 //! of the kernel round differently, so results can differ between machines,
 //! never between runs.)
 
+use ndarray::{s, ArrayViewMut2, Axis};
 use num_traits::Float;
 use std::cell::RefCell;
 
@@ -44,7 +48,7 @@ pub(crate) trait GemmElem: Float + Send + Sync + 'static {
         a: PanelA<'_, Self>,
         b: Panel<'_, Self>,
         simd: bool,
-        tile: &mut Tile<'_, Self>,
+        tile: &mut Tile<'_, '_, Self>,
     );
 }
 
@@ -79,7 +83,7 @@ impl GemmElem for f32 {
         a: PanelA<'_, f32>,
         b: Panel<'_, f32>,
         simd: bool,
-        tile: &mut Tile<'_, f32>,
+        tile: &mut Tile<'_, '_, f32>,
     ) {
         #[cfg(target_arch = "x86_64")]
         if simd && x86::f32_6x16(kc, a, b, tile) {
@@ -105,7 +109,7 @@ impl GemmElem for f64 {
         a: PanelA<'_, f64>,
         b: Panel<'_, f64>,
         simd: bool,
-        tile: &mut Tile<'_, f64>,
+        tile: &mut Tile<'_, '_, f64>,
     ) {
         #[cfg(target_arch = "x86_64")]
         if simd && x86::f64_6x8(kc, a, b, tile) {
@@ -158,6 +162,17 @@ impl<'a, T: Copy> Operand<'a, T> {
         })
     }
 
+    /// Columns `j0..j0 + width` (a view; `j0 + width <= cols`, `width > 0`).
+    fn columns(self, j0: usize, width: usize) -> Self {
+        debug_assert!(width > 0 && j0 + width <= self.cols);
+        // In bounds: j0 < cols, so j0 * cs is below the last offset.
+        Operand {
+            data: &self.data[j0 * self.cs..],
+            cols: width,
+            ..self
+        }
+    }
+
     /// The transpose (a view: the strides swap).
     pub(crate) fn t(self) -> Self {
         Operand {
@@ -205,62 +220,73 @@ pub(crate) fn gemm_with<T: GemmElem>(
         c.fill(T::zero());
         return Ok(());
     }
+    let c = ArrayViewMut2::from_shape((m, n), c).map_err(|e| e.to_string())?;
     let threads = if m * n * k >= PARALLEL_MIN_FMAS {
-        threads.min(m.div_ceil(T::MR))
+        threads
     } else {
         1
     };
-    T::with_packed_b(|packed| {
-        let b = PackedB::new(b, m, threads, packed);
-        split_rows(threads, m, c, n, &|r0, rows: &mut [T]| {
-            T::with_packed_a(|packed_a| compute(a, &b, r0, rows, n, packed_a, simd));
+    let panels_b = n.div_ceil(T::NR);
+    if threads > 1 && panels_b >= COLUMN_SPLIT_MIN_PANELS * threads {
+        // Each thread packs the panels of B its band of columns reads, and
+        // nothing it writes is read by the other.
+        split(threads, Axis(1), T::NR, c, &|j0, band| {
+            T::with_packed_b(|packed| {
+                let b = PackedB::new(b.columns(j0, band.ncols()), m, 1, packed);
+                T::with_packed_a(|packed_a| compute(a, &b, 0, band, packed_a, simd));
+            });
         });
-    });
+    } else {
+        T::with_packed_b(|packed| {
+            let threads = threads.min(m.div_ceil(T::MR));
+            let b = PackedB::new(b, m, threads, packed);
+            split(threads, Axis(0), T::MR, c, &|r0, band| {
+                T::with_packed_a(|packed_a| compute(a, &b, r0, band, packed_a, simd));
+            });
+        });
+    }
     Ok(())
 }
 
-/// Runs `f(first_row, rows)` over `threads` disjoint bands of C's rows (each
-/// a whole number of `MR` panels), in parallel when `threads > 1`.
-fn split_rows<T: GemmElem>(
+/// Products whose C has at least this many `NR` panels of columns per
+/// thread split C by columns; the others by rows (sharing one packed B).
+const COLUMN_SPLIT_MIN_PANELS: usize = 8;
+
+/// Runs `f(offset, band)` over `threads` disjoint bands of C cut along
+/// `axis` (rows or columns) at multiples of `unit` (`MR` rows or `NR`
+/// columns), in parallel when `threads > 1`; `offset` is the band's first
+/// row or column.
+fn split<T: GemmElem>(
     threads: usize,
-    m: usize,
-    c: &mut [T],
-    n: usize,
-    f: &(dyn Fn(usize, &mut [T]) + Sync),
+    axis: Axis,
+    unit: usize,
+    c: ArrayViewMut2<'_, T>,
+    f: &(dyn Fn(usize, ArrayViewMut2<'_, T>) + Sync),
 ) {
     fn go<T: GemmElem>(
         threads: usize,
-        r0: usize,
-        panels: usize,
-        c: &mut [T],
-        n: usize,
-        f: &(dyn Fn(usize, &mut [T]) + Sync),
+        axis: Axis,
+        unit: usize,
+        offset: usize,
+        c: ArrayViewMut2<'_, T>,
+        f: &(dyn Fn(usize, ArrayViewMut2<'_, T>) + Sync),
     ) {
-        if threads <= 1 || panels <= 1 {
-            f(r0, c);
+        let units = c.len_of(axis).div_ceil(unit);
+        if threads <= 1 || units <= 1 {
+            f(offset, c);
             return;
         }
         // The calling thread takes the left part at once, the right one
-        // waits to be taken by another thread: the left gets the extra panel.
+        // waits to be taken by another thread: the left gets the extra unit.
         let left_threads = threads / 2;
-        let left_panels = (panels * left_threads).div_ceil(threads);
-        let split = (left_panels * T::MR * n).min(c.len());
-        let (left, right) = c.split_at_mut(split);
+        let left = ((units * left_threads).div_ceil(threads) * unit).min(c.len_of(axis));
+        let (l, r) = c.split_at(axis, left);
         rayon::join(
-            || go(left_threads, r0, left_panels, left, n, f),
-            || {
-                go(
-                    threads - left_threads,
-                    r0 + left_panels * T::MR,
-                    panels - left_panels,
-                    right,
-                    n,
-                    f,
-                )
-            },
+            || go(left_threads, axis, unit, offset, l, f),
+            || go(threads - left_threads, axis, unit, offset + left, r, f),
         );
     }
-    go(threads, 0, m.div_ceil(T::MR), c, n, f);
+    go(threads, axis, unit, 0, c, f);
 }
 
 /// `MR` (or `NR`) values per step of depth: step `p`'s are
@@ -349,6 +375,10 @@ const DIRECT_B_MAX_COLS: usize = 64;
 /// Blocks of A are packed when at least this many panels of B pass over them.
 const PACK_A_MIN_PANELS: usize = 8;
 
+/// The most rows a micro-kernel's tile has (`MR` of f32 and f64).
+const MAX_MR: usize = 6;
+const _: () = assert!(<f32 as GemmElem>::MR <= MAX_MR && <f64 as GemmElem>::MR <= MAX_MR);
+
 /// Row panels of A per block: the block's `KC`-deep rows (96 of them, 96 KiB
 /// in f32) stay in L2 while every panel of B passes over them.
 const MC_PANELS: usize = 16;
@@ -433,18 +463,18 @@ fn pack_a_panel<T: GemmElem>(a: Operand<'_, T>, i0: usize, mr: usize, p0: usize,
 }
 
 /// The loops around the micro-kernel: `KC` blocks of depth, `NR` panels of
-/// columns, `MR` panels of rows.
+/// columns, `MR` panels of rows. `c` is a band of C: rows `r0..` of the
+/// product (A's rows from `r0` on), and the columns of `b`.
 fn compute<T: GemmElem>(
     a: Operand<'_, T>,
     b: &PackedB<'_, T>,
     r0: usize,
-    rows: &mut [T],
-    n: usize,
+    mut c: ArrayViewMut2<'_, T>,
     packed_a: &mut Vec<T>,
     simd: bool,
 ) {
     let k = a.cols;
-    let m = rows.len() / n;
+    let (m, n) = c.dim();
     let panels_a = m.div_ceil(T::MR);
     let kc_max = block_depth::<T>(k);
     let mc_panels = panels_a
@@ -456,6 +486,15 @@ fn compute<T: GemmElem>(
         let kc = kc_max.min(k - p0);
         for ib in (0..panels_a).step_by(mc_panels) {
             let ib_end = panels_a.min(ib + mc_panels);
+            // The block's rows of C (each row of a band is contiguous).
+            let mut c_rows: [&mut [T]; MC_PANELS * MAX_MR] =
+                std::array::from_fn(|_| <&mut [T]>::default());
+            let mut block = c.slice_mut(s![ib * T::MR..m.min(ib_end * T::MR), ..]);
+            for (slot, row) in c_rows.iter_mut().zip(block.rows_mut()) {
+                *slot = row
+                    .into_slice()
+                    .expect("a row of a band of C is contiguous");
+            }
             // With enough panels of B passing over it, the block of A is
             // packed once (each panel `kc` steps of `MR` values): one
             // sequential stream for the kernel instead of `MR` strided ones.
@@ -501,9 +540,8 @@ fn compute<T: GemmElem>(
                         })
                     };
                     let mut tile = Tile {
-                        c: &mut rows[i * n + j0..],
-                        ldc: n,
-                        rows: mr,
+                        rows: &mut c_rows[(ip - ib) * T::MR..][..mr],
+                        j0,
                         cols: T::NR.min(n - j0),
                         accumulate: p0 > 0,
                     };
@@ -514,21 +552,20 @@ fn compute<T: GemmElem>(
     }
 }
 
-/// Where a micro-kernel writes: `rows`×`cols` elements of C from `c[0]`,
-/// rows `ldc` apart; added to C's values when `accumulate`, else stored.
-pub(crate) struct Tile<'a, T> {
-    c: &'a mut [T],
-    ldc: usize,
-    rows: usize,
+/// Where a micro-kernel writes: columns `j0..j0 + cols` of `rows` (at most
+/// `MR` rows of C); added to C's values when `accumulate`, else stored.
+pub(crate) struct Tile<'t, 'c, T> {
+    rows: &'t mut [&'c mut [T]],
+    j0: usize,
     cols: usize,
     accumulate: bool,
 }
 
-impl<T: Float> Tile<'_, T> {
+impl<T: Float> Tile<'_, '_, T> {
     /// Stores (or adds) a tile's sums into C.
     fn write<const MR: usize, const NR: usize>(&mut self, acc: &[[T; NR]; MR]) {
-        for (i, row) in acc.iter().enumerate().take(self.rows) {
-            let dst = &mut self.c[i * self.ldc..][..self.cols];
+        for (c_row, row) in self.rows.iter_mut().zip(acc) {
+            let dst = &mut c_row[self.j0..][..self.cols];
             if self.accumulate {
                 for (d, &v) in dst.iter_mut().zip(row) {
                     *d = *d + v;
@@ -611,7 +648,7 @@ mod x86 {
                 kc: usize,
                 a: PanelA<'_, $t>,
                 b: Panel<'_, $t>,
-                tile: &mut Tile<'_, $t>,
+                tile: &mut Tile<'_, '_, $t>,
             ) -> bool {
                 let Some((rows, step)) = a_rows(kc, a) else {
                     return false;
@@ -620,11 +657,14 @@ mod x86 {
                 if !b_fits(kc, b, if half { $lanes } else { $nr }) || !super::simd_available() {
                     return false;
                 }
-                if tile.rows == 6 && tile.cols == $nr {
+                if tile.rows.len() == 6 && tile.cols == $nr {
                     let mut out: [*mut $t; 6] = [std::ptr::null_mut(); 6];
-                    let mut c_rows = tile.c.chunks_mut(tile.ldc.max(1));
+                    let mut c_rows = tile.rows.iter_mut();
                     for o in out.iter_mut() {
-                        match c_rows.next().and_then(|r| r.get_mut(..$nr)) {
+                        match c_rows
+                            .next()
+                            .and_then(|r| r.get_mut(tile.j0..tile.j0 + $nr))
+                        {
                             Some(r) => *o = r.as_mut_ptr(),
                             None => return false,
                         }
@@ -807,6 +847,9 @@ mod tests {
             (100, 784 / 4, 50),
             (37, 600, 3),
             (50, 300, 40),
+            // Wide enough that 3 threads split C by columns, with a last,
+            // partial panel.
+            (20, 70, 389),
         ];
         for &(m, k, n) in &shapes {
             let (a_data, b_data) = (values::<T>(m * k, 1), values::<T>(k * n, 2));
