@@ -362,9 +362,9 @@ impl Session {
     /// Allocation-free in the steady state: after a first run with the same
     /// fetches, targets and fed nodes with the same dtypes and shapes, this
     /// allocates nothing (for tensors of rank at most 4) as long as `out`
-    /// holds tensors of the fetched types from the previous call. ndarray's
-    /// matrix product backend still allocates its own packing buffer once
-    /// per matrix product; see the README.
+    /// holds tensors of the fetched types from the previous call (matrix
+    /// products and Fused kernels included: their per-thread buffers stop
+    /// growing after the first runs; see the README).
     pub fn run_with_targets_into(
         &mut self,
         feeds: &[(FeedId, &Tensor)],

@@ -102,16 +102,14 @@ impl Pipeline {
         }
     }
 
-    /// The default optimizations, in order. Elementwise fusion is not among
-    /// them: measured on W2 (`gradc bench`), its interpreted kernel makes the
-    /// step slower (13.7 ms against 7.0 ms), so it runs only when asked for
-    /// (`--passes`, `Pipeline::named`) until its kernel is faster.
+    /// The default optimizations, in order (every pass of `PASS_NAMES`).
     pub fn default_passes() -> Pipeline {
         let mut p = Pipeline::new(vec![
             Box::new(simplify::Simplify::default()),
             Box::new(fold::Fold::default()),
             Box::new(cse::Cse::default()),
             Box::new(fuse::Fuse::default()),
+            Box::new(elementwise::Elementwise::default()),
             Box::new(dce::Dce::default()),
         ]);
         p.prefuse = true;

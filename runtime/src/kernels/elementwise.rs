@@ -30,7 +30,7 @@ pub(super) fn unary<T: Elem>(
 /// How a broadcast operand meets a row-major output whose last axis has
 /// `n` elements, when it does so simply: the fast paths of `binary` and `zip`.
 #[derive(Clone, Copy)]
-enum Lanes<'a, T> {
+pub(super) enum Lanes<'a, T> {
     /// The output's shape, contiguous.
     Full(&'a [T]),
     /// One value for every element.
@@ -43,7 +43,7 @@ enum Lanes<'a, T> {
 
 impl<'a, T: Elem> Lanes<'a, T> {
     /// The pattern of `x` broadcast to `shape`, if it is one of the simple ones.
-    fn of(x: &'a ArrayViewD<'_, T>, shape: &[usize]) -> Option<Self> {
+    pub(super) fn of(x: &'a ArrayViewD<'_, T>, shape: &[usize]) -> Option<Self> {
         let xs = x.shape();
         if xs.len() > shape.len() {
             return None;
@@ -68,7 +68,7 @@ impl<'a, T: Elem> Lanes<'a, T> {
 
     /// The pattern for the part of the output from element `offset` on (a
     /// whole number of rows of `n` elements).
-    fn from(self, offset: usize, n: usize) -> Self {
+    pub(super) fn from(self, offset: usize, n: usize) -> Self {
         match self {
             Lanes::Full(s) => Lanes::Full(&s[offset.min(s.len())..]),
             Lanes::Column(s) => Lanes::Column(&s[(offset / n.max(1)).min(s.len())..]),
@@ -77,13 +77,13 @@ impl<'a, T: Elem> Lanes<'a, T> {
     }
 
     /// Whether the pattern changes from row to row of the output.
-    fn per_row(&self) -> bool {
+    pub(super) fn per_row(&self) -> bool {
         matches!(self, Lanes::Row(_) | Lanes::Column(_))
     }
 
     /// The values for row `r` (of `n` elements): a slice, or one value.
     #[inline(always)]
-    fn row(&self, r: usize, n: usize) -> Result<&'a [T], T> {
+    pub(super) fn row(&self, r: usize, n: usize) -> Result<&'a [T], T> {
         match *self {
             Lanes::Full(s) => Ok(&s[r * n..(r + 1) * n]),
             Lanes::Scalar(v) => Err(v),
@@ -317,7 +317,7 @@ pub(super) fn pow_in_place<T: Elem>(x: &mut ArrayD<T>, e: f64) -> Result<(), Str
 }
 
 /// ReluGrad's scalar rule: `g` where `v > 0`, else 0.
-fn relu_grad_at<T: Elem>(g: T, v: T) -> T {
+pub(super) fn relu_grad_at<T: Elem>(g: T, v: T) -> T {
     if v > T::zero() {
         g
     } else {

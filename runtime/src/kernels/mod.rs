@@ -23,6 +23,7 @@ mod tests;
 use crate::{DType, Op, Tensor, TensorType};
 use ndarray::{ArrayD, ArrayViewD, Dimension, IxDyn, LinalgScalar};
 use num_traits::Float;
+use std::cell::RefCell;
 use std::fmt::Debug;
 
 /// The float types the kernels run on.
@@ -34,6 +35,9 @@ trait Elem: Float + LinalgScalar + Debug + gemm::GemmElem {
     fn from_f64(v: f64) -> Self;
     /// The tensor's array, if it holds this type, for writing.
     fn buffer(t: &mut Tensor) -> Option<&mut ArrayD<Self>>;
+    /// Runs `f` with this thread's scratch buffer, which keeps what it grew
+    /// to (a fresh one if the thread is already using it).
+    fn with_scratch<R>(f: impl FnOnce(&mut Vec<Self>) -> R) -> R;
 }
 
 macro_rules! impl_elem {
@@ -57,6 +61,16 @@ macro_rules! impl_elem {
                     Tensor::$variant(a) => Some(a),
                     _ => None,
                 }
+            }
+
+            fn with_scratch<R>(f: impl FnOnce(&mut Vec<Self>) -> R) -> R {
+                thread_local! {
+                    static SCRATCH: RefCell<Vec<$t>> = const { RefCell::new(Vec::new()) };
+                }
+                SCRATCH.with(|s| match s.try_borrow_mut() {
+                    Ok(mut b) => f(&mut b),
+                    Err(_) => f(&mut Vec::new()),
+                })
             }
         }
     };
