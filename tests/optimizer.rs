@@ -187,6 +187,97 @@ fn the_passes_fire_on_the_examples() {
     );
 }
 
+/// Each simplification rule on a small graph: how often it fires (0 where
+/// its invariant does not hold), with optimized and unoptimized results
+/// compared. Inputs: `x` [3, 4], `r` [4] (a row), `c` [3, 1] (a column).
+#[test]
+fn simplification_rules_fire_exactly_where_they_hold() {
+    let cases: &[(&str, &str, usize)] = &[
+        (
+            "mul_one",
+            r#"(name: "one", op: Const(1.0)), (name: "y", op: Mul, inputs: ["x", "one"])"#,
+            1,
+        ),
+        // x * 1 with the one of a larger shape changes the shape: no rule
+        (
+            "mul_one",
+            r#"(name: "one", op: Const([[[1.0]]])), (name: "y", op: Mul, inputs: ["x", "one"])"#,
+            0,
+        ),
+        (
+            "neg_neg",
+            r#"(name: "n", op: Neg, inputs: ["x"]), (name: "y", op: Neg, inputs: ["n"])"#,
+            1,
+        ),
+        (
+            "pow_two_is_square",
+            r#"(name: "y", op: Pow(exponent: 2.0), inputs: ["x"])"#,
+            1,
+        ),
+        (
+            "transpose_of_transpose",
+            r#"(name: "t", op: Transpose(), inputs: ["x"]), (name: "y", op: Transpose(), inputs: ["t"])"#,
+            1,
+        ),
+        (
+            "reshape_of_reshape",
+            r#"(name: "a", op: Reshape(shape: [12]), inputs: ["x"]), (name: "y", op: Reshape(shape: [4, 3]), inputs: ["a"])"#,
+            1,
+        ),
+        // the mean over the rows of a repeated row is the row
+        (
+            "mean_of_broadcast",
+            r#"(name: "b", op: BroadcastLike, inputs: ["r", "x"]), (name: "y", op: Mean(axes: [0]), inputs: ["b"])"#,
+            1,
+        ),
+        // and over the columns of a repeated column, the column
+        (
+            "mean_of_broadcast",
+            r#"(name: "b", op: BroadcastLike, inputs: ["c", "x"]), (name: "y", op: Mean(axes: [-1], keep_dims: true), inputs: ["b"])"#,
+            1,
+        ),
+        // the mean over axis 1 of a row repeated as [4, 4] averages the row: no rule
+        (
+            "mean_of_broadcast",
+            r#"(name: "sq", op: Const([[0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]])), (name: "b", op: BroadcastLike, inputs: ["r", "sq"]), (name: "y", op: Mean(axes: [1]), inputs: ["b"])"#,
+            0,
+        ),
+        // over every axis the result is a scalar, not r: no rule
+        (
+            "mean_of_broadcast",
+            r#"(name: "b", op: BroadcastLike, inputs: ["r", "x"]), (name: "y", op: Mean(), inputs: ["b"])"#,
+            0,
+        ),
+    ];
+    for &(rule, nodes, want) in cases {
+        let text = format!(
+            r#"Graph(name: "rule", dtype: F64, nodes: [
+                (name: "x", op: Placeholder(shape: [3, 4])),
+                (name: "r", op: Placeholder(shape: [4])),
+                (name: "c", op: Placeholder(shape: [3, 1])),
+                {nodes}], outputs: ["y"])"#
+        );
+        let g = compiler::graph_from_str(&text, "rule.ron").expect("builds");
+        let (plain, _) = compiler::compile_with(g.clone(), Pipeline::none()).expect("plain");
+        let (optimized, reports) = compiler::compile_with(
+            g,
+            Pipeline::named(&["simplify"])
+                .expect("a pass")
+                .verify_always(),
+        )
+        .unwrap_or_else(|e| panic!("{rule} on {nodes}: {e:?}"));
+        let fired: usize = reports
+            .iter()
+            .flat_map(|r| r.fired.iter())
+            .filter(|(name, _)| *name == rule)
+            .map(|(_, n)| n)
+            .sum();
+        assert_eq!(fired, want, "{rule} on {nodes}: {reports:?}");
+        let f = feeds(&plain, 5);
+        compare_outputs(plain, optimized, &f, nodes);
+    }
+}
+
 /// One random op applied to earlier tensors (all of shape [3, 4]).
 #[derive(Clone, Debug)]
 struct Step {
@@ -218,7 +309,7 @@ fn random_graph(steps: &[Step]) -> String {
     for (k, s) in steps.iter().enumerate() {
         let (a, b) = (&tensors[s.a % tensors.len()], &tensors[s.b % tensors.len()]);
         let name = format!("n{k}");
-        let node = match s.op % 12 {
+        let node = match s.op % 13 {
             0 => format!(r#"(name: "{name}", op: Add, inputs: ["{a}", "{b}"])"#),
             1 => format!(r#"(name: "{name}", op: Mul, inputs: ["{a}", "{b}"])"#),
             2 => format!(r#"(name: "{name}", op: Sub, inputs: ["{a}", "{b}"])"#),
@@ -240,6 +331,9 @@ fn random_graph(steps: &[Step]) -> String {
                 r#"(name: "{name}_n", op: Neg, inputs: ["{a}"]), (name: "{name}", op: Neg, inputs: ["{name}_n"])"#
             ),
             10 => format!(r#"(name: "{name}", op: AddN, inputs: ["{a}"])"#),
+            11 => format!(
+                r#"(name: "{name}_s", op: Sum(axes: [0]), inputs: ["{a}"]), (name: "{name}_b", op: BroadcastLike, inputs: ["{name}_s", "{b}"]), (name: "{name}_m", op: Mean(axes: [0]), inputs: ["{name}_b"]), (name: "{name}", op: Add, inputs: ["{b}", "{name}_m"])"#
+            ),
             _ => format!(
                 r#"(name: "{name}", op: {}, inputs: ["{a}"])"#,
                 UNARY[s.b % UNARY.len()]

@@ -295,8 +295,9 @@ impl Graph {
 
     /// Makes every use of `old` use `new` instead: data edges, and the graph's
     /// named tensors (outputs, gradient results, the train section's loss,
-    /// metrics and hooks). `new` must have `old`'s type.
-    pub fn replace_uses(&mut self, old: TensorRef, new: TensorRef) {
+    /// metrics and hooks). `new` must have `old`'s type. Returns whether
+    /// `old` had any use.
+    pub fn replace_uses(&mut self, old: TensorRef, new: TensorRef) -> bool {
         let uses: Vec<_> = self
             .g
             .edges_directed(old.node, Direction::Outgoing)
@@ -307,6 +308,7 @@ impl Graph {
                 _ => None,
             })
             .collect();
+        let mut used = !uses.is_empty();
         for (id, target, input) in uses {
             self.g.remove_edge(id);
             self.g.add_edge(
@@ -318,9 +320,10 @@ impl Graph {
                 },
             );
         }
-        let swap = |t: &mut TensorRef| {
+        let mut swap = |t: &mut TensorRef| {
             if *t == old {
                 *t = new;
+                used = true;
             }
         };
         self.outputs.iter_mut().for_each(|(_, t)| swap(t));
@@ -333,6 +336,7 @@ impl Graph {
                 .chain(&mut train.hooks)
                 .for_each(|(_, t)| swap(t));
         }
+        used
     }
 
     /// Whether a tensor is named from outside the node graph (an output, a

@@ -1,11 +1,14 @@
 //! Algebraic simplification: named rules, each with the invariant that makes
 //! it exact. A rule either replaces a node's output by an existing tensor of
-//! the same type, or rewrites the node in place (keeping its name). Rules that
-//! hold only for finite values (x * 0 = 0 fails for inf and NaN) are not here.
+//! the same type, or rewrites the node in place (keeping its name). Every
+//! rule is exact in IEEE arithmetic but `mean_of_broadcast`, which returns
+//! the exact mean where the unoptimized graph rounds a sum. Rules that hold
+//! only for finite values (x * 0 = 0 fails for inf and NaN) are not here.
 
 use super::{has_control, Fired, Pass};
 use crate::error::Result;
 use crate::ir::{Graph, TensorRef};
+use gradc_runtime::shape::{normalize_axes, Dim};
 use gradc_runtime::Op;
 use petgraph::stable_graph::NodeIndex;
 
@@ -34,6 +37,27 @@ fn is_const(g: &Graph, t: TensorRef, v: f64) -> bool {
 /// The node producing `t`, if `t` is its only output and it has no control edges.
 fn producer(g: &Graph, t: TensorRef) -> Option<(NodeIndex, &Op)> {
     (t.output == 0 && !has_control(g, t.node)).then(|| (t.node, &g.node(t.node).op))
+}
+
+/// Whether every axis `axes` reduces (all when None) of `b`, a broadcast of
+/// `x`, is one along which `x` is repeated (absent from `x` or of size 1
+/// there, NumPy alignment) and has a known, non-zero size in `b`.
+fn only_repeats(g: &Graph, x: TensorRef, b: TensorRef, axes: Option<&[i64]>) -> bool {
+    let (xs, bs) = (&g.ty(x).shape, &g.ty(b).shape);
+    let Some(pad) = bs.rank().checked_sub(xs.rank()) else {
+        return false;
+    };
+    let reduced = match axes {
+        None => (0..bs.rank()).collect(),
+        Some(axes) => match normalize_axes(axes, bs.rank()) {
+            Ok(a) => a,
+            Err(_) => return false,
+        },
+    };
+    reduced.iter().all(|&i| {
+        let repeated = i < pad || xs.0[i - pad] == Dim::Known(1);
+        repeated && bs.0[i].known().is_some_and(|k| k >= 1)
+    })
 }
 
 /// The rule that applies to node `n`, with its name.
@@ -121,7 +145,21 @@ fn rule(g: &Graph, n: NodeIndex) -> Option<(&'static str, Change)> {
             }
             _ => return None,
         },
-        // Mean over a broadcast of x along the broadcast axes is x (its values repeat)
+        // mean over axes along which x was only repeated is x: each mean
+        // averages k copies of one value (equal in real arithmetic; the
+        // unoptimized sum rounds up to k − 1 times, so results agree within
+        // k ulps, not to the bit). Only over axes of known size ≥ 1: over an
+        // empty axis the mean is NaN.
+        (Op::Mean { axes, .. }, &[t]) => match producer(g, t) {
+            Some((p, Op::BroadcastLike)) => {
+                let x = g.inputs(p)[0];
+                if !(same(x) && only_repeats(g, x, t, axes.as_deref())) {
+                    return None;
+                }
+                ("mean_of_broadcast", Replace(x))
+            }
+            _ => return None,
+        },
         _ => return None,
     })
 }
@@ -141,7 +179,12 @@ impl Pass for Simplify {
                 continue;
             };
             match change {
-                Change::Replace(x) => g.replace_uses(TensorRef::of(n), x),
+                // A node nobody uses any more is left to dce: no change.
+                Change::Replace(x) => {
+                    if !g.replace_uses(TensorRef::of(n), x) {
+                        continue;
+                    }
+                }
                 Change::Rewrite(op, inputs) => g.rewrite(n, *op, &inputs)?,
             }
             self.fired.hit(name);
