@@ -187,6 +187,27 @@ fn the_passes_fire_on_the_examples() {
     );
 }
 
+/// Each pass alone, on every example: it reaches a fixpoint, keeps the
+/// graph valid and the results the same.
+#[test]
+fn every_pass_alone_preserves_every_example() {
+    for entry in std::fs::read_dir(repo_path("graphs")).expect("graphs/") {
+        let path = entry.expect("entry").path();
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(&path).expect("readable");
+        let spec = schema::parse(&text).expect("parses");
+        for &name in compiler::passes::PASS_NAMES {
+            let pipeline = Pipeline::named(&[name]).expect("a pass").verify_always();
+            let (optimized, _, _) = compiler::compile_spec(&spec, &text, &file, pipeline, &[])
+                .unwrap_or_else(|e| panic!("{file}, {name} alone: {e:?}"));
+            let (plain, _, _) =
+                compiler::compile_spec(&spec, &text, &file, Pipeline::none(), &[]).expect("plain");
+            let f = feeds(&plain, 2);
+            compare_outputs(plain, optimized, &f, &format!("{file}, {name} alone"));
+        }
+    }
+}
+
 /// Each simplification rule on a small graph: how often it fires (0 where
 /// its invariant does not hold), with optimized and unoptimized results
 /// compared. Inputs: `x` [3, 4], `r` [4] (a row), `c` [3, 1] (a column).

@@ -52,7 +52,8 @@ pub const PASS_NAMES: &[&str] = &[
     "dce",
 ];
 
-/// A pass by name.
+/// A pass over the finished graph by name (`prefuse` is not one: see
+/// [`Pipeline::named`]).
 pub fn pass(name: &str) -> Result<Box<dyn Pass>> {
     Ok(match name {
         "simplify" => Box::new(simplify::Simplify::default()),
@@ -121,14 +122,20 @@ impl Pipeline {
         Pipeline::new(Vec::new())
     }
 
-    /// The passes with these names, in this order.
+    /// The passes with these names, in this order; `prefuse` among them
+    /// fuses forward patterns when the graph is built.
     pub fn named<S: AsRef<str>>(names: &[S]) -> Result<Pipeline> {
-        Ok(Pipeline::new(
-            names
-                .iter()
-                .map(|n| pass(n.as_ref()))
-                .collect::<Result<_>>()?,
-        ))
+        let mut passes = Vec::new();
+        let mut prefuse = false;
+        for name in names {
+            match name.as_ref() {
+                "prefuse" => prefuse = true,
+                other => passes.push(pass(other)?),
+            }
+        }
+        let mut p = Pipeline::new(passes);
+        p.prefuse = prefuse;
+        Ok(p)
     }
 
     pub fn verify_always(mut self) -> Pipeline {
