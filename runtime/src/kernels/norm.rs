@@ -2,6 +2,7 @@
 
 use super::Elem;
 use crate::op::DataFormat;
+use crate::parallel::split_elements;
 use crate::shape::normalize_axes;
 use ndarray::{ArrayD, ArrayViewD, Axis, Dimension, IxDyn, Zip};
 
@@ -351,17 +352,31 @@ pub(super) fn fused_batch_norm<T: Elem>(
         batch_var.copy_from_slice(var_in);
     }
     batch_mean.copy_from_slice(mean);
-    // inv and the shift per channel, a chunk of channels at a time.
     let eps = T::from_f64(eps);
+    let (mean, var): (&[T], &[T]) = (mean, var);
+    // y by parts of whole [channels, inner] blocks, in two on two threads.
+    split_elements(y, c_n * l.inner, &|first, y| {
+        let x = &x[first..first + y.len()];
+        normalize(&l, x, y, |c| {
+            let inv = (var[c] + eps).sqrt().recip() * scale[c];
+            (inv, offset[c] - mean[c] * inv)
+        });
+    });
+    Ok(())
+}
+
+/// `y = x * inv + shift` with `(inv, shift) = coefficients(c)` for each
+/// element's channel c, over `x` (whole [channels, inner] blocks), computed
+/// for a chunk of channels at a time.
+fn normalize<T: Elem>(l: &Layout, x: &[T], y: &mut [T], coefficients: impl Fn(usize) -> (T, T)) {
+    let c_n = l.channels;
     const CHUNK: usize = 64;
     let mut inv = [T::zero(); CHUNK];
     let mut shift = [T::zero(); CHUNK];
     for c0 in (0..c_n).step_by(CHUNK) {
         let w = CHUNK.min(c_n - c0);
         for j in 0..w {
-            let c = c0 + j;
-            inv[j] = (var[c] + eps).sqrt().recip() * scale[c];
-            shift[j] = offset[c] - mean[c] * inv[j];
+            (inv[j], shift[j]) = coefficients(c0 + j);
         }
         if l.inner == 1 {
             for (ys, xs) in y.chunks_exact_mut(c_n).zip(x.chunks_exact(c_n)) {
@@ -386,7 +401,6 @@ pub(super) fn fused_batch_norm<T: Elem>(
             }
         }
     }
-    Ok(())
 }
 
 /// FusedBatchNormGrad: inputs dy, x, scale, saved_mean, saved_variance;
@@ -428,22 +442,44 @@ pub(super) fn fused_batch_norm_grad<T: Elem>(
         .enumerate()
         .for_each(|(c, d)| *d = *d * r(c));
     let n = T::from_f64(l.count() as f64);
+    let (dscale, doffset): (&[T], &[T]) = (dscale, doffset);
+    // dx by parts of whole [channels, inner] blocks, in two on two threads.
+    split_elements(dx, c_n * l.inner, &|first, dx| {
+        let (dy, x) = (&dy[first..first + dx.len()], &x[first..first + dx.len()]);
+        batch_norm_dx(&l, [dy, x], dx, training, n, |c| {
+            let r = r(c);
+            [r, scale[c] * r, mean[c], doffset[c], dscale[c]]
+        });
+    });
+    Ok(())
+}
+
+/// FusedBatchNormGrad's dx over whole [channels, inner] blocks of dy and x,
+/// with `[r, scale r, mean, doffset, dscale] = per_channel(c)`, computed for
+/// a chunk of channels at a time.
+fn batch_norm_dx<T: Elem>(
+    l: &Layout,
+    [dy, x]: [&[T]; 2],
+    dx: &mut [T],
+    training: bool,
+    n: T,
+    per_channel: impl Fn(usize) -> [T; 5],
+) {
+    let c_n = l.channels;
     const CHUNK: usize = 64;
-    let mut rs = [T::zero(); CHUNK];
-    let mut sr = [T::zero(); CHUNK];
+    let mut p = [[T::zero(); 5]; CHUNK];
     for c0 in (0..c_n).step_by(CHUNK) {
         let w = CHUNK.min(c_n - c0);
-        for j in 0..w {
-            rs[j] = r(c0 + j);
-            sr[j] = scale[c0 + j] * rs[j];
+        for (j, p) in p.iter_mut().enumerate().take(w) {
+            *p = per_channel(c0 + j);
         }
         let at = |j: usize, k: usize| {
-            let c = c0 + j;
+            let [r, sr, mean, doffset, dscale] = p[j];
             if training {
-                let xhat = (x[k] - mean[c]) * rs[j];
-                sr[j] * (dy[k] - doffset[c] / n - xhat * dscale[c] / n)
+                let xhat = (x[k] - mean) * r;
+                sr * (dy[k] - doffset / n - xhat * dscale / n)
             } else {
-                sr[j] * dy[k]
+                sr * dy[k]
             }
         };
         if l.inner == 1 {
@@ -463,7 +499,6 @@ pub(super) fn fused_batch_norm_grad<T: Elem>(
             }
         }
     }
-    Ok(())
 }
 
 /// a where cond != 0, else b, broadcast to the output's shape.
