@@ -13,6 +13,7 @@ mod simplify;
 use crate::error::{did_you_mean, CompileError, ErrorKind, Result};
 use crate::ir::{Graph, TensorRef};
 use petgraph::stable_graph::NodeIndex;
+use petgraph::visit::EdgeRef;
 use petgraph::Direction;
 use std::collections::{BTreeMap, HashSet};
 
@@ -174,11 +175,17 @@ impl Pipeline {
         for _ in 0..self.max_iterations {
             let mut changed = false;
             for (pass, report) in self.passes.iter_mut().zip(&mut reports) {
+                let before = g.g.node_count();
                 if first {
-                    report.nodes_before = g.g.node_count();
+                    report.nodes_before = before;
+                    report.nodes_after = before;
                 }
-                changed |= pass.run(g)?;
-                report.nodes_after = g.g.node_count();
+                changed |= pass.run(g).map_err(|mut e| {
+                    e.message = format!("in pass {}: {}", pass.name(), e.message);
+                    e
+                })?;
+                // What this pass's own runs added and removed.
+                report.nodes_after = (report.nodes_after + g.g.node_count()).saturating_sub(before);
                 if self.verify {
                     check(g, &format!("after pass {}", pass.name()))?;
                 }
@@ -191,11 +198,13 @@ impl Pipeline {
                 return Ok(reports);
             }
         }
+        let still: Vec<&str> = self.passes.iter().map(|p| p.name()).collect();
         Err(CompileError::new(
             ErrorKind::Internal,
             format!(
-                "passes did not reach a fixpoint in {} iterations",
-                self.max_iterations
+                "passes did not reach a fixpoint in {} iterations (passes: {})",
+                self.max_iterations,
+                still.join(", ")
             ),
         ))
     }
@@ -258,12 +267,39 @@ fn internal(when: &str, e: String) -> CompileError {
 pub fn verify(g: &Graph) -> std::result::Result<(), String> {
     g.topo_order().map_err(|e| e.message)?;
     let mut names = HashSet::new();
+    let live = |t: &TensorRef| g.g.contains_node(t.node) && t.output < g.node(t.node).outputs.len();
     for n in g.g.node_indices() {
         let node = g.node(n);
         if !names.insert(node.name.as_str()) || g.find(&node.name) != Some(n) {
             return Err(format!(
                 "node name '{}' is not unique or not indexed",
                 node.name
+            ));
+        }
+        // Data edges fill slots 0, 1, ... once each, from existing outputs.
+        let mut slots: Vec<usize> = Vec::new();
+        for e in g.g.edges_directed(n, Direction::Incoming) {
+            if let crate::ir::Edge::Data { output, input } = *e.weight() {
+                let from = TensorRef {
+                    node: e.source(),
+                    output,
+                };
+                if !live(&from) {
+                    return Err(format!(
+                        "node '{}' reads output {output} of '{}', which has none such",
+                        node.name,
+                        g.node(e.source()).name
+                    ));
+                }
+                slots.push(input);
+            }
+        }
+        slots.sort_unstable();
+        if slots.iter().enumerate().any(|(i, &s)| i != s) {
+            return Err(format!(
+                "node '{}' has input slots {slots:?}, not 0..{} once each",
+                node.name,
+                slots.len()
             ));
         }
         let ins = g.inputs(n);
@@ -276,7 +312,6 @@ pub fn verify(g: &Graph) -> std::result::Result<(), String> {
             return Err(format!("node '{}' has stale types", node.name));
         }
     }
-    let live = |t: &TensorRef| g.g.contains_node(t.node) && t.output < g.node(t.node).outputs.len();
     let gradients = g.gradients.iter().map(|r| (&r.name, &r.value));
     for (label, t) in g.outputs.iter().map(|(l, t)| (l, t)).chain(gradients) {
         if !live(t) {
@@ -284,4 +319,132 @@ pub fn verify(g: &Graph) -> std::result::Result<(), String> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::Edge;
+
+    /// A pass that breaks the graph its own way, to check the pipeline
+    /// catches it and names it.
+    struct Breaker(fn(&mut Graph) -> Result<bool>);
+
+    impl Pass for Breaker {
+        fn name(&self) -> &'static str {
+            "breaker"
+        }
+        fn run(&mut self, g: &mut Graph) -> Result<bool> {
+            (self.0)(g)
+        }
+    }
+
+    fn two_layer_net() -> Graph {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../graphs/two_layer_net.ron");
+        crate::graph_from_file(&path).expect("the example builds")
+    }
+
+    fn run_breaker(f: fn(&mut Graph) -> Result<bool>) -> String {
+        let mut g = two_layer_net();
+        let mut p = Pipeline::new(vec![Box::new(Breaker(f))]).verify_always();
+        match p.run(&mut g) {
+            Ok(_) => panic!("the broken graph passed the verifier"),
+            Err(e) => e.message,
+        }
+    }
+
+    fn node(g: &Graph, name: &str) -> NodeIndex {
+        g.find(name).expect("the example has this node")
+    }
+
+    #[test]
+    fn a_missing_input_slot_is_caught_after_the_pass() {
+        let e = run_breaker(|g| {
+            let n = node(g, "xW1");
+            let edge =
+                g.g.edges_directed(n, Direction::Incoming)
+                    .find(|e| matches!(e.weight(), Edge::Data { input: 0, .. }))
+                    .map(|e| e.id())
+                    .expect("an input in slot 0");
+            g.g.remove_edge(edge);
+            Ok(true)
+        });
+        assert!(
+            e.contains("after pass breaker") && e.contains("'xW1' has input slots [1]"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_read_of_a_missing_output_is_an_error_not_a_panic() {
+        let e = run_breaker(|g| {
+            let (from, to) = (node(g, "x"), node(g, "loss"));
+            g.g.add_edge(
+                from,
+                to,
+                Edge::Data {
+                    output: 3,
+                    input: 1,
+                },
+            );
+            Ok(true)
+        });
+        assert!(
+            e.contains("after pass breaker") && e.contains("output 3"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn stale_types_are_caught() {
+        let e = run_breaker(|g| {
+            let n = node(g, "loss");
+            g.g[n].outputs[0].shape = gradc_runtime::Shape::known(&[7]);
+            Ok(true)
+        });
+        assert!(
+            e.contains("after pass breaker") && e.contains("stale types"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_lost_update_op_is_caught() {
+        let e = run_breaker(|g| {
+            let update =
+                g.g.node_indices()
+                    .find(|&n| g.node(n).op.is_stateful() && g.node(n).name.contains("update"))
+                    .expect("an update op");
+            let name = g.node(update).name.clone();
+            let edges: Vec<_> =
+                g.g.edges_directed(update, Direction::Outgoing)
+                    .map(|e| e.id())
+                    .collect();
+            assert!(!edges.is_empty(), "{name} is used by the train op");
+            for e in edges {
+                g.g.remove_edge(e);
+            }
+            Ok(true)
+        });
+        assert!(
+            e.contains("after pass breaker") && e.contains("no longer run by the train step"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn an_error_inside_a_pass_names_it() {
+        let e = run_breaker(|_| Err(CompileError::new(ErrorKind::Internal, "it went wrong")));
+        assert!(e.contains("in pass breaker: it went wrong"), "{e}");
+    }
+
+    #[test]
+    fn a_pass_that_never_settles_hits_the_cap() {
+        let e = run_breaker(|_| Ok(true));
+        assert!(
+            e.contains("fixpoint in 16 iterations (passes: breaker)"),
+            "{e}"
+        );
+    }
 }

@@ -56,27 +56,53 @@ fn binary<T: Elem>(f: BinaryFn, a: T, b: T) -> T {
     }
 }
 
+/// The program on `ins` into `out` (of the output's shape).
 pub(super) fn fused<T: Elem>(
     program: &[FusedStep],
     ins: &dyn Inputs,
+    out: &mut ArrayD<T>,
+) -> Result<(), String> {
+    run(program, ins, None, out)
+}
+
+/// The program with input `k`'s values in `io` (of the output's shape),
+/// which takes the output; the other inputs come from `ins`. Each chunk's
+/// values of input k are read before the chunk's output is written.
+pub(super) fn fused_in_place<T: Elem>(
+    program: &[FusedStep],
+    k: usize,
+    ins: &dyn Inputs,
+    io: &mut ArrayD<T>,
+) -> Result<(), String> {
+    run(program, ins, Some(k), io)
+}
+
+fn run<T: Elem>(
+    program: &[FusedStep],
+    ins: &dyn Inputs,
+    in_place: Option<usize>,
     out: &mut ArrayD<T>,
 ) -> Result<(), String> {
     let n = ins.len();
     check_fused(program, n)?;
     let mut views: [Option<ArrayViewD<'_, T>>; FUSED_MAX_INPUTS] = Default::default();
     for (k, v) in views.iter_mut().enumerate().take(n) {
-        *v = Some(input::<T>(ins, k)?);
+        if Some(k) != in_place {
+            *v = Some(input::<T>(ins, k)?);
+        }
     }
-    // Inputs past the program's (none is read: `check_fused`) are zeros.
+    // Inputs past the program's (none is read: `check_fused`) and the one
+    // in `out` are placeholders.
     let mut lanes = [Lanes::Scalar(T::zero()); FUSED_MAX_INPUTS];
-    let simple = views.iter().take(n).zip(&mut lanes).all(|(v, l)| {
-        match v.as_ref().and_then(|v| Lanes::of(v, out.shape())) {
+    let simple = views.iter().take(n).zip(&mut lanes).all(|(v, l)| match v {
+        None => true,
+        Some(v) => match Lanes::of(v, out.shape()) {
             Some(pattern) => {
                 *l = pattern;
                 true
             }
             None => false,
-        }
+        },
     });
     let width = out.shape().last().copied().unwrap_or(1).max(1);
     if simple {
@@ -84,12 +110,12 @@ pub(super) fn fused<T: Elem>(
             // Parts start at a row, where a repeated row starts over.
             split_elements(y, width, &|offset, y| {
                 let lanes = lanes.map(|l| l.from(offset, width));
-                by_chunks(program, &lanes, y, width);
+                by_chunks(program, &lanes, in_place, y, width);
             });
             return Ok(());
         }
     }
-    by_element(program, &views, n, out)
+    by_element(program, &views, n, in_place, out)
 }
 
 /// Where a register's values are, for the chunk being computed.
@@ -116,6 +142,7 @@ enum Val<'a, T> {
 fn by_chunks<'a, T: Elem>(
     program: &[FusedStep],
     lanes: &[Lanes<'a, T>; FUSED_MAX_INPUTS],
+    in_place: Option<usize>,
     y: &mut [T],
     width: usize,
 ) {
@@ -128,16 +155,28 @@ fn by_chunks<'a, T: Elem>(
         // Each chunk writes a register's place before reading it.
         let mut at = [At::Register; FUSED_MAX_STEPS];
         for (c, y) in y.chunks_mut(CHUNK).enumerate() {
-            chunk(program, lanes, c * CHUNK, width, y, registers, &mut at);
+            chunk(
+                program,
+                lanes,
+                in_place,
+                c * CHUNK,
+                width,
+                y,
+                registers,
+                &mut at,
+            );
         }
     });
 }
 
 /// The program over one chunk `y`, elements `e0..` of the lanes; register
-/// k is `registers[k * CHUNK..][..y.len()]`, the last step's is `y`.
+/// k is `registers[k * CHUNK..][..y.len()]`, the last step's is `y`. Input
+/// `in_place`, if any, is `y`'s values on entry.
+#[allow(clippy::too_many_arguments)]
 fn chunk<'a, T: Elem>(
     program: &[FusedStep],
     lanes: &[Lanes<'a, T>; FUSED_MAX_INPUTS],
+    in_place: Option<usize>,
     e0: usize,
     width: usize,
     y: &mut [T],
@@ -148,6 +187,15 @@ fn chunk<'a, T: Elem>(
     let last = program.len() - 1;
     for (k, step) in program.iter().enumerate() {
         let (done, rest) = registers.split_at_mut(k * CHUNK);
+        if matches!(*step, FusedStep::Input(i) if Some(i) == in_place) {
+            // Copied before the last step writes `y` (a last step that is
+            // this input leaves `y` as it is).
+            if k != last {
+                rest[..len].copy_from_slice(y);
+            }
+            at[k] = At::Register;
+            continue;
+        }
         let val = |j: usize| operand(at[j], &done[j * CHUNK..], e0, len);
         let out: &mut [T] = if k == last { &mut *y } else { &mut rest[..len] };
         at[k] = match *step {
@@ -284,11 +332,13 @@ fn map2<T: Elem>(f: BinaryFn, a: Val<'_, T>, b: Val<'_, T>, out: &mut [T]) {
     }
 }
 
-/// The program element by element, over any broadcast of the inputs.
+/// The program element by element, over any broadcast of the inputs
+/// (input `in_place`, if any, is `out`'s element on entry).
 fn by_element<T: Elem>(
     program: &[FusedStep],
     views: &[Option<ArrayViewD<'_, T>>; FUSED_MAX_INPUTS],
     n: usize,
+    in_place: Option<usize>,
     out: &mut ArrayD<T>,
 ) -> Result<(), String> {
     let shape = out.raw_dim();
@@ -314,11 +364,14 @@ fn by_element<T: Elem>(
     let mut regs = [T::zero(); FUSED_MAX_STEPS];
     let last = program.len() - 1;
     for y in out.iter_mut() {
-        for (x, it) in xs.iter_mut().zip(iters.iter_mut()).take(n) {
-            *x = *it
-                .as_mut()
-                .and_then(|i| i.next())
-                .ok_or("Fused: an input ran out of elements")?;
+        for (j, (x, it)) in xs.iter_mut().zip(iters.iter_mut()).take(n).enumerate() {
+            *x = if Some(j) == in_place {
+                *y
+            } else {
+                *it.as_mut()
+                    .and_then(|i| i.next())
+                    .ok_or("Fused: an input ran out of elements")?
+            };
         }
         for (k, step) in program.iter().enumerate() {
             regs[k] = match *step {
@@ -356,7 +409,7 @@ mod tests {
         let views: [Option<ArrayViewD<'_, f64>>; FUSED_MAX_INPUTS] =
             std::array::from_fn(|k| ins.get(k).and_then(|t| f64::view(t)));
         let mut out = ArrayD::zeros(IxDyn(shape));
-        by_element(program, &views, ins.len(), &mut out).expect("reference");
+        by_element(program, &views, ins.len(), None, &mut out).expect("reference");
         out
     }
 
@@ -373,6 +426,20 @@ mod tests {
                 .all(|(g, w)| g.to_bits() == w.to_bits()),
             "{shape:?}, {what}: chunked evaluation differs"
         );
+        // In place over each input of the output's shape: the same bits.
+        for (k, t) in ins.iter().enumerate() {
+            let Some(view) = f64::view(t).filter(|v| v.shape() == shape) else {
+                continue;
+            };
+            let mut io = view.to_owned();
+            fused_in_place(program, k, &refs.as_slice(), &mut io).expect("runs in place");
+            assert!(
+                io.iter()
+                    .zip(&want)
+                    .all(|(g, w)| g.to_bits() == w.to_bits()),
+                "{shape:?}, {what}: in place over input {k} differs"
+            );
+        }
     }
 
     /// Every broadcast pattern, on outputs below and above a chunk and above

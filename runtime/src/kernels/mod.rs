@@ -387,9 +387,22 @@ pub fn in_place_inputs(op: &Op) -> &'static [usize] {
         // AddN adds in input order, so only the first input's buffer can
         // start the sum; BiasAdd's bias is never of the output's shape.
         AddN | BiasAdd => &[0],
+        // Each chunk of the output is written after that chunk of every input is read.
+        Fused { .. } => &ALL_FUSED_INPUTS,
         _ => &[],
     }
 }
+
+/// Every input slot a `Fused` op may have.
+const ALL_FUSED_INPUTS: [usize; crate::op::FUSED_MAX_INPUTS] = {
+    let mut all = [0; crate::op::FUSED_MAX_INPUTS];
+    let mut k = 0;
+    while k < all.len() {
+        all[k] = k;
+        k += 1;
+    }
+    all
+};
 
 /// Evaluates `op` with its output written over input `k`, which `io` holds
 /// (of the output's dtype and shape; `k` is one of `in_place_inputs(op)`).
@@ -439,6 +452,7 @@ fn in_place<T: Elem>(
         ReluGrad => elementwise::relu_grad_in_place(io, k, &other()?),
         BiasAdd => linalg::bias_add_in_place(io, &x(1)?),
         AddN => elementwise::add_n_in_place(ins.len(), x, io),
+        Fused { program } => fused::fused_in_place(program, k, ins, io),
         _ => Err(format!("{} cannot run in place", op.name())),
     }
 }
