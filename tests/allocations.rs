@@ -4,8 +4,10 @@
 //! into per-thread buffers that stop growing after the first products).
 //!
 //! Allocations are counted by a global allocator, only on the test's own
-//! thread and only inside `count`. Matrix products run on one thread, the
-//! default.
+//! thread and only inside `count`, where matrix products run on one thread,
+//! the default; and on every thread inside `count_all`, for W2 as `gradc
+//! bench` runs it on two threads. The tests take turns (`SERIAL`), so that
+//! one's threads and allocations never mix with another's.
 
 mod common;
 
@@ -14,6 +16,15 @@ use gradc::runtime::{Session, Tensor};
 use ndarray::{ArrayD, IxDyn};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+/// Held by each test for its whole run.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// Whether every thread's allocations are being counted, and their count.
+static COUNTING_ALL: AtomicBool = AtomicBool::new(false);
+static ALL_ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
 
 struct Counting;
 
@@ -25,6 +36,9 @@ thread_local! {
 }
 
 fn note(_layout: Layout) {
+    if COUNTING_ALL.load(Ordering::Relaxed) {
+        ALL_ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+    }
     if COUNTING.try_with(Cell::get).unwrap_or(false) {
         let _ = ALLOCATIONS.try_with(|a| a.set(a.get() + 1));
     }
@@ -66,6 +80,31 @@ fn count(f: impl FnOnce()) -> usize {
     ALLOCATIONS.with(Cell::get)
 }
 
+/// Allocations made by `f` on every thread (the caller holds `SERIAL`).
+fn count_all(f: impl FnOnce()) -> usize {
+    ALL_ALLOCATIONS.store(0, Ordering::SeqCst);
+    COUNTING_ALL.store(true, Ordering::SeqCst);
+    f();
+    COUNTING_ALL.store(false, Ordering::SeqCst);
+    ALL_ALLOCATIONS.load(Ordering::SeqCst)
+}
+
+/// Puts the thread count back to 1 when dropped, even if the test panics.
+struct OneThreadAfter;
+
+impl Drop for OneThreadAfter {
+    fn drop(&mut self) {
+        gradc::runtime::set_threads(1);
+    }
+}
+
+/// Takes this test's turn, even after another test panicked holding it.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// A batch of 100 examples: pixels in [0, 1) and one-hot labels.
 fn batch() -> (Tensor, Tensor) {
     let x = ArrayD::from_shape_fn(IxDyn(&[100, 784]), |i| {
@@ -79,6 +118,7 @@ fn batch() -> (Tensor, Tensor) {
 
 #[test]
 fn steady_state_steps_and_inference_batches_allocate_nothing() {
+    let _turn = serial();
     assert_eq!(
         gradc::runtime::threads(),
         1,
@@ -162,8 +202,10 @@ fn steady_state_steps_and_inference_batches_allocate_nothing() {
 
 #[test]
 fn steady_state_batch_norm_train_steps_allocate_nothing() {
-    // bn_mlp: two BatchNorm layers in training mode (fused before
-    // differentiation), their moving averages, momentum.
+    let _turn = serial();
+    // bn_mlp compiled as a plain graph: two BatchNorm layers in training
+    // mode (Moments and BatchNormalization, unfused, as the flag is fed),
+    // their moving averages.
     let graph =
         gradc::compiler::graph_from_file(&repo_path("graphs/bn_mlp.ron")).expect("graph builds");
     let programs = gradc::compiler::compile_training(graph).expect("compiles");
@@ -193,4 +235,65 @@ fn steady_state_batch_norm_train_steps_allocate_nothing() {
         }
     });
     assert_eq!(allocations, 0, "batch-norm train steps allocate nothing");
+}
+
+/// W2 as `gradc bench` runs it: bn_mlp_512.ron compiled by
+/// `compile_training_spec` (batch norm fused before differentiation into
+/// FusedBatchNorm and its gradient, elementwise fusion, ApplyMomentum),
+/// batch 128, matrix products, batch norm and elementwise ops split over two
+/// threads inside `with_threads`: no allocation on any thread.
+#[test]
+fn w2_train_steps_on_two_threads_allocate_nothing() {
+    let _turn = serial();
+    let _restore = OneThreadAfter;
+    let path = repo_path("graphs/bn_mlp_512.ron");
+    let text = std::fs::read_to_string(&path).expect("read");
+    let spec = gradc::compiler::schema::parse(&text).expect("parses");
+    let programs =
+        gradc::compiler::compile_training_spec(&spec, &text, "bn_mlp_512.ron").expect("compiles");
+    let count_op = |name: &str| {
+        programs
+            .train
+            .instrs
+            .iter()
+            .filter(|i| i.op.name() == name)
+            .count()
+    };
+    assert_eq!(count_op("FusedBatchNorm"), 2, "the program W2 runs");
+    assert!(count_op("Fused") > 0, "with elementwise fusion");
+    let x = Tensor::F32(ArrayD::from_shape_fn(IxDyn(&[128, 784]), |i| {
+        ((i[0] * 31 + i[1] * 7) % 256) as f32 / 256.0
+    }));
+    let t = Tensor::F32(ArrayD::from_shape_fn(IxDyn(&[128, 10]), |i| {
+        f32::from(u8::from(i[1] == i[0] % 10))
+    }));
+    let mut train = Session::new(programs.train).expect("valid");
+    train.initialize(1).expect("initializes");
+    let feeds = [
+        (train.resolve_feed("x").expect("x"), &x),
+        (train.resolve_feed("t").expect("t"), &t),
+    ];
+    let target = train.resolve_target(&programs.train_op).expect("train op");
+    let loss = [train.resolve(&programs.loss).expect("loss")];
+    let mut out = Vec::new();
+    gradc::runtime::set_threads(2);
+    let allocations = gradc::runtime::with_threads(|| {
+        let mut step = || {
+            train
+                .run_with_targets_into(&feeds, &loss, &[target], &mut out)
+                .expect("step runs");
+        };
+        for _ in 0..3 {
+            step();
+        }
+        count_all(|| {
+            for _ in 0..10 {
+                step();
+            }
+        })
+    });
+    assert_eq!(
+        allocations, 0,
+        "W2 train steps on two threads allocate nothing"
+    );
 }
