@@ -9,7 +9,8 @@ use gradc_runtime::{DType, Op, TensorType};
 use petgraph::stable_graph::{NodeIndex, StableDiGraph};
 use petgraph::visit::EdgeRef;
 use petgraph::Direction;
-use std::collections::{BTreeSet, HashMap};
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, BinaryHeap, HashMap};
 
 /// Where a node came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -420,28 +421,33 @@ impl Graph {
 
     /// Topological order; ties broken by creation order, so the result is deterministic.
     pub fn topo_order(&self) -> Result<Vec<NodeIndex>> {
-        let mut indegree: HashMap<NodeIndex, usize> = HashMap::new();
+        // Indexed by node index (a stable graph's indices stay below its bound).
+        let mut indegree = vec![0usize; petgraph::visit::NodeIndexable::node_bound(&self.g)];
+        let mut nodes = 0;
         for n in self.g.node_indices() {
-            indegree.insert(n, self.g.neighbors_directed(n, Direction::Incoming).count());
+            indegree[n.index()] = self.g.neighbors_directed(n, Direction::Incoming).count();
+            nodes += 1;
         }
-        let key = |n: NodeIndex| (self.g[n].seq, n);
-        let mut ready: BTreeSet<(u64, NodeIndex)> = indegree
-            .iter()
-            .filter(|(_, &d)| d == 0)
-            .map(|(&n, _)| key(n))
+        let key = |n: NodeIndex| Reverse((self.g[n].seq, n));
+        // The ready node created first comes out first: the order is deterministic.
+        let mut ready: BinaryHeap<Reverse<(u64, NodeIndex)>> = self
+            .g
+            .node_indices()
+            .filter(|n| indegree[n.index()] == 0)
+            .map(key)
             .collect();
-        let mut order = Vec::with_capacity(indegree.len());
-        while let Some((_, n)) = ready.pop_first() {
+        let mut order = Vec::with_capacity(nodes);
+        while let Some(Reverse((_, n))) = ready.pop() {
             order.push(n);
             for m in self.g.neighbors_directed(n, Direction::Outgoing) {
-                let d = indegree.get_mut(&m).expect("every node has an indegree");
+                let d = &mut indegree[m.index()];
                 *d -= 1;
                 if *d == 0 {
-                    ready.insert(key(m));
+                    ready.push(key(m));
                 }
             }
         }
-        if order.len() != indegree.len() {
+        if order.len() != nodes {
             return Err(CompileError::new(ErrorKind::Cycle, "the graph has a cycle"));
         }
         Ok(order)
