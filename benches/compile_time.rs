@@ -16,6 +16,7 @@
 //! skipped with the prediction; set the variable higher to measure it anyway.
 //! A size whose single compile takes more than 20 s is reported from that one
 //! measurement instead of criterion's 10 samples.
+//! `GRADC_COMPILE_BENCH_SIZES=1k,10k` measures only the sizes listed.
 
 use criterion::{
     criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput,
@@ -143,7 +144,14 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("compile_time");
     // (forward nodes, seconds) of the sizes measured so far.
     let mut measured: Vec<(f64, f64)> = Vec::new();
+    let only = std::env::var("GRADC_COMPILE_BENCH_SIZES").ok();
     for (label, layers) in SIZES {
+        if only
+            .as_deref()
+            .is_some_and(|o| !o.split(',').any(|s| s.trim() == label))
+        {
+            continue;
+        }
         let text = deep_mlp(layers);
         let n = (5 * layers + 5) as f64;
         if let [.., (n0, t0), (n1, t1)] = measured[..] {
