@@ -68,14 +68,23 @@ fn batch_norm_layer_expansions() {
 
 #[test]
 fn optimized_graphs() {
+    // What `gradc grad FILE --optimized` prints: the default pipeline,
+    // composites fused before differentiation included.
     insta::glob!("../graphs", "*.ron", |path| {
-        let mut g = compiler::graph_from_file(path).unwrap_or_else(|e| panic!("{e}"));
-        let reports = compiler::passes::Pipeline::default_passes()
-            .verify_always()
-            .run(&mut g)
+        let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{e}"));
+        let spec = compiler::schema::parse(&text).unwrap_or_else(|e| panic!("{e}"));
+        let file = path.display().to_string();
+        let pipeline = compiler::passes::Pipeline::default_passes().verify_always();
+        let (_, g, reports) = compiler::compile_spec(&spec, &text, &file, pipeline, &[])
             .unwrap_or_else(|e| panic!("{e}"));
         let mut text = compiler::print::graph_text(&g).unwrap_or_else(|e| panic!("{e}"));
         text.push_str("# passes\n");
+        let prefused: Vec<String> = g
+            .prefused
+            .iter()
+            .map(|(p, n)| format!("{p} x{n}"))
+            .collect();
+        text.push_str(&format!("prefuse: {}\n", prefused.join(", ")));
         for r in reports {
             let fired: Vec<String> = r
                 .fired
