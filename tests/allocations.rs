@@ -12,7 +12,8 @@
 mod common;
 
 use common::repo_path;
-use gradc::runtime::{Session, Tensor};
+use gradc::compiler::TrainPrograms;
+use gradc::runtime::{FeedId, Session, Tensor, ValueRef};
 use ndarray::{ArrayD, IxDyn};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -106,14 +107,32 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 }
 
 /// A batch of 100 examples: pixels in [0, 1) and one-hot labels.
-fn batch() -> (Tensor, Tensor) {
-    let x = ArrayD::from_shape_fn(IxDyn(&[100, 784]), |i| {
+fn batch(rows: usize) -> (Tensor, Tensor) {
+    let x = ArrayD::from_shape_fn(IxDyn(&[rows, 784]), |i| {
         ((i[0] * 31 + i[1] * 7) % 256) as f32 / 256.0
     });
-    let t = ArrayD::from_shape_fn(IxDyn(&[100, 10]), |i| {
+    let t = ArrayD::from_shape_fn(IxDyn(&[rows, 10]), |i| {
         f32::from(u8::from(i[1] == i[0] % 10))
     });
     (Tensor::F32(x), Tensor::F32(t))
+}
+
+/// A session on the train program, initialized, with the feeds of `x` and
+/// `t`, the train op as target and the loss as fetch.
+fn train_session<'a>(
+    programs: &TrainPrograms,
+    x: &'a Tensor,
+    t: &'a Tensor,
+) -> (Session, [(FeedId, &'a Tensor); 2], usize, [ValueRef; 1]) {
+    let mut train = Session::new(programs.train.clone()).expect("valid");
+    train.initialize(1).expect("initializes");
+    let feeds = [
+        (train.resolve_feed("x").expect("x"), x),
+        (train.resolve_feed("t").expect("t"), t),
+    ];
+    let target = train.resolve_target(&programs.train_op).expect("train op");
+    let loss = [train.resolve(&programs.loss).expect("loss")];
+    (train, feeds, target, loss)
 }
 
 #[test]
@@ -128,19 +147,12 @@ fn steady_state_steps_and_inference_batches_allocate_nothing() {
     let graph = gradc::compiler::graph_from_file(&repo_path("graphs/two_layer_net.ron"))
         .expect("graph builds");
     let programs = gradc::compiler::compile_training(graph).expect("compiles");
-    let (x, t) = batch();
+    let (x, t) = batch(100);
     const WARM_UP: usize = 3;
     const STEPS: usize = 20;
 
     // Training: the train op as target, the loss fetched into a reused tensor.
-    let mut train = Session::new(programs.train.clone()).expect("valid");
-    train.initialize(1).expect("initializes");
-    let feeds = [
-        (train.resolve_feed("x").expect("x"), &x),
-        (train.resolve_feed("t").expect("t"), &t),
-    ];
-    let target = train.resolve_target(&programs.train_op).expect("train op");
-    let loss = [train.resolve(&programs.loss).expect("loss")];
+    let (mut train, feeds, target, loss) = train_session(&programs, &x, &t);
     let mut out = Vec::new();
     let mut losses = Vec::with_capacity(WARM_UP + STEPS);
     let mut step = |out: &mut Vec<Tensor>, losses: &mut Vec<f64>| {
@@ -209,7 +221,7 @@ fn steady_state_batch_norm_train_steps_allocate_nothing() {
     let graph =
         gradc::compiler::graph_from_file(&repo_path("graphs/bn_mlp.ron")).expect("graph builds");
     let programs = gradc::compiler::compile_training(graph).expect("compiles");
-    let (x, t) = batch();
+    let (x, t) = batch(100);
     let training = Tensor::F32(ArrayD::from_elem(IxDyn(&[]), 1.0));
     let mut train = Session::new(programs.train).expect("valid");
     train.initialize(1).expect("initializes");
@@ -261,20 +273,8 @@ fn w2_train_steps_on_two_threads_allocate_nothing() {
     };
     assert_eq!(count_op("FusedBatchNorm"), 2, "the program W2 runs");
     assert!(count_op("Fused") > 0, "with elementwise fusion");
-    let x = Tensor::F32(ArrayD::from_shape_fn(IxDyn(&[128, 784]), |i| {
-        ((i[0] * 31 + i[1] * 7) % 256) as f32 / 256.0
-    }));
-    let t = Tensor::F32(ArrayD::from_shape_fn(IxDyn(&[128, 10]), |i| {
-        f32::from(u8::from(i[1] == i[0] % 10))
-    }));
-    let mut train = Session::new(programs.train).expect("valid");
-    train.initialize(1).expect("initializes");
-    let feeds = [
-        (train.resolve_feed("x").expect("x"), &x),
-        (train.resolve_feed("t").expect("t"), &t),
-    ];
-    let target = train.resolve_target(&programs.train_op).expect("train op");
-    let loss = [train.resolve(&programs.loss).expect("loss")];
+    let (x, t) = batch(128);
+    let (mut train, feeds, target, loss) = train_session(&programs, &x, &t);
     let mut out = Vec::new();
     gradc::runtime::set_threads(2);
     let allocations = gradc::runtime::with_threads(|| {

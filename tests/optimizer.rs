@@ -489,18 +489,7 @@ fn random_training_graph(m: usize, n: usize, f32: bool, momentum: bool, steps: &
                     node(act, &[&p2]),
                 ]);
             }
-            6 => nodes.push(node(
-                [
-                    "Neg",
-                    "Tanh",
-                    "Sigmoid",
-                    "Relu",
-                    "Square",
-                    "Identity",
-                    "StopGradient",
-                ][s.b % 7],
-                &[&a],
-            )),
+            6 => nodes.push(node(UNARY[s.b % UNARY.len()], &[&a])),
             // exp(tanh a) + log(1 + a^2)
             7 => nodes.extend([
                 part("1", "Tanh", &[&a]),
