@@ -16,7 +16,7 @@
 //! bits (the optimizer's equivalence tests bound it). A pattern fuses only
 //! where its intermediate tensors have no other use and are not named.
 
-use crate::error::Result;
+use crate::error::{CompileError, ErrorKind, Result};
 use crate::ir::{Graph, Role, TensorRef};
 use gradc_runtime::op::DataFormat;
 use gradc_runtime::{Dim, Literal, Op};
@@ -252,6 +252,15 @@ pub fn run(g: &mut Graph, fired: &mut BTreeMap<&'static str, usize>) -> Result<(
             }
         }
         *fired.entry(rule).or_default() += 1;
+    }
+    // As the pipeline does after each pass (in debug builds and tests).
+    if cfg!(debug_assertions) {
+        super::verify(g).map_err(|e| {
+            CompileError::new(
+                ErrorKind::Internal,
+                format!("graph invariant broken after pass prefuse: {e}"),
+            )
+        })?;
     }
     Ok(())
 }
