@@ -35,7 +35,7 @@ struct Cli {
 /// Which optimizer passes run.
 #[derive(clap::Args, Clone, Debug, Default)]
 struct OptArgs {
-    /// Comma-separated passes to run, in order (default: all: prefuse,simplify,fold,cse,fuse,elementwise,dce).
+    /// Comma-separated passes to run, in order (default: all: prefuse,simplify,fold,cse,fuse,elementwise,dce); prefuse, wherever it is listed, runs as the graph is built, before each differentiation.
     #[arg(long, value_delimiter = ',', conflicts_with = "no_opt")]
     passes: Option<Vec<String>>,
     /// Run no optimizer pass.

@@ -1,7 +1,10 @@
 //! Results do not depend on the thread count: the BN-MLP train step (matrix
-//! products split over threads, elementwise ops split in two) gives the same
-//! bits on 1 and 2 threads, step after step. Its own test binary, as the
-//! thread count is process-wide.
+//! products split over threads by rows or columns, elementwise ops, Fused
+//! kernels and batch norm's passes split in two) gives the same bits on 1
+//! and 2 threads, step after step, compiled as a plain graph (Moments and
+//! BatchNormalization) and as `gradc train` and `gradc bench` compile it
+//! (FusedBatchNorm and its gradient). Its own test binary, as the thread
+//! count is process-wide.
 
 mod common;
 
@@ -9,11 +12,25 @@ use common::repo_path;
 use gradc::runtime::{Session, Tensor};
 use ndarray::{ArrayD, IxDyn};
 
-/// Losses and final variables of `steps` train steps of bn_mlp_512 at batch 128.
-fn train(steps: usize) -> (Vec<u32>, Vec<(String, Vec<u64>)>) {
-    let graph = gradc::compiler::graph_from_file(&repo_path("graphs/bn_mlp_512.ron"))
-        .expect("graph builds");
-    let programs = gradc::compiler::compile_training(graph).expect("compiles");
+/// Losses and final variables of `steps` train steps of bn_mlp_512 at batch
+/// 128, its batch norm fused before differentiation when `prefused`.
+fn train(steps: usize, prefused: bool) -> (Vec<u32>, Vec<(String, Vec<u64>)>) {
+    let path = repo_path("graphs/bn_mlp_512.ron");
+    let programs = if prefused {
+        let text = std::fs::read_to_string(&path).expect("read");
+        let spec = gradc::compiler::schema::parse(&text).expect("parses");
+        let p = gradc::compiler::compile_training_spec(&spec, &text, "bn_mlp_512.ron")
+            .expect("compiles");
+        assert!(p
+            .train
+            .instrs
+            .iter()
+            .any(|i| i.op.name() == "FusedBatchNormGrad"));
+        p
+    } else {
+        let graph = gradc::compiler::graph_from_file(&path).expect("graph builds");
+        gradc::compiler::compile_training(graph).expect("compiles")
+    };
     let mut session = Session::new(programs.train).expect("valid");
     session.initialize(3).expect("initializes");
     let x = Tensor::F32(ArrayD::from_shape_fn(IxDyn(&[128, 784]), |i| {
@@ -60,17 +77,22 @@ fn train(steps: usize) -> (Vec<u32>, Vec<(String, Vec<u64>)>) {
 
 #[test]
 fn train_steps_give_the_same_bits_on_one_and_two_threads() {
-    gradc::runtime::set_threads(1);
-    let one = train(4);
-    gradc::runtime::set_threads(2);
-    let two = train(4);
-    gradc::runtime::set_threads(1);
-    assert_eq!(one.0, two.0, "losses");
-    assert!(
-        one.1.iter().any(|(_, v)| v.len() > 100_000),
-        "the large weights are compared"
-    );
-    for ((name, a), (_, b)) in one.1.iter().zip(&two.1) {
-        assert!(a == b, "variable {name} differs between 1 and 2 threads");
+    for prefused in [false, true] {
+        gradc::runtime::set_threads(1);
+        let one = train(4, prefused);
+        gradc::runtime::set_threads(2);
+        let two = train(4, prefused);
+        gradc::runtime::set_threads(1);
+        assert_eq!(one.0, two.0, "losses (prefused: {prefused})");
+        assert!(
+            one.1.iter().any(|(_, v)| v.len() > 100_000),
+            "the large weights are compared"
+        );
+        for ((name, a), (_, b)) in one.1.iter().zip(&two.1) {
+            assert!(
+                a == b,
+                "variable {name} differs between 1 and 2 threads (prefused: {prefused})"
+            );
+        }
     }
 }

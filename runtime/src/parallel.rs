@@ -1,6 +1,8 @@
-//! Threads for matrix products.
+//! Threads for matrix products and large elementwise work.
 //!
-//! A product splits its rows over [`threads`] threads with `rayon::join`.
+//! A product splits its rows or columns over [`threads`] threads with
+//! `rayon::join`; elementwise ops, Fused kernels, batch norm's passes,
+//! variable updates and copies split in two ([`split_elements`]).
 //! Handing half the rows to a sleeping thread costs a wake-up (tens of
 //! microseconds on some machines), more than the products of a small train
 //! step take, so loops that run many steps call [`with_threads`]: it runs
@@ -96,15 +98,32 @@ pub(crate) fn split_elements<T: Send>(
     rayon::join(|| f(0, a), || f(mid, b));
 }
 
+/// For unit tests that change the process-wide thread count: runs `f` with
+/// `n` threads, one such test at a time, and puts 1 back even if `f` panics.
+#[cfg(test)]
+pub(crate) fn with_test_threads<R>(n: usize, f: impl FnOnce() -> R) -> R {
+    static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    struct Restore;
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            set_threads(1);
+        }
+    }
+    let _turn = TURN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let _restore = Restore;
+    set_threads(n);
+    f()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn a_panic_inside_with_threads_reaches_the_caller() {
-        set_threads(2);
-        let caught = std::panic::catch_unwind(|| with_threads(|| panic!("inside")));
-        set_threads(1);
+        let caught = with_test_threads(2, || {
+            std::panic::catch_unwind(|| with_threads(|| panic!("inside")))
+        });
         assert!(caught.is_err(), "the panic propagates instead of hanging");
     }
 }

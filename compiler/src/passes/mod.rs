@@ -185,7 +185,8 @@ impl Pipeline {
                     e
                 })?;
                 // What this pass's own runs added and removed.
-                report.nodes_after = (report.nodes_after + g.g.node_count()).saturating_sub(before);
+                let change = g.g.node_count() as i64 - before as i64;
+                report.nodes_after = (report.nodes_after as i64 + change).max(0) as usize;
                 if self.verify {
                     check(g, &format!("after pass {}", pass.name()))?;
                 }

@@ -2,8 +2,9 @@
 //! it exact. A rule either replaces a node's output by an existing tensor of
 //! the same type, or rewrites the node in place (keeping its name). Every
 //! rule is exact in IEEE arithmetic but `mean_of_broadcast`, which returns
-//! the exact mean where the unoptimized graph rounds a sum. Rules that hold
-//! only for finite values (x * 0 = 0 fails for inf and NaN) are not here.
+//! the exact mean where the unoptimized graph rounds a sum (and where that
+//! sum overflows or stalls, see the rule). Rules that change a result for
+//! inf or NaN inputs (x * 0 = 0 fails for them) are not here.
 
 use super::{has_control, Fired, Pass};
 use crate::error::Result;
@@ -146,10 +147,11 @@ fn rule(g: &Graph, n: NodeIndex) -> Option<(&'static str, Change)> {
             _ => return None,
         },
         // mean over axes along which x was only repeated is x: each mean
-        // averages k copies of one value (equal in real arithmetic; the
-        // unoptimized sum rounds up to k − 1 times, so results agree within
-        // k ulps, not to the bit). Only over axes of known size ≥ 1: over an
-        // empty axis the mean is NaN.
+        // averages k copies of one value. Equal in real arithmetic; the
+        // unoptimized sum of k copies rounds (the two agree within k ulps)
+        // and can overflow to inf (k·|x| above the largest float) or stall
+        // (k beyond 2^24 in f32), where x is the exact mean it missed. Only
+        // over axes of known size ≥ 1: over an empty axis the mean is NaN.
         (Op::Mean { axes, .. }, &[t]) => match producer(g, t) {
             Some((p, Op::BroadcastLike)) => {
                 let x = g.inputs(p)[0];

@@ -12,7 +12,8 @@
 //! a step whose operands are all single values (scalar constants, a
 //! column's value within one row) computes one value.
 //! Large outputs are split between two threads like the other elementwise
-//! ops. Other broadcasts go element by element. Nothing is allocated.
+//! ops. Other broadcasts go element by element. Nothing is allocated once
+//! the thread's scratch buffer has grown to the largest program.
 
 use super::elementwise::{
     add, div, equal, greater_equal, maximum, mul, neg, pow_scalar, relu, relu_grad_at, rsqrt,
@@ -467,31 +468,31 @@ mod tests {
             Binary(Maximum, 12, 4),
             Unary(UnaryFn::Pow(3.0), 13),
         ];
-        crate::parallel::set_threads(2);
-        for &(rows, cols) in &[(1, 1), (3, 5), (7, 130), (500, 130), (1, 70_000)] {
-            let shape = [rows, cols];
-            let r = Tensor::from(values(&[rows, 1], 3).mapv(|v| v + 3.0));
-            // m a row, r a column, c a scalar.
-            let ins = vec![
-                Tensor::from(values(&shape, 1)),
-                Tensor::from(values(&[cols], 2)),
-                r.clone(),
-                Tensor::from(values(&[], 4)),
-            ];
-            check(&program, &ins, &shape, "row, column and scalar");
-            // Every input full or scalar: chunks over the whole output.
-            let full = vec![
-                Tensor::from(values(&shape, 1)),
-                Tensor::from(values(&shape, 2)),
-                Tensor::from(values(&shape, 3).mapv(|v| v + 3.0)),
-                Tensor::from(values(&[1, 1], 4)),
-            ];
-            check(&program, &full, &shape, "full and scalar");
-            // A transposed input takes the element-by-element path.
-            let mut strided = ins.clone();
-            strided[0] = Tensor::from(values(&[cols, rows], 5).reversed_axes());
-            check(&program, &strided, &shape, "a strided input");
-        }
-        crate::parallel::set_threads(1);
+        crate::parallel::with_test_threads(2, || {
+            for &(rows, cols) in &[(1, 1), (3, 5), (7, 130), (500, 130), (1, 70_000)] {
+                let shape = [rows, cols];
+                let r = Tensor::from(values(&[rows, 1], 3).mapv(|v| v + 3.0));
+                // m a row, r a column, c a scalar.
+                let ins = vec![
+                    Tensor::from(values(&shape, 1)),
+                    Tensor::from(values(&[cols], 2)),
+                    r.clone(),
+                    Tensor::from(values(&[], 4)),
+                ];
+                check(&program, &ins, &shape, "row, column and scalar");
+                // Every input full or scalar: chunks over the whole output.
+                let full = vec![
+                    Tensor::from(values(&shape, 1)),
+                    Tensor::from(values(&shape, 2)),
+                    Tensor::from(values(&shape, 3).mapv(|v| v + 3.0)),
+                    Tensor::from(values(&[1, 1], 4)),
+                ];
+                check(&program, &full, &shape, "full and scalar");
+                // A transposed input takes the element-by-element path.
+                let mut strided = ins.clone();
+                strided[0] = Tensor::from(values(&[cols, rows], 5).reversed_axes());
+                check(&program, &strided, &shape, "a strided input");
+            }
+        });
     }
 }
