@@ -361,6 +361,15 @@ fn batch_norm_layer_errors_name_the_node() {
     );
     let e = compile_error("Graph(name: \"f\", nodes: [\n (name: \"x\", op: Placeholder(shape: [2, 3])),\n (name: \"p\", op: Placeholder(shape: [4])),\n (name: \"f\", op: FusedBatchNorm(), inputs: [\"x\", \"p\", \"p\", \"p\", \"p\"]),\n])");
     assert!(e.message.contains("does not match 3 channels"), "{e}");
+    // ActivationBiasGrad: dy and y of different shapes, and scalars.
+    let e = compile_error("Graph(name: \"g\", nodes: [\n (name: \"d\", op: Placeholder(shape: [2, 3])),\n (name: \"y\", op: Placeholder(shape: [2, 4])),\n (name: \"g\", op: ActivationBiasGrad(activation: Relu), inputs: [\"d\", \"y\"]),\n])");
+    let shown = e.to_string();
+    assert!(
+        shown.contains("node 'g' (ActivationBiasGrad)") && shown.contains("[2,3] and [2,4] differ"),
+        "{e}"
+    );
+    let e = compile_error("Graph(name: \"g\", nodes: [\n (name: \"d\", op: Placeholder(shape: [])),\n (name: \"g\", op: ActivationBiasGrad(), inputs: [\"d\", \"d\"]),\n])");
+    assert!(e.message.contains("rank >= 1"), "{e}");
 }
 
 #[test]

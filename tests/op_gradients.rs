@@ -499,6 +499,34 @@ const CASES: &[Case] = &[
         second_order: true,
     },
     Case {
+        name: "activation_bias_grad_relu",
+        inputs: &[("d", &[3, 4], Normal), ("a", &[3, 4], Normal)],
+        // both outputs, the bias gradient squared
+        node: r#"(name: "g", op: ActivationBiasGrad(activation: Relu), inputs: ["d", "a"]), (name: "gs", op: Mul, inputs: ["g:1", "g:1"]), (name: "s0", op: Sum(), inputs: ["g"]), (name: "s1", op: Sum(), inputs: ["gs"]), (name: "y", op: Add, inputs: ["s0", "s1"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "activation_bias_grad_sigmoid",
+        inputs: &[("d", &[2, 3, 2], Normal), ("a", &[2, 3, 2], Normal)],
+        // both outputs, the bias gradient squared
+        node: r#"(name: "g", op: ActivationBiasGrad(activation: Sigmoid), inputs: ["d", "a"]), (name: "gs", op: Mul, inputs: ["g:1", "g:1"]), (name: "s0", op: Sum(), inputs: ["g"]), (name: "s1", op: Sum(), inputs: ["gs"]), (name: "y", op: Add, inputs: ["s0", "s1"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "activation_bias_grad_tanh",
+        inputs: &[("d", &[3, 4], Normal), ("a", &[3, 4], Normal)],
+        // both outputs, the bias gradient squared
+        node: r#"(name: "g", op: ActivationBiasGrad(activation: Tanh), inputs: ["d", "a"]), (name: "gs", op: Mul, inputs: ["g:1", "g:1"]), (name: "s0", op: Sum(), inputs: ["g"]), (name: "s1", op: Sum(), inputs: ["gs"]), (name: "y", op: Add, inputs: ["s0", "s1"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "activation_bias_grad_linear",
+        inputs: &[("d", &[3, 4], Normal), ("a", &[3, 4], Normal)],
+        // both outputs, the bias gradient squared
+        node: r#"(name: "g", op: ActivationBiasGrad(activation: Linear), inputs: ["d", "a"]), (name: "gs", op: Mul, inputs: ["g:1", "g:1"]), (name: "s0", op: Sum(), inputs: ["g"]), (name: "s1", op: Sum(), inputs: ["gs"]), (name: "y", op: Add, inputs: ["s0", "s1"])"#,
+        second_order: true,
+    },
+    Case {
         name: "fused_program",
         inputs: &[("a", &[2, 3], Normal), ("b", &[3], Positive)],
         // r2 = a * b; r3 = exp(r2); r4 = 0.5; r5 = r3 * r4; r6 = sigmoid(r5); r7 = r6 / b

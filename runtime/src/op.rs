@@ -152,6 +152,17 @@ pub enum Op {
         #[serde(default)]
         activation: Activation,
     },
+    /// Dense's backward epilogue in one pass: inputs dy and y (the output of
+    /// `activation`); outputs dz = activation'(y)·dy, as the activation's
+    /// gradient rule computes it (Relu: dy where y > 0; Sigmoid:
+    /// dy·(y·(1 − y)); Tanh: dy·(1 − y·y); Linear: dy), and db, the sum of dz
+    /// over every axis but the last, row after row (BiasAdd's gradient).
+    /// Made by the optimizer's fusion pass; computes exactly what those ops
+    /// compute.
+    ActivationBiasGrad {
+        #[serde(default)]
+        activation: Activation,
+    },
     Sum {
         #[serde(default)]
         axes: Option<Vec<i64>>,
@@ -646,6 +657,7 @@ pub const OP_NAMES: &[&str] = &[
     "MatMul",
     "BiasAdd",
     "Dense",
+    "ActivationBiasGrad",
     "Fused",
     "Sum",
     "Mean",
@@ -713,6 +725,7 @@ impl Op {
             MatMul { .. } => "MatMul",
             BiasAdd => "BiasAdd",
             Dense { .. } => "Dense",
+            ActivationBiasGrad { .. } => "ActivationBiasGrad",
             Fused { .. } => "Fused",
             Sum { .. } => "Sum",
             Mean { .. } => "Mean",
@@ -766,7 +779,8 @@ impl Op {
             | ReshapeLike
             | SoftmaxCrossEntropyWithLogits
             | SumToLike
-            | BroadcastLike => Arity::Exactly(2),
+            | BroadcastLike
+            | ActivationBiasGrad { .. } => Arity::Exactly(2),
             AddN | IdentityN | Call(_) | Fused { .. } => Arity::AtLeast(1),
             Dense { .. } => Arity::Exactly(3),
             CustomGradient { inputs, .. } => Arity::AtLeast(inputs + 1),
@@ -912,6 +926,7 @@ impl Op {
             Dense { transpose_a, transpose_b, activation } => format!(
                 "{{transpose_a: {transpose_a}, transpose_b: {transpose_b}, activation: {activation:?}}}"
             ),
+            ActivationBiasGrad { activation } => format!("{{activation: {activation:?}}}"),
             Call(f) => format!("{{{f:?}}}"),
             CustomGradient { function, inputs } => {
                 format!("{{function: {function:?}, inputs: {inputs}}}")
@@ -1055,6 +1070,25 @@ impl Op {
                         "Dense: bias {b} does not match the last axis of {y}"
                     )),
                 }
+            }
+            ActivationBiasGrad { .. } => {
+                let y = same_shape(s(0), s(1))?;
+                let Some(last) = y.0.last() else {
+                    return Err(
+                        "ActivationBiasGrad: dy and y must have rank >= 1, got scalars".into(),
+                    );
+                };
+                let db = Shape(vec![last.clone()]);
+                Ok(vec![
+                    TensorType {
+                        dtype: dt,
+                        shape: y,
+                    },
+                    TensorType {
+                        dtype: dt,
+                        shape: db,
+                    },
+                ])
             }
             Fused { program } => {
                 check_fused(program, ins.len())?;

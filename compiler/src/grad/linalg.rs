@@ -1,7 +1,8 @@
-//! Gradients of MatMul (TensorFlow's `_MatMulGrad`), batched alike, and of
-//! Dense (the optimizer's fusion of MatMul, BiasAdd and an activation).
+//! Gradients of MatMul (TensorFlow's `_MatMulGrad`), batched alike, of
+//! Dense (the optimizer's fusion of MatMul, BiasAdd and an activation) and
+//! of ActivationBiasGrad (its fused backward epilogue).
 
-use super::{Ctx, GradFn, NodeArgs};
+use super::{vjp_of, Ctx, GradFn, Grads, NodeArgs};
 use crate::error::Result;
 use crate::ir::TensorRef;
 use gradc_runtime::op::Activation;
@@ -11,6 +12,7 @@ pub(super) fn rule(op: &Op) -> Option<GradFn> {
     match op {
         Op::MatMul { .. } => Some(matmul),
         Op::Dense { .. } => Some(dense),
+        Op::ActivationBiasGrad { .. } => Some(activation_bias_grad),
         _ => None,
     }
 }
@@ -74,7 +76,20 @@ fn dense(c: &mut Ctx, n: &NodeArgs, g: &[Option<TensorRef>]) -> Result<Vec<Optio
         unreachable!("dense rule on {}", n.op.name())
     };
     let dy = g[0].expect("the driver calls a single-output rule only with a gradient");
-    let y = n.y();
+    let (dz, db) = bias_activation_grads(c, activation, dy, n.y())?;
+    let (da, dw) = product_grads(c, n.x(0), n.x(1), dz, transpose_a, transpose_b)?;
+    Ok(vec![Some(da), Some(dw), Some(db)])
+}
+
+/// dz = act'(y) dy, as each activation's own rule builds it (Relu: ReluGrad;
+/// Sigmoid: dy (y (1 - y)); Tanh: dy (1 - y^2)), and db = the sum of dz over
+/// every axis but the last (BiasAdd's rule).
+fn bias_activation_grads(
+    c: &mut Ctx,
+    activation: Activation,
+    dy: TensorRef,
+    y: TensorRef,
+) -> Result<(TensorRef, TensorRef)> {
     let dz = match activation {
         Activation::Linear => dy,
         Activation::Relu => c.op(Op::ReluGrad, &[dy, y])?,
@@ -91,7 +106,6 @@ fn dense(c: &mut Ctx, n: &NodeArgs, g: &[Option<TensorRef>]) -> Result<Vec<Optio
             c.mul(dy, d)?
         }
     };
-    let (da, dw) = product_grads(c, n.x(0), n.x(1), dz, transpose_a, transpose_b)?;
     let rank = c.ty(y).shape.rank() as i64;
     let db = c.op(
         Op::Sum {
@@ -100,5 +114,15 @@ fn dense(c: &mut Ctx, n: &NodeArgs, g: &[Option<TensorRef>]) -> Result<Vec<Optio
         },
         &[dz],
     )?;
-    Ok(vec![Some(da), Some(dw), Some(db)])
+    Ok((dz, db))
+}
+
+// dz, db = ActivationBiasGrad(dy, y): the gradient of its decomposition into
+// the ops it fuses (bias_activation_grads), so second order works
+fn activation_bias_grad(c: &mut Ctx, n: &NodeArgs, g: &[Option<TensorRef>]) -> Grads {
+    let Op::ActivationBiasGrad { activation } = n.op else {
+        unreachable!("activation_bias_grad rule on {}", n.op.name())
+    };
+    let (dz, db) = bias_activation_grads(c, activation, n.x(0), n.x(1))?;
+    vjp_of(c, &[dz, db], g, &n.inputs)
 }

@@ -14,12 +14,20 @@
 //!   The folded weights are computed by ops each run (the statistics are
 //!   variables), on `w`'s shape instead of the batch's. Equal in exact
 //!   arithmetic; the rounding differs.
+//! - `bias_activation_grad`, the dense pattern's backward form: the sum over
+//!   the leading axes (BiasAdd's gradient) of dz = act'(y)·dy as an
+//!   activation's gradient rule builds it (ReluGrad(dy, y); dy·(y·(1 − y));
+//!   dy·(1 − y²)) becomes one ActivationBiasGrad, which writes dz and the
+//!   bias gradient in one pass; dz's other users (the products of dW and dx)
+//!   read its first output. The same arithmetic, operation for operation,
+//!   and the sum row after row as Sum adds: bit-identical.
 
 use super::{has_control, Fired, Pass};
 use crate::error::Result;
 use crate::ir::{Graph, TensorRef};
 use gradc_runtime::op::Activation;
-use gradc_runtime::Op;
+use gradc_runtime::shape::normalize_axes;
+use gradc_runtime::{Literal, Op};
 use petgraph::stable_graph::NodeIndex;
 
 #[derive(Default)]
@@ -45,6 +53,110 @@ fn activation_user(g: &Graph, n: NodeIndex) -> Option<(NodeIndex, Activation)> {
         _ => return None,
     };
     (!has_control(g, m)).then_some((m, activation))
+}
+
+/// Whether `t` is a constant whose every element is 1.
+fn is_one(g: &Graph, t: TensorRef) -> bool {
+    match &g.node(t.node).op {
+        Op::Const(Literal::Scalar(v)) => *v == 1.0,
+        Op::Const(lit) => lit
+            .to_flat()
+            .is_ok_and(|(_, d)| !d.is_empty() && d.iter().all(|&x| x == 1.0)),
+        _ => false,
+    }
+}
+
+/// The op producing `t` and its inputs, if `t` is its only output and it has
+/// no control edges.
+fn producer(g: &Graph, t: TensorRef) -> Option<(&Op, Vec<TensorRef>)> {
+    (t.output == 0 && !has_control(g, t.node)).then(|| (&g.node(t.node).op, g.inputs(t.node)))
+}
+
+/// `(activation, dy, y)` if `dz` is act'(y)·dy as the activation's gradient
+/// rule builds it: ReluGrad(dy, y); dy·(y·(1 − y)) for Sigmoid; dy·(1 − y²)
+/// for Tanh (the product's operands in either order).
+fn activation_grad_of(g: &Graph, dz: TensorRef) -> Option<(Activation, TensorRef, TensorRef)> {
+    let (op, ins) = producer(g, dz)?;
+    match (op, ins.as_slice()) {
+        (Op::ReluGrad, &[dy, y]) => Some((Activation::Relu, dy, y)),
+        (Op::Mul, &[a, b]) => [(a, b), (b, a)].into_iter().find_map(|(dy, d)| {
+            let (op, ins) = producer(g, d)?;
+            match (op, ins.as_slice()) {
+                // y (1 - y)
+                (Op::Mul, &[y, om]) => match producer(g, om)? {
+                    (Op::Sub, i) if i.len() == 2 && is_one(g, i[0]) && i[1] == y => {
+                        Some((Activation::Sigmoid, dy, y))
+                    }
+                    _ => None,
+                },
+                // 1 - y^2
+                (Op::Sub, &[one, y2]) if is_one(g, one) => match producer(g, y2)? {
+                    (Op::Square, i) if i.len() == 1 => Some((Activation::Tanh, dy, i[0])),
+                    _ => None,
+                },
+                _ => None,
+            }
+        }),
+        _ => None,
+    }
+}
+
+/// Fuses Sum node `n` with the activation gradient it sums (see the module
+/// docs); true if it did.
+fn bias_activation_grad(g: &mut Graph, n: NodeIndex) -> Result<bool> {
+    let Op::Sum {
+        axes: Some(axes),
+        keep_dims: false,
+    } = &g.node(n).op
+    else {
+        return Ok(false);
+    };
+    let [dz] = g.inputs(n)[..] else {
+        return Ok(false);
+    };
+    let rank = g.ty(dz).shape.rank();
+    let leading: Vec<usize> = (0..rank.saturating_sub(1)).collect();
+    if rank < 2 || normalize_axes(axes, rank).ok() != Some(leading) {
+        return Ok(false);
+    }
+    let Some((activation, dy, y)) = activation_grad_of(g, dz) else {
+        return Ok(false);
+    };
+    if g.ty(dy) != g.ty(dz) || g.ty(y) != g.ty(dz) {
+        return Ok(false);
+    }
+    let node = g.node(n);
+    let (name, dtype, role) = (
+        g.unique_name(&format!("{}/ActivationBiasGrad", node.name)),
+        node.dtype,
+        node.role,
+    );
+    let fused = g.add(
+        name,
+        Op::ActivationBiasGrad { activation },
+        dtype,
+        &[dy, y],
+        role,
+        None,
+    )?;
+    // Where dz was made in creation order, so the schedule and the printed
+    // graph keep their order (seq only breaks ties among ready nodes).
+    g.g[fused].seq = g.node(dz.node).seq;
+    g.replace_uses(
+        dz,
+        TensorRef {
+            node: fused,
+            output: 0,
+        },
+    );
+    g.replace_uses(
+        TensorRef::of(n),
+        TensorRef {
+            node: fused,
+            output: 1,
+        },
+    );
+    Ok(true)
 }
 
 /// A tensor fixed during a run: a variable or a constant.
@@ -147,6 +259,11 @@ impl Pass for Fuse {
             }
             if fold_batch_norm(g, n)? {
                 self.fired.hit("fold_batch_norm");
+                changed = true;
+                continue;
+            }
+            if bias_activation_grad(g, n)? {
+                self.fired.hit("bias_activation_grad");
                 changed = true;
                 continue;
             }

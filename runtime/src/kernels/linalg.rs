@@ -149,3 +149,74 @@ fn bias_row<T: Elem>(y: &mut [T], bias: &[T], f: impl Fn(T) -> T) {
         *y = f(*y + b);
     }
 }
+
+/// ActivationBiasGrad: `dz = activation'(y)·dy` in the activation gradient
+/// rule's order of operations, and `db` its sum over every axis but the
+/// last, row after row from zero (as Sum over the leading axes adds).
+pub(super) fn activation_bias_grad<T: Elem>(
+    dy: &ArrayViewD<'_, T>,
+    y: &ArrayViewD<'_, T>,
+    activation: crate::op::Activation,
+    dz: &mut ArrayD<T>,
+    db: &mut ArrayD<T>,
+) -> Result<(), String> {
+    use crate::op::Activation;
+    if dy.shape() != y.shape() || dz.shape() != y.shape() {
+        return Err(format!(
+            "ActivationBiasGrad: dy {:?}, y {:?} and dz {:?} differ",
+            dy.shape(),
+            y.shape(),
+            dz.shape()
+        ));
+    }
+    let n = y.shape().last().copied().unwrap_or(0);
+    if db.shape() != [n] {
+        return Err(format!(
+            "ActivationBiasGrad: db has shape {:?}, expected [{n}]",
+            db.shape()
+        ));
+    }
+    let (Some(dy), Some(y), Some(dz), Some(db)) = (
+        dy.as_slice(),
+        y.as_slice(),
+        dz.as_slice_mut(),
+        db.as_slice_mut(),
+    ) else {
+        return Err("ActivationBiasGrad: an input or output is not contiguous".into());
+    };
+    let one = T::one();
+    db.fill(T::zero());
+    let n = n.max(1);
+    match activation {
+        Activation::Linear => grad_rows([dy, y], dz, db, n, |dy, _| dy),
+        Activation::Relu => grad_rows([dy, y], dz, db, n, elementwise::relu_grad_at),
+        Activation::Sigmoid => grad_rows([dy, y], dz, db, n, |dy, y| {
+            elementwise::mul(dy, elementwise::mul(y, one - y))
+        }),
+        Activation::Tanh => grad_rows([dy, y], dz, db, n, |dy, y| {
+            elementwise::mul(dy, one - elementwise::square(y))
+        }),
+    }
+    Ok(())
+}
+
+/// `dz = f(dy, y)` element by element and `db += dz` row after row, over
+/// rows of `n`.
+#[inline(always)]
+fn grad_rows<T: Elem>(
+    [dy, y]: [&[T]; 2],
+    dz: &mut [T],
+    db: &mut [T],
+    n: usize,
+    f: impl Fn(T, T) -> T,
+) {
+    for (dz, (dy, y)) in dz
+        .chunks_exact_mut(n)
+        .zip(dy.chunks_exact(n).zip(y.chunks_exact(n)))
+    {
+        for (((dz, db), &dy), &y) in dz.iter_mut().zip(db.iter_mut()).zip(dy).zip(y) {
+            *dz = f(dy, y);
+            *db = *db + *dz;
+        }
+    }
+}

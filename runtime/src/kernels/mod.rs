@@ -147,7 +147,10 @@ pub fn eval_with(op: &Op, ins: &dyn Inputs, outs: &mut [Tensor]) -> Result<(), S
             }
             return Ok(());
         }
-        Op::Moments { .. } | Op::FusedBatchNorm { .. } | Op::FusedBatchNormGrad { .. } => {
+        Op::Moments { .. }
+        | Op::FusedBatchNorm { .. }
+        | Op::FusedBatchNormGrad { .. }
+        | Op::ActivationBiasGrad { .. } => {
             let dtype = outs
                 .first()
                 .map(Tensor::dtype)
@@ -346,7 +349,10 @@ fn kernel<T: Elem>(op: &Op, ins: &dyn Inputs, out: &mut ArrayD<T>) -> Result<(),
             "{} passes its inputs through; eval_with handles it",
             op.name()
         )),
-        Moments { .. } | FusedBatchNorm { .. } | FusedBatchNormGrad { .. } => Err(format!(
+        Moments { .. }
+        | FusedBatchNorm { .. }
+        | FusedBatchNormGrad { .. }
+        | ActivationBiasGrad { .. } => Err(format!(
             "{} has several outputs; eval_with handles it",
             op.name()
         )),
@@ -518,6 +524,18 @@ fn run_multi<T: Elem>(op: &Op, ins: &dyn Inputs, outs: &mut [Tensor]) -> Result<
                 *data_format,
                 *is_training,
                 [buffer(dx)?, buffer(ds)?, buffer(doff)?],
+            )
+        }
+        Op::ActivationBiasGrad { activation } => {
+            let [dz, db] = outs else {
+                return Err(count(2));
+            };
+            linalg::activation_bias_grad(
+                &input::<T>(ins, 0)?,
+                &input::<T>(ins, 1)?,
+                *activation,
+                buffer(dz)?,
+                buffer(db)?,
             )
         }
         _ => Err(format!("{} has one output", op.name())),
