@@ -599,6 +599,33 @@ proptest! {
     }
 }
 
+/// The dense pattern's backward form fires for each activation in a train
+/// step (ReluGrad, the sigmoid and tanh rules' products, each with the bias
+/// gradient's Sum), and the fused step trains as the unfused one.
+#[test]
+fn dense_backward_fuses_for_every_activation() {
+    for (b, activation) in [(0, "Relu"), (1, "Tanh"), (2, "Sigmoid")] {
+        for f32 in [false, true] {
+            let text = random_training_graph(3, 4, f32, false, &[Step { op: 5, a: 0, b }]);
+            let spec = schema::parse(&text).expect("parses");
+            let p = compiler::compile_training_spec(&spec, &text, "dense.ron").expect("compiles");
+            let fused = p
+                .train
+                .instrs
+                .iter()
+                .filter(|i| i.op.name() == "ActivationBiasGrad")
+                .map(|i| i.op.attrs_text())
+                .collect::<Vec<_>>();
+            assert_eq!(
+                fused,
+                [format!("{{activation: {activation}}}")],
+                "{activation}: {text}"
+            );
+            compare_training(&spec, &text, &format!("dense {activation}"));
+        }
+    }
+}
+
 #[test]
 fn composites_fuse_before_differentiation() {
     let count = |p: &Program, op: &str| p.instrs.iter().filter(|i| i.op.name() == op).count();
