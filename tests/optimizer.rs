@@ -599,11 +599,11 @@ proptest! {
     }
 }
 
-/// The dense pattern's backward form fires for each activation in a train
-/// step (ReluGrad, the sigmoid and tanh rules' products, each with the bias
-/// gradient's Sum), and the fused step trains as the unfused one.
+/// The dense pattern's backward form fires for Sigmoid and Tanh in a train
+/// step (the rules' products with the bias gradient's Sum), not for Relu
+/// (left as ReluGrad), and the fused step trains as the unfused one.
 #[test]
-fn dense_backward_fuses_for_every_activation() {
+fn dense_backward_fuses_for_sigmoid_and_tanh() {
     for (b, activation) in [(0, "Relu"), (1, "Tanh"), (2, "Sigmoid")] {
         for f32 in [false, true] {
             let text = random_training_graph(3, 4, f32, false, &[Step { op: 5, a: 0, b }]);
@@ -616,11 +616,11 @@ fn dense_backward_fuses_for_every_activation() {
                 .filter(|i| i.op.name() == "ActivationBiasGrad")
                 .map(|i| i.op.attrs_text())
                 .collect::<Vec<_>>();
-            assert_eq!(
-                fused,
-                [format!("{{activation: {activation}}}")],
-                "{activation}: {text}"
-            );
+            let want: Vec<String> = match activation {
+                "Relu" => Vec::new(),
+                _ => vec![format!("{{activation: {activation}}}")],
+            };
+            assert_eq!(fused, want, "{activation}: {text}");
             compare_training(&spec, &text, &format!("dense {activation}"));
         }
     }
