@@ -7,7 +7,8 @@ use crate::grad;
 use crate::ir::{GradientResult, Graph, Role, TensorRef, GLOBAL_VARIABLES, TRAINABLE_VARIABLES};
 use crate::schema::{gradient_name, line_of_gradient, GraphSpec};
 use gradc_runtime::Op;
-use std::collections::{BTreeSet, HashMap};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 
 /// One thing to build: a node of the file or a gradient request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -314,33 +315,53 @@ fn default_outputs(g: &Graph) -> Vec<(String, TensorRef)> {
 
 /// Kahn's algorithm over items, earliest item first. On a cycle, returns an item stuck in it.
 fn schedule(deps: &[(Item, Vec<Item>)]) -> std::result::Result<Vec<Item>, Item> {
-    let mut remaining: HashMap<Item, usize> = HashMap::new();
-    let mut users: HashMap<Item, Vec<Item>> = HashMap::new();
+    // Items as dense indices: nodes first, then gradient requests.
+    let count = |node: bool| {
+        deps.iter()
+            .flat_map(|(i, d)| std::iter::once(i).chain(d))
+            .filter_map(|i| match (*i, node) {
+                (Item::Node(k), true) | (Item::Gradient(k), false) => Some(k + 1),
+                _ => None,
+            })
+            .max()
+            .unwrap_or(0)
+    };
+    let nodes = count(true);
+    let index = |i: Item| match i {
+        Item::Node(k) => k,
+        Item::Gradient(k) => nodes + k,
+    };
+    let size = nodes + count(false);
+    // Remaining dependencies per item (None: not an item to build), users per item.
+    let mut remaining: Vec<Option<usize>> = vec![None; size];
+    let mut users: Vec<Vec<Item>> = vec![Vec::new(); size];
     for (item, d) in deps {
-        remaining.insert(*item, d.len());
+        remaining[index(*item)] = Some(d.len());
         for &p in d {
-            users.entry(p).or_default().push(*item);
+            users[index(p)].push(*item);
         }
     }
-    let mut ready: BTreeSet<Item> = remaining
+    let mut ready: BinaryHeap<Reverse<Item>> = deps
         .iter()
-        .filter(|(_, &c)| c == 0)
-        .map(|(&i, _)| i)
+        .filter(|(_, d)| d.is_empty())
+        .map(|(i, _)| Reverse(*i))
         .collect();
     let mut order = Vec::with_capacity(deps.len());
-    while let Some(item) = ready.pop_first() {
+    let mut done = vec![false; size];
+    while let Some(Reverse(item)) = ready.pop() {
         order.push(item);
-        for u in users.get(&item).into_iter().flatten() {
-            if let Some(c) = remaining.get_mut(u) {
+        done[index(item)] = true;
+        for &u in &users[index(item)] {
+            if let Some(c) = &mut remaining[index(u)] {
                 *c -= 1;
                 if *c == 0 {
-                    ready.insert(*u);
+                    ready.push(Reverse(u));
                 }
             }
         }
     }
     if order.len() < deps.len() {
-        let stuck = deps.iter().map(|(i, _)| *i).find(|i| !order.contains(i));
+        let stuck = deps.iter().map(|(i, _)| *i).find(|&i| !done[index(i)]);
         return Err(stuck.unwrap_or(Item::Node(0)));
     }
     Ok(order)
