@@ -420,9 +420,15 @@ impl Graph {
     }
 
     /// Topological order; ties broken by creation order, so the result is deterministic.
+    /// One more than the largest node index in use: the length of a Vec
+    /// indexed by node (a stable graph keeps indices below it).
+    pub fn node_bound(&self) -> usize {
+        petgraph::visit::NodeIndexable::node_bound(&self.g)
+    }
+
     pub fn topo_order(&self) -> Result<Vec<NodeIndex>> {
         // Indexed by node index (a stable graph's indices stay below its bound).
-        let mut indegree = vec![0usize; petgraph::visit::NodeIndexable::node_bound(&self.g)];
+        let mut indegree = vec![0usize; self.node_bound()];
         let mut nodes = 0;
         for n in self.g.node_indices() {
             indegree[n.index()] = self.g.neighbors_directed(n, Direction::Incoming).count();

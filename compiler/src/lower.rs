@@ -3,13 +3,16 @@
 use crate::error::Result;
 use crate::ir::{Graph, TensorRef};
 use gradc_runtime::{Instr, NamedOutput, Program, ValueRef};
-use std::collections::HashMap;
 
 pub fn lower(g: &Graph) -> Result<Program> {
     let order = g.topo_order()?;
-    let index: HashMap<_, _> = order.iter().enumerate().map(|(i, &n)| (n, i)).collect();
+    // Instruction index by node index.
+    let mut index = vec![usize::MAX; g.node_bound()];
+    for (i, &n) in order.iter().enumerate() {
+        index[n.index()] = i;
+    }
     let value = |t: TensorRef| ValueRef {
-        node: index[&t.node],
+        node: index[t.node.index()],
         output: t.output,
     };
     let instrs = order
@@ -22,7 +25,11 @@ pub fn lower(g: &Graph) -> Result<Program> {
                 dtype: node.dtype,
                 inputs: g.inputs(n).into_iter().map(value).collect(),
                 outputs: node.outputs.clone(),
-                control: g.control_inputs(n).into_iter().map(|c| index[&c]).collect(),
+                control: g
+                    .control_inputs(n)
+                    .into_iter()
+                    .map(|c| index[c.index()])
+                    .collect(),
             }
         })
         .collect();

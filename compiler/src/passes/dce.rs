@@ -10,7 +10,6 @@ use crate::error::Result;
 use crate::ir::Graph;
 use gradc_runtime::Op;
 use petgraph::Direction;
-use std::collections::HashSet;
 
 #[derive(Default)]
 pub struct Dce {
@@ -38,19 +37,20 @@ impl Pass for Dce {
             stack.push(t.loss.1.node);
             stack.extend(t.metrics.iter().chain(&t.hooks).map(|(_, m)| m.node));
         }
-        let mut live = HashSet::new();
+        // Indexed by node: cache-friendly on large graphs.
+        let mut live = vec![false; g.node_bound()];
         while let Some(n) = stack.pop() {
-            if live.insert(n) {
+            if !std::mem::replace(&mut live[n.index()], true) {
                 stack.extend(g.g.neighbors_directed(n, Direction::Incoming));
             }
         }
-        let dead: Vec<_> = g.g.node_indices().filter(|n| !live.contains(n)).collect();
+        let dead: Vec<_> = g.g.node_indices().filter(|n| !live[n.index()]).collect();
         for &n in &dead {
             g.remove(n);
             self.fired.hit("dead_node");
         }
         for members in g.collections.values_mut() {
-            members.retain(|n| live.contains(n));
+            members.retain(|n| live.get(n.index()).copied().unwrap_or(false));
         }
         Ok(!dead.is_empty())
     }

@@ -60,11 +60,14 @@ impl Pass for Elementwise {
     fn run(&mut self, g: &mut Graph) -> Result<bool> {
         let mut changed = false;
         let order = g.topo_order()?;
-        let position: HashMap<NodeIndex, usize> =
-            order.iter().enumerate().map(|(i, &n)| (n, i)).collect();
-        let mut done: HashSet<NodeIndex> = HashSet::new();
+        // Indexed by node: cache-friendly on large graphs.
+        let mut position = vec![0; g.node_bound()];
+        for (i, &n) in order.iter().enumerate() {
+            position[n.index()] = i;
+        }
+        let mut done = vec![false; g.node_bound()];
         for &root in order.iter().rev() {
-            if done.contains(&root) || !g.g.contains_node(root) {
+            if done[root.index()] || !g.g.contains_node(root) {
                 continue;
             }
             let node = g.node(root);
@@ -75,7 +78,7 @@ impl Pass for Elementwise {
             if members.len() < 2 {
                 continue;
             }
-            members.sort_by_key(|m| position[m]);
+            members.sort_by_key(|m| position[m.index()]);
             // Registers: outside inputs and scalar constants first, then one per member.
             let mut program = Vec::new();
             let mut inputs: Vec<TensorRef> = Vec::new();
@@ -115,7 +118,9 @@ impl Pass for Elementwise {
                 program.push(step);
             }
             g.rewrite(root, Op::Fused { program }, &inputs)?;
-            done.extend(members.iter().copied());
+            for m in &members {
+                done[m.index()] = true;
+            }
             self.fired.hit("fuse_elementwise");
             changed = true;
         }

@@ -216,11 +216,11 @@ fn reachable_updates(g: &Graph) -> HashSet<String> {
     let Some(train) = &g.train else {
         return HashSet::new();
     };
-    let mut seen = HashSet::new();
+    let mut seen = vec![false; g.node_bound()];
     let mut stack = vec![train.train_op];
     let mut names = HashSet::new();
     while let Some(n) = stack.pop() {
-        if g.g.contains_node(n) && seen.insert(n) {
+        if g.g.contains_node(n) && !std::mem::replace(&mut seen[n.index()], true) {
             if g.node(n).op.is_stateful() {
                 names.insert(g.node(n).name.clone());
             }
