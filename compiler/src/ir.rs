@@ -428,12 +428,12 @@ impl Graph {
 
     pub fn topo_order(&self) -> Result<Vec<NodeIndex>> {
         // Indexed by node index (a stable graph's indices stay below its bound).
+        // One sequential sweep over the edges (not a walk of each node's list).
         let mut indegree = vec![0usize; self.node_bound()];
-        let mut nodes = 0;
-        for n in self.g.node_indices() {
-            indegree[n.index()] = self.g.neighbors_directed(n, Direction::Incoming).count();
-            nodes += 1;
+        for e in petgraph::visit::IntoEdgeReferences::edge_references(&self.g) {
+            indegree[e.target().index()] += 1;
         }
+        let nodes = self.g.node_count();
         let key = |n: NodeIndex| Reverse((self.g[n].seq, n));
         // The ready node created first comes out first: the order is deterministic.
         let mut ready: BinaryHeap<Reverse<(u64, NodeIndex)>> = self
