@@ -12,6 +12,7 @@ mod simplify;
 
 use crate::error::{did_you_mean, CompileError, ErrorKind, Result};
 use crate::ir::{Graph, TensorRef};
+use gradc_runtime::Op;
 use petgraph::stable_graph::NodeIndex;
 use petgraph::visit::EdgeRef;
 use petgraph::Direction;
@@ -228,6 +229,22 @@ fn reachable_updates(g: &Graph) -> HashSet<String> {
         }
     }
     names
+}
+
+/// Every element of the constant `t` equals `v` (false if `t` is not a constant).
+pub(crate) fn is_const(g: &Graph, t: TensorRef, v: f64) -> bool {
+    match &g.node(t.node).op {
+        Op::Const(lit) => lit
+            .to_flat()
+            .is_ok_and(|(_, d)| !d.is_empty() && d.iter().all(|&x| x == v)),
+        _ => false,
+    }
+}
+
+/// The node producing `t` and its op, if `t` is its only output and it has
+/// no control edges.
+pub(crate) fn producer(g: &Graph, t: TensorRef) -> Option<(NodeIndex, &Op)> {
+    (t.output == 0 && !has_control(g, t.node)).then(|| (t.node, &g.node(t.node).op))
 }
 
 /// Whether a node must stay as it is: it has control edges in or out.

@@ -6,7 +6,7 @@
 //! sum overflows or stalls, see the rule). Rules that change a result for
 //! inf or NaN inputs (x * 0 = 0 fails for them) are not here.
 
-use super::{has_control, Fired, Pass};
+use super::{has_control, is_const, producer, Fired, Pass};
 use crate::error::Result;
 use crate::ir::{Graph, TensorRef};
 use gradc_runtime::shape::{normalize_axes, Dim};
@@ -23,21 +23,6 @@ enum Change {
     Replace(TensorRef),
     /// The node becomes this op on these inputs.
     Rewrite(Box<Op>, Vec<TensorRef>),
-}
-
-/// Every element of a constant input equals `v`.
-fn is_const(g: &Graph, t: TensorRef, v: f64) -> bool {
-    match &g.node(t.node).op {
-        Op::Const(lit) => lit
-            .to_flat()
-            .is_ok_and(|(_, d)| !d.is_empty() && d.iter().all(|&x| x == v)),
-        _ => false,
-    }
-}
-
-/// The node producing `t`, if `t` is its only output and it has no control edges.
-fn producer(g: &Graph, t: TensorRef) -> Option<(NodeIndex, &Op)> {
-    (t.output == 0 && !has_control(g, t.node)).then(|| (t.node, &g.node(t.node).op))
 }
 
 /// Whether every axis `axes` reduces (all when None) of `b`, a broadcast of
