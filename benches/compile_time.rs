@@ -22,7 +22,6 @@ use criterion::{
     criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput,
 };
 use gradc::compiler::{self, grad, ir, schema, train};
-use std::collections::HashMap;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -101,7 +100,7 @@ fn stages(label: &str, text: &str) -> Duration {
 
     let mut g = fwd;
     let t = Instant::now();
-    train::build_train(&mut g, &train_spec, &HashMap::new(), text).expect("train section");
+    train::build_train(&mut g, &train_spec, &Default::default(), text).expect("train section");
     let train_section = t.elapsed();
 
     let nodes = g.g.node_count();

@@ -601,7 +601,7 @@ fn bind_symbols(program: &Program, feeds: &[(FeedId, &[usize])]) -> HashMap<Stri
         let ty = &program.instrs[id.node()].outputs[0];
         for (d, &size) in ty.shape.0.iter().zip(shape.iter()) {
             if let Dim::Sym(s) = d {
-                symbols.insert(s.clone(), size);
+                symbols.insert(s.to_string(), size);
             }
         }
     }
@@ -640,7 +640,7 @@ pub fn matmul_counts(
             .iter()
             .map(|d| match d {
                 Dim::Known(n) => Ok(*n),
-                Dim::Sym(s) => symbols.get(s).copied().ok_or_else(|| {
+                Dim::Sym(s) => symbols.get(&**s).copied().ok_or_else(|| {
                     Error::Usage(format!(
                         "cannot count FLOPs: dimension '{s}' of '{}' is not bound by a feed",
                         instrs[v.node].name

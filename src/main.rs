@@ -562,7 +562,7 @@ fn planned_memory(p: &Program, batch: usize) -> Result<PlanMemory, RunError> {
         .flat_map(|i| &i.outputs)
         .flat_map(|t| &t.shape.0)
         .filter_map(|d| match d {
-            Dim::Sym(s) => Some((s.clone(), batch)),
+            Dim::Sym(s) => Some((s.to_string(), batch)),
             Dim::Known(_) => None,
         })
         .collect();

@@ -6,9 +6,10 @@ use crate::error::{did_you_mean, CompileError, ErrorKind, Result};
 use crate::grad;
 use crate::ir::{GradientResult, Graph, Role, TensorRef, GLOBAL_VARIABLES, TRAINABLE_VARIABLES};
 use crate::schema::{gradient_name, line_of_gradient, GraphSpec};
+use foldhash::{HashMap, HashMapExt};
 use gradc_runtime::Op;
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 
 /// One thing to build: a node of the file or a gradient request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -12,9 +12,10 @@
 use crate::error::{did_you_mean, CompileError, ErrorKind, Result};
 use crate::ir::{Graph, Role, TensorRef};
 use crate::schema::{line_of_function, FunctionSpec, GraphSpec, NodeSpec};
+use foldhash::HashMap;
 use gradc_runtime::Op;
 use petgraph::stable_graph::NodeIndex;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 fn function_error(function: &str, text: &str, message: String) -> CompileError {
     CompileError::new(ErrorKind::Function, message).at_line(line_of_function(text, function))

@@ -5,12 +5,13 @@
 //! ordered inputs are read from its incoming edges.
 
 use crate::error::{CompileError, ErrorKind, Result};
+use foldhash::HashMap;
 use gradc_runtime::{DType, Op, TensorType};
 use petgraph::stable_graph::{NodeIndex, StableDiGraph};
 use petgraph::visit::EdgeRef;
 use petgraph::Direction;
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, BinaryHeap, HashMap};
+use std::collections::{BTreeSet, BinaryHeap};
 
 /// Where a node came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -174,7 +175,7 @@ impl Graph {
                 format!("a node named '{name}' already exists"),
             )));
         }
-        let in_types: Vec<TensorType> = inputs.iter().map(|&t| self.ty(t).clone()).collect();
+        let in_types: Vec<&TensorType> = inputs.iter().map(|&t| self.ty(t)).collect();
         let outputs = op.infer(dtype, &in_types).map_err(|msg| {
             let kind = if msg.contains("dtype") {
                 ErrorKind::DType
@@ -225,22 +226,26 @@ impl Graph {
 
     /// The node's inputs in slot order.
     pub fn inputs(&self, n: NodeIndex) -> Vec<TensorRef> {
-        let mut ins: Vec<(usize, TensorRef)> = self
-            .g
-            .edges_directed(n, Direction::Incoming)
-            .filter_map(|e| match *e.weight() {
-                Edge::Data { output, input } => Some((
-                    input,
-                    TensorRef {
-                        node: e.source(),
-                        output,
-                    },
-                )),
-                Edge::Control => None,
-            })
-            .collect();
-        ins.sort_unstable_by_key(|(slot, _)| *slot);
-        ins.into_iter().map(|(_, t)| t).collect()
+        // Each data edge goes straight to its slot: one allocation, no sort.
+        let unset = TensorRef {
+            node: NodeIndex::end(),
+            output: usize::MAX,
+        };
+        let mut ins = Vec::with_capacity(4);
+        for e in self.g.edges_directed(n, Direction::Incoming) {
+            if let Edge::Data { output, input } = *e.weight() {
+                if ins.len() <= input {
+                    ins.resize(input + 1, unset);
+                }
+                ins[input] = TensorRef {
+                    node: e.source(),
+                    output,
+                };
+            }
+        }
+        // Only a broken graph (which the verifier reports) leaves a slot unset.
+        ins.retain(|&t| t != unset);
+        ins
     }
 
     /// The nodes that must run before `n`, in creation order.
@@ -367,7 +372,7 @@ impl Graph {
     /// Replaces node `n`'s op and inputs in place (keeping its name, role and
     /// control inputs); the new op must give the same output types.
     pub fn rewrite(&mut self, n: NodeIndex, op: Op, inputs: &[TensorRef]) -> Result<()> {
-        let types: Vec<TensorType> = inputs.iter().map(|&t| self.ty(t).clone()).collect();
+        let types: Vec<&TensorType> = inputs.iter().map(|&t| self.ty(t)).collect();
         let node = &self.g[n];
         let outputs = op.infer(node.dtype, &types).map_err(|m| {
             CompileError::new(
@@ -419,22 +424,54 @@ impl Graph {
         self.next_seq
     }
 
-    /// Topological order; ties broken by creation order, so the result is deterministic.
     /// One more than the largest node index in use: the length of a Vec
     /// indexed by node (a stable graph keeps indices below it).
     pub fn node_bound(&self) -> usize {
         petgraph::visit::NodeIndexable::node_bound(&self.g)
     }
 
+    /// Topological order; ties broken by creation order, so the result is deterministic.
     pub fn topo_order(&self) -> Result<Vec<NodeIndex>> {
-        // Indexed by node index (a stable graph's indices stay below its bound).
-        // One sequential sweep over the edges (not a walk of each node's list).
+        // Per-node tables are indexed by node index (a stable graph's indices
+        // stay below its bound).
+        let mut seq = vec![u64::MAX; self.node_bound()];
+        let mut by_seq: Vec<(u64, NodeIndex)> = Vec::with_capacity(self.g.node_count());
+        for n in self.g.node_indices() {
+            seq[n.index()] = self.g[n].seq;
+            by_seq.push((self.g[n].seq, n));
+        }
+        // Usually every edge runs from an older node to a newer one (a node's
+        // inputs exist when it is added); then creation order is the answer:
+        // the smallest ready node always comes next in it. Checked in one
+        // sweep over the edges; rewrites that point an old node at a newer
+        // one fall back to the general walk below, which gives the same
+        // order whenever both apply.
+        let edges = || petgraph::visit::IntoEdgeReferences::edge_references(&self.g);
+        if edges().all(|e| seq[e.source().index()] < seq[e.target().index()]) {
+            by_seq.sort_unstable();
+            return Ok(by_seq.into_iter().map(|(_, n)| n).collect());
+        }
+        self.kahn_order(&seq, by_seq.len())
+    }
+
+    /// The topological order by the general walk alone, without the
+    /// creation-order shortcut: the verifier checks the two agree.
+    pub fn topo_order_by_walk(&self) -> Result<Vec<NodeIndex>> {
+        let mut seq = vec![u64::MAX; self.node_bound()];
+        for n in self.g.node_indices() {
+            seq[n.index()] = self.g[n].seq;
+        }
+        self.kahn_order(&seq, self.g.node_count())
+    }
+
+    /// Kahn's walk: of the ready nodes, the one created first comes out first.
+    /// `seq` holds each node's creation number by index.
+    fn kahn_order(&self, seq: &[u64], nodes: usize) -> Result<Vec<NodeIndex>> {
         let mut indegree = vec![0usize; self.node_bound()];
         for e in petgraph::visit::IntoEdgeReferences::edge_references(&self.g) {
             indegree[e.target().index()] += 1;
         }
-        let nodes = self.g.node_count();
-        let key = |n: NodeIndex| Reverse((self.g[n].seq, n));
+        let key = |n: NodeIndex| Reverse((seq[n.index()], n));
         // The ready node created first comes out first: the order is deterministic.
         let mut ready: BinaryHeap<Reverse<(u64, NodeIndex)>> = self
             .g
@@ -457,5 +494,52 @@ impl Graph {
             return Err(CompileError::new(ErrorKind::Cycle, "the graph has a cycle"));
         }
         Ok(order)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn positions(order: &[NodeIndex]) -> HashMap<NodeIndex, usize> {
+        order.iter().enumerate().map(|(i, &n)| (n, i)).collect()
+    }
+
+    /// Every edge runs forward in `order`, and `order` holds every node once.
+    fn assert_topological(g: &Graph, order: &[NodeIndex]) {
+        let at = positions(order);
+        assert_eq!(at.len(), g.g.node_count());
+        for e in petgraph::visit::IntoEdgeReferences::edge_references(&g.g) {
+            assert!(at[&e.source()] < at[&e.target()], "an edge runs backwards");
+        }
+    }
+
+    #[test]
+    fn an_edge_from_a_newer_node_takes_the_general_walk_with_the_same_answer() {
+        let text = r#"Graph(name: "t", dtype: F64, nodes: [
+            (name: "x", op: Placeholder(shape: [2])),
+            (name: "a", op: Neg, inputs: ["x"]),
+            (name: "b", op: Exp, inputs: ["a"]),
+            (name: "c", op: Square, inputs: ["x"]),
+        ])"#;
+        let mut g = crate::graph_from_str(text, "t.ron").expect("builds");
+        let order = g.topo_order().expect("acyclic");
+        assert_eq!(order, g.topo_order_by_walk().expect("acyclic"));
+        let names: Vec<&str> = order.iter().map(|&n| g.node(n).name.as_str()).collect();
+        assert_eq!(names, ["x", "a", "b", "c"], "creation order");
+        // `a` now reads `c`, made after it: creation order is no longer topological.
+        let (a, c) = (g.find("a").expect("a"), g.find("c").expect("c"));
+        g.rewrite(a, Op::Neg, &[TensorRef::of(c)])
+            .expect("same types");
+        let order = g.topo_order().expect("acyclic");
+        assert_topological(&g, &order);
+        assert_eq!(order, g.topo_order_by_walk().expect("acyclic"));
+        let names: Vec<&str> = order.iter().map(|&n| g.node(n).name.as_str()).collect();
+        assert_eq!(names, ["x", "c", "a", "b"]);
+        // And a cycle is still found.
+        g.rewrite(c, Op::Square, &[TensorRef::of(g.find("b").expect("b"))])
+            .expect("same types");
+        let e = g.topo_order().expect_err("a cycle");
+        assert_eq!(e.kind, ErrorKind::Cycle);
     }
 }

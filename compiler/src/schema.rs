@@ -330,8 +330,8 @@ pub fn line_of_key(text: &str, key: &str) -> Option<usize> {
 /// The line of every `name: "<node>"` written after the first `nodes:`, in one
 /// pass over the text (the first line wins for a repeated name). Lines for
 /// errors of a large graph must not cost a scan of the file per node.
-pub fn node_lines(text: &str) -> std::collections::HashMap<String, usize> {
-    let mut lines = std::collections::HashMap::new();
+pub fn node_lines(text: &str) -> foldhash::HashMap<String, usize> {
+    let mut lines = foldhash::HashMap::default();
     let Some(mut from) = find_key(text, "nodes", 0) else {
         return lines;
     };

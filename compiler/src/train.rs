@@ -16,9 +16,9 @@ use crate::ir::{
     Graph, Role, TensorRef, TrainInfo, GLOBAL_VARIABLES, TRAINABLE_VARIABLES, UPDATE_OPS,
 };
 use crate::schema::{OptimizerSpec, TrainSpec};
+use foldhash::HashMap;
 use gradc_runtime::{DType, Initializer, Op, Shape};
 use petgraph::stable_graph::NodeIndex;
-use std::collections::HashMap;
 
 /// Builds the train step of `spec` into `g` and records it in `g.train`.
 pub fn build_train(

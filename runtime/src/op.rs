@@ -250,7 +250,7 @@ pub enum Op {
     },
     /// Layer (expanded by the compiler, never in a program): TensorFlow's
     /// `tf.contrib.layers.batch_norm`, input x of rank 2 or 4.
-    BatchNorm(BatchNormLayer),
+    BatchNorm(Box<BatchNormLayer>),
     /// Layer (expanded by the compiler, never in a program): a call of a
     /// function of the graph file, inlined under the call's name.
     Call(String),
@@ -964,7 +964,7 @@ impl Op {
 
     /// The shape rule. `dtype` is the node's declared type, used by source ops.
     /// Works on symbolic shapes at compile time and on concrete ones at run time.
-    pub fn infer(&self, dtype: DType, ins: &[TensorType]) -> Result<Vec<TensorType>, String> {
+    pub fn infer(&self, dtype: DType, ins: &[&TensorType]) -> Result<Vec<TensorType>, String> {
         use Op::*;
         self.check_arity(ins.len())?;
         // Every op but the sources takes inputs of one float type.
@@ -1234,8 +1234,10 @@ impl Op {
                 let out = broadcast(&broadcast(s(0), s(1))?, s(2))?;
                 one(out)
             }
-            IdentityN => Ok(ins.to_vec()),
-            CustomGradient { inputs, .. } => Ok(ins[*inputs..].to_vec()),
+            IdentityN => Ok(ins.iter().map(|&t| t.clone()).collect()),
+            CustomGradient { inputs, .. } => {
+                Ok(ins[*inputs..].iter().map(|&t| t.clone()).collect())
+            }
             OnceDifferentiable { .. } => one(s(0).clone()),
             AssignMovingAverage { .. } | BatchNorm(_) | Call(_) => Err(format!(
                 "{} is a layer the compiler expands; it has no shape rule",

@@ -201,7 +201,7 @@ pub(crate) fn body(
             let in_types = ins
                 .inputs
                 .iter()
-                .map(|v| types[v.node].get(v.output).cloned())
+                .map(|v| types[v.node].get(v.output))
                 .collect::<Option<Vec<_>>>()
                 .ok_or_else(|| node_err("an input has no value".into()))?;
             let out_types = ins.op.infer(ins.dtype, &in_types).map_err(node_err)?;
@@ -490,7 +490,7 @@ pub fn plan_memory(
             .iter()
             .map(|d| match d {
                 Dim::Known(n) => Ok(*n),
-                Dim::Sym(s) => bindings.get(s).copied().ok_or_else(|| RunError::Node {
+                Dim::Sym(s) => bindings.get(&**s).copied().ok_or_else(|| RunError::Node {
                     node: ins.name.clone(),
                     op: ins.op.name(),
                     message: format!("no size given for the symbolic dimension '{s}'"),

@@ -852,13 +852,13 @@ fn check_feed(
         match d {
             Dim::Known(k) if *k != n => return Err(shape_err(String::new())),
             Dim::Known(_) => {}
-            Dim::Sym(s) => match bindings.get(s) {
+            Dim::Sym(s) => match bindings.get(&**s) {
                 Some((m, by)) if *m != n => {
                     return Err(shape_err(format!(" ('{s}' is {m}, bound by feed '{by}')")))
                 }
                 Some(_) => {}
                 None => {
-                    bindings.insert(s.clone(), (n, name.to_string()));
+                    bindings.insert(s.to_string(), (n, name.to_string()));
                 }
             },
         }

@@ -6,13 +6,15 @@
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::sync::Arc;
 
 /// One dimension: a known size or a named symbol.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum Dim {
     Known(usize),
-    Sym(String),
+    /// Shared, so copying a shape copies no text.
+    Sym(Arc<str>),
 }
 
 impl Dim {

@@ -7,8 +7,8 @@ use crate::error::{CompileError, ErrorKind};
 use crate::functions::instantiate;
 use crate::ir::{Role, TensorRef};
 use crate::schema::line_of_function;
+use foldhash::HashMap;
 use gradc_runtime::Op;
-use std::collections::HashMap;
 
 pub(super) fn rule(op: &Op) -> Option<GradFn> {
     Some(match op {

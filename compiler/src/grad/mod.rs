@@ -20,11 +20,12 @@ mod norm;
 
 use crate::error::{CompileError, ErrorKind, Result};
 use crate::ir::{Graph, Role, TensorRef};
+use foldhash::{HashSet, HashSetExt};
 use gradc_runtime::{Literal, Op, TensorType};
 use petgraph::stable_graph::NodeIndex;
 use petgraph::visit::{Dfs, Reversed, Walker};
 use petgraph::Direction;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
 /// A gradient rule: one optional gradient per input of `node`.
 pub type GradFn = fn(&mut Ctx, &NodeArgs, &[Option<TensorRef>]) -> Grads;

@@ -9,10 +9,10 @@
 use super::{has_control, Fired, Pass};
 use crate::error::Result;
 use crate::ir::{Graph, TensorRef};
+use foldhash::{HashMap, HashMapExt, HashSet};
 use gradc_runtime::op::{BinaryFn, FusedStep, UnaryFn, FUSED_MAX_INPUTS, FUSED_MAX_STEPS};
 use gradc_runtime::{Literal, Op};
 use petgraph::stable_graph::NodeIndex;
-use std::collections::{HashMap, HashSet};
 
 #[derive(Default)]
 pub struct Elementwise {
@@ -27,7 +27,7 @@ fn fusable(op: &Op) -> bool {
 fn group(g: &Graph, root: NodeIndex) -> Vec<NodeIndex> {
     let shape = &g.ty(TensorRef::of(root)).shape;
     let mut members = vec![root];
-    let mut inside: HashSet<NodeIndex> = HashSet::from([root]);
+    let mut inside: HashSet<NodeIndex> = [root].into_iter().collect();
     let mut k = 0;
     while k < members.len() {
         for t in g.inputs(members[k]) {

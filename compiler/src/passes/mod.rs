@@ -12,11 +12,12 @@ mod simplify;
 
 use crate::error::{did_you_mean, CompileError, ErrorKind, Result};
 use crate::ir::{Graph, TensorRef};
+use foldhash::{HashSet, HashSetExt};
 use gradc_runtime::Op;
 use petgraph::stable_graph::NodeIndex;
 use petgraph::visit::EdgeRef;
 use petgraph::Direction;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
 pub trait Pass {
     fn name(&self) -> &'static str;
@@ -249,10 +250,11 @@ pub(crate) fn producer(g: &Graph, t: TensorRef) -> Option<(NodeIndex, &Op)> {
 
 /// Whether a node must stay as it is: it has control edges in or out.
 pub(crate) fn has_control(g: &Graph, n: NodeIndex) -> bool {
-    !g.control_inputs(n).is_empty()
-        || g.g
-            .edges_directed(n, Direction::Outgoing)
-            .any(|e| *e.weight() == crate::ir::Edge::Control)
+    let control = |e: petgraph::stable_graph::EdgeReference<'_, crate::ir::Edge>| {
+        *e.weight() == crate::ir::Edge::Control
+    };
+    g.g.edges_directed(n, Direction::Incoming).any(control)
+        || g.g.edges_directed(n, Direction::Outgoing).any(control)
 }
 
 /// Redirects every use of every output of `from` to the same output of `to`, then removes `from`.
@@ -279,11 +281,17 @@ fn internal(when: &str, e: String) -> CompileError {
     )
 }
 
-/// Checks the invariants every pass must keep: acyclic, every input slot filled
+/// Checks the invariants every pass must keep: acyclic (and the topological
+/// order's shortcut agrees with the general walk), every input slot filled
 /// once from an existing output, stored types equal to re-inferred ones, unique
 /// names, outputs and gradients pointing at live tensors.
 pub fn verify(g: &Graph) -> std::result::Result<(), String> {
-    g.topo_order().map_err(|e| e.message)?;
+    let order = g.topo_order().map_err(|e| e.message)?;
+    if order != g.topo_order_by_walk().map_err(|e| e.message)? {
+        return Err(
+            "the creation-order shortcut of the topological order disagrees with the walk".into(),
+        );
+    }
     let mut names = HashSet::new();
     let live = |t: &TensorRef| g.g.contains_node(t.node) && t.output < g.node(t.node).outputs.len();
     for n in g.g.node_indices() {
@@ -321,7 +329,7 @@ pub fn verify(g: &Graph) -> std::result::Result<(), String> {
             ));
         }
         let ins = g.inputs(n);
-        let types: Vec<_> = ins.iter().map(|&t| g.ty(t).clone()).collect();
+        let types: Vec<_> = ins.iter().map(|&t| g.ty(t)).collect();
         let inferred = node
             .op
             .infer(node.dtype, &types)

@@ -21,7 +21,7 @@ fn iota(shape: &[usize]) -> Tensor {
 /// Infers the output types as the session does, then evaluates.
 fn try_run(op: &Op, ins: &[&Tensor]) -> Result<Tensor, String> {
     let types: Vec<TensorType> = ins.iter().map(|t| t.tensor_type()).collect();
-    let outs = op.infer(DType::F64, &types)?;
+    let outs = op.infer(DType::F64, &types.iter().collect::<Vec<_>>())?;
     let mut result = eval(op, ins, &outs)?;
     assert_eq!(result.len(), 1);
     let t = result.pop().unwrap();
@@ -808,7 +808,10 @@ fn every_accepted_input_evaluates() {
 /// Whether `infer` accepted the inputs; if so, the kernel must succeed.
 fn try_ok(op: &Op, ins: &[Tensor]) -> bool {
     let types: Vec<TensorType> = ins.iter().map(Tensor::tensor_type).collect();
-    if op.infer(DType::F64, &types).is_err() {
+    if op
+        .infer(DType::F64, &types.iter().collect::<Vec<_>>())
+        .is_err()
+    {
         return false;
     }
     let refs: Vec<&Tensor> = ins.iter().collect();
