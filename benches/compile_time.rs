@@ -15,18 +15,32 @@
 //! it, to take longer than `GRADC_COMPILE_BENCH_BUDGET_SECS` (default 60) is
 //! skipped with the prediction; set the variable higher to measure it anyway.
 //! A size whose single compile takes more than 20 s is reported from that one
-//! measurement instead of criterion's 10 samples.
-//! `GRADC_COMPILE_BENCH_SIZES=1k,10k` measures only the sizes listed.
+//! measurement instead of criterion's 10 samples (in `--bench` mode; run
+//! without it, as under callgrind, criterion runs the routine once anyway).
+//! `GRADC_COMPILE_BENCH_SIZES=1k,10k` measures only the sizes listed; `1m`
+//! (a million forward nodes, about 15 s a compile) is measured only when listed.
+//!
+//! Each size also prints a reference: a linear workload of the kind a
+//! compiler does everywhere (fill a hash map with the graph's node names,
+//! then look each one up), so the growth of the compile can be read against
+//! what the machine's memory does to work that is O(n) by construction.
 
 use criterion::{
     criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput,
 };
 use gradc::compiler::{self, grad, ir, schema, train};
+use std::collections::HashMap;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 /// Layers of each size: 5 forward nodes each, plus 5 (x, t, Sub, Square, Mean).
-const SIZES: [(&str, usize); 3] = [("1k", 200), ("10k", 2_000), ("100k", 20_000)];
+/// Layers of each size, and whether it is measured unless sizes are listed.
+const SIZES: [(&str, usize, bool); 4] = [
+    ("1k", 200, true),
+    ("10k", 2_000, true),
+    ("100k", 20_000, true),
+    ("1m", 200_000, false),
+];
 const WIDTH: usize = 4;
 
 /// The graph file of a deep MLP with `layers` Dense-ReLU layers.
@@ -104,6 +118,7 @@ fn stages(label: &str, text: &str) -> Duration {
     let train_section = t.elapsed();
 
     let nodes = g.g.node_count();
+    let names: Vec<String> = g.names().map(str::to_string).collect();
     let t = Instant::now();
     let program = compiler::compile(g).expect("compiles");
     let compile = t.elapsed();
@@ -129,7 +144,34 @@ fn stages(label: &str, text: &str) -> Duration {
         secs(differentiation),
         secs(train_section.saturating_sub(differentiation)),
     );
+    eprintln!(
+        "    reference: a hash map of the {} node names, filled and probed: {:.4} s",
+        names.len(),
+        secs(reference(&names))
+    );
     total
+}
+
+/// The reference workload over `names`: fill a hash map (name -> index), then
+/// look every name up; the fastest of three runs after one warm-up.
+fn reference(names: &[String]) -> Duration {
+    (0..4)
+        .map(|_| {
+            let t = Instant::now();
+            let mut map = HashMap::with_capacity(0);
+            for (i, n) in names.iter().enumerate() {
+                map.insert(n.as_str(), i);
+            }
+            let hits = names
+                .iter()
+                .filter(|n| map.contains_key(n.as_str()))
+                .count();
+            black_box(hits);
+            t.elapsed()
+        })
+        .skip(1)
+        .min()
+        .unwrap_or_default()
 }
 
 fn budget() -> f64 {
@@ -144,11 +186,12 @@ fn bench(c: &mut Criterion) {
     // (forward nodes, seconds) of the sizes measured so far.
     let mut measured: Vec<(f64, f64)> = Vec::new();
     let only = std::env::var("GRADC_COMPILE_BENCH_SIZES").ok();
-    for (label, layers) in SIZES {
-        if only
-            .as_deref()
-            .is_some_and(|o| !o.split(',').any(|s| s.trim() == label))
-        {
+    for (label, layers, default) in SIZES {
+        let listed = match only.as_deref() {
+            Some(o) => o.split(',').any(|s| s.trim() == label),
+            None => default,
+        };
+        if !listed {
             continue;
         }
         let text = deep_mlp(layers);
@@ -168,7 +211,10 @@ fn bench(c: &mut Criterion) {
         }
         let once = secs(stages(label, &text));
         measured.push((n, once));
-        if once > 20.0 {
+        // Without `--bench` (test mode, e.g. under callgrind) criterion runs
+        // one iteration, so the measured routine always runs once.
+        let bench_mode = std::env::args().any(|a| a == "--bench");
+        if once > 20.0 && bench_mode {
             eprintln!(
                 "compile_time/{label}: one compile took {once:.1} s; reported from that single \
                  measurement (criterion's 10 samples would take {:.0} min)",
