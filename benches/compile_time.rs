@@ -158,7 +158,7 @@ fn reference(names: &[String]) -> Duration {
     (0..4)
         .map(|_| {
             let t = Instant::now();
-            let mut map = HashMap::with_capacity(0);
+            let mut map = HashMap::new();
             for (i, n) in names.iter().enumerate() {
                 map.insert(n.as_str(), i);
             }

@@ -434,12 +434,9 @@ impl Graph {
     pub fn topo_order(&self) -> Result<Vec<NodeIndex>> {
         // Per-node tables are indexed by node index (a stable graph's indices
         // stay below its bound).
-        let mut seq = vec![u64::MAX; self.node_bound()];
-        let mut by_seq: Vec<(u64, NodeIndex)> = Vec::with_capacity(self.g.node_count());
-        for n in self.g.node_indices() {
-            seq[n.index()] = self.g[n].seq;
-            by_seq.push((self.g[n].seq, n));
-        }
+        let seq = self.seq_by_index();
+        let mut by_seq: Vec<(u64, NodeIndex)> =
+            self.g.node_indices().map(|n| (seq[n.index()], n)).collect();
         // Usually every edge runs from an older node to a newer one (a node's
         // inputs exist when it is added); then creation order is the answer:
         // the smallest ready node always comes next in it. Checked in one
@@ -457,11 +454,16 @@ impl Graph {
     /// The topological order by the general walk alone, without the
     /// creation-order shortcut: the verifier checks the two agree.
     pub fn topo_order_by_walk(&self) -> Result<Vec<NodeIndex>> {
+        self.kahn_order(&self.seq_by_index(), self.g.node_count())
+    }
+
+    /// Each node's creation number, indexed by node index (`u64::MAX` for free indices).
+    fn seq_by_index(&self) -> Vec<u64> {
         let mut seq = vec![u64::MAX; self.node_bound()];
         for n in self.g.node_indices() {
             seq[n.index()] = self.g[n].seq;
         }
-        self.kahn_order(&seq, self.g.node_count())
+        seq
     }
 
     /// Kahn's walk: of the ready nodes, the one created first comes out first.
