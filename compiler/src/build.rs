@@ -26,12 +26,20 @@ pub fn build(spec: &GraphSpec, text: &str) -> Result<Graph> {
 /// `build`, with `prefuse`: forward patterns are fused before each
 /// differentiation (see `passes::prefuse`).
 pub fn build_with(spec: &GraphSpec, text: &str, prefuse: bool) -> Result<Graph> {
-    let lines = crate::schema::node_lines(text);
-    let node_line = |name: &str| lines.get(name).copied();
-    // Who produces each name.
-    let mut producer: HashMap<String, Item> = HashMap::new();
+    let names: Vec<&str> = spec.nodes.iter().map(|n| n.name.as_str()).collect();
+    let lines = crate::schema::node_lines(text, &names);
+    let node_line = |i: usize| lines[i];
+    // Who produces each name (borrowed from the spec and from the names of
+    // the gradient results, made once).
+    let result_names: Vec<(String, usize)> = spec
+        .gradients
+        .iter()
+        .enumerate()
+        .flat_map(|(j, gr)| gr.wrt.iter().map(move |x| (gradient_name(&gr.of, x), j)))
+        .collect();
+    let mut producer: HashMap<&str, Item> = HashMap::with_capacity(spec.nodes.len());
     for (i, n) in spec.nodes.iter().enumerate() {
-        if producer.insert(n.name.clone(), Item::Node(i)).is_some() {
+        if producer.insert(&n.name, Item::Node(i)).is_some() {
             let second = text
                 .lines()
                 .enumerate()
@@ -42,31 +50,28 @@ pub fn build_with(spec: &GraphSpec, text: &str, prefuse: bool) -> Result<Graph> 
                 format!("node name '{}' is used twice", n.name),
             )
             .at_node(&n.name, n.op.name())
-            .at_line(second.map(|(k, _)| k + 1).or(node_line(&n.name))));
+            .at_line(second.map(|(k, _)| k + 1).or(node_line(i))));
         }
     }
-    for (j, gr) in spec.gradients.iter().enumerate() {
-        for x in &gr.wrt {
-            producer
-                .entry(gradient_name(&gr.of, x))
-                .or_insert(Item::Gradient(j));
-        }
+    for (name, j) in &result_names {
+        producer.entry(name).or_insert(Item::Gradient(*j));
     }
-    let base = |r: &str| -> String {
-        if producer.contains_key(r) {
-            return r.to_string();
-        }
-        match r.rsplit_once(':') {
-            Some((b, k)) if k.parse::<usize>().is_ok() && producer.contains_key(b) => b.to_string(),
-            _ => r.to_string(),
-        }
+    // What produces a reference: `x` or `x:k` is produced by whatever makes `x`.
+    let produced = |r: &str| -> Option<Item> {
+        producer
+            .get(r)
+            .copied()
+            .or_else(|| match r.rsplit_once(':') {
+                Some((b, k)) if k.parse::<usize>().is_ok() => producer.get(b).copied(),
+                _ => None,
+            })
     };
     let unknown = |r: &str, line: Option<usize>, what: &str| {
         CompileError::new(
             ErrorKind::UnknownNode,
             format!(
                 "{what} '{r}' does not exist{}",
-                did_you_mean(r, producer.keys().map(String::as_str))
+                did_you_mean(r, producer.keys().copied())
             ),
         )
         .at_line(line)
@@ -76,13 +81,9 @@ pub fn build_with(spec: &GraphSpec, text: &str, prefuse: bool) -> Result<Graph> 
     for (i, n) in spec.nodes.iter().enumerate() {
         let mut d = Vec::new();
         for r in n.inputs.iter().chain(&n.control_inputs) {
-            match producer.get(&base(r)) {
-                Some(&item) => d.push(item),
-                None => {
-                    return Err(
-                        unknown(r, node_line(&n.name), "input").at_node(&n.name, n.op.name())
-                    )
-                }
+            match produced(r) {
+                Some(item) => d.push(item),
+                None => return Err(unknown(r, node_line(i), "input").at_node(&n.name, n.op.name())),
             }
         }
         deps.push((Item::Node(i), d));
@@ -91,15 +92,15 @@ pub fn build_with(spec: &GraphSpec, text: &str, prefuse: bool) -> Result<Graph> 
         let line = line_of_gradient(text, &gr.of);
         let mut d = Vec::new();
         for r in std::iter::once(&gr.of).chain(&gr.wrt).chain(&gr.grad_ys) {
-            match producer.get(&base(r)) {
-                Some(&item) if item == Item::Gradient(j) => {
+            match produced(r) {
+                Some(item) if item == Item::Gradient(j) => {
                     return Err(CompileError::new(
                         ErrorKind::Cycle,
                         format!("gradient request of '{}' uses its own result '{r}'", gr.of),
                     )
                     .at_line(line))
                 }
-                Some(&item) => d.push(item),
+                Some(item) => d.push(item),
                 None => {
                     return Err(
                         unknown(r, line, "gradient request names").at_node(&gr.of, "gradients")
@@ -117,7 +118,7 @@ pub fn build_with(spec: &GraphSpec, text: &str, prefuse: bool) -> Result<Graph> 
                 format!("node '{}' depends on itself through a cycle", n.name),
             )
             .at_node(&n.name, n.op.name())
-            .at_line(node_line(&n.name))
+            .at_line(node_line(i))
         }
         Item::Gradient(j) => CompileError::new(
             ErrorKind::Cycle,
@@ -130,6 +131,7 @@ pub fn build_with(spec: &GraphSpec, text: &str, prefuse: bool) -> Result<Graph> 
     })?;
 
     let mut g = Graph::new(&spec.name);
+    g.reserve(spec.nodes.len());
     let mut prefused = std::collections::BTreeMap::new();
     g.functions = crate::functions::check(spec, text)?;
     g.source = text.into();
@@ -139,7 +141,7 @@ pub fn build_with(spec: &GraphSpec, text: &str, prefuse: bool) -> Result<Graph> 
         match item {
             Item::Node(i) => {
                 let n = &spec.nodes[i];
-                let line = node_line(&n.name);
+                let line = node_line(i);
                 let mut inputs = Vec::with_capacity(n.inputs.len());
                 for r in &n.inputs {
                     let t = resolve(&g, &aliases, r).ok_or_else(|| {

@@ -98,6 +98,9 @@ pub struct Graph {
     pub g: StableDiGraph<Node, Edge>,
     names: HashMap<String, NodeIndex>,
     next_seq: u64,
+    /// Each node's `seq` by node index (`u64::MAX` for a free index): the
+    /// topological order reads it without visiting every node.
+    seq_of: Vec<u64>,
     /// Values `gradc run` prints by default, with their labels, in order.
     pub outputs: Vec<(String, TensorRef)>,
     /// Gradient results in request order.
@@ -158,6 +161,16 @@ impl Graph {
             .unwrap_or_default()
     }
 
+    /// Room for `nodes` more nodes (and about as many edges again) without
+    /// growing the node and edge arrays or the name table on the way: a large
+    /// graph is not copied and rehashed each time they fill.
+    pub fn reserve(&mut self, nodes: usize) {
+        self.g.reserve_nodes(nodes);
+        self.g.reserve_edges(nodes + nodes / 2);
+        self.names.reserve(nodes);
+        self.seq_of.reserve(nodes);
+    }
+
     /// Adds a node, inferring its output types. Errors name the node and op.
     pub fn add(
         &mut self,
@@ -207,6 +220,7 @@ impl Graph {
         });
         self.connect(n, inputs);
         self.names.insert(name, n);
+        self.set_seq_of(n, seq);
         Ok(n)
     }
 
@@ -226,12 +240,20 @@ impl Graph {
 
     /// The node's inputs in slot order.
     pub fn inputs(&self, n: NodeIndex) -> Vec<TensorRef> {
-        // Each data edge goes straight to its slot: one allocation, no sort.
+        let mut ins = Vec::with_capacity(4);
+        self.inputs_into(n, &mut ins);
+        ins
+    }
+
+    /// The node's inputs in slot order, written into `ins` (cleared first):
+    /// a pass that reads every node's inputs reuses one buffer.
+    pub fn inputs_into(&self, n: NodeIndex, ins: &mut Vec<TensorRef>) {
+        // Each data edge goes straight to its slot: no sort.
         let unset = TensorRef {
             node: NodeIndex::end(),
             output: usize::MAX,
         };
-        let mut ins = Vec::with_capacity(4);
+        ins.clear();
         for e in self.g.edges_directed(n, Direction::Incoming) {
             if let Edge::Data { output, input } = *e.weight() {
                 if ins.len() <= input {
@@ -245,7 +267,6 @@ impl Graph {
         }
         // Only a broken graph (which the verifier reports) leaves a slot unset.
         ins.retain(|&t| t != unset);
-        ins
     }
 
     /// The nodes that must run before `n`, in creation order.
@@ -296,7 +317,34 @@ impl Graph {
     pub fn remove(&mut self, n: NodeIndex) {
         if let Some(node) = self.g.remove_node(n) {
             self.names.remove(&node.name);
+            self.set_seq_of(n, u64::MAX);
         }
+    }
+
+    /// Gives `n` the place `seq` in creation order (which breaks ties in the
+    /// topological order), e.g. that of a node it replaces.
+    pub fn set_seq(&mut self, n: NodeIndex, seq: u64) {
+        self.g[n].seq = seq;
+        self.set_seq_of(n, seq);
+    }
+
+    /// Whether the table of creation numbers that `add`, `remove` and
+    /// `set_seq` keep matches the nodes (the verifier checks it).
+    pub fn seq_table_agrees(&self) -> bool {
+        let live = self.seq_of.iter().filter(|&&s| s != u64::MAX).count();
+        live == self.g.node_count()
+            && self
+                .g
+                .node_indices()
+                .all(|n| self.seq_of.get(n.index()) == Some(&self.g[n].seq))
+    }
+
+    fn set_seq_of(&mut self, n: NodeIndex, seq: u64) {
+        let i = n.index();
+        if self.seq_of.len() <= i {
+            self.seq_of.resize(i + 1, u64::MAX);
+        }
+        self.seq_of[i] = seq;
     }
 
     /// Makes every use of `old` use `new` instead: data edges, and the graph's
@@ -435,8 +483,12 @@ impl Graph {
         // Per-node tables are indexed by node index (a stable graph's indices
         // stay below its bound).
         let seq = self.seq_by_index();
-        let mut by_seq: Vec<(u64, NodeIndex)> =
-            self.g.node_indices().map(|n| (seq[n.index()], n)).collect();
+        let mut by_seq: Vec<(u64, NodeIndex)> = seq
+            .iter()
+            .enumerate()
+            .filter(|&(_, &s)| s != u64::MAX)
+            .map(|(i, &s)| (s, NodeIndex::new(i)))
+            .collect();
         // Usually every edge runs from an older node to a newer one (a node's
         // inputs exist when it is added); then creation order is the answer:
         // the smallest ready node always comes next in it. Checked in one
@@ -457,13 +509,22 @@ impl Graph {
         self.kahn_order(&self.seq_by_index(), self.g.node_count())
     }
 
-    /// Each node's creation number, indexed by node index (`u64::MAX` for free indices).
-    fn seq_by_index(&self) -> Vec<u64> {
+    /// Each node's creation number, indexed by node index (`u64::MAX` for
+    /// free indices): the table `add` and `remove` keep, or, should the
+    /// graph have been changed around them (through `g` directly), one made
+    /// from the nodes.
+    fn seq_by_index(&self) -> std::borrow::Cow<'_, [u64]> {
+        let kept = &self.seq_of;
+        let agrees = kept.len() >= self.node_bound()
+            && kept.iter().filter(|&&s| s != u64::MAX).count() == self.g.node_count();
+        if agrees {
+            return std::borrow::Cow::Borrowed(kept);
+        }
         let mut seq = vec![u64::MAX; self.node_bound()];
         for n in self.g.node_indices() {
             seq[n.index()] = self.g[n].seq;
         }
-        seq
+        std::borrow::Cow::Owned(seq)
     }
 
     /// Kahn's walk: of the ready nodes, the one created first comes out first.

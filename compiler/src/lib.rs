@@ -66,7 +66,7 @@ pub fn compile_with(
     mut pipeline: passes::Pipeline,
 ) -> Result<(gradc_runtime::Program, Vec<passes::PassReport>)> {
     let reports = pipeline.run(&mut g)?;
-    Ok((lower::lower(&g)?, reports))
+    Ok((lower::lower_owned(g)?, reports))
 }
 
 /// Makes the named tensors outputs of the graph, so the optimizer keeps them
@@ -215,10 +215,11 @@ fn programs(
     reported.extend(info.metrics.iter().cloned());
     reported.extend(info.hooks.iter().cloned());
     train_g.outputs = reported;
+    let train_op = train_g.node(info.train_op).name.clone();
     Ok(TrainPrograms {
-        train: lower::lower(&train_g)?,
+        train: lower::lower_owned(train_g)?,
         eval: lower::lower_pruned(&eval_g, &eval_outputs)?,
-        train_op: train_g.node(info.train_op).name.clone(),
+        train_op,
         loss: info.loss.0.clone(),
         metrics: info.metrics.iter().map(|(l, _)| l.clone()).collect(),
     })

@@ -327,25 +327,49 @@ pub fn line_of_key(text: &str, key: &str) -> Option<usize> {
     find_key(text, key, 0).map(|i| text[..i].matches('\n').count() + 1)
 }
 
-/// The line of every `name: "<node>"` written after the first `nodes:`, in one
-/// pass over the text (the first line wins for a repeated name). Lines for
-/// errors of a large graph must not cost a scan of the file per node.
-pub fn node_lines(text: &str) -> foldhash::HashMap<String, usize> {
-    let mut lines = foldhash::HashMap::default();
-    let Some(mut from) = find_key(text, "nodes", 0) else {
-        return lines;
-    };
-    let (mut counted_to, mut line) = (0, 1);
-    while let Some(i) = find_key(text, "name", from) {
-        let rest = text[i..].trim_start();
-        if let Some(quoted) = rest.strip_prefix('"') {
-            if let Some(end) = quoted.find('"') {
-                line += text[counted_to..i].matches('\n').count();
-                counted_to = i;
-                lines.entry(quoted[..end].to_string()).or_insert(line);
+/// The line of each of `names` (the graph's nodes, in the order of its
+/// `nodes` list) where `name: "<node>"` is written after the first `nodes:`:
+/// one pass over the text. Lines for errors of a large graph must not cost a
+/// scan of the file per node, nor a map of every name: the names are written
+/// in the order of the list, so each is found after the one before. Should
+/// one not be (text the list does not explain), the rest are looked up in a
+/// map of every name written, where the first line wins.
+pub fn node_lines(text: &str, names: &[&str]) -> Vec<Option<usize>> {
+    // Every `name: "<x>"` after `nodes:`, with its line, in text order.
+    let mut written: Vec<(&str, usize)> = Vec::with_capacity(names.len());
+    if let Some(mut from) = find_key(text, "nodes", 0) {
+        let (mut counted_to, mut line) = (0, 1);
+        while let Some(i) = find_key(text, "name", from) {
+            let rest = text[i..].trim_start();
+            if let Some(quoted) = rest.strip_prefix('"') {
+                if let Some(end) = quoted.find('"') {
+                    line += text[counted_to..i].matches('\n').count();
+                    counted_to = i;
+                    written.push((&quoted[..end], line));
+                }
+            }
+            from = i;
+        }
+    }
+    let mut lines = Vec::with_capacity(names.len());
+    let mut next = 0;
+    for (k, &name) in names.iter().enumerate() {
+        let mut ahead = written[next.min(written.len())..].iter().take(64);
+        match ahead.position(|&(w, _)| w == name) {
+            // Usually the very next one: the scan stays linear.
+            Some(skip) => {
+                lines.push(Some(written[next + skip].1));
+                next += skip + 1;
+            }
+            _ => {
+                let mut first: foldhash::HashMap<&str, usize> = foldhash::HashMap::default();
+                for &(w, l) in &written {
+                    first.entry(w).or_insert(l);
+                }
+                lines.extend(names[k..].iter().map(|n| first.get(n).copied()));
+                break;
             }
         }
-        from = i;
     }
     lines
 }
@@ -382,4 +406,35 @@ fn find_key(text: &str, key: &str, from: usize) -> Option<usize> {
         pos = end;
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::node_lines;
+
+    const TEXT: &str = r#"Graph(name: "g", nodes: [
+    (name: "a", op: Placeholder(shape: [2])),
+    (name: "b", op: Call(function: "f", name: "not_a_node")),
+    (name: "c", op: Neg, inputs: ["a"]),
+    (name: "a", op: Neg, inputs: ["c"]),
+])"#;
+
+    #[test]
+    fn node_lines_follow_the_list_in_order() {
+        // The `name:` inside b's op is passed over; the repeated a is on its own line.
+        assert_eq!(
+            node_lines(TEXT, &["a", "b", "c", "a"]),
+            [Some(2), Some(3), Some(4), Some(5)]
+        );
+    }
+
+    #[test]
+    fn names_out_of_order_or_missing_are_looked_up_by_first_line() {
+        // b is not written after c: from there on, each name's first line.
+        assert_eq!(
+            node_lines(TEXT, &["c", "b", "missing", "a"]),
+            [Some(4), Some(3), None, Some(2)]
+        );
+        assert_eq!(node_lines("Graph(name: \"g\")", &["a"]), [None]);
+    }
 }

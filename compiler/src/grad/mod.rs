@@ -20,10 +20,9 @@ mod norm;
 
 use crate::error::{CompileError, ErrorKind, Result};
 use crate::ir::{Graph, Role, TensorRef};
-use foldhash::{HashSet, HashSetExt};
 use gradc_runtime::{Literal, Op, TensorType};
 use petgraph::stable_graph::NodeIndex;
-use petgraph::visit::{Dfs, Reversed, Walker};
+use petgraph::visit::{Dfs, Reversed};
 use petgraph::Direction;
 use std::collections::BTreeMap;
 
@@ -216,26 +215,40 @@ fn backward(
     partial: Option<&[TensorRef]>,
 ) -> Result<Vec<TensorRef>> {
     let first_new = g.next_seq();
+    // Per-node tables are indexed by node index: every node they ask about
+    // exists now, so its index is below the bound.
+    let bound = g.node_bound();
     // Nodes between the xs and y: reachable from an x without passing through an
     // op that is constant in its inputs, and reaching y.
-    let mut from_xs: HashSet<NodeIndex> = xs.iter().map(|x| x.node).collect();
-    let mut stack: Vec<NodeIndex> = from_xs.iter().copied().collect();
+    let mut from_xs = vec![false; bound];
+    let mut stack: Vec<NodeIndex> = Vec::new();
+    for x in xs {
+        if !std::mem::replace(&mut from_xs[x.node.index()], true) {
+            stack.push(x.node);
+        }
+    }
     while let Some(n) = stack.pop() {
         for m in g.data_consumers(n) {
-            if !is_constant_wrt_inputs(&g.node(m).op) && from_xs.insert(m) {
+            if !is_constant_wrt_inputs(&g.node(m).op) && !from_xs[m.index()] {
+                from_xs[m.index()] = true;
                 stack.push(m);
             }
         }
     }
-    let to_y: HashSet<NodeIndex> = Dfs::new(Reversed(&g.g), y.node)
-        .iter(Reversed(&g.g))
-        .collect();
+    let mut to_y = vec![false; bound];
+    let mut dfs = Dfs::new(Reversed(&g.g), y.node);
+    while let Some(n) = dfs.next(Reversed(&g.g)) {
+        to_y[n.index()] = true;
+    }
     let order: Vec<NodeIndex> = g
         .topo_order()?
         .into_iter()
-        .filter(|n| from_xs.contains(n) && to_y.contains(n))
+        .filter(|n| from_xs[n.index()] && to_y[n.index()])
         .collect();
-    let between: HashSet<NodeIndex> = order.iter().copied().collect();
+    let mut between = vec![false; bound];
+    order.iter().for_each(|n| between[n.index()] = true);
+    // A rule makes a few nodes per node on the path.
+    g.reserve(2 * order.len());
 
     let seed = match grad_y {
         Some(t) => {
@@ -258,62 +271,77 @@ fn backward(
             Ctx::new(g, scope, Role::Backward).op(Op::OnesLike, &[y])?
         }
     };
-    let mut pending: BTreeMap<TensorRef, Vec<TensorRef>> = BTreeMap::new();
-    pending.entry(y).or_default().push(seed);
+    // The gradient parts that reached each node, as (output, part), and each
+    // tensor's summed gradient once its node is done.
+    let mut pending: Vec<Vec<(usize, TensorRef)>> = vec![Vec::new(); bound];
+    pending[y.node.index()].push((y.output, seed));
     let mut done: BTreeMap<TensorRef, TensorRef> = BTreeMap::new();
+    let wanted_x: Vec<bool> = {
+        let mut w = vec![false; bound];
+        xs.iter().for_each(|x| w[x.node.index()] = true);
+        w
+    };
 
     for &n in order.iter().rev() {
-        let node = g.node(n).clone();
-        let mut out_grads = Vec::with_capacity(node.outputs.len());
-        for k in 0..node.outputs.len() {
+        let node = g.node(n);
+        let (name, op, line, n_out) = (
+            node.name.clone(),
+            node.op.clone(),
+            node.line,
+            node.outputs.len(),
+        );
+        let parts = std::mem::take(&mut pending[n.index()]);
+        let mut out_grads = Vec::with_capacity(n_out);
+        for k in 0..n_out {
             let t = TensorRef { node: n, output: k };
-            let summed = match pending.remove(&t) {
-                None => None,
-                Some(parts) if parts.len() == 1 => Some(parts[0]),
-                Some(parts) => {
-                    let mut ctx = Ctx::new(g, format!("{scope}/{}", node.name), Role::Backward);
-                    Some(ctx.op(Op::AddN, &parts)?)
+            let mine: Vec<TensorRef> = parts
+                .iter()
+                .filter(|&&(o, _)| o == k)
+                .map(|&(_, p)| p)
+                .collect();
+            let summed = match mine.len() {
+                0 => None,
+                1 => Some(mine[0]),
+                _ => {
+                    let mut ctx = Ctx::new(g, format!("{scope}/{name}"), Role::Backward);
+                    Some(ctx.op(Op::AddN, &mine)?)
                 }
             };
-            if let Some(s) = summed {
+            if let Some(s) = summed.filter(|_| wanted_x[n.index()]) {
                 done.insert(t, s);
             }
             out_grads.push(summed);
         }
-        if partial.is_some() && xs.iter().any(|x| x.node == n) {
+        if partial.is_some() && wanted_x[n.index()] {
             continue;
         }
         let inputs = g.inputs(n);
-        let wanted = inputs.iter().any(|i| between.contains(&i.node));
-        if out_grads.iter().all(Option::is_none) || !wanted || is_constant_wrt_inputs(&node.op) {
+        let wanted = inputs.iter().any(|i| between[i.node.index()]);
+        if out_grads.iter().all(Option::is_none) || !wanted || is_constant_wrt_inputs(&op) {
             continue;
         }
-        let Some(rule) = rule_for(&node.op) else {
+        let Some(rule) = rule_for(&op) else {
             return Err(CompileError::new(
                 ErrorKind::NoGradient,
                 format!(
                     "op {} has no gradient, and the gradient of '{}' passes through it",
-                    node.op.name(),
+                    op.name(),
                     g.tensor_name(y)
                 ),
             )
-            .at_node(&node.name, node.op.name())
-            .at_line(node.line));
+            .at_node(&name, op.name())
+            .at_line(line));
         };
+        let op_name = op.name();
         let args = NodeArgs {
-            op: node.op.clone(),
+            op,
             inputs: inputs.clone(),
-            outputs: (0..node.outputs.len())
+            outputs: (0..n_out)
                 .map(|k| TensorRef { node: n, output: k })
                 .collect(),
         };
-        let mut ctx = Ctx::new(
-            g,
-            format!("{scope}/{}/{}_grad", node.name, node.op.name()),
-            Role::Backward,
-        );
-        let in_grads =
-            rule(&mut ctx, &args, &out_grads).map_err(|e| e.at_node(&node.name, node.op.name()))?;
+        let mut ctx = Ctx::new(g, format!("{scope}/{name}/{op_name}_grad"), Role::Backward);
+        let in_grads = rule(&mut ctx, &args, &out_grads).map_err(|e| e.at_node(&name, op_name))?;
         debug_assert_eq!(
             in_grads.len(),
             inputs.len(),
@@ -321,13 +349,13 @@ fn backward(
         );
         for (input, grad) in inputs.iter().zip(in_grads) {
             let Some(mut grad) = grad else { continue };
-            if !between.contains(&input.node) || partial.is_some_and(|c| c.contains(input)) {
+            if !between[input.node.index()] || partial.is_some_and(|c| c.contains(input)) {
                 continue;
             }
             if ctx.ty(grad).shape != ctx.ty(*input).shape {
                 grad = ctx.op(Op::SumToLike, &[grad, *input])?;
             }
-            pending.entry(*input).or_default().push(grad);
+            pending[input.node.index()].push((input.output, grad));
         }
     }
 
@@ -348,16 +376,16 @@ fn backward(
 /// Removes the nodes this call added that no result depends on: rules build a
 /// gradient for every input, and those for inputs off the path are dropped.
 fn prune_unused(g: &mut Graph, first_new: u64, results: &[TensorRef]) {
-    let mut live: HashSet<NodeIndex> = HashSet::new();
+    let mut live = vec![false; g.node_bound()];
     let mut stack: Vec<NodeIndex> = results.iter().map(|r| r.node).collect();
     while let Some(n) = stack.pop() {
-        if g.node(n).seq >= first_new && live.insert(n) {
+        if g.node(n).seq >= first_new && !std::mem::replace(&mut live[n.index()], true) {
             stack.extend(g.g.neighbors_directed(n, Direction::Incoming));
         }
     }
     let dead: Vec<NodeIndex> =
         g.g.node_indices()
-            .filter(|&n| g.node(n).seq >= first_new && !live.contains(&n))
+            .filter(|&n| g.node(n).seq >= first_new && !live[n.index()])
             .collect();
     for n in dead {
         g.remove(n);

@@ -10,7 +10,7 @@ use super::{has_control, merge_into, Fired, Pass};
 use crate::error::Result;
 use crate::ir::{Graph, TensorRef};
 use foldhash::{HashMap, HashMapExt};
-use gradc_runtime::{DType, Op};
+use gradc_runtime::{DType, Literal, Op};
 use petgraph::stable_graph::NodeIndex;
 use std::collections::hash_map::Entry;
 use std::hash::{BuildHasher, Hash, Hasher};
@@ -20,39 +20,49 @@ pub struct Cse {
     fired: Fired,
 }
 
-/// Op name, dtype, constant bits, inputs.
-type Key = (&'static str, DType, u64, Vec<TensorRef>);
-
-/// A hash of a constant's shape and values (0 for other ops), so that many
-/// different constants do not share one key and get compared pairwise.
-fn const_bits(op: &Op) -> u64 {
-    let Op::Const(lit) = op else {
-        return 0;
-    };
-    let Ok((shape, values)) = lit.to_flat() else {
-        return 0;
-    };
-    let mut h = foldhash::fast::FixedState::with_seed(0).build_hasher();
-    shape.hash(&mut h);
-    values.iter().for_each(|v| v.to_bits().hash(&mut h));
-    h.finish()
+/// A literal's bits, shape included: equal bits are equal constants (0.0 and
+/// -0.0 differ, as 1/x shows). Walks the literal without flattening it.
+fn hash_literal(lit: &Literal, h: &mut impl Hasher) {
+    match lit {
+        Literal::Scalar(v) => v.to_bits().hash(h),
+        Literal::List(items) => {
+            items.len().hash(h);
+            items.iter().for_each(|item| hash_literal(item, h));
+        }
+    }
 }
 
-/// Equal ops, constants compared by their bits (0.0 and -0.0 differ, as 1/x shows).
+/// Equal literals, compared by their bits.
+fn same_literal(a: &Literal, b: &Literal) -> bool {
+    match (a, b) {
+        (Literal::Scalar(x), Literal::Scalar(y)) => x.to_bits() == y.to_bits(),
+        (Literal::List(xs), Literal::List(ys)) => {
+            xs.len() == ys.len() && xs.iter().zip(ys).all(|(x, y)| same_literal(x, y))
+        }
+        _ => false,
+    }
+}
+
+/// Equal ops, constants compared by their bits.
 fn same_op(a: &Op, b: &Op) -> bool {
     match (a, b) {
-        (Op::Const(x), Op::Const(y)) => match (x.to_flat(), y.to_flat()) {
-            (Ok((sx, vx)), Ok((sy, vy))) => {
-                sx == sy
-                    && vx
-                        .iter()
-                        .map(|v| v.to_bits())
-                        .eq(vy.iter().map(|v| v.to_bits()))
-            }
-            _ => false,
-        },
+        (Op::Const(x), Op::Const(y)) => same_literal(x, y),
         _ => a == b,
     }
+}
+
+/// The hash of what two merged nodes share: op name, dtype, a constant's
+/// bits, and the inputs. Equal nodes have equal hashes; equal hashes are
+/// confirmed by comparing inputs and ops before a merge.
+fn key_hash(op: &Op, dtype: DType, inputs: &[TensorRef]) -> u64 {
+    let mut h = foldhash::fast::FixedState::with_seed(0).build_hasher();
+    op.name().hash(&mut h);
+    dtype.hash(&mut h);
+    if let Op::Const(lit) = op {
+        hash_literal(lit, &mut h);
+    }
+    inputs.hash(&mut h);
+    h.finish()
 }
 
 fn mergeable(op: &Op) -> bool {
@@ -65,27 +75,27 @@ impl Pass for Cse {
     }
 
     fn run(&mut self, g: &mut Graph) -> Result<bool> {
-        // Keyed by op name, dtype, inputs and (for constants) the value's
-        // bits: the first node of each key, then any later ones whose ops
-        // differ in attributes. Equal ops under one key merge.
-        let mut seen: HashMap<Key, (NodeIndex, Vec<NodeIndex>)> = HashMap::new();
+        // Keyed by the hash of op name, dtype, inputs and (for constants)
+        // the value's bits: the first node of each key, then any later ones
+        // that are not its twin (other attributes, or a hash collision).
+        // A twin has equal inputs and an equal op, and merges.
+        let mut seen: HashMap<u64, (NodeIndex, Vec<NodeIndex>)> =
+            HashMap::with_capacity(g.g.node_count());
+        let (mut inputs, mut theirs) = (Vec::new(), Vec::new());
         let mut changed = false;
         for n in g.topo_order()? {
             let node = g.node(n);
             if !mergeable(&node.op) || has_control(g, n) {
                 continue;
             }
-            let key = (
-                node.op.name(),
-                node.dtype,
-                const_bits(&node.op),
-                g.inputs(n),
-            );
+            g.inputs_into(n, &mut inputs);
+            let key = key_hash(&node.op, node.dtype, &inputs);
             let twin = seen.get(&key).and_then(|(first, more)| {
-                std::iter::once(first)
-                    .chain(more)
-                    .copied()
-                    .find(|&m| same_op(&g.node(m).op, &node.op))
+                std::iter::once(first).chain(more).copied().find(|&m| {
+                    let other = g.node(m);
+                    g.inputs_into(m, &mut theirs);
+                    other.dtype == node.dtype && theirs == inputs && same_op(&other.op, &node.op)
+                })
             });
             match twin {
                 Some(m) => {

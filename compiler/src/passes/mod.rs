@@ -148,7 +148,13 @@ impl Pipeline {
 
     /// Runs the passes to a fixpoint; reports, per pass, what fired.
     pub fn run(&mut self, g: &mut Graph) -> Result<Vec<PassReport>> {
-        let updates = reachable_updates(g);
+        // The update ops the train step runs, which no pass may lose
+        // (collected only when the verifier runs).
+        let updates = if self.verify {
+            reachable_updates(g)
+        } else {
+            HashSet::new()
+        };
         let check = |g: &Graph, when: &str| -> Result<()> {
             verify(g).map_err(|e| internal(when, e))?;
             let now = reachable_updates(g);
@@ -286,6 +292,9 @@ fn internal(when: &str, e: String) -> CompileError {
 /// once from an existing output, stored types equal to re-inferred ones, unique
 /// names, outputs and gradients pointing at live tensors.
 pub fn verify(g: &Graph) -> std::result::Result<(), String> {
+    if !g.seq_table_agrees() {
+        return Err("the table of creation numbers disagrees with the nodes".into());
+    }
     let order = g.topo_order().map_err(|e| e.message)?;
     if order != g.topo_order_by_walk().map_err(|e| e.message)? {
         return Err(
