@@ -131,7 +131,10 @@ pub fn build_with(spec: &GraphSpec, text: &str, prefuse: bool) -> Result<Graph> 
     })?;
 
     let mut g = Graph::new(&spec.name);
-    g.reserve(spec.nodes.len());
+    // Differentiation and the train section add about as many nodes again
+    // as the file has, and a little more.
+    let derived = !spec.gradients.is_empty() || spec.train.is_some();
+    g.reserve(spec.nodes.len() * if derived { 3 } else { 1 });
     let mut prefused = std::collections::BTreeMap::new();
     g.functions = crate::functions::check(spec, text)?;
     g.source = text.into();

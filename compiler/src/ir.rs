@@ -5,13 +5,26 @@
 //! ordered inputs are read from its incoming edges.
 
 use crate::error::{CompileError, ErrorKind, Result};
-use foldhash::HashMap;
 use gradc_runtime::{DType, Op, TensorType};
+use hashbrown::HashTable;
 use petgraph::stable_graph::{NodeIndex, StableDiGraph};
 use petgraph::visit::EdgeRef;
 use petgraph::Direction;
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap};
+
+/// The hash a node's name is kept under: fixed, so the table's order (and
+/// whatever lists names from it) is the same in every run.
+fn name_hash(name: &str) -> u32 {
+    use std::hash::BuildHasher;
+    foldhash::fast::FixedState::with_seed(0).hash_one(name) as u32
+}
+
+/// The table's 64-bit hash of a kept 32-bit one (the table reads its high
+/// bits as well as its low ones).
+fn spread(h: u32) -> u64 {
+    u64::from(h).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+}
 
 /// Where a node came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -96,11 +109,20 @@ pub struct GradientResult {
 pub struct Graph {
     pub name: String,
     pub g: StableDiGraph<Node, Edge>,
-    names: HashMap<String, NodeIndex>,
+    /// Node by name: node indices keyed by the hash of the node's name, which
+    /// is kept once, in the node. A name that is not there (every new node's)
+    /// is told by the table alone, without reading any other name.
+    /// Each entry keeps its name's hash (in 32 bits), so growing the table
+    /// reads no name either.
+    names: HashTable<(u32, NodeIndex)>,
     next_seq: u64,
     /// Each node's `seq` by node index (`u64::MAX` for a free index): the
     /// topological order reads it without visiting every node.
     seq_of: Vec<u64>,
+    /// (seq, node) as each node got its `seq`, so in creation order but for
+    /// `set_seq`; an entry is current while the table above still holds its
+    /// seq for its node. Compacted as it fills with stale entries.
+    created: Vec<(u64, NodeIndex)>,
     /// Values `gradc run` prints by default, with their labels, in order.
     pub outputs: Vec<(String, TensorRef)>,
     /// Gradient results in request order.
@@ -129,11 +151,16 @@ impl Graph {
     }
 
     pub fn find(&self, name: &str) -> Option<NodeIndex> {
-        self.names.get(name).copied()
+        let g = &self.g;
+        let h = name_hash(name);
+        self.names
+            .find(spread(h), |&(k, n)| k == h && g[n].name == name)
+            .map(|&(_, n)| n)
     }
 
+    /// Every node's name (in an order that depends only on the graph).
     pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.names.keys().map(String::as_str)
+        self.names.iter().map(|&(_, n)| self.g[n].name.as_str())
     }
 
     pub fn ty(&self, t: TensorRef) -> &TensorType {
@@ -151,13 +178,14 @@ impl Graph {
     }
 
     /// `base`, or `base_1`, `base_2`, ... whichever is free.
-    pub fn unique_name(&self, base: &str) -> String {
-        if !self.names.contains_key(base) {
-            return base.to_string();
+    pub fn unique_name(&self, base: impl Into<String>) -> String {
+        let base = base.into();
+        if self.find(&base).is_none() {
+            return base;
         }
         (1..)
             .map(|i| format!("{base}_{i}"))
-            .find(|n| !self.names.contains_key(n))
+            .find(|n| self.find(n).is_none())
             .unwrap_or_default()
     }
 
@@ -167,8 +195,9 @@ impl Graph {
     pub fn reserve(&mut self, nodes: usize) {
         self.g.reserve_nodes(nodes);
         self.g.reserve_edges(nodes + nodes / 2);
-        self.names.reserve(nodes);
+        self.names.reserve(nodes, |&(h, _)| spread(h));
         self.seq_of.reserve(nodes);
+        self.created.reserve(nodes);
     }
 
     /// Adds a node, inferring its output types. Errors name the node and op.
@@ -182,7 +211,7 @@ impl Graph {
         line: Option<usize>,
     ) -> Result<NodeIndex> {
         let located = |e: CompileError| e.at_node(&name, op.name()).at_line(line);
-        if self.names.contains_key(&name) {
+        if self.find(&name).is_some() {
             return Err(located(CompileError::new(
                 ErrorKind::DuplicateName,
                 format!("a node named '{name}' already exists"),
@@ -209,8 +238,9 @@ impl Graph {
         })?;
         let seq = self.next_seq;
         self.next_seq += 1;
+        let hash = name_hash(&name);
         let n = self.g.add_node(Node {
-            name: name.clone(),
+            name,
             op,
             dtype,
             outputs,
@@ -219,7 +249,8 @@ impl Graph {
             seq,
         });
         self.connect(n, inputs);
-        self.names.insert(name, n);
+        self.names
+            .insert_unique(spread(hash), (hash, n), |&(h, _)| spread(h));
         self.set_seq_of(n, seq);
         Ok(n)
     }
@@ -316,14 +347,25 @@ impl Graph {
     /// Removes a node and its edges.
     pub fn remove(&mut self, n: NodeIndex) {
         if let Some(node) = self.g.remove_node(n) {
-            self.names.remove(&node.name);
+            let h = name_hash(&node.name);
+            if let Ok(entry) = self.names.find_entry(spread(h), |&(_, m)| m == n) {
+                entry.remove();
+            }
             self.set_seq_of(n, u64::MAX);
+            // Drop the stale entries once they outnumber the live ones.
+            if self.created.len() > 2 * self.g.node_count() + 64 {
+                let seq_of = &self.seq_of;
+                self.created.retain(|&(s, m)| seq_of[m.index()] == s);
+            }
         }
     }
 
     /// Gives `n` the place `seq` in creation order (which breaks ties in the
     /// topological order), e.g. that of a node it replaces.
     pub fn set_seq(&mut self, n: NodeIndex, seq: u64) {
+        if self.g[n].seq == seq {
+            return;
+        }
         self.g[n].seq = seq;
         self.set_seq_of(n, seq);
     }
@@ -345,6 +387,9 @@ impl Graph {
             self.seq_of.resize(i + 1, u64::MAX);
         }
         self.seq_of[i] = seq;
+        if seq != u64::MAX {
+            self.created.push((seq, n));
+        }
     }
 
     /// Makes every use of `old` use `new` instead: data edges, and the graph's
@@ -456,7 +501,7 @@ impl Graph {
     pub fn free_scope(&self, base: &str) -> String {
         let taken = |scope: &str| {
             let prefix = format!("{scope}/");
-            self.names.keys().any(|n| n.starts_with(&prefix))
+            self.names().any(|n| n.starts_with(&prefix))
         };
         if !taken(base) {
             return base.to_string();
@@ -483,12 +528,22 @@ impl Graph {
         // Per-node tables are indexed by node index (a stable graph's indices
         // stay below its bound).
         let seq = self.seq_by_index();
-        let mut by_seq: Vec<(u64, NodeIndex)> = seq
-            .iter()
-            .enumerate()
-            .filter(|&(_, &s)| s != u64::MAX)
-            .map(|(i, &s)| (s, NodeIndex::new(i)))
-            .collect();
+        let mut by_seq: Vec<(u64, NodeIndex)> = match &seq {
+            // The current entries of the creation log: already sorted unless
+            // `set_seq` moved a node, and sorting a sorted list is one sweep.
+            std::borrow::Cow::Borrowed(_) => self
+                .created
+                .iter()
+                .filter(|&&(s, n)| seq[n.index()] == s)
+                .copied()
+                .collect(),
+            std::borrow::Cow::Owned(_) => seq
+                .iter()
+                .enumerate()
+                .filter(|&(_, &s)| s != u64::MAX)
+                .map(|(i, &s)| (s, NodeIndex::new(i)))
+                .collect(),
+        };
         // Usually every edge runs from an older node to a newer one (a node's
         // inputs exist when it is added); then creation order is the answer:
         // the smallest ready node always comes next in it. Checked in one
@@ -498,9 +553,13 @@ impl Graph {
         let edges = || petgraph::visit::IntoEdgeReferences::edge_references(&self.g);
         if edges().all(|e| seq[e.source().index()] < seq[e.target().index()]) {
             by_seq.sort_unstable();
-            return Ok(by_seq.into_iter().map(|(_, n)| n).collect());
+            // A node `set_seq` gave back an earlier seq has two current entries.
+            by_seq.dedup();
+            if by_seq.len() == self.g.node_count() {
+                return Ok(by_seq.into_iter().map(|(_, n)| n).collect());
+            }
         }
-        self.kahn_order(&seq, by_seq.len())
+        self.kahn_order(&seq, self.g.node_count())
     }
 
     /// The topological order by the general walk alone, without the
@@ -563,6 +622,7 @@ impl Graph {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use foldhash::HashMap;
 
     fn positions(order: &[NodeIndex]) -> HashMap<NodeIndex, usize> {
         order.iter().enumerate().map(|(i, &n)| (n, i)).collect()

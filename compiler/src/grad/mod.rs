@@ -82,7 +82,7 @@ impl<'g> Ctx<'g> {
 
     /// Adds `op(inputs)` named `<scope>/<Op>` (made unique).
     pub fn op(&mut self, op: Op, inputs: &[TensorRef]) -> Result<TensorRef> {
-        let name = self.g.unique_name(&format!("{}/{}", self.scope, op.name()));
+        let name = self.g.unique_name(format!("{}/{}", self.scope, op.name()));
         let dtype = inputs
             .first()
             .map(|&t| self.g.ty(t).dtype)
@@ -94,7 +94,7 @@ impl<'g> Ctx<'g> {
 
     /// A scalar constant of `like`'s dtype.
     pub fn scalar(&mut self, v: f64, like: TensorRef) -> Result<TensorRef> {
-        let name = self.g.unique_name(&format!("{}/Const", self.scope));
+        let name = self.g.unique_name(format!("{}/Const", self.scope));
         let dtype = self.g.ty(like).dtype;
         self.g
             .add(

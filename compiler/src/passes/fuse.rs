@@ -115,7 +115,7 @@ fn bias_activation_grad(g: &mut Graph, n: NodeIndex) -> Result<bool> {
     }
     let node = g.node(n);
     let (name, dtype, role) = (
-        g.unique_name(&format!("{}/ActivationBiasGrad", node.name)),
+        g.unique_name(format!("{}/ActivationBiasGrad", node.name)),
         node.dtype,
         node.role,
     );
@@ -223,7 +223,7 @@ fn fold_batch_norm(g: &mut Graph, n: NodeIndex) -> Result<bool> {
     };
     let dtype = g.ty(a).dtype;
     let y = g.add(
-        g.unique_name(&format!("{name}/Dense")),
+        g.unique_name(format!("{name}/Dense")),
         dense,
         dtype,
         &[a, w_folded, bias],

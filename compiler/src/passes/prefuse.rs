@@ -182,7 +182,7 @@ fn fused_batch_norm(g: &mut Graph, n: NodeIndex) -> Result<bool> {
     // moments (which are about to read from the fused node).
     let constant = |g: &mut Graph, what: &str, v: f64| -> Result<TensorRef> {
         let lit = Literal::List(vec![Literal::Scalar(v); channels]);
-        let n = g.unique_name(&format!("{name}/fused/{what}"));
+        let n = g.unique_name(format!("{name}/fused/{what}"));
         g.add(n, Op::Const(lit), dtype, &[], Role::Forward, None)
             .map(TensorRef::of)
     };
@@ -200,7 +200,7 @@ fn fused_batch_norm(g: &mut Graph, n: NodeIndex) -> Result<bool> {
         data_format: format,
         is_training: true,
     };
-    let fused_name = g.unique_name(&format!("{name}/FusedBatchNorm"));
+    let fused_name = g.unique_name(format!("{name}/FusedBatchNorm"));
     let f = g.add(
         fused_name,
         op,
