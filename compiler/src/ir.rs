@@ -47,6 +47,9 @@ pub struct Node {
     pub role: Role,
     /// The line of the graph file that wrote it, for errors.
     pub line: Option<usize>,
+    /// How many control edges start or end here (kept by `add_control` and
+    /// `remove`, checked by the verifier): passes ask it of every node.
+    control_edges: u32,
     /// Creation order, unique in the graph: ties in the topological order are
     /// broken by it (petgraph reuses the indices of removed nodes).
     pub seq: u64,
@@ -246,6 +249,7 @@ impl Graph {
             outputs,
             role,
             line,
+            control_edges: 0,
             seq,
         });
         self.connect(n, inputs);
@@ -322,7 +326,29 @@ impl Graph {
             .any(|e| *e.weight() == Edge::Control);
         if !exists {
             self.g.add_edge(before, after, Edge::Control);
+            self.g[before].control_edges += 1;
+            self.g[after].control_edges += 1;
         }
+    }
+
+    /// Whether `n` has control edges in or out: such a node stays as it is.
+    pub fn has_control(&self, n: NodeIndex) -> bool {
+        self.g[n].control_edges > 0
+    }
+
+    /// Whether every node's count of control edges matches its edges (the
+    /// verifier checks it).
+    pub fn control_counts_agree(&self) -> bool {
+        let mut count = vec![0u32; self.node_bound()];
+        for e in petgraph::visit::IntoEdgeReferences::edge_references(&self.g) {
+            if *e.weight() == Edge::Control {
+                count[e.source().index()] += 1;
+                count[e.target().index()] += 1;
+            }
+        }
+        self.g
+            .node_indices()
+            .all(|n| self.g[n].control_edges == count[n.index()])
     }
 
     /// Nodes that use an output of `n` as data, deduplicated, in creation order.
@@ -346,6 +372,27 @@ impl Graph {
 
     /// Removes a node and its edges.
     pub fn remove(&mut self, n: NodeIndex) {
+        if !self.g.contains_node(n) {
+            return;
+        }
+        if self.g[n].control_edges > 0 {
+            let others: Vec<NodeIndex> = self
+                .g
+                .edges(n)
+                .chain(self.g.edges_directed(n, Direction::Incoming))
+                .filter(|e| *e.weight() == Edge::Control)
+                .map(|e| {
+                    if e.source() == n {
+                        e.target()
+                    } else {
+                        e.source()
+                    }
+                })
+                .collect();
+            for m in others {
+                self.g[m].control_edges -= 1;
+            }
+        }
         if let Some(node) = self.g.remove_node(n) {
             let h = name_hash(&node.name);
             if let Ok(entry) = self.names.find_entry(spread(h), |&(_, m)| m == n) {

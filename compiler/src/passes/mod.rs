@@ -156,7 +156,6 @@ impl Pipeline {
             HashSet::new()
         };
         let check = |g: &Graph, when: &str| -> Result<()> {
-            verify(g).map_err(|e| internal(when, e))?;
             let now = reachable_updates(g);
             if let Some(lost) = updates.difference(&now).next() {
                 return Err(internal(
@@ -164,7 +163,7 @@ impl Pipeline {
                     format!("the update op '{lost}' is no longer run by the train step"),
                 ));
             }
-            Ok(())
+            verify(g).map_err(|e| internal(when, e))
         };
         if self.verify {
             check(g, "before the passes")?;
@@ -256,11 +255,7 @@ pub(crate) fn producer(g: &Graph, t: TensorRef) -> Option<(NodeIndex, &Op)> {
 
 /// Whether a node must stay as it is: it has control edges in or out.
 pub(crate) fn has_control(g: &Graph, n: NodeIndex) -> bool {
-    let control = |e: petgraph::stable_graph::EdgeReference<'_, crate::ir::Edge>| {
-        *e.weight() == crate::ir::Edge::Control
-    };
-    g.g.edges_directed(n, Direction::Incoming).any(control)
-        || g.g.edges_directed(n, Direction::Outgoing).any(control)
+    g.has_control(n)
 }
 
 /// Redirects every use of every output of `from` to the same output of `to`, then removes `from`.
@@ -353,6 +348,9 @@ pub fn verify(g: &Graph) -> std::result::Result<(), String> {
             return Err(format!("'{label}' points at a removed tensor"));
         }
     }
+    if !g.control_counts_agree() {
+        return Err("a node's count of control edges disagrees with its edges".into());
+    }
     Ok(())
 }
 
@@ -427,6 +425,19 @@ mod tests {
         });
         assert!(
             e.contains("after pass breaker") && e.contains("output 3"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_control_edge_added_behind_the_graph_is_caught() {
+        let e = run_breaker(|g| {
+            let (from, to) = (node(g, "x"), node(g, "loss"));
+            g.g.add_edge(from, to, Edge::Control);
+            Ok(true)
+        });
+        assert!(
+            e.contains("after pass breaker") && e.contains("count of control edges"),
             "{e}"
         );
     }
