@@ -685,6 +685,54 @@ mod tests {
     }
 
     #[test]
+    fn names_seq_table_and_control_counts_follow_adds_and_removes() {
+        let text = r#"Graph(name: "t", dtype: F64, nodes: [
+            (name: "x", op: Placeholder(shape: [2])),
+            (name: "a", op: Neg, inputs: ["x"]),
+            (name: "b", op: Exp, inputs: ["x"]),
+        ])"#;
+        let mut g = crate::graph_from_str(text, "t.ron").expect("builds");
+        let (x, a, b) = (
+            g.find("x").unwrap(),
+            g.find("a").unwrap(),
+            g.find("b").unwrap(),
+        );
+        g.add_control(a, b);
+        g.add_control(a, b);
+        assert!(g.has_control(a) && g.has_control(b) && !g.has_control(x));
+        assert_eq!(g.unique_name("a"), "a_1");
+        g.remove(a);
+        assert_eq!(g.find("a"), None);
+        assert!(!g.has_control(b), "b's control edge went with a");
+        assert!(g.seq_table_agrees() && g.control_counts_agree());
+        // The freed index is reused by a newer node, under the old name.
+        let again = g
+            .add(
+                "a".into(),
+                Op::Square,
+                DType::F64,
+                &[TensorRef::of(x)],
+                Role::Forward,
+                None,
+            )
+            .expect("the name is free again");
+        assert_eq!(g.find("a"), Some(again));
+        assert_eq!(g.unique_name("a"), "a_1");
+        let mut names: Vec<&str> = g.names().collect();
+        names.sort_unstable();
+        assert_eq!(names, ["a", "b", "x"]);
+        assert!(g.seq_table_agrees());
+        let order: Vec<&str> = g
+            .topo_order()
+            .expect("acyclic")
+            .iter()
+            .map(|&n| g.node(n).name.as_str())
+            .collect();
+        assert_eq!(order, ["x", "b", "a"], "creation order, not index order");
+        assert_eq!(g.topo_order().unwrap(), g.topo_order_by_walk().unwrap());
+    }
+
+    #[test]
     fn an_edge_from_a_newer_node_takes_the_general_walk_with_the_same_answer() {
         let text = r#"Graph(name: "t", dtype: F64, nodes: [
             (name: "x", op: Placeholder(shape: [2])),
