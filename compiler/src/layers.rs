@@ -84,7 +84,7 @@ fn variable(
 ) -> Result<TensorRef> {
     let op = Op::Variable {
         shape,
-        initializer: init,
+        initializer: Box::new(init),
         trainable,
     };
     let v = g.add(name.to_string(), op, dtype, &[], Role::Forward, None)?;

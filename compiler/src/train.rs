@@ -200,7 +200,7 @@ fn slot(
     let name = g.unique_name(name);
     let op = Op::Variable {
         shape,
-        initializer: init,
+        initializer: Box::new(init),
         trainable: false,
     };
     let v = g.add(name, op, dtype, &[], Role::Update, None)?;

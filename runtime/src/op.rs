@@ -74,7 +74,8 @@ pub enum Op {
     /// start of the run; `Assign`s change it for later runs.
     Variable {
         shape: Shape,
-        initializer: Initializer,
+        /// Boxed: the largest attribute of any op, and only variables carry it.
+        initializer: Box<Initializer>,
         #[serde(default = "yes")]
         trainable: bool,
     },
