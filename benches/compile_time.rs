@@ -30,7 +30,8 @@
 //! Each size is also measured cold, as `gradc compile` meets it: one compile
 //! in a new process (the bench runs itself with
 //! `GRADC_COMPILE_BENCH_ONE=<layers>`), the median of 11 processes (3 for a
-//! size whose compile takes over 5 s); only in `--bench` mode.
+//! size whose compile takes over 5 s); only in `--bench` mode. The budget
+//! above predicts one compile; the cold runs take 3 or 11 more.
 
 use criterion::{criterion_group, BenchmarkId, Criterion, SamplingMode, Throughput};
 use gradc::compiler::{self, grad, ir, schema, train};

@@ -315,7 +315,7 @@ fn default_outputs(g: &Graph) -> Vec<(String, TensorRef)> {
         .flat_map(|n| (0..g.node(n).outputs.len()).map(move |k| TensorRef { node: n, output: k }))
         .map(|t| (g.tensor_name(t), t))
         .collect();
-    out.sort_by_key(|(_, t)| (g.node(t.node).seq, t.output));
+    out.sort_by_key(|(_, t)| (g.node(t.node).seq(), t.output));
     out
 }
 

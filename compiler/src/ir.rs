@@ -39,6 +39,8 @@ pub enum Role {
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Node {
+    /// Unique in the graph. The graph's name table is keyed by it: a node is
+    /// renamed only by removing it and adding it again.
     pub name: String,
     pub op: Op,
     /// The declared (or default) dtype; source ops produce it, others infer theirs.
@@ -52,7 +54,15 @@ pub struct Node {
     control_edges: u32,
     /// Creation order, unique in the graph: ties in the topological order are
     /// broken by it (petgraph reuses the indices of removed nodes).
-    pub seq: u64,
+    seq: u64,
+}
+
+impl Node {
+    /// Creation order (see the field): changed only through `Graph::set_seq`,
+    /// which keeps the graph's tables of it.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
 }
 
 /// An edge of the graph.
@@ -157,13 +167,25 @@ impl Graph {
         let g = &self.g;
         let h = name_hash(name);
         self.names
-            .find(spread(h), |&(k, n)| k == h && g[n].name == name)
+            .find(spread(h), |&(k, n)| {
+                k == h && g.node_weight(n).is_some_and(|node| node.name == name)
+            })
             .map(|&(_, n)| n)
     }
 
-    /// Every node's name (in an order that depends only on the graph).
+    /// Every node's name, in the name table's order: the same for the same
+    /// graph file and the same changes to it (the hash is fixed), not sorted.
     pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.names.iter().map(|&(_, n)| self.g[n].name.as_str())
+        self.names
+            .iter()
+            .filter_map(|&(_, n)| self.g.node_weight(n))
+            .map(|node| node.name.as_str())
+    }
+
+    /// Whether the name table holds exactly the live nodes (the verifier
+    /// checks it, with every node's name found at its node).
+    pub fn name_table_agrees(&self) -> bool {
+        self.names.len() == self.g.node_count()
     }
 
     pub fn ty(&self, t: TensorRef) -> &TensorType {
@@ -390,7 +412,10 @@ impl Graph {
                 })
                 .collect();
             for m in others {
-                self.g[m].control_edges -= 1;
+                // Saturating: an edge added behind the graph's back is left
+                // for the verifier to report, not a panic here.
+                let count = &mut self.g[m].control_edges;
+                *count = count.saturating_sub(1);
             }
         }
         if let Some(node) = self.g.remove_node(n) {
@@ -616,9 +641,9 @@ impl Graph {
     }
 
     /// Each node's creation number, indexed by node index (`u64::MAX` for
-    /// free indices): the table `add` and `remove` keep, or, should the
-    /// graph have been changed around them (through `g` directly), one made
-    /// from the nodes.
+    /// free indices): the table `add`, `remove` and `set_seq` keep, or, should
+    /// nodes have been added or removed around them (through `g` directly),
+    /// one made from the nodes. (The verifier checks the table entry by entry.)
     fn seq_by_index(&self) -> std::borrow::Cow<'_, [u64]> {
         let kept = &self.seq_of;
         let agrees = kept.len() >= self.node_bound()

@@ -379,13 +379,13 @@ fn prune_unused(g: &mut Graph, first_new: u64, results: &[TensorRef]) {
     let mut live = vec![false; g.node_bound()];
     let mut stack: Vec<NodeIndex> = results.iter().map(|r| r.node).collect();
     while let Some(n) = stack.pop() {
-        if g.node(n).seq >= first_new && !std::mem::replace(&mut live[n.index()], true) {
+        if g.node(n).seq() >= first_new && !std::mem::replace(&mut live[n.index()], true) {
             stack.extend(g.g.neighbors_directed(n, Direction::Incoming));
         }
     }
     let dead: Vec<NodeIndex> =
         g.g.node_indices()
-            .filter(|&n| g.node(n).seq >= first_new && !live[n.index()])
+            .filter(|&n| g.node(n).seq() >= first_new && !live[n.index()])
             .collect();
     for n in dead {
         g.remove(n);

@@ -129,7 +129,7 @@ fn bias_activation_grad(g: &mut Graph, n: NodeIndex) -> Result<bool> {
     )?;
     // Where dz was made in creation order, so the schedule and the printed
     // graph keep their order (seq only breaks ties among ready nodes).
-    g.set_seq(fused, g.node(dz.node).seq);
+    g.set_seq(fused, g.node(dz.node).seq());
     g.replace_uses(
         dz,
         TensorRef {

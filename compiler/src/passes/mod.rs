@@ -287,6 +287,9 @@ fn internal(when: &str, e: String) -> CompileError {
 /// once from an existing output, stored types equal to re-inferred ones, unique
 /// names, outputs and gradients pointing at live tensors.
 pub fn verify(g: &Graph) -> std::result::Result<(), String> {
+    if !g.name_table_agrees() {
+        return Err("the name table holds a node that is gone".into());
+    }
     if !g.seq_table_agrees() {
         return Err("the table of creation numbers disagrees with the nodes".into());
     }
@@ -438,6 +441,19 @@ mod tests {
         });
         assert!(
             e.contains("after pass breaker") && e.contains("count of control edges"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_node_removed_behind_the_graph_is_caught() {
+        let e = run_breaker(|g| {
+            let n = node(g, "loss");
+            g.g.remove_node(n);
+            Ok(true)
+        });
+        assert!(
+            e.contains("after pass breaker") && e.contains("name table holds a node that is gone"),
             "{e}"
         );
     }
