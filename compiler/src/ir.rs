@@ -445,12 +445,17 @@ impl Graph {
     /// Whether the table of creation numbers that `add`, `remove` and
     /// `set_seq` keep matches the nodes (the verifier checks it).
     pub fn seq_table_agrees(&self) -> bool {
-        let live = self.seq_of.iter().filter(|&&s| s != u64::MAX).count();
-        live == self.g.node_count()
+        self.seq_table_counts_live()
             && self
                 .g
                 .node_indices()
                 .all(|n| self.seq_of.get(n.index()) == Some(&self.g[n].seq))
+    }
+
+    /// Whether the table holds a creation number for as many indices as
+    /// there are nodes.
+    fn seq_table_counts_live(&self) -> bool {
+        self.seq_of.iter().filter(|&&s| s != u64::MAX).count() == self.g.node_count()
     }
 
     fn set_seq_of(&mut self, n: NodeIndex, seq: u64) {
@@ -645,11 +650,8 @@ impl Graph {
     /// nodes have been added or removed around them (through `g` directly),
     /// one made from the nodes. (The verifier checks the table entry by entry.)
     fn seq_by_index(&self) -> std::borrow::Cow<'_, [u64]> {
-        let kept = &self.seq_of;
-        let agrees = kept.len() >= self.node_bound()
-            && kept.iter().filter(|&&s| s != u64::MAX).count() == self.g.node_count();
-        if agrees {
-            return std::borrow::Cow::Borrowed(kept);
+        if self.seq_of.len() >= self.node_bound() && self.seq_table_counts_live() {
+            return std::borrow::Cow::Borrowed(&self.seq_of);
         }
         let mut seq = vec![u64::MAX; self.node_bound()];
         for n in self.g.node_indices() {

@@ -6,7 +6,7 @@
 //! Never merged: ops that change state, sources whose identity matters
 //! (placeholders, variables), NoOps, and nodes with control edges.
 
-use super::{has_control, merge_into, Fired, Pass};
+use super::{merge_into, Fired, Pass};
 use crate::error::Result;
 use crate::ir::{Graph, TensorRef};
 use foldhash::{HashMap, HashMapExt};
@@ -85,7 +85,7 @@ impl Pass for Cse {
         let mut changed = false;
         for n in g.topo_order()? {
             let node = g.node(n);
-            if !mergeable(&node.op) || has_control(g, n) {
+            if !mergeable(&node.op) || g.has_control(n) {
                 continue;
             }
             g.inputs_into(n, &mut inputs);

@@ -6,7 +6,7 @@
 //! folded into the program. The kernel calls the same scalar functions as the
 //! ops it replaces, so results are bit-identical.
 
-use super::{has_control, Fired, Pass};
+use super::{Fired, Pass};
 use crate::error::Result;
 use crate::ir::{Graph, TensorRef};
 use foldhash::{HashMap, HashMapExt, HashSet};
@@ -37,7 +37,7 @@ fn group(g: &Graph, root: NodeIndex) -> Vec<NodeIndex> {
                 && t.output == 0
                 && node.outputs.len() == 1
                 && fusable(&node.op)
-                && !has_control(g, m)
+                && !g.has_control(m)
                 && !g.is_named(t)
                 && &node.outputs[0].shape == shape
                 && g.uses(t).iter().all(|(user, _)| inside.contains(user))
@@ -71,7 +71,7 @@ impl Pass for Elementwise {
                 continue;
             }
             let node = g.node(root);
-            if !fusable(&node.op) || has_control(g, root) || node.outputs.len() != 1 {
+            if !fusable(&node.op) || g.has_control(root) || node.outputs.len() != 1 {
                 continue;
             }
             let mut members = group(g, root);

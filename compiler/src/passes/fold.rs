@@ -5,7 +5,7 @@
 //! the same way. Results above `MAX_ELEMENTS` stay computed at run time, so
 //! programs do not grow large literals.
 
-use super::{has_control, Fired, Pass};
+use super::{Fired, Pass};
 use crate::error::{CompileError, ErrorKind, Result};
 use crate::ir::Graph;
 use gradc_runtime::{kernels, Literal, Op, Tensor, TensorType};
@@ -38,7 +38,7 @@ impl Fold {
     /// The folded value of `n`, if it can be folded.
     fn value(&self, g: &Graph, n: NodeIndex) -> Option<(Tensor, &'static str)> {
         let node = g.node(n);
-        if !pure(&node.op) || has_control(g, n) || node.outputs.len() != 1 {
+        if !pure(&node.op) || g.has_control(n) || node.outputs.len() != 1 {
             return None;
         }
         let out = &node.outputs[0];

@@ -23,7 +23,7 @@
 //!   after row as Sum adds: bit-identical. Relu's ReluGrad is left alone
 //!   (one op already, run in place over dy; fusing it measured slower).
 
-use super::{has_control, is_const, producer, Fired, Pass};
+use super::{is_const, producer, Fired, Pass};
 use crate::error::Result;
 use crate::ir::{Graph, TensorRef};
 use gradc_runtime::op::Activation;
@@ -39,7 +39,7 @@ pub struct Fuse {
 /// `t`'s only use, if it has exactly one, is not named and has no control edges.
 fn only_use(g: &Graph, t: TensorRef) -> Option<NodeIndex> {
     match g.uses(t).as_slice() {
-        [(n, _)] if !g.is_named(t) && !has_control(g, t.node) => Some(*n),
+        [(n, _)] if !g.is_named(t) && !g.has_control(t.node) => Some(*n),
         _ => None,
     }
 }
@@ -53,7 +53,7 @@ fn activation_user(g: &Graph, n: NodeIndex) -> Option<(NodeIndex, Activation)> {
         Op::Tanh => Activation::Tanh,
         _ => return None,
     };
-    (!has_control(g, m)).then_some((m, activation))
+    (!g.has_control(m)).then_some((m, activation))
 }
 
 /// `(activation, dy, y)` if `dz` is act'(y)·dy as the activation's gradient
@@ -242,7 +242,7 @@ impl Pass for Fuse {
     fn run(&mut self, g: &mut Graph) -> Result<bool> {
         let mut changed = false;
         for n in g.topo_order()? {
-            if !g.g.contains_node(n) || has_control(g, n) {
+            if !g.g.contains_node(n) || g.has_control(n) {
                 continue;
             }
             if fold_batch_norm(g, n)? {
@@ -277,7 +277,7 @@ impl Pass for Fuse {
                     continue;
                 }
             }
-            if !g.g.contains_node(n) || !matches!(g.node(n).op, Op::BiasAdd) || has_control(g, n) {
+            if !g.g.contains_node(n) || !matches!(g.node(n).op, Op::BiasAdd) || g.has_control(n) {
                 continue;
             }
             let [product, bias] = g.inputs(n)[..] else {

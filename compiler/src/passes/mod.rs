@@ -250,12 +250,7 @@ pub(crate) fn is_const(g: &Graph, t: TensorRef, v: f64) -> bool {
 /// The node producing `t` and its op, if `t` is its only output and it has
 /// no control edges.
 pub(crate) fn producer(g: &Graph, t: TensorRef) -> Option<(NodeIndex, &Op)> {
-    (t.output == 0 && !has_control(g, t.node)).then(|| (t.node, &g.node(t.node).op))
-}
-
-/// Whether a node must stay as it is: it has control edges in or out.
-pub(crate) fn has_control(g: &Graph, n: NodeIndex) -> bool {
-    g.has_control(n)
+    (t.output == 0 && !g.has_control(t.node)).then(|| (t.node, &g.node(t.node).op))
 }
 
 /// Redirects every use of every output of `from` to the same output of `to`, then removes `from`.
@@ -282,10 +277,12 @@ fn internal(when: &str, e: String) -> CompileError {
     )
 }
 
-/// Checks the invariants every pass must keep: acyclic (and the topological
-/// order's shortcut agrees with the general walk), every input slot filled
-/// once from an existing output, stored types equal to re-inferred ones, unique
-/// names, outputs and gradients pointing at live tensors.
+/// Checks the invariants every pass must keep: the graph's tables (names,
+/// creation numbers, control-edge counts) match its nodes and edges, acyclic
+/// (and the topological order's shortcut agrees with the general walk), every
+/// input slot filled once from an existing output, stored types equal to
+/// re-inferred ones, unique names, outputs and gradients pointing at live
+/// tensors.
 pub fn verify(g: &Graph) -> std::result::Result<(), String> {
     if !g.name_table_agrees() {
         return Err("the name table holds a node that is gone".into());

@@ -26,7 +26,7 @@ use std::collections::BTreeMap;
 /// `t`'s only use, if it has exactly one and is not named.
 fn only_use(g: &Graph, t: TensorRef) -> Option<NodeIndex> {
     match g.uses(t).as_slice() {
-        [(n, _)] if !g.is_named(t) && !super::has_control(g, t.node) => Some(*n),
+        [(n, _)] if !g.is_named(t) && !g.has_control(t.node) => Some(*n),
         _ => None,
     }
 }
@@ -229,7 +229,7 @@ fn fused_batch_norm(g: &mut Graph, n: NodeIndex) -> Result<bool> {
 /// yet; counts what fired into `fired`.
 pub fn run(g: &mut Graph, fired: &mut BTreeMap<&'static str, usize>) -> Result<()> {
     for n in g.topo_order()? {
-        if !g.g.contains_node(n) || g.node(n).role != Role::Forward || super::has_control(g, n) {
+        if !g.g.contains_node(n) || g.node(n).role != Role::Forward || g.has_control(n) {
             continue;
         }
         if fused_batch_norm(g, n)? {

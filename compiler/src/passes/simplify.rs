@@ -6,7 +6,7 @@
 //! sum overflows or stalls, see the rule). Rules that change a result for
 //! inf or NaN inputs (x * 0 = 0 fails for them) are not here.
 
-use super::{has_control, is_const, producer, Fired, Pass};
+use super::{is_const, producer, Fired, Pass};
 use crate::error::Result;
 use crate::ir::{Graph, TensorRef};
 use gradc_runtime::shape::{normalize_axes, Dim};
@@ -159,7 +159,7 @@ impl Pass for Simplify {
     fn run(&mut self, g: &mut Graph) -> Result<bool> {
         let mut changed = false;
         for n in g.topo_order()? {
-            if !g.g.contains_node(n) || has_control(g, n) || g.node(n).outputs.len() != 1 {
+            if !g.g.contains_node(n) || g.has_control(n) || g.node(n).outputs.len() != 1 {
                 continue;
             }
             let Some((name, change)) = rule(g, n) else {
