@@ -263,3 +263,72 @@ fn hooks_fetch_the_gradient_of_an_intermediate_from_the_train_step() {
         "d(loss)/d(xw)",
     );
 }
+
+#[test]
+fn hyper_parameters_are_one_constant_shared_by_every_update() {
+    // TensorFlow's Optimizer._prepare makes each hyper-parameter a tensor once.
+    let cases = [
+        (
+            "GradientDescent(learning_rate: 0.1)",
+            vec!["GradientDescent/learning_rate"],
+        ),
+        (
+            "Momentum(learning_rate: 0.1, momentum: 0.9)",
+            vec!["Momentum/learning_rate", "Momentum/momentum"],
+        ),
+        (
+            "Adam()",
+            vec![
+                "Adam/beta1",
+                "Adam/one_minus_beta1",
+                "Adam/beta2",
+                "Adam/one_minus_beta2",
+                "Adam/epsilon",
+            ],
+        ),
+    ];
+    for (optimizer, names) in cases {
+        let text = format!(
+            r#"Graph(name: "h", dtype: F64, nodes: [
+                (name: "u", op: Variable(shape: [2], initializer: Constant(1.0))),
+                (name: "w", op: Variable(shape: [2], initializer: Constant(2.0))),
+                (name: "uw", op: Mul, inputs: ["u", "w"]),
+                (name: "loss", op: Sum(), inputs: ["uw"]),
+            ], train: (loss: "loss", optimizer: {optimizer}))"#
+        );
+        let g = graph(&text);
+        for name in names {
+            let n = g
+                .find(name)
+                .unwrap_or_else(|| panic!("{optimizer}: no {name}"));
+            let readers = g.consumers(n);
+            assert_eq!(
+                readers.len(),
+                2,
+                "{optimizer}: {name} is read by {readers:?}"
+            );
+            for r in readers {
+                let reader = &g.node(r).name;
+                assert!(
+                    reader.contains("update_u/") || reader.contains("update_w/"),
+                    "{optimizer}: {name} read by {reader}"
+                );
+            }
+        }
+        // Adam reads its learning rate once, into lr_t, which every update reads.
+        if optimizer.starts_with("Adam") {
+            let lr = g.find("Adam/learning_rate").expect("Adam/learning_rate");
+            assert_eq!(g.consumers(lr).len(), 1);
+        }
+        // No per-variable copy of a hyper-parameter is left behind.
+        let per_variable = g
+            .g
+            .node_indices()
+            .filter(|&n| {
+                let node = g.node(n);
+                matches!(node.op, gradc::runtime::Op::Const(_)) && node.name.contains("/update_")
+            })
+            .count();
+        assert_eq!(per_variable, 0, "{optimizer}");
+    }
+}

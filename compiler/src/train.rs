@@ -5,7 +5,9 @@
 //!
 //! Update rules are TensorFlow 1's (`tf.compat.v1.train`); hyper-parameters
 //! are constants of the variables' dtype (TensorFlow makes them float32 even
-//! for float64 variables). Every read of a variable in a step sees its value
+//! for float64 variables), made once per optimizer and shared by every
+//! variable's update, as TensorFlow's `Optimizer._prepare` converts them to
+//! tensors once (`GradientDescent/learning_rate`, `Adam/beta1`, ...). Every read of a variable in a step sees its value
 //! at the start of the step (see the runtime's session), so the order of the
 //! updates within a step does not change the result.
 
@@ -17,7 +19,7 @@ use crate::ir::{
 };
 use crate::schema::{OptimizerSpec, TrainSpec};
 use foldhash::HashMap;
-use gradc_runtime::{DType, Initializer, Op, Shape};
+use gradc_runtime::{DType, Initializer, Literal, Op, Shape};
 use petgraph::stable_graph::NodeIndex;
 
 /// Builds the train step of `spec` into `g` and records it in `g.train`.
@@ -211,6 +213,41 @@ fn slot(
     Ok(TensorRef::of(v))
 }
 
+/// An optimizer's hyper-parameters as constants made on first use and then
+/// shared: `<optimizer>/<name>`, one per dtype of the variables using it.
+struct Hyper {
+    scope: &'static str,
+    made: Vec<(&'static str, DType, TensorRef)>,
+}
+
+impl Hyper {
+    fn new(scope: &'static str) -> Hyper {
+        Hyper {
+            scope,
+            made: Vec::new(),
+        }
+    }
+
+    /// The constant `name` = `v` of `like`'s dtype.
+    fn get(
+        &mut self,
+        g: &mut Graph,
+        name: &'static str,
+        v: f64,
+        like: TensorRef,
+    ) -> Result<TensorRef> {
+        let dtype = g.ty(like).dtype;
+        if let Some(&(_, _, t)) = self.made.iter().find(|m| m.0 == name && m.1 == dtype) {
+            return Ok(t);
+        }
+        let node = g.unique_name(format!("{}/{name}", self.scope));
+        let op = Op::Const(Literal::Scalar(v));
+        let t = TensorRef::of(g.add(node, op, dtype, &[], Role::Update, None)?);
+        self.made.push((name, dtype, t));
+        Ok(t)
+    }
+}
+
 /// The update ops of `opt` for each (variable, gradient); returns the nodes to run.
 fn apply(
     g: &mut Graph,
@@ -223,10 +260,11 @@ fn apply(
     match *opt {
         // w -= lr * g, one ApplyGradientDescent per variable
         OptimizerSpec::GradientDescent { learning_rate } => {
+            let mut hyper = Hyper::new("GradientDescent");
             for (&w, &gr) in vars.iter().zip(grads) {
+                let lr = hyper.get(g, "learning_rate", learning_rate, w)?;
                 let name = g.node(w.node).name.clone();
                 let mut c = Ctx::new(g, format!("GradientDescent/update_{name}"), Role::Update);
-                let lr = c.scalar(learning_rate, w)?;
                 updates.push(c.op(Op::ApplyGradientDescent, &[w, lr, gr])?.node);
             }
         }
@@ -237,7 +275,10 @@ fn apply(
             momentum,
             use_nesterov,
         } => {
+            let mut hyper = Hyper::new("Momentum");
             for (&w, &gr) in vars.iter().zip(grads) {
+                let lr = hyper.get(g, "learning_rate", learning_rate, w)?;
+                let mu = hyper.get(g, "momentum", momentum, w)?;
                 let name = g.node(w.node).name.clone();
                 let shape = g.ty(w).shape.clone();
                 let accum = slot(
@@ -248,8 +289,6 @@ fn apply(
                     dtype,
                 )?;
                 let mut c = Ctx::new(g, format!("Momentum/update_{name}"), Role::Update);
-                let lr = c.scalar(learning_rate, w)?;
-                let mu = c.scalar(momentum, w)?;
                 let apply = Op::ApplyMomentum { use_nesterov };
                 updates.push(c.op(apply, &[w, accum, lr, gr, mu])?.node);
             }
@@ -276,15 +315,22 @@ fn apply(
                 Initializer::Constant(beta2),
                 dtype,
             )?;
+            let mut hyper = Hyper::new("Adam");
+            let lr = hyper.get(g, "learning_rate", learning_rate, b1p)?;
             let mut c = Ctx::new(g, "Adam", Role::Update);
             let one = c.scalar(1.0, b1p)?;
             let num = c.sub(one, b2p)?;
             let num = c.op(Op::Sqrt, &[num])?;
             let den = c.sub(one, b1p)?;
             let ratio = c.div(num, den)?;
-            let lr_t = c.scale(learning_rate, ratio)?;
+            let lr_t = c.mul(lr, ratio)?;
             let mut var_updates = Vec::with_capacity(vars.len());
             for (&w, &gr) in vars.iter().zip(grads) {
+                let b1 = hyper.get(g, "beta1", beta1, w)?;
+                let b1c = hyper.get(g, "one_minus_beta1", 1.0 - beta1, w)?;
+                let b2 = hyper.get(g, "beta2", beta2, w)?;
+                let b2c = hyper.get(g, "one_minus_beta2", 1.0 - beta2, w)?;
+                let eps = hyper.get(g, "epsilon", epsilon, w)?;
                 let name = g.node(w.node).name.clone();
                 let shape = g.ty(w).shape.clone();
                 let m = slot(
@@ -302,17 +348,16 @@ fn apply(
                     dtype,
                 )?;
                 let mut c = Ctx::new(g, format!("Adam/update_{name}"), Role::Update);
-                let m_old = c.scale(beta1, m)?;
-                let m_g = c.scale(1.0 - beta1, gr)?;
+                let m_old = c.mul(b1, m)?;
+                let m_g = c.mul(b1c, gr)?;
                 let m_sum = c.add(m_old, m_g)?;
                 let m_new = c.op(Op::Assign, &[m, m_sum])?;
-                let v_old = c.scale(beta2, v)?;
+                let v_old = c.mul(b2, v)?;
                 let g2 = c.op(Op::Square, &[gr])?;
-                let v_g = c.scale(1.0 - beta2, g2)?;
+                let v_g = c.mul(b2c, g2)?;
                 let v_sum = c.add(v_old, v_g)?;
                 let v_new = c.op(Op::Assign, &[v, v_sum])?;
                 let root = c.op(Op::Sqrt, &[v_new])?;
-                let eps = c.scalar(epsilon, root)?;
                 let den = c.add(root, eps)?;
                 let dir = c.div(m_new, den)?;
                 let step = c.mul(lr_t, dir)?;
