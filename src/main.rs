@@ -248,7 +248,7 @@ fn load_program(file: &Path, feeds: &[String], fetches: &[String]) -> Result<Pro
     }
     let keep: Vec<&str> = fetches.iter().map(String::as_str).collect();
     let pipeline = compiler::passes::Pipeline::default_passes();
-    Ok(compiler::compile_spec(&spec, &text, &name, pipeline, &keep)?.0)
+    Ok(compiler::compile_spec_program(&spec, &text, &name, pipeline, &keep)?.0)
 }
 fn run(command: Command) -> Result<ExitCode, Error> {
     match command {
@@ -315,20 +315,20 @@ fn run(command: Command) -> Result<ExitCode, Error> {
             explain,
         } => {
             let (name, text, spec) = load_spec(&file)?;
-            let before = compiler::graph_from_spec(&spec, &text, &name)?
-                .g
-                .node_count();
-            let (program, g, reports) =
-                compiler::compile_spec(&spec, &text, &name, opt.pipeline()?, &[])?;
+            let (program, prefused, reports) =
+                compiler::compile_spec_program(&spec, &text, &name, opt.pipeline()?, &[])?;
             if explain {
+                // The graph as built without prefuse, before any pass.
+                let before = compiler::graph_from_spec(&spec, &text, &name)?
+                    .g
+                    .node_count();
                 say!(
                     "{}: {before} nodes before the passes, {} instructions after",
                     file.display(),
                     program.instrs.len()
                 );
-                if !g.prefused.is_empty() {
-                    let fired: Vec<String> = g
-                        .prefused
+                if !prefused.is_empty() {
+                    let fired: Vec<String> = prefused
                         .iter()
                         .map(|(rule, n)| format!("{rule} x{n}"))
                         .collect();

@@ -106,6 +106,31 @@ fn every_example_gives_the_same_results_optimized() {
     }
 }
 
+#[test]
+fn compiling_for_the_program_alone_gives_the_same_program() {
+    // `compile_spec_program` (what `gradc compile` runs) moves the graph into
+    // the program; `compile_spec` copies it out and keeps the graph.
+    for entry in std::fs::read_dir(repo_path("graphs")).expect("graphs/") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_none_or(|e| e != "ron") {
+            continue;
+        }
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(&path).expect("read");
+        let spec = schema::parse(&text).expect("parses");
+        let (copied, g, reports) =
+            compiler::compile_spec(&spec, &text, &file, Pipeline::default_passes(), &[])
+                .expect("compiles");
+        let (moved, prefused, moved_reports) =
+            compiler::compile_spec_program(&spec, &text, &file, Pipeline::default_passes(), &[])
+                .expect("compiles");
+        // As saved (`==` would fail on a NaN constant even for one program).
+        assert_eq!(copied.to_ron(), moved.to_ron(), "{file}");
+        assert_eq!(g.prefused, prefused, "{file}");
+        assert_eq!(reports, moved_reports, "{file}");
+    }
+}
+
 /// A graph with a train section, compiled as `gradc train` does and with no
 /// optimization: three train steps from the same start give the same losses
 /// and variables (moving averages included), and the inference programs the

@@ -47,6 +47,27 @@ pub fn compile_spec(
     Ok((lower::lower(&g)?, g, reports))
 }
 
+/// `compile_spec` for a caller that needs the program but not the optimized
+/// graph: the graph is moved into the program instead of copied. Also returns
+/// what prefuse fused (rule and count) and what each pass did.
+pub fn compile_spec_program(
+    spec: &schema::GraphSpec,
+    text: &str,
+    file: &str,
+    mut pipeline: passes::Pipeline,
+    keep_names: &[&str],
+) -> Result<(
+    gradc_runtime::Program,
+    std::collections::BTreeMap<&'static str, usize>,
+    Vec<passes::PassReport>,
+)> {
+    let mut g = build::build_with(spec, text, pipeline.prefuse).map_err(|e| e.in_file(file))?;
+    keep(&mut g, keep_names).map_err(|e| e.in_file(file))?;
+    let reports = pipeline.run(&mut g)?;
+    let prefused = std::mem::take(&mut g.prefused);
+    Ok((lower::lower_owned(g)?, prefused, reports))
+}
+
 /// Reads, parses and builds a graph file.
 pub fn graph_from_file(path: &Path) -> Result<Graph> {
     let file = path.display().to_string();
