@@ -154,6 +154,12 @@ fn fixed(g: &Graph, t: TensorRef) -> bool {
 
 /// Folds inference-form batch norm `n` of a MatMul into a Dense; true if it did.
 fn fold_batch_norm(g: &mut Graph, n: NodeIndex) -> Result<bool> {
+    if !matches!(
+        g.node(n).op,
+        Op::FusedBatchNorm { .. } | Op::BatchNormalization { .. }
+    ) {
+        return Ok(false);
+    }
     let ins = g.inputs(n);
     // (x, mean, variance, offset, scale, epsilon) of an inference-form normalization.
     let (x, mean, var, offset, scale, eps) = match g.node(n).op {

@@ -47,13 +47,13 @@ fn only_repeats(g: &Graph, x: TensorRef, b: TensorRef, axes: Option<&[i64]>) -> 
 }
 
 /// The rule that applies to node `n`, with its name.
-fn rule(g: &Graph, n: NodeIndex) -> Option<(&'static str, Change)> {
+/// The rule that fires at `n`, whose inputs are `ins`, and its change.
+fn rule(g: &Graph, n: NodeIndex, ins: &[TensorRef]) -> Option<(&'static str, Change)> {
     let node = g.node(n);
-    let ins = g.inputs(n);
     let y = TensorRef::of(n);
     let same = |t: TensorRef| g.ty(t) == g.ty(y);
     use Change::*;
-    Some(match (&node.op, ins.as_slice()) {
+    Some(match (&node.op, ins) {
         // Identity and StopGradient compute x (StopGradient acts only on differentiation, done by now).
         (Op::Identity | Op::StopGradient, &[x]) => ("identity", Replace(x)),
         // x + 0 = x and 0 + x = x (a zero of x's shape or one that broadcasts into it).
@@ -158,11 +158,13 @@ impl Pass for Simplify {
 
     fn run(&mut self, g: &mut Graph) -> Result<bool> {
         let mut changed = false;
+        let mut ins = Vec::new();
         for n in g.topo_order()? {
             if !g.g.contains_node(n) || g.has_control(n) || g.node(n).outputs.len() != 1 {
                 continue;
             }
-            let Some((name, change)) = rule(g, n) else {
+            g.inputs_into(n, &mut ins);
+            let Some((name, change)) = rule(g, n, &ins) else {
                 continue;
             };
             match change {
