@@ -23,7 +23,9 @@
 //! Each size also prints a reference: a linear workload of the kind a
 //! compiler does everywhere (fill a hash map with the graph's node names,
 //! then look each one up), so the growth of the compile can be read against
-//! what the machine's memory does to work that is O(n) by construction.
+//! what the machine's memory does to work that is O(n) by construction; and,
+//! per node of the built graph, the cost of a sweep over the nodes in
+//! topological order and of a lookup of each name in the graph's table.
 //!
 //! Criterion's samples are warm: the same process compiles the same graph
 //! over and over, so a graph whose memory fits the caches finds it there.
@@ -132,6 +134,7 @@ fn stages(label: &str, text: &str) -> Duration {
 
     let nodes = g.g.node_count();
     let names: Vec<String> = g.names().map(str::to_string).collect();
+    let (sweep, lookup) = walks(&g);
     let t = Instant::now();
     let program = compiler::compile(g).expect("compiles");
     let compile = t.elapsed();
@@ -162,7 +165,43 @@ fn stages(label: &str, text: &str) -> Duration {
         names.len(),
         secs(reference(&names))
     );
+    eprintln!(
+        "    per node of the built graph, in topological order: a sweep reading each op {:.1} ns, \
+         a lookup of each name in the graph's table {:.1} ns",
+        sweep * 1e9 / nodes as f64,
+        lookup * 1e9 / nodes as f64,
+    );
     total
+}
+
+/// Two walks over every node of `g` in topological order (fastest of seven
+/// runs each, in seconds): one reads each node's op, the kind of sweep the
+/// passes make; one looks each node's name up in the graph's name table,
+/// the random access that adding a node needs.
+fn walks(g: &ir::Graph) -> (f64, f64) {
+    let order = g.topo_order().expect("acyclic");
+    let fastest = |f: &dyn Fn() -> usize| {
+        (0..7)
+            .map(|_| {
+                let t = Instant::now();
+                black_box(f());
+                secs(t.elapsed())
+            })
+            .fold(f64::MAX, f64::min)
+    };
+    let sweep = fastest(&|| {
+        order
+            .iter()
+            .filter(|&&n| matches!(g.node(n).op, gradc::runtime::Op::MatMul { .. }))
+            .count()
+    });
+    let lookup = fastest(&|| {
+        order
+            .iter()
+            .filter(|&&n| g.find(&g.node(n).name) == Some(n))
+            .count()
+    });
+    (sweep, lookup)
 }
 
 /// The reference workload over `names`: fill a hash map (name -> index), then
