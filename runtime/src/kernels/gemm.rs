@@ -13,17 +13,19 @@
 //! are consecutive) that few panels of B pass over. Otherwise they are packed
 //! first: B once per product, shared by the threads (or, when C is split by
 //! columns, each thread packs the part of B its columns read); blocks of A
-//! by each thread. On x86-64 with AVX2 and FMA (detected at run time) the kernel is
-//! written with their intrinsics and its accumulators stay in registers;
-//! elsewhere a portable kernel does the same sums.
+//! by each thread. On x86-64 the kernel is written with SIMD intrinsics and
+//! its accumulators stay in registers: with AVX-512 for f32 where the CPU has
+//! it, else with AVX2 and FMA (detected at run time); elsewhere a portable
+//! kernel does the same sums.
 //!
 //! **Each element of C is computed the same way whatever the thread count:**
 //! threads split C's rows or, for a C wide enough, its columns at panel
 //! boundaries (so a thread neither waits for nor reads what another wrote),
 //! and every element sums its `k`
-//! products in order, one `KC` block at a time. (The FMA and non-FMA builds
-//! of the kernel round differently, so results can differ between machines,
-//! never between runs.)
+//! products in order, one `KC` block at a time. (The AVX-512 and AVX2
+//! kernels make the same fused multiply-adds in the same order, so they agree
+//! to the bit; the portable kernel, without fused multiply-adds, rounds
+//! differently, so results can differ between machines, never between runs.)
 
 use ndarray::{s, ArrayViewMut2, Axis};
 use num_traits::Float;
@@ -33,7 +35,7 @@ use std::cell::RefCell;
 pub(crate) trait GemmElem: Float + Send + Sync + 'static {
     /// Rows of the micro-kernel's tile.
     const MR: usize;
-    /// Columns of the micro-kernel's tile (two AVX registers).
+    /// Columns of the micro-kernel's tile.
     const NR: usize;
     /// Depth of a packed block: one `KC`×`NR` panel of B stays in L1.
     const KC: usize;
@@ -41,13 +43,13 @@ pub(crate) trait GemmElem: Float + Send + Sync + 'static {
     fn with_packed_a<R>(f: impl FnOnce(&mut Vec<Self>) -> R) -> R;
     /// Runs `f` with this thread's buffer for a packed B.
     fn with_packed_b<R>(f: impl FnOnce(&mut Vec<Self>) -> R) -> R;
-    /// The sums of one tile (see [`portable`]): with the SIMD kernel when
+    /// The sums of one tile (see [`portable`]): with the SIMD kernel of
     /// `simd` (the caller checked the CPU has it), else the portable one.
     fn kernel(
         kc: usize,
         a: PanelA<'_, Self>,
         b: Panel<'_, Self>,
-        simd: bool,
+        simd: Simd,
         tile: &mut Tile<'_, '_, Self>,
     );
 }
@@ -70,7 +72,8 @@ fn with_buffer<T, R>(buffer: &RefCell<Vec<T>>, f: impl FnOnce(&mut Vec<T>) -> R)
 
 impl GemmElem for f32 {
     const MR: usize = 6;
-    const NR: usize = 16;
+    /// Two AVX-512 registers (or four AVX ones, two at a time) a row.
+    const NR: usize = 32;
     const KC: usize = 256;
     fn with_packed_a<R>(f: impl FnOnce(&mut Vec<f32>) -> R) -> R {
         PACKED_A_F32.with(|w| with_buffer(w, f))
@@ -82,20 +85,21 @@ impl GemmElem for f32 {
         kc: usize,
         a: PanelA<'_, f32>,
         b: Panel<'_, f32>,
-        simd: bool,
+        simd: Simd,
         tile: &mut Tile<'_, '_, f32>,
     ) {
         #[cfg(target_arch = "x86_64")]
-        if simd && x86::f32_6x16(kc, a, b, tile) {
+        if simd != Simd::None && x86::f32_6x32(kc, a, b, tile, simd == Simd::Avx512) {
             return;
         }
         let _ = simd;
-        tile.write(&portable::<f32, 6, 16>(kc, a, b));
+        tile.write(&portable::<f32, 6, 32>(kc, a, b));
     }
 }
 
 impl GemmElem for f64 {
     const MR: usize = 6;
+    /// Two AVX registers a row.
     const NR: usize = 8;
     const KC: usize = 256;
     fn with_packed_a<R>(f: impl FnOnce(&mut Vec<f64>) -> R) -> R {
@@ -108,11 +112,11 @@ impl GemmElem for f64 {
         kc: usize,
         a: PanelA<'_, f64>,
         b: Panel<'_, f64>,
-        simd: bool,
+        simd: Simd,
         tile: &mut Tile<'_, '_, f64>,
     ) {
         #[cfg(target_arch = "x86_64")]
-        if simd && x86::f64_6x8(kc, a, b, tile) {
+        if simd != Simd::None && x86::f64_6x8(kc, a, b, tile) {
             return;
         }
         let _ = simd;
@@ -186,23 +190,22 @@ impl<'a, T: Copy> Operand<'a, T> {
 }
 
 /// `c = a·b`, with `c` row-major m×n (`c.len() == m * n`), on up to
-/// [`crate::threads`] threads, with the SIMD kernel where the CPU has it.
+/// [`crate::threads`] threads, with the best SIMD kernel the CPU has.
 pub(crate) fn gemm<T: GemmElem>(
     a: Operand<'_, T>,
     b: Operand<'_, T>,
     c: &mut [T],
 ) -> Result<(), String> {
-    gemm_with(a, b, c, simd_available(), crate::parallel::threads())
+    gemm_with(a, b, c, Simd::best(), crate::parallel::threads())
 }
 
-/// `gemm` with the kernel and the thread count given (`simd` must be false
-/// unless [`simd_available`]; the SIMD kernel falls back to the portable one
-/// anyway).
+/// `gemm` with the kernel and the thread count given (a `simd` the CPU lacks
+/// falls back to the portable kernel).
 pub(crate) fn gemm_with<T: GemmElem>(
     a: Operand<'_, T>,
     b: Operand<'_, T>,
     c: &mut [T],
-    simd: bool,
+    simd: Simd,
     threads: usize,
 ) -> Result<(), String> {
     let (m, k, n) = (a.rows, a.cols, b.cols);
@@ -389,11 +392,60 @@ fn block_depth<T: GemmElem>(k: usize) -> usize {
     k.div_ceil(k.div_ceil(T::KC).max(1)).max(1)
 }
 
-/// Whether this CPU runs the SIMD kernels (x86-64 with AVX2 and FMA).
-pub(crate) fn simd_available() -> bool {
+/// The micro-kernels a CPU may run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Simd {
+    /// The portable kernel.
+    None,
+    /// x86-64 with AVX2 and FMA.
+    Avx2,
+    /// x86-64 with AVX-512F as well (f32 only; f64 runs the AVX2 kernel).
+    Avx512,
+}
+
+impl Simd {
+    /// The widest this CPU runs.
+    pub(crate) fn best() -> Simd {
+        if has_avx512() {
+            Simd::Avx512
+        } else if has_avx2() {
+            Simd::Avx2
+        } else {
+            Simd::None
+        }
+    }
+
+    /// Every kernel this CPU runs, the portable one first.
+    #[cfg(test)]
+    fn available() -> Vec<Simd> {
+        [Simd::None, Simd::Avx2, Simd::Avx512]
+            .into_iter()
+            .filter(|&s| match s {
+                Simd::None => true,
+                Simd::Avx2 => has_avx2(),
+                Simd::Avx512 => has_avx512(),
+            })
+            .collect()
+    }
+}
+
+/// Whether this CPU has AVX2 and FMA.
+fn has_avx2() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Whether this CPU has AVX-512F (besides AVX2 and FMA).
+fn has_avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        has_avx2() && std::is_x86_feature_detected!("avx512f")
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -471,7 +523,7 @@ fn compute<T: GemmElem>(
     r0: usize,
     mut c: ArrayViewMut2<'_, T>,
     packed_a: &mut Vec<T>,
-    simd: bool,
+    simd: Simd,
 ) {
     let k = a.cols;
     let (m, n) = c.dim();
@@ -600,9 +652,10 @@ fn portable<T: Float, const MR: usize, const NR: usize>(
     acc
 }
 
-/// The micro-kernels for x86-64 with AVX2 and FMA: the 12 accumulators of
-/// a 6-row tile (two 256-bit registers per row) stay in registers; each step
-/// loads one row of B into two registers and broadcasts each of A's 6 values.
+/// The micro-kernels for x86-64: the accumulators of a 6-row tile stay in
+/// registers (two 512-bit ones a row for f32 with AVX-512, else two 256-bit
+/// ones a row per pass of 16 f32 or 8 f64 columns); each step loads one row of
+/// B into them and broadcasts each of A's 6 values.
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::{Panel, PanelA, Tile};
@@ -637,8 +690,7 @@ mod x86 {
     }
 
     macro_rules! kernel {
-        ($name:ident, $inner:ident, $t:ty, $nr:literal, $lanes:literal, $vec:ty,
-         $zero:ident, $load:ident, $broadcast:ident, $fmadd:ident, $store:ident, $add:ident) => {
+        ($name:ident, $inner:ident, $t:ty, $nr:literal, $lanes:literal) => {
             /// Writes the 6×NR tile's sums into `tile` (stored, or added
             /// to C when `tile.accumulate`): straight into C for a whole
             /// tile, through a local copy for a partial one. False if the
@@ -654,7 +706,7 @@ mod x86 {
                     return false;
                 };
                 let half = tile.cols <= $lanes;
-                if !b_fits(kc, b, if half { $lanes } else { $nr }) || !super::simd_available() {
+                if !b_fits(kc, b, if half { $lanes } else { $nr }) || !super::has_avx2() {
                     return false;
                 }
                 if tile.rows.len() == 6 && tile.cols == $nr {
@@ -705,11 +757,17 @@ mod x86 {
                 tile.write(&acc);
                 true
             }
+        };
+    }
 
+    /// The inner loop of a 6-row tile, `V` registers of `LANES` values a row.
+    macro_rules! inner {
+        ($inner:ident, $feature:literal, $t:ty, $lanes:literal, $vec:ty,
+         $zero:ident, $load:ident, $broadcast:ident, $fmadd:ident, $store:ident, $add:ident) => {
             /// `V` registers (of `LANES` values) per row: 2 for a full
             /// tile, 1 for a last panel of at most NR / 2 columns. The sums
             /// go to `out[i]`, `V * LANES` values a row, stored or added.
-            #[target_feature(enable = "avx2,fma")]
+            #[target_feature(enable = $feature)]
             unsafe fn $inner<const V: usize>(
                 kc: usize,
                 a: [*const $t; 6],
@@ -746,11 +804,10 @@ mod x86 {
         };
     }
 
-    kernel!(
-        f32_6x16,
-        f32_6x16_avx2,
+    inner!(
+        f32_avx2,
+        "avx2,fma",
         f32,
-        16,
         8,
         __m256,
         _mm256_setzero_ps,
@@ -760,11 +817,23 @@ mod x86 {
         _mm256_storeu_ps,
         _mm256_add_ps
     );
-    kernel!(
-        f64_6x8,
-        f64_6x8_avx2,
+    inner!(
+        f32_avx512,
+        "avx512f",
+        f32,
+        16,
+        __m512,
+        _mm512_setzero_ps,
+        _mm512_loadu_ps,
+        broadcast_512,
+        _mm512_fmadd_ps,
+        _mm512_storeu_ps,
+        _mm512_add_ps
+    );
+    inner!(
+        f64_avx2,
+        "avx2,fma",
         f64,
-        8,
         4,
         __m256d,
         _mm256_setzero_pd,
@@ -774,6 +843,89 @@ mod x86 {
         _mm256_storeu_pd,
         _mm256_add_pd
     );
+    kernel!(f64_6x8, f64_avx2, f64, 8, 4);
+
+    /// `_mm256_broadcast_ss`'s AVX-512 counterpart: the value at `x` in all
+    /// 16 lanes.
+    #[target_feature(enable = "avx512f")]
+    fn broadcast_512(x: &f32) -> __m512 {
+        _mm512_set1_ps(*x)
+    }
+
+    /// Writes the 6×32 f32 tile's sums into `tile` (stored, or added to C
+    /// when `tile.accumulate`): straight into C for a whole tile, through a
+    /// local copy for a partial one; with AVX-512 when `wide` (two registers
+    /// a row, one for a last panel of at most 16 columns), else with AVX2
+    /// (16 columns a pass, four registers a row over two passes). False if the
+    /// panels are too short (never, as `compute` builds them) or the CPU
+    /// lacks the instructions; nothing is written then.
+    pub(super) fn f32_6x32(
+        kc: usize,
+        a: PanelA<'_, f32>,
+        b: Panel<'_, f32>,
+        tile: &mut Tile<'_, '_, f32>,
+        wide: bool,
+    ) -> bool {
+        let Some((rows, step)) = a_rows(kc, a) else {
+            return false;
+        };
+        let lanes = if wide { 16 } else { 8 };
+        // The columns the registers cover: the tile's, rounded up to a register.
+        let width = tile.cols.div_ceil(lanes) * lanes;
+        let has = if wide {
+            super::has_avx512()
+        } else {
+            super::has_avx2()
+        };
+        if width > 32 || !b_fits(kc, b, width) || !has {
+            return false;
+        }
+        let full = tile.rows.len() == 6 && tile.cols == 32;
+        let mut acc = [[0.0f32; 32]; 6];
+        let mut out: [*mut f32; 6] = [std::ptr::null_mut(); 6];
+        if full {
+            let mut c_rows = tile.rows.iter_mut();
+            for o in out.iter_mut() {
+                match c_rows.next().and_then(|r| r.get_mut(tile.j0..tile.j0 + 32)) {
+                    Some(r) => *o = r.as_mut_ptr(),
+                    None => return false,
+                }
+            }
+        } else {
+            for (o, r) in out.iter_mut().zip(acc.iter_mut()) {
+                *o = r.as_mut_ptr();
+            }
+        }
+        let accumulate = full && tile.accumulate;
+        let (b, b_step) = (b.data.as_ptr(), b.step);
+        // SAFETY: the CPU has the instructions (checked above); every read is
+        // in bounds: a(i, p) = rows[i] + p * step (checked by a_rows) and
+        // b + p * b.step .. + width for p < kc (checked by b_fits), and each
+        // pass reads columns below `width`; every write is too: each out[i]
+        // starts 32 values of a distinct row of C, or of `acc`.
+        unsafe {
+            if wide {
+                if width == 32 {
+                    f32_avx512::<2>(kc, rows, step, b, b_step, out, accumulate)
+                } else {
+                    f32_avx512::<1>(kc, rows, step, b, b_step, out, accumulate)
+                }
+            } else {
+                for h in (0..width).step_by(16) {
+                    let (b, out) = (b.add(h), out.map(|o| o.add(h)));
+                    if width - h >= 16 {
+                        f32_avx2::<2>(kc, rows, step, b, b_step, out, accumulate)
+                    } else {
+                        f32_avx2::<1>(kc, rows, step, b, b_step, out, accumulate)
+                    }
+                }
+            }
+        }
+        if !full {
+            tile.write(&acc);
+        }
+        true
+    }
 }
 
 /// The `W` values of `data` from `offset` on.
@@ -834,8 +986,8 @@ mod tests {
     }
 
     /// Every shape and layout against the f64 reference, with the portable
-    /// and (where the CPU has it) the SIMD kernel, on 1 and 3 threads; the
-    /// thread count never changes a bit.
+    /// and every SIMD kernel the CPU has, on 1 and 3 threads; the thread
+    /// count never changes a bit, nor does AVX-512 against AVX2.
     fn check<T: GemmElem>(tolerance: f64) {
         let shapes = [
             (1, 1, 1),
@@ -850,6 +1002,11 @@ mod tests {
             // Wide enough that 3 threads split C by columns, with a last,
             // partial panel.
             (20, 70, 389),
+            // A last panel of more than 16 of f32's 32 columns, and the
+            // shapes of W1's products.
+            (6, 40, 50),
+            (100, 784, 50),
+            (784, 100, 50),
         ];
         for &(m, k, n) in &shapes {
             let (a_data, b_data) = (values::<T>(m * k, 1), values::<T>(k * n, 2));
@@ -857,14 +1014,15 @@ mod tests {
                 let a = operand(&a_data, m, k, ta);
                 let b = operand(&b_data, k, n, tb);
                 let (want, scale) = reference(a, b);
-                for simd in [false, simd_available()] {
+                let mut fused: Option<(Simd, Vec<T>)> = None;
+                for simd in Simd::available() {
                     let mut one = vec![T::nan(); m * n];
                     gemm_with(a, b, &mut one, simd, 1).expect("shapes agree");
                     for (i, ((&got, &w), &s)) in one.iter().zip(&want).zip(&scale).enumerate() {
                         let got = got.to_f64().unwrap_or(f64::NAN);
                         assert!(
                             (got - w).abs() <= tolerance * s.max(1e-30),
-                            "{m}x{k}x{n} ta {ta} tb {tb} simd {simd}: element {i} is {got}, want {w}"
+                            "{m}x{k}x{n} ta {ta} tb {tb} simd {simd:?}: element {i} is {got}, want {w}"
                         );
                     }
                     let mut three = vec![T::nan(); m * n];
@@ -874,8 +1032,19 @@ mod tests {
                             .zip(&three)
                             .all(|(x, y)| x.to_f64().map(f64::to_bits)
                                 == y.to_f64().map(f64::to_bits)),
-                        "{m}x{k}x{n} ta {ta} tb {tb} simd {simd}: 3 threads differ from 1"
+                        "{m}x{k}x{n} ta {ta} tb {tb} simd {simd:?}: 3 threads differ from 1"
                     );
+                    // The SIMD kernels make the same fused multiply-adds.
+                    if simd != Simd::None {
+                        match &fused {
+                            None => fused = Some((simd, one)),
+                            Some((first, c)) => assert!(
+                                c.iter().zip(&one).all(|(x, y)| x.to_f64().map(f64::to_bits)
+                                    == y.to_f64().map(f64::to_bits)),
+                                "{m}x{k}x{n} ta {ta} tb {tb}: {simd:?} differs from {first:?}"
+                            ),
+                        }
+                    }
                 }
             }
         }
