@@ -76,16 +76,24 @@ fn compare_outputs(
     }
 }
 
-#[test]
-fn every_example_gives_the_same_results_optimized() {
+/// Every graph file in `graphs/`: its path, text and parsed spec.
+fn examples() -> Vec<(String, String, schema::GraphSpec)> {
+    let mut files = Vec::new();
     for entry in std::fs::read_dir(repo_path("graphs")).expect("graphs/") {
         let path = entry.expect("entry").path();
         if path.extension().is_none_or(|e| e != "ron") {
             continue;
         }
-        let file = path.display().to_string();
         let text = std::fs::read_to_string(&path).expect("read");
         let spec = schema::parse(&text).expect("parses");
+        files.push((path.display().to_string(), text, spec));
+    }
+    files
+}
+
+#[test]
+fn every_example_gives_the_same_results_optimized() {
+    for (file, text, spec) in examples() {
         if spec.train.is_some() {
             compare_training(&spec, &text, &file);
         } else {
@@ -110,14 +118,7 @@ fn every_example_gives_the_same_results_optimized() {
 fn compiling_for_the_program_alone_gives_the_same_program() {
     // `compile_spec_program` (what `gradc compile` runs) moves the graph into
     // the program; `compile_spec` copies it out and keeps the graph.
-    for entry in std::fs::read_dir(repo_path("graphs")).expect("graphs/") {
-        let path = entry.expect("entry").path();
-        if path.extension().is_none_or(|e| e != "ron") {
-            continue;
-        }
-        let file = path.display().to_string();
-        let text = std::fs::read_to_string(&path).expect("read");
-        let spec = schema::parse(&text).expect("parses");
+    for (file, text, spec) in examples() {
         let (copied, g, reports) =
             compiler::compile_spec(&spec, &text, &file, Pipeline::default_passes(), &[])
                 .expect("compiles");
@@ -233,11 +234,7 @@ fn the_passes_fire_on_the_examples() {
 /// graph valid and the results the same.
 #[test]
 fn every_pass_alone_preserves_every_example() {
-    for entry in std::fs::read_dir(repo_path("graphs")).expect("graphs/") {
-        let path = entry.expect("entry").path();
-        let file = path.display().to_string();
-        let text = std::fs::read_to_string(&path).expect("readable");
-        let spec = schema::parse(&text).expect("parses");
+    for (file, text, spec) in examples() {
         for &name in compiler::passes::PASS_NAMES {
             let pipeline = Pipeline::named(&[name]).expect("a pass").verify_always();
             let (optimized, _, _) = compiler::compile_spec(&spec, &text, &file, pipeline, &[])

@@ -38,13 +38,26 @@ pub fn compile_spec(
     spec: &schema::GraphSpec,
     text: &str,
     file: &str,
-    mut pipeline: passes::Pipeline,
+    pipeline: passes::Pipeline,
     keep_names: &[&str],
 ) -> Result<(gradc_runtime::Program, Graph, Vec<passes::PassReport>)> {
+    let (g, reports) = optimized(spec, text, file, pipeline, keep_names)?;
+    Ok((lower::lower(&g)?, g, reports))
+}
+
+/// The graph of a parsed file, built as `pipeline` wants it, with
+/// `keep_names` kept, after the pipeline; and what each pass did.
+fn optimized(
+    spec: &schema::GraphSpec,
+    text: &str,
+    file: &str,
+    mut pipeline: passes::Pipeline,
+    keep_names: &[&str],
+) -> Result<(Graph, Vec<passes::PassReport>)> {
     let mut g = build::build_with(spec, text, pipeline.prefuse).map_err(|e| e.in_file(file))?;
     keep(&mut g, keep_names).map_err(|e| e.in_file(file))?;
     let reports = pipeline.run(&mut g)?;
-    Ok((lower::lower(&g)?, g, reports))
+    Ok((g, reports))
 }
 
 /// `compile_spec` for a caller that needs the program but not the optimized
@@ -54,16 +67,14 @@ pub fn compile_spec_program(
     spec: &schema::GraphSpec,
     text: &str,
     file: &str,
-    mut pipeline: passes::Pipeline,
+    pipeline: passes::Pipeline,
     keep_names: &[&str],
 ) -> Result<(
     gradc_runtime::Program,
     std::collections::BTreeMap<&'static str, usize>,
     Vec<passes::PassReport>,
 )> {
-    let mut g = build::build_with(spec, text, pipeline.prefuse).map_err(|e| e.in_file(file))?;
-    keep(&mut g, keep_names).map_err(|e| e.in_file(file))?;
-    let reports = pipeline.run(&mut g)?;
+    let (mut g, reports) = optimized(spec, text, file, pipeline, keep_names)?;
     let prefused = std::mem::take(&mut g.prefused);
     Ok((lower::lower_owned(g)?, prefused, reports))
 }
