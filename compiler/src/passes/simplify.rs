@@ -46,8 +46,7 @@ fn only_repeats(g: &Graph, x: TensorRef, b: TensorRef, axes: Option<&[i64]>) -> 
     })
 }
 
-/// The rule that applies to node `n`, with its name.
-/// The rule that fires at `n`, whose inputs are `ins`, and its change.
+/// The rule that fires at `n`, whose inputs are `ins`: its name and change.
 fn rule(g: &Graph, n: NodeIndex, ins: &[TensorRef]) -> Option<(&'static str, Change)> {
     let node = g.node(n);
     let y = TensorRef::of(n);
