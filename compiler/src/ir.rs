@@ -296,6 +296,16 @@ impl Graph {
     }
 
     /// The node's inputs in slot order.
+    /// The nodes whose outputs feed `n`'s input slots, in no particular
+    /// order (a node feeding two slots comes twice): for a test over them
+    /// that needs neither slots nor a buffer.
+    pub fn data_sources(&self, n: NodeIndex) -> impl Iterator<Item = NodeIndex> + '_ {
+        self.g
+            .edges_directed(n, Direction::Incoming)
+            .filter(|e| matches!(e.weight(), Edge::Data { .. }))
+            .map(|e| e.source())
+    }
+
     pub fn inputs(&self, n: NodeIndex) -> Vec<TensorRef> {
         let mut ins = Vec::with_capacity(4);
         self.inputs_into(n, &mut ins);

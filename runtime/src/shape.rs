@@ -56,7 +56,10 @@ impl Shape {
     }
     /// Number of elements, if known and representable.
     pub fn size(&self) -> Option<usize> {
-        crate::op::checked_product(self.concrete()?)
+        // Without collecting the dims: passes ask it of every node.
+        self.0
+            .iter()
+            .try_fold(1usize, |n, d| n.checked_mul(d.known()?))
     }
 }
 

@@ -76,11 +76,12 @@ impl Pass for Cse {
 
     fn run(&mut self, g: &mut Graph) -> Result<bool> {
         // Keyed by the hash of op name, dtype, inputs and (for constants)
-        // the value's bits: the first node of each key, then any later ones
-        // that are not its twin (other attributes, or a hash collision).
+        // the value's bits: the first node of each key, and in `more` any
+        // later ones that are not its twin (other attributes, or a hash
+        // collision), so the table every node probes stays small.
         // A twin has equal inputs and an equal op, and merges.
-        let mut seen: HashMap<u64, (NodeIndex, Vec<NodeIndex>)> =
-            HashMap::with_capacity(g.g.node_count());
+        let mut seen: HashMap<u64, NodeIndex> = HashMap::with_capacity(g.g.node_count());
+        let mut more: HashMap<u64, Vec<NodeIndex>> = HashMap::new();
         let (mut inputs, mut theirs) = (Vec::new(), Vec::new());
         let mut changed = false;
         for n in g.topo_order()? {
@@ -90,25 +91,30 @@ impl Pass for Cse {
             }
             g.inputs_into(n, &mut inputs);
             let key = key_hash(&node.op, node.dtype, &inputs);
-            let twin = seen.get(&key).and_then(|(first, more)| {
-                std::iter::once(first).chain(more).copied().find(|&m| {
-                    let other = g.node(m);
-                    g.inputs_into(m, &mut theirs);
-                    other.dtype == node.dtype && theirs == inputs && same_op(&other.op, &node.op)
-                })
-            });
+            let twin = match seen.entry(key) {
+                Entry::Vacant(e) => {
+                    e.insert(n);
+                    continue;
+                }
+                Entry::Occupied(e) => {
+                    let first = *e.get();
+                    let others = more.get(&key).map(Vec::as_slice).unwrap_or_default();
+                    std::iter::once(&first).chain(others).copied().find(|&m| {
+                        let other = g.node(m);
+                        g.inputs_into(m, &mut theirs);
+                        other.dtype == node.dtype
+                            && theirs == inputs
+                            && same_op(&other.op, &node.op)
+                    })
+                }
+            };
             match twin {
                 Some(m) => {
                     merge_into(g, n, m);
                     self.fired.hit("merge_equal_nodes");
                     changed = true;
                 }
-                None => match seen.entry(key) {
-                    Entry::Occupied(mut e) => e.get_mut().1.push(n),
-                    Entry::Vacant(e) => {
-                        e.insert((n, Vec::new()));
-                    }
-                },
+                None => more.entry(key).or_default().push(n),
             }
         }
         Ok(changed)
