@@ -295,7 +295,6 @@ impl Graph {
         }
     }
 
-    /// The node's inputs in slot order.
     /// The nodes whose outputs feed `n`'s input slots, in no particular
     /// order (a node feeding two slots comes twice): for a test over them
     /// that needs neither slots nor a buffer.
@@ -306,6 +305,7 @@ impl Graph {
             .map(|e| e.source())
     }
 
+    /// The node's inputs in slot order.
     pub fn inputs(&self, n: NodeIndex) -> Vec<TensorRef> {
         let mut ins = Vec::with_capacity(4);
         self.inputs_into(n, &mut ins);
