@@ -37,6 +37,11 @@
 //! the cold runs time it apart and print it). The budget
 //! above predicts one compile; the cold runs take 3 or 11 more.
 
+/// The allocator of the `gradc` binary (`src/main.rs`), so the bench
+/// measures what `gradc compile` meets.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use criterion::{criterion_group, BenchmarkId, Criterion, SamplingMode, Throughput};
 use gradc::compiler::{self, grad, ir, schema, train};
 use std::collections::HashMap;

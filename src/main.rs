@@ -1,6 +1,13 @@
 //! The `gradc` command-line tool.
 
 use clap::{Parser, Subcommand};
+
+/// mimalloc, not the system allocator: compiling a large graph makes and
+/// frees millions of small strings, vectors and maps, and with mimalloc a
+/// 100k-node compile takes about a quarter less (README, Compile time).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use gradc::compiler::ir::Role;
 use gradc::compiler::{self, Graph};
 use gradc::runtime::{Dim, Op, PlanMemory, Program, RunError, Session, ValueRef};
