@@ -39,6 +39,10 @@ pub(crate) trait GemmElem: Float + Send + Sync + 'static {
     const NR: usize;
     /// Depth of a packed block: one `KC`×`NR` panel of B stays in L1.
     const KC: usize;
+    /// `dst` (`NR` values) = `src` (at most `NR`), zero-padded: a copy of
+    /// fixed length that compiles to a few vector moves, not a call to
+    /// `memcpy` and `memset` for every row of a packed panel.
+    fn copy_padded(dst: &mut [Self], src: &[Self]);
     /// Runs `f` with this thread's buffer for packed blocks of A.
     fn with_packed_a<R>(f: impl FnOnce(&mut Vec<Self>) -> R) -> R;
     /// Runs `f` with this thread's buffer for a packed B.
@@ -75,6 +79,9 @@ impl GemmElem for f32 {
     /// Two AVX-512 registers (or four AVX ones, two at a time) a row.
     const NR: usize = 32;
     const KC: usize = 256;
+    fn copy_padded(dst: &mut [f32], src: &[f32]) {
+        copy_padded::<f32, { <f32 as GemmElem>::NR }>(dst, src);
+    }
     fn with_packed_a<R>(f: impl FnOnce(&mut Vec<f32>) -> R) -> R {
         PACKED_A_F32.with(|w| with_buffer(w, f))
     }
@@ -102,6 +109,9 @@ impl GemmElem for f64 {
     /// Two AVX registers a row.
     const NR: usize = 8;
     const KC: usize = 256;
+    fn copy_padded(dst: &mut [f64], src: &[f64]) {
+        copy_padded::<f64, { <f64 as GemmElem>::NR }>(dst, src);
+    }
     fn with_packed_a<R>(f: impl FnOnce(&mut Vec<f64>) -> R) -> R {
         PACKED_A_F64.with(|w| with_buffer(w, f))
     }
@@ -121,6 +131,22 @@ impl GemmElem for f64 {
         }
         let _ = simd;
         tile.write(&portable::<f64, 6, 8>(kc, a, b));
+    }
+}
+
+/// [`GemmElem::copy_padded`] for `N` = `NR`.
+#[inline(always)]
+fn copy_padded<T: Float, const N: usize>(dst: &mut [T], src: &[T]) {
+    let Some(dst) = dst.first_chunk_mut::<N>() else {
+        panic!("a packed row of B holds NR values");
+    };
+    match src.first_chunk::<N>() {
+        Some(full) => *dst = *full,
+        None => {
+            for (j, d) in dst.iter_mut().enumerate() {
+                *d = src.get(j).copied().unwrap_or_else(T::zero);
+            }
+        }
     }
 }
 
@@ -480,8 +506,27 @@ fn pack_panel<T: GemmElem>(b: Operand<'_, T>, jp: usize, panel: &mut [T]) {
     let nr = T::NR.min(b.cols - j0);
     if b.cs == 1 {
         for (p, row) in panel.chunks_exact_mut(T::NR).enumerate() {
-            row[..nr].copy_from_slice(&b.data[p * b.rs + j0..][..nr]);
-            row[nr..].fill(T::zero());
+            T::copy_padded(row, &b.data[p * b.rs + j0..][..nr]);
+        }
+    } else if b.rs == 1 {
+        // A transposed B: its columns are contiguous. Blocks of `TB` steps,
+        // each read as `nr` short contiguous runs, written into `TB` rows of
+        // the panel that stay in L1 while the block is filled.
+        const TB: usize = 16;
+        for (pb, rows) in panel.chunks_mut(TB * T::NR).enumerate() {
+            let p0 = pb * TB;
+            let steps = rows.len() / T::NR;
+            for j in 0..nr {
+                let col = &b.data[(j0 + j) * b.cs + p0..][..steps];
+                for (row, &v) in rows.chunks_exact_mut(T::NR).zip(col) {
+                    row[j] = v;
+                }
+            }
+            if nr < T::NR {
+                for row in rows.chunks_exact_mut(T::NR) {
+                    row[nr..].fill(T::zero());
+                }
+            }
         }
     } else {
         // Column by column: a transposed B's columns are contiguous.
@@ -502,6 +547,27 @@ fn pack_panel<T: GemmElem>(b: Operand<'_, T>, jp: usize, panel: &mut [T]) {
 /// Rows `i0..i0 + mr` (at most `MR`) and steps `p0..` of A into `panel`:
 /// `MR` values per step, zero past row `mr`.
 fn pack_a_panel<T: GemmElem>(a: Operand<'_, T>, i0: usize, mr: usize, p0: usize, panel: &mut [T]) {
+    let kc = panel.len() / T::MR;
+    if a.rs == 1 && mr == T::MR {
+        // Column-major: each step's `MR` values are consecutive.
+        for (p, col) in panel.chunks_exact_mut(T::MR).enumerate() {
+            col.copy_from_slice(&a.data[(p0 + p) * a.cs + i0..][..T::MR]);
+        }
+        return;
+    }
+    if a.cs == 1 {
+        // Row-major: `mr` contiguous rows, interleaved a step at a time.
+        let mut rows: [&[T]; MAX_MR] = [&[]; MAX_MR];
+        for (r, row) in rows.iter_mut().enumerate().take(mr) {
+            *row = &a.data[(i0 + r) * a.rs + p0..][..kc];
+        }
+        for (p, col) in panel.chunks_exact_mut(T::MR).enumerate() {
+            for (r, v) in col.iter_mut().enumerate() {
+                *v = if r < mr { rows[r][p] } else { T::zero() };
+            }
+        }
+        return;
+    }
     for (p, col) in panel.chunks_exact_mut(T::MR).enumerate() {
         let base = i0 * a.rs + (p0 + p) * a.cs;
         for (r, v) in col.iter_mut().enumerate() {

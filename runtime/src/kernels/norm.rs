@@ -2,9 +2,9 @@
 
 use super::Elem;
 use crate::op::DataFormat;
-use crate::parallel::split_elements;
+use crate::parallel::{split_elements, threads, PARALLEL_MIN_ELEMENTS};
 use crate::shape::normalize_axes;
-use ndarray::{ArrayD, ArrayViewD, Axis, Dimension, IxDyn, Zip};
+use ndarray::{s, ArrayD, ArrayView2, ArrayViewD, ArrayViewMut2, Axis, Dimension, IxDyn, Zip};
 
 /// `a` reshaped (row-major) to `shape`.
 fn reshape_owned<T: Clone>(a: ArrayD<T>, shape: &[usize]) -> Result<ArrayD<T>, String> {
@@ -332,6 +332,69 @@ pub(super) fn fused_batch_norm<T: Elem>(
     ]
     .map(|(o, what)| out_data(o, &[c_n], what));
     let (batch_mean, batch_var, mean, var) = (batch_mean?, batch_var?, mean?, var?);
+    let eps = T::from_f64(eps);
+    let bessel = T::from_f64(l.count() as f64 / (l.count().max(2) - 1) as f64);
+    if l.inner == 1 && c_n > 0 {
+        // Channels last: each band of channels takes its statistics and
+        // normalizes its columns, on its own thread.
+        let rows = l.len / c_n;
+        let x = ArrayView2::from_shape((rows, c_n), x).map_err(|e| e.to_string())?;
+        let y = ArrayViewMut2::from_shape((rows, c_n), y).map_err(|e| e.to_string())?;
+        let n = T::from_f64(rows as f64);
+        channel_bands([x], y, [mean, var], &|c0, [x], mut y, [mean, var]| {
+            // A block of channels at a time, its sums in a local array (not
+            // in the outputs, whose cache line at the bands' border both
+            // threads would otherwise write row after row).
+            for c in (0..mean.len()).step_by(CHUNK) {
+                let cw = CHUNK.min(mean.len() - c);
+                let (mut m, mut v) = ([T::zero(); CHUNK], [T::zero(); CHUNK]);
+                if training {
+                    for row in band_rows(&x) {
+                        m.iter_mut()
+                            .zip(&row[c..c + cw])
+                            .for_each(|(m, &x)| *m = *m + x);
+                    }
+                    m.iter_mut().for_each(|m| *m = *m / n);
+                    for row in band_rows(&x) {
+                        v.iter_mut()
+                            .zip(&row[c..c + cw])
+                            .zip(&m)
+                            .for_each(|((v, &x), &m)| *v = *v + (x - m) * (x - m));
+                    }
+                    v.iter_mut().for_each(|v| *v = *v / n);
+                } else {
+                    m[..cw].copy_from_slice(&mean_in[c0 + c..][..cw]);
+                    v[..cw].copy_from_slice(&var_in[c0 + c..][..cw]);
+                }
+                mean[c..c + cw].copy_from_slice(&m[..cw]);
+                var[c..c + cw].copy_from_slice(&v[..cw]);
+                let (mut inv, mut shift) = ([T::zero(); CHUNK], [T::zero(); CHUNK]);
+                for j in 0..cw {
+                    let i = (v[j] + eps).sqrt().recip() * scale[c0 + c + j];
+                    inv[j] = i;
+                    shift[j] = offset[c0 + c + j] - m[j] * i;
+                }
+                for (yr, xr) in band_rows_mut(&mut y).zip(band_rows(&x)) {
+                    yr[c..c + cw]
+                        .iter_mut()
+                        .zip(&xr[c..c + cw])
+                        .zip(&inv)
+                        .zip(&shift)
+                        .for_each(|(((y, &x), &i), &s)| *y = x * i + s);
+                }
+            }
+        });
+        if training {
+            batch_var
+                .iter_mut()
+                .zip(&*var)
+                .for_each(|(b, &v)| *b = v * bessel);
+        } else {
+            batch_var.copy_from_slice(var_in);
+        }
+        batch_mean.copy_from_slice(mean);
+        return Ok(());
+    }
     if training {
         let n = T::from_f64(l.count() as f64);
         mean.fill(T::zero());
@@ -341,7 +404,6 @@ pub(super) fn fused_batch_norm<T: Elem>(
         let m: &[T] = mean;
         l.accumulate(var, |c, k| (x[k] - m[c]) * (x[k] - m[c]));
         var.iter_mut().for_each(|v| *v = *v / n);
-        let bessel = T::from_f64(l.count() as f64 / (l.count().max(2) - 1) as f64);
         batch_var
             .iter_mut()
             .zip(&*var)
@@ -352,7 +414,6 @@ pub(super) fn fused_batch_norm<T: Elem>(
         batch_var.copy_from_slice(var_in);
     }
     batch_mean.copy_from_slice(mean);
-    let eps = T::from_f64(eps);
     let (mean, var): (&[T], &[T]) = (mean, var);
     // y by parts of whole [channels, inner] blocks, in two on two threads.
     split_elements(y, c_n * l.inner, &|first, y| {
@@ -370,7 +431,6 @@ pub(super) fn fused_batch_norm<T: Elem>(
 /// for a chunk of channels at a time.
 fn normalize<T: Elem>(l: &Layout, x: &[T], y: &mut [T], coefficients: impl Fn(usize) -> (T, T)) {
     let c_n = l.channels;
-    const CHUNK: usize = 64;
     let mut inv = [T::zero(); CHUNK];
     let mut shift = [T::zero(); CHUNK];
     for c0 in (0..c_n).step_by(CHUNK) {
@@ -431,6 +491,60 @@ pub(super) fn fused_batch_norm_grad<T: Elem>(
     let dscale = out_data(dscale, &[c_n], "dscale")?;
     let doffset = out_data(doffset, &[c_n], "doffset")?;
     let eps = T::from_f64(eps);
+    let n = T::from_f64(l.count() as f64);
+    if l.inner == 1 && c_n > 0 {
+        // Channels last: each band of channels sums its columns of dy, then
+        // writes its columns of dx, on its own thread.
+        let rows = l.len / c_n;
+        let shape = (rows, c_n);
+        let dy = ArrayView2::from_shape(shape, dy).map_err(|e| e.to_string())?;
+        let x = ArrayView2::from_shape(shape, x).map_err(|e| e.to_string())?;
+        let dx = ArrayViewMut2::from_shape(shape, dx).map_err(|e| e.to_string())?;
+        channel_bands(
+            [dy, x],
+            dx,
+            [doffset, dscale],
+            &|c0, [dy, x], mut dx, [doffset, dscale]| {
+                // A block of channels at a time, its sums in local arrays (see
+                // fused_batch_norm).
+                for c in (0..doffset.len()).step_by(CHUNK) {
+                    let cw = CHUNK.min(doffset.len() - c);
+                    let m = &mean[c0 + c..][..cw];
+                    let (mut o, mut sc) = ([T::zero(); CHUNK], [T::zero(); CHUNK]);
+                    for (dyr, xr) in band_rows(&dy).zip(band_rows(&x)) {
+                        let (dyr, xr) = (&dyr[c..c + cw], &xr[c..c + cw]);
+                        o.iter_mut().zip(dyr).for_each(|(o, &d)| *o = *o + d);
+                        sc.iter_mut()
+                            .zip(dyr)
+                            .zip(xr)
+                            .zip(m)
+                            .for_each(|(((s, &d), &x), &m)| *s = *s + d * (x - m));
+                    }
+                    let mut p = [[T::zero(); 5]; CHUNK];
+                    for (j, p) in p.iter_mut().enumerate().take(cw) {
+                        let r = (var[c0 + c + j] + eps).sqrt().recip();
+                        // dscale[c] = sum(dy (x - mean)) r: the sum first, then the factor.
+                        sc[j] = sc[j] * r;
+                        *p = [r, scale[c0 + c + j] * r, m[j], o[j], sc[j]];
+                    }
+                    doffset[c..c + cw].copy_from_slice(&o[..cw]);
+                    dscale[c..c + cw].copy_from_slice(&sc[..cw]);
+                    let rows = band_rows_mut(&mut dx)
+                        .zip(band_rows(&dy))
+                        .zip(band_rows(&x));
+                    for ((dxr, dyr), xr) in rows {
+                        dxr[c..c + cw]
+                            .iter_mut()
+                            .zip(&dyr[c..c + cw])
+                            .zip(&xr[c..c + cw])
+                            .zip(&p)
+                            .for_each(|(((d, &dy), &x), p)| *d = bn_dx(training, n, *p, dy, x));
+                    }
+                }
+            },
+        );
+        return Ok(());
+    }
     doffset.fill(T::zero());
     l.accumulate(doffset, |_, k| dy[k]);
     // dscale[c] = sum(dy (x - mean)) r: the sum first, then the factor.
@@ -441,7 +555,6 @@ pub(super) fn fused_batch_norm_grad<T: Elem>(
         .iter_mut()
         .enumerate()
         .for_each(|(c, d)| *d = *d * r(c));
-    let n = T::from_f64(l.count() as f64);
     let (dscale, doffset): (&[T], &[T]) = (dscale, doffset);
     // dx by parts of whole [channels, inner] blocks, in two on two threads.
     split_elements(dx, c_n * l.inner, &|first, dx| {
@@ -466,22 +579,13 @@ fn batch_norm_dx<T: Elem>(
     per_channel: impl Fn(usize) -> [T; 5],
 ) {
     let c_n = l.channels;
-    const CHUNK: usize = 64;
     let mut p = [[T::zero(); 5]; CHUNK];
     for c0 in (0..c_n).step_by(CHUNK) {
         let w = CHUNK.min(c_n - c0);
         for (j, p) in p.iter_mut().enumerate().take(w) {
             *p = per_channel(c0 + j);
         }
-        let at = |j: usize, k: usize| {
-            let [r, sr, mean, doffset, dscale] = p[j];
-            if training {
-                let xhat = (x[k] - mean) * r;
-                sr * (dy[k] - doffset / n - xhat * dscale / n)
-            } else {
-                sr * dy[k]
-            }
-        };
+        let at = |j: usize, k: usize| bn_dx(training, n, p[j], dy[k], x[k]);
         if l.inner == 1 {
             for (row, ds) in dx.chunks_exact_mut(c_n).enumerate() {
                 for (j, d) in ds[c0..c0 + w].iter_mut().enumerate() {
@@ -498,6 +602,85 @@ fn batch_norm_dx<T: Elem>(
                 }
             }
         }
+    }
+}
+
+/// Channels-last data, `[rows, channels]`, cut into two bands of channels
+/// run on two threads when [`threads`] allows and the data is large, else
+/// one band: `f(c0, ins, out, per_channel)` for the band from channel `c0`,
+/// with its columns of `ins` and `out` and its part of each per-channel
+/// slice. Every channel is computed as on one thread.
+fn channel_bands<T: Elem, const I: usize, const O: usize>(
+    ins: [ArrayView2<'_, T>; I],
+    out: ArrayViewMut2<'_, T>,
+    per_channel: [&mut [T]; O],
+    f: &BandFn<'_, T, I, O>,
+) {
+    let c_n = out.ncols();
+    let mid = band_border::<T>(out.as_ptr() as usize, c_n);
+    if threads() < 2 || out.len() < PARALLEL_MIN_ELEMENTS || mid >= c_n {
+        f(0, ins, out, per_channel);
+        return;
+    }
+    let left = ins.map(|v| v.slice_move(s![.., ..mid]));
+    let right = ins.map(|v| v.slice_move(s![.., mid..]));
+    let (out_l, out_r) = out.split_at(Axis(1), mid);
+    let mut pl: [&mut [T]; O] = std::array::from_fn(|_| <&mut [T]>::default());
+    let mut pr: [&mut [T]; O] = std::array::from_fn(|_| <&mut [T]>::default());
+    for ((p, l), r) in per_channel.into_iter().zip(&mut pl).zip(&mut pr) {
+        (*l, *r) = p.split_at_mut(mid);
+    }
+    rayon::join(|| f(0, left, out_l, pl), || f(mid, right, out_r, pr));
+}
+
+/// Where the second of two bands of `c_n` channels starts: near the middle,
+/// on a cache line's first element of an output row starting at address
+/// `start` where it can be, so that the threads never write the same line
+/// (which would bounce between their cores row after row).
+fn band_border<T>(start: usize, c_n: usize) -> usize {
+    let size = std::mem::size_of::<T>().max(1);
+    let per_line = (64 / size).max(1);
+    // The row's first element's place within its cache line.
+    let skew = if start.is_multiple_of(size) {
+        (start / size) % per_line
+    } else {
+        0
+    };
+    (c_n / 2 + skew).next_multiple_of(per_line) - skew
+}
+
+/// The work [`channel_bands`] hands each band.
+type BandFn<'f, T, const I: usize, const O: usize> =
+    dyn Fn(usize, [ArrayView2<'_, T>; I], ArrayViewMut2<'_, T>, [&mut [T]; O]) + Sync + 'f;
+
+/// The rows of a band of channels-last data (each contiguous).
+fn band_rows<'b, T>(x: &'b ArrayView2<'_, T>) -> impl Iterator<Item = &'b [T]> {
+    x.rows().into_iter().map(|r| {
+        r.to_slice()
+            .expect("a row of a band of channels is contiguous")
+    })
+}
+
+/// The rows of a band of channels-last output (each contiguous).
+fn band_rows_mut<'b, T>(y: &'b mut ArrayViewMut2<'_, T>) -> impl Iterator<Item = &'b mut [T]> {
+    y.rows_mut().into_iter().map(|r| {
+        r.into_slice()
+            .expect("a row of a band of channels is contiguous")
+    })
+}
+
+/// Channels per block of per-channel coefficients computed before a pass.
+const CHUNK: usize = 64;
+
+/// One element of FusedBatchNormGrad's dx, with its channel's
+/// `[r, scale r, mean, doffset, dscale]`.
+#[inline(always)]
+fn bn_dx<T: Elem>(training: bool, n: T, [r, sr, mean, doffset, dscale]: [T; 5], dy: T, x: T) -> T {
+    if training {
+        let xhat = (x - mean) * r;
+        sr * (dy - doffset / n - xhat * dscale / n)
+    } else {
+        sr * dy
     }
 }
 
@@ -527,4 +710,27 @@ pub(super) fn select<T: Elem>(
         .and(&b)
         .for_each(|y, &c, &a, &b| *y = if c != T::zero() { a } else { b });
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::band_border;
+
+    #[test]
+    fn band_borders_fall_on_a_cache_line_near_the_middle() {
+        for start in (0..256).step_by(4) {
+            for c_n in [2, 16, 37, 200, 203, 512] {
+                let mid = band_border::<f32>(start, c_n);
+                assert_eq!((start + mid * 4) % 64, 0, "start {start}, {c_n} channels");
+                assert!(
+                    mid >= c_n / 2 && mid < c_n / 2 + 16,
+                    "start {start}, {c_n}: {mid}"
+                );
+            }
+        }
+        // f64: 8 to a line; an address that is not a multiple of the size
+        // keeps the middle rounded up to a line.
+        assert_eq!(band_border::<f64>(8, 100), 55);
+        assert_eq!(band_border::<f64>(3, 100), 56);
+    }
 }

@@ -897,3 +897,96 @@ fn in_place_refuses_what_it_cannot_do() {
     eval_in_place(&Op::Sub, 1, &mut io, &ins).expect("runs");
     check(&io, &[2, 3], &[0.0, 0.0, 0.0, -3.0, -3.0, -3.0]);
 }
+
+/// FusedBatchNorm and its gradient on channels-last data (the layer's case,
+/// cut into bands of channels on two threads) give the bits of the same
+/// data in NCHW with the rows as the spatial axis (the general path), on
+/// one thread and on two, in f32 and f64; 203 channels put the bands'
+/// border off the middle, and each op's outputs are checked whole.
+#[test]
+fn batch_norm_channel_bands_match_the_general_path_on_any_thread_count() {
+    use crate::op::DataFormat;
+    let (rows, c) = (190, 203);
+    let value = |r: usize, ch: usize, seed: usize| {
+        ((r * 31 + ch * 17 + seed * 7) % 29) as f64 / 29.0 - 0.4 + ch as f64 * 0.01
+    };
+    for dtype in [DType::F32, DType::F64] {
+        let t = |shape: &[usize], f: &dyn Fn(usize, usize) -> f64| {
+            let data = (0..rows * c).map(|i| f(i / c, i % c)).collect::<Vec<_>>();
+            Tensor::from_f64(dtype, shape, data).expect("shape fits")
+        };
+        // Element (r, ch) of [rows, c], and at [0, ch, r, 0] of [1, c, rows, 1].
+        let nhwc = |seed| t(&[rows, c], &move |r, ch| value(r, ch, seed));
+        let nchw = |seed| {
+            t(&[1, c, rows, 1], &move |i, j| {
+                let flat = i * c + j;
+                value(flat % rows, flat / rows, seed)
+            })
+        };
+        let param = |seed: usize| {
+            let data = (0..c)
+                .map(|ch| 0.5 + ((ch * 13 + seed) % 7) as f64 * 0.1)
+                .collect();
+            Tensor::from_f64(dtype, &[c], data).expect("shape fits")
+        };
+        let p = [param(1), param(2), param(3), param(4)];
+        let to_nhwc = |t: &Tensor| {
+            let v = t.to_f64_vec();
+            (0..rows * c)
+                .map(|i| v[(i % c) * rows + i / c])
+                .collect::<Vec<_>>()
+        };
+        for training in [true, false] {
+            let fwd = |format| Op::FusedBatchNorm {
+                epsilon: 1e-3,
+                data_format: format,
+                is_training: training,
+            };
+            let grad = |format| Op::FusedBatchNormGrad {
+                epsilon: 1e-3,
+                data_format: format,
+                is_training: training,
+            };
+            let run_all = |format: DataFormat, x: &Tensor, dy: &Tensor| {
+                let t = |shape: &[usize]| TensorType {
+                    dtype,
+                    shape: Shape::known(shape),
+                };
+                let y_types = [x.shape(), &[c], &[c], &[c], &[c]].map(&t);
+                let y = eval(&fwd(format), &[x, &p[0], &p[1], &p[2], &p[3]], &y_types)
+                    .expect("FusedBatchNorm runs");
+                let g_types = [x.shape(), &[c], &[c]].map(&t);
+                let g = eval(&grad(format), &[dy, x, &p[0], &y[3], &y[4]], &g_types)
+                    .expect("FusedBatchNormGrad runs");
+                (y, g)
+            };
+            let (general_y, general_g) = run_all(DataFormat::NCHW, &nchw(1), &nchw(2));
+            for threads in [1, 2] {
+                let (y, g) = crate::parallel::with_test_threads(threads, || {
+                    crate::with_threads(|| run_all(DataFormat::NHWC, &nhwc(1), &nhwc(2)))
+                });
+                let same = |a: &Tensor, want: Vec<f64>| {
+                    a.to_f64_vec()
+                        .iter()
+                        .zip(&want)
+                        .all(|(x, y)| x.to_bits() == y.to_bits())
+                };
+                let what = format!("{dtype} training {training} threads {threads}");
+                assert!(same(&y[0], to_nhwc(&general_y[0])), "{what}: y differs");
+                assert!(same(&g[0], to_nhwc(&general_g[0])), "{what}: dx differs");
+                for k in 1..5 {
+                    assert!(
+                        bits_equal(&y[k], &general_y[k]),
+                        "{what}: output {k} differs"
+                    );
+                }
+                for k in 1..3 {
+                    assert!(
+                        bits_equal(&g[k], &general_g[k]),
+                        "{what}: gradient {k} differs"
+                    );
+                }
+            }
+        }
+    }
+}
