@@ -520,15 +520,21 @@ pub(super) fn fused_batch_norm_grad<T: Elem>(
                             .zip(m)
                             .for_each(|(((s, &d), &x), &m)| *s = *s + d * (x - m));
                     }
-                    let mut p = [[T::zero(); 5]; CHUNK];
-                    for (j, p) in p.iter_mut().enumerate().take(cw) {
+                    // The coefficients by kind, one array each, for the loop below
+                    // to read a vector of each at a time.
+                    let mut k = [[T::zero(); CHUNK]; 4];
+                    for j in 0..cw {
                         let r = (var[c0 + c + j] + eps).sqrt().recip();
                         // dscale[c] = sum(dy (x - mean)) r: the sum first, then the factor.
                         sc[j] = sc[j] * r;
-                        *p = [r, scale[c0 + c + j] * r, m[j], o[j], sc[j]];
+                        let p = dx_coefficients(r, scale[c0 + c + j], m[j], o[j], sc[j], n);
+                        for (k, p) in k.iter_mut().zip(p) {
+                            k[j] = p;
+                        }
                     }
                     doffset[c..c + cw].copy_from_slice(&o[..cw]);
                     dscale[c..c + cw].copy_from_slice(&sc[..cw]);
+                    let [sr, km, k0, k1] = &k;
                     let rows = band_rows_mut(&mut dx)
                         .zip(band_rows(&dy))
                         .zip(band_rows(&x));
@@ -537,8 +543,10 @@ pub(super) fn fused_batch_norm_grad<T: Elem>(
                             .iter_mut()
                             .zip(&dyr[c..c + cw])
                             .zip(&xr[c..c + cw])
-                            .zip(&p)
-                            .for_each(|(((d, &dy), &x), p)| *d = bn_dx(training, n, *p, dy, x));
+                            .zip(sr.iter().zip(km).zip(k0).zip(k1))
+                            .for_each(|(((d, &dy), &x), (((&sr, &m), &k0), &k1))| {
+                                *d = bn_dx(training, [sr, m, k0, k1], dy, x)
+                            });
                     }
                 }
             },
@@ -559,33 +567,31 @@ pub(super) fn fused_batch_norm_grad<T: Elem>(
     // dx by parts of whole [channels, inner] blocks, in two on two threads.
     split_elements(dx, c_n * l.inner, &|first, dx| {
         let (dy, x) = (&dy[first..first + dx.len()], &x[first..first + dx.len()]);
-        batch_norm_dx(&l, [dy, x], dx, training, n, |c| {
-            let r = r(c);
-            [r, scale[c] * r, mean[c], doffset[c], dscale[c]]
+        batch_norm_dx(&l, [dy, x], dx, training, |c| {
+            dx_coefficients(r(c), scale[c], mean[c], doffset[c], dscale[c], n)
         });
     });
     Ok(())
 }
 
 /// FusedBatchNormGrad's dx over whole [channels, inner] blocks of dy and x,
-/// with `[r, scale r, mean, doffset, dscale] = per_channel(c)`, computed for
-/// a chunk of channels at a time.
+/// with `per_channel(c)` its channel's [`dx_coefficients`], computed for a
+/// chunk of channels at a time.
 fn batch_norm_dx<T: Elem>(
     l: &Layout,
     [dy, x]: [&[T]; 2],
     dx: &mut [T],
     training: bool,
-    n: T,
-    per_channel: impl Fn(usize) -> [T; 5],
+    per_channel: impl Fn(usize) -> [T; 4],
 ) {
     let c_n = l.channels;
-    let mut p = [[T::zero(); 5]; CHUNK];
+    let mut p = [[T::zero(); 4]; CHUNK];
     for c0 in (0..c_n).step_by(CHUNK) {
         let w = CHUNK.min(c_n - c0);
         for (j, p) in p.iter_mut().enumerate().take(w) {
             *p = per_channel(c0 + j);
         }
-        let at = |j: usize, k: usize| bn_dx(training, n, p[j], dy[k], x[k]);
+        let at = |j: usize, k: usize| bn_dx(training, p[j], dy[k], x[k]);
         if l.inner == 1 {
             for (row, ds) in dx.chunks_exact_mut(c_n).enumerate() {
                 for (j, d) in ds[c0..c0 + w].iter_mut().enumerate() {
@@ -670,18 +676,24 @@ fn band_rows_mut<'b, T>(y: &'b mut ArrayViewMut2<'_, T>) -> impl Iterator<Item =
 }
 
 /// Channels per block of per-channel coefficients computed before a pass.
-const CHUNK: usize = 64;
+const CHUNK: usize = 128;
 
 /// One element of FusedBatchNormGrad's dx, with its channel's
-/// `[r, scale r, mean, doffset, dscale]`.
+/// [`dx_coefficients`].
 #[inline(always)]
-fn bn_dx<T: Elem>(training: bool, n: T, [r, sr, mean, doffset, dscale]: [T; 5], dy: T, x: T) -> T {
+fn bn_dx<T: Elem>(training: bool, [sr, mean, k0, k1]: [T; 4], dy: T, x: T) -> T {
     if training {
-        let xhat = (x - mean) * r;
-        sr * (dy - doffset / n - xhat * dscale / n)
+        sr * (dy - k0 - (x - mean) * k1)
     } else {
         sr * dy
     }
+}
+
+/// A channel's `[scale r, mean, doffset / n, r dscale / n]` for [`bn_dx`]:
+/// dx = scale r (dy - doffset / n - xhat dscale / n) with xhat = (x - mean) r,
+/// its divisions made once a channel instead of once an element.
+fn dx_coefficients<T: Elem>(r: T, scale: T, mean: T, doffset: T, dscale: T, n: T) -> [T; 4] {
+    [scale * r, mean, doffset / n, r * dscale / n]
 }
 
 /// a where cond != 0, else b, broadcast to the output's shape.
