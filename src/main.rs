@@ -361,8 +361,8 @@ fn run(command: Command) -> Result<ExitCode, Error> {
                 for batch in [1, 100] {
                     let line = match planned_memory(&program, batch) {
                         Ok(m) => format!(
-                            "{} bytes planned ({} buffers, {} steps in place), {} bytes with one buffer per value ({} values)",
-                            m.slot_bytes, m.slots, m.in_place, m.unshared_bytes, m.values
+                            "peak {} bytes of live values, {} bytes planned ({} buffers, {} steps in place), {} bytes with one buffer per value ({} values)",
+                            m.peak_bytes, m.slot_bytes, m.slots, m.in_place, m.unshared_bytes, m.values
                         ),
                         Err(e) => format!("not planned: {e}"),
                     };

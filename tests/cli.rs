@@ -192,14 +192,19 @@ fn compile_explain_reports_the_planned_memory_of_the_train_step() {
             .lines()
             .find_map(|l| l.trim().strip_prefix(prefix.as_str()))
             .unwrap_or_else(|| panic!("no {prefix:?} in\n{text}"));
-        // "P bytes planned (...), U bytes with one buffer per value (...)"
+        // "peak K bytes of live values, P bytes planned (...), U bytes with
+        // one buffer per value (...)"
         let numbers: Vec<usize> = line
             .split(' ')
             .filter_map(|w| w.trim_start_matches('(').parse().ok())
             .collect();
-        let (planned, unshared) = (numbers[0], numbers[3]);
+        let (peak, planned, unshared) = (numbers[0], numbers[1], numbers[4]);
         assert!(
-            line.contains("bytes with one buffer per value") && planned < unshared,
+            line.starts_with("peak ")
+                && line.contains("bytes with one buffer per value")
+                && 0 < peak
+                && peak <= planned
+                && planned < unshared,
             "{line}"
         );
     }
@@ -257,4 +262,116 @@ fn train_and_eval_from_the_command_line() {
     let o = gradc(&["train", "graphs/apple.ron"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("no train section"), "{}", stderr(&o));
+}
+
+/// `--explain` lines of `gradc compile`: (pass, nodes before, nodes after,
+/// what fired), and the instruction count of its first line.
+fn explain(args: &[&str]) -> (Vec<(String, usize, usize, String)>, usize) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("p.program");
+    let mut all = vec![
+        "compile",
+        "graphs/bn_mlp.ron",
+        "-o",
+        out.to_str().unwrap(),
+        "--explain",
+    ];
+    all.extend_from_slice(args);
+    let o = gradc(&all);
+    assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+    let text = stdout(&o);
+    let first = text.lines().next().unwrap_or_default();
+    let instructions = first
+        .strip_suffix(" instructions after")
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{args:?}: first line {first:?}"));
+    let passes = text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("pass "))
+        .map(|l| {
+            // "cse            144 -> 131    nodes  merge_equal_nodes x13"
+            let words: Vec<&str> = l.split_whitespace().collect();
+            assert_eq!((words[2], words[4]), ("->", "nodes"), "{l}");
+            let count = |w: &str| w.parse().unwrap_or_else(|_| panic!("{l}"));
+            (
+                words[0].to_string(),
+                count(words[1]),
+                count(words[3]),
+                words[5..].join(" "),
+            )
+        })
+        .collect();
+    (passes, instructions)
+}
+
+#[test]
+fn explain_passes_and_no_opt_from_the_command_line() {
+    // Every default pass, in order, with the rules it fired and how often.
+    let (passes, optimized) = explain(&[]);
+    let names: Vec<&str> = passes.iter().map(|p| p.0.as_str()).collect();
+    assert_eq!(
+        names,
+        ["simplify", "fold", "cse", "fuse", "elementwise", "dce"]
+    );
+    let fired = |name: &str| &passes.iter().find(|p| p.0 == name).expect("listed").3;
+    assert!(
+        fired("cse").starts_with("merge_equal_nodes x"),
+        "{passes:?}"
+    );
+    assert!(fired("dce").starts_with("dead_node x"), "{passes:?}");
+    let (_, before, after, _) = passes.iter().find(|p| p.0 == "dce").expect("dce");
+    assert!(after < before, "{passes:?}");
+    assert_eq!(
+        *after, optimized,
+        "dce runs last: its count is the program's"
+    );
+    // --passes runs only those listed; --no-opt none.
+    let (only, _) = explain(&["--passes", "cse,dce"]);
+    let names: Vec<&str> = only.iter().map(|p| p.0.as_str()).collect();
+    assert_eq!(names, ["cse", "dce"]);
+    let (none, unoptimized) = explain(&["--no-opt"]);
+    assert!(none.is_empty(), "{none:?}");
+    assert!(unoptimized > optimized, "{unoptimized} against {optimized}");
+    // An unknown pass is an error that names the passes there are.
+    let o = gradc(&[
+        "compile",
+        "graphs/bn_mlp.ron",
+        "-o",
+        "/nonexistent/p",
+        "--passes",
+        "cse,bogus",
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("unknown pass 'bogus'") && stderr(&o).contains("elementwise"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn grad_optimized_prints_the_graph_after_the_passes() {
+    let plain = gradc(&["grad", "graphs/two_layer_net.ron"]);
+    let optimized = gradc(&["grad", "graphs/two_layer_net.ron", "--optimized"]);
+    let none = gradc(&[
+        "grad",
+        "graphs/two_layer_net.ron",
+        "--optimized",
+        "--no-opt",
+    ]);
+    for o in [&plain, &optimized, &none] {
+        assert!(o.status.success(), "{}", stderr(o));
+    }
+    let ops = |o: &Output, op: &str| stdout(o).matches(&format!(" = {op}{{")).count();
+    // The optimized graph has the dense op and a fused elementwise kernel,
+    // and fewer lines; with no pass it prints the plain graph.
+    assert_eq!((ops(&plain, "Dense"), ops(&plain, "Fused")), (0, 0));
+    assert!(
+        ops(&optimized, "Dense") > 0 && ops(&optimized, "Fused") > 0,
+        "{}",
+        stdout(&optimized)
+    );
+    assert!(stdout(&optimized).lines().count() < stdout(&plain).lines().count());
+    assert_eq!(stdout(&none), stdout(&plain));
 }

@@ -89,6 +89,13 @@ fn compare(program: &Program, fetch: &[String], targets: &[String], runs: usize,
     assert_eq!(unshared.slot_bytes, unshared.unshared_bytes, "{what}");
     assert_eq!(unshared.in_place, 0, "{what}");
     assert!(shared.slot_bytes <= shared.unshared_bytes, "{what}");
+    // The peak of live values bounds the placement from below; writing in
+    // place (only with sharing) counts an output and the input it
+    // overwrites once, so it can only lower the peak.
+    assert!(shared.peak_bytes <= shared.slot_bytes, "{what}");
+    assert!(unshared.peak_bytes <= unshared.slot_bytes, "{what}");
+    assert!(shared.peak_bytes <= unshared.peak_bytes, "{what}");
+    assert!(shared.peak_bytes > 0, "{what}");
 }
 
 #[test]
@@ -252,6 +259,8 @@ fn elementwise_ops_overwrite_inputs_that_die_and_slots_change_shape() {
         m,
         PlanMemory {
             slot_bytes: 2 * 6 * 8,
+            // b (or c over it) and d are alive together when d is written.
+            peak_bytes: 2 * 6 * 8,
             unshared_bytes: 7 * 6 * 8,
             slots: 2,
             values: 7,
@@ -293,6 +302,7 @@ fn fetched_values_are_never_overwritten() {
     let m = s.last_plan_memory().expect("a plan");
     assert_eq!((m.slots, m.values, m.in_place), (7, 7, 0));
     assert_eq!(m.slot_bytes, m.unshared_bytes);
+    assert_eq!(m.peak_bytes, m.unshared_bytes, "all alive at the end");
 }
 
 #[test]
@@ -314,4 +324,6 @@ fn plan_memory_needs_every_symbolic_dimension() {
     // y (exp of the feed: not in place) and z.
     assert_eq!(m.unshared_bytes, (10 * 4 + 10) * 4);
     assert_eq!(m.slot_bytes, m.unshared_bytes);
+    // y is alive when z is written.
+    assert_eq!(m.peak_bytes, m.unshared_bytes);
 }

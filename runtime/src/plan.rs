@@ -36,6 +36,11 @@ pub struct PlanMemory {
     /// (feeds, variables and snapshots are not counted). At least the peak of
     /// the live values' bytes, as slots of different sizes are not merged.
     pub slot_bytes: usize,
+    /// The most bytes of computed values alive at once (counted when a
+    /// step's outputs are written, before the inputs it read for the last
+    /// time die; an output written in place over an input counted once): the
+    /// peak of the run's planned values, the least any placement needs.
+    pub peak_bytes: usize,
     /// Bytes one buffer per value would hold (what sessions held before planning).
     pub unshared_bytes: usize,
     /// Slots (buffers) the plan uses.
@@ -360,14 +365,17 @@ fn assign_slots(
     let mut free: HashMap<(DType, usize), Vec<usize>> = HashMap::new();
     let mut in_place_at: Vec<Option<usize>> = vec![None; steps.len()];
     let mut memory = PlanMemory::default();
+    let bytes = |(dtype, shape): &Concrete| elements(shape) * dtype.size_of();
+    // Bytes of the values alive after the step before.
+    let mut live = 0;
     for (s, step) in steps.iter().enumerate() {
         let Some((node, outputs)) = written(step) else {
             continue;
         };
         let ins = &instrs[node];
-        for (dtype, shape) in outputs {
+        for output in outputs {
             memory.values += 1;
-            memory.unshared_bytes += elements(shape) * dtype.size_of();
+            memory.unshared_bytes += bytes(output);
         }
         // Whether the output can take input k's slot: the input is in a
         // slot, dies here, is read once by this op and has the output's type.
@@ -393,6 +401,7 @@ fn assign_slots(
             in_place_at[s] = Some(k);
             memory.in_place += 1;
         } else {
+            live += outputs.iter().map(bytes).sum::<usize>();
             value_slot[node] = outputs
                 .iter()
                 .map(|(dtype, shape)| {
@@ -405,25 +414,31 @@ fn assign_slots(
                 })
                 .collect();
         }
-        if !sharing {
-            continue;
-        }
-        // After the step: free the slots of the values it read for the last
-        // time (except the one its output took) and of outputs nobody reads.
-        for (j, v) in ins.inputs.iter().enumerate() {
+        memory.peak_bytes = memory.peak_bytes.max(live);
+        // After the step: the values it read for the last time (except the
+        // one its output took) and its outputs nobody reads die, and with
+        // sharing their slots are free again.
+        let mut dies = |v: ValueRef| {
+            if let Some(t) = types[v.node].get(v.output) {
+                live -= bytes(t);
+            }
+            if sharing {
+                let slot = value_slot[v.node][v.output];
+                free.entry(slot_types[slot]).or_default().push(slot);
+            }
+        };
+        for (j, &v) in ins.inputs.iter().enumerate() {
             if Some(j) == in_place
-                || ins.inputs[..j].contains(v)
+                || ins.inputs[..j].contains(&v)
                 || last[v.node].get(v.output) != Some(&s)
             {
                 continue;
             }
-            let slot = value_slot[v.node][v.output];
-            free.entry(slot_types[slot]).or_default().push(slot);
+            dies(v);
         }
         for (o, &l) in last[node].iter().enumerate() {
             if l == s {
-                let slot = value_slot[node][o];
-                free.entry(slot_types[slot]).or_default().push(slot);
+                dies(ValueRef { node, output: o });
             }
         }
     }
