@@ -16,7 +16,8 @@
 //! except **in place**: an elementwise op (`kernels::in_place_inputs`) whose
 //! input dies at this step, is in a buffer (not a feed, a variable or a
 //! snapshot), appears once among the op's inputs and has the output's dtype
-//! and shape writes its output over that input (`kernels::eval_in_place`).
+//! and shape writes its output (its first, for ActivationBiasGrad) over that
+//! input (`kernels::eval_in_place`).
 //!
 //! [`plan_memory`] runs the same planning on a program without a session.
 
@@ -380,7 +381,7 @@ fn assign_slots(
         // Whether the output can take input k's slot: the input is in a
         // slot, dies here, is read once by this op and has the output's type.
         let dies_into_output = |k: usize| {
-            let (Some(v), [out]) = (ins.inputs.get(k), outputs) else {
+            let (Some(v), Some(out)) = (ins.inputs.get(k), outputs.first()) else {
                 return false;
             };
             sources[v.node] == Source::Buffer
@@ -395,25 +396,28 @@ fn assign_slots(
                 .find(|&k| dies_into_output(k)),
             _ => None,
         };
-        if let Some(k) = in_place {
-            let v = ins.inputs[k];
-            value_slot[node] = vec![value_slot[v.node][v.output]];
-            in_place_at[s] = Some(k);
-            memory.in_place += 1;
-        } else {
-            live += outputs.iter().map(bytes).sum::<usize>();
-            value_slot[node] = outputs
-                .iter()
-                .map(|(dtype, shape)| {
-                    let key = (*dtype, elements(shape));
-                    let reused = free.get_mut(&key).and_then(Vec::pop);
-                    reused.unwrap_or_else(|| {
-                        slot_types.push(key);
-                        slot_types.len() - 1
-                    })
+        // The first output over input k, in place; the others in slots.
+        let (first, rest) = match in_place {
+            Some(k) => {
+                let v = ins.inputs[k];
+                in_place_at[s] = Some(k);
+                memory.in_place += 1;
+                (vec![value_slot[v.node][v.output]], &outputs[1..])
+            }
+            None => (Vec::new(), outputs),
+        };
+        live += rest.iter().map(bytes).sum::<usize>();
+        value_slot[node] = first
+            .into_iter()
+            .chain(rest.iter().map(|(dtype, shape)| {
+                let key = (*dtype, elements(shape));
+                let reused = free.get_mut(&key).and_then(Vec::pop);
+                reused.unwrap_or_else(|| {
+                    slot_types.push(key);
+                    slot_types.len() - 1
                 })
-                .collect();
-        }
+            }))
+            .collect();
         memory.peak_bytes = memory.peak_bytes.max(live);
         // After the step: the values it read for the last time (except the
         // one its output took) and its outputs nobody reads die, and with

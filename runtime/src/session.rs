@@ -644,8 +644,7 @@ impl Session {
                         },
                     };
                     let result = match (in_place, outs.as_mut_slice()) {
-                        (Some(k), [io]) => kernels::eval_in_place(&instrs[i].op, k, io, &args),
-                        (Some(_), _) => Err("an in-place step has one output".to_string()),
+                        (Some(k), outs) => kernels::eval_in_place(&instrs[i].op, k, outs, &args),
                         (None, outs) => kernels::eval_with(&instrs[i].op, &args, outs),
                     };
                     for (&slot, t) in plan.value_slot[i].iter().zip(outs.drain(..)) {

@@ -1,5 +1,5 @@
 //! Elementwise fusion: a connected group of elementwise ops (broadcasting
-//! binary ops included) becomes one `Fused` node that computes the group's
+//! binary ops and explicit broadcasts, `BroadcastLike`, included) becomes one `Fused` node that computes the group's
 //! result in a single pass over the output, reading each outside input once
 //! per element. The group's intermediate tensors must have the output's shape,
 //! be used only inside the group, and not be named; scalar constants are
@@ -23,6 +23,14 @@ fn fusable(op: &Op) -> bool {
     UnaryFn::of(op).is_some() || BinaryFn::of(op).is_some()
 }
 
+/// Ops a group takes in besides the fusable ones: an explicit broadcast
+/// (`BroadcastLike(x, like)`), which the kernel's own broadcasting of x to
+/// the output makes: its register is x's, and `like` is read for its shape
+/// only. Not a group's root (the root's step is the program's result).
+fn joins_as_broadcast(op: &Op) -> bool {
+    matches!(op, Op::BroadcastLike)
+}
+
 /// The group rooted at `root`: elementwise producers pulled in while they feed only the group.
 fn group(g: &Graph, root: NodeIndex) -> Vec<NodeIndex> {
     let shape = &g.ty(TensorRef::of(root)).shape;
@@ -36,7 +44,7 @@ fn group(g: &Graph, root: NodeIndex) -> Vec<NodeIndex> {
             let joins = !inside.contains(&m)
                 && t.output == 0
                 && node.outputs.len() == 1
-                && fusable(&node.op)
+                && (fusable(&node.op) || joins_as_broadcast(&node.op))
                 && !g.has_control(m)
                 && !g.is_named(t)
                 && &node.outputs[0].shape == shape
@@ -84,8 +92,14 @@ impl Pass for Elementwise {
             let mut inputs: Vec<TensorRef> = Vec::new();
             let mut reg: HashMap<TensorRef, usize> = HashMap::new();
             let inside: HashSet<NodeIndex> = members.iter().copied().collect();
+            // The tensors whose shape a broadcast member takes (`like`).
+            let mut likes: Vec<TensorRef> = Vec::new();
             for &m in &members {
-                for t in g.inputs(m) {
+                let mut ins = g.inputs(m);
+                if joins_as_broadcast(&g.node(m).op) {
+                    likes.extend(ins.drain(1..));
+                }
+                for t in ins {
                     if inside.contains(&t.node) || reg.contains_key(&t) {
                         continue;
                     }
@@ -100,15 +114,45 @@ impl Pass for Elementwise {
                     program.push(step);
                 }
             }
+            // The output's shape is the inputs' broadcast: where a broadcast
+            // member's target shape is not among them, its `like` is an input
+            // too, read for its shape only.
+            let out = g.ty(TensorRef::of(root)).clone();
+            let infers = |program: &[FusedStep], inputs: &[TensorRef]| {
+                let types: Vec<_> = inputs.iter().map(|&t| g.ty(t)).collect();
+                Op::Fused {
+                    program: program.to_vec(),
+                }
+                .infer(out.dtype, &types)
+                .is_ok_and(|o| o.first() == Some(&out))
+            };
+            let mut likes = likes.into_iter();
+            while !inputs.is_empty() && !infers(&program, &inputs) {
+                match likes.next() {
+                    Some(like) if !inputs.contains(&like) => {
+                        inputs.push(like);
+                        program.push(FusedStep::Input(inputs.len() - 1));
+                    }
+                    Some(_) => {}
+                    None => break,
+                }
+            }
             if inputs.is_empty()
                 || inputs.len() > FUSED_MAX_INPUTS
                 || program.len() + members.len() > FUSED_MAX_STEPS
+                || !infers(&program, &inputs)
             {
                 continue;
             }
             for &m in &members {
-                let args: Vec<usize> = g.inputs(m).iter().map(|t| reg[t]).collect();
                 let op = &g.node(m).op;
+                if joins_as_broadcast(op) {
+                    // x's register, broadcast by the kernel.
+                    let x = reg[&g.inputs(m)[0]];
+                    reg.insert(TensorRef::of(m), x);
+                    continue;
+                }
+                let args: Vec<usize> = g.inputs(m).iter().map(|t| reg[t]).collect();
                 let step = match (UnaryFn::of(op), BinaryFn::of(op), args.as_slice()) {
                     (Some(f), _, &[a]) => FusedStep::Unary(f, a),
                     (_, Some(f), &[a, b]) => FusedStep::Binary(f, a, b),

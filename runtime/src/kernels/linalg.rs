@@ -200,6 +200,68 @@ pub(super) fn activation_bias_grad<T: Elem>(
     Ok(())
 }
 
+/// ActivationBiasGrad with dz written over input `k` (dy for 0, y for 1),
+/// which `io` holds; `other` is the other input. The same arithmetic in the
+/// same order as [`activation_bias_grad`].
+pub(super) fn activation_bias_grad_in_place<T: Elem>(
+    io: &mut ArrayD<T>,
+    k: usize,
+    other: &ArrayViewD<'_, T>,
+    activation: crate::op::Activation,
+    db: &mut ArrayD<T>,
+) -> Result<(), String> {
+    use crate::op::Activation;
+    if other.shape() != io.shape() {
+        return Err(format!(
+            "ActivationBiasGrad: dy and y of shapes {:?} and {:?}",
+            io.shape(),
+            other.shape()
+        ));
+    }
+    let n = io.shape().last().copied().unwrap_or(0);
+    if db.shape() != [n] {
+        return Err(format!(
+            "ActivationBiasGrad: db has shape {:?}, expected [{n}]",
+            db.shape()
+        ));
+    }
+    let (Some(io), Some(other), Some(db)) =
+        (io.as_slice_mut(), other.as_slice(), db.as_slice_mut())
+    else {
+        return Err("ActivationBiasGrad: an input or output is not contiguous".into());
+    };
+    let one = T::one();
+    db.fill(T::zero());
+    let n = n.max(1);
+    let args = (io, other, db, n, k);
+    match activation {
+        Activation::Linear => grad_rows_in_place(args, |dy, _| dy),
+        Activation::Relu => grad_rows_in_place(args, elementwise::relu_grad_at),
+        Activation::Sigmoid => grad_rows_in_place(args, |dy, y| {
+            elementwise::mul(dy, elementwise::mul(y, one - y))
+        }),
+        Activation::Tanh => grad_rows_in_place(args, |dy, y| {
+            elementwise::mul(dy, one - elementwise::square(y))
+        }),
+    }
+    Ok(())
+}
+
+/// [`grad_rows`] with dz over input `k` (`io`; `other` the other input).
+#[inline(always)]
+fn grad_rows_in_place<T: Elem>(
+    (io, other, db, n, k): (&mut [T], &[T], &mut [T], usize, usize),
+    f: impl Fn(T, T) -> T,
+) {
+    for (dz, o) in io.chunks_exact_mut(n).zip(other.chunks_exact(n)) {
+        for ((dz, db), &o) in dz.iter_mut().zip(db.iter_mut()).zip(o) {
+            let (dy, y) = if k == 0 { (*dz, o) } else { (o, *dz) };
+            *dz = f(dy, y);
+            *db = *db + *dz;
+        }
+    }
+}
+
 /// `dz = f(dy, y)` element by element and `db += dz` row after row, over
 /// rows of `n`.
 #[inline(always)]

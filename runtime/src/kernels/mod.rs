@@ -395,6 +395,8 @@ pub fn in_place_inputs(op: &Op) -> &'static [usize] {
         AddN | BiasAdd => &[0],
         // Each chunk of the output is written after that chunk of every input is read.
         Fused { .. } => &ALL_FUSED_INPUTS,
+        // Its first output, dz, element by element from dy and y.
+        ActivationBiasGrad { .. } => &[0, 1],
         _ => &[],
     }
 }
@@ -410,18 +412,45 @@ const ALL_FUSED_INPUTS: [usize; crate::op::FUSED_MAX_INPUTS] = {
     all
 };
 
-/// Evaluates `op` with its output written over input `k`, which `io` holds
-/// (of the output's dtype and shape; `k` is one of `in_place_inputs(op)`).
-/// The other inputs come from `ins`, which is not asked for input `k`. Gives
-/// the same values, to the bit, as `eval_with` into a separate buffer.
-pub fn eval_in_place(op: &Op, k: usize, io: &mut Tensor, ins: &dyn Inputs) -> Result<(), String> {
+/// Evaluates `op` with its (first) output written over input `k`, which
+/// `outs[0]` holds (of that output's dtype and shape; `k` is one of
+/// `in_place_inputs(op)`); the op's other outputs, if it has more, go into
+/// `outs[1..]` as with `eval_with`. The other inputs come from `ins`, which
+/// is not asked for input `k`. Gives the same values, to the bit, as
+/// `eval_with` into separate buffers.
+pub fn eval_in_place(
+    op: &Op,
+    k: usize,
+    outs: &mut [Tensor],
+    ins: &dyn Inputs,
+) -> Result<(), String> {
     if !in_place_inputs(op).contains(&k) {
         return Err(format!("{} cannot overwrite its input {k}", op.name()));
     }
     check_arity(op, ins.len())?;
-    match io {
-        Tensor::F32(y) => in_place::<f32>(op, k, ins, y),
-        Tensor::F64(y) => in_place::<f64>(op, k, ins, y),
+    match (op, outs) {
+        (Op::ActivationBiasGrad { activation }, [io, db]) => match (io, db) {
+            (Tensor::F32(io), Tensor::F32(db)) => {
+                linalg::activation_bias_grad_in_place(io, k, &input(ins, 1 - k)?, *activation, db)
+            }
+            (Tensor::F64(io), Tensor::F64(db)) => {
+                linalg::activation_bias_grad_in_place(io, k, &input(ins, 1 - k)?, *activation, db)
+            }
+            _ => Err("ActivationBiasGrad: output buffers of two dtypes".into()),
+        },
+        (Op::ActivationBiasGrad { .. }, outs) => Err(format!(
+            "ActivationBiasGrad has 2 outputs, but {} output buffers were given",
+            outs.len()
+        )),
+        (_, [io]) => match io {
+            Tensor::F32(y) => in_place::<f32>(op, k, ins, y),
+            Tensor::F64(y) => in_place::<f64>(op, k, ins, y),
+        },
+        (_, outs) => Err(format!(
+            "{} has one output, but {} output buffers were given",
+            op.name(),
+            outs.len()
+        )),
     }
 }
 

@@ -50,7 +50,7 @@ fn try_run(op: &Op, ins: &[&Tensor]) -> Result<Tensor, String> {
             continue;
         };
         let mut io = input.clone();
-        eval_in_place(op, k, &mut io, &ins)?;
+        eval_in_place(op, k, std::slice::from_mut(&mut io), &ins)?;
         assert!(
             bits_equal(&t, &io),
             "{op:?}: in place over input {k}, {:?} instead of {:?}",
@@ -880,7 +880,7 @@ fn in_place_refuses_what_it_cannot_do() {
     let matmul = matmul(false, true);
     let refused = |op: &Op, k: usize, ins: &[&Tensor]| {
         let mut io = x.clone();
-        eval_in_place(op, k, &mut io, &ins).expect_err("refused")
+        eval_in_place(op, k, std::slice::from_mut(&mut io), &ins).expect_err("refused")
     };
     assert!(refused(&matmul, 0, ins).contains("cannot overwrite"));
     // AddN sums in input order, so only its first input can hold the sum.
@@ -894,7 +894,7 @@ fn in_place_refuses_what_it_cannot_do() {
     // The other operand broadcasts; the second operand can hold the result.
     let mut io = x.clone();
     let ins: &[&Tensor] = &[&row, &x];
-    eval_in_place(&Op::Sub, 1, &mut io, &ins).expect("runs");
+    eval_in_place(&Op::Sub, 1, std::slice::from_mut(&mut io), &ins).expect("runs");
     check(&io, &[2, 3], &[0.0, 0.0, 0.0, -3.0, -3.0, -3.0]);
 }
 
@@ -986,6 +986,55 @@ fn batch_norm_channel_bands_match_the_general_path_on_any_thread_count() {
                         "{what}: gradient {k} differs"
                     );
                 }
+            }
+        }
+    }
+}
+
+/// ActivationBiasGrad's dz over dy or over y (its first output in place,
+/// db into its own buffer) gives the bits of the separate form, for every
+/// activation, in f32 and f64; with a db buffer missing it is an error.
+#[test]
+fn activation_bias_grad_runs_in_place_over_either_input() {
+    use crate::op::Activation;
+    let (rows, n) = (5, 7);
+    let values = |seed: usize| -> Vec<f64> {
+        (0..rows * n)
+            .map(|i| ((i * 13 + seed * 5) % 11) as f64 / 11.0 - 0.45)
+            .collect()
+    };
+    for dtype in [DType::F32, DType::F64] {
+        let t = |seed| Tensor::from_f64(dtype, &[rows, n], values(seed)).expect("fits");
+        let (dy, y) = (t(1), t(2));
+        for activation in [
+            Activation::Linear,
+            Activation::Relu,
+            Activation::Sigmoid,
+            Activation::Tanh,
+        ] {
+            let op = Op::ActivationBiasGrad { activation };
+            let types = [
+                TensorType {
+                    dtype,
+                    shape: Shape::known(&[rows, n]),
+                },
+                TensorType {
+                    dtype,
+                    shape: Shape::known(&[n]),
+                },
+            ];
+            let want = eval(&op, &[&dy, &y], &types).expect("runs");
+            for k in [0, 1] {
+                assert!(in_place_inputs(&op).contains(&k));
+                let ins = [&dy, &y];
+                let mut outs = [ins[k].clone(), Tensor::zeros(dtype, &[n]).expect("fits")];
+                eval_in_place(&op, k, &mut outs, &&ins[..]).expect("runs in place");
+                let what = format!("{dtype} {activation:?} over input {k}");
+                assert!(bits_equal(&outs[0], &want[0]), "{what}: dz");
+                assert!(bits_equal(&outs[1], &want[1]), "{what}: db");
+                let mut one = [ins[k].clone()];
+                let e = eval_in_place(&op, k, &mut one, &&ins[..]).expect_err("no db buffer");
+                assert!(e.contains("2 outputs"), "{e}");
             }
         }
     }
