@@ -96,3 +96,29 @@ fn optimized_graphs() {
         insta::assert_snapshot!(text);
     });
 }
+
+/// The programs `gradc train` runs for every example with a train section,
+/// as compiled: the train step (training flag 1, composites fused before
+/// differentiation: FusedBatchNorm, Dense and its backward
+/// ActivationBiasGrad, Fused kernels) and the inference program (flag 0,
+/// batch norm folded into the weights).
+#[test]
+fn train_and_inference_programs() {
+    insta::glob!("../graphs", "*.ron", |path| {
+        let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{e}"));
+        let spec = compiler::schema::parse(&text).unwrap_or_else(|e| panic!("{e}"));
+        if spec.train.is_none() {
+            return;
+        }
+        let file = path.display().to_string();
+        let p =
+            compiler::compile_training_spec(&spec, &text, &file).unwrap_or_else(|e| panic!("{e}"));
+        let out = format!(
+            "# train op: {}\n{}\n# ---- inference program ----\n{}",
+            p.train_op,
+            compiler::print::program_text(&p.train),
+            compiler::print::program_text(&p.eval)
+        );
+        insta::assert_snapshot!(out);
+    });
+}

@@ -231,10 +231,14 @@ pub fn inference_graph_spec(spec: &schema::GraphSpec, text: &str, file: &str) ->
 /// The train step from `train_g` and the inference program from `eval_g`.
 fn programs(
     mut train_g: Graph,
-    mut eval_g: Graph,
+    eval_g: Graph,
     pipeline: fn() -> passes::Pipeline,
 ) -> Result<TrainPrograms> {
     pipeline().run(&mut train_g)?;
+    // The inference program is optimized as what it is: the part of the
+    // graph its outputs need, without the train section (whose gradient
+    // nodes would otherwise lend it their names through CSE).
+    let mut eval_g = inference_graph(&eval_g)?;
     pipeline().run(&mut eval_g)?;
     let Some(info) = train_g.train.clone() else {
         return Err(CompileError::new(
@@ -242,7 +246,6 @@ fn programs(
             "the graph has no train section",
         ));
     };
-    let eval_outputs = inference_outputs(&eval_g)?;
     let mut reported = vec![info.loss.clone()];
     reported.extend(info.metrics.iter().cloned());
     reported.extend(info.hooks.iter().cloned());
@@ -250,7 +253,7 @@ fn programs(
     let train_op = train_g.node(info.train_op).name.clone();
     Ok(TrainPrograms {
         train: lower::lower_owned(train_g)?,
-        eval: lower::lower_pruned(&eval_g, &eval_outputs)?,
+        eval: lower::lower_owned(eval_g)?,
         train_op,
         loss: info.loss.0.clone(),
         metrics: info.metrics.iter().map(|(l, _)| l.clone()).collect(),

@@ -76,6 +76,53 @@ pub fn graph_text(g: &Graph) -> Result<String> {
     Ok(s)
 }
 
+/// A lowered program, one instruction per line in the form of
+/// [`node_line`] (in program order, each input named by its instruction),
+/// then its named outputs: what a session runs, as `gradc compile` writes it.
+pub fn program_text(p: &gradc_runtime::Program) -> String {
+    let name = |v: &gradc_runtime::ValueRef| {
+        let base = p.instrs.get(v.node).map_or("?", |i| i.name.as_str());
+        if v.output == 0 {
+            base.to_string()
+        } else {
+            format!("{base}:{}", v.output)
+        }
+    };
+    let mut s = String::new();
+    let _ = writeln!(s, "program {}", p.name);
+    for i in &p.instrs {
+        let mut inputs: Vec<String> = i.inputs.iter().map(name).collect();
+        inputs.extend(
+            i.control
+                .iter()
+                .map(|&c| format!("^{}", p.instrs.get(c).map_or("?", |c| c.name.as_str()))),
+        );
+        let args = if inputs.is_empty() {
+            String::new()
+        } else {
+            format!("({})", inputs.join(", "))
+        };
+        let types: Vec<String> = i.outputs.iter().map(ToString::to_string).collect();
+        let types = if types.is_empty() {
+            "()".to_string()
+        } else {
+            types.join(", ")
+        };
+        let _ = writeln!(
+            s,
+            "{} = {}{}{args} : {types}",
+            i.name,
+            i.op.name(),
+            i.op.attrs_text()
+        );
+    }
+    let _ = writeln!(s, "# outputs");
+    for o in &p.outputs {
+        let _ = writeln!(s, "{} = {}", o.label, name(&o.value));
+    }
+    s
+}
+
 /// Graphviz DOT: forward nodes as boxes, backward nodes shaded in their own cluster.
 pub fn dot(g: &Graph) -> Result<String> {
     let esc = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
