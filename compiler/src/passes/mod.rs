@@ -469,6 +469,58 @@ mod tests {
     }
 
     #[test]
+    fn a_cycle_is_caught() {
+        let e = run_breaker(|g| {
+            // x feeds logits through both layers; an edge back closes a cycle.
+            let (from, to) = (node(g, "logits"), node(g, "x"));
+            g.g.add_edge(
+                from,
+                to,
+                Edge::Data {
+                    output: 0,
+                    input: 0,
+                },
+            );
+            Ok(true)
+        });
+        assert!(
+            e.contains("after pass breaker") && e.contains("cycle"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_changed_dtype_is_caught() {
+        let e = run_breaker(|g| {
+            let n = node(g, "loss");
+            let ty = &mut g.g[n].outputs[0];
+            ty.dtype = match ty.dtype {
+                gradc_runtime::DType::F32 => gradc_runtime::DType::F64,
+                gradc_runtime::DType::F64 => gradc_runtime::DType::F32,
+            };
+            Ok(true)
+        });
+        assert!(
+            e.contains("after pass breaker") && e.contains("'loss' has stale types"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn an_output_left_pointing_at_a_removed_node_is_caught() {
+        let e = run_breaker(|g| {
+            // Removed through the graph (its tables kept), the output not moved.
+            let n = node(g, "accuracy");
+            g.remove(n);
+            Ok(true)
+        });
+        assert!(
+            e.contains("after pass breaker") && e.contains("'accuracy' points at a removed tensor"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn a_lost_update_op_is_caught() {
         let e = run_breaker(|g| {
             let update =
