@@ -290,6 +290,115 @@ fn every_pass_alone_preserves_every_example() {
 /// Each simplification rule on a small graph: how often it fires (0 where
 /// its invariant does not hold), with optimized and unoptimized results
 /// compared. Inputs: `x` [3, 4], `r` [4] (a row), `c` [3, 1] (a column).
+/// The identity rules, run by the pass on IEEE's edge values (±0, ±inf,
+/// NaN, the smallest normal and subnormal numbers): x·1, 1·x, x/1, −(−x),
+/// x − 0, x^1, Identity, AddN of one input give the unsimplified program's
+/// bits; x + 0 its value (−0 + 0 is +0, equal to −0 but not the same bits,
+/// which is why the rule's invariant is "equal", not "identical").
+#[test]
+fn identity_rules_keep_ieee_edge_values() {
+    let cases: &[(&str, &str, bool)] = &[
+        (
+            "mul_one",
+            r#"(name: "y", op: Mul, inputs: ["x", "one"])"#,
+            true,
+        ),
+        (
+            "mul_one",
+            r#"(name: "y", op: Mul, inputs: ["one", "x"])"#,
+            true,
+        ),
+        (
+            "div_one",
+            r#"(name: "y", op: Div, inputs: ["x", "one"])"#,
+            true,
+        ),
+        (
+            "neg_neg",
+            r#"(name: "n", op: Neg, inputs: ["x"]), (name: "y", op: Neg, inputs: ["n"])"#,
+            true,
+        ),
+        (
+            "sub_zero",
+            r#"(name: "y", op: Sub, inputs: ["x", "zero"])"#,
+            true,
+        ),
+        (
+            "pow_one",
+            r#"(name: "y", op: Pow(exponent: 1.0), inputs: ["x"])"#,
+            true,
+        ),
+        (
+            "identity",
+            r#"(name: "y", op: Identity, inputs: ["x"])"#,
+            true,
+        ),
+        (
+            "add_n_of_one",
+            r#"(name: "y", op: AddN, inputs: ["x"])"#,
+            true,
+        ),
+        (
+            "add_zero",
+            r#"(name: "y", op: Add, inputs: ["x", "zero"])"#,
+            false,
+        ),
+        (
+            "add_zero",
+            r#"(name: "y", op: Add, inputs: ["zero", "x"])"#,
+            false,
+        ),
+    ];
+    let edges = [
+        0.0,
+        -0.0,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        f64::NAN,
+        f64::MIN_POSITIVE,
+        f64::MIN_POSITIVE / 4.0,
+        -1.5,
+    ];
+    for &(rule, nodes, identical) in cases {
+        let text = format!(
+            r#"Graph(name: "edges", dtype: F64, nodes: [
+                (name: "x", op: Placeholder(shape: [{}])),
+                (name: "one", op: Const(1.0)), (name: "zero", op: Const(0.0)),
+                {nodes}], outputs: ["y"])"#,
+            edges.len()
+        );
+        let g = compiler::graph_from_str(&text, "edges.ron").expect("builds");
+        let (plain, _) = compiler::compile_with(g.clone(), Pipeline::none()).expect("plain");
+        let pipeline = Pipeline::named(&["simplify"])
+            .expect("a pass")
+            .verify_always();
+        let (simplified, reports) = compiler::compile_with(g, pipeline).expect("simplifies");
+        let fired = reports
+            .iter()
+            .flat_map(|r| r.fired.iter())
+            .any(|(n, _)| *n == rule);
+        assert!(fired, "{rule} did not fire on {nodes}: {reports:?}");
+        let feeds = HashMap::from([(
+            "x".to_string(),
+            Tensor::from_f64(DType::F64, &[edges.len()], edges.to_vec()).expect("fits"),
+        )]);
+        let run = |p: Program| {
+            let mut s = Session::new(p).expect("valid");
+            let y = s.resolve("y").expect("y");
+            s.run(&feeds, &[y]).expect("runs").remove(0).to_f64_vec()
+        };
+        let (want, got) = (run(plain), run(simplified));
+        for ((w, g), x) in want.iter().zip(&got).zip(edges) {
+            let same = if identical {
+                w.to_bits() == g.to_bits() || (w.is_nan() && g.is_nan())
+            } else {
+                w == g || (w.is_nan() && g.is_nan())
+            };
+            assert!(same, "{rule} on {nodes}, x = {x:e}: {g:e} instead of {w:e}");
+        }
+    }
+}
+
 #[test]
 fn simplification_rules_fire_exactly_where_they_hold() {
     let cases: &[(&str, &str, usize)] = &[
