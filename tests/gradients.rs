@@ -119,3 +119,64 @@ fn hessian_vector_product_through_a_node_that_uses_a_gradient() {
     );
     assert_gradcheck("hvp", &g, &feeds, None);
 }
+
+/// Gradient pruning: nothing is computed for inputs nobody asked for. With
+/// y = x·w and the gradient asked for w alone, the backward graph holds the
+/// product for dw (xᵀ·dy) and not the one for dx (dy·wᵀ); asked for both,
+/// it holds both. The data placeholder of the examples gets no gradient
+/// either: TwoLayerNet's backward has three products, none of them dx.
+#[test]
+fn no_gradient_is_built_for_inputs_nobody_asked_for() {
+    let text = |wrt: &str| {
+        format!(
+            r#"Graph(name: "p", dtype: F64, nodes: [
+                (name: "x", op: Placeholder(shape: [2, 3])),
+                (name: "w", op: Placeholder(shape: [3, 4])),
+                (name: "y", op: MatMul(), inputs: ["x", "w"]),
+                (name: "t", op: Tanh, inputs: ["y"]),
+                (name: "loss", op: Sum(), inputs: ["t"]),
+            ], gradients: [(of: "loss", wrt: {wrt})])"#
+        )
+    };
+    let backward_products = |text: &str| {
+        let g = graph(text);
+        let mut names: Vec<String> = g
+            .g
+            .node_indices()
+            .map(|n| g.node(n))
+            .filter(|n| n.role == gradc::compiler::ir::Role::Backward && n.op.name() == "MatMul")
+            .map(|n| n.op.attrs_text())
+            .collect();
+        names.sort();
+        names
+    };
+    // dw = xᵀ·dy (transpose_a); dx = dy·wᵀ (transpose_b).
+    let dw = "{transpose_a: true, transpose_b: false}".to_string();
+    let dx = "{transpose_a: false, transpose_b: true}".to_string();
+    assert_eq!(
+        backward_products(&text(r#"["w"]"#)),
+        std::slice::from_ref(&dw)
+    );
+    assert_eq!(
+        backward_products(&text(r#"["x"]"#)),
+        std::slice::from_ref(&dx)
+    );
+    assert_eq!(backward_products(&text(r#"["x", "w"]"#)), [dx, dw]);
+
+    let path = common::repo_path("graphs/two_layer_net.ron");
+    let g = gradc::compiler::graph_from_file(&path).expect("builds");
+    let x = g.find("x").expect("the data placeholder");
+    let reads_of_x: Vec<String> =
+        g.g.node_indices()
+            .filter(|&n| g.inputs(n).iter().any(|t| t.node == x))
+            .map(|n| g.node(n).name.clone())
+            .collect();
+    // x is read by the first layer's product and by dW1 = xᵀ·dh, nothing else.
+    assert_eq!(reads_of_x.len(), 2, "{reads_of_x:?}");
+    let products =
+        g.g.node_indices()
+            .filter(|&n| g.node(n).role == gradc::compiler::ir::Role::Backward)
+            .filter(|&n| g.node(n).op.name() == "MatMul")
+            .count();
+    assert_eq!(products, 3, "dW2, dh and dW1");
+}
