@@ -136,6 +136,9 @@ pub struct Graph {
     /// `set_seq`; an entry is current while the table above still holds its
     /// seq for its node. Compacted as it fills with stale entries.
     created: Vec<(u64, NodeIndex)>,
+    /// Whether `set_seq` left an entry out of order in `created` since
+    /// [`Graph::tidy`] last sorted it.
+    created_unsorted: bool,
     /// Values `gradc run` prints by default, with their labels, in order.
     pub outputs: Vec<(String, TensorRef)>,
     /// Gradient results in request order.
@@ -475,8 +478,25 @@ impl Graph {
         }
         self.seq_of[i] = seq;
         if seq != u64::MAX {
+            if self.created.last().is_some_and(|&(last, _)| last > seq) {
+                self.created_unsorted = true;
+            }
             self.created.push((seq, n));
         }
+    }
+
+    /// Puts the log of creation numbers back in order after `set_seq` moved
+    /// nodes, dropping its stale entries: one sort here, instead of one in
+    /// every later topological order. The pipeline calls it after each pass.
+    pub fn tidy(&mut self) {
+        if !self.created_unsorted {
+            return;
+        }
+        let seq_of = &self.seq_of;
+        self.created.retain(|&(s, m)| seq_of[m.index()] == s);
+        self.created.sort_unstable();
+        self.created.dedup();
+        self.created_unsorted = false;
     }
 
     /// Makes every use of `old` use `new` instead: data edges, and the graph's
@@ -551,6 +571,36 @@ impl Graph {
 
     /// Replaces node `n`'s op and inputs in place (keeping its name, role and
     /// control inputs); the new op must give the same output types.
+    /// Gives node `n` the op `op` over the same inputs, where `op` computes
+    /// what the node's op does as its first outputs and more after them (its
+    /// uses keep reading the same outputs): e.g. ReluGrad extended to
+    /// ActivationBiasGrad, which also sums its result.
+    pub fn extend_op(&mut self, n: NodeIndex, op: Op) -> Result<()> {
+        let inputs = self.inputs(n);
+        let types: Vec<&TensorType> = inputs.iter().map(|&t| self.ty(t)).collect();
+        let node = &self.g[n];
+        let outputs = op.infer(node.dtype, &types).map_err(|m| {
+            CompileError::new(
+                ErrorKind::Internal,
+                format!("extending '{}' to {}: {m}", node.name, op.name()),
+            )
+        })?;
+        if !outputs.starts_with(&node.outputs) {
+            return Err(CompileError::new(
+                ErrorKind::Internal,
+                format!(
+                    "extending '{}' to {} changes its outputs",
+                    node.name,
+                    op.name()
+                ),
+            ));
+        }
+        let node = &mut self.g[n];
+        node.op = op;
+        node.outputs = outputs;
+        Ok(())
+    }
+
     pub fn rewrite(&mut self, n: NodeIndex, op: Op, inputs: &[TensorRef]) -> Result<()> {
         let types: Vec<&TensorType> = inputs.iter().map(|&t| self.ty(t)).collect();
         let node = &self.g[n];

@@ -191,6 +191,7 @@ impl Pipeline {
                     e.message = format!("in pass {}: {}", pass.name(), e.message);
                     e
                 })?;
+                g.tidy();
                 // What this pass's own runs added and removed.
                 let change = g.g.node_count() as i64 - before as i64;
                 report.nodes_after = (report.nodes_after as i64 + change).max(0) as usize;
