@@ -847,4 +847,74 @@ mod tests {
         let e = g.topo_order().expect_err("a cycle");
         assert_eq!(e.kind, ErrorKind::Cycle);
     }
+
+    #[test]
+    fn set_seq_then_tidy_keeps_the_order_and_sorts_the_log_once() {
+        let text = r#"Graph(name: "t", dtype: F64, nodes: [
+            (name: "x", op: Placeholder(shape: [2])),
+            (name: "a", op: Neg, inputs: ["x"]),
+            (name: "b", op: Exp, inputs: ["a"]),
+        ])"#;
+        let mut g = crate::graph_from_str(text, "t.ron").expect("builds");
+        let x = g.find("x").expect("x");
+        // A node made last, given a's place in creation order.
+        let c = g
+            .add(
+                "c".into(),
+                Op::Square,
+                DType::F64,
+                &[TensorRef::of(x)],
+                Role::Forward,
+                None,
+            )
+            .expect("adds");
+        let a_seq = g.node(g.find("a").expect("a")).seq();
+        g.set_seq(c, a_seq);
+        assert!(g.created_unsorted, "c's entry went in after later ones");
+        let before = g.topo_order().expect("acyclic");
+        g.tidy();
+        assert!(!g.created_unsorted);
+        assert!(
+            g.created.windows(2).all(|w| w[0] <= w[1]),
+            "the log is sorted"
+        );
+        assert!(g.seq_table_agrees());
+        assert_eq!(g.topo_order().expect("acyclic"), before);
+        assert_eq!(before, g.topo_order_by_walk().expect("acyclic"));
+        // A second tidy has nothing to do.
+        let log = g.created.clone();
+        g.tidy();
+        assert_eq!(g.created, log);
+    }
+
+    #[test]
+    fn extend_op_keeps_the_outputs_it_had() {
+        let text = r#"Graph(name: "t", dtype: F64, nodes: [
+            (name: "dy", op: Placeholder(shape: [3, 2])),
+            (name: "y", op: Placeholder(shape: [3, 2])),
+            (name: "g", op: ReluGrad, inputs: ["dy", "y"]),
+            (name: "s", op: Square, inputs: ["g"]),
+        ])"#;
+        let mut g = crate::graph_from_str(text, "t.ron").expect("builds");
+        let n = g.find("g").expect("g");
+        let abg = Op::ActivationBiasGrad {
+            activation: gradc_runtime::op::Activation::Relu,
+        };
+        g.extend_op(n, abg).expect("ReluGrad's output comes first");
+        assert_eq!(g.node(n).outputs.len(), 2);
+        assert_eq!(g.node(n).name, "g");
+        // An op whose first output differs is refused, the node unchanged.
+        let e = g
+            .extend_op(
+                n,
+                Op::Sum {
+                    axes: None,
+                    keep_dims: false,
+                },
+            )
+            .expect_err("a scalar");
+        assert!(e.message.contains("extending 'g'"), "{}", e.message);
+        assert_eq!(g.node(n).outputs.len(), 2);
+        assert!(crate::passes::verify(&g).is_ok());
+    }
 }
