@@ -583,6 +583,28 @@ proptest! {
     }
 }
 
+/// The loss of a random graph on its last tensor and the labels `t`: the
+/// mean squared error, or the mean of -sum(t log softmax(last)) over the
+/// last axis, which the optimizer fuses into the cross-entropy op.
+fn loss_nodes(last: &str, squared_error: bool) -> Vec<String> {
+    if squared_error {
+        vec![
+            format!(r#"(name: "d", op: Sub, inputs: ["{last}", "t"])"#),
+            r#"(name: "sq", op: Square, inputs: ["d"])"#.to_string(),
+            r#"(name: "loss", op: Mean(), inputs: ["sq"])"#.to_string(),
+        ]
+    } else {
+        vec![
+            format!(r#"(name: "p", op: Softmax, inputs: ["{last}"])"#),
+            r#"(name: "lp", op: Log, inputs: ["p"])"#.to_string(),
+            r#"(name: "tl", op: Mul, inputs: ["t", "lp"])"#.to_string(),
+            r#"(name: "s", op: Sum(axes: [-1]), inputs: ["tl"])"#.to_string(),
+            r#"(name: "ce", op: Neg, inputs: ["s"])"#.to_string(),
+            r#"(name: "loss", op: Mean(), inputs: ["ce"])"#.to_string(),
+        ]
+    }
+}
+
 /// A random training graph: `steps` applied to tensors of a random shape
 /// [m, n] and its broadcasts (rows [n], columns [m, 1], scalars), with
 /// variables (a dense layer's weights and bias, a scale), batch norm layers
@@ -717,23 +739,7 @@ fn random_training_graph(m: usize, n: usize, f32: bool, momentum: bool, steps: &
         full.push(name);
     }
     let last = full.last().expect("x at least");
-    if steps.len().is_multiple_of(2) {
-        nodes.extend([
-            format!(r#"(name: "d", op: Sub, inputs: ["{last}", "t"])"#),
-            r#"(name: "sq", op: Square, inputs: ["d"])"#.to_string(),
-            r#"(name: "loss", op: Mean(), inputs: ["sq"])"#.to_string(),
-        ]);
-    } else {
-        // -sum(t log softmax(last)), which the optimizer fuses
-        nodes.extend([
-            format!(r#"(name: "p", op: Softmax, inputs: ["{last}"])"#),
-            r#"(name: "lp", op: Log, inputs: ["p"])"#.to_string(),
-            r#"(name: "tl", op: Mul, inputs: ["t", "lp"])"#.to_string(),
-            r#"(name: "s", op: Sum(axes: [-1]), inputs: ["tl"])"#.to_string(),
-            r#"(name: "ce", op: Neg, inputs: ["s"])"#.to_string(),
-            r#"(name: "loss", op: Mean(), inputs: ["ce"])"#.to_string(),
-        ]);
-    }
+    nodes.extend(loss_nodes(last, steps.len().is_multiple_of(2)));
     let optimizer = if momentum {
         "Momentum(learning_rate: 0.05, momentum: 0.9)"
     } else {
@@ -961,23 +967,7 @@ fn random_prefused_graph(rank4: bool, steps: &[Step]) -> String {
         tensors.push(name);
     }
     let last = tensors.last().expect("x at least");
-    if steps.len().is_multiple_of(2) {
-        nodes.extend([
-            format!(r#"(name: "d", op: Sub, inputs: ["{last}", "t"])"#),
-            r#"(name: "sq", op: Square, inputs: ["d"])"#.to_string(),
-            r#"(name: "loss", op: Mean(), inputs: ["sq"])"#.to_string(),
-        ]);
-    } else {
-        // -sum(t log softmax(last)), which fuses to the cross-entropy op
-        nodes.extend([
-            format!(r#"(name: "p", op: Softmax, inputs: ["{last}"])"#),
-            r#"(name: "lp", op: Log, inputs: ["p"])"#.to_string(),
-            r#"(name: "tl", op: Mul, inputs: ["t", "lp"])"#.to_string(),
-            r#"(name: "s", op: Sum(axes: [-1]), inputs: ["tl"])"#.to_string(),
-            r#"(name: "ce", op: Neg, inputs: ["s"])"#.to_string(),
-            r#"(name: "loss", op: Mean(), inputs: ["ce"])"#.to_string(),
-        ]);
-    }
+    nodes.extend(loss_nodes(last, steps.len().is_multiple_of(2)));
     format!(
         r#"Graph(name: "random_prefused", dtype: F64, nodes: [{}], outputs: ["loss"], gradients: [
             (of: "loss", wrt: ["x", "w", "bias", "scale", "offset"]),
