@@ -569,8 +569,6 @@ impl Graph {
         u
     }
 
-    /// Replaces node `n`'s op and inputs in place (keeping its name, role and
-    /// control inputs); the new op must give the same output types.
     /// Gives node `n` the op `op` over the same inputs, where `op` computes
     /// what the node's op does as its first outputs and more after them (its
     /// uses keep reading the same outputs): e.g. ReluGrad extended to
@@ -601,6 +599,8 @@ impl Graph {
         Ok(())
     }
 
+    /// Replaces node `n`'s op and inputs in place (keeping its name, role and
+    /// control inputs); the new op must give the same output types.
     pub fn rewrite(&mut self, n: NodeIndex, op: Op, inputs: &[TensorRef]) -> Result<()> {
         let types: Vec<&TensorType> = inputs.iter().map(|&t| self.ty(t)).collect();
         let node = &self.g[n];
@@ -903,17 +903,17 @@ mod tests {
         g.extend_op(n, abg).expect("ReluGrad's output comes first");
         assert_eq!(g.node(n).outputs.len(), 2);
         assert_eq!(g.node(n).name, "g");
-        // An op whose first output differs is refused, the node unchanged.
+        // An op over the same inputs whose first output differs (the
+        // cross-entropy's is [3]) is refused, the node unchanged.
         let e = g
-            .extend_op(
-                n,
-                Op::Sum {
-                    axes: None,
-                    keep_dims: false,
-                },
-            )
-            .expect_err("a scalar");
-        assert!(e.message.contains("extending 'g'"), "{}", e.message);
+            .extend_op(n, Op::SoftmaxCrossEntropyWithLogits)
+            .expect_err("a [3] first output");
+        assert!(
+            e.message
+                .contains("extending 'g' to SoftmaxCrossEntropyWithLogits changes its outputs"),
+            "{}",
+            e.message
+        );
         assert_eq!(g.node(n).outputs.len(), 2);
         assert!(crate::passes::verify(&g).is_ok());
     }

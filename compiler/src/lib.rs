@@ -253,7 +253,9 @@ fn programs(
     let train_op = train_g.node(info.train_op).name.clone();
     Ok(TrainPrograms {
         train: lower::lower_owned(train_g)?,
-        eval: lower::lower_owned(eval_g)?,
+        // Pruned again after the passes: what they left unread (a
+        // placeholder, a variable) is not part of the inference program.
+        eval: lower::lower_pruned(&eval_g, &eval_g.outputs)?,
         train_op,
         loss: info.loss.0.clone(),
         metrics: info.metrics.iter().map(|(l, _)| l.clone()).collect(),

@@ -38,7 +38,13 @@ fn group(g: &Graph, root: NodeIndex) -> Vec<NodeIndex> {
     let mut inside: HashSet<NodeIndex> = [root].into_iter().collect();
     let mut k = 0;
     while k < members.len() {
-        for t in g.inputs(members[k]) {
+        let mut ins = g.inputs(members[k]);
+        if joins_as_broadcast(&g.node(members[k]).op) {
+            // A broadcast reads its `like` for the shape only: not a value
+            // the group computes.
+            ins.truncate(1);
+        }
+        for t in ins {
             let m = t.node;
             let node = g.node(m);
             let joins = !inside.contains(&m)
@@ -129,7 +135,7 @@ impl Pass for Elementwise {
             let mut likes = likes.into_iter();
             while !inputs.is_empty() && !infers(&program, &inputs) {
                 match likes.next() {
-                    Some(like) if !inputs.contains(&like) => {
+                    Some(like) if !inputs.contains(&like) && !inside.contains(&like.node) => {
                         inputs.push(like);
                         program.push(FusedStep::Input(inputs.len() - 1));
                     }

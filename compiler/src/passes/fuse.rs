@@ -60,8 +60,8 @@ fn activation_user(g: &Graph, n: NodeIndex) -> Option<(NodeIndex, Activation)> {
 }
 
 /// `(activation, dy, y)` if `dz` is act'(y)·dy as the activation's gradient
-/// rule builds it: dy·(y·(1 − y)) for Sigmoid, dy·(1 − y²) for Tanh (the
-/// product's operands in either order).
+/// rule builds it: ReluGrad(dy, y) for Relu, dy·(y·(1 − y)) for Sigmoid,
+/// dy·(1 − y²) for Tanh (the products' operands in either order).
 fn activation_grad_of(g: &Graph, dz: TensorRef) -> Option<(Activation, TensorRef, TensorRef)> {
     // The op producing a tensor (see `producer`), and its inputs.
     let producer = |t: TensorRef| producer(g, t).map(|(n, op)| (op, g.inputs(n)));

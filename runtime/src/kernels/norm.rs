@@ -334,7 +334,7 @@ pub(super) fn fused_batch_norm<T: Elem>(
     let (batch_mean, batch_var, mean, var) = (batch_mean?, batch_var?, mean?, var?);
     let eps = T::from_f64(eps);
     let bessel = T::from_f64(l.count() as f64 / (l.count().max(2) - 1) as f64);
-    if l.inner == 1 && c_n > 0 {
+    if by_bands::<T>(&l) {
         // Channels last: each band of channels takes its statistics and
         // normalizes its columns, on its own thread.
         let rows = l.len / c_n;
@@ -492,7 +492,7 @@ pub(super) fn fused_batch_norm_grad<T: Elem>(
     let doffset = out_data(doffset, &[c_n], "doffset")?;
     let eps = T::from_f64(eps);
     let n = T::from_f64(l.count() as f64);
-    if l.inner == 1 && c_n > 0 {
+    if by_bands::<T>(&l) {
         // Channels last: each band of channels sums its columns of dy, then
         // writes its columns of dx, on its own thread.
         let rows = l.len / c_n;
@@ -611,6 +611,18 @@ fn batch_norm_dx<T: Elem>(
     }
 }
 
+/// Whether FusedBatchNorm and its gradient take the channels-last path by
+/// bands of channels: on channels-last data, unless two threads would split
+/// it into bands too unequal (fewer than four cache lines of channels), where
+/// the general path, which splits its last pass by rows, shares the work
+/// better.
+fn by_bands<T>(l: &Layout) -> bool {
+    let per_line = (64 / std::mem::size_of::<T>().max(1)).max(1);
+    l.inner == 1
+        && l.channels > 0
+        && (threads() < 2 || l.len < PARALLEL_MIN_ELEMENTS || l.channels >= 4 * per_line)
+}
+
 /// Channels-last data, `[rows, channels]`, cut into two bands of channels
 /// run on two threads when [`threads`] allows and the data is large, else
 /// one band: `f(c0, ins, out, per_channel)` for the band from channel `c0`,
@@ -641,8 +653,10 @@ fn channel_bands<T: Elem, const I: usize, const O: usize>(
 
 /// Where the second of two bands of `c_n` channels starts: near the middle,
 /// on a cache line's first element of an output row starting at address
-/// `start` where it can be, so that the threads never write the same line
-/// (which would bounce between their cores row after row).
+/// `start` where it can be, so that the threads do not write the same line
+/// of that row (a line both write bounces between their cores); every row
+/// starts where the first does in its line when a row is a whole number of
+/// lines, as the 512 channels of W2 are.
 fn band_border<T>(start: usize, c_n: usize) -> usize {
     let size = std::mem::size_of::<T>().max(1);
     let per_line = (64 / size).max(1);

@@ -902,11 +902,18 @@ fn in_place_refuses_what_it_cannot_do() {
 /// cut into bands of channels on two threads) give the bits of the same
 /// data in NCHW with the rows as the spatial axis (the general path), on
 /// one thread and on two, in f32 and f64; 203 channels put the bands'
-/// border off the middle, and each op's outputs are checked whole.
+/// border off the middle; 8 channels are too few for bands on two threads
+/// (the channels-last data then takes the general path, split by rows),
+/// and each op's outputs are checked whole.
 #[test]
 fn batch_norm_channel_bands_match_the_general_path_on_any_thread_count() {
+    for (rows, c) in [(190, 203), (4500, 8)] {
+        batch_norm_channel_bands_match(rows, c);
+    }
+}
+
+fn batch_norm_channel_bands_match(rows: usize, c: usize) {
     use crate::op::DataFormat;
-    let (rows, c) = (190, 203);
     let value = |r: usize, ch: usize, seed: usize| {
         ((r * 31 + ch * 17 + seed * 7) % 29) as f64 / 29.0 - 0.4 + ch as f64 * 0.01
     };
@@ -971,7 +978,7 @@ fn batch_norm_channel_bands_match_the_general_path_on_any_thread_count() {
                         .zip(&want)
                         .all(|(x, y)| x.to_bits() == y.to_bits())
                 };
-                let what = format!("{dtype} training {training} threads {threads}");
+                let what = format!("{rows}x{c} {dtype} training {training} threads {threads}");
                 assert!(same(&y[0], to_nhwc(&general_y[0])), "{what}: y differs");
                 assert!(same(&g[0], to_nhwc(&general_g[0])), "{what}: dx differs");
                 for k in 1..5 {
@@ -1026,8 +1033,14 @@ fn activation_bias_grad_runs_in_place_over_either_input() {
             let want = eval(&op, &[&dy, &y], &types).expect("runs");
             for k in [0, 1] {
                 assert!(in_place_inputs(&op).contains(&k));
-                let ins = [&dy, &y];
-                let mut outs = [ins[k].clone(), Tensor::zeros(dtype, &[n]).expect("fits")];
+                let mut outs = [
+                    [&dy, &y][k].clone(),
+                    Tensor::zeros(dtype, &[n]).expect("fits"),
+                ];
+                // Input k is read from outs[0] only: NaNs where ins has it.
+                let nans =
+                    Tensor::from_f64(dtype, &[rows, n], vec![f64::NAN; rows * n]).expect("fits");
+                let ins = if k == 0 { [&nans, &y] } else { [&dy, &nans] };
                 eval_in_place(&op, k, &mut outs, &&ins[..]).expect("runs in place");
                 let what = format!("{dtype} {activation:?} over input {k}");
                 assert!(bits_equal(&outs[0], &want[0]), "{what}: dz");
