@@ -1048,6 +1048,21 @@ fn activation_bias_grad_runs_in_place_over_either_input() {
                 let mut one = [ins[k].clone()];
                 let e = eval_in_place(&op, k, &mut one, &&ins[..]).expect_err("no db buffer");
                 assert!(e.contains("2 outputs"), "{e}");
+                // A db of the wrong length, an other input of another shape.
+                let mut short = [
+                    [&dy, &y][k].clone(),
+                    Tensor::zeros(dtype, &[n + 1]).expect("fits"),
+                ];
+                let e = eval_in_place(&op, k, &mut short, &&[&dy, &y][..]).expect_err("db");
+                assert!(e.contains("db has shape"), "{e}");
+                let wide = Tensor::zeros(dtype, &[rows, n + 1]).expect("fits");
+                let other: [&Tensor; 2] = if k == 0 { [&dy, &wide] } else { [&wide, &y] };
+                let mut outs = [
+                    [&dy, &y][k].clone(),
+                    Tensor::zeros(dtype, &[n]).expect("fits"),
+                ];
+                let e = eval_in_place(&op, k, &mut outs, &&other[..]).expect_err("shapes");
+                assert!(e.contains("dy and y of shapes"), "{e}");
             }
         }
     }
