@@ -96,7 +96,7 @@ fn parse_build_compile(text: &str) -> gradc::runtime::Program {
     let spec = schema::parse(text).expect("the deep MLP parses");
     let pipeline = compiler::passes::Pipeline::default_passes();
     let (program, prefused, _) =
-        compiler::compile_spec_program(&spec, text, "deep_mlp.ron", pipeline, &[])
+        compiler::compile_spec_program(&spec, text, "deep_mlp.ron", pipeline, Default::default())
             .expect("the deep MLP compiles");
     assert!(prefused.is_empty(), "prefuse fused {prefused:?}");
     program

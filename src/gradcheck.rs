@@ -249,7 +249,8 @@ pub fn check_functions(
                 wrt,
                 grad_ys: None,
             }],
-            functions: vec![f.clone()],
+            // The function and every function it may call.
+            functions: g.functions.values().cloned().collect(),
             train: None,
         };
         let text = crate::compiler::schema::to_ron(&spec)?;

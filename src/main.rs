@@ -229,8 +229,8 @@ fn load_inference_graph(file: &Path) -> Result<Graph, Error> {
     Ok(compiler::inference_graph_spec(&spec, &text, &name).map_err(|e| e.in_file(&name))?)
 }
 
-/// A graph file is compiled (keeping what `fetches` name, and turning fed
-/// constants into placeholders so that the optimizer does not fold them); a
+/// A graph file is compiled for the run: what `fetches` name is kept, and
+/// every fed node is a cut point the optimizer treats as a placeholder. A
 /// saved program is loaded as it is.
 fn load_program(file: &Path, feeds: &[String], fetches: &[String]) -> Result<Program, Error> {
     let name = file.display().to_string();
@@ -238,23 +238,18 @@ fn load_program(file: &Path, feeds: &[String], fetches: &[String]) -> Result<Pro
     if Program::is_program_text(&text) {
         return Program::from_ron(&text).map_err(|e| Error::Io(format!("{name}: {e}")));
     }
-    let mut spec = compiler::schema::parse(&text).map_err(|e| e.in_file(&name))?;
-    for feed in feeds {
-        let fed = feed.split_once('=').map_or(feed.as_str(), |(n, _)| n);
-        if let Some(node) = spec.nodes.iter_mut().find(|n| n.name == fed) {
-            if let gradc::runtime::Op::Const(lit) = &node.op {
-                let shape = lit
-                    .to_flat()
-                    .map(|(s, _)| gradc::runtime::Shape::known(&s))
-                    .unwrap_or_default();
-                node.op = gradc::runtime::Op::Placeholder { shape };
-                node.dtype = node.dtype.or(Some(spec.dtype));
-            }
-        }
-    }
-    let keep: Vec<&str> = fetches.iter().map(String::as_str).collect();
+    let spec = compiler::schema::parse(&text).map_err(|e| e.in_file(&name))?;
+    let fed: Vec<&str> = feeds
+        .iter()
+        .map(|f| f.split_once('=').map_or(f.as_str(), |(n, _)| n))
+        .collect();
+    let fetched: Vec<&str> = fetches.iter().map(String::as_str).collect();
+    let names = compiler::RunNames {
+        fetches: &fetched,
+        feeds: &fed,
+    };
     let pipeline = compiler::passes::Pipeline::default_passes();
-    Ok(compiler::compile_spec_program(&spec, &text, &name, pipeline, &keep)?.0)
+    Ok(compiler::compile_spec_program(&spec, &text, &name, pipeline, names)?.0)
 }
 fn run(command: Command) -> Result<ExitCode, Error> {
     match command {
@@ -300,7 +295,14 @@ fn run(command: Command) -> Result<ExitCode, Error> {
                 }
                 (false, true) => {
                     let (name, text, spec) = load_spec(&file)?;
-                    compiler::compile_spec(&spec, &text, &name, opt.pipeline()?, &[])?.1
+                    compiler::compile_spec(
+                        &spec,
+                        &text,
+                        &name,
+                        opt.pipeline()?,
+                        Default::default(),
+                    )?
+                    .1
                 }
                 (false, false) => load_graph(&file)?,
             };
@@ -321,8 +323,13 @@ fn run(command: Command) -> Result<ExitCode, Error> {
             explain,
         } => {
             let (name, text, spec) = load_spec(&file)?;
-            let (program, prefused, reports) =
-                compiler::compile_spec_program(&spec, &text, &name, opt.pipeline()?, &[])?;
+            let (program, prefused, reports) = compiler::compile_spec_program(
+                &spec,
+                &text,
+                &name,
+                opt.pipeline()?,
+                Default::default(),
+            )?;
             if explain {
                 // The graph as built without prefuse, before any pass.
                 let before = compiler::graph_from_spec(&spec, &text, &name)?
@@ -523,7 +530,9 @@ fn run(command: Command) -> Result<ExitCode, Error> {
             tolerance,
         } => {
             let g = load_graph(&file)?;
-            let program = compiler::compile(g.clone())?;
+            // Unoptimized, as the check runs it: every node can be fed.
+            let (program, _) =
+                compiler::compile_with(g.clone(), compiler::passes::Pipeline::none())?;
             let feeds = feeds::parse_feeds(&program, &feeds)?;
             let checks = gradcheck::gradcheck(&g, &feeds, tolerance)?;
             let mut ok = true;

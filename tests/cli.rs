@@ -375,3 +375,51 @@ fn grad_optimized_prints_the_graph_after_the_passes() {
     assert!(stdout(&optimized).lines().count() < stdout(&plain).lines().count());
     assert_eq!(stdout(&none), stdout(&plain));
 }
+
+#[test]
+fn a_fed_intermediate_reaches_every_consumer() {
+    // Folding `price` at compile time would print 220 next to a gradient that used the feed.
+    let o = gradc(&["run", "graphs/apple.ron", "--feed", "apple_price=1000"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    for line in ["price = 1100", "d(price)/d(tax) = 1000"] {
+        assert!(out.contains(line), "missing {line:?} in\n{out}");
+    }
+    // A node that prefuse would fuse into Sigmoid can be fed and fetched.
+    let o = gradc(&[
+        "run",
+        "graphs/sigmoid_composite.ron",
+        "--feed",
+        "exp=[1, 1, 1, 1, 1]",
+        "--fetch",
+        "denom",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("denom = [2, 2, 2, 2, 2]"), "{}", stdout(&o));
+}
+
+#[test]
+fn gradcheck_feeds_what_run_feeds() {
+    let o = gradc(&["gradcheck", "graphs/apple.ron", "--feed", "tax=2.0"]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("d(price)/d(tax)"), "{}", stdout(&o));
+}
+
+#[test]
+fn a_saved_optimized_program_refuses_a_feed_it_may_have_folded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = dir.path().join("apple.program.ron");
+    let p = p.to_str().expect("utf-8 path");
+    let o = gradc(&["compile", "graphs/apple.ron", "-o", p]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = gradc(&["run", p, "--feed", "apple_price=1000"]);
+    assert!(!o.status.success(), "{}", stdout(&o));
+    assert!(stderr(&o).contains("apple_price"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--no-opt"), "{}", stderr(&o));
+    // Unoptimized, the same feed reaches every consumer.
+    let o = gradc(&["compile", "graphs/apple.ron", "-o", p, "--no-opt"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = gradc(&["run", p, "--feed", "apple_price=1000"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("price = 1100"), "{}", stdout(&o));
+}

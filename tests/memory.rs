@@ -133,7 +133,8 @@ fn every_example_gives_the_same_bits_with_shared_buffers() {
                 compare(&p.eval, &labels, &[], 3, &format!("{what} inference"));
             } else {
                 let (program, _, _) =
-                    compiler::compile_spec(&spec, &text, &file, pipeline(), &[]).expect("compiles");
+                    compiler::compile_spec(&spec, &text, &file, pipeline(), Default::default())
+                        .expect("compiles");
                 let labels: Vec<_> = program.outputs.iter().map(|o| o.label.clone()).collect();
                 compare(&program, &labels, &[], 3, &what);
             }

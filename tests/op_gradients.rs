@@ -263,6 +263,19 @@ const CASES: &[Case] = &[
         second_order: true,
     },
     Case {
+        // Labels that are not distributions: the logits gradient stays exact.
+        name: "softmax_cross_entropy_any_labels",
+        inputs: &[("a", &[3, 4], Normal), ("b", &[3, 4], Normal)],
+        node: r#"(name: "y", op: SoftmaxCrossEntropyWithLogits, inputs: ["a", "b"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "log_softmax",
+        inputs: &[("a", &[3, 4], Normal)],
+        node: r#"(name: "y", op: LogSoftmax, inputs: ["a"])"#,
+        second_order: true,
+    },
+    Case {
         name: "add_n",
         inputs: &[
             ("a", &[2, 3], Normal),

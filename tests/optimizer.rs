@@ -133,13 +133,14 @@ fn every_example_gives_the_same_results_optimized() {
         } else {
             // The default pipeline as `gradc compile` runs it, prefuse included.
             let (plain, _, _) =
-                compiler::compile_spec(&spec, &text, &file, Pipeline::none(), &[]).expect("plain");
+                compiler::compile_spec(&spec, &text, &file, Pipeline::none(), Default::default())
+                    .expect("plain");
             let (optimized, _, _) = compiler::compile_spec(
                 &spec,
                 &text,
                 &file,
                 Pipeline::default_passes().verify_always(),
-                &[],
+                Default::default(),
             )
             .expect("optimized");
             let f = feeds(&plain, 5);
@@ -153,12 +154,22 @@ fn compiling_for_the_program_alone_gives_the_same_program() {
     // `compile_spec_program` (what `gradc compile` runs) moves the graph into
     // the program; `compile_spec` copies it out and keeps the graph.
     for (file, text, spec) in examples() {
-        let (copied, g, reports) =
-            compiler::compile_spec(&spec, &text, &file, Pipeline::default_passes(), &[])
-                .expect("compiles");
-        let (moved, prefused, moved_reports) =
-            compiler::compile_spec_program(&spec, &text, &file, Pipeline::default_passes(), &[])
-                .expect("compiles");
+        let (copied, g, reports) = compiler::compile_spec(
+            &spec,
+            &text,
+            &file,
+            Pipeline::default_passes(),
+            Default::default(),
+        )
+        .expect("compiles");
+        let (moved, prefused, moved_reports) = compiler::compile_spec_program(
+            &spec,
+            &text,
+            &file,
+            Pipeline::default_passes(),
+            Default::default(),
+        )
+        .expect("compiles");
         // As saved (`==` would fail on a NaN constant even for one program).
         assert_eq!(copied.to_ron(), moved.to_ron(), "{file}");
         assert_eq!(g.prefused, prefused, "{file}");
@@ -283,10 +294,12 @@ fn every_pass_alone_preserves_every_example() {
     for (file, text, spec) in examples() {
         for &name in compiler::passes::PASS_NAMES {
             let pipeline = Pipeline::named(&[name]).expect("a pass").verify_always();
-            let (optimized, _, _) = compiler::compile_spec(&spec, &text, &file, pipeline, &[])
-                .unwrap_or_else(|e| panic!("{file}, {name} alone: {e:?}"));
+            let (optimized, _, _) =
+                compiler::compile_spec(&spec, &text, &file, pipeline, Default::default())
+                    .unwrap_or_else(|e| panic!("{file}, {name} alone: {e:?}"));
             let (plain, _, _) =
-                compiler::compile_spec(&spec, &text, &file, Pipeline::none(), &[]).expect("plain");
+                compiler::compile_spec(&spec, &text, &file, Pipeline::none(), Default::default())
+                    .expect("plain");
             let f = feeds(&plain, 2);
             compare_outputs(plain, optimized, &f, &format!("{file}, {name} alone"));
         }
@@ -836,8 +849,14 @@ fn composites_fuse_before_differentiation() {
     let path = repo_path("graphs/sigmoid_composite.ron");
     let text = std::fs::read_to_string(&path).expect("read");
     let spec = schema::parse(&text).expect("parses");
-    let (_, g, _) = compiler::compile_spec(&spec, &text, "s.ron", Pipeline::default_passes(), &[])
-        .expect("compiles");
+    let (_, g, _) = compiler::compile_spec(
+        &spec,
+        &text,
+        "s.ron",
+        Pipeline::default_passes(),
+        Default::default(),
+    )
+    .expect("compiles");
     assert_eq!(g.prefused.get("sigmoid"), Some(&1));
     // A softmax cross-entropy written out by hand becomes the fused op.
     let hand = r#"Graph(name: "ce", dtype: F64, nodes: [
@@ -847,8 +866,14 @@ fn composites_fuse_before_differentiation() {
         (name: "ce", op: Neg, inputs: ["s"]), (name: "loss", op: Mean(), inputs: ["ce"]),
     ], gradients: [(of: "loss", wrt: ["z"])])"#;
     let spec = schema::parse(hand).expect("parses");
-    let (p, g, _) = compiler::compile_spec(&spec, hand, "ce.ron", Pipeline::default_passes(), &[])
-        .expect("compiles");
+    let (p, g, _) = compiler::compile_spec(
+        &spec,
+        hand,
+        "ce.ron",
+        Pipeline::default_passes(),
+        Default::default(),
+    )
+    .expect("compiles");
     assert_eq!(g.prefused.get("softmax_cross_entropy"), Some(&1));
     assert_eq!(count(&p, "Log"), 0, "no log of a softmax left");
     // And the same numbers as the unfused graph, labels being distributions.
@@ -1001,10 +1026,10 @@ proptest! {
     ) {
         let text = random_prefused_graph(rank4, &steps);
         let spec = schema::parse(&text).unwrap_or_else(|e| panic!("{e:?}\n{text}"));
-        let (plain, _, _) = compiler::compile_spec(&spec, &text, "r.ron", Pipeline::none(), &[])
+        let (plain, _, _) = compiler::compile_spec(&spec, &text, "r.ron", Pipeline::none(), Default::default())
             .unwrap_or_else(|e| panic!("{e}\n{text}"));
         let pipeline = Pipeline::default_passes().verify_always();
-        let (optimized, g, _) = compiler::compile_spec(&spec, &text, "r.ron", pipeline, &[])
+        let (optimized, g, _) = compiler::compile_spec(&spec, &text, "r.ron", pipeline, Default::default())
             .unwrap_or_else(|e| panic!("{e}\n{text}"));
         let labels: Vec<&str> = plain.outputs.iter().map(|o| o.label.as_str()).collect();
         prop_assert!(labels.iter().any(|l| l.starts_with("d(d(loss)/d(x))")), "{labels:?}");
@@ -1026,7 +1051,8 @@ fn random_prefused_graphs_reach_every_composite() {
             let spec = schema::parse(&text).expect("parses");
             let pipeline = Pipeline::default_passes().verify_always();
             let (p, g, _) =
-                compiler::compile_spec(&spec, &text, "r.ron", pipeline, &[]).expect("compiles");
+                compiler::compile_spec(&spec, &text, "r.ron", pipeline, Default::default())
+                    .expect("compiles");
             seen.extend(g.prefused.keys().map(|k| k.to_string()));
             seen.extend(p.instrs.iter().map(|i| i.op.name().to_string()));
         }

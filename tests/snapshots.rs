@@ -75,8 +75,9 @@ fn optimized_graphs() {
         let spec = compiler::schema::parse(&text).unwrap_or_else(|e| panic!("{e}"));
         let file = path.display().to_string();
         let pipeline = compiler::passes::Pipeline::default_passes().verify_always();
-        let (_, g, reports) = compiler::compile_spec(&spec, &text, &file, pipeline, &[])
-            .unwrap_or_else(|e| panic!("{e}"));
+        let (_, g, reports) =
+            compiler::compile_spec(&spec, &text, &file, pipeline, Default::default())
+                .unwrap_or_else(|e| panic!("{e}"));
         let mut text = compiler::print::graph_text(&g).unwrap_or_else(|e| panic!("{e}"));
         text.push_str("# passes\n");
         let prefused: Vec<String> = g

@@ -20,12 +20,14 @@ enum Item {
 
 /// Builds the IR of a parsed graph. `text` is the file's text, used to find lines.
 pub fn build(spec: &GraphSpec, text: &str) -> Result<Graph> {
-    build_with(spec, text, false)
+    build_with(spec, text, false, &[])
 }
 
 /// `build`, with `prefuse`: forward patterns are fused before each
-/// differentiation (see `passes::prefuse`).
-pub fn build_with(spec: &GraphSpec, text: &str, prefuse: bool) -> Result<Graph> {
+/// differentiation (see `passes::prefuse`), sparing every node that the file
+/// names (gradient requests, outputs, the train section) and those of `pins`
+/// (what a run will fetch or feed), so each keeps its value and gradient.
+pub fn build_with(spec: &GraphSpec, text: &str, prefuse: bool, pins: &[&str]) -> Result<Graph> {
     let names: Vec<&str> = spec.nodes.iter().map(|n| n.name.as_str()).collect();
     let lines = crate::schema::node_lines(text, &names);
     let node_line = |i: usize| lines[i];
@@ -138,6 +140,7 @@ pub fn build_with(spec: &GraphSpec, text: &str, prefuse: bool) -> Result<Graph> 
     let mut prefused = std::collections::BTreeMap::new();
     g.functions = crate::functions::check(spec, text)?;
     g.source = text.into();
+    g.pinned = pinned_names(spec, pins);
     let mut aliases: HashMap<String, TensorRef> = HashMap::new();
     let resolve = resolve_ref;
     for item in order {
@@ -232,6 +235,9 @@ pub fn build_with(spec: &GraphSpec, text: &str, prefuse: bool) -> Result<Graph> 
             Item::Gradient(j) => {
                 let gr = &spec.gradients[j];
                 let line = line_of_gradient(text, &gr.of);
+                if prefuse {
+                    crate::passes::prefuse::run(&mut g, &mut prefused)?;
+                }
                 let find = |r: &str| {
                     resolve(&g, &aliases, r)
                         .ok_or_else(|| unknown(r, line, "gradient request names"))
@@ -239,9 +245,6 @@ pub fn build_with(spec: &GraphSpec, text: &str, prefuse: bool) -> Result<Graph> 
                 let y = find(&gr.of)?;
                 let xs = gr.wrt.iter().map(|x| find(x)).collect::<Result<Vec<_>>>()?;
                 let grad_y = gr.grad_ys.as_deref().map(find).transpose()?;
-                if prefuse {
-                    crate::passes::prefuse::run(&mut g, &mut prefused)?;
-                }
                 let scope = g.free_scope("gradients");
                 let results =
                     grad::gradients(&mut g, y, &xs, grad_y, &scope).map_err(|e| e.at_line(line))?;
@@ -278,6 +281,38 @@ pub fn build_with(spec: &GraphSpec, text: &str, prefuse: bool) -> Result<Graph> 
     }
     g.prefused = prefused;
     Ok(g)
+}
+
+/// The nodes that `prefuse` must spare (see [`Graph::pinned`]): every name
+/// of a gradient request (`of`, `wrt`, `grad_ys`), the outputs, the train
+/// section's loss, metrics, hooks and training flag, and `pins`; `x:k`
+/// pins node `x`.
+fn pinned_names(spec: &GraphSpec, pins: &[&str]) -> foldhash::HashSet<String> {
+    let requests = spec
+        .gradients
+        .iter()
+        .flat_map(|gr| std::iter::once(&gr.of).chain(&gr.wrt).chain(&gr.grad_ys));
+    let train = spec.train.iter().flat_map(|t| {
+        std::iter::once(&t.loss)
+            .chain(&t.metrics)
+            .chain(&t.hooks)
+            .chain(&t.training_flag)
+    });
+    let names = requests
+        .chain(spec.outputs.iter().flatten())
+        .chain(train)
+        .map(String::as_str)
+        .chain(pins.iter().copied());
+    let mut pinned = foldhash::HashSet::default();
+    for name in names {
+        pinned.insert(name.to_string());
+        if let Some((node, k)) = name.rsplit_once(':') {
+            if k.parse::<usize>().is_ok() {
+                pinned.insert(node.to_string());
+            }
+        }
+    }
+    pinned
 }
 
 /// A tensor by name: a gradient result `d(y)/d(x)`, a node `x` (output 0) or `x:k`.

@@ -33,6 +33,8 @@ pub enum ErrorKind {
     Internal,
     /// Reading a file failed.
     Io,
+    /// A run feeds a node that cannot be fed (several outputs, or it changes a variable).
+    Feed,
 }
 
 /// A compile error with its location.

@@ -146,9 +146,10 @@ pub fn check(spec: &GraphSpec, text: &str) -> Result<BTreeMap<String, FunctionSp
 }
 
 /// Resolves `name` or `name:k` in an environment of tensors.
+/// An output that does not exist (`x:7`, or any output of a `NoOp`) is None.
 fn lookup(env: &HashMap<String, TensorRef>, g: &Graph, r: &str) -> Option<TensorRef> {
     if let Some(&t) = env.get(r) {
-        return Some(t);
+        return (t.output < g.node(t.node).outputs.len()).then_some(t);
     }
     let (base, k) = r.rsplit_once(':')?;
     let t = *env.get(base)?;
@@ -175,7 +176,7 @@ pub fn instantiate(
             n.inputs
                 .iter()
                 .chain(&n.control_inputs)
-                .all(|r| lookup(env, g, r).is_some() || !nodes.iter().any(|m| m.name == base(r)))
+                .all(|r| env.contains_key(base(r)) || !nodes.iter().any(|m| m.name == base(r)))
         });
         let Some(i) = ready else {
             let n = remaining[0];
@@ -190,13 +191,15 @@ pub fn instantiate(
             .iter()
             .map(|r| {
                 lookup(env, g, r).ok_or_else(|| {
-                    let known: Vec<&str> = env.keys().map(String::as_str).collect();
+                    let message = if env.contains_key(base(r)) {
+                        format!("input '{r}' has no such output")
+                    } else {
+                        let known: Vec<&str> = env.keys().map(String::as_str).collect();
+                        format!("input '{r}' does not exist{}", did_you_mean(r, known))
+                    };
                     place(
-                        CompileError::new(
-                            ErrorKind::UnknownNode,
-                            format!("input '{r}' does not exist{}", did_you_mean(r, known)),
-                        )
-                        .at_node(&n.name, n.op.name()),
+                        CompileError::new(ErrorKind::UnknownNode, message)
+                            .at_node(&n.name, n.op.name()),
                     )
                 })
             })
@@ -219,7 +222,7 @@ pub fn instantiate(
                 .map_err(place)?,
         };
         for c in &n.control_inputs {
-            let before = lookup(env, g, c).ok_or_else(|| {
+            let before = env.get(base(c)).copied().ok_or_else(|| {
                 place(CompileError::new(
                     ErrorKind::UnknownNode,
                     format!("control input '{c}' does not exist"),

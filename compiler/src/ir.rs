@@ -152,6 +152,12 @@ pub struct Graph {
     pub prefused: std::collections::BTreeMap<&'static str, usize>,
     /// The graph file's text, for the lines of errors in function bodies.
     pub source: std::sync::Arc<str>,
+    /// Nodes that a gradient request, an output, a fetch, a feed or the train
+    /// section names, by name: `prefuse` never fuses one of them into a
+    /// composite's op, so each keeps its value and its gradient.
+    pub pinned: foldhash::HashSet<String>,
+    /// Whether a pipeline with passes ran on it (see `Program::optimized`).
+    pub optimized: bool,
 }
 
 impl Graph {
@@ -543,6 +549,33 @@ impl Graph {
                 .for_each(|(_, t)| swap(t));
         }
         used
+    }
+
+    /// Whether node `n` is pinned (see [`Graph::pinned`]).
+    pub fn is_pinned(&self, n: NodeIndex) -> bool {
+        !self.pinned.is_empty() && self.pinned.contains(self.g[n].name.as_str())
+    }
+
+    /// Gives node `n` the name `name`, which no other node has.
+    pub fn rename(&mut self, n: NodeIndex, name: String) -> Result<()> {
+        if self.find(&name).is_some() {
+            return Err(CompileError::new(
+                ErrorKind::DuplicateName,
+                format!("a node named '{name}' already exists"),
+            ));
+        }
+        let old = name_hash(&self.g[n].name);
+        if let Ok(entry) = self
+            .names
+            .find_entry(spread(old), |&(k, m)| k == old && m == n)
+        {
+            entry.remove();
+        }
+        let hash = name_hash(&name);
+        self.names
+            .insert_unique(spread(hash), (hash, n), |&(h, _)| spread(h));
+        self.g[n].name = name;
+        Ok(())
     }
 
     /// Whether a tensor is named from outside the node graph (an output, a

@@ -36,7 +36,8 @@ pub fn expand(
                 return Err(located(arity_error(op, inputs.len())));
             };
             check_decay(*decay).map_err(located)?;
-            let node = moving_average(g, name, *var, *value, *decay, *zero_debias, line)
+            let how = Factor::Double;
+            let node = moving_average(g, name, *var, *value, *decay, how, *zero_debias, line)
                 .map_err(located)?;
             Ok(Expansion {
                 node,
@@ -101,16 +102,38 @@ fn variable(
     Ok(TensorRef::of(v))
 }
 
+/// How `1 - decay` is rounded, as TensorFlow forms it on each path.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Factor {
+    /// `assign_moving_average` with a Python float: `1.0 - decay` in double
+    /// precision, then converted to the variable's dtype.
+    Double,
+    /// The fused batch-norm path: `decay` is first a tensor of the
+    /// variable's dtype and `1 - decay` is taken in that dtype (in float32,
+    /// 0.0009999871 for decay 0.999 where the double route gives 0.0010000000475).
+    InDtype,
+}
+
+/// `1 - decay` as `how` forms it for a variable of `dtype`.
+fn one_minus(decay: f64, dtype: gradc_runtime::DType, how: Factor) -> f64 {
+    match (how, dtype) {
+        (Factor::InDtype, gradc_runtime::DType::F32) => f64::from(1.0f32 - decay as f32),
+        _ => 1.0 - decay,
+    }
+}
+
 /// `variable -= (variable - value) * (1 - decay)`; with `zero_debias`
 /// (TensorFlow's `_zero_debias`): `biased -= (biased - value) * (1 - decay)`,
 /// `local_step += 1`, `variable = biased / (1 - decay^local_step)`.
 /// The last assignment is named `name`.
+#[allow(clippy::too_many_arguments)]
 fn moving_average(
     g: &mut Graph,
     name: &str,
     var: TensorRef,
     value: TensorRef,
     decay: f64,
+    how: Factor,
     zero_debias: bool,
     line: Option<usize>,
 ) -> Result<NodeIndex> {
@@ -132,7 +155,7 @@ fn moving_average(
     };
     if !zero_debias {
         let diff = c.sub(var, value)?;
-        let delta = c.scale(1.0 - decay, diff)?;
+        let delta = c.scale(one_minus(decay, dtype, how), diff)?;
         return finish(&mut c, Op::AssignSub, &[var, delta]);
     }
     let biased = variable(
@@ -152,7 +175,7 @@ fn moving_average(
         dtype,
     )?;
     let diff = c.sub(biased, value)?;
-    let delta = c.scale(1.0 - decay, diff)?;
+    let delta = c.scale(one_minus(decay, dtype, how), diff)?;
     let new_biased = c.op(Op::AssignSub, &[biased, delta])?;
     let one = c.scalar(1.0, step)?;
     let new_step = c.op(Op::AssignAdd, &[step, one])?;
@@ -326,12 +349,18 @@ fn batch_norm(
         };
         let g = &mut *c.g;
         let decay = layer.decay;
+        let how = if layer.fused {
+            Factor::InDtype
+        } else {
+            Factor::Double
+        };
         updates.push(moving_average(
             g,
             &format!("{name}/AssignMovingAvg"),
             moving_mean,
             mean_value,
             decay,
+            how,
             layer.zero_debias_moving_mean,
             None,
         )?);
@@ -341,6 +370,7 @@ fn batch_norm(
             moving_var,
             var_value,
             decay,
+            how,
             false,
             None,
         )?);

@@ -39,25 +39,81 @@ pub fn compile_spec(
     text: &str,
     file: &str,
     pipeline: passes::Pipeline,
-    keep_names: &[&str],
+    run: RunNames,
 ) -> Result<(gradc_runtime::Program, Graph, Vec<passes::PassReport>)> {
-    let (g, reports) = optimized(spec, text, file, pipeline, keep_names)?;
+    let (g, reports) = optimized(spec, text, file, pipeline, run)?;
     Ok((lower::lower(&g)?, g, reports))
 }
 
-/// The graph of a parsed file, built as `pipeline` wants it, with
-/// `keep_names` kept, after the pipeline; and what each pass did.
+/// What a run names beyond the graph file: the tensors it fetches (`node`,
+/// `node:k`, an output's or a gradient's label) and the nodes it feeds, as
+/// `gradc run --fetch` and `--feed` do. Compiled for them, a program keeps
+/// every fetched tensor and treats every fed node as a placeholder, so no
+/// pass folds, merges or fuses what the feed replaces.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RunNames<'a> {
+    pub fetches: &'a [&'a str],
+    pub feeds: &'a [&'a str],
+}
+
+/// The graph of a parsed file, built as `pipeline` wants it for a run that
+/// names `run`, after the pipeline; and what each pass did.
 fn optimized(
     spec: &schema::GraphSpec,
     text: &str,
     file: &str,
     mut pipeline: passes::Pipeline,
-    keep_names: &[&str],
+    run: RunNames,
 ) -> Result<(Graph, Vec<passes::PassReport>)> {
-    let mut g = build::build_with(spec, text, pipeline.prefuse).map_err(|e| e.in_file(file))?;
-    keep(&mut g, keep_names).map_err(|e| e.in_file(file))?;
+    let pins: Vec<&str> = run.fetches.iter().chain(run.feeds).copied().collect();
+    let mut g =
+        build::build_with(spec, text, pipeline.prefuse, &pins).map_err(|e| e.in_file(file))?;
+    keep(&mut g, run.fetches).map_err(|e| e.in_file(file))?;
+    cut_at_feeds(&mut g, run.feeds).map_err(|e| e.in_file(file))?;
     let reports = pipeline.run(&mut g)?;
     Ok((g, reports))
+}
+
+/// Makes each fed node a placeholder of its type (TensorFlow's `feed_dict`
+/// replaces a tensor's value, and what only it needed does not run), so the
+/// passes see a value they know nothing about. Placeholders and variables
+/// stay as they are; a node with several outputs, or one that changes a
+/// variable, cannot be fed.
+pub fn cut_at_feeds(g: &mut Graph, feeds: &[&str]) -> Result<()> {
+    for &name in feeds {
+        let n = g.find(name).ok_or_else(|| {
+            CompileError::new(
+                ErrorKind::UnknownNode,
+                format!(
+                    "feed '{name}': no node of that name{}",
+                    error::did_you_mean(name, g.names())
+                ),
+            )
+        })?;
+        let node = g.node(n);
+        let located = |e: CompileError| e.at_node(name, node.op.name()).at_line(node.line);
+        if node.outputs.len() != 1 || node.op.is_stateful() {
+            let why = if node.op.is_stateful() {
+                "it changes a variable".to_string()
+            } else {
+                format!("it has {} outputs", node.outputs.len())
+            };
+            return Err(located(CompileError::new(
+                ErrorKind::Feed,
+                format!("'{name}' cannot be fed: {why}"),
+            )));
+        }
+        if matches!(
+            node.op,
+            gradc_runtime::Op::Placeholder { .. } | gradc_runtime::Op::Variable { .. }
+        ) {
+            continue;
+        }
+        let ty = node.outputs[0].clone();
+        g.g[n].dtype = ty.dtype;
+        g.rewrite(n, gradc_runtime::Op::Placeholder { shape: ty.shape }, &[])?;
+    }
+    Ok(())
 }
 
 /// `compile_spec` for a caller that needs the program but not the optimized
@@ -68,13 +124,13 @@ pub fn compile_spec_program(
     text: &str,
     file: &str,
     pipeline: passes::Pipeline,
-    keep_names: &[&str],
+    run: RunNames,
 ) -> Result<(
     gradc_runtime::Program,
     std::collections::BTreeMap<&'static str, usize>,
     Vec<passes::PassReport>,
 )> {
-    let (mut g, reports) = optimized(spec, text, file, pipeline, keep_names)?;
+    let (mut g, reports) = optimized(spec, text, file, pipeline, run)?;
     let prefused = std::mem::take(&mut g.prefused);
     Ok((lower::lower_owned(g)?, prefused, reports))
 }
@@ -165,7 +221,7 @@ pub fn compile_training_spec_with(
             graph_with_flag_opt(spec, text, file, &flag, 0.0, prefuse)?,
         ),
         None => {
-            let g = build::build_with(spec, text, prefuse).map_err(|e| e.in_file(file))?;
+            let g = build::build_with(spec, text, prefuse, &[]).map_err(|e| e.in_file(file))?;
             (g.clone(), g)
         }
     };
@@ -215,7 +271,7 @@ fn graph_with_flag_opt(
         }
     }
     node.op = gradc_runtime::Op::Const(gradc_runtime::Literal::Scalar(value));
-    build::build_with(&s, text, prefuse).map_err(|e| e.in_file(file))
+    build::build_with(&s, text, prefuse, &[]).map_err(|e| e.in_file(file))
 }
 
 /// The inference graph of a parsed graph file with a `train` section: with its

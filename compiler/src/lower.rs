@@ -115,6 +115,7 @@ fn assemble(g: &Graph, wiring: Wiring, parts: Vec<(String, Op, Vec<TensorType>)>
         name: g.name.clone(),
         instrs,
         outputs,
+        optimized: g.optimized,
     }
 }
 

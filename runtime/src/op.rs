@@ -278,6 +278,8 @@ pub enum Op {
     },
     /// Softmax over the last axis.
     Softmax,
+    /// log(softmax(x)) over the last axis, computed stably (`x - logsumexp(x)`).
+    LogSoftmax,
     /// Inputs (logits, labels) of shape [..., classes]; per-example loss of shape [...].
     SoftmaxCrossEntropyWithLogits,
     AddN,
@@ -680,6 +682,7 @@ pub const OP_NAMES: &[&str] = &[
     "OnceDifferentiable",
     "ArgMax",
     "Softmax",
+    "LogSoftmax",
     "SoftmaxCrossEntropyWithLogits",
     "AddN",
     "ZerosLike",
@@ -748,6 +751,7 @@ impl Op {
             OnceDifferentiable { .. } => "OnceDifferentiable",
             ArgMax { .. } => "ArgMax",
             Softmax => "Softmax",
+            LogSoftmax => "LogSoftmax",
             SoftmaxCrossEntropyWithLogits => "SoftmaxCrossEntropyWithLogits",
             AddN => "AddN",
             ZerosLike => "ZerosLike",
@@ -1039,9 +1043,9 @@ impl Op {
             | Pow { .. }
             | ZerosLike
             | OnesLike => one(s(0).clone()),
-            Softmax => {
+            Softmax | LogSoftmax => {
                 if s(0).rank() == 0 {
-                    return Err("Softmax needs rank >= 1, got a scalar".into());
+                    return Err(format!("{} needs rank >= 1, got a scalar", self.name()));
                 }
                 one(s(0).clone())
             }

@@ -40,6 +40,13 @@ pub struct Program {
     /// In topological order.
     pub instrs: Vec<Instr>,
     pub outputs: Vec<NamedOutput>,
+    /// Whether an optimizer rewrote the graph this program was lowered from.
+    /// It may have folded, merged or fused an intermediate node into its
+    /// consumers, so a feed of that node would reach some of them and not
+    /// others: such a program is fed only at its placeholders and variables
+    /// (compile with the feeds named, or unoptimized, to feed others).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub optimized: bool,
 }
 
 /// Version tag written at the head of a saved program.

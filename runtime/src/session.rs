@@ -36,6 +36,8 @@ pub enum RunError {
     MissingFeed { name: String, expected: TensorType },
     #[error("'{name}' is fed but the program has no single-output node of that name")]
     UnknownFeed { name: String },
+    #[error("'{name}' ({op}) cannot be fed: the program is optimized, so its intermediate nodes may be folded or fused into their consumers; feed it where the program is compiled (`gradc run GRAPH --feed`), or compile with --no-opt")]
+    NotFeedable { name: String, op: &'static str },
     #[error("'{name}' is fed twice in one run")]
     DuplicateFeed { name: String },
     #[error("feed '{name}' has dtype {got}, the node is {expected}")]
@@ -323,6 +325,13 @@ impl Session {
         let ins = &self.program.instrs[i];
         if ins.outputs.len() != 1 || ins.op.is_stateful() {
             return Err(unknown());
+        }
+        if self.program.optimized && !matches!(ins.op, Op::Placeholder { .. } | Op::Variable { .. })
+        {
+            return Err(RunError::NotFeedable {
+                name: name.to_string(),
+                op: ins.op.name(),
+            });
         }
         Ok(FeedId(i))
     }

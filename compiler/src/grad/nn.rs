@@ -10,6 +10,7 @@ pub(super) fn rule(op: &Op) -> Option<GradFn> {
         Op::ReluGrad => relu_grad,
         Op::BiasAdd => bias_add,
         Op::Softmax => softmax,
+        Op::LogSoftmax => log_softmax,
         Op::SoftmaxCrossEntropyWithLogits => softmax_cross_entropy,
         _ => return None,
     })
@@ -52,10 +53,39 @@ fn softmax(c: &mut Ctx, n: &NodeArgs, g: &[Option<TensorRef>]) -> Grads {
     Ok(vec![Some(c.mul(n.y(), d)?)])
 }
 
-// dlogits = (softmax(logits) - labels) * dy[..., None]; labels get none (TensorFlow's v1 op)
+// dx = dy - exp(y) * sum(dy, last axis)
+fn log_softmax(c: &mut Ctx, n: &NodeArgs, g: &[Option<TensorRef>]) -> Grads {
+    let s = c.op(
+        Op::Sum {
+            axes: Some(vec![-1]),
+            keep_dims: true,
+        },
+        &[dy(g)],
+    )?;
+    let p = c.op(Op::Exp, &[n.y()])?;
+    let ps = c.mul(p, s)?;
+    Ok(vec![Some(c.sub(dy(g), ps)?)])
+}
+
+// loss = -sum(labels * log_softmax(logits), last axis):
+// dlogits = (softmax(logits) * sum(labels, last axis) - labels) * dy[..., None]
+// (TensorFlow's (softmax - labels) * dy where labels sum to 1, exact for any labels);
+// dlabels = -log_softmax(logits) * dy[..., None] (TensorFlow's registered gradient)
 fn softmax_cross_entropy(c: &mut Ctx, n: &NodeArgs, g: &[Option<TensorRef>]) -> Grads {
-    let p = c.op(Op::Softmax, &[n.x(0)])?;
-    let diff = c.sub(p, n.x(1))?;
     let d = c.op(Op::ExpandDims { axes: vec![-1] }, &[dy(g)])?;
-    Ok(vec![Some(c.mul(diff, d)?), None])
+    let p = c.op(Op::Softmax, &[n.x(0)])?;
+    let mass = c.op(
+        Op::Sum {
+            axes: Some(vec![-1]),
+            keep_dims: true,
+        },
+        &[n.x(1)],
+    )?;
+    let pm = c.mul(p, mass)?;
+    let diff = c.sub(pm, n.x(1))?;
+    let dlogits = c.mul(diff, d)?;
+    let log_p = c.op(Op::LogSoftmax, &[n.x(0)])?;
+    let neg = c.op(Op::Neg, &[log_p])?;
+    let dlabels = c.mul(neg, d)?;
+    Ok(vec![Some(dlogits), Some(dlabels)])
 }

@@ -168,6 +168,7 @@ impl Pipeline {
         if self.verify {
             check(g, "before the passes")?;
         }
+        g.optimized |= !self.passes.is_empty();
         let mut reports: Vec<PassReport> = self
             .passes
             .iter()

@@ -14,7 +14,11 @@
 //!
 //! Each is the same function in exact arithmetic; rounding differs at the last
 //! bits (the optimizer's equivalence tests bound it). A pattern fuses only
-//! where its intermediate tensors have no other use and are not named.
+//! where its intermediate tensors have no other use and are neither named nor
+//! pinned (`Graph::pinned`: a gradient request, a fetch or a feed names
+//! them), so every tensor anybody names keeps its value and its gradient. The
+//! pattern's root keeps its name: rewritten in place, or (batch norm) its
+//! fused op takes the name.
 
 use crate::error::{CompileError, ErrorKind, Result};
 use crate::ir::{Graph, Role, TensorRef};
@@ -26,7 +30,7 @@ use std::collections::BTreeMap;
 /// `t`'s only use, if it has exactly one and is not named.
 fn only_use(g: &Graph, t: TensorRef) -> Option<NodeIndex> {
     match g.uses(t).as_slice() {
-        [(n, _)] if !g.is_named(t) && !g.has_control(t.node) => Some(*n),
+        [(n, _)] if !g.is_named(t) && !g.is_pinned(t.node) && !g.has_control(t.node) => Some(*n),
         _ => None,
     }
 }
@@ -163,6 +167,11 @@ fn fused_batch_norm(g: &mut Graph, n: NodeIndex) -> Result<bool> {
             })
         || g.inputs(mv)[0] != x
         || !matches!(g.ty(x).shape.0[channel], Dim::Known(_))
+        || g.is_pinned(mv)
+        // A pinned reshape between a parameter and the op would lose its gradient.
+        || ins[1..]
+            .iter()
+            .any(|&t| g.is_pinned(t.node) && param(g, t, nchw) != Some(t))
     {
         return Ok(false);
     }
@@ -213,7 +222,12 @@ fn fused_batch_norm(g: &mut Graph, n: NodeIndex) -> Result<bool> {
     g.replace_uses(TensorRef::of(n), out(0));
     g.replace_uses(mean, out(1));
     g.replace_uses(var, out(4));
+    let pinned = g.is_pinned(n);
     g.remove(n);
+    if pinned {
+        // A fetch or a request names the root: its value is the fused op's first output.
+        g.rename(f, name)?;
+    }
     for t in [ins[1], ins[2]] {
         if t.node != mv && g.uses(t).is_empty() && !g.is_named(t) {
             g.remove(t.node);

@@ -360,6 +360,7 @@ fn kernel<T: Elem>(op: &Op, ins: &dyn Inputs, out: &mut ArrayD<T>) -> Result<(),
             Err(format!("{} is a layer the compiler expands", op.name()))
         }
         Softmax => reduce::softmax(&x(0)?, out),
+        LogSoftmax => reduce::log_softmax(&x(0)?, out),
         SoftmaxCrossEntropyWithLogits => reduce::softmax_cross_entropy(&x(0)?, &x(1)?, out),
         AddN => elementwise::add_n(ins.len(), x, out),
         ZerosLike => layout::fill_like(&x(0)?, zero, out),

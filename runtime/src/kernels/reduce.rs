@@ -316,6 +316,33 @@ pub(super) fn softmax<T: Elem>(x: &ArrayViewD<'_, T>, out: &mut ArrayD<T>) -> Re
     Ok(())
 }
 
+/// log(softmax(x)) over the last axis: x - (m + log(sum(exp(x - m)))), m the
+/// row's maximum, so neither exp overflows nor the log meets an underflowed 0.
+pub(super) fn log_softmax<T: Elem>(
+    x: &ArrayViewD<'_, T>,
+    out: &mut ArrayD<T>,
+) -> Result<(), String> {
+    let Some(last) = x.ndim().checked_sub(1) else {
+        return Err("LogSoftmax needs rank >= 1, got a scalar".into());
+    };
+    layout::copy(x, out)?;
+    let n = x.shape()[last];
+    if let (Some(y), true) = (out.as_slice_mut(), n > 0) {
+        for row in y.chunks_exact_mut(n) {
+            let m = row.iter().fold(T::neg_infinity(), |m, &v| m.max(v));
+            let lse = m + row.iter().fold(T::zero(), |s, &v| s + (v - m).exp()).ln();
+            row.iter_mut().for_each(|v| *v = *v - lse);
+        }
+        return Ok(());
+    }
+    for mut lane in out.lanes_mut(Axis(last)) {
+        let m = lane.fold(T::neg_infinity(), |m, &v| m.max(v));
+        let lse = m + lane.fold(T::zero(), |s, &v| s + (v - m).exp()).ln();
+        lane.mapv_inplace(|v| v - lse);
+    }
+    Ok(())
+}
+
 /// Per-example -sum(labels * log_softmax(logits)) over the last axis, with
 /// log_softmax = logits - logsumexp(logits) computed stably.
 pub(super) fn softmax_cross_entropy<T: Elem>(

@@ -473,6 +473,22 @@ fn softmax_matches_hand_computation() {
 }
 
 #[test]
+fn log_softmax_matches_hand_computation() {
+    // [1,2,3] - (3 + ln(1 + e^-1 + e^-2)); per row; far apart stays finite.
+    let lse = 3.0 + (1.0 + (-1f64).exp() + (-2f64).exp()).ln();
+    let row = [1.0 - lse, 2.0 - lse, 3.0 - lse];
+    let x = t64(&[2, 3], &[1.0, 2.0, 3.0, 1001.0, 1002.0, 1003.0]);
+    check(&run(Op::LogSoftmax, &[&x]), &[2, 3], &[row, row].concat());
+    check(
+        &run(Op::LogSoftmax, &[&t64(&[2], &[0.0, 1000.0])]),
+        &[2],
+        &[-1000.0, 0.0],
+    );
+    let f = run(Op::LogSoftmax, &[&t32(&[3], &[1.0, 2.0, 3.0])]);
+    check(&f, &[3], &row);
+}
+
+#[test]
 fn softmax_cross_entropy_matches_hand_computation() {
     // log_softmax([1,2,3]) = [1,2,3] - 3.40760596444438 (= 3 + ln(1 + e^-1 + e^-2)).
     let lse = 3.0 + (1.0 + (-1f64).exp() + (-2f64).exp()).ln();
