@@ -395,7 +395,11 @@ fn a_fed_intermediate_reaches_every_consumer() {
         "denom",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(stdout(&o).contains("denom = [2, 2, 2, 2, 2]"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("denom = [2, 2, 2, 2, 2]"),
+        "{}",
+        stdout(&o)
+    );
 }
 
 #[test]

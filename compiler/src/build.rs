@@ -20,14 +20,19 @@ enum Item {
 
 /// Builds the IR of a parsed graph. `text` is the file's text, used to find lines.
 pub fn build(spec: &GraphSpec, text: &str) -> Result<Graph> {
-    build_with(spec, text, false, &[])
+    build_with(spec, text, false, crate::RunNames::default())
 }
 
 /// `build`, with `prefuse`: forward patterns are fused before each
 /// differentiation (see `passes::prefuse`), sparing every node that the file
-/// names (gradient requests, outputs, the train section) and those of `pins`
-/// (what a run will fetch or feed), so each keeps its value and gradient.
-pub fn build_with(spec: &GraphSpec, text: &str, prefuse: bool, pins: &[&str]) -> Result<Graph> {
+/// names (gradient requests, outputs, the train section) and those a run
+/// fetches or feeds (`run`), so each keeps its value and gradient.
+pub fn build_with(
+    spec: &GraphSpec,
+    text: &str,
+    prefuse: bool,
+    run: crate::RunNames,
+) -> Result<Graph> {
     let names: Vec<&str> = spec.nodes.iter().map(|n| n.name.as_str()).collect();
     let lines = crate::schema::node_lines(text, &names);
     let node_line = |i: usize| lines[i];
@@ -140,7 +145,8 @@ pub fn build_with(spec: &GraphSpec, text: &str, prefuse: bool, pins: &[&str]) ->
     let mut prefused = std::collections::BTreeMap::new();
     g.functions = crate::functions::check(spec, text)?;
     g.source = text.into();
-    g.pinned = pinned_names(spec, pins);
+    g.pinned = pinned_names(spec, run);
+    g.fed = run.feeds.iter().map(|f| f.to_string()).collect();
     let mut aliases: HashMap<String, TensorRef> = HashMap::new();
     let resolve = resolve_ref;
     for item in order {
@@ -285,9 +291,9 @@ pub fn build_with(spec: &GraphSpec, text: &str, prefuse: bool, pins: &[&str]) ->
 
 /// The nodes that `prefuse` must spare (see [`Graph::pinned`]): every name
 /// of a gradient request (`of`, `wrt`, `grad_ys`), the outputs, the train
-/// section's loss, metrics, hooks and training flag, and `pins`; `x:k`
-/// pins node `x`.
-fn pinned_names(spec: &GraphSpec, pins: &[&str]) -> foldhash::HashSet<String> {
+/// section's loss, metrics, hooks and training flag, and what `run` fetches
+/// and feeds; `x:k` pins node `x`.
+fn pinned_names(spec: &GraphSpec, run: crate::RunNames) -> foldhash::HashSet<String> {
     let requests = spec
         .gradients
         .iter()
@@ -302,7 +308,8 @@ fn pinned_names(spec: &GraphSpec, pins: &[&str]) -> foldhash::HashSet<String> {
         .chain(spec.outputs.iter().flatten())
         .chain(train)
         .map(String::as_str)
-        .chain(pins.iter().copied());
+        .chain(run.fetches.iter().copied())
+        .chain(run.feeds.iter().copied());
     let mut pinned = foldhash::HashSet::default();
     for name in names {
         pinned.insert(name.to_string());

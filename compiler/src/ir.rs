@@ -156,6 +156,10 @@ pub struct Graph {
     /// section names, by name: `prefuse` never fuses one of them into a
     /// composite's op, so each keeps its value and its gradient.
     pub pinned: foldhash::HashSet<String>,
+    /// The pinned nodes a run feeds: `prefuse` does not fuse a pattern
+    /// rooted at one (whose fused gradient could read the fed value where
+    /// the pattern's does not).
+    pub fed: foldhash::HashSet<String>,
     /// Whether a pipeline with passes ran on it (see `Program::optimized`).
     pub optimized: bool,
 }
@@ -554,6 +558,11 @@ impl Graph {
     /// Whether node `n` is pinned (see [`Graph::pinned`]).
     pub fn is_pinned(&self, n: NodeIndex) -> bool {
         !self.pinned.is_empty() && self.pinned.contains(self.g[n].name.as_str())
+    }
+
+    /// Whether a run feeds node `n` (see [`Graph::fed`]).
+    pub fn is_fed(&self, n: NodeIndex) -> bool {
+        !self.fed.is_empty() && self.fed.contains(self.g[n].name.as_str())
     }
 
     /// Gives node `n` the name `name`, which no other node has.

@@ -65,9 +65,8 @@ fn optimized(
     mut pipeline: passes::Pipeline,
     run: RunNames,
 ) -> Result<(Graph, Vec<passes::PassReport>)> {
-    let pins: Vec<&str> = run.fetches.iter().chain(run.feeds).copied().collect();
     let mut g =
-        build::build_with(spec, text, pipeline.prefuse, &pins).map_err(|e| e.in_file(file))?;
+        build::build_with(spec, text, pipeline.prefuse, run).map_err(|e| e.in_file(file))?;
     keep(&mut g, run.fetches).map_err(|e| e.in_file(file))?;
     cut_at_feeds(&mut g, run.feeds).map_err(|e| e.in_file(file))?;
     let reports = pipeline.run(&mut g)?;
@@ -221,7 +220,8 @@ pub fn compile_training_spec_with(
             graph_with_flag_opt(spec, text, file, &flag, 0.0, prefuse)?,
         ),
         None => {
-            let g = build::build_with(spec, text, prefuse, &[]).map_err(|e| e.in_file(file))?;
+            let g = build::build_with(spec, text, prefuse, RunNames::default())
+                .map_err(|e| e.in_file(file))?;
             (g.clone(), g)
         }
     };
@@ -271,7 +271,7 @@ fn graph_with_flag_opt(
         }
     }
     node.op = gradc_runtime::Op::Const(gradc_runtime::Literal::Scalar(value));
-    build::build_with(&s, text, prefuse, &[]).map_err(|e| e.in_file(file))
+    build::build_with(&s, text, prefuse, RunNames::default()).map_err(|e| e.in_file(file))
 }
 
 /// The inference graph of a parsed graph file with a `train` section: with its

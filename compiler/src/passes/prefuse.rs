@@ -35,8 +35,10 @@ fn only_use(g: &Graph, t: TensorRef) -> Option<NodeIndex> {
     }
 }
 
+/// A constant 1 that nobody names: a fed one is not known to be 1, and a
+/// request's `wrt` needs it on the path.
 fn is_one(g: &Graph, t: TensorRef) -> bool {
-    matches!(&g.node(t.node).op, Op::Const(Literal::Scalar(v)) if *v == 1.0)
+    matches!(&g.node(t.node).op, Op::Const(Literal::Scalar(v)) if *v == 1.0) && !g.is_pinned(t.node)
 }
 
 /// The single input of `t`'s node if that node is `op` (compared by name) and
@@ -243,7 +245,11 @@ fn fused_batch_norm(g: &mut Graph, n: NodeIndex) -> Result<bool> {
 /// yet; counts what fired into `fired`.
 pub fn run(g: &mut Graph, fired: &mut BTreeMap<&'static str, usize>) -> Result<()> {
     for n in g.topo_order()? {
-        if !g.g.contains_node(n) || g.node(n).role != Role::Forward || g.has_control(n) {
+        if !g.g.contains_node(n)
+            || g.node(n).role != Role::Forward
+            || g.has_control(n)
+            || g.is_fed(n)
+        {
             continue;
         }
         if fused_batch_norm(g, n)? {
