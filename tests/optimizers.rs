@@ -332,3 +332,64 @@ fn hyper_parameters_are_one_constant_shared_by_every_update() {
         assert_eq!(per_variable, 0, "{optimizer}");
     }
 }
+
+#[test]
+fn initializers_have_their_distributions_moments() {
+    let text = r#"Graph(name: "s", dtype: F64, nodes: [
+        (name: "n", op: Variable(shape: [100, 100], initializer: RandomNormal(mean: 0.5, stddev: 0.01))),
+        (name: "g", op: Variable(shape: [200, 300], initializer: GlorotUniform())),
+        (name: "t", op: Variable(shape: [20000], initializer: TruncatedNormal(mean: 1.0, stddev: 0.5))),
+        (name: "c", op: Variable(shape: [4], initializer: Constant(2.5))),
+        (name: "z", op: Variable(shape: [4], initializer: Zeros)),
+        (name: "o", op: Variable(shape: [4], initializer: Ones)),
+    ])"#;
+    let p = gradc::compiler::compile(graph(text)).expect("compiles");
+    let mut s = Session::new(p).expect("valid");
+    s.initialize(5).expect("init");
+    let value = |name: &str| -> Vec<f64> {
+        s.variables()
+            .into_iter()
+            .find(|(n, _)| *n == name)
+            .and_then(|(_, v)| v.map(|t| t.to_f64_vec()))
+            .expect("initialized")
+    };
+    let moments = |v: &[f64]| {
+        let n = v.len() as f64;
+        let mean = v.iter().sum::<f64>() / n;
+        let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n;
+        (mean, var.sqrt())
+    };
+    // Each mean within 4 standard errors, each standard deviation within 3%.
+    let (mean, std) = moments(&value("n"));
+    assert!(
+        (mean - 0.5).abs() < 4.0 * 0.01 / 100.0,
+        "normal mean {mean}"
+    );
+    assert!((std / 0.01 - 1.0).abs() < 0.03, "normal stddev {std}");
+    // Uniform(-l, l), l = sqrt(6 / (fan_in + fan_out)): variance l^2 / 3.
+    let l = (6.0f64 / 500.0).sqrt();
+    let g = value("g");
+    let (mean, std) = moments(&g);
+    assert!(g.iter().all(|x| x.abs() <= l), "within the limit");
+    assert!(
+        mean.abs() < 4.0 * l / 3f64.sqrt() / 60000f64.sqrt(),
+        "glorot mean {mean}"
+    );
+    assert!(
+        (std / (l / 3f64.sqrt()) - 1.0).abs() < 0.03,
+        "glorot stddev {std}"
+    );
+    // A normal truncated at two stddevs keeps 0.8796 of its stddev.
+    let (mean, std) = moments(&value("t"));
+    assert!(
+        (mean - 1.0).abs() < 4.0 * 0.44 / 20000f64.sqrt(),
+        "truncated mean {mean}"
+    );
+    assert!(
+        (std / (0.5 * 0.87962) - 1.0).abs() < 0.03,
+        "truncated stddev {std}"
+    );
+    assert_eq!(value("c"), vec![2.5; 4]);
+    assert_eq!(value("z"), vec![0.0; 4]);
+    assert_eq!(value("o"), vec![1.0; 4]);
+}

@@ -25,18 +25,85 @@ fn every_example_round_trips() {
 
 #[test]
 fn every_op_round_trips() {
+    // One node of every op, each attribute away from its default where it
+    // has one (the round trip is of the text: the graph need not build).
     let text = r#"Graph(name: "all", dtype: F32, nodes: [
         (name: "p", op: Placeholder(shape: ["batch", 3])),
+        (name: "v", op: Variable(shape: [3], initializer: TruncatedNormal(mean: 0.5, stddev: 2.0, seed: 7), trainable: false)),
+        (name: "v2", op: Variable(shape: [3], initializer: GlorotUniform(seed: 3))),
+        (name: "v3", op: Variable(shape: [3], initializer: RandomNormal(stddev: 0.1))),
+        (name: "v4", op: Variable(shape: [3], initializer: Constant(2.5))),
+        (name: "as", op: Assign, inputs: ["v", "p"]),
+        (name: "aa", op: AssignAdd, inputs: ["v", "p"]),
+        (name: "asb", op: AssignSub, inputs: ["v", "p"]),
+        (name: "gd", op: ApplyGradientDescent, inputs: ["v", "p", "p"]),
+        (name: "mo", op: ApplyMomentum(use_nesterov: true), inputs: ["v", "v2", "p", "p", "p"]),
+        (name: "no", op: NoOp, control_inputs: ["gd"]),
         (name: "c", op: Const([[1.0, 2.0, 3.0]]), dtype: F32),
+        (name: "id", op: Identity, inputs: ["p"]),
+        (name: "sg", op: StopGradient, inputs: ["p"]),
+        (name: "add", op: Add, inputs: ["p", "c"]),
+        (name: "sub", op: Sub, inputs: ["p", "c"]),
+        (name: "mul", op: Mul, inputs: ["p", "c"]),
+        (name: "div", op: Div, inputs: ["p", "c"]),
+        (name: "max", op: Maximum, inputs: ["p", "c"]),
+        (name: "ge", op: GreaterEqual, inputs: ["p", "c"]),
+        (name: "eq", op: Equal, inputs: ["p", "c"]),
+        (name: "neg", op: Neg, inputs: ["p"]),
+        (name: "exp", op: Exp, inputs: ["p"]),
+        (name: "log", op: Log, inputs: ["p"]),
+        (name: "sq", op: Square, inputs: ["p"]),
+        (name: "sqrt", op: Sqrt, inputs: ["p"]),
+        (name: "rsqrt", op: Rsqrt, inputs: ["p"]),
+        (name: "relu", op: Relu, inputs: ["p"]),
+        (name: "sig", op: Sigmoid, inputs: ["p"]),
+        (name: "tanh", op: Tanh, inputs: ["p"]),
+        (name: "pw", op: Pow(exponent: 2.5), inputs: ["p"]),
+        (name: "rg", op: ReluGrad, inputs: ["p", "p"]),
+        (name: "mm", op: MatMul(transpose_a: true, transpose_b: true), inputs: ["p", "c"]),
+        (name: "ba", op: BiasAdd, inputs: ["p", "v"]),
+        (name: "fu", op: Fused(program: [Input(0), Const(0.5), Unary(Pow(3.0), 0), Binary(ReluGrad, 1, 2)]), inputs: ["p"]),
+        (name: "de", op: Dense(transpose_a: true, transpose_b: true, activation: Tanh), inputs: ["p", "c", "v"]),
+        (name: "abg", op: ActivationBiasGrad(activation: Sigmoid), inputs: ["p", "p"]),
         (name: "s", op: Sum(axes: [-1], keep_dims: true), inputs: ["p"]),
         (name: "m", op: Mean(), inputs: ["p"]),
-        (name: "mm", op: MatMul(transpose_b: true), inputs: ["p", "c"]),
-        (name: "pw", op: Pow(exponent: 2.5), inputs: ["p"]),
         (name: "r", op: Reshape(shape: [-1]), inputs: ["p"]),
+        (name: "rl", op: ReshapeLike, inputs: ["p", "c"]),
         (name: "t", op: Transpose(perm: [1, 0]), inputs: ["p"]),
+        (name: "ed", op: ExpandDims(axes: [0, -1]), inputs: ["p"]),
+        (name: "sqz", op: Squeeze(axes: [0]), inputs: ["ed"]),
+        (name: "mom", op: Moments(axes: [0], keep_dims: true), inputs: ["p"]),
+        (name: "bnz", op: BatchNormalization(variance_epsilon: 0.01, offset: false, scale: false), inputs: ["p", "mom", "mom:1"]),
+        (name: "fbn", op: FusedBatchNorm(epsilon: 0.01, data_format: NCHW, is_training: false), inputs: ["p", "v", "v", "v", "v"]),
+        (name: "fbg", op: FusedBatchNormGrad(epsilon: 0.01, data_format: NCHW, is_training: false), inputs: ["p", "p", "v", "v", "v"]),
+        (name: "sel", op: Select, inputs: ["ge", "p", "c"]),
+        (name: "ama", op: AssignMovingAverage(decay: 0.9, zero_debias: true), inputs: ["v", "p"]),
+        (name: "bnl", op: BatchNorm(decay: 0.99, center: false, scale: true, epsilon: 0.01, data_format: NCHW, fused: true, is_training: "training", zero_debias_moving_mean: true), inputs: ["p"]),
+        (name: "call", op: Call("F"), inputs: ["p"]),
+        (name: "idn", op: IdentityN, inputs: ["p", "c"]),
+        (name: "cg", op: CustomGradient(function: "F", inputs: 1), inputs: ["p", "call"]),
+        (name: "od", op: OnceDifferentiable(function: "F"), inputs: ["p"]),
         (name: "a", op: ArgMax(axis: 1), inputs: ["p"]),
+        (name: "sm", op: Softmax, inputs: ["p"]),
+        (name: "lsm", op: LogSoftmax, inputs: ["p"]),
+        (name: "xe", op: SoftmaxCrossEntropyWithLogits, inputs: ["p", "c"]),
+        (name: "an", op: AddN, inputs: ["p", "c", "p"]),
+        (name: "zl", op: ZerosLike, inputs: ["p"]),
+        (name: "ol", op: OnesLike, inputs: ["p"]),
+        (name: "fill", op: Fill(shape: [2, 3]), inputs: ["c"]),
+        (name: "stl", op: SumToLike, inputs: ["p", "c"]),
+        (name: "bl", op: BroadcastLike, inputs: ["c", "p"]),
+        (name: "rs", op: ReducedSize(axes: [0]), inputs: ["p"]),
     ], outputs: ["mm", "s"], gradients: [(of: "m", wrt: ["p"], grad_ys: "m")])"#;
     let spec = schema::parse(text).expect("parses");
     let again = schema::parse(&schema::to_ron(&spec).expect("prints")).expect("reparses");
     assert_eq!(spec, again);
+    // Every op is in the text above, by its whole name.
+    for op in gradc::runtime::op::OP_NAMES {
+        let needle = format!("op: {op}");
+        let found = text.match_indices(&needle).any(|(i, _)| {
+            !text[i + needle.len()..].starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
+        });
+        assert!(found, "no node of {op} in the round trip");
+    }
 }
