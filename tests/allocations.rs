@@ -213,6 +213,32 @@ fn steady_state_steps_and_inference_batches_allocate_nothing() {
 }
 
 #[test]
+fn steady_state_adam_train_steps_allocate_nothing() {
+    let _turn = serial();
+    // Adam's decomposition: slots, the beta powers, their updates.
+    let graph = gradc::compiler::graph_from_file(&repo_path("graphs/two_layer_net_adam.ron"))
+        .expect("graph builds");
+    let programs = gradc::compiler::compile_training(graph).expect("compiles");
+    let (x, t) = batch(100);
+    let (mut train, feeds, target, loss) = train_session(&programs, &x, &t);
+    let mut out = Vec::new();
+    let mut step = |out: &mut Vec<Tensor>| {
+        train
+            .run_with_targets_into(&feeds, &loss, &[target], out)
+            .expect("step runs");
+    };
+    for _ in 0..3 {
+        step(&mut out);
+    }
+    let allocations = count(|| {
+        for _ in 0..10 {
+            step(&mut out);
+        }
+    });
+    assert_eq!(allocations, 0, "Adam train steps allocate nothing");
+}
+
+#[test]
 fn steady_state_batch_norm_train_steps_allocate_nothing() {
     let _turn = serial();
     // bn_mlp compiled as a plain graph: two BatchNorm layers in training
