@@ -282,7 +282,8 @@ fn compare_training(spec: &schema::GraphSpec, text: &str, file: &str) {
             .map(|(s, t)| {
                 let refs: Vec<_> = std::iter::once(&plain.loss)
                     .chain(&gradient_labels)
-                    .map(|l| s.resolve(l).expect("loss and gradients"))
+                    .chain(&plain.metrics)
+                    .map(|l| s.resolve(l).expect("loss, gradients and metrics"))
                     .collect();
                 s.run_with_targets(&f, &refs, &[*t]).expect("step")
             })
@@ -296,7 +297,15 @@ fn compare_training(spec: &schema::GraphSpec, text: &str, file: &str) {
             .to_f64_vec()
             .iter()
             .fold(loss_size, |m, v| m.max(v.abs()));
-        let step_grads = fetched[0][1..].iter().map(norm).fold(0.0, f64::max);
+        let metrics = 1 + gradient_labels.len();
+        for (k, label) in plain.metrics.iter().enumerate() {
+            assert_same(
+                &fetched[0][metrics + k],
+                &fetched[1][metrics + k],
+                &format!("{file}: metric {label} at step {step}"),
+            );
+        }
+        let step_grads = fetched[0][1..metrics].iter().map(norm).fold(0.0, f64::max);
         grad_size = grad_size.max(step_grads);
         for (k, label) in gradient_labels.iter().enumerate() {
             assert_same_within(
@@ -628,7 +637,16 @@ fn random_graph(steps: &[Step]) -> String {
     for (k, s) in steps.iter().enumerate() {
         let (a, b) = (&tensors[s.a % tensors.len()], &tensors[s.b % tensors.len()]);
         let name = format!("n{k}");
-        let node = match s.op % 13 {
+        const PERMS: [&str; 6] = [
+            "[0, 1, 2]",
+            "[0, 2, 1]",
+            "[1, 0, 2]",
+            "[1, 2, 0]",
+            "[2, 0, 1]",
+            "[2, 1, 0]",
+        ];
+        let act = ["Linear", "Relu", "Sigmoid", "Tanh"][s.b % 4];
+        let node = match s.op % 18 {
             0 => format!(r#"(name: "{name}", op: Add, inputs: ["{a}", "{b}"])"#),
             1 => format!(r#"(name: "{name}", op: Mul, inputs: ["{a}", "{b}"])"#),
             2 => format!(r#"(name: "{name}", op: Sub, inputs: ["{a}", "{b}"])"#),
@@ -652,6 +670,27 @@ fn random_graph(steps: &[Step]) -> String {
             10 => format!(r#"(name: "{name}", op: AddN, inputs: ["{a}"])"#),
             11 => format!(
                 r#"(name: "{name}_s", op: Sum(axes: [0]), inputs: ["{a}"]), (name: "{name}_b", op: BroadcastLike, inputs: ["{name}_s", "{b}"]), (name: "{name}_m", op: Mean(axes: [0]), inputs: ["{name}_b"]), (name: "{name}", op: Add, inputs: ["{b}", "{name}_m"])"#
+            ),
+            // two rank-3 transposes (the rule composing them), back to [3, 4]
+            13 => format!(
+                r#"(name: "{name}_r", op: Reshape(shape: [3, 2, 2]), inputs: ["{a}"]), (name: "{name}_t", op: Transpose(perm: {}), inputs: ["{name}_r"]), (name: "{name}_u", op: Transpose(perm: {}), inputs: ["{name}_t"]), (name: "{name}", op: Reshape(shape: [3, 4]), inputs: ["{name}_u"])"#,
+                PERMS[s.b % 6],
+                PERMS[(s.b / 6) % 6]
+            ),
+            // a batched product of [3, 2, 2] matrices
+            14 => format!(
+                r#"(name: "{name}_a", op: Reshape(shape: [3, 2, 2]), inputs: ["{a}"]), (name: "{name}_b", op: Reshape(shape: [3, 2, 2]), inputs: ["{b}"]), (name: "{name}_m", op: MatMul(transpose_b: true), inputs: ["{name}_a", "{name}_b"]), (name: "{name}", op: Reshape(shape: [3, 4]), inputs: ["{name}_m"])"#
+            ),
+            // Dense with transpose_a over a transposed input
+            15 => format!(
+                r#"(name: "{name}_t", op: Transpose(), inputs: ["{a}"]), (name: "{name}", op: Dense(transpose_a: true, activation: {act}), inputs: ["{name}_t", "w", "bias"])"#
+            ),
+            // the sum filled back to the shape
+            16 => format!(
+                r#"(name: "{name}_s", op: Sum(), inputs: ["{a}"]), (name: "{name}_f", op: Fill(shape: [3, 4]), inputs: ["{name}_s"]), (name: "{name}", op: Mul, inputs: ["{name}_f", "{b}"])"#
+            ),
+            17 => format!(
+                r#"(name: "{name}_i", op: IdentityN, inputs: ["{a}", "{b}"]), (name: "{name}", op: Sub, inputs: ["{name}_i:1", "{name}_i"])"#
             ),
             _ => format!(
                 r#"(name: "{name}", op: {}, inputs: ["{a}"])"#,
@@ -850,6 +889,13 @@ fn random_training_graph(m: usize, n: usize, f32: bool, momentum: bool, steps: &
     }
     let last = full.last().expect("x at least");
     nodes.extend(loss_nodes(last, steps.len().is_multiple_of(2)));
+    // A metric of the train step: how often the largest entries agree.
+    nodes.extend([
+        format!(r#"(name: "am", op: ArgMax(axis: 1), inputs: ["{last}"])"#),
+        r#"(name: "at", op: ArgMax(axis: 1), inputs: ["t"])"#.to_string(),
+        r#"(name: "hit", op: Equal, inputs: ["am", "at"])"#.to_string(),
+        r#"(name: "agreement", op: Mean(), inputs: ["hit"])"#.to_string(),
+    ]);
     let optimizer = if momentum {
         "Momentum(learning_rate: 0.05, momentum: 0.9)"
     } else {
@@ -857,7 +903,8 @@ fn random_training_graph(m: usize, n: usize, f32: bool, momentum: bool, steps: &
     };
     format!(
         r#"Graph(name: "random_training", dtype: {dtype}, nodes: [{}], outputs: ["loss"],
-            train: (loss: "loss", optimizer: {optimizer}, training_flag: "training", seed: 1))"#,
+            train: (loss: "loss", optimizer: {optimizer}, training_flag: "training", seed: 1,
+                    metrics: ["agreement"]))"#,
         nodes.join(",\n")
     )
 }
@@ -1084,6 +1131,25 @@ fn random_prefused_graph(rank4: bool, steps: &[Step]) -> String {
                 ),
             ]),
             11 => nodes.push(part("", UNARY[s.b % UNARY.len()], &[&a])),
+            // batch norm in NCHW: channels moved to axis 1, statistics and
+            // parameters reshaped to [1, C, 1, 1] (the NCHW form prefuse fuses)
+            12 if rank4 => {
+                let r = |t: &str, suffix: &str| part(suffix, "Reshape(shape: [1, -1, 1, 1])", &[t]);
+                nodes.extend([
+                    part("1", "Transpose(perm: [0, 3, 1, 2])", &[&a]),
+                    part("2", "Moments(axes: [0, 2, 3])", &[&p("1")]),
+                    r(&p("2"), "3"),
+                    r(&format!("{name}_2:1"), "4"),
+                    r("offset", "5"),
+                    r("scale", "6"),
+                    part(
+                        "7",
+                        "BatchNormalization(variance_epsilon: 0.001)",
+                        &[&p("1"), &p("3"), &p("4"), &p("5"), &p("6")],
+                    ),
+                    part("", "Transpose(perm: [0, 2, 3, 1])", &[&p("7")]),
+                ]);
+            }
             _ => nodes.push(part("", "Sub", &[&b, &a])),
         }
         tensors.push(name);
@@ -1152,7 +1218,14 @@ proptest! {
 #[test]
 fn random_prefused_graphs_reach_every_composite() {
     let mut seen = std::collections::BTreeSet::new();
-    for (rank4, op, b) in [(false, 8, 0), (false, 10, 0), (true, 10, 0), (false, 9, 0)] {
+    let mut nchw = false;
+    for (rank4, op, b) in [
+        (false, 8, 0),
+        (false, 10, 0),
+        (true, 10, 0),
+        (false, 9, 0),
+        (true, 12, 0),
+    ] {
         for len in [1, 2] {
             let steps = vec![Step { op, a: 0, b }; len];
             let text = random_prefused_graph(rank4, &steps);
@@ -1163,8 +1236,18 @@ fn random_prefused_graphs_reach_every_composite() {
                     .expect("compiles");
             seen.extend(g.prefused.keys().map(|k| k.to_string()));
             seen.extend(p.instrs.iter().map(|i| i.op.name().to_string()));
+            nchw |= p.instrs.iter().any(|i| {
+                matches!(
+                    i.op,
+                    Op::FusedBatchNorm {
+                        data_format: gradc::runtime::op::DataFormat::NCHW,
+                        ..
+                    }
+                )
+            });
         }
     }
+    assert!(nchw, "no NCHW batch norm fused");
     for want in [
         "sigmoid",
         "fused_batch_norm",
