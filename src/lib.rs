@@ -41,6 +41,12 @@ pub enum Error {
     NonFinite { step: usize, detail: String },
     #[error("{0}")]
     Io(String),
+    #[error("{}: holds {got} values, the node is {expected}", path.display())]
+    NpyDtype {
+        path: std::path::PathBuf,
+        got: runtime::DType,
+        expected: runtime::DType,
+    },
 }
 
 impl From<CompileError> for Error {

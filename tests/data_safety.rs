@@ -1,0 +1,179 @@
+//! Inputs that once crashed or misled the command-line tool: absurd sizes,
+//! thread counts past the machine's cores, special files as outputs, bad
+//! checkpoints to resume from, stale temporary files. Each must end in a
+//! clean error naming what is wrong (or the right behaviour), never an abort.
+
+mod common;
+
+use common::repo_path;
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn gradc(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_gradc"))
+        .args(args)
+        .current_dir(repo_path(""))
+        .output()
+        .expect("gradc runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Exit 1 (an error, not a signal) with every one of `needles` in stderr.
+fn assert_refused(o: &Output, needles: &[&str]) {
+    let err = stderr(o);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "stdout:\n{}\nstderr:\n{err}",
+        stdout(o)
+    );
+    for n in needles {
+        assert!(err.contains(n), "missing {n:?} in\n{err}");
+    }
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, text).expect("write");
+    p.to_str().expect("utf-8 path").to_string()
+}
+
+/// 10^8 × 10^8 f64 values: 8·10^16 bytes, more than any machine has.
+const HUGE: &str = "[100000000, 100000000]";
+const HUGE_BYTES: &str = "80000000000000000 bytes";
+
+#[test]
+fn a_huge_fill_is_refused_by_run_and_compiles() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let graph = write(
+        dir.path(),
+        "fill.ron",
+        &format!(
+            r#"Graph(name: "g", dtype: F64, nodes: [
+                (name: "v", op: Const(1.0)),
+                (name: "f", op: Fill(shape: {HUGE}), inputs: ["v"]),
+                (name: "y", op: Sum(), inputs: ["f"]),
+            ])"#
+        ),
+    );
+    let o = gradc(&["run", &graph]);
+    assert_refused(
+        &o,
+        &["node 'f' (Fill)", "f64[100000000, 100000000]", HUGE_BYTES],
+    );
+    // At compile time nothing that large is folded or allocated.
+    let program = dir.path().join("fill.program");
+    let o = gradc(&["compile", &graph, "-o", program.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = gradc(&["run", program.to_str().unwrap()]);
+    assert_refused(&o, &["node 'f' (Fill)", HUGE_BYTES]);
+}
+
+#[test]
+fn a_shape_only_op_over_a_huge_fill_compiles() {
+    // ReducedSize reads only its input's shape; folding it must not allocate the input.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let graph = write(
+        dir.path(),
+        "size.ron",
+        &format!(
+            r#"Graph(name: "g", dtype: F64, nodes: [
+                (name: "x", op: Placeholder(shape: [])),
+                (name: "f", op: Fill(shape: {HUGE}), inputs: ["x"]),
+                (name: "n", op: ReducedSize(), inputs: ["f"]),
+            ])"#
+        ),
+    );
+    let program = dir.path().join("size.program");
+    let o = gradc(&["compile", &graph, "-o", program.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = gradc(&["run", &graph, "--feed", "x=1.0"]);
+    assert_refused(&o, &["node 'f' (Fill)", HUGE_BYTES]);
+}
+
+#[test]
+fn a_huge_variable_is_refused_by_train() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = |f: &str| repo_path("data").join(f).to_str().unwrap().to_string();
+    let graph = write(
+        dir.path(),
+        "big.ron",
+        &format!(
+            r#"Graph(name: "big_var", dtype: F64, nodes: [
+                (name: "x", op: Placeholder(shape: ["batch", 1])),
+                (name: "y", op: Placeholder(shape: ["batch", 1])),
+                (name: "w", op: Variable(shape: [1, 1], initializer: Zeros)),
+                (name: "big", op: Variable(shape: {HUGE}, initializer: Zeros)),
+                (name: "bs", op: Sum(), inputs: ["big"]),
+                (name: "xw", op: MatMul(), inputs: ["x", "w"]),
+                (name: "err", op: Sub, inputs: ["xw", "y"]),
+                (name: "sq", op: Square, inputs: ["err"]),
+                (name: "m", op: Mean(), inputs: ["sq"]),
+                (name: "loss", op: Add, inputs: ["m", "bs"]),
+            ], outputs: ["loss"], train: (
+                loss: "loss",
+                optimizer: GradientDescent(learning_rate: 0.1),
+                data: (source: Npz(train: "{}", test: "{}"), features: "x", labels: "y"),
+                batch_size: 20,
+                steps: 2,
+            ))"#,
+            data("linear_regression_train.npz"),
+            data("linear_regression_test.npz"),
+        ),
+    );
+    let out = dir.path().join("out");
+    let o = gradc(&["train", &graph, "--quiet", "--out", out.to_str().unwrap()]);
+    assert_refused(
+        &o,
+        &[
+            "node 'big' (Variable)",
+            "f64[100000000, 100000000]",
+            HUGE_BYTES,
+        ],
+    );
+}
+
+/// A `.npy` file whose header claims `shape` (a Python tuple), followed by `data`.
+fn npy_claiming(shape: &str, data: &[u8]) -> Vec<u8> {
+    let dict = format!("{{'descr': '<f8', 'fortran_order': False, 'shape': {shape}, }}");
+    let pad = (64 - (10 + dict.len() + 1) % 64) % 64;
+    let header = format!("{dict}{}\n", " ".repeat(pad));
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend_from_slice(&u16::try_from(header.len()).unwrap().to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
+    bytes.extend_from_slice(data);
+    bytes
+}
+
+#[test]
+fn a_npy_feed_whose_header_claims_a_huge_shape_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let graph = write(
+        dir.path(),
+        "sum.ron",
+        r#"Graph(name: "g", dtype: F64, nodes: [
+            (name: "x", op: Placeholder(shape: ["n", "m"])),
+            (name: "y", op: Sum(), inputs: ["x"]),
+        ])"#,
+    );
+    let npy = dir.path().join("huge.npy");
+    let bytes = npy_claiming("(100000000, 100000000)", &[0; 24]);
+    assert_eq!(bytes.len(), 152);
+    std::fs::write(&npy, bytes).expect("write");
+    let feed = format!("x={}", npy.display());
+    let o = gradc(&["run", &graph, "--feed", &feed]);
+    assert_refused(&o, &["huge.npy", HUGE.trim_matches(['[', ']']), HUGE_BYTES]);
+    // A feed of the other dtype names the file and both dtypes.
+    let f32_npy = dir.path().join("small.npy");
+    ndarray_npy::write_npy(&f32_npy, &ndarray::arr2(&[[1.0f32, 2.0]])).expect("write");
+    let feed = format!("x={}", f32_npy.display());
+    let o = gradc(&["run", &graph, "--feed", &feed]);
+    assert_refused(&o, &["small.npy", "f32", "f64"]);
+}
