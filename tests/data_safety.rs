@@ -177,3 +177,53 @@ fn a_npy_feed_whose_header_claims_a_huge_shape_is_refused() {
     let o = gradc(&["run", &graph, "--feed", &feed]);
     assert_refused(&o, &["small.npy", "f32", "f64"]);
 }
+
+/// Runs gradc, killing it and failing after `limit` (a guard against hangs,
+/// not a timing).
+fn gradc_within(args: &[&str], limit: std::time::Duration) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gradc"))
+        .args(args)
+        .current_dir(repo_path(""))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("gradc runs");
+    let start = std::time::Instant::now();
+    while child.try_wait().expect("waits").is_none() {
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let o = child.wait_with_output().expect("output");
+            panic!("gradc {args:?} still ran after {limit:?}\n{}", stderr(&o));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.wait_with_output().expect("output")
+}
+
+#[test]
+fn more_threads_than_cores_are_capped_with_a_warning() {
+    let out = tempfile::tempdir().expect("tempdir");
+    let o = gradc_within(
+        &[
+            "train",
+            "graphs/two_layer_net.ron",
+            "--steps",
+            "20",
+            "--threads",
+            "64",
+            "--quiet",
+            "--out",
+            out.path().to_str().unwrap(),
+        ],
+        std::time::Duration::from_secs(60),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("trained 20 steps"), "{}", stdout(&o));
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cores < 64 {
+        let expected = format!(
+            "warning: --threads 64 is more than the {cores} cores available; using {cores}"
+        );
+        assert!(stderr(&o).contains(&expected), "{}", stderr(&o));
+    }
+}
