@@ -227,3 +227,104 @@ fn more_threads_than_cores_are_capped_with_a_warning() {
         assert!(stderr(&o).contains(&expected), "{}", stderr(&o));
     }
 }
+
+#[cfg(unix)]
+#[test]
+fn compile_writes_into_dev_null_without_replacing_it() {
+    use std::os::unix::fs::FileTypeExt;
+    let o = gradc(&["compile", "graphs/apple.ron", "-o", "/dev/null"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let meta = std::fs::metadata("/dev/null").expect("/dev/null");
+    assert!(meta.file_type().is_char_device(), "{meta:?}");
+    // No temporary was left beside it either.
+    let leftovers: Vec<_> = std::fs::read_dir("/dev")
+        .expect("/dev")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".null.tmp-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[cfg(unix)]
+#[test]
+fn compile_writes_into_a_fifo_without_replacing_it() {
+    use std::os::unix::fs::FileTypeExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fifo = dir.path().join("program.fifo");
+    let made = Command::new("mkfifo").arg(&fifo).status();
+    match made {
+        Ok(s) => assert!(s.success(), "mkfifo failed"),
+        // No mkfifo on this machine: the /dev/null test covers the direct write.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+        Err(e) => panic!("mkfifo: {e}"),
+    }
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::read(&fifo).expect("reads the FIFO"))
+    };
+    let o = gradc_within(
+        &["compile", "graphs/apple.ron", "-o", fifo.to_str().unwrap()],
+        std::time::Duration::from_secs(60),
+    );
+    if !reader.is_finished() {
+        // gradc never opened the FIFO: open it once so the reader returns
+        // (non-blocking, so this fails instead of waiting if nobody reads).
+        use std::os::unix::fs::OpenOptionsExt;
+        let _ = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(0o4000) // O_NONBLOCK
+            .open(&fifo);
+    }
+    let read = reader.join().expect("reader");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&read);
+    assert!(text.contains("gradc-program-v1"), "{text}");
+    let meta = std::fs::metadata(&fifo).expect("fifo");
+    assert!(meta.file_type().is_fifo(), "{meta:?}");
+    assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 1);
+}
+
+#[test]
+fn compile_refuses_to_replace_a_directory() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let target = dir.path().join("out");
+    std::fs::create_dir(&target).expect("mkdir");
+    std::fs::write(target.join("inside"), b"kept").expect("write");
+    let o = gradc(&[
+        "compile",
+        "graphs/apple.ron",
+        "-o",
+        target.to_str().unwrap(),
+    ]);
+    assert_refused(
+        &o,
+        &[target.to_str().unwrap(), "refusing to replace a directory"],
+    );
+    assert!(target.is_dir() && target.join("inside").exists());
+    assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 1);
+}
+
+#[test]
+fn stale_temporaries_of_a_killed_write_are_removed() {
+    let out = tempfile::tempdir().expect("tempdir");
+    let ckpt = tempfile::tempdir().expect("tempdir");
+    // A write killed midway leaves its temporary; PIDs above 2^22 never run.
+    let stale = ckpt.path().join(".checkpoint.safetensors.tmp-99999999");
+    let stale_metrics = out.path().join(".metrics.csv.tmp-99999998");
+    // PID 1 is always alive: another writer's temporary is not touched.
+    let live = ckpt.path().join(".checkpoint.safetensors.tmp-1");
+    // Files of other names are not gradc's to remove.
+    let other = ckpt.path().join(".notes.txt.tmp-99999999");
+    for f in [&stale, &stale_metrics, &live, &other] {
+        std::fs::write(f, b"partial").expect("write");
+    }
+    let o = train_linear("5", out.path(), ckpt.path(), false);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(ckpt.path().join("checkpoint.safetensors").exists());
+    assert!(!stale.exists(), "the stale checkpoint temporary is removed");
+    assert!(
+        !stale_metrics.exists(),
+        "the stale metrics temporary is removed"
+    );
+    assert!(live.exists() && other.exists());
+}
