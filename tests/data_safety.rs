@@ -304,6 +304,71 @@ fn compile_refuses_to_replace_a_directory() {
     assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 1);
 }
 
+/// Trains linear regression for `steps` steps with checkpoints in `ckpt`
+/// (and its outputs in `out`), resuming if asked.
+fn train_linear(steps: &str, out: &Path, ckpt: &Path, resume: bool) -> Output {
+    let mut args = vec![
+        "train",
+        "graphs/linear_regression.ron",
+        "--quiet",
+        "--steps",
+        steps,
+        "--out",
+        out.to_str().unwrap(),
+        "--checkpoint",
+        ckpt.to_str().unwrap(),
+    ];
+    if resume {
+        args.push("--resume");
+    }
+    gradc(&args)
+}
+
+#[test]
+fn a_checkpoint_with_a_bad_step_is_refused_and_left_untouched() {
+    use gradc::io::checkpoint;
+    let out = tempfile::tempdir().expect("tempdir");
+    let ckpt = tempfile::tempdir().expect("tempdir");
+    let o = train_linear("5", out.path(), ckpt.path(), false);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let path = ckpt.path().join("checkpoint.safetensors");
+    let saved = checkpoint::load(&path).expect("loads");
+    assert_eq!(saved.metadata.get("step").map(String::as_str), Some("5"));
+    // Resuming a good one works (and trains to the end of the longer run).
+    let o = train_linear("8", out.path(), ckpt.path(), true);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("trained 8 steps"), "{}", stdout(&o));
+
+    let cases: [(Option<&str>, &str); 5] = [
+        (None, "no \"step\""),
+        (Some("five"), "\"five\""),
+        (Some("-3"), "\"-3\""),
+        (Some(""), "\"\""),
+        (
+            Some("1000000000000000"),
+            "1000000000000000 is past the end of this run (20 steps)",
+        ),
+    ];
+    for (step, needle) in cases {
+        let mut metadata = saved.metadata.clone();
+        match step {
+            Some(s) => metadata.insert("step".into(), s.into()),
+            None => metadata.remove("step"),
+        };
+        let tensors: Vec<(&str, &gradc::runtime::Tensor)> =
+            saved.tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
+        checkpoint::save(&path, &tensors, &metadata).expect("saves");
+        let before = std::fs::read(&path).expect("read");
+        let o = train_linear("20", out.path(), ckpt.path(), true);
+        assert_refused(
+            &o,
+            &["cannot resume from", "checkpoint.safetensors", needle],
+        );
+        assert!(!stdout(&o).contains("trained"), "{}", stdout(&o));
+        assert_eq!(std::fs::read(&path).expect("read"), before, "step {step:?}");
+    }
+}
+
 #[test]
 fn stale_temporaries_of_a_killed_write_are_removed() {
     let out = tempfile::tempdir().expect("tempdir");
