@@ -232,6 +232,12 @@ fn more_threads_than_cores_are_capped_with_a_warning() {
 #[test]
 fn compile_writes_into_dev_null_without_replacing_it() {
     use std::os::unix::fs::FileTypeExt;
+    let before = std::fs::metadata("/dev/null").expect("/dev/null");
+    assert!(
+        before.file_type().is_char_device(),
+        "this machine's /dev/null is not a character device before the test \
+         (something else replaced it): {before:?}"
+    );
     let o = gradc(&["compile", "graphs/apple.ron", "-o", "/dev/null"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let meta = std::fs::metadata("/dev/null").expect("/dev/null");
