@@ -3,7 +3,6 @@
 
 use crate::runtime::{DType, Literal, Program, Tensor};
 use crate::Error;
-use ndarray::ArrayD;
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -45,13 +44,19 @@ pub fn parse_feeds(program: &Program, args: &[String]) -> Result<HashMap<String,
     Ok(feeds)
 }
 
-/// Reads a `.npy` file of f32 or f64 values into a tensor of `dtype`.
+/// Reads a `.npy` file of f32 or f64 values into a tensor of `dtype`. The
+/// header is checked (dtype, data length, size against the machine's memory)
+/// before anything is allocated for the data.
 pub fn read_npy(path: &Path, dtype: DType) -> Result<Tensor, Error> {
-    let err = |e: ndarray_npy::ReadNpyError| Error::Io(format!("{}: {e}", path.display()));
-    Ok(match dtype {
-        DType::F64 => Tensor::F64(ndarray_npy::read_npy::<_, ArrayD<f64>>(path).map_err(err)?),
-        DType::F32 => Tensor::F32(ndarray_npy::read_npy::<_, ArrayD<f32>>(path).map_err(err)?),
-    })
+    let tensor = crate::io::dataset::load_npy(path)?;
+    if tensor.dtype() != dtype {
+        return Err(Error::NpyDtype {
+            path: path.to_path_buf(),
+            got: tensor.dtype(),
+            expected: dtype,
+        });
+    }
+    Ok(tensor)
 }
 
 /// Writes a tensor as `.npy`, atomically.

@@ -41,6 +41,28 @@ pub enum Error {
     NonFinite { step: usize, detail: String },
     #[error("{0}")]
     Io(String),
+    #[error("cannot resume from {}: {problem}; the checkpoint is left as it is", path.display())]
+    ResumeStep {
+        path: std::path::PathBuf,
+        problem: BadStep,
+    },
+    #[error("{}: holds {got} values, the node is {expected}", path.display())]
+    NpyDtype {
+        path: std::path::PathBuf,
+        got: runtime::DType,
+        expected: runtime::DType,
+    },
+}
+
+/// Why a checkpoint's `step` metadata cannot be resumed from.
+#[derive(Debug, Error)]
+pub enum BadStep {
+    #[error("its metadata has no \"step\"")]
+    Missing,
+    #[error("its step {0:?} is not a whole number of steps (0 or more)")]
+    NotANumber(String),
+    #[error("its step {step} is past the end of this run ({total} steps)")]
+    PastTheRun { step: usize, total: usize },
 }
 
 impl From<CompileError> for Error {

@@ -122,7 +122,8 @@ enum Command {
         lr: Option<f64>,
         #[arg(long)]
         seed: Option<u64>,
-        /// Threads for matrix products (default: 1; results do not depend on it).
+        /// Threads for matrix products (default: 1; at most the cores available;
+        /// results do not depend on it).
         #[arg(long, default_value_t = 1)]
         threads: usize,
         /// Directory for checkpoint.safetensors, written atomically after every epoch.
@@ -175,7 +176,7 @@ enum Command {
         /// Untimed steps before them (default: 200 for W1, 30 for W2).
         #[arg(long)]
         warmup: Option<usize>,
-        /// Threads for matrix products (default: 1).
+        /// Threads for matrix products (default: 1; at most the cores available).
         #[arg(long, default_value_t = 1)]
         threads: usize,
         /// The MNIST directory (default: data/mnist).
@@ -512,7 +513,7 @@ fn run(command: Command) -> Result<ExitCode, Error> {
             no_peak,
             profile,
         } => {
-            set_threads(threads)?;
+            let threads = set_threads(threads)?;
             let opts = bench::BenchOptions {
                 workloads: bench::Workload::parse(&workload)?,
                 steps,
@@ -588,11 +589,22 @@ fn planned_memory(p: &Program, batch: usize) -> Result<PlanMemory, RunError> {
     gradc::runtime::plan_memory(p, &fetches, &targets, &bindings)
 }
 
-/// Matrix products split over `threads` threads (see `gradc_runtime::set_threads`).
-fn set_threads(threads: usize) -> Result<(), Error> {
+/// Matrix products split over `threads` threads (see
+/// `gradc_runtime::set_threads`), at most one a core: more threads than cores
+/// take turns on them and slow every step down (their workers spin waiting
+/// for work), so a larger count is lowered to the core count, with a warning.
+/// Returns the count used.
+fn set_threads(threads: usize) -> Result<usize, Error> {
     if threads == 0 {
         return Err(Error::Usage("--threads must be at least 1".into()));
     }
-    gradc::runtime::set_threads(threads);
-    Ok(())
+    let cores = gradc::runtime::parallel::cores();
+    let used = threads.min(cores);
+    if used < threads {
+        eprintln!(
+            "warning: --threads {threads} is more than the {cores} cores available; using {used}"
+        );
+    }
+    gradc::runtime::set_threads(used);
+    Ok(used)
 }

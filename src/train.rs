@@ -369,11 +369,7 @@ pub fn train(path: &Path, opts: &TrainOptions) -> Result<TrainReport, Error> {
                 .set_variable(&name, value)
                 .map_err(Error::run("restoring the checkpoint"))?;
         }
-        step = ckpt
-            .metadata
-            .get("step")
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
+        step = resume_step(path, ckpt.metadata.get("step"), total_steps)?;
         batches.set_next_epoch((step / per_epoch) as u64);
         for _ in 0..step % per_epoch {
             batches.next_batch();
@@ -586,6 +582,25 @@ fn plot(path: &Path, title: &str, log: &MetricsLog, metrics: &[String]) -> Resul
     }
     plot_curves(path, title, &panels)?;
     Ok(())
+}
+
+/// The step a checkpoint was saved at, from its `step` metadata: a whole
+/// number no larger than the run's `total` steps. Anything else is refused
+/// (resuming at step 0 with trained weights, or past the end, would silently
+/// train the wrong run and then overwrite the checkpoint).
+fn resume_step(path: &Path, value: Option<&String>, total: usize) -> Result<usize, Error> {
+    let bad = |problem| Error::ResumeStep {
+        path: path.to_path_buf(),
+        problem,
+    };
+    let text = value.ok_or_else(|| bad(crate::BadStep::Missing))?;
+    let step: usize = text
+        .parse()
+        .map_err(|_| bad(crate::BadStep::NotANumber(text.clone())))?;
+    if step > total {
+        return Err(bad(crate::BadStep::PastTheRun { step, total }));
+    }
+    Ok(step)
 }
 
 fn save_checkpoint(session: &Session, path: &Path, step: usize, graph: &str) -> Result<(), Error> {

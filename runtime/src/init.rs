@@ -26,6 +26,10 @@ pub fn initial_value(
         .ok_or_else(|| format!("a variable's shape must be fully known, got {shape}"))?;
     let n = crate::op::checked_product(dims.iter().copied())
         .ok_or_else(|| format!("shape {shape} is too large"))?;
+    // The values are drawn as f64 before narrowing: check that buffer too.
+    crate::memory::check_alloc(dtype, &dims)
+        .and_then(|_| crate::memory::check_alloc(DType::F64, &dims))
+        .map_err(|e| e.to_string())?;
     let stream = |own: &Option<u64>| {
         ChaCha8Rng::seed_from_u64(seed ^ own.unwrap_or_else(|| fnv1a(name)).rotate_left(17))
     };

@@ -7,6 +7,7 @@ pub mod dtype;
 pub mod init;
 pub mod io;
 pub mod kernels;
+pub mod memory;
 pub mod op;
 pub mod parallel;
 mod plan;
@@ -16,6 +17,7 @@ pub mod shape;
 pub mod tensor;
 
 pub use dtype::{DType, TensorType};
+pub use memory::{memory_limit, TooLarge};
 pub use op::{Arity, Initializer, Literal, Op};
 pub use parallel::{set_threads, threads, with_threads};
 pub use plan::{plan_memory, PlanMemory};

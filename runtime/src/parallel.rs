@@ -39,8 +39,9 @@ pub fn threads() -> usize {
 }
 
 /// Runs `f` with the threads of [`set_threads`] at hand: `f` runs on a
-/// thread of rayon's global pool while up to `threads() - 1` others wait for
-/// work in a spin loop (keeping their cores busy until `f` returns). With one
+/// thread of rayon's global pool while up to `threads() - 1` others (no more
+/// than [`cores`]` - 1`) wait for work in a spin loop (keeping their cores
+/// busy until `f` returns). With one
 /// thread, just `f()`. Results are the same either way.
 pub fn with_threads<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     let n = threads();
@@ -56,8 +57,13 @@ pub fn with_threads<R: Send>(f: impl FnOnce() -> R + Send) -> R {
         }
     }
     let done = AtomicBool::new(false);
+    // Never more spinning threads than cores besides `f`'s: oversubscribed,
+    // spinners take the cores from the threads with work (20 steps of a small
+    // net on 2 cores took seconds with 512 threads). The others sleep until
+    // rayon hands them work.
+    let spinners = n.min(rayon::current_num_threads()).min(cores());
     rayon::scope(|s| {
-        for _ in 1..n.min(rayon::current_num_threads()) {
+        for _ in 1..spinners {
             s.spawn(|_| {
                 while !done.load(Ordering::Acquire) {
                     if rayon::yield_now() != Some(rayon::Yield::Executed) {
@@ -73,6 +79,12 @@ pub fn with_threads<R: Send>(f: impl FnOnce() -> R + Send) -> R {
         let _done = Done(&done);
         f()
     })
+}
+
+/// The cores this process may run on (`std::thread::available_parallelism`, 1 if unknown).
+pub fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
 /// Elementwise kernels split their output between threads from this many

@@ -22,10 +22,10 @@
 //! [`plan_memory`] runs the same planning on a program without a session.
 
 use crate::kernels;
+use crate::memory::{check_alloc, memory_limit};
 use crate::program::{Instr, Program, ValueRef};
 use crate::session::RunError;
 use crate::shape::Dim;
-use crate::tensor::check_alloc;
 use crate::{DType, Op, TensorType};
 use std::collections::HashMap;
 
@@ -217,7 +217,11 @@ pub(crate) fn body(
                     let shape = t.shape.concrete().ok_or_else(|| {
                         node_err(format!("output shape {} is not concrete", t.shape))
                     })?;
-                    check_alloc(&shape, t.dtype.size_of()).map_err(node_err)?;
+                    check_alloc(t.dtype, &shape).map_err(|source| RunError::TooLarge {
+                        node: ins.name.clone(),
+                        op: ins.op.name(),
+                        source,
+                    })?;
                     Ok((t.dtype, shape))
                 })
                 .collect::<Result<Vec<_>, RunError>>()?;
@@ -287,6 +291,7 @@ pub(crate) fn body(
         }
     }
     let slots = assign_slots(instrs, &mut steps, &sources, fetches, sharing);
+    check_total(instrs, &steps, slots.memory.slot_bytes, memory_limit())?;
     Ok(Body {
         steps,
         sources,
@@ -294,6 +299,34 @@ pub(crate) fn body(
         value_slot: slots.value_slot,
         slot_types: slots.slot_types,
         memory: slots.memory,
+    })
+}
+
+/// Refuses a plan whose buffers together take more than `limit` bytes (each
+/// value alone was checked when its type was inferred), naming its largest value.
+fn check_total(
+    instrs: &[Instr],
+    steps: &[Step],
+    slot_bytes: usize,
+    limit: u64,
+) -> Result<(), RunError> {
+    if slot_bytes as u128 <= u128::from(limit) {
+        return Ok(());
+    }
+    let bytes = |(dtype, shape): &Concrete| elements(shape) * dtype.size_of();
+    let (largest_bytes, node) = steps
+        .iter()
+        .filter_map(written)
+        .flat_map(|(node, outs)| outs.iter().map(move |o| (bytes(o), node)))
+        .max()
+        .unwrap_or((0, 0));
+    Err(RunError::BuffersTooLarge {
+        bytes: slot_bytes,
+        limit,
+        largest: instrs
+            .get(node)
+            .map_or_else(String::new, |i| i.name.clone()),
+        largest_bytes,
     })
 }
 
@@ -522,4 +555,38 @@ pub fn plan_memory(
         }))
     };
     Ok(body(instrs, &needed, &mut feed, fetches, true)?.memory)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buffers_past_the_limit_name_the_largest_value() {
+        let instr = |name: &str| Instr {
+            name: name.into(),
+            op: Op::Neg,
+            dtype: DType::F64,
+            inputs: Vec::new(),
+            outputs: Vec::new(),
+            control: Vec::new(),
+        };
+        let instrs = [instr("small"), instr("big")];
+        let kernel = |node: usize, len: usize| Step::Kernel {
+            node,
+            outputs: vec![(DType::F64, vec![len])],
+            in_place: None,
+        };
+        let steps = [kernel(0, 10), kernel(1, 100)];
+        assert!(check_total(&instrs, &steps, 880, 880).is_ok());
+        let err = check_total(&instrs, &steps, 880, 879).unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                RunError::BuffersTooLarge { bytes: 880, limit: 879, largest, largest_bytes: 800 }
+                    if largest == "big"
+            ),
+            "{err:?}"
+        );
+    }
 }

@@ -69,6 +69,22 @@ pub enum RunError {
     },
     #[error("node '{node}' ({op}) produced a non-finite value (NaN or Inf)")]
     NonFinite { node: String, op: &'static str },
+    #[error("node '{node}' ({op}): {source}")]
+    TooLarge {
+        node: String,
+        op: &'static str,
+        source: crate::TooLarge,
+    },
+    #[error(
+        "the run's buffers take {bytes} bytes together, more than the {limit} bytes of memory \
+         (with swap) this machine has; the largest value is node '{largest}' ({largest_bytes} bytes)"
+    )]
+    BuffersTooLarge {
+        bytes: usize,
+        limit: u64,
+        largest: String,
+        largest_bytes: usize,
+    },
     #[error("node '{node}' ({op}): {message}")]
     Node {
         node: String,
@@ -227,6 +243,15 @@ impl Session {
                 shape, initializer, ..
             } = &ins.op
             {
+                if let Some(dims) = shape.concrete() {
+                    crate::memory::check_alloc(ins.dtype, &dims).map_err(|source| {
+                        RunError::TooLarge {
+                            node: ins.name.clone(),
+                            op: "Variable",
+                            source,
+                        }
+                    })?;
+                }
                 let value = initial_value(&ins.name, ins.dtype, shape, initializer, seed).map_err(
                     |message| RunError::Node {
                         node: ins.name.clone(),

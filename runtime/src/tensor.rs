@@ -47,7 +47,7 @@ impl Tensor {
 
     /// A tensor of zeros; an error rather than a panic for shapes too large to allocate.
     pub fn zeros(dtype: DType, shape: &[usize]) -> Result<Tensor, String> {
-        check_alloc(shape, dtype.size_of())?;
+        crate::memory::check_alloc(dtype, shape).map_err(|e| e.to_string())?;
         Ok(match dtype {
             DType::F64 => Tensor::F64(ArrayD::zeros(IxDyn(shape))),
             DType::F32 => Tensor::F32(ArrayD::zeros(IxDyn(shape))),
@@ -76,7 +76,7 @@ impl Tensor {
     }
 
     /// A flat buffer of `len` zeros for the session's pool. `len` must be the
-    /// element count of a shape `check_alloc` accepted.
+    /// element count of a shape `memory::check_alloc` accepted.
     pub(crate) fn buffer(dtype: DType, len: usize) -> Tensor {
         match dtype {
             DType::F64 => Tensor::F64(ArrayD::zeros(IxDyn(&[len]))),
@@ -179,19 +179,6 @@ impl Tensor {
             Tensor::F64(a) => a.clone(),
         }
     }
-}
-
-/// Refuses shapes ndarray or `Vec` would panic on (more than `isize::MAX`
-/// bytes, counting zero-length axes as 1 as ndarray does).
-pub(crate) fn check_alloc(shape: &[usize], elem_size: usize) -> Result<(), String> {
-    let limit = isize::MAX as usize / elem_size.max(1);
-    shape
-        .iter()
-        .try_fold(1usize, |n, &d| {
-            n.checked_mul(d.max(1)).filter(|&n| n <= limit)
-        })
-        .map(|_| ())
-        .ok_or_else(|| format!("output shape {shape:?} is too large"))
 }
 
 /// `Tensor::reshape_buffer` for one element type.

@@ -108,9 +108,11 @@ pub enum DataError {
         reason: String,
     },
 
-    /// The dimensions in the header are too large to address in memory.
+    /// The dimensions in the header are too large to address in memory, or
+    /// take more bytes than the machine has (`gradc_runtime::memory_limit`).
     #[error(
-        "{}: dimensions {dims:?} are too large to fit in memory ({elements} elements)",
+        "{}: dimensions {dims:?} are too large to fit in memory ({elements} elements, \
+         {bytes} bytes; the machine has {limit} bytes with swap)",
         path.display()
     )]
     TooLarge {
@@ -120,6 +122,10 @@ pub enum DataError {
         dims: Vec<usize>,
         /// Their product, as far as it could be computed (saturated at `u128::MAX`).
         elements: u128,
+        /// The bytes they take (saturated at `u128::MAX`).
+        bytes: u128,
+        /// The memory limit they were checked against.
+        limit: u64,
     },
 
     /// The dimensions are not the ones the data set needs.

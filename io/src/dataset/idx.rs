@@ -129,6 +129,8 @@ fn parse(mut reader: impl Read, path: &Path, gz: bool) -> Result<Idx, DataError>
             path: path.to_path_buf(),
             dims,
             elements,
+            bytes: elements,
+            limit: gradc_runtime::memory_limit(),
         });
     };
 

@@ -100,6 +100,17 @@ fn parse_npy(bytes: &[u8], path: &Path) -> Result<Tensor, DataError> {
         .iter()
         .fold(1u128, |acc, &d| acc.saturating_mul(d as u128));
     let expected = elements.saturating_mul(size);
+    // More than the machine's memory: refused whatever the file holds.
+    let limit = gradc_runtime::memory_limit();
+    if expected > u128::from(limit) {
+        return Err(DataError::TooLarge {
+            path: path.to_path_buf(),
+            dims: header.shape.clone(),
+            elements,
+            bytes: expected,
+            limit,
+        });
+    }
     let found = (bytes.len() - header_end) as u128;
     if found < expected {
         return Err(DataError::Truncated {
@@ -303,6 +314,51 @@ mod tests {
         let err = load_npy(&p).unwrap_err();
         assert!(matches!(err, DataError::UnsupportedDtype { .. }), "{err:?}");
         assert!(err.to_string().contains("<i8"), "{err}");
+    }
+
+    /// A `.npy` file whose header claims `shape` (a Python tuple) and whose data is `data`.
+    fn npy_claiming(shape: &str, data: &[u8]) -> Vec<u8> {
+        let dict = format!("{{'descr': '<f8', 'fortran_order': False, 'shape': {shape}, }}");
+        let pad = (64 - (10 + dict.len() + 1) % 64) % 64;
+        let header = format!("{dict}{}\n", " ".repeat(pad));
+        let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+        bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+        bytes.extend_from_slice(header.as_bytes());
+        bytes.extend_from_slice(data);
+        bytes
+    }
+
+    #[test]
+    fn a_header_past_the_memory_limit_is_refused_before_reading_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("huge.npy");
+        let bytes = npy_claiming("(100000000, 100000000)", &[0; 24]);
+        assert_eq!(bytes.len(), 152);
+        fs::write(&p, &bytes).unwrap();
+        let err = load_npy(&p).unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                DataError::TooLarge {
+                    bytes: 80_000_000_000_000_000,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        let text = err.to_string();
+        assert!(
+            text.contains("huge.npy") && text.contains("[100000000, 100000000]"),
+            "{text}"
+        );
+        // Overflowing usize too.
+        fs::write(
+            &p,
+            npy_claiming("(4294967296, 4294967296, 4294967296)", &[]),
+        )
+        .unwrap();
+        let err = load_npy(&p).unwrap_err();
+        assert!(matches!(err, DataError::TooLarge { .. }), "{err:?}");
     }
 
     #[test]
