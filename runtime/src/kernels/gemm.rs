@@ -30,6 +30,7 @@
 use ndarray::{s, ArrayViewMut2, Axis};
 use num_traits::Float;
 use std::cell::RefCell;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// A float the GEMM runs on, with its register tile and block sizes.
 pub(crate) trait GemmElem: Float + Send + Sync + 'static {
@@ -65,11 +66,34 @@ thread_local! {
     static PACKED_B_F64: RefCell<Vec<f64>> = const { RefCell::new(Vec::new()) };
 }
 
-/// `f` with the buffer, or with a fresh one if this thread is already using
-/// it (a product started while another waits on this thread).
-fn with_buffer<T, R>(buffer: &RefCell<Vec<T>>, f: impl FnOnce(&mut Vec<T>) -> R) -> R {
+/// The most elements any thread's buffer of each kind has held: every
+/// thread keeps room for that many, so which thread runs which band of a
+/// product (work stealing decides) never makes a buffer grow once every
+/// product has run and each thread has taken part in a product since.
+static MARK_A_F32: AtomicUsize = AtomicUsize::new(0);
+static MARK_B_F32: AtomicUsize = AtomicUsize::new(0);
+static MARK_A_F64: AtomicUsize = AtomicUsize::new(0);
+static MARK_B_F64: AtomicUsize = AtomicUsize::new(0);
+
+/// `f` with the buffer, grown first to the mark of its kind (and the mark
+/// raised to what `f` used), or with a fresh one if this thread is already
+/// using it (a product started while another waits on this thread).
+fn with_buffer<T, R>(
+    buffer: &RefCell<Vec<T>>,
+    mark: &AtomicUsize,
+    f: impl FnOnce(&mut Vec<T>) -> R,
+) -> R {
     match buffer.try_borrow_mut() {
-        Ok(mut b) => f(&mut b),
+        Ok(mut b) => {
+            let want = mark.load(Ordering::Relaxed);
+            if b.capacity() < want {
+                let len = b.len();
+                b.reserve(want - len);
+            }
+            let r = f(&mut b);
+            mark.fetch_max(b.len(), Ordering::Relaxed);
+            r
+        }
         Err(_) => f(&mut Vec::new()),
     }
 }
@@ -83,10 +107,10 @@ impl GemmElem for f32 {
         copy_padded::<f32, { <f32 as GemmElem>::NR }>(dst, src);
     }
     fn with_packed_a<R>(f: impl FnOnce(&mut Vec<f32>) -> R) -> R {
-        PACKED_A_F32.with(|w| with_buffer(w, f))
+        PACKED_A_F32.with(|w| with_buffer(w, &MARK_A_F32, f))
     }
     fn with_packed_b<R>(f: impl FnOnce(&mut Vec<f32>) -> R) -> R {
-        PACKED_B_F32.with(|w| with_buffer(w, f))
+        PACKED_B_F32.with(|w| with_buffer(w, &MARK_B_F32, f))
     }
     fn kernel(
         kc: usize,
@@ -113,10 +137,10 @@ impl GemmElem for f64 {
         copy_padded::<f64, { <f64 as GemmElem>::NR }>(dst, src);
     }
     fn with_packed_a<R>(f: impl FnOnce(&mut Vec<f64>) -> R) -> R {
-        PACKED_A_F64.with(|w| with_buffer(w, f))
+        PACKED_A_F64.with(|w| with_buffer(w, &MARK_A_F64, f))
     }
     fn with_packed_b<R>(f: impl FnOnce(&mut Vec<f64>) -> R) -> R {
-        PACKED_B_F64.with(|w| with_buffer(w, f))
+        PACKED_B_F64.with(|w| with_buffer(w, &MARK_B_F64, f))
     }
     fn kernel(
         kc: usize,
