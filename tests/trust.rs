@@ -333,3 +333,75 @@ fn the_fused_batch_norm_layer_forms_one_minus_decay_in_float32() {
     assert_eq!(factors(false), vec![1.0 - 0.999; 2]);
     assert_ne!(f32_route as f32, (1.0f64 - 0.999) as f32);
 }
+
+#[test]
+fn constants_folded_only_where_a_literal_holds_them() {
+    // [1e8, 0] holds nothing but would nest 1e8 empty lists; [0, 5] reads
+    // back as [0]: both stay computed, with their shapes.
+    for (shape, want) in [
+        ("[100000000, 0]", vec![100_000_000, 0]),
+        ("[0, 5]", vec![0, 5]),
+    ] {
+        let text = format!(
+            r#"Graph(name: "f", dtype: F64, nodes: [
+              (name: "v", op: Const(2.0)),
+              (name: "f", op: Fill(shape: {shape}), inputs: ["v"]),
+            ], outputs: ["f"])"#
+        );
+        let p = program(&text, RunNames::default(), true);
+        let v = fetch(p, &HashMap::new(), &["f"]);
+        assert_eq!(v[0].shape(), want.as_slice());
+    }
+    // ReducedSize of a large known shape folds without making that tensor.
+    let text = r#"Graph(name: "r", dtype: F32, nodes: [
+      (name: "x", op: Placeholder(shape: [100000, 100000])),
+      (name: "n", op: ReducedSize(axes: [0, -1]), inputs: ["x"]),
+    ], outputs: ["n"])"#;
+    let p = program(text, RunNames::default(), true);
+    let n = p.instrs.iter().find(|i| i.name == "n").expect("n");
+    assert!(
+        matches!(n.op, Op::Const(Literal::Scalar(v)) if v == 1e10),
+        "{:?}",
+        n.op
+    );
+}
+
+#[test]
+fn a_folded_shape_only_node_still_runs_the_assignment_it_read() {
+    // ZerosLike(Assign) folds to zeros, but fetching it still assigns.
+    let text = r#"Graph(name: "z", dtype: F64, nodes: [
+      (name: "v", op: Variable(shape: [2], initializer: Zeros)),
+      (name: "one", op: Const([1.0, 1.0])),
+      (name: "inc", op: AssignAdd, inputs: ["v", "one"]),
+      (name: "z", op: ZerosLike, inputs: ["inc"]),
+    ], outputs: ["z"])"#;
+    for optimize in [false, true] {
+        let p = program(text, RunNames::default(), optimize);
+        let mut s = Session::new(p).expect("valid");
+        s.initialize(0).expect("init");
+        let z = s.resolve("z").expect("z");
+        for _ in 0..3 {
+            s.run(&HashMap::new(), &[z]).expect("runs");
+        }
+        let v = s.resolve("v").expect("v");
+        let got = s.run(&HashMap::new(), &[v]).expect("reads")[0].to_f64_vec();
+        assert_eq!(got, vec![3.0, 3.0], "optimize: {optimize}");
+    }
+}
+
+#[test]
+fn an_assignment_to_a_non_variable_in_a_function_body_is_a_located_error() {
+    let text = r#"Graph(name: "f", dtype: F64,
+      functions: [
+        (name: "F", inputs: ["a", "b"], outputs: ["y"], nodes: [
+            (name: "y", op: Assign, inputs: ["a", "b"]),
+        ]),
+      ],
+      nodes: [
+        (name: "x", op: Const(1.0)),
+        (name: "o", op: Call("F"), inputs: ["x", "x"]),
+      ])"#;
+    let e = common::compile_error(text);
+    assert_eq!(e.kind, ErrorKind::NotAVariable, "{e}");
+    assert!(e.to_string().contains("'F'"), "{e}");
+}

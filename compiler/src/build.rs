@@ -200,24 +200,8 @@ pub fn build_with(
                         })?;
                     g.add_control(before, id);
                 }
-                let updated = inputs.iter().take(n.op.updated_inputs());
-                if let Some((k, v)) = updated
-                    .enumerate()
-                    .find(|(_, v)| !matches!(g.node(v.node).op, Op::Variable { .. }))
-                {
-                    let which = if k == 0 { "first" } else { "second" };
-                    return Err(CompileError::new(
-                        ErrorKind::NotAVariable,
-                        format!(
-                            "{} changes a variable, but its {which} input '{}' is a {}",
-                            n.op.name(),
-                            g.tensor_name(*v),
-                            g.node(v.node).op.name()
-                        ),
-                    )
-                    .at_node(&n.name, n.op.name())
-                    .at_line(line));
-                }
+                check_updated(&g, &n.op, &inputs)
+                    .map_err(|e| e.at_node(&n.name, n.op.name()).at_line(line))?;
                 let mut collections = n.collections.clone();
                 if let Op::Variable { trainable, .. } = n.op {
                     collections.push(GLOBAL_VARIABLES.to_string());
@@ -320,6 +304,28 @@ fn pinned_names(spec: &GraphSpec, run: crate::RunNames) -> foldhash::HashSet<Str
         }
     }
     pinned
+}
+
+/// An op that changes variables (`Op::updated_inputs`) must take them as
+/// its leading inputs: each a `Variable` node.
+pub(crate) fn check_updated(g: &Graph, op: &Op, inputs: &[TensorRef]) -> Result<()> {
+    let updated = inputs.iter().take(op.updated_inputs());
+    if let Some((k, v)) = updated
+        .enumerate()
+        .find(|(_, v)| !matches!(g.node(v.node).op, Op::Variable { .. }))
+    {
+        let which = if k == 0 { "first" } else { "second" };
+        return Err(CompileError::new(
+            ErrorKind::NotAVariable,
+            format!(
+                "{} changes a variable, but its {which} input '{}' is a {}",
+                op.name(),
+                g.tensor_name(*v),
+                g.node(v.node).op.name()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// A tensor by name: a gradient result `d(y)/d(x)`, a node `x` (output 0) or `x:k`.

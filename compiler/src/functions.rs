@@ -217,9 +217,12 @@ pub fn instantiate(
                 }
                 e.node
             }
-            op => g
-                .add(name.clone(), op.clone(), dtype, &inputs, role, None)
-                .map_err(place)?,
+            op => {
+                crate::build::check_updated(g, op, &inputs)
+                    .map_err(|e| place(e.at_node(&n.name, op.name())))?;
+                g.add(name.clone(), op.clone(), dtype, &inputs, role, None)
+                    .map_err(place)?
+            }
         };
         for c in &n.control_inputs {
             let before = env.get(base(c)).copied().ok_or_else(|| {

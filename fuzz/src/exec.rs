@@ -439,7 +439,7 @@ pub fn run_input(text: &str) -> Outcome {
     // gradc compile / run, without and with the optimizer
     let mut results = Vec::new();
     for (stage, pipeline) in [("no-opt", Pipeline::none()), ("opt", verified())] {
-        match compiler::compile_spec_program(&spec, text, FILE, pipeline, &[]) {
+        match compiler::compile_spec_program(&spec, text, FILE, pipeline, Default::default()) {
             Ok((program, _, _)) => {
                 round_trip(&program, &mut out, stage);
                 results.push(run_program(&program, &mut feeder, &mut out, stage));

@@ -131,6 +131,7 @@ Graph(
         (name: "bnl", op: BatchNorm(decay: 0.9, scale: true, is_training: "flag"), inputs: ["aff"]),
         (name: "am", op: ArgMax(axis: 1), inputs: ["bnl"]),
         (name: "smx", op: Softmax, inputs: ["bnl"]),
+        (name: "lsm", op: LogSoftmax, inputs: ["bnl"]),
         (name: "ce", op: SoftmaxCrossEntropyWithLogits, inputs: ["bnl", "smx"]),
         (name: "an", op: AddN, inputs: ["ce", "ce"]),
         (name: "amx", op: Add, inputs: ["am", "ce"]),
@@ -931,6 +932,7 @@ const UNARY: &[&str] = &[
     "Identity",
     "StopGradient",
     "Softmax",
+    "LogSoftmax",
     "ZerosLike",
     "OnesLike",
 ];

@@ -6,7 +6,7 @@
 //! programs do not grow large literals.
 
 use super::{Fired, Pass};
-use crate::error::{CompileError, ErrorKind, Result};
+use crate::error::Result;
 use crate::ir::Graph;
 use gradc_runtime::{kernels, Literal, Op, Tensor, TensorType};
 use petgraph::stable_graph::NodeIndex;
@@ -54,14 +54,35 @@ impl Fold {
             return None;
         }
         let out = &node.outputs[0];
-        if out.shape.size()? > MAX_ELEMENTS {
+        // Bounded with empty axes counted as 1 too: a literal nests a list
+        // per index of every axis but the last, even when it holds nothing.
+        let out_dims = out.shape.concrete()?;
+        let nested = out_dims
+            .iter()
+            .try_fold(1usize, |n, &d| n.checked_mul(d.max(1)))?;
+        if nested > MAX_ELEMENTS {
             return None;
         }
         let inputs = g.inputs(n);
         if shape_only {
             let x = g.ty(*inputs.first()?);
-            x.shape.concrete()?;
-            let zeros = Tensor::zeros(x.dtype, &x.shape.concrete()?).ok()?;
+            let dims = x.shape.concrete()?;
+            if let Op::ReducedSize { axes } = &node.op {
+                // The count alone (as the kernel counts it), without a tensor of x's shape.
+                let mut picked = match axes {
+                    Some(a) => gradc_runtime::shape::normalize_axes(a, dims.len()).ok()?,
+                    None => (0..dims.len()).collect(),
+                };
+                picked.sort_unstable();
+                picked.dedup();
+                let count = picked
+                    .iter()
+                    .try_fold(1usize, |c, &a| c.checked_mul(dims[a]))?;
+                let v = Tensor::scalar(out.dtype, count as f64);
+                return Some((v, "fold_shape_only"));
+            }
+            // ZerosLike and OnesLike: x has the output's shape, bounded above.
+            let zeros = Tensor::zeros(x.dtype, &dims).ok()?;
             let v = kernels::eval(&node.op, &[&zeros], &node.outputs).ok()?;
             return v.into_iter().next().map(|t| (t, "fold_shape_only"));
         }
@@ -85,16 +106,39 @@ impl Pass for Fold {
 
     fn run(&mut self, g: &mut Graph) -> Result<bool> {
         let mut changed = false;
-        for n in g.topo_order()? {
+        let order = g.topo_order()?;
+        // Whether a node changes state or reads what something that does
+        // computes: a shape-only node folded over it keeps a control input
+        // from it, so a run that needed it still runs the change.
+        let mut after_state = vec![false; g.node_bound()];
+        for &n in &order {
+            after_state[n.index()] = g.node(n).op.is_stateful()
+                || g.g
+                    .neighbors_directed(n, petgraph::Direction::Incoming)
+                    .any(|m| after_state[m.index()]);
+        }
+        for n in order {
             let Some((value, rule)) = self.value(g, n) else {
                 continue;
             };
-            let lit = Literal::from_flat(value.shape(), &value.to_f64_vec()).ok_or_else(|| {
-                CompileError::new(ErrorKind::Internal, "a folded value does not fit its shape")
-            })?;
+            let Some(lit) = Literal::from_flat(value.shape(), &value.to_f64_vec()) else {
+                continue;
+            };
+            // A literal holds no axis after an empty one ([0, 5] reads back
+            // as [0]): such a value stays computed.
+            if lit.to_flat().map(|(shape, _)| shape).as_deref() != Ok(value.shape()) {
+                continue;
+            }
+            let stateful_inputs: Vec<NodeIndex> = g
+                .data_sources(n)
+                .filter(|m| after_state[m.index()])
+                .collect();
             // A constant's dtype is its node's: make it the folded value's.
             g.g[n].dtype = value.dtype();
             g.rewrite(n, Op::Const(lit), &[])?;
+            for m in stateful_inputs {
+                g.add_control(m, n);
+            }
             self.fired.hit(rule);
             changed = true;
         }

@@ -13,7 +13,8 @@
 //!   the moments (moving averages) read its batch mean and population variance.
 //!
 //! Each is the same function in exact arithmetic; rounding differs at the last
-//! bits (the optimizer's equivalence tests bound it). A pattern fuses only
+//! bits (the optimizer's equivalence tests bound it), and at an infinite input
+//! the fused gradient is the limit where the composite's chain is NaN. A pattern fuses only
 //! where its intermediate tensors have no other use and are neither named nor
 //! pinned (`Graph::pinned`: a gradient request, a fetch or a feed names
 //! them), so every tensor anybody names keeps its value and its gradient. The
