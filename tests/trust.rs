@@ -139,6 +139,18 @@ fn a_request_naming_an_intermediate_keeps_it_through_prefuse() {
 }
 
 #[test]
+fn a_gradient_with_respect_to_a_patterns_root_keeps_the_patterns_gradient() {
+    // Sigmoid's fused gradient y(1 - y) reads y, where the composite's chain
+    // does not: differentiating it with respect to y would differ.
+    let none = HashMap::new();
+    let text = SIGMOID.replace(
+        "REQUESTS",
+        r#"(of: "y", wrt: ["x"]), (of: "d(y)/d(x)", wrt: ["y"])"#,
+    );
+    same_both_ways(&text, &none, &["d(y)/d(x)", "d(d(y)/d(x))/d(y)"]);
+}
+
+#[test]
 fn a_request_naming_softmax_keeps_its_gradient() {
     let text = r#"Graph(name: "ce", dtype: F64, nodes: [
       (name: "z", op: Placeholder(shape: [1, 3])), (name: "t", op: Placeholder(shape: [1, 3])),

@@ -146,7 +146,22 @@ pub fn build_with(
     g.functions = crate::functions::check(spec, text)?;
     g.source = text.into();
     g.pinned = pinned_names(spec, run);
-    g.fed = run.feeds.iter().map(|f| f.to_string()).collect();
+    g.fixed_roots = run
+        .feeds
+        .iter()
+        .copied()
+        .chain(
+            spec.gradients
+                .iter()
+                .flat_map(|gr| gr.wrt.iter().map(String::as_str)),
+        )
+        .chain(
+            spec.train
+                .iter()
+                .flat_map(|t| t.hooks.iter().map(String::as_str)),
+        )
+        .map(|n| n.rsplit_once(':').map_or(n, |(b, _)| b).to_string())
+        .collect();
     let mut aliases: HashMap<String, TensorRef> = HashMap::new();
     let resolve = resolve_ref;
     for item in order {

@@ -156,10 +156,12 @@ pub struct Graph {
     /// section names, by name: `prefuse` never fuses one of them into a
     /// composite's op, so each keeps its value and its gradient.
     pub pinned: foldhash::HashSet<String>,
-    /// The pinned nodes a run feeds: `prefuse` does not fuse a pattern
-    /// rooted at one (whose fused gradient could read the fed value where
-    /// the pattern's does not).
-    pub fed: foldhash::HashSet<String>,
+    /// The pinned nodes a run feeds or a request differentiates against
+    /// (`wrt`, hooks): `prefuse` does not fuse a pattern rooted at one, as a
+    /// fused gradient may read the root's own output where the pattern's
+    /// does not (Sigmoid's y(1 - y)), so the fed value, or a gradient with
+    /// respect to the root of that gradient, would differ.
+    pub fixed_roots: foldhash::HashSet<String>,
     /// Whether a pipeline with passes ran on it (see `Program::optimized`).
     pub optimized: bool,
 }
@@ -560,9 +562,9 @@ impl Graph {
         !self.pinned.is_empty() && self.pinned.contains(self.g[n].name.as_str())
     }
 
-    /// Whether a run feeds node `n` (see [`Graph::fed`]).
-    pub fn is_fed(&self, n: NodeIndex) -> bool {
-        !self.fed.is_empty() && self.fed.contains(self.g[n].name.as_str())
+    /// Whether a pattern may not be rooted at node `n` (see [`Graph::fixed_roots`]).
+    pub fn is_fixed_root(&self, n: NodeIndex) -> bool {
+        !self.fixed_roots.is_empty() && self.fixed_roots.contains(self.g[n].name.as_str())
     }
 
     /// Gives node `n` the name `name`, which no other node has.

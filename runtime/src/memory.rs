@@ -20,11 +20,35 @@ pub const FALLBACK_MEMORY_LIMIT: u64 = 1 << 40;
 pub fn memory_limit() -> u64 {
     static LIMIT: OnceLock<u64> = OnceLock::new();
     *LIMIT.get_or_init(|| {
-        std::fs::read_to_string("/proc/meminfo")
+        let machine = std::fs::read_to_string("/proc/meminfo")
             .ok()
             .and_then(|text| meminfo_limit(&text))
-            .unwrap_or(FALLBACK_MEMORY_LIMIT)
+            .unwrap_or(FALLBACK_MEMORY_LIMIT);
+        // The process may be held to less: `ulimit -v` (an allocation past
+        // it fails as surely as one past the machine), a cgroup's memory.max.
+        let address_space = std::fs::read_to_string("/proc/self/limits")
+            .ok()
+            .and_then(|text| address_space_limit(&text));
+        let cgroup = std::fs::read_to_string("/sys/fs/cgroup/memory.max")
+            .ok()
+            .and_then(|text| text.trim().parse::<u64>().ok());
+        [Some(machine), address_space, cgroup]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(machine)
     })
+}
+
+/// The soft "Max address space" of a `/proc/self/limits` text, in bytes
+/// (None where it is unlimited).
+fn address_space_limit(text: &str) -> Option<u64> {
+    let line = text.lines().find(|l| l.starts_with("Max address space"))?;
+    line["Max address space".len()..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// `MemTotal` + `SwapTotal` of a `/proc/meminfo` text, in bytes.
@@ -47,7 +71,7 @@ fn meminfo_limit(text: &str) -> Option<u64> {
 /// count): its dtype, shape and bytes.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "{dtype}{shape:?} needs {} bytes, more than the {limit} bytes of memory (with swap) this machine has",
+    "{dtype}{shape:?} needs {} bytes, more than the {limit} bytes of memory this process can have (the machine's with swap, or its address-space or cgroup limit)",
     bytes_text(*bytes)
 )]
 pub struct TooLarge {
@@ -107,6 +131,16 @@ mod tests {
         assert_eq!(meminfo_limit("MemTotal: 8 kB\n"), Some(8192));
         assert_eq!(meminfo_limit("nothing here"), None);
         assert!(memory_limit() > 0);
+    }
+
+    #[test]
+    fn the_address_space_limit_is_read_where_set() {
+        let limits = "Limit                     Soft Limit           Hard Limit           Units\n\
+                      Max address space         2147483648           unlimited            bytes\n";
+        assert_eq!(address_space_limit(limits), Some(2_147_483_648));
+        let unlimited =
+            "Max address space         unlimited            unlimited            bytes\n";
+        assert_eq!(address_space_limit(unlimited), None);
     }
 
     #[test]

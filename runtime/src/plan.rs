@@ -291,7 +291,14 @@ pub(crate) fn body(
         }
     }
     let slots = assign_slots(instrs, &mut steps, &sources, fetches, sharing);
-    check_total(instrs, &steps, slots.memory.slot_bytes, memory_limit())?;
+    // Each fetched value is also copied out to the caller.
+    let fetch_bytes = fetches
+        .iter()
+        .filter_map(|v| types.get(v.node)?.get(v.output))
+        .filter_map(|t| Some(elements(&t.shape.concrete()?).saturating_mul(t.dtype.size_of())))
+        .fold(0usize, usize::saturating_add);
+    let total = slots.memory.slot_bytes.saturating_add(fetch_bytes);
+    check_total(instrs, &steps, total, memory_limit())?;
     Ok(Body {
         steps,
         sources,

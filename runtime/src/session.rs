@@ -76,8 +76,8 @@ pub enum RunError {
         source: crate::TooLarge,
     },
     #[error(
-        "the run's buffers take {bytes} bytes together, more than the {limit} bytes of memory \
-         (with swap) this machine has; the largest value is node '{largest}' ({largest_bytes} bytes)"
+        "the run's buffers and fetched values take {bytes} bytes together, more than the {limit} \
+         bytes of memory this process can have; the largest value is node '{largest}' ({largest_bytes} bytes)"
     )]
     BuffersTooLarge {
         bytes: usize,

@@ -249,7 +249,7 @@ pub fn run(g: &mut Graph, fired: &mut BTreeMap<&'static str, usize>) -> Result<(
         if !g.g.contains_node(n)
             || g.node(n).role != Role::Forward
             || g.has_control(n)
-            || g.is_fed(n)
+            || g.is_fixed_root(n)
         {
             continue;
         }

@@ -298,6 +298,10 @@ pub(super) fn softmax<T: Elem>(x: &ArrayViewD<'_, T>, out: &mut ArrayD<T>) -> Re
     };
     layout::copy(x, out)?;
     let n = x.shape()[last];
+    if out.is_empty() {
+        // Nothing to normalize (however many empty rows).
+        return Ok(());
+    }
     if let (Some(y), true) = (out.as_slice_mut(), n > 0) {
         for row in y.chunks_exact_mut(n) {
             let m = row.iter().fold(T::neg_infinity(), |m, &v| m.max(v));
@@ -327,6 +331,9 @@ pub(super) fn log_softmax<T: Elem>(
     };
     layout::copy(x, out)?;
     let n = x.shape()[last];
+    if out.is_empty() {
+        return Ok(());
+    }
     if let (Some(y), true) = (out.as_slice_mut(), n > 0) {
         for row in y.chunks_exact_mut(n) {
             let m = row.iter().fold(T::neg_infinity(), |m, &v| m.max(v));
