@@ -353,7 +353,8 @@ impl Runner {
 
     fn start(&mut self) -> Result<&mut Worker, String> {
         if self.worker.is_none() {
-            let mut child = Command::new(&self.exe)
+            let mut command = Command::new(&self.exe);
+            command
                 .arg("--worker")
                 .arg("--memory-mib")
                 .arg(self.limits.memory_mib.to_string())
@@ -361,7 +362,18 @@ impl Runner {
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
                 // An allocation failure prints a backtrace, which says where.
-                .env("RUST_BACKTRACE", "1")
+                .env("RUST_BACKTRACE", "1");
+            if self.limits.memory_mib > 0 {
+                // An input holds two sessions (optimized and not) and their
+                // results at once: gradc's own limit is a quarter of the
+                // worker's, so what it accepts fits beside the rest.
+                let quarter = self.limits.memory_mib.saturating_mul(1 << 20) / 4;
+                command.env(
+                    gradc::runtime::memory::MEMORY_LIMIT_VAR,
+                    quarter.to_string(),
+                );
+            }
+            let mut child = command
                 .spawn()
                 .map_err(|e| format!("starting {}: {e}", self.exe.display()))?;
             self.starts += 1;

@@ -9,6 +9,9 @@
 use crate::DType;
 use std::sync::OnceLock;
 
+/// The environment variable that caps the limit further, in bytes.
+pub const MEMORY_LIMIT_VAR: &str = "GRADC_MEMORY_LIMIT";
+
 /// The limit where the machine's memory cannot be read: 1 TiB.
 pub const FALLBACK_MEMORY_LIMIT: u64 = 1 << 40;
 
@@ -32,7 +35,11 @@ pub fn memory_limit() -> u64 {
         let cgroup = std::fs::read_to_string("/sys/fs/cgroup/memory.max")
             .ok()
             .and_then(|text| text.trim().parse::<u64>().ok());
-        [Some(machine), address_space, cgroup]
+        // A cap the user sets, in bytes.
+        let user = std::env::var(MEMORY_LIMIT_VAR)
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        [Some(machine), address_space, cgroup, user]
             .into_iter()
             .flatten()
             .min()
