@@ -25,10 +25,8 @@ use std::collections::BTreeMap;
 
 /// `t`'s only use, if it has exactly one and is not named.
 fn only_use(g: &Graph, t: TensorRef) -> Option<NodeIndex> {
-    match g.uses(t).as_slice() {
-        [(n, _)] if !g.is_named(t) && !g.has_control(t.node) => Some(*n),
-        _ => None,
-    }
+    g.sole_user(t)
+        .filter(|_| !g.is_named(t) && !g.has_control(t.node))
 }
 
 fn is_one(g: &Graph, t: TensorRef) -> bool {
