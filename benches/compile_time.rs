@@ -27,6 +27,14 @@
 //! per node of the built graph, the cost of a sweep over the nodes in
 //! topological order and of a lookup of each name in the graph's table.
 //!
+//! A second group, `compile_time_add_chain`, compiles one long chain of Adds
+//! (`a0 = x + x`, `a{i} = a{i-1} + x`, with the gradient of the last with
+//! respect to `x`) at 25k, 50k, 100k and 200k nodes (`chain25k`, ...; listed
+//! by those labels in `GRADC_COMPILE_BENCH_SIZES`): elementwise fusion turns
+//! it into Fused groups that all read `x`, whose removal and rewriting once
+//! took time quadratic in the chain. One compile of each is printed with the
+//! growth of its time from the size before.
+//!
 //! Criterion's samples are warm: the same process compiles the same graph
 //! over and over, so a graph whose memory fits the caches finds it there.
 //! Each size is also measured cold, as `gradc compile` meets it: one compile
@@ -346,7 +354,88 @@ fn cold(layers: usize, runs: usize) -> Result<(f64, f64), String> {
     Ok((times[times.len() / 2], drops[drops.len() / 2]))
 }
 
-criterion_group!(benches, bench);
+/// Sizes of the chain of Adds (nodes), with their labels.
+const CHAIN_SIZES: [(&str, usize); 4] = [
+    ("chain25k", 25_000),
+    ("chain50k", 50_000),
+    ("chain100k", 100_000),
+    ("chain200k", 200_000),
+];
+
+/// The graph file of a chain of `n` Adds that all read `x`, with the
+/// gradient of the last with respect to `x`.
+fn add_chain(n: usize) -> String {
+    let mut s = String::with_capacity(60 * n + 1000);
+    s.push_str("Graph(\n    name: \"chain\",\n    dtype: F64,\n    nodes: [\n");
+    s.push_str("        (name: \"x\", op: Placeholder(shape: [])),\n");
+    s.push_str("        (name: \"a0\", op: Add, inputs: [\"x\", \"x\"]),\n");
+    for i in 1..n {
+        s.push_str(&format!(
+            "        (name: \"a{i}\", op: Add, inputs: [\"a{}\", \"x\"]),\n",
+            i - 1
+        ));
+    }
+    let last = n - 1;
+    s.push_str(&format!(
+        "    ],\n    outputs: [\"a{last}\"],\n    gradients: [(of: \"a{last}\", wrt: [\"x\"])],\n)\n"
+    ));
+    s
+}
+
+/// Parse, build and compile `text` as `gradc compile` does.
+fn compile_text(text: &str) -> gradc::runtime::Program {
+    let spec = schema::parse(text).expect("the chain parses");
+    let pipeline = compiler::passes::Pipeline::default_passes();
+    compiler::compile_spec_program(&spec, text, "chain.ron", pipeline, Default::default())
+        .expect("the chain compiles")
+        .0
+}
+
+fn bench_add_chain(c: &mut Criterion) {
+    let mut group = c.benchmark_group("compile_time_add_chain");
+    let only = std::env::var("GRADC_COMPILE_BENCH_SIZES").ok();
+    let mut before: Option<(usize, f64)> = None;
+    for (label, n) in CHAIN_SIZES {
+        if only
+            .as_deref()
+            .is_some_and(|o| !o.split(',').any(|s| s.trim() == label))
+        {
+            continue;
+        }
+        let text = add_chain(n);
+        let t = Instant::now();
+        let program = black_box(compile_text(&text));
+        let once = secs(t.elapsed());
+        let growth = before
+            .map(|(n0, t0)| {
+                format!(
+                    " ({:.2}x the time of {n0} nodes for {:.0}x the nodes)",
+                    once / t0,
+                    n as f64 / n0 as f64
+                )
+            })
+            .unwrap_or_default();
+        eprintln!(
+            "compile_time_add_chain/{label}: {n} Adds, {} instructions; one compile {once:.3} s{growth}",
+            program.instrs.len()
+        );
+        drop(program);
+        before = Some((n, once));
+        group.throughput(Throughput::Elements(n as u64));
+        group.sample_size(10);
+        group.sampling_mode(SamplingMode::Flat);
+        group.warm_up_time(Duration::from_secs(1));
+        group.measurement_time(Duration::from_secs_f64((once * 12.0).max(3.0)));
+        group.bench_with_input(
+            BenchmarkId::new("parse_build_compile", label),
+            &text,
+            |b, text| b.iter_with_large_drop(|| compile_text(text)),
+        );
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench, bench_add_chain);
 
 fn main() {
     if let Some(layers) = std::env::var(ONE).ok().and_then(|l| l.parse().ok()) {

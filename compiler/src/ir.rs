@@ -7,7 +7,7 @@
 use crate::error::{CompileError, ErrorKind, Result};
 use gradc_runtime::{DType, Op, TensorType};
 use hashbrown::HashTable;
-use petgraph::stable_graph::{NodeIndex, StableDiGraph};
+use petgraph::stable_graph::{EdgeIndex, NodeIndex, StableDiGraph};
 use petgraph::visit::EdgeRef;
 use petgraph::Direction;
 use std::cmp::Reverse;
@@ -422,6 +422,149 @@ impl Graph {
         if !self.g.contains_node(n) {
             return;
         }
+        self.uncount_controls(n);
+        if let Some(node) = self.g.remove_node(n) {
+            self.forget(n, &node);
+        }
+    }
+
+    /// Removes the nodes `dead` (in that order, as `remove` one by one
+    /// would) and their edges. Removing an edge walks the edge lists of both
+    /// its ends from their heads (petgraph's lists are singly linked), so
+    /// removing many nodes that share a neighbour of many edges (a chain of
+    /// `Add(a, x)`'s fused away, each node reading `x`) one by one takes time
+    /// quadratic in that neighbour's edges. When the walks would cost more
+    /// than the graph's size, the edges are rebuilt instead: every edge lies
+    /// at the same place in its ends' lists as before, only its index changes.
+    pub fn remove_all(&mut self, dead: &[NodeIndex]) {
+        if self.unlinking_is_costly(dead) {
+            self.remove_all_rebuilding_edges(dead);
+        } else {
+            for &n in dead {
+                self.remove(n);
+            }
+        }
+    }
+
+    /// `remove_all` by rebuilding the edges: time linear in the graph's size.
+    fn remove_all_rebuilding_edges(&mut self, dead: &[NodeIndex]) {
+        let mut is_dead = vec![false; self.node_bound()];
+        for &n in dead {
+            if self.g.contains_node(n) {
+                is_dead[n.index()] = true;
+            }
+        }
+        let mut uncounted = vec![false; is_dead.len()];
+        for &n in dead {
+            if is_dead[n.index()] && !std::mem::replace(&mut uncounted[n.index()], true) {
+                self.uncount_controls(n);
+            }
+        }
+        let kept = self.kept_edges_in_insertion_order(&is_dead);
+        self.g.clear_edges();
+        for &n in dead {
+            if let Some(node) = self.g.remove_node(n) {
+                self.forget(n, &node);
+            }
+        }
+        for (a, b, e) in kept {
+            self.g.add_edge(a, b, e);
+        }
+    }
+
+    /// Whether removing `dead` one by one would walk more edges than
+    /// rebuilding the edges visits. Each edge of a dead node is counted at
+    /// the length of its other end's list, which bounds the walk that
+    /// unlinks it there (an over-count: an edge between two dead nodes is
+    /// unlinked once).
+    fn unlinking_is_costly(&self, dead: &[NodeIndex]) -> bool {
+        let budget = 2 * (self.node_bound() + self.g.edge_count()) + 1024;
+        // The lengths of the lists walked, each counted once, by (node, direction).
+        let mut length: foldhash::HashMap<(NodeIndex, usize), usize> = Default::default();
+        let mut cost = 0usize;
+        for &n in dead.iter().filter(|&&n| self.g.contains_node(n)) {
+            for (k, dir) in [Direction::Outgoing, Direction::Incoming]
+                .into_iter()
+                .enumerate()
+            {
+                for e in self.g.edges_directed(n, dir) {
+                    // The other end, whose list of the other direction is walked.
+                    let m = if k == 0 { e.target() } else { e.source() };
+                    cost += *length
+                        .entry((m, k))
+                        .or_insert_with(|| self.g.edges_directed(m, dir.opposite()).count());
+                    if cost > budget {
+                        return true;
+                    }
+                }
+            }
+        }
+        false
+    }
+
+    /// The edges between live nodes (`is_dead` marks the others), as (source,
+    /// target, weight) in an order that, added to a graph without edges,
+    /// puts each edge at the place it has now in its source's outgoing list
+    /// and its target's incoming list: an edge is added after those behind
+    /// it in either list (each list runs from the newest edge to the oldest).
+    fn kept_edges_in_insertion_order(&self, is_dead: &[bool]) -> Vec<(NodeIndex, NodeIndex, Edge)> {
+        use petgraph::visit::{EdgeIndexable, IntoEdgeReferences};
+        let live = |n: NodeIndex| !is_dead.get(n.index()).copied().unwrap_or(false);
+        let bound = self.g.edge_bound();
+        // For each kept edge: how many kept edges lie behind it in its two
+        // lists (0 to 2), and the kept edges just ahead of it.
+        let mut behind = vec![0u8; bound];
+        let mut ahead: Vec<[Option<EdgeIndex>; 2]> = vec![[None; 2]; bound];
+        let mut ready = Vec::new();
+        for n in self.g.node_indices().filter(|&n| live(n)) {
+            for (k, dir) in [Direction::Outgoing, Direction::Incoming]
+                .into_iter()
+                .enumerate()
+            {
+                let mut prev: Option<EdgeIndex> = None;
+                for e in self.g.edges_directed(n, dir) {
+                    if !(live(e.source()) && live(e.target())) {
+                        continue;
+                    }
+                    let id = e.id();
+                    if let Some(p) = prev {
+                        behind[p.index()] += 1;
+                        ahead[id.index()][k] = Some(p);
+                    }
+                    prev = Some(id);
+                }
+            }
+        }
+        for e in (&self.g).edge_references() {
+            if live(e.source()) && live(e.target()) && behind[e.id().index()] == 0 {
+                ready.push(e.id());
+            }
+        }
+        let mut order = Vec::with_capacity(self.g.edge_count());
+        while let Some(id) = ready.pop() {
+            if let Some((a, b)) = self.g.edge_endpoints(id) {
+                order.push((a, b, self.g[id]));
+            }
+            for p in ahead[id.index()].into_iter().flatten() {
+                behind[p.index()] -= 1;
+                if behind[p.index()] == 0 {
+                    ready.push(p);
+                }
+            }
+        }
+        debug_assert_eq!(
+            order.len(),
+            (&self.g)
+                .edge_references()
+                .filter(|e| live(e.source()) && live(e.target()))
+                .count(),
+            "the edge lists are in some order of insertion"
+        );
+        order
+    }
+
+    /// Takes `n`'s control edges off the counts of the nodes at their other ends.
+    fn uncount_controls(&mut self, n: NodeIndex) {
         if self.g[n].control_edges > 0 {
             let others: Vec<NodeIndex> = self
                 .g
@@ -443,17 +586,19 @@ impl Graph {
                 *count = count.saturating_sub(1);
             }
         }
-        if let Some(node) = self.g.remove_node(n) {
-            let h = name_hash(&node.name);
-            if let Ok(entry) = self.names.find_entry(spread(h), |&(_, m)| m == n) {
-                entry.remove();
-            }
-            self.set_seq_of(n, u64::MAX);
-            // Drop the stale entries once they outnumber the live ones.
-            if self.created.len() > 2 * self.g.node_count() + 64 {
-                let seq_of = &self.seq_of;
-                self.created.retain(|&(s, m)| seq_of[m.index()] == s);
-            }
+    }
+
+    /// Drops a removed node from the name table and the creation numbers.
+    fn forget(&mut self, n: NodeIndex, node: &Node) {
+        let h = name_hash(&node.name);
+        if let Ok(entry) = self.names.find_entry(spread(h), |&(_, m)| m == n) {
+            entry.remove();
+        }
+        self.set_seq_of(n, u64::MAX);
+        // Drop the stale entries once they outnumber the live ones.
+        if self.created.len() > 2 * self.g.node_count() + 64 {
+            let seq_of = &self.seq_of;
+            self.created.retain(|&(s, m)| seq_of[m.index()] == s);
         }
     }
 
@@ -599,6 +744,34 @@ impl Graph {
             })
     }
 
+    /// Whether every data use of `t` is by a node `inside` accepts: stops at
+    /// the first that is not, without collecting or sorting the uses (a
+    /// tensor read by a hundred thousand nodes is asked about cheaply).
+    pub fn used_only_by(&self, t: TensorRef, mut inside: impl FnMut(NodeIndex) -> bool) -> bool {
+        self.g
+            .edges_directed(t.node, Direction::Outgoing)
+            .all(|e| match *e.weight() {
+                Edge::Data { output, .. } if output == t.output => inside(e.target()),
+                _ => true,
+            })
+    }
+
+    /// The node that reads `t` if exactly one data use reads it: stops at
+    /// the second use, without collecting the others.
+    pub fn sole_user(&self, t: TensorRef) -> Option<NodeIndex> {
+        let mut users = self
+            .g
+            .edges_directed(t.node, Direction::Outgoing)
+            .filter_map(|e| match *e.weight() {
+                Edge::Data { output, .. } if output == t.output => Some(e.target()),
+                _ => None,
+            });
+        match (users.next(), users.next()) {
+            (Some(n), None) => Some(n),
+            _ => None,
+        }
+    }
+
     /// Data uses of one output: (consumer, input slot).
     pub fn uses(&self, t: TensorRef) -> Vec<(NodeIndex, usize)> {
         let mut u: Vec<_> = self
@@ -664,16 +837,63 @@ impl Graph {
                 ),
             ));
         }
-        let data: Vec<_> = self
+        // Each old input edge that carries a new input is kept and given
+        // the new slot; the others are removed. Removing and adding them all
+        // would walk the edge list of every input from its head: a long walk
+        // on an input read by many nodes (see `remove_all`).
+        // The old edges in list order, and by (input, slot).
+        let old: Vec<(TensorRef, usize, EdgeIndex)> = self
             .g
             .edges_directed(n, Direction::Incoming)
-            .filter(|e| matches!(e.weight(), Edge::Data { .. }))
-            .map(|e| e.id())
+            .filter_map(|e| match *e.weight() {
+                Edge::Data { output, input } => Some((
+                    TensorRef {
+                        node: e.source(),
+                        output,
+                    },
+                    input,
+                    e.id(),
+                )),
+                Edge::Control => None,
+            })
             .collect();
-        for id in data {
+        let mut by_input: Vec<usize> = (0..old.len()).collect();
+        by_input.sort_unstable_by_key(|&i| (old[i].0, old[i].1));
+        let mut kept = vec![false; old.len()];
+        let mut added = Vec::new();
+        for (slot, &t) in inputs.iter().enumerate() {
+            // The old edge from `t` of the lowest slot not kept yet.
+            let from = by_input.partition_point(|&i| old[i].0 < t);
+            let reuse = by_input[from..]
+                .iter()
+                .copied()
+                .take_while(|&i| old[i].0 == t)
+                .find(|&i| !kept[i]);
+            match reuse {
+                Some(i) => {
+                    kept[i] = true;
+                    self.g[old[i].2] = Edge::Data {
+                        output: t.output,
+                        input: slot,
+                    };
+                }
+                None => added.push((slot, t)),
+            }
+        }
+        // In list order: each one near the head of `n`'s list.
+        for (&(_, _, id), _) in old.iter().zip(&kept).filter(|(_, &k)| !k) {
             self.g.remove_edge(id);
         }
-        self.connect(n, inputs);
+        for (slot, t) in added {
+            self.g.add_edge(
+                t.node,
+                n,
+                Edge::Data {
+                    output: t.output,
+                    input: slot,
+                },
+            );
+        }
         self.g[n].op = op;
         Ok(())
     }
@@ -960,5 +1180,112 @@ mod tests {
         );
         assert_eq!(g.node(n).outputs.len(), 2);
         assert!(crate::passes::verify(&g).is_ok());
+    }
+
+    /// An edge list in order: (source, target, weight) of each edge.
+    type EdgeList = Vec<(usize, usize, Edge)>;
+
+    /// Every node's index, name and control count, and its edge lists in order.
+    fn structure(g: &Graph) -> Vec<(usize, String, u32, EdgeList, EdgeList)> {
+        let list = |n: NodeIndex, dir: Direction| {
+            g.g.edges_directed(n, dir)
+                .map(|e| (e.source().index(), e.target().index(), *e.weight()))
+                .collect::<Vec<_>>()
+        };
+        g.g.node_indices()
+            .map(|n| {
+                let node = g.node(n);
+                (
+                    n.index(),
+                    node.name.clone(),
+                    node.control_edges,
+                    list(n, Direction::Outgoing),
+                    list(n, Direction::Incoming),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn removing_nodes_by_rebuilding_the_edges_leaves_what_removing_them_one_by_one_does() {
+        // A chain of Adds that all read x, with control edges and repeated inputs.
+        let mut text = String::from(
+            "Graph(name: \"t\", dtype: F64, nodes: [\n(name: \"x\", op: Placeholder(shape: [])),\n(name: \"a0\", op: Add, inputs: [\"x\", \"x\"]),\n",
+        );
+        for i in 1..300 {
+            let control = if i % 7 == 0 {
+                format!(", control_inputs: [\"a{}\", \"x\"]", i / 2)
+            } else {
+                String::new()
+            };
+            text.push_str(&format!(
+                "(name: \"a{i}\", op: Add, inputs: [\"a{}\", \"x\"]{control}),\n",
+                i - 1
+            ));
+        }
+        text.push_str("])");
+        let mut g = crate::graph_from_str(&text, "t.ron").expect("builds");
+        // Edges removed and added out of creation order, as passes do.
+        let (a5, a9) = (g.find("a5").unwrap(), g.find("a9").unwrap());
+        let x = g.find("x").unwrap();
+        g.rewrite(a9, Op::Add, &[TensorRef::of(x), TensorRef::of(a5)])
+            .expect("same types");
+        let mut one_by_one = g.clone();
+        let mut dead: Vec<NodeIndex> =
+            g.g.node_indices()
+                .filter(|&n| n != x && n.index() % 3 != 1)
+                .collect();
+        dead.reverse();
+        dead.push(dead[0]);
+        assert!(
+            g.unlinking_is_costly(&dead),
+            "the test takes the rebuilding path"
+        );
+        g.remove_all(&dead);
+        for &n in &dead {
+            one_by_one.remove(n);
+        }
+        assert_eq!(structure(&g), structure(&one_by_one));
+        assert!(g.seq_table_agrees() && g.control_counts_agree() && g.name_table_agrees());
+        // The freed indices are reused in the same order.
+        for h in [&mut g, &mut one_by_one] {
+            for k in 0..3 {
+                h.add(
+                    format!("new{k}"),
+                    Op::Neg,
+                    DType::F64,
+                    &[TensorRef::of(x)],
+                    Role::Forward,
+                    None,
+                )
+                .expect("adds");
+            }
+        }
+        assert_eq!(structure(&g), structure(&one_by_one));
+    }
+
+    #[test]
+    fn rewrite_keeps_the_edges_of_inputs_it_keeps() {
+        let text = r#"Graph(name: "t", dtype: F64, nodes: [
+            (name: "x", op: Placeholder(shape: [2])),
+            (name: "y", op: Placeholder(shape: [2])),
+            (name: "d", op: Sub, inputs: ["x", "y"]),
+        ])"#;
+        let mut g = crate::graph_from_str(text, "t.ron").expect("builds");
+        let (x, y, d) = (
+            g.find("x").unwrap(),
+            g.find("y").unwrap(),
+            g.find("d").unwrap(),
+        );
+        let (tx, ty) = (TensorRef::of(x), TensorRef::of(y));
+        for inputs in [[ty, tx], [tx, tx], [ty, ty], [tx, ty]] {
+            g.rewrite(d, Op::Sub, &inputs).expect("same types");
+            assert_eq!(g.inputs(d), inputs);
+            assert_eq!(g.g.edges_directed(d, Direction::Incoming).count(), 2);
+        }
+        g.rewrite(d, Op::Neg, &[ty]).expect("same types");
+        assert_eq!(g.inputs(d), [ty]);
+        assert_eq!(g.uses(tx), []);
+        assert_eq!(g.g.edge_count(), 1);
     }
 }

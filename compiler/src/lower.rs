@@ -137,9 +137,7 @@ pub fn prune(g: &Graph, outputs: &[(String, TensorRef)]) -> Graph {
         }
     }
     let dead: Vec<_> = g.g.node_indices().filter(|n| !needed.contains(n)).collect();
-    for n in dead {
-        keep.remove(n);
-    }
+    keep.remove_all(&dead);
     for members in keep.collections.values_mut() {
         members.retain(|n| needed.contains(n));
     }

@@ -409,6 +409,7 @@ fn assign_slots(
     let bytes = |(dtype, shape): &Concrete| elements(shape) * dtype.size_of();
     // Bytes of the values alive after the step before.
     let mut live = 0;
+    let mut read_here: std::collections::HashSet<ValueRef> = std::collections::HashSet::new();
     for (s, step) in steps.iter().enumerate() {
         let Some((node, outputs)) = written(step) else {
             continue;
@@ -471,11 +472,20 @@ fn assign_slots(
                 free.entry(slot_types[slot]).or_default().push(slot);
             }
         };
+        // A value read more than once here dies once. Many inputs (an AddN
+        // summing a gradient's parts) are told apart by a set, not by
+        // searching the inputs before each.
+        let many = ins.inputs.len() > 16;
+        if many {
+            read_here.clear();
+        }
         for (j, &v) in ins.inputs.iter().enumerate() {
-            if Some(j) == in_place
-                || ins.inputs[..j].contains(&v)
-                || last[v.node].get(v.output) != Some(&s)
-            {
+            let again = if many {
+                !read_here.insert(v)
+            } else {
+                ins.inputs[..j].contains(&v)
+            };
+            if Some(j) == in_place || again || last[v.node].get(v.output) != Some(&s) {
                 continue;
             }
             dies(v);

@@ -387,7 +387,5 @@ fn prune_unused(g: &mut Graph, first_new: u64, results: &[TensorRef]) {
         g.g.node_indices()
             .filter(|&n| g.node(n).seq() >= first_new && !live[n.index()])
             .collect();
-    for n in dead {
-        g.remove(n);
-    }
+    g.remove_all(&dead);
 }

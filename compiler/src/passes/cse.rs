@@ -6,7 +6,7 @@
 //! Never merged: ops that change state, sources whose identity matters
 //! (placeholders, variables), NoOps, and nodes with control edges.
 
-use super::{merge_into, Fired, Pass};
+use super::{redirect_uses, Fired, Pass};
 use crate::error::Result;
 use crate::ir::{Graph, TensorRef};
 use foldhash::{HashMap, HashMapExt};
@@ -83,7 +83,10 @@ impl Pass for Cse {
         let mut seen: HashMap<u64, NodeIndex> = HashMap::with_capacity(g.g.node_count());
         let mut more: HashMap<u64, Vec<NodeIndex>> = HashMap::new();
         let (mut inputs, mut theirs) = (Vec::new(), Vec::new());
-        let mut changed = false;
+        // Merged nodes, removed together at the end (in the order they
+        // merged): removing each as it merges walks the edge lists of its
+        // inputs, which many merged nodes may share (see `Graph::remove_all`).
+        let mut merged = Vec::new();
         for n in g.topo_order()? {
             let node = g.node(n);
             if !mergeable(&node.op) || g.has_control(n) {
@@ -110,14 +113,15 @@ impl Pass for Cse {
             };
             match twin {
                 Some(m) => {
-                    merge_into(g, n, m);
+                    redirect_uses(g, n, m);
+                    merged.push(n);
                     self.fired.hit("merge_equal_nodes");
-                    changed = true;
                 }
                 None => more.entry(key).or_default().push(n),
             }
         }
-        Ok(changed)
+        g.remove_all(&merged);
+        Ok(!merged.is_empty())
     }
 
     fn fired(&self) -> Vec<(&'static str, usize)> {

@@ -45,8 +45,8 @@ impl Pass for Dce {
             }
         }
         let dead: Vec<_> = g.g.node_indices().filter(|n| !live[n.index()]).collect();
-        for &n in &dead {
-            g.remove(n);
+        g.remove_all(&dead);
+        for _ in &dead {
             self.fired.hit("dead_node");
         }
         for members in g.collections.values_mut() {

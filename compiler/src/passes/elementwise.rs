@@ -54,7 +54,7 @@ fn group(g: &Graph, root: NodeIndex) -> Vec<NodeIndex> {
                 && !g.has_control(m)
                 && !g.is_named(t)
                 && &node.outputs[0].shape == shape
-                && g.uses(t).iter().all(|(user, _)| inside.contains(user))
+                && g.used_only_by(t, |user| inside.contains(&user))
                 && members.len() < FUSED_MAX_STEPS / 2;
             if joins {
                 inside.insert(m);

@@ -41,10 +41,8 @@ pub struct Fuse {
 
 /// `t`'s only use, if it has exactly one, is not named and has no control edges.
 fn only_use(g: &Graph, t: TensorRef) -> Option<NodeIndex> {
-    match g.uses(t).as_slice() {
-        [(n, _)] if !g.is_named(t) && !g.has_control(t.node) => Some(*n),
-        _ => None,
-    }
+    g.sole_user(t)
+        .filter(|_| !g.is_named(t) && !g.has_control(t.node))
 }
 
 /// `n`'s only user, if it is an activation Dense can apply, with that activation.

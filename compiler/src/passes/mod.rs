@@ -255,8 +255,8 @@ pub(crate) fn producer(g: &Graph, t: TensorRef) -> Option<(NodeIndex, &Op)> {
     (t.output == 0 && !g.has_control(t.node)).then(|| (t.node, &g.node(t.node).op))
 }
 
-/// Redirects every use of every output of `from` to the same output of `to`, then removes `from`.
-pub(crate) fn merge_into(g: &mut Graph, from: NodeIndex, to: NodeIndex) {
+/// Redirects every use of every output of `from` to the same output of `to`.
+pub(crate) fn redirect_uses(g: &mut Graph, from: NodeIndex, to: NodeIndex) {
     for k in 0..g.node(from).outputs.len() {
         g.replace_uses(
             TensorRef {
@@ -269,7 +269,6 @@ pub(crate) fn merge_into(g: &mut Graph, from: NodeIndex, to: NodeIndex) {
             },
         );
     }
-    g.remove(from);
 }
 
 fn internal(when: &str, e: String) -> CompileError {

@@ -30,10 +30,8 @@ use std::collections::BTreeMap;
 
 /// `t`'s only use, if it has exactly one and is not named.
 fn only_use(g: &Graph, t: TensorRef) -> Option<NodeIndex> {
-    match g.uses(t).as_slice() {
-        [(n, _)] if !g.is_named(t) && !g.is_pinned(t.node) && !g.has_control(t.node) => Some(*n),
-        _ => None,
-    }
+    g.sole_user(t)
+        .filter(|_| !g.is_named(t) && !g.is_pinned(t.node) && !g.has_control(t.node))
 }
 
 /// A constant 1 that nobody names: a fed one is not known to be 1, and a
