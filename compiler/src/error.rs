@@ -146,7 +146,9 @@ pub fn closest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) ->
             return None;
         }
         let score = strsim::jaro_winkler(&name, &lower);
-        if score > 0.8 && best.is_none_or(|(b, _)| score >= b) {
+        // Ties go to the smallest name, so the answer does not depend on
+        // the candidates' order (a hash map's differs from run to run).
+        if score > 0.8 && best.is_none_or(|(b, bc)| score > b || (score == b && c < bc)) {
             best = Some((score, c));
         }
     }
@@ -175,8 +177,19 @@ mod tests {
                 )
             })
             .filter(|(score, _)| *score > 0.8)
-            .max_by(|a, b| a.0.total_cmp(&b.0))
+            // The best score; of equal ones, the smallest name.
+            .max_by(|a, b| a.0.total_cmp(&b.0).then_with(|| b.1.cmp(a.1)))
             .map(|(_, c)| c)
+    }
+
+    #[test]
+    fn the_suggestion_does_not_depend_on_the_candidates_order() {
+        let names = ["Weight", "weight", "WEIGHT", "weigth"];
+        let want = closest("weight", names);
+        let mut reversed = names;
+        reversed.reverse();
+        assert_eq!(closest("weight", reversed), want);
+        assert_eq!(want, Some("WEIGHT"));
     }
 
     #[test]
