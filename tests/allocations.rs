@@ -212,6 +212,29 @@ fn steady_state_steps_and_inference_batches_allocate_nothing() {
     assert_eq!(out.len(), 2);
 }
 
+/// Allocations on this thread over 10 train steps after 3 of warm-up.
+fn steady_state_allocations(
+    train: &mut Session,
+    feeds: &[(FeedId, &Tensor)],
+    target: usize,
+    loss: &[ValueRef],
+) -> usize {
+    let mut out = Vec::new();
+    let mut step = |out: &mut Vec<Tensor>| {
+        train
+            .run_with_targets_into(feeds, loss, &[target], out)
+            .expect("step runs");
+    };
+    for _ in 0..3 {
+        step(&mut out);
+    }
+    count(|| {
+        for _ in 0..10 {
+            step(&mut out);
+        }
+    })
+}
+
 #[test]
 fn steady_state_adam_train_steps_allocate_nothing() {
     let _turn = serial();
@@ -221,20 +244,7 @@ fn steady_state_adam_train_steps_allocate_nothing() {
     let programs = gradc::compiler::compile_training(graph).expect("compiles");
     let (x, t) = batch(100);
     let (mut train, feeds, target, loss) = train_session(&programs, &x, &t);
-    let mut out = Vec::new();
-    let mut step = |out: &mut Vec<Tensor>| {
-        train
-            .run_with_targets_into(&feeds, &loss, &[target], out)
-            .expect("step runs");
-    };
-    for _ in 0..3 {
-        step(&mut out);
-    }
-    let allocations = count(|| {
-        for _ in 0..10 {
-            step(&mut out);
-        }
-    });
+    let allocations = steady_state_allocations(&mut train, &feeds, target, &loss);
     assert_eq!(allocations, 0, "Adam train steps allocate nothing");
 }
 
@@ -258,20 +268,7 @@ fn steady_state_batch_norm_train_steps_allocate_nothing() {
     ];
     let target = train.resolve_target(&programs.train_op).expect("train op");
     let loss = [train.resolve(&programs.loss).expect("loss")];
-    let mut out = Vec::new();
-    let mut step = |out: &mut Vec<Tensor>| {
-        train
-            .run_with_targets_into(&feeds, &loss, &[target], out)
-            .expect("step runs");
-    };
-    for _ in 0..3 {
-        step(&mut out);
-    }
-    let allocations = count(|| {
-        for _ in 0..10 {
-            step(&mut out);
-        }
-    });
+    let allocations = steady_state_allocations(&mut train, &feeds, target, &loss);
     assert_eq!(allocations, 0, "batch-norm train steps allocate nothing");
 }
 

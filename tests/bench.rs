@@ -3,16 +3,7 @@
 
 mod common;
 
-use common::repo_path;
-use std::process::{Command, Output};
-
-fn gradc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_gradc"))
-        .args(args)
-        .current_dir(repo_path(""))
-        .output()
-        .expect("gradc runs")
-}
+use common::gradc;
 
 #[test]
 fn bench_w1_prints_the_expected_fields() {

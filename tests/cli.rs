@@ -2,24 +2,8 @@
 
 mod common;
 
-use common::repo_path;
-use std::process::{Command, Output};
-
-fn gradc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_gradc"))
-        .args(args)
-        .current_dir(repo_path(""))
-        .output()
-        .expect("gradc runs")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+use common::{gradc, repo_path, stderr, stdout};
+use std::process::Output;
 
 #[test]
 fn run_prints_outputs_and_gradients() {

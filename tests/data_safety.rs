@@ -5,25 +5,9 @@
 
 mod common;
 
-use common::repo_path;
+use common::{gradc, repo_path, stderr, stdout};
 use std::path::Path;
 use std::process::{Command, Output};
-
-fn gradc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_gradc"))
-        .args(args)
-        .current_dir(repo_path(""))
-        .output()
-        .expect("gradc runs")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 /// Exit 1 (an error, not a signal) with every one of `needles` in stderr.
 fn assert_refused(o: &Output, needles: &[&str]) {

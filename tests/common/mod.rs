@@ -105,3 +105,20 @@ pub fn random_feeds(
         })
         .collect()
 }
+
+/// Runs the `gradc` binary in the repository root.
+pub fn gradc(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_gradc"))
+        .args(args)
+        .current_dir(repo_path(""))
+        .output()
+        .expect("gradc runs")
+}
+
+pub fn stdout(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
