@@ -79,10 +79,12 @@ fn fans(dims: &[usize]) -> (f64, f64) {
         [n] => (*n as f64, *n as f64),
         [i, o] => (*i as f64, *o as f64),
         _ => {
-            let rf: usize = dims[..dims.len() - 2].iter().product();
+            // In f64: a shape that overflows `usize` is refused before
+            // initializing, but the fans need no exact count.
+            let rf: f64 = dims[..dims.len() - 2].iter().map(|&d| d as f64).product();
             (
-                (dims[dims.len() - 2] * rf) as f64,
-                (dims[dims.len() - 1] * rf) as f64,
+                dims[dims.len() - 2] as f64 * rf,
+                dims[dims.len() - 1] as f64 * rf,
             )
         }
     }

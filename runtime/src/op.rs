@@ -48,7 +48,7 @@ impl Literal {
         match shape.split_first() {
             None => (data.len() == 1).then(|| Literal::Scalar(data[0])),
             Some((&n, rest)) => {
-                let step: usize = rest.iter().product();
+                let step = rest.iter().try_fold(1usize, |a, &d| a.checked_mul(d))?;
                 if step.checked_mul(n)? != data.len() {
                     return None;
                 }

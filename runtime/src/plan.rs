@@ -513,9 +513,10 @@ fn assign_slots(
     }
 }
 
-/// Elements of a tensor of this shape.
+/// Elements of a tensor of this shape (saturated: a shape past `usize` is
+/// refused by the size checks, which count in `u128`).
 fn elements(shape: &[usize]) -> usize {
-    shape.iter().product()
+    shape.iter().fold(1usize, |a, &d| a.saturating_mul(d))
 }
 
 /// Plans the run of `program` that fetches `fetches` and runs `targets`, with

@@ -34,8 +34,8 @@ impl Tensor {
 
     /// Builds a tensor of `dtype` from row-major f64 values (narrowed for f32).
     pub fn from_f64(dtype: DType, shape: &[usize], data: Vec<f64>) -> Result<Tensor, String> {
-        let n: usize = shape.iter().product();
-        if n != data.len() {
+        let n = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+        if n != Some(data.len()) {
             return Err(format!("{} values do not fill shape {shape:?}", data.len()));
         }
         let a = ArrayD::from_shape_vec(IxDyn(shape), data).map_err(|e| e.to_string())?;

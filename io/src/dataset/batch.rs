@@ -204,7 +204,8 @@ where
     if let Some(&index) = indices.iter().find(|&&i| i >= rows) {
         return Err(DataError::IndexOutOfRange { index, rows });
     }
-    let row_len: usize = row_shape.iter().product();
+    // A row of a data set that was read into memory: its length fits.
+    let row_len = row_shape.iter().fold(1usize, |a, &d| a.saturating_mul(d));
     if row_len == 0 {
         return Ok(());
     }
