@@ -307,7 +307,12 @@ fn a_noop_used_as_an_input_in_a_function_body_is_a_clean_error() {
         (name: "o", op: Call("F"), inputs: ["x"]),
       ])"#;
     let e = common::compile_error(text);
-    assert!(e.to_string().contains('n'), "{e}");
+    assert_eq!(e.kind, ErrorKind::UnknownNode, "{e}");
+    let message = e.to_string();
+    assert!(
+        message.contains("input 'n' has no such output") && message.contains("function 'F'"),
+        "{message}"
+    );
     // Outside a function, the same graph gets the same kind of error.
     let flat = r#"Graph(name: "f", dtype: F64, nodes: [
         (name: "x", op: Const(1.0)),

@@ -160,7 +160,7 @@ pub fn build_with(
                 .iter()
                 .flat_map(|t| t.hooks.iter().map(String::as_str)),
         )
-        .map(|n| n.rsplit_once(':').map_or(n, |(b, _)| b).to_string())
+        .map(|n| crate::functions::base(n).to_string())
         .collect();
     let mut aliases: HashMap<String, TensorRef> = HashMap::new();
     let resolve = resolve_ref;
@@ -312,11 +312,7 @@ fn pinned_names(spec: &GraphSpec, run: crate::RunNames) -> foldhash::HashSet<Str
     let mut pinned = foldhash::HashSet::default();
     for name in names {
         pinned.insert(name.to_string());
-        if let Some((node, k)) = name.rsplit_once(':') {
-            if k.parse::<usize>().is_ok() {
-                pinned.insert(node.to_string());
-            }
-        }
+        pinned.insert(crate::functions::base(name).to_string());
     }
     pinned
 }

@@ -241,7 +241,8 @@ pub fn instantiate(
     Ok(())
 }
 
-fn base(r: &str) -> &str {
+/// The node a reference names: `x` for `x` or `x:k`.
+pub(crate) fn base(r: &str) -> &str {
     match r.rsplit_once(':') {
         Some((b, k)) if k.parse::<usize>().is_ok() => b,
         _ => r,
