@@ -149,6 +149,12 @@ const CASES: &[Case] = &[
         second_order: true,
     },
     Case {
+        name: "softplus",
+        inputs: &[("a", &[3, 4], Normal)],
+        node: r#"(name: "y", op: Softplus, inputs: ["a"])"#,
+        second_order: true,
+    },
+    Case {
         name: "matmul",
         inputs: &[("a", &[3, 4], Normal), ("b", &[4, 2], Normal)],
         node: r#"(name: "y", op: MatMul(), inputs: ["a", "b"])"#,

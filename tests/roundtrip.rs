@@ -3,6 +3,7 @@
 mod common;
 
 use gradc::compiler::schema;
+use gradc::runtime::op::{BinaryFn, UnaryFn};
 
 #[test]
 fn every_example_round_trips() {
@@ -27,6 +28,20 @@ fn every_example_round_trips() {
 fn every_op_round_trips() {
     // One node of every op, each attribute away from its default where it
     // has one (the round trip is of the text: the graph need not build).
+    // The elementwise ops come from their table, one node each.
+    let elementwise: String = UnaryFn::EXAMPLES
+        .iter()
+        .map(|f| {
+            let attr = f.attr().map(|(a, v)| format!("({a}: {v:?})"));
+            let op = format!("{}{}", f.name(), attr.unwrap_or_default());
+            format!(r#"(name: "u{}", op: {op}, inputs: ["p"]),"#, f.name())
+        })
+        .chain(
+            BinaryFn::ALL
+                .iter()
+                .map(|f| format!(r#"(name: "b{0}", op: {0}, inputs: ["p", "c"]),"#, f.name())),
+        )
+        .collect();
     let text = r#"Graph(name: "all", dtype: F32, nodes: [
         (name: "p", op: Placeholder(shape: ["batch", 3])),
         (name: "v", op: Variable(shape: [3], initializer: TruncatedNormal(mean: 0.5, stddev: 2.0, seed: 7), trainable: false)),
@@ -42,24 +57,7 @@ fn every_op_round_trips() {
         (name: "c", op: Const([[1.0, 2.0, 3.0]]), dtype: F32),
         (name: "id", op: Identity, inputs: ["p"]),
         (name: "sg", op: StopGradient, inputs: ["p"]),
-        (name: "add", op: Add, inputs: ["p", "c"]),
-        (name: "sub", op: Sub, inputs: ["p", "c"]),
-        (name: "mul", op: Mul, inputs: ["p", "c"]),
-        (name: "div", op: Div, inputs: ["p", "c"]),
-        (name: "max", op: Maximum, inputs: ["p", "c"]),
-        (name: "ge", op: GreaterEqual, inputs: ["p", "c"]),
-        (name: "eq", op: Equal, inputs: ["p", "c"]),
-        (name: "neg", op: Neg, inputs: ["p"]),
-        (name: "exp", op: Exp, inputs: ["p"]),
-        (name: "log", op: Log, inputs: ["p"]),
-        (name: "sq", op: Square, inputs: ["p"]),
-        (name: "sqrt", op: Sqrt, inputs: ["p"]),
-        (name: "rsqrt", op: Rsqrt, inputs: ["p"]),
-        (name: "relu", op: Relu, inputs: ["p"]),
-        (name: "sig", op: Sigmoid, inputs: ["p"]),
-        (name: "tanh", op: Tanh, inputs: ["p"]),
-        (name: "pw", op: Pow(exponent: 2.5), inputs: ["p"]),
-        (name: "rg", op: ReluGrad, inputs: ["p", "p"]),
+        ELEMENTWISE
         (name: "mm", op: MatMul(transpose_a: true, transpose_b: true), inputs: ["p", "c"]),
         (name: "ba", op: BiasAdd, inputs: ["p", "v"]),
         (name: "fu", op: Fused(program: [Input(0), Const(0.5), Unary(Pow(3.0), 0), Binary(ReluGrad, 1, 2)]), inputs: ["p"]),
@@ -76,7 +74,7 @@ fn every_op_round_trips() {
         (name: "bnz", op: BatchNormalization(variance_epsilon: 0.01, offset: false, scale: false), inputs: ["p", "mom", "mom:1"]),
         (name: "fbn", op: FusedBatchNorm(epsilon: 0.01, data_format: NCHW, is_training: false), inputs: ["p", "v", "v", "v", "v"]),
         (name: "fbg", op: FusedBatchNormGrad(epsilon: 0.01, data_format: NCHW, is_training: false), inputs: ["p", "p", "v", "v", "v"]),
-        (name: "sel", op: Select, inputs: ["ge", "p", "c"]),
+        (name: "sel", op: Select, inputs: ["p", "p", "c"]),
         (name: "ama", op: AssignMovingAverage(decay: 0.9, zero_debias: true), inputs: ["v", "p"]),
         (name: "bnl", op: BatchNorm(decay: 0.99, center: false, scale: true, epsilon: 0.01, data_format: NCHW, fused: true, is_training: "training", zero_debias_moving_mean: true), inputs: ["p"]),
         (name: "call", op: Call("F"), inputs: ["p"]),
@@ -94,8 +92,9 @@ fn every_op_round_trips() {
         (name: "stl", op: SumToLike, inputs: ["p", "c"]),
         (name: "bl", op: BroadcastLike, inputs: ["c", "p"]),
         (name: "rs", op: ReducedSize(axes: [0]), inputs: ["p"]),
-    ], outputs: ["mm", "s"], gradients: [(of: "m", wrt: ["p"], grad_ys: "m")])"#;
-    let spec = schema::parse(text).expect("parses");
+    ], outputs: ["mm", "s"], gradients: [(of: "m", wrt: ["p"], grad_ys: "m")])"#
+        .replace("ELEMENTWISE", &elementwise);
+    let spec = schema::parse(&text).expect("parses");
     let again = schema::parse(&schema::to_ron(&spec).expect("prints")).expect("reparses");
     assert_eq!(spec, again);
     // Every op is in the text above, by its whole name.

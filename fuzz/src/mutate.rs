@@ -8,7 +8,7 @@
 
 use gradc::compiler::schema::{self, CustomGradientSpec, FunctionSpec, GradientSpec, GraphSpec};
 use gradc::compiler::schema::{NodeSpec, OptimizerSpec};
-use gradc::runtime::op::OP_NAMES;
+use gradc::runtime::op::{BinaryFn, UnaryFn, OP_NAMES};
 use gradc::runtime::{DType, Literal, Op};
 use rand::seq::{IndexedMutRandom, IndexedRandom};
 use rand::{Rng, SeedableRng};
@@ -255,6 +255,9 @@ impl Corpus {
             shape: vec![100_000_000, 100_000_000],
         });
         ops.push(Op::Call("Missing".into()));
+        // Every function of the elementwise table, whichever the seed names.
+        ops.extend(UnaryFn::EXAMPLES.iter().map(|f| f.op()));
+        ops.extend(BinaryFn::ALL.iter().map(|f| f.op()));
         seeds.push(Seed {
             name: "<ops seed>".into(),
             text: OPS_SEED.into(),
@@ -918,34 +921,29 @@ fn mutate_spec(spec: &mut GraphSpec, corpus: &Corpus, rng: &mut ChaCha8Rng) -> S
     }
 }
 
-/// Ops that take one input and give one output of its shape.
-const UNARY: &[&str] = &[
-    "Neg",
-    "Exp",
-    "Log",
-    "Square",
-    "Sqrt",
-    "Rsqrt",
-    "Relu",
-    "Sigmoid",
-    "Tanh",
-    "Identity",
-    "StopGradient",
-    "Softmax",
-    "LogSoftmax",
-    "ZerosLike",
-    "OnesLike",
-];
-/// Ops that take two inputs and broadcast them.
-const BINARY: &[&str] = &[
-    "Add",
-    "Sub",
-    "Mul",
-    "Div",
-    "Maximum",
-    "GreaterEqual",
-    "Equal",
-];
+/// Ops that take one input and give one output of its shape: the unary
+/// functions of the elementwise table (without attributes) and these.
+fn unary_names() -> Vec<&'static str> {
+    let table = UnaryFn::EXAMPLES.iter().filter(|f| f.attr().is_none());
+    table
+        .map(|f| f.name())
+        .chain([
+            "Identity",
+            "StopGradient",
+            "Softmax",
+            "LogSoftmax",
+            "ZerosLike",
+            "OnesLike",
+        ])
+        .collect()
+}
+
+/// Ops that take two inputs and broadcast them: the binary functions of the
+/// elementwise table that broadcast.
+fn binary_names() -> Vec<&'static str> {
+    let table = BinaryFn::ALL.iter().filter(|f| f.broadcasts());
+    table.map(|f| f.name()).collect()
+}
 
 /// An op of `names` by name (unit variants only).
 fn unit_op(names: &[&str], rng: &mut ChaCha8Rng) -> Option<Op> {
@@ -971,14 +969,15 @@ fn mutate_gentle(spec: &mut GraphSpec, corpus: &Corpus, rng: &mut ChaCha8Rng) ->
     let name = spec.nodes[i].name.clone();
     match rng.random_range(0..8) {
         0 => {
-            let class = if UNARY.contains(&spec.nodes[i].op.name()) {
-                UNARY
-            } else if BINARY.contains(&spec.nodes[i].op.name()) {
-                BINARY
+            let (unary, binary) = (unary_names(), binary_names());
+            let class = if unary.contains(&spec.nodes[i].op.name()) {
+                unary
+            } else if binary.contains(&spec.nodes[i].op.name()) {
+                binary
             } else {
                 return mutate_gentle_gradient(spec, rng);
             };
-            let Some(op) = unit_op(class, rng) else {
+            let Some(op) = unit_op(&class, rng) else {
                 return "swap op (none)".into();
             };
             let what = format!("node {name}: {} -> {}", spec.nodes[i].op.name(), op.name());
@@ -1014,9 +1013,12 @@ fn mutate_gentle(spec: &mut GraphSpec, corpus: &Corpus, rng: &mut ChaCha8Rng) ->
             // A unary or binary node between node i and its later uses.
             let new = format!("{name}_fz{}", rng.random_range(0..100));
             let (op, inputs) = if rng.random_bool(0.6) {
-                (unit_op(UNARY, rng), vec![name.clone()])
+                (unit_op(&unary_names(), rng), vec![name.clone()])
             } else {
-                (unit_op(BINARY, rng), vec![name.clone(), name.clone()])
+                (
+                    unit_op(&binary_names(), rng),
+                    vec![name.clone(), name.clone()],
+                )
             };
             let Some(op) = op else {
                 return "insert (none)".into();

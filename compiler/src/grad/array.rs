@@ -1,28 +1,13 @@
 //! Gradients of shape and reduction ops.
 
-use super::{dy, Ctx, GradFn, Grads, NodeArgs};
+use super::{dy, Ctx, Grads, NodeArgs};
 use crate::error::Result;
 use crate::ir::TensorRef;
 use gradc_runtime::shape::normalize_axes;
 use gradc_runtime::Op;
 
-pub(super) fn rule(op: &Op) -> Option<GradFn> {
-    Some(match op {
-        Op::Reshape { .. } | Op::ReshapeLike => reshape,
-        Op::Transpose { .. } => transpose,
-        Op::ExpandDims { .. } => expand_dims,
-        Op::Squeeze { .. } => squeeze,
-        Op::Sum { .. } => sum,
-        Op::Mean { .. } => mean,
-        Op::Fill { .. } => fill,
-        Op::SumToLike => sum_to_like,
-        Op::BroadcastLike => broadcast_like,
-        _ => return None,
-    })
-}
-
 // dx = reshape(dy, shape of x); the shape input of ReshapeLike gets none
-fn reshape(c: &mut Ctx, n: &NodeArgs, g: &[Option<TensorRef>]) -> Grads {
+pub(super) fn reshape(c: &mut Ctx, n: &NodeArgs, g: &[Option<TensorRef>]) -> Grads {
     let dx = c.op(Op::ReshapeLike, &[dy(g), n.x(0)])?;
     let mut out = vec![Some(dx)];
     out.resize(n.inputs.len(), None);
@@ -30,7 +15,7 @@ fn reshape(c: &mut Ctx, n: &NodeArgs, g: &[Option<TensorRef>]) -> Grads {
 }
 
 // dx = transpose(dy, inverse perm)
-fn transpose(c: &mut Ctx, n: &NodeArgs, g: &[Option<TensorRef>]) -> Grads {
+pub(super) fn transpose(c: &mut Ctx, n: &NodeArgs, g: &[Option<TensorRef>]) -> Grads {
     let Op::Transpose { perm } = &n.op else {
         unreachable!("transpose rule on {}", n.op.name())
     };
@@ -49,7 +34,7 @@ fn transpose(c: &mut Ctx, n: &NodeArgs, g: &[Option<TensorRef>]) -> Grads {
 }
 
 // dx = squeeze(dy, axes)
-fn expand_dims(c: &mut Ctx, n: &NodeArgs, g: &[Option<TensorRef>]) -> Grads {
+pub(super) fn expand_dims(c: &mut Ctx, n: &NodeArgs, g: &[Option<TensorRef>]) -> Grads {
     let Op::ExpandDims { axes } = &n.op else {
         unreachable!("expand_dims rule on {}", n.op.name())
     };
@@ -59,7 +44,7 @@ fn expand_dims(c: &mut Ctx, n: &NodeArgs, g: &[Option<TensorRef>]) -> Grads {
 }
 
 // dx = expand_dims(dy, axes)
-fn squeeze(c: &mut Ctx, n: &NodeArgs, g: &[Option<TensorRef>]) -> Grads {
+pub(super) fn squeeze(c: &mut Ctx, n: &NodeArgs, g: &[Option<TensorRef>]) -> Grads {
     let Op::Squeeze { axes } = &n.op else {
         unreachable!("squeeze rule on {}", n.op.name())
     };
@@ -69,7 +54,7 @@ fn squeeze(c: &mut Ctx, n: &NodeArgs, g: &[Option<TensorRef>]) -> Grads {
 }
 
 /// dy with the reduced axes put back as size 1, then broadcast to x's shape.
-fn unreduce(c: &mut Ctx, n: &NodeArgs, g: TensorRef) -> Result<TensorRef> {
+pub(super) fn unreduce(c: &mut Ctx, n: &NodeArgs, g: TensorRef) -> Result<TensorRef> {
     let (Op::Sum { axes, keep_dims } | Op::Mean { axes, keep_dims }) = &n.op else {
         unreachable!("unreduce on {}", n.op.name())
     };
@@ -95,12 +80,12 @@ fn unreduce(c: &mut Ctx, n: &NodeArgs, g: TensorRef) -> Result<TensorRef> {
 }
 
 // dx = broadcast(dy) to x's shape
-fn sum(c: &mut Ctx, n: &NodeArgs, g: &[Option<TensorRef>]) -> Grads {
+pub(super) fn sum(c: &mut Ctx, n: &NodeArgs, g: &[Option<TensorRef>]) -> Grads {
     Ok(vec![Some(unreduce(c, n, dy(g))?)])
 }
 
 // dx = broadcast(dy) / (number of reduced elements)
-fn mean(c: &mut Ctx, n: &NodeArgs, g: &[Option<TensorRef>]) -> Grads {
+pub(super) fn mean(c: &mut Ctx, n: &NodeArgs, g: &[Option<TensorRef>]) -> Grads {
     let Op::Mean { axes, .. } = &n.op else {
         unreachable!("mean rule on {}", n.op.name())
     };
@@ -110,7 +95,7 @@ fn mean(c: &mut Ctx, n: &NodeArgs, g: &[Option<TensorRef>]) -> Grads {
 }
 
 // dvalue = sum(dy)
-fn fill(c: &mut Ctx, _: &NodeArgs, g: &[Option<TensorRef>]) -> Grads {
+pub(super) fn fill(c: &mut Ctx, _: &NodeArgs, g: &[Option<TensorRef>]) -> Grads {
     Ok(vec![Some(c.op(
         Op::Sum {
             axes: None,
@@ -121,10 +106,10 @@ fn fill(c: &mut Ctx, _: &NodeArgs, g: &[Option<TensorRef>]) -> Grads {
 }
 
 // SumToLike and BroadcastLike are each other's transpose; the shape input gets none.
-fn sum_to_like(c: &mut Ctx, n: &NodeArgs, g: &[Option<TensorRef>]) -> Grads {
+pub(super) fn sum_to_like(c: &mut Ctx, n: &NodeArgs, g: &[Option<TensorRef>]) -> Grads {
     Ok(vec![Some(c.op(Op::BroadcastLike, &[dy(g), n.x(0)])?), None])
 }
 
-fn broadcast_like(c: &mut Ctx, n: &NodeArgs, g: &[Option<TensorRef>]) -> Grads {
+pub(super) fn broadcast_like(c: &mut Ctx, n: &NodeArgs, g: &[Option<TensorRef>]) -> Grads {
     Ok(vec![Some(c.op(Op::SumToLike, &[dy(g), n.x(0)])?), None])
 }

@@ -2,7 +2,7 @@
 //! CustomGradient instantiates the function's gradient graph; a gradient made
 //! by a `once_differentiable` function refuses to be differentiated again.
 
-use super::{Ctx, GradFn, Grads, NodeArgs};
+use super::{Ctx, Grads, NodeArgs};
 use crate::error::{CompileError, ErrorKind};
 use crate::functions::instantiate;
 use crate::ir::{Role, TensorRef};
@@ -10,23 +10,14 @@ use crate::schema::line_of_function;
 use foldhash::HashMap;
 use gradc_runtime::Op;
 
-pub(super) fn rule(op: &Op) -> Option<GradFn> {
-    Some(match op {
-        Op::IdentityN => identity_n,
-        Op::CustomGradient { .. } => custom_gradient,
-        Op::OnceDifferentiable { .. } => once_differentiable,
-        _ => return None,
-    })
-}
-
 // dx_k = dy_k
-fn identity_n(_: &mut Ctx, _: &NodeArgs, g: &[Option<TensorRef>]) -> Grads {
+pub(super) fn identity_n(_: &mut Ctx, _: &NodeArgs, g: &[Option<TensorRef>]) -> Grads {
     Ok(g.to_vec())
 }
 
 // the function's gradient graph, given its inputs, its outputs and d(<output>)
 // for each output (zeros where none came); the body gets no gradient
-fn custom_gradient(c: &mut Ctx, n: &NodeArgs, g: &[Option<TensorRef>]) -> Grads {
+pub(super) fn custom_gradient(c: &mut Ctx, n: &NodeArgs, g: &[Option<TensorRef>]) -> Grads {
     let Op::CustomGradient { function, inputs } = &n.op else {
         unreachable!("custom_gradient rule on {}", n.op.name())
     };
@@ -99,7 +90,7 @@ fn custom_gradient(c: &mut Ctx, n: &NodeArgs, g: &[Option<TensorRef>]) -> Grads 
     Ok(grads)
 }
 
-fn once_differentiable(c: &mut Ctx, n: &NodeArgs, _: &[Option<TensorRef>]) -> Grads {
+pub(super) fn once_differentiable(c: &mut Ctx, n: &NodeArgs, _: &[Option<TensorRef>]) -> Grads {
     let Op::OnceDifferentiable { function } = &n.op else {
         unreachable!("once_differentiable rule on {}", n.op.name())
     };

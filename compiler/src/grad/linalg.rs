@@ -2,20 +2,11 @@
 //! Dense (the optimizer's fusion of MatMul, BiasAdd and an activation) and
 //! of ActivationBiasGrad (its fused backward epilogue).
 
-use super::{vjp_of, Ctx, GradFn, Grads, NodeArgs};
-use crate::error::Result;
+use super::{vjp_of, Ctx, Grads, NodeArgs};
+use crate::error::{CompileError, ErrorKind, Result};
 use crate::ir::TensorRef;
 use gradc_runtime::op::Activation;
 use gradc_runtime::Op;
-
-pub(super) fn rule(op: &Op) -> Option<GradFn> {
-    match op {
-        Op::MatMul { .. } => Some(matmul),
-        Op::Dense { .. } => Some(dense),
-        Op::ActivationBiasGrad { .. } => Some(activation_bias_grad),
-        _ => None,
-    }
-}
 
 fn mm(
     c: &mut Ctx,
@@ -52,7 +43,11 @@ fn product_grads(
 }
 
 // y = a b: da = g b^T, db = a^T g
-fn matmul(c: &mut Ctx, n: &NodeArgs, g: &[Option<TensorRef>]) -> Result<Vec<Option<TensorRef>>> {
+pub(super) fn matmul(
+    c: &mut Ctx,
+    n: &NodeArgs,
+    g: &[Option<TensorRef>],
+) -> Result<Vec<Option<TensorRef>>> {
     let Op::MatMul {
         transpose_a,
         transpose_b,
@@ -66,7 +61,11 @@ fn matmul(c: &mut Ctx, n: &NodeArgs, g: &[Option<TensorRef>]) -> Result<Vec<Opti
 }
 
 // y = act(a w + bias): dz = act'(y) dy; MatMul's rule for a and w; dbias = sum of dz over all but the last axis
-fn dense(c: &mut Ctx, n: &NodeArgs, g: &[Option<TensorRef>]) -> Result<Vec<Option<TensorRef>>> {
+pub(super) fn dense(
+    c: &mut Ctx,
+    n: &NodeArgs,
+    g: &[Option<TensorRef>],
+) -> Result<Vec<Option<TensorRef>>> {
     let Op::Dense {
         transpose_a,
         transpose_b,
@@ -81,8 +80,8 @@ fn dense(c: &mut Ctx, n: &NodeArgs, g: &[Option<TensorRef>]) -> Result<Vec<Optio
     Ok(vec![Some(da), Some(dw), Some(db)])
 }
 
-/// dz = act'(y) dy, as each activation's own rule builds it (Relu: ReluGrad;
-/// Sigmoid: dy (y (1 - y)); Tanh: dy (1 - y^2)), and db = the sum of dz over
+/// dz = act'(y) dy, the derivative of the activation's row of the
+/// elementwise table, as its own rule builds it, and db = the sum of dz over
 /// every axis but the last (BiasAdd's rule).
 fn bias_activation_grads(
     c: &mut Ctx,
@@ -90,20 +89,18 @@ fn bias_activation_grads(
     dy: TensorRef,
     y: TensorRef,
 ) -> Result<(TensorRef, TensorRef)> {
-    let dz = match activation {
-        Activation::Linear => dy,
-        Activation::Relu => c.op(Op::ReluGrad, &[dy, y])?,
-        Activation::Sigmoid => {
-            let one = c.scalar(1.0, y)?;
-            let om = c.sub(one, y)?;
-            let d = c.mul(y, om)?;
-            c.mul(dy, d)?
-        }
-        Activation::Tanh => {
-            let one = c.scalar(1.0, y)?;
-            let y2 = c.op(Op::Square, &[y])?;
-            let d = c.sub(one, y2)?;
-            c.mul(dy, d)?
+    let dz = match activation.unary().and_then(|f| f.derivative()) {
+        None => dy,
+        Some(d) => {
+            // The activation's derivative reads y only: x's place holds y.
+            let regs = c.program(&d.steps, &[dy, y, y])?;
+            let dz = d.outputs[0].map(|r| regs[r]);
+            dz.ok_or_else(|| {
+                CompileError::new(
+                    ErrorKind::Internal,
+                    format!("the {activation:?} activation's derivative is zero"),
+                )
+            })?
         }
     };
     let rank = c.ty(y).shape.rank() as i64;
@@ -119,7 +116,7 @@ fn bias_activation_grads(
 
 // dz, db = ActivationBiasGrad(dy, y): the gradient of its decomposition into
 // the ops it fuses (bias_activation_grads), so second order works
-fn activation_bias_grad(c: &mut Ctx, n: &NodeArgs, g: &[Option<TensorRef>]) -> Grads {
+pub(super) fn activation_bias_grad(c: &mut Ctx, n: &NodeArgs, g: &[Option<TensorRef>]) -> Grads {
     let Op::ActivationBiasGrad { activation } = n.op else {
         unreachable!("activation_bias_grad rule on {}", n.op.name())
     };

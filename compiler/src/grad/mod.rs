@@ -20,7 +20,8 @@ mod norm;
 
 use crate::error::{CompileError, ErrorKind, Result};
 use crate::ir::{Graph, Role, TensorRef};
-use gradc_runtime::{Literal, Op, TensorType};
+use gradc_runtime::op::FusedStep;
+use gradc_runtime::{binary_ops, unary_ops, Literal, Op, TensorType};
 use petgraph::stable_graph::NodeIndex;
 use petgraph::visit::{Dfs, Reversed};
 use petgraph::Direction;
@@ -123,6 +124,35 @@ impl<'g> Ctx<'g> {
     pub fn neg(&mut self, a: TensorRef) -> Result<TensorRef> {
         self.op(Op::Neg, &[a])
     }
+    /// The nodes of a program of `FusedStep`s over `inputs`, one per step
+    /// but the inputs, in step order; the tensor of every register.
+    pub fn program(&mut self, steps: &[FusedStep], inputs: &[TensorRef]) -> Result<Vec<TensorRef>> {
+        let like = inputs.first().copied();
+        let mut regs: Vec<TensorRef> = Vec::with_capacity(steps.len());
+        for (k, step) in steps.iter().enumerate() {
+            let bad = || {
+                CompileError::new(
+                    ErrorKind::Internal,
+                    format!("step {k} of a program reads a later register or a missing input"),
+                )
+            };
+            let r = match *step {
+                FusedStep::Input(i) => *inputs.get(i).ok_or_else(bad)?,
+                FusedStep::Const(v) => self.scalar(v, like.ok_or_else(bad)?)?,
+                FusedStep::Unary(f, a) => {
+                    let a = *regs.get(a).ok_or_else(bad)?;
+                    self.op(f.op(), &[a])?
+                }
+                FusedStep::Binary(f, a, b) => {
+                    let (a, b) = (*regs.get(a).ok_or_else(bad)?, *regs.get(b).ok_or_else(bad)?);
+                    self.op(f.op(), &[a, b])?
+                }
+            };
+            regs.push(r);
+        }
+        Ok(regs)
+    }
+
     /// `c * a` for a constant `c`.
     pub fn scale(&mut self, c: f64, a: TensorRef) -> Result<TensorRef> {
         let c = self.scalar(c, a)?;
@@ -165,29 +195,82 @@ pub(super) fn vjp_of(
     Ok(grads.into_iter().map(Some).collect())
 }
 
-/// The rule for `op`, or None if the op has no gradient.
-fn rule_for(op: &Op) -> Option<GradFn> {
-    math::rule(op)
-        .or_else(|| nn::rule(op))
-        .or_else(|| norm::rule(op))
-        .or_else(|| linalg::rule(op))
-        .or_else(|| array::rule(op))
-        .or_else(|| func::rule(op))
+/// How the inputs of an op get their gradients.
+#[derive(Clone, Copy)]
+enum Gradient {
+    /// A rule builds them.
+    Rule(GradFn),
+    /// The output is constant in the inputs: they get none (TensorFlow's
+    /// `ops.NotDifferentiable` for ops like `StopGradient` or `ZerosLike`).
+    Zero,
+    /// The op has no gradient: asking for one through it is an error naming it.
+    Undefined,
+}
+
+/// Every op's gradient, in one match without a wildcard: an op added to the
+/// runtime does not compile here until it says how it is differentiated.
+fn gradient(op: &Op) -> Gradient {
+    use Gradient::{Rule, Undefined, Zero};
+    match op {
+        unary_ops!() => match gradc_runtime::op::UnaryFn::of(op) {
+            Some(f) if f.zero_gradient() => Zero,
+            _ => Rule(math::elementwise),
+        },
+        binary_ops!() => match gradc_runtime::op::BinaryFn::of(op) {
+            Some(f) if f.zero_gradient() => Zero,
+            _ => Rule(math::elementwise),
+        },
+        Op::Identity => Rule(math::identity),
+        Op::AddN => Rule(math::add_n),
+        Op::Select => Rule(math::select),
+        Op::Fused { .. } => Rule(math::fused),
+        Op::BiasAdd => Rule(nn::bias_add),
+        Op::Softmax => Rule(nn::softmax),
+        Op::LogSoftmax => Rule(nn::log_softmax),
+        Op::SoftmaxCrossEntropyWithLogits => Rule(nn::softmax_cross_entropy),
+        Op::Moments { .. } => Rule(norm::moments),
+        Op::BatchNormalization { .. } => Rule(norm::batch_normalization),
+        Op::FusedBatchNorm { .. } => Rule(norm::fused_batch_norm),
+        Op::FusedBatchNormGrad { .. } => Rule(norm::fused_batch_norm_grad),
+        Op::MatMul { .. } => Rule(linalg::matmul),
+        Op::Dense { .. } => Rule(linalg::dense),
+        Op::ActivationBiasGrad { .. } => Rule(linalg::activation_bias_grad),
+        Op::Reshape { .. } | Op::ReshapeLike => Rule(array::reshape),
+        Op::Transpose { .. } => Rule(array::transpose),
+        Op::ExpandDims { .. } => Rule(array::expand_dims),
+        Op::Squeeze { .. } => Rule(array::squeeze),
+        Op::Sum { .. } => Rule(array::sum),
+        Op::Mean { .. } => Rule(array::mean),
+        Op::Fill { .. } => Rule(array::fill),
+        Op::SumToLike => Rule(array::sum_to_like),
+        Op::BroadcastLike => Rule(array::broadcast_like),
+        Op::IdentityN => Rule(func::identity_n),
+        Op::CustomGradient { .. } => Rule(func::custom_gradient),
+        Op::OnceDifferentiable { .. } => Rule(func::once_differentiable),
+        Op::Placeholder { .. }
+        | Op::Const(_)
+        | Op::StopGradient
+        | Op::ZerosLike
+        | Op::OnesLike
+        | Op::ReducedSize { .. } => Zero,
+        // Sources have no inputs to differentiate: a gradient stops there.
+        Op::Variable { .. } | Op::NoOp => Zero,
+        // Updates of state, an index, and layers (expanded before autodiff).
+        Op::Assign
+        | Op::AssignAdd
+        | Op::AssignSub
+        | Op::ApplyGradientDescent
+        | Op::ApplyMomentum { .. }
+        | Op::ArgMax { .. }
+        | Op::AssignMovingAverage { .. }
+        | Op::BatchNorm(_)
+        | Op::Call(_) => Undefined,
+    }
 }
 
 /// Ops whose output does not depend differentiably on their inputs: their inputs get no gradient.
 fn is_constant_wrt_inputs(op: &Op) -> bool {
-    matches!(
-        op,
-        Op::Placeholder { .. }
-            | Op::Const(_)
-            | Op::StopGradient
-            | Op::GreaterEqual
-            | Op::Equal
-            | Op::ZerosLike
-            | Op::OnesLike
-            | Op::ReducedSize { .. }
-    )
+    matches!(gradient(op), Gradient::Zero)
 }
 
 /// TensorFlow's `tf.gradients(y, xs, grad_ys)`, ahead of time: appends the backward
@@ -317,20 +400,24 @@ fn backward(
         }
         let inputs = g.inputs(n);
         let wanted = inputs.iter().any(|i| between[i.node.index()]);
-        if out_grads.iter().all(Option::is_none) || !wanted || is_constant_wrt_inputs(&op) {
+        if out_grads.iter().all(Option::is_none) || !wanted {
             continue;
         }
-        let Some(rule) = rule_for(&op) else {
-            return Err(CompileError::new(
-                ErrorKind::NoGradient,
-                format!(
-                    "op {} has no gradient, and the gradient of '{}' passes through it",
-                    op.name(),
-                    g.tensor_name(y)
-                ),
-            )
-            .at_node(&name, op.name())
-            .at_line(line));
+        let rule = match gradient(&op) {
+            Gradient::Rule(rule) => rule,
+            Gradient::Zero => continue,
+            Gradient::Undefined => {
+                return Err(CompileError::new(
+                    ErrorKind::NoGradient,
+                    format!(
+                        "op {} has no gradient, and the gradient of '{}' passes through it",
+                        op.name(),
+                        g.tensor_name(y)
+                    ),
+                )
+                .at_node(&name, op.name())
+                .at_line(line));
+            }
         };
         let op_name = op.name();
         let args = NodeArgs {

@@ -1,33 +1,11 @@
 //! Gradients of neural-network ops.
 
-use super::{dy, Ctx, GradFn, Grads, NodeArgs};
+use super::{dy, Ctx, Grads, NodeArgs};
 use crate::ir::TensorRef;
 use gradc_runtime::Op;
 
-pub(super) fn rule(op: &Op) -> Option<GradFn> {
-    Some(match op {
-        Op::Relu => relu,
-        Op::ReluGrad => relu_grad,
-        Op::BiasAdd => bias_add,
-        Op::Softmax => softmax,
-        Op::LogSoftmax => log_softmax,
-        Op::SoftmaxCrossEntropyWithLogits => softmax_cross_entropy,
-        _ => return None,
-    })
-}
-
-// dx = dy * [y > 0]
-fn relu(c: &mut Ctx, n: &NodeArgs, g: &[Option<TensorRef>]) -> Grads {
-    Ok(vec![Some(c.op(Op::ReluGrad, &[dy(g), n.y()])?)])
-}
-
-// ReluGrad(d, x) is linear in d with a piecewise-constant mask: dd = ReluGrad(dy, x), dx = 0
-fn relu_grad(c: &mut Ctx, n: &NodeArgs, g: &[Option<TensorRef>]) -> Grads {
-    Ok(vec![Some(c.op(Op::ReluGrad, &[dy(g), n.x(1)])?), None])
-}
-
 // dx = dy, db = sum of dy over every axis but the last
-fn bias_add(c: &mut Ctx, n: &NodeArgs, g: &[Option<TensorRef>]) -> Grads {
+pub(super) fn bias_add(c: &mut Ctx, n: &NodeArgs, g: &[Option<TensorRef>]) -> Grads {
     let rank = c.ty(n.x(0)).shape.rank() as i64;
     let db = c.op(
         Op::Sum {
@@ -40,7 +18,7 @@ fn bias_add(c: &mut Ctx, n: &NodeArgs, g: &[Option<TensorRef>]) -> Grads {
 }
 
 // dx = y * (dy - sum(dy * y, last axis))
-fn softmax(c: &mut Ctx, n: &NodeArgs, g: &[Option<TensorRef>]) -> Grads {
+pub(super) fn softmax(c: &mut Ctx, n: &NodeArgs, g: &[Option<TensorRef>]) -> Grads {
     let dy_y = c.mul(dy(g), n.y())?;
     let s = c.op(
         Op::Sum {
@@ -54,7 +32,7 @@ fn softmax(c: &mut Ctx, n: &NodeArgs, g: &[Option<TensorRef>]) -> Grads {
 }
 
 // dx = dy - exp(y) * sum(dy, last axis)
-fn log_softmax(c: &mut Ctx, n: &NodeArgs, g: &[Option<TensorRef>]) -> Grads {
+pub(super) fn log_softmax(c: &mut Ctx, n: &NodeArgs, g: &[Option<TensorRef>]) -> Grads {
     let s = c.op(
         Op::Sum {
             axes: Some(vec![-1]),
@@ -71,7 +49,7 @@ fn log_softmax(c: &mut Ctx, n: &NodeArgs, g: &[Option<TensorRef>]) -> Grads {
 // dlogits = (softmax(logits) * sum(labels, last axis) - labels) * dy[..., None]
 // (TensorFlow's (softmax - labels) * dy where labels sum to 1, exact for any labels);
 // dlabels = -log_softmax(logits) * dy[..., None] (TensorFlow's registered gradient)
-fn softmax_cross_entropy(c: &mut Ctx, n: &NodeArgs, g: &[Option<TensorRef>]) -> Grads {
+pub(super) fn softmax_cross_entropy(c: &mut Ctx, n: &NodeArgs, g: &[Option<TensorRef>]) -> Grads {
     let d = c.op(Op::ExpandDims { axes: vec![-1] }, &[dy(g)])?;
     let p = c.op(Op::Softmax, &[n.x(0)])?;
     let mass = c.op(

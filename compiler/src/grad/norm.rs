@@ -2,25 +2,15 @@
 //! FusedBatchNormGrad (whose own gradient differentiates its decomposition, so
 //! second order works through the fused ops).
 
-use super::{dy, vjp_of, Ctx, GradFn, Grads, NodeArgs};
+use super::{dy, vjp_of, Ctx, Grads, NodeArgs};
 use crate::error::Result;
 use crate::ir::TensorRef;
 use crate::layers::broadcastable;
 use gradc_runtime::Op;
 
-pub(super) fn rule(op: &Op) -> Option<GradFn> {
-    Some(match op {
-        Op::Moments { .. } => moments,
-        Op::BatchNormalization { .. } => batch_normalization,
-        Op::FusedBatchNorm { .. } => fused_batch_norm,
-        Op::FusedBatchNormGrad { .. } => fused_batch_norm_grad,
-        _ => return None,
-    })
-}
-
 // dx = broadcast(dmean) / n + broadcast(dvar) * 2 (x - mean) / n   (the mean's own
 // dependence on x drops out of the variance term, as with TensorFlow's stop_gradient)
-fn moments(c: &mut Ctx, n: &NodeArgs, g: &[Option<TensorRef>]) -> Grads {
+pub(super) fn moments(c: &mut Ctx, n: &NodeArgs, g: &[Option<TensorRef>]) -> Grads {
     let Op::Moments { axes, keep_dims } = &n.op else {
         unreachable!("moments rule on {}", n.op.name())
     };
@@ -83,7 +73,7 @@ fn moments(c: &mut Ctx, n: &NodeArgs, g: &[Option<TensorRef>]) -> Grads {
 // r = rsqrt(var + eps), inv = r * scale, y = (x - mean) * inv + offset:
 // dx = dy inv, dmean = -dy inv, dvar = dy (x - mean) scale (-r^3 / 2),
 // doffset = dy, dscale = dy (x - mean) r   (the driver sums each to its input's shape)
-fn batch_normalization(c: &mut Ctx, n: &NodeArgs, g: &[Option<TensorRef>]) -> Grads {
+pub(super) fn batch_normalization(c: &mut Ctx, n: &NodeArgs, g: &[Option<TensorRef>]) -> Grads {
     let Op::BatchNormalization {
         variance_epsilon,
         offset,
@@ -136,7 +126,7 @@ fn output(t: TensorRef, k: usize) -> TensorRef {
 // gradients add Moments' terms to dx (the Bessel factor n / (n - 1) on batch_variance).
 // Inference form: they pass the mean and variance inputs through, and y adds
 // dmean = -doffset scale r, dvar = -dscale scale r^2 / 2 (r = rsqrt(var + eps)).
-fn fused_batch_norm(c: &mut Ctx, n: &NodeArgs, g: &[Option<TensorRef>]) -> Grads {
+pub(super) fn fused_batch_norm(c: &mut Ctx, n: &NodeArgs, g: &[Option<TensorRef>]) -> Grads {
     let Op::FusedBatchNorm {
         epsilon,
         data_format,
@@ -220,7 +210,7 @@ fn fused_batch_norm(c: &mut Ctx, n: &NodeArgs, g: &[Option<TensorRef>]) -> Grads
 }
 
 /// The sum of same-shaped tensors: the tensor itself, or an AddN.
-fn sum_all(c: &mut Ctx, parts: Vec<TensorRef>) -> Result<TensorRef> {
+pub(super) fn sum_all(c: &mut Ctx, parts: Vec<TensorRef>) -> Result<TensorRef> {
     match parts.as_slice() {
         [one] => Ok(*one),
         _ => c.op(Op::AddN, &parts),
@@ -228,7 +218,7 @@ fn sum_all(c: &mut Ctx, parts: Vec<TensorRef>) -> Result<TensorRef> {
 }
 
 // the gradient of FusedBatchNormGrad's decomposition into primitives (below)
-fn fused_batch_norm_grad(c: &mut Ctx, n: &NodeArgs, g: &[Option<TensorRef>]) -> Grads {
+pub(super) fn fused_batch_norm_grad(c: &mut Ctx, n: &NodeArgs, g: &[Option<TensorRef>]) -> Grads {
     let outputs = decompose_fused_batch_norm_grad(c, n)?;
     vjp_of(c, &outputs, g, &n.inputs)
 }
@@ -236,7 +226,7 @@ fn fused_batch_norm_grad(c: &mut Ctx, n: &NodeArgs, g: &[Option<TensorRef>]) -> 
 /// FusedBatchNormGrad as primitives: r = rsqrt(var + eps), xhat = (x - mean) r,
 /// doffset = sum(dy), dscale = sum(dy xhat), dx = scale r dy (inference) or
 /// scale r (dy - doffset / n - xhat dscale / n) (training); sums over all axes but the channels.
-fn decompose_fused_batch_norm_grad(c: &mut Ctx, n: &NodeArgs) -> Result<Vec<TensorRef>> {
+pub(super) fn decompose_fused_batch_norm_grad(c: &mut Ctx, n: &NodeArgs) -> Result<Vec<TensorRef>> {
     let Op::FusedBatchNormGrad {
         epsilon,
         data_format,

@@ -20,7 +20,7 @@ pub struct Elementwise {
 }
 
 fn fusable(op: &Op) -> bool {
-    UnaryFn::of(op).is_some() || BinaryFn::of(op).is_some()
+    UnaryFn::of(op).is_some_and(UnaryFn::fusable) || BinaryFn::of(op).is_some_and(BinaryFn::fusable)
 }
 
 /// Ops a group takes in besides the fusable ones: an explicit broadcast

@@ -16,20 +16,19 @@
 //!   arithmetic; the rounding differs.
 //! - `bias_activation_grad`, the dense pattern's backward form: the sum over
 //!   the leading axes (BiasAdd's gradient) of dz = act'(y)·dy as the relu,
-//!   sigmoid or tanh gradient rule builds it (ReluGrad(dy, y), dy·(y·(1 − y)),
-//!   dy·(1 − y²)) becomes one ActivationBiasGrad, which writes dz and the
+//!   sigmoid or tanh gradient rule builds it (the nodes of the derivative in
+//!   the activation's row of the elementwise table: ReluGrad(dy, y),
+//!   dy·(y·(1 − y)), dy·(1 − y²)) becomes one ActivationBiasGrad, which writes dz and the
 //!   bias gradient in one pass; dz's other users (the products of dW and dx)
 //!   read its first output (a ReluGrad, which reads what the fused op
 //!   reads, becomes it in place and keeps its name). The same arithmetic,
 //!   operation for operation, and the sum row after row as Sum adds:
-//!   bit-identical. (For Relu, W1's
-//!   step measured the same fused and unfused, within this machine's noise:
-//!   0.167–0.178 against 0.166–0.172 ms on two threads.)
+//!   bit-identical.
 
 use super::{is_const, producer, Fired, Pass};
 use crate::error::Result;
 use crate::ir::{Graph, TensorRef};
-use gradc_runtime::op::Activation;
+use gradc_runtime::op::{Activation, BinaryFn, FusedStep, UnaryFn};
 use gradc_runtime::shape::normalize_axes;
 use gradc_runtime::Op;
 use petgraph::stable_graph::NodeIndex;
@@ -48,44 +47,76 @@ fn only_use(g: &Graph, t: TensorRef) -> Option<NodeIndex> {
 /// `n`'s only user, if it is an activation Dense can apply, with that activation.
 fn activation_user(g: &Graph, n: NodeIndex) -> Option<(NodeIndex, Activation)> {
     let m = only_use(g, TensorRef::of(n))?;
-    let activation = match g.node(m).op {
-        Op::Relu => Activation::Relu,
-        Op::Sigmoid => Activation::Sigmoid,
-        Op::Tanh => Activation::Tanh,
-        _ => return None,
-    };
+    let activation = Activation::of(&g.node(m).op)?;
     (!g.has_control(m)).then_some((m, activation))
 }
 
 /// `(activation, dy, y)` if `dz` is act'(y)·dy as the activation's gradient
-/// rule builds it: ReluGrad(dy, y) for Relu, dy·(y·(1 − y)) for Sigmoid,
-/// dy·(1 − y²) for Tanh (the products' operands in either order).
+/// rule builds it: the nodes of the derivative its row of the elementwise
+/// table records (operands of functions that commute in either order).
 fn activation_grad_of(g: &Graph, dz: TensorRef) -> Option<(Activation, TensorRef, TensorRef)> {
-    // The op producing a tensor (see `producer`), and its inputs.
-    let producer = |t: TensorRef| producer(g, t).map(|(n, op)| (op, g.inputs(n)));
-    let (op, ins) = producer(dz)?;
-    match (op, ins.as_slice()) {
-        // ReluGrad(dy, y) = dy where y > 0
-        (Op::ReluGrad, &[dy, y]) => Some((Activation::Relu, dy, y)),
-        (Op::Mul, &[a, b]) => [(a, b), (b, a)].into_iter().find_map(|(dy, d)| {
-            let (op, ins) = producer(d)?;
-            match (op, ins.as_slice()) {
-                // y (1 - y)
-                (Op::Mul, &[y, om]) => match producer(om)? {
-                    (Op::Sub, i) if i.len() == 2 && is_const(g, i[0], 1.0) && i[1] == y => {
-                        Some((Activation::Sigmoid, dy, y))
-                    }
-                    _ => None,
-                },
-                // 1 - y^2
-                (Op::Sub, &[one, y2]) if is_const(g, one, 1.0) => match producer(y2)? {
-                    (Op::Square, i) if i.len() == 1 => Some((Activation::Tanh, dy, i[0])),
-                    _ => None,
-                },
-                _ => None,
+    Activation::FUNCTIONS.into_iter().find_map(|activation| {
+        let d = activation.unary()?.derivative()?;
+        let mut bound = [None; 3];
+        matches_program(g, &d.steps, d.outputs[0]?, dz, &mut bound).then_some(())?;
+        // Inputs (dy, x, y): an activation's derivative does not read x.
+        match bound {
+            [Some(dy), None, Some(y)] => Some((activation, dy, y)),
+            _ => None,
+        }
+    })
+}
+
+/// Whether register `r` of `steps` computes `t`, with the program's inputs
+/// bound to tensors as `bound` says (unbound ones are bound on the way).
+fn matches_program(
+    g: &Graph,
+    steps: &[FusedStep],
+    r: usize,
+    t: TensorRef,
+    bound: &mut [Option<TensorRef>],
+) -> bool {
+    let inputs_of = |op_matches: &dyn Fn(&Op) -> bool| {
+        producer(g, t)
+            .filter(|(_, op)| op_matches(op))
+            .map(|(n, _)| g.inputs(n))
+    };
+    match steps.get(r) {
+        Some(&FusedStep::Input(k)) => match bound.get(k) {
+            Some(Some(b)) => *b == t,
+            Some(None) => {
+                bound[k] = Some(t);
+                true
             }
-        }),
-        _ => None,
+            None => false,
+        },
+        Some(&FusedStep::Const(v)) => is_const(g, t, v),
+        Some(&FusedStep::Unary(f, a)) => {
+            match inputs_of(&|op| UnaryFn::of(op) == Some(f)).as_deref() {
+                Some(&[x]) => matches_program(g, steps, a, x, bound),
+                _ => false,
+            }
+        }
+        Some(&FusedStep::Binary(f, a, b)) => {
+            let Some(&[x0, x1]) = inputs_of(&|op| BinaryFn::of(op) == Some(f)).as_deref() else {
+                return false;
+            };
+            let orders: &[(TensorRef, TensorRef)] = if f.commutes() {
+                &[(x0, x1), (x1, x0)]
+            } else {
+                &[(x0, x1)]
+            };
+            orders.iter().any(|&(u, v)| {
+                let mut tried = bound.to_vec();
+                let ok = matches_program(g, steps, a, u, &mut tried)
+                    && matches_program(g, steps, b, v, &mut tried);
+                if ok {
+                    bound.copy_from_slice(&tried);
+                }
+                ok
+            })
+        }
+        None => false,
     }
 }
 

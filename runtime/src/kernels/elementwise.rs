@@ -7,6 +7,7 @@
 //! functions to the same operands in the same order, so they agree to the bit.
 
 use super::{broadcast_view, same_shape, Elem};
+use crate::op::{Map1, Map2};
 use crate::parallel::split_elements;
 use ndarray::{ArrayD, ArrayViewD, Zip};
 
@@ -25,6 +26,54 @@ pub(super) fn unary<T: Elem>(
     }
     Zip::from(out).and(x).for_each(|y, &v| *y = f(v));
     Ok(())
+}
+
+/// `unary` with the function of a table row (see `UnaryFn::with`).
+pub(super) struct Unary<'v, 'a, 'o, T>(pub &'v ArrayViewD<'a, T>, pub &'o mut ArrayD<T>);
+
+impl<T: Elem> Map1<T> for Unary<'_, '_, '_, T> {
+    type Out = Result<(), String>;
+    fn call(self, f: impl Fn(T) -> T + Copy + Send + Sync) -> Self::Out {
+        unary(self.0, self.1, f)
+    }
+}
+
+/// `map` (in place) with the function of a table row.
+pub(super) struct MapInPlace<'o, T>(pub &'o mut ArrayD<T>);
+
+impl<T: Elem> Map1<T> for MapInPlace<'_, T> {
+    type Out = Result<(), String>;
+    fn call(self, f: impl Fn(T) -> T + Copy + Send + Sync) -> Self::Out {
+        map(self.0, f)
+    }
+}
+
+/// `binary` with the function of a table row (see `BinaryFn::with`).
+pub(super) struct Binary<'v, 'a, 'o, T>(
+    pub &'v ArrayViewD<'a, T>,
+    pub &'v ArrayViewD<'a, T>,
+    pub &'o mut ArrayD<T>,
+);
+
+impl<T: Elem> Map2<T> for Binary<'_, '_, '_, T> {
+    type Out = Result<(), String>;
+    fn call(self, f: impl Fn(T, T) -> T + Copy + Send + Sync) -> Self::Out {
+        binary(self.0, self.1, self.2, f)
+    }
+}
+
+/// `zip` (in place over operand `k`) with the function of a table row.
+pub(super) struct ZipInPlace<'o, 'v, 'a, T>(
+    pub &'o mut ArrayD<T>,
+    pub usize,
+    pub &'v ArrayViewD<'a, T>,
+);
+
+impl<T: Elem> Map2<T> for ZipInPlace<'_, '_, '_, T> {
+    type Out = Result<(), String>;
+    fn call(self, f: impl Fn(T, T) -> T + Copy + Send + Sync) -> Self::Out {
+        zip(self.0, self.1, self.2, f)
+    }
 }
 
 /// How a broadcast operand meets a row-major output whose last axis has
@@ -213,159 +262,8 @@ pub(super) fn zip<T: Elem>(
     Ok(())
 }
 
-pub(super) fn neg<T: Elem>(x: T) -> T {
-    -x
-}
-
-pub(super) fn square<T: Elem>(x: T) -> T {
-    x * x
-}
-
-pub(super) fn rsqrt<T: Elem>(x: T) -> T {
-    x.sqrt().recip()
-}
-
 pub(super) fn add<T: Elem>(a: T, b: T) -> T {
     a + b
-}
-
-pub(super) fn sub<T: Elem>(a: T, b: T) -> T {
-    a - b
-}
-
-pub(super) fn mul<T: Elem>(a: T, b: T) -> T {
-    a * b
-}
-
-pub(super) fn div<T: Elem>(a: T, b: T) -> T {
-    a / b
-}
-
-/// 1 where `a >= b`, else 0.
-pub(super) fn greater_equal<T: Elem>(a: T, b: T) -> T {
-    if a >= b {
-        T::one()
-    } else {
-        T::zero()
-    }
-}
-
-/// 1 where `a == b`, else 0.
-pub(super) fn equal<T: Elem>(a: T, b: T) -> T {
-    if a == b {
-        T::one()
-    } else {
-        T::zero()
-    }
-}
-
-/// The larger of `a` and `b`; NaN if either is NaN (like `np.maximum`).
-pub(super) fn maximum<T: Elem>(a: T, b: T) -> T {
-    if a >= b || a.is_nan() {
-        a
-    } else {
-        b
-    }
-}
-
-/// max(x, 0), keeping NaN.
-pub(super) fn relu<T: Elem>(x: T) -> T {
-    if x > T::zero() || x.is_nan() {
-        x
-    } else {
-        T::zero()
-    }
-}
-
-/// 1 / (1 + exp(-x)), without overflow for large |x|.
-pub(super) fn sigmoid<T: Elem>(x: T) -> T {
-    if x >= T::zero() {
-        T::one() / (T::one() + (-x).exp())
-    } else {
-        let e = x.exp();
-        e / (T::one() + e)
-    }
-}
-
-/// x ^ e; an integral exponent uses `powi`, so negative bases work for it.
-pub(super) fn pow<T: Elem>(
-    x: &ArrayViewD<'_, T>,
-    e: f64,
-    out: &mut ArrayD<T>,
-) -> Result<(), String> {
-    unary(x, out, |v| pow_scalar(v, e))
-}
-
-/// One element of `pow`.
-pub(super) fn pow_scalar<T: Elem>(v: T, e: f64) -> T {
-    if e.fract() == 0.0 && e.abs() <= f64::from(i32::MAX) {
-        v.powi(e as i32)
-    } else {
-        v.powf(T::from_f64(e))
-    }
-}
-
-/// `pow` in place.
-pub(super) fn pow_in_place<T: Elem>(x: &mut ArrayD<T>, e: f64) -> Result<(), String> {
-    if e.fract() == 0.0 && e.abs() <= f64::from(i32::MAX) {
-        let n = e as i32;
-        map(x, |v| v.powi(n))
-    } else {
-        let e = T::from_f64(e);
-        map(x, |v| v.powf(e))
-    }
-}
-
-/// ReluGrad's scalar rule: `g` where `v > 0`, else 0.
-pub(super) fn relu_grad_at<T: Elem>(g: T, v: T) -> T {
-    if v > T::zero() {
-        g
-    } else {
-        T::zero()
-    }
-}
-
-/// Inputs (dy, x): dy where x > 0, else 0.
-pub(super) fn relu_grad<T: Elem>(
-    dy: &ArrayViewD<'_, T>,
-    x: &ArrayViewD<'_, T>,
-    out: &mut ArrayD<T>,
-) -> Result<(), String> {
-    if dy.shape() != x.shape() {
-        return Err(format!(
-            "ReluGrad: dy {:?} and x {:?} differ in shape",
-            dy.shape(),
-            x.shape()
-        ));
-    }
-    same_shape("ReluGrad's x", x.shape(), out.shape())?;
-    if let (Some(g), Some(v), Some(y)) = (dy.as_slice(), x.as_slice(), out.as_slice_mut()) {
-        for ((y, &g), &v) in y.iter_mut().zip(g).zip(v) {
-            *y = relu_grad_at(g, v);
-        }
-        return Ok(());
-    }
-    Zip::from(out)
-        .and(dy)
-        .and(x)
-        .for_each(|y, &g, &v| *y = relu_grad_at(g, v));
-    Ok(())
-}
-
-/// `relu_grad` in place: `io` holds input `k` (dy or x), `other` the other one.
-pub(super) fn relu_grad_in_place<T: Elem>(
-    io: &mut ArrayD<T>,
-    k: usize,
-    other: &ArrayViewD<'_, T>,
-) -> Result<(), String> {
-    if other.shape() != io.shape() {
-        return Err(format!(
-            "ReluGrad: inputs of shapes {:?} and {:?}",
-            io.shape(),
-            other.shape()
-        ));
-    }
-    zip(io, k, other, relu_grad_at)
 }
 
 /// Elementwise sum of `n` inputs of one shape, in input order.

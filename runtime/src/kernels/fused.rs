@@ -15,12 +15,11 @@
 //! ops. Other broadcasts go element by element. Nothing is allocated once
 //! the thread's scratch buffer has grown to the largest program.
 
-use super::elementwise::{
-    add, div, equal, greater_equal, maximum, mul, neg, pow_scalar, relu, relu_grad_at, rsqrt,
-    sigmoid, square, sub, Lanes,
-};
+use super::elementwise::Lanes;
 use super::{input, Elem, Inputs};
-use crate::op::{check_fused, BinaryFn, FusedStep, UnaryFn, FUSED_MAX_INPUTS, FUSED_MAX_STEPS};
+use crate::op::{
+    check_fused, BinaryFn, FusedStep, Map1, Map2, UnaryFn, FUSED_MAX_INPUTS, FUSED_MAX_STEPS,
+};
 use crate::parallel::split_elements;
 use ndarray::{ArrayD, ArrayViewD};
 
@@ -28,34 +27,6 @@ use ndarray::{ArrayD, ArrayViewD};
 /// per element, few enough that a program's registers (10 steps: 20 KiB in
 /// f32) stay in L1.
 const CHUNK: usize = 512;
-
-fn unary<T: Elem>(f: UnaryFn, x: T) -> T {
-    match f {
-        UnaryFn::Neg => neg(x),
-        UnaryFn::Exp => x.exp(),
-        UnaryFn::Log => x.ln(),
-        UnaryFn::Square => square(x),
-        UnaryFn::Sqrt => x.sqrt(),
-        UnaryFn::Rsqrt => rsqrt(x),
-        UnaryFn::Relu => relu(x),
-        UnaryFn::Sigmoid => sigmoid(x),
-        UnaryFn::Tanh => x.tanh(),
-        UnaryFn::Pow(e) => pow_scalar(x, e),
-    }
-}
-
-fn binary<T: Elem>(f: BinaryFn, a: T, b: T) -> T {
-    match f {
-        BinaryFn::Add => add(a, b),
-        BinaryFn::Sub => sub(a, b),
-        BinaryFn::Mul => mul(a, b),
-        BinaryFn::Div => div(a, b),
-        BinaryFn::Maximum => maximum(a, b),
-        BinaryFn::GreaterEqual => greater_equal(a, b),
-        BinaryFn::Equal => equal(a, b),
-        BinaryFn::ReluGrad => relu_grad_at(a, b),
-    }
-}
 
 /// The program on `ins` into `out` (of the output's shape).
 pub(super) fn fused<T: Elem>(
@@ -203,14 +174,14 @@ fn chunk<'a, T: Elem>(
             FusedStep::Input(i) => input_chunk(lanes[i], e0, width, out),
             FusedStep::Const(v) => At::One(T::from_f64(v)),
             FusedStep::Unary(f, a) => match val(a) {
-                Val::One(x) => At::One(unary(f, x)),
+                Val::One(x) => At::One(f.eval(x)),
                 Val::Many(x) => {
                     map1(f, x, out);
                     At::Register
                 }
             },
             FusedStep::Binary(f, a, b) => match (val(a), val(b)) {
-                (Val::One(u), Val::One(v)) => At::One(binary(f, u, v)),
+                (Val::One(u), Val::One(v)) => At::One(f.eval(u, v)),
                 (u, v) => {
                     map2(f, u, v, out);
                     At::Register
@@ -280,57 +251,46 @@ fn operand<'a, T: Elem>(at: At<'a, T>, register: &'a [T], e0: usize, len: usize)
 
 /// `out = f(x)`, one loop per function.
 fn map1<T: Elem>(f: UnaryFn, x: &[T], out: &mut [T]) {
-    fn each<T: Copy>(x: &[T], out: &mut [T], g: impl Fn(T) -> T) {
-        for (o, &v) in out.iter_mut().zip(x) {
-            *o = g(v);
+    struct Each<'a, T>(&'a [T], &'a mut [T]);
+    impl<T: Copy> Map1<T> for Each<'_, T> {
+        type Out = ();
+        fn call(self, g: impl Fn(T) -> T + Copy + Send + Sync) {
+            for (o, &v) in self.1.iter_mut().zip(self.0) {
+                *o = g(v);
+            }
         }
     }
-    match f {
-        UnaryFn::Neg => each(x, out, neg),
-        UnaryFn::Exp => each(x, out, T::exp),
-        UnaryFn::Log => each(x, out, T::ln),
-        UnaryFn::Square => each(x, out, square),
-        UnaryFn::Sqrt => each(x, out, T::sqrt),
-        UnaryFn::Rsqrt => each(x, out, rsqrt),
-        UnaryFn::Relu => each(x, out, relu),
-        UnaryFn::Sigmoid => each(x, out, sigmoid),
-        UnaryFn::Tanh => each(x, out, T::tanh),
-        UnaryFn::Pow(e) => each(x, out, |v| pow_scalar(v, e)),
-    }
+    f.with(Each(x, out))
 }
 
 /// `out = f(a, b)` (not both single values), one loop per function.
 fn map2<T: Elem>(f: BinaryFn, a: Val<'_, T>, b: Val<'_, T>, out: &mut [T]) {
-    fn each<T: Copy>(a: Val<'_, T>, b: Val<'_, T>, out: &mut [T], g: impl Fn(T, T) -> T) {
-        match (a, b) {
-            (Val::Many(a), Val::Many(b)) => {
-                for ((o, &u), &v) in out.iter_mut().zip(a).zip(b) {
-                    *o = g(u, v);
+    struct Each<'a, 'o, T>(Val<'a, T>, Val<'a, T>, &'o mut [T]);
+    impl<T: Copy> Map2<T> for Each<'_, '_, T> {
+        type Out = ();
+        fn call(self, g: impl Fn(T, T) -> T + Copy + Send + Sync) {
+            let Each(a, b, out) = self;
+            match (a, b) {
+                (Val::Many(a), Val::Many(b)) => {
+                    for ((o, &u), &v) in out.iter_mut().zip(a).zip(b) {
+                        *o = g(u, v);
+                    }
                 }
-            }
-            (Val::Many(a), Val::One(v)) => {
-                for (o, &u) in out.iter_mut().zip(a) {
-                    *o = g(u, v);
+                (Val::Many(a), Val::One(v)) => {
+                    for (o, &u) in out.iter_mut().zip(a) {
+                        *o = g(u, v);
+                    }
                 }
-            }
-            (Val::One(u), Val::Many(b)) => {
-                for (o, &v) in out.iter_mut().zip(b) {
-                    *o = g(u, v);
+                (Val::One(u), Val::Many(b)) => {
+                    for (o, &v) in out.iter_mut().zip(b) {
+                        *o = g(u, v);
+                    }
                 }
+                (Val::One(u), Val::One(v)) => out.fill(g(u, v)),
             }
-            (Val::One(u), Val::One(v)) => out.fill(g(u, v)),
         }
     }
-    match f {
-        BinaryFn::Add => each(a, b, out, add),
-        BinaryFn::Sub => each(a, b, out, sub),
-        BinaryFn::Mul => each(a, b, out, mul),
-        BinaryFn::Div => each(a, b, out, div),
-        BinaryFn::Maximum => each(a, b, out, maximum),
-        BinaryFn::GreaterEqual => each(a, b, out, greater_equal),
-        BinaryFn::Equal => each(a, b, out, equal),
-        BinaryFn::ReluGrad => each(a, b, out, relu_grad_at),
-    }
+    f.with(Each(a, b, out))
 }
 
 /// The program element by element, over any broadcast of the inputs
@@ -378,8 +338,8 @@ fn by_element<T: Elem>(
             regs[k] = match *step {
                 FusedStep::Input(i) => xs[i],
                 FusedStep::Const(v) => T::from_f64(v),
-                FusedStep::Unary(f, a) => unary(f, regs[a]),
-                FusedStep::Binary(f, a, b) => binary(f, regs[a], regs[b]),
+                FusedStep::Unary(f, a) => f.eval(regs[a]),
+                FusedStep::Binary(f, a, b) => f.eval(regs[a], regs[b]),
             };
         }
         *y = regs[last];

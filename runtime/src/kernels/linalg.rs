@@ -2,6 +2,7 @@
 
 use super::gemm::{self, Operand};
 use super::{elementwise, Elem};
+use crate::op::{Map1, Map2};
 use ndarray::{ArrayD, ArrayViewD};
 
 /// Matrix product of the last two axes, written into `out`; leading axes are
@@ -120,7 +121,6 @@ pub(super) fn dense<T: Elem>(
     activation: crate::op::Activation,
     out: &mut ArrayD<T>,
 ) -> Result<(), String> {
-    use crate::op::Activation;
     matmul(a, w, transpose_a, transpose_b, out)?;
     if bias.ndim() != 1 || out.shape().last() != bias.shape().first() {
         return Err(format!(
@@ -132,14 +132,23 @@ pub(super) fn dense<T: Elem>(
     let (Some(bias), Some(y)) = (bias.as_slice(), out.as_slice_mut()) else {
         return Err("Dense: the bias or the output is not contiguous".into());
     };
-    let rows = y.chunks_exact_mut(bias.len().max(1));
-    match activation {
-        Activation::Linear => rows.for_each(|r| bias_row(r, bias, |v| v)),
-        Activation::Relu => rows.for_each(|r| bias_row(r, bias, elementwise::relu)),
-        Activation::Sigmoid => rows.for_each(|r| bias_row(r, bias, elementwise::sigmoid)),
-        Activation::Tanh => rows.for_each(|r| bias_row(r, bias, T::tanh)),
+    match activation.unary() {
+        None => BiasRows(y, bias).call(|v| v),
+        Some(f) => f.with(BiasRows(y, bias)),
     }
     Ok(())
+}
+
+/// `y = f(y + bias)` row after row, with `f` an activation's function.
+struct BiasRows<'a, T>(&'a mut [T], &'a [T]);
+
+impl<T: Elem> Map1<T> for BiasRows<'_, T> {
+    type Out = ();
+    fn call(self, f: impl Fn(T) -> T + Copy + Send + Sync) {
+        let BiasRows(y, bias) = self;
+        y.chunks_exact_mut(bias.len().max(1))
+            .for_each(|r| bias_row(r, bias, f));
+    }
 }
 
 /// `y = f(y + bias)` over one row.
@@ -160,7 +169,6 @@ pub(super) fn activation_bias_grad<T: Elem>(
     dz: &mut ArrayD<T>,
     db: &mut ArrayD<T>,
 ) -> Result<(), String> {
-    use crate::op::Activation;
     if dy.shape() != y.shape() || dz.shape() != y.shape() {
         return Err(format!(
             "ActivationBiasGrad: dy {:?}, y {:?} and dz {:?} differ",
@@ -184,18 +192,11 @@ pub(super) fn activation_bias_grad<T: Elem>(
     ) else {
         return Err("ActivationBiasGrad: an input or output is not contiguous".into());
     };
-    let one = T::one();
     db.fill(T::zero());
-    let n = n.max(1);
-    match activation {
-        Activation::Linear => grad_rows([dy, y], dz, db, n, |dy, _| dy),
-        Activation::Relu => grad_rows([dy, y], dz, db, n, elementwise::relu_grad_at),
-        Activation::Sigmoid => grad_rows([dy, y], dz, db, n, |dy, y| {
-            elementwise::mul(dy, elementwise::mul(y, one - y))
-        }),
-        Activation::Tanh => grad_rows([dy, y], dz, db, n, |dy, y| {
-            elementwise::mul(dy, one - elementwise::square(y))
-        }),
+    let rows = GradRows([dy, y], dz, db, n.max(1));
+    match activation.unary() {
+        None => rows.call(|dy, _| dy),
+        Some(f) => f.with_derivative_of_y(rows),
     }
     Ok(())
 }
@@ -210,7 +211,6 @@ pub(super) fn activation_bias_grad_in_place<T: Elem>(
     activation: crate::op::Activation,
     db: &mut ArrayD<T>,
 ) -> Result<(), String> {
-    use crate::op::Activation;
     if other.shape() != io.shape() {
         return Err(format!(
             "ActivationBiasGrad: dy and y of shapes {:?} and {:?}",
@@ -230,55 +230,48 @@ pub(super) fn activation_bias_grad_in_place<T: Elem>(
     else {
         return Err("ActivationBiasGrad: an input or output is not contiguous".into());
     };
-    let one = T::one();
     db.fill(T::zero());
-    let n = n.max(1);
-    let args = (io, other, db, n, k);
-    match activation {
-        Activation::Linear => grad_rows_in_place(args, |dy, _| dy),
-        Activation::Relu => grad_rows_in_place(args, elementwise::relu_grad_at),
-        Activation::Sigmoid => grad_rows_in_place(args, |dy, y| {
-            elementwise::mul(dy, elementwise::mul(y, one - y))
-        }),
-        Activation::Tanh => grad_rows_in_place(args, |dy, y| {
-            elementwise::mul(dy, one - elementwise::square(y))
-        }),
+    let rows = GradRowsInPlace(io, other, db, n.max(1), k);
+    match activation.unary() {
+        None => rows.call(|dy, _| dy),
+        Some(f) => f.with_derivative_of_y(rows),
     }
     Ok(())
 }
 
-/// [`grad_rows`] with dz over input `k` (`io`; `other` the other input).
-#[inline(always)]
-fn grad_rows_in_place<T: Elem>(
-    (io, other, db, n, k): (&mut [T], &[T], &mut [T], usize, usize),
-    f: impl Fn(T, T) -> T,
-) {
-    for (dz, o) in io.chunks_exact_mut(n).zip(other.chunks_exact(n)) {
-        for ((dz, db), &o) in dz.iter_mut().zip(db.iter_mut()).zip(o) {
-            let (dy, y) = if k == 0 { (*dz, o) } else { (o, *dz) };
-            *dz = f(dy, y);
-            *db = *db + *dz;
+/// [`GradRows`] with dz over input `k` (`io`; `other` the other input).
+struct GradRowsInPlace<'a, T>(&'a mut [T], &'a [T], &'a mut [T], usize, usize);
+
+impl<T: Elem> Map2<T> for GradRowsInPlace<'_, T> {
+    type Out = ();
+    fn call(self, f: impl Fn(T, T) -> T + Copy + Send + Sync) {
+        let GradRowsInPlace(io, other, db, n, k) = self;
+        for (dz, o) in io.chunks_exact_mut(n).zip(other.chunks_exact(n)) {
+            for ((dz, db), &o) in dz.iter_mut().zip(db.iter_mut()).zip(o) {
+                let (dy, y) = if k == 0 { (*dz, o) } else { (o, *dz) };
+                *dz = f(dy, y);
+                *db = *db + *dz;
+            }
         }
     }
 }
 
 /// `dz = f(dy, y)` element by element and `db += dz` row after row, over
-/// rows of `n`.
-#[inline(always)]
-fn grad_rows<T: Elem>(
-    [dy, y]: [&[T]; 2],
-    dz: &mut [T],
-    db: &mut [T],
-    n: usize,
-    f: impl Fn(T, T) -> T,
-) {
-    for (dz, (dy, y)) in dz
-        .chunks_exact_mut(n)
-        .zip(dy.chunks_exact(n).zip(y.chunks_exact(n)))
-    {
-        for (((dz, db), &dy), &y) in dz.iter_mut().zip(db.iter_mut()).zip(dy).zip(y) {
-            *dz = f(dy, y);
-            *db = *db + *dz;
+/// rows of `n`, with `f` an activation's derivative.
+struct GradRows<'a, T>([&'a [T]; 2], &'a mut [T], &'a mut [T], usize);
+
+impl<T: Elem> Map2<T> for GradRows<'_, T> {
+    type Out = ();
+    fn call(self, f: impl Fn(T, T) -> T + Copy + Send + Sync) {
+        let GradRows([dy, y], dz, db, n) = self;
+        for (dz, (dy, y)) in dz
+            .chunks_exact_mut(n)
+            .zip(dy.chunks_exact(n).zip(y.chunks_exact(n)))
+        {
+            for (((dz, db), &dy), &y) in dz.iter_mut().zip(db.iter_mut()).zip(dy).zip(y) {
+                *dz = f(dy, y);
+                *db = *db + *dz;
+            }
         }
     }
 }

@@ -20,14 +20,15 @@ mod reduce;
 #[cfg(test)]
 mod tests;
 
-use crate::{DType, Op, Tensor, TensorType};
+use crate::op::{BinaryFn, UnaryFn};
+use crate::{binary_ops, unary_ops, DType, Op, Tensor, TensorType};
 use ndarray::{ArrayD, ArrayViewD, Dimension, IxDyn, LinalgScalar};
 use num_traits::Float;
 use std::cell::RefCell;
 use std::fmt::Debug;
 
 /// The float types the kernels run on.
-trait Elem: Float + LinalgScalar + Debug + gemm::GemmElem {
+pub(crate) trait Elem: Float + LinalgScalar + Debug + gemm::GemmElem {
     const DTYPE: DType;
     /// A view of the tensor's data, if it holds this type.
     fn view(t: &Tensor) -> Option<ArrayViewD<'_, Self>>;
@@ -267,9 +268,6 @@ fn input<T: Elem>(ins: &dyn Inputs, k: usize) -> Result<ArrayViewD<'_, T>, Strin
 
 /// One op on its inputs, written into `out` (already of the output shape).
 fn kernel<T: Elem>(op: &Op, ins: &dyn Inputs, out: &mut ArrayD<T>) -> Result<(), String> {
-    use elementwise::{
-        add, binary, div, equal, greater_equal, mul, neg, rsqrt, square, sub, unary,
-    };
     use Op::*;
     let (zero, one) = (T::zero(), T::one());
     let x = |k: usize| input::<T>(ins, k);
@@ -287,24 +285,16 @@ fn kernel<T: Elem>(op: &Op, ins: &dyn Inputs, out: &mut ArrayD<T>) -> Result<(),
         )),
         Const(lit) => layout::constant(lit, out),
         Identity | StopGradient => layout::copy(&x(0)?, out),
-        Add => binary(&x(0)?, &x(1)?, out, add),
-        Sub => binary(&x(0)?, &x(1)?, out, sub),
-        Mul => binary(&x(0)?, &x(1)?, out, mul),
-        Div => binary(&x(0)?, &x(1)?, out, div),
-        Maximum => binary(&x(0)?, &x(1)?, out, elementwise::maximum),
-        GreaterEqual => binary(&x(0)?, &x(1)?, out, greater_equal),
-        Equal => binary(&x(0)?, &x(1)?, out, equal),
-        Neg => unary(&x(0)?, out, neg),
-        Exp => unary(&x(0)?, out, T::exp),
-        Log => unary(&x(0)?, out, T::ln),
-        Square => unary(&x(0)?, out, square),
-        Sqrt => unary(&x(0)?, out, T::sqrt),
-        Rsqrt => unary(&x(0)?, out, rsqrt),
-        Relu => unary(&x(0)?, out, elementwise::relu),
-        Sigmoid => unary(&x(0)?, out, elementwise::sigmoid),
-        Tanh => unary(&x(0)?, out, T::tanh),
-        Pow { exponent } => elementwise::pow(&x(0)?, *exponent, out),
-        ReluGrad => elementwise::relu_grad(&x(0)?, &x(1)?, out),
+        unary_ops!() => {
+            let f = UnaryFn::of(op).ok_or("not a unary function")?;
+            f.with(elementwise::Unary(&x(0)?, out))
+        }
+        binary_ops!() => {
+            let f = BinaryFn::of(op).ok_or("not a binary function")?;
+            let (a, b) = (x(0)?, x(1)?);
+            same_operand_shapes(f, a.shape(), b.shape())?;
+            f.with(elementwise::Binary(&a, &b, out))
+        }
         MatMul {
             transpose_a,
             transpose_b,
@@ -378,19 +368,15 @@ fn kernel<T: Elem>(op: &Op, ins: &dyn Inputs, out: &mut ArrayD<T>) -> Result<(),
 pub fn in_place_inputs(op: &Op) -> &'static [usize] {
     use Op::*;
     match op {
-        Identity
-        | StopGradient
-        | Neg
-        | Exp
-        | Log
-        | Square
-        | Sqrt
-        | Rsqrt
-        | Relu
-        | Sigmoid
-        | Tanh
-        | Pow { .. } => &[0],
-        Add | Sub | Mul | Div | Maximum | GreaterEqual | Equal | ReluGrad => &[0, 1],
+        unary_ops!() => match UnaryFn::of(op) {
+            Some(f) if f.in_place() => &[0],
+            _ => &[],
+        },
+        binary_ops!() => match BinaryFn::of(op) {
+            Some(f) if f.in_place() => &[0, 1],
+            _ => &[],
+        },
+        Identity | StopGradient => &[0],
         // AddN adds in input order, so only the first input's buffer can
         // start the sum; BiasAdd's bias is never of the output's shape.
         AddN | BiasAdd => &[0],
@@ -461,36 +447,38 @@ fn in_place<T: Elem>(
     ins: &dyn Inputs,
     io: &mut ArrayD<T>,
 ) -> Result<(), String> {
-    use elementwise::{add, div, equal, greater_equal, map, mul, neg, rsqrt, square, sub, zip};
     use Op::*;
     let x = |j: usize| input::<T>(ins, j);
     // The other operand of a binary op.
     let other = || x(1 - k);
     match op {
         Identity | StopGradient => Ok(()),
-        Neg => map(io, neg),
-        Exp => map(io, T::exp),
-        Log => map(io, T::ln),
-        Square => map(io, square),
-        Sqrt => map(io, T::sqrt),
-        Rsqrt => map(io, rsqrt),
-        Relu => map(io, elementwise::relu),
-        Sigmoid => map(io, elementwise::sigmoid),
-        Tanh => map(io, T::tanh),
-        Pow { exponent } => elementwise::pow_in_place(io, *exponent),
-        Add => zip(io, k, &other()?, add),
-        Sub => zip(io, k, &other()?, sub),
-        Mul => zip(io, k, &other()?, mul),
-        Div => zip(io, k, &other()?, div),
-        Maximum => zip(io, k, &other()?, elementwise::maximum),
-        GreaterEqual => zip(io, k, &other()?, greater_equal),
-        Equal => zip(io, k, &other()?, equal),
-        ReluGrad => elementwise::relu_grad_in_place(io, k, &other()?),
+        unary_ops!() => {
+            let f = UnaryFn::of(op).ok_or("not a unary function")?;
+            f.with(elementwise::MapInPlace(io))
+        }
+        binary_ops!() => {
+            let f = BinaryFn::of(op).ok_or("not a binary function")?;
+            let other = other()?;
+            same_operand_shapes(f, io.shape(), other.shape())?;
+            f.with(elementwise::ZipInPlace(io, k, &other))
+        }
         BiasAdd => linalg::bias_add_in_place(io, &x(1)?),
         AddN => elementwise::add_n_in_place(ins.len(), x, io),
         Fused { program } => fused::fused_in_place(program, k, ins, io),
         _ => Err(format!("{} cannot run in place", op.name())),
     }
+}
+
+/// For a function whose inputs do not broadcast: an error unless they have one shape.
+fn same_operand_shapes(f: BinaryFn, a: &[usize], b: &[usize]) -> Result<(), String> {
+    if f.broadcasts() || a == b {
+        return Ok(());
+    }
+    Err(format!(
+        "{}: inputs of shapes {a:?} and {b:?} differ",
+        f.name()
+    ))
 }
 
 /// The output buffer `t` as `T`'s array, or an error naming its dtype.

@@ -1083,3 +1083,81 @@ fn activation_bias_grad_runs_in_place_over_either_input() {
         }
     }
 }
+
+#[test]
+fn every_row_of_the_elementwise_table() {
+    use crate::op::{BinaryFn, FusedStep, UnaryFn};
+    // Each function's kernel, in place or not (`try_run`), and as a one-step
+    // Fused program gives its scalar function's bits, in f32 and f64.
+    let values = [-3.5, -1.0, -0.0, 0.0, 0.25, 1.0, 2.0, 40.0];
+    let row = [0.5, -2.0, 0.0, 3.0, 1.0, -0.25, 7.0, 2.0];
+    for make in [t32, t64] {
+        let x = make(&[2, 4], &values);
+        let b = make(&[4], &row[..4]);
+        for &f in UnaryFn::EXAMPLES {
+            let y = run(f.op(), &[&x]);
+            let want: Vec<f64> = match &x {
+                Tensor::F32(a) => a.iter().map(|&v| f64::from(f.eval(v))).collect(),
+                Tensor::F64(a) => a.iter().map(|&v| f.eval(v)).collect(),
+            };
+            let got = y.to_f64_vec();
+            let same = got
+                .iter()
+                .zip(&want)
+                .all(|(a, b)| a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()));
+            assert!(same, "{f:?}: {got:?} against {want:?}");
+            let fused = Op::Fused {
+                program: vec![FusedStep::Input(0), FusedStep::Unary(f, 0)],
+            };
+            assert!(bits_equal(&run(fused, &[&x]), &y), "{f:?} fused");
+        }
+        for &f in BinaryFn::ALL {
+            let other = if f.broadcasts() { &b } else { &x };
+            let y = run(f.op(), &[&x, other]);
+            let fused = Op::Fused {
+                program: vec![
+                    FusedStep::Input(0),
+                    FusedStep::Input(1),
+                    FusedStep::Binary(f, 0, 1),
+                ],
+            };
+            assert!(bits_equal(&run(fused, &[&x, other]), &y), "{f:?} fused");
+            if f.commutes() {
+                assert!(bits_equal(&run(f.op(), &[other, &x]), &y), "{f:?} commutes");
+            }
+        }
+    }
+}
+
+#[test]
+fn activation_derivatives_read_y_only() {
+    // ActivationBiasGrad gets dy and y: a Dense activation's derivative must
+    // not read x (input 1 of its program).
+    for a in crate::op::Activation::FUNCTIONS {
+        let f = a.unary().expect("an activation applies a function");
+        let d = f.derivative().expect("an activation has a derivative");
+        assert!(!d.reads(1) && d.reads(0) && d.reads(2), "{a:?}: {d:?}");
+    }
+}
+
+#[test]
+fn softplus_is_stable() {
+    let x = [-1000.0, -20.0, 0.0, 1.0, 1000.0];
+    let want = [
+        0.0,
+        (-20f64).exp().ln_1p(),
+        2f64.ln(),
+        1f64.exp().ln_1p(),
+        1000.0,
+    ];
+    check(&run(Op::Softplus, &[&t64(&[5], &x)]), &[5], &want);
+    let y = run(Op::Softplus, &[&t32(&[5], &x)]).to_f64_vec();
+    for (got, want) in y.iter().zip(want) {
+        assert!(
+            (got - want).abs() <= 1e-6 * want.abs().max(1e-30),
+            "{got} against {want}"
+        );
+    }
+    let nan = run(Op::Softplus, &[&t64(&[1], &[f64::NAN])]).to_f64_vec();
+    assert!(nan[0].is_nan());
+}

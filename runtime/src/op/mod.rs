@@ -2,7 +2,15 @@
 //! IR and by compiled programs, so a program needs nothing from the compiler.
 //! Kernels live in `kernels/`, gradient rules in the compiler's `grad/`.
 
+mod elementwise;
+
+pub use elementwise::{
+    grad, grads, Activation, BinaryFn, Derivative, FusedStep, Grad, Rec, Sym, UnaryFn,
+};
+pub(crate) use elementwise::{Map1, Map2};
+
 use crate::shape::{broadcast, normalize_axes, Dim, Shape};
+use crate::{binary_ops, elementwise_table, unary_ops};
 use crate::{DType, TensorType};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -61,11 +69,47 @@ impl Literal {
     }
 }
 
-/// Every operation gradc knows. Attribute fields are what a graph file writes,
-/// e.g. `Sum(axes: [1], keep_dims: true)` or `MatMul(transpose_b: true)`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub enum Op {
+/// Every operation gradc knows: the variants below, then one per row of the
+/// elementwise table (`elementwise.rs`). Attribute fields are what a graph
+/// file writes, e.g. `Sum(axes: [1], keep_dims: true)` or `MatMul(transpose_b: true)`.
+macro_rules! op_enum {
+    (
+        { $( $(#[$m:meta])* $v:ident $({ $($fields:tt)* })? $(( $($tuple:tt)* ))? ),* $(,)? }
+        unary { $(
+            $(#[$um:meta])* $u:ident $({ $ua:ident })? [$($uf:ident),*]
+            |$x:ident| $f:expr => |$udy:ident, $ux:ident, $uy:ident| $ud:expr;
+        )* }
+        binary { $(
+            $(#[$bm:meta])* $b:ident [$($bf:ident),*]
+            |$ba:ident, $bb:ident| $g:expr => |$bdy:ident, $bxa:ident, $bxb:ident, $by:ident| $bd:expr;
+        )* }
+    ) => {
+        #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub enum Op {
+            $( $(#[$m])* $v $({ $($fields)* })? $(( $($tuple)* ))?, )*
+            $( $(#[$um])* $u $({ $ua: f64 })?, )*
+            $( $(#[$bm])* $b, )*
+        }
+
+        /// Every op name, for "did you mean" suggestions.
+        pub const OP_NAMES: &[&str] = &[
+            $( stringify!($v), )* $( stringify!($u), )* $( stringify!($b), )*
+        ];
+
+        impl Op {
+            pub fn name(&self) -> &'static str {
+                match self {
+                    $( Op::$v { .. } => stringify!($v), )*
+                    $( Op::$u { .. } => stringify!($u), )*
+                    $( Op::$b => stringify!($b), )*
+                }
+            }
+        }
+    };
+}
+
+elementwise_table!((op_enum) {
     /// A value fed at run time.
     Placeholder {
         shape: Shape,
@@ -104,30 +148,6 @@ pub enum Op {
     Identity,
     /// Identity forward; blocks gradients.
     StopGradient,
-    Add,
-    Sub,
-    Mul,
-    Div,
-    Maximum,
-    /// 1 where a >= b else 0, in the inputs' float type (no gradient).
-    GreaterEqual,
-    /// 1 where a == b else 0, in the inputs' float type (no gradient).
-    Equal,
-    Neg,
-    Exp,
-    Log,
-    Square,
-    Sqrt,
-    Rsqrt,
-    Relu,
-    Sigmoid,
-    Tanh,
-    /// x ^ exponent, for a constant exponent.
-    Pow {
-        exponent: f64,
-    },
-    /// Gradient of Relu: inputs (dy, x), dy where x > 0 else 0.
-    ReluGrad,
     MatMul {
         #[serde(default)]
         transpose_a: bool,
@@ -298,7 +318,7 @@ pub enum Op {
         #[serde(default)]
         axes: Option<Vec<i64>>,
     },
-}
+});
 
 fn yes() -> bool {
     true
@@ -470,108 +490,6 @@ impl Default for IsTraining {
     }
 }
 
-/// One step of a `Fused` program; step k writes register k.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub enum FusedStep {
-    /// The element of input k.
-    Input(usize),
-    Const(f64),
-    Unary(UnaryFn, usize),
-    Binary(BinaryFn, usize, usize),
-}
-
-/// Elementwise functions of one argument a `Fused` program may apply.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-pub enum UnaryFn {
-    Neg,
-    Exp,
-    Log,
-    Square,
-    Sqrt,
-    Rsqrt,
-    Relu,
-    Sigmoid,
-    Tanh,
-    Pow(f64),
-}
-
-/// Elementwise functions of two arguments a `Fused` program may apply.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum BinaryFn {
-    Add,
-    Sub,
-    Mul,
-    Div,
-    Maximum,
-    GreaterEqual,
-    Equal,
-    ReluGrad,
-}
-
-impl UnaryFn {
-    /// The function an op applies, if it is one of these.
-    pub fn of(op: &Op) -> Option<UnaryFn> {
-        Some(match op {
-            Op::Neg => UnaryFn::Neg,
-            Op::Exp => UnaryFn::Exp,
-            Op::Log => UnaryFn::Log,
-            Op::Square => UnaryFn::Square,
-            Op::Sqrt => UnaryFn::Sqrt,
-            Op::Rsqrt => UnaryFn::Rsqrt,
-            Op::Relu => UnaryFn::Relu,
-            Op::Sigmoid => UnaryFn::Sigmoid,
-            Op::Tanh => UnaryFn::Tanh,
-            Op::Pow { exponent } => UnaryFn::Pow(*exponent),
-            _ => return None,
-        })
-    }
-
-    pub fn op(self) -> Op {
-        match self {
-            UnaryFn::Neg => Op::Neg,
-            UnaryFn::Exp => Op::Exp,
-            UnaryFn::Log => Op::Log,
-            UnaryFn::Square => Op::Square,
-            UnaryFn::Sqrt => Op::Sqrt,
-            UnaryFn::Rsqrt => Op::Rsqrt,
-            UnaryFn::Relu => Op::Relu,
-            UnaryFn::Sigmoid => Op::Sigmoid,
-            UnaryFn::Tanh => Op::Tanh,
-            UnaryFn::Pow(exponent) => Op::Pow { exponent },
-        }
-    }
-}
-
-impl BinaryFn {
-    /// The function an op applies, if it is one of these.
-    pub fn of(op: &Op) -> Option<BinaryFn> {
-        Some(match op {
-            Op::Add => BinaryFn::Add,
-            Op::Sub => BinaryFn::Sub,
-            Op::Mul => BinaryFn::Mul,
-            Op::Div => BinaryFn::Div,
-            Op::Maximum => BinaryFn::Maximum,
-            Op::GreaterEqual => BinaryFn::GreaterEqual,
-            Op::Equal => BinaryFn::Equal,
-            Op::ReluGrad => BinaryFn::ReluGrad,
-            _ => return None,
-        })
-    }
-
-    pub fn op(self) -> Op {
-        match self {
-            BinaryFn::Add => Op::Add,
-            BinaryFn::Sub => Op::Sub,
-            BinaryFn::Mul => Op::Mul,
-            BinaryFn::Div => Op::Div,
-            BinaryFn::Maximum => Op::Maximum,
-            BinaryFn::GreaterEqual => Op::GreaterEqual,
-            BinaryFn::Equal => Op::Equal,
-            BinaryFn::ReluGrad => Op::ReluGrad,
-        }
-    }
-}
-
 /// Limits of a `Fused` program (the kernel keeps its inputs and registers on the stack).
 pub const FUSED_MAX_INPUTS: usize = 8;
 pub const FUSED_MAX_STEPS: usize = 32;
@@ -600,16 +518,6 @@ pub fn check_fused(program: &[FusedStep], inputs: usize) -> Result<(), String> {
     Ok(())
 }
 
-/// The activation a `Dense` applies.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum Activation {
-    #[default]
-    Linear,
-    Relu,
-    Sigmoid,
-    Tanh,
-}
-
 /// How many inputs an op takes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Arity {
@@ -626,143 +534,7 @@ impl fmt::Display for Arity {
     }
 }
 
-/// Every op name, for "did you mean" suggestions.
-pub const OP_NAMES: &[&str] = &[
-    "Placeholder",
-    "Variable",
-    "Assign",
-    "AssignAdd",
-    "AssignSub",
-    "ApplyGradientDescent",
-    "ApplyMomentum",
-    "NoOp",
-    "Const",
-    "Identity",
-    "StopGradient",
-    "Add",
-    "Sub",
-    "Mul",
-    "Div",
-    "Maximum",
-    "GreaterEqual",
-    "Equal",
-    "Neg",
-    "Exp",
-    "Log",
-    "Square",
-    "Sqrt",
-    "Rsqrt",
-    "Relu",
-    "Sigmoid",
-    "Tanh",
-    "Pow",
-    "ReluGrad",
-    "MatMul",
-    "BiasAdd",
-    "Dense",
-    "ActivationBiasGrad",
-    "Fused",
-    "Sum",
-    "Mean",
-    "Reshape",
-    "ReshapeLike",
-    "Transpose",
-    "ExpandDims",
-    "Squeeze",
-    "Moments",
-    "BatchNormalization",
-    "FusedBatchNorm",
-    "FusedBatchNormGrad",
-    "Select",
-    "AssignMovingAverage",
-    "BatchNorm",
-    "Call",
-    "IdentityN",
-    "CustomGradient",
-    "OnceDifferentiable",
-    "ArgMax",
-    "Softmax",
-    "LogSoftmax",
-    "SoftmaxCrossEntropyWithLogits",
-    "AddN",
-    "ZerosLike",
-    "OnesLike",
-    "Fill",
-    "SumToLike",
-    "BroadcastLike",
-    "ReducedSize",
-];
-
 impl Op {
-    pub fn name(&self) -> &'static str {
-        use Op::*;
-        match self {
-            Placeholder { .. } => "Placeholder",
-            Variable { .. } => "Variable",
-            Assign => "Assign",
-            ApplyGradientDescent => "ApplyGradientDescent",
-            ApplyMomentum { .. } => "ApplyMomentum",
-            AssignAdd => "AssignAdd",
-            AssignSub => "AssignSub",
-            NoOp => "NoOp",
-            Const(_) => "Const",
-            Identity => "Identity",
-            StopGradient => "StopGradient",
-            Add => "Add",
-            Sub => "Sub",
-            Mul => "Mul",
-            Div => "Div",
-            Maximum => "Maximum",
-            GreaterEqual => "GreaterEqual",
-            Equal => "Equal",
-            Neg => "Neg",
-            Exp => "Exp",
-            Log => "Log",
-            Square => "Square",
-            Sqrt => "Sqrt",
-            Rsqrt => "Rsqrt",
-            Relu => "Relu",
-            Sigmoid => "Sigmoid",
-            Tanh => "Tanh",
-            Pow { .. } => "Pow",
-            ReluGrad => "ReluGrad",
-            MatMul { .. } => "MatMul",
-            BiasAdd => "BiasAdd",
-            Dense { .. } => "Dense",
-            ActivationBiasGrad { .. } => "ActivationBiasGrad",
-            Fused { .. } => "Fused",
-            Sum { .. } => "Sum",
-            Mean { .. } => "Mean",
-            Reshape { .. } => "Reshape",
-            ReshapeLike => "ReshapeLike",
-            Transpose { .. } => "Transpose",
-            ExpandDims { .. } => "ExpandDims",
-            Squeeze { .. } => "Squeeze",
-            Moments { .. } => "Moments",
-            BatchNormalization { .. } => "BatchNormalization",
-            FusedBatchNorm { .. } => "FusedBatchNorm",
-            FusedBatchNormGrad { .. } => "FusedBatchNormGrad",
-            Select => "Select",
-            AssignMovingAverage { .. } => "AssignMovingAverage",
-            BatchNorm(_) => "BatchNorm",
-            Call(_) => "Call",
-            IdentityN => "IdentityN",
-            CustomGradient { .. } => "CustomGradient",
-            OnceDifferentiable { .. } => "OnceDifferentiable",
-            ArgMax { .. } => "ArgMax",
-            Softmax => "Softmax",
-            LogSoftmax => "LogSoftmax",
-            SoftmaxCrossEntropyWithLogits => "SoftmaxCrossEntropyWithLogits",
-            AddN => "AddN",
-            ZerosLike => "ZerosLike",
-            OnesLike => "OnesLike",
-            Fill { .. } => "Fill",
-            SumToLike => "SumToLike",
-            BroadcastLike => "BroadcastLike",
-            ReducedSize { .. } => "ReducedSize",
-        }
-    }
-
     pub fn arity(&self) -> Arity {
         use Op::*;
         match self {
@@ -771,14 +543,7 @@ impl Op {
             ApplyGradientDescent => Arity::Exactly(3),
             ApplyMomentum { .. } => Arity::Exactly(5),
             Select => Arity::Exactly(3),
-            Add
-            | Sub
-            | Mul
-            | Div
-            | Maximum
-            | GreaterEqual
-            | Equal
-            | ReluGrad
+            binary_ops!()
             | MatMul { .. }
             | BiasAdd
             | ReshapeLike
@@ -793,7 +558,25 @@ impl Op {
             BatchNormalization { offset, scale, .. } => {
                 Arity::Exactly(3 + usize::from(*offset) + usize::from(*scale))
             }
-            _ => Arity::Exactly(1),
+            unary_ops!()
+            | Identity
+            | StopGradient
+            | Sum { .. }
+            | Mean { .. }
+            | Reshape { .. }
+            | Transpose { .. }
+            | ExpandDims { .. }
+            | Squeeze { .. }
+            | Moments { .. }
+            | BatchNorm(_)
+            | OnceDifferentiable { .. }
+            | ArgMax { .. }
+            | Softmax
+            | LogSoftmax
+            | ZerosLike
+            | OnesLike
+            | Fill { .. }
+            | ReducedSize { .. } => Arity::Exactly(1),
         }
     }
 
@@ -847,28 +630,7 @@ impl Op {
         use Op::*;
         matches!(
             self,
-            Identity
-                | StopGradient
-                | Add
-                | Sub
-                | Mul
-                | Div
-                | Maximum
-                | GreaterEqual
-                | Equal
-                | Neg
-                | Exp
-                | Log
-                | Square
-                | Sqrt
-                | Rsqrt
-                | Relu
-                | Sigmoid
-                | Tanh
-                | Pow { .. }
-                | ReluGrad
-                | AddN
-                | Fused { .. }
+            unary_ops!() | binary_ops!() | Identity | StopGradient | AddN | Fused { .. }
         )
     }
 
@@ -899,7 +661,10 @@ impl Op {
                 Ok((s, d)) => format!("{{shape: {s:?}, {} values}}", d.len()),
                 Err(e) => format!("{{invalid: {e}}}"),
             },
-            Pow { exponent } => format!("{{exponent: {}}}", fmt_f64(*exponent)),
+            unary_ops!() => match UnaryFn::of(self).and_then(UnaryFn::attr) {
+                Some((name, v)) => format!("{{{name}: {}}}", fmt_f64(v)),
+                None => String::new(),
+            },
             MatMul {
                 transpose_a,
                 transpose_b,
@@ -922,8 +687,8 @@ impl Op {
                     .map(|(k, step)| match step {
                         FusedStep::Input(i) => format!("r{k} = x{i}"),
                         FusedStep::Const(v) => format!("r{k} = {}", fmt_f64(*v)),
-                        FusedStep::Unary(f, a) => format!("r{k} = {}(r{a})", f.op().name()),
-                        FusedStep::Binary(f, a, b) => format!("r{k} = {}(r{a}, r{b})", f.op().name()),
+                        FusedStep::Unary(f, a) => format!("r{k} = {}(r{a})", f.name()),
+                        FusedStep::Binary(f, a, b) => format!("r{k} = {}(r{a}, r{b})", f.name()),
                     })
                     .collect();
                 format!("{{{}}}", steps.join("; "))
@@ -1029,28 +794,17 @@ impl Op {
                 one(s(0).clone())
             }
             Const(lit) => one(Shape::known(&lit.to_flat()?.0)),
-            Identity
-            | StopGradient
-            | Neg
-            | Exp
-            | Log
-            | Square
-            | Sqrt
-            | Rsqrt
-            | Relu
-            | Sigmoid
-            | Tanh
-            | Pow { .. }
-            | ZerosLike
-            | OnesLike => one(s(0).clone()),
+            unary_ops!() | Identity | StopGradient | ZerosLike | OnesLike => one(s(0).clone()),
             Softmax | LogSoftmax => {
                 if s(0).rank() == 0 {
                     return Err(format!("{} needs rank >= 1, got a scalar", self.name()));
                 }
                 one(s(0).clone())
             }
-            Add | Sub | Mul | Div | Maximum | GreaterEqual | Equal => one(broadcast(s(0), s(1))?),
-            ReluGrad => one(same_shape(s(0), s(1))?),
+            binary_ops!() => match BinaryFn::of(self) {
+                Some(f) if !f.broadcasts() => one(same_shape(s(0), s(1))?),
+                _ => one(broadcast(s(0), s(1))?),
+            },
             AddN => {
                 let mut out = s(0).clone();
                 for t in &ins[1..] {
