@@ -31,8 +31,8 @@
 //! (`a0 = x + x`, `a{i} = a{i-1} + x`, with the gradient of the last with
 //! respect to `x`) at 25k, 50k, 100k and 200k nodes (`chain25k`, ...; listed
 //! by those labels in `GRADC_COMPILE_BENCH_SIZES`): elementwise fusion turns
-//! it into Fused groups that all read `x`, whose removal and rewriting once
-//! took time quadratic in the chain. One compile of each is printed with the
+//! it into Fused groups that all read `x`, whose removal and rewriting must
+//! not take time quadratic in the chain. One compile of each is printed with the
 //! growth of its time from the size before.
 //!
 //! Criterion's samples are warm: the same process compiles the same graph

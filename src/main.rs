@@ -11,7 +11,7 @@ use std::process::ExitCode;
 
 /// mimalloc, not the system allocator: compiling a large graph makes and
 /// frees millions of small strings, vectors and maps, and with mimalloc a
-/// 100k-node compile takes about a fifth less (README, Compile time).
+/// 100k-node compile takes about a fifth less (docs/performance.md, Compile time).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

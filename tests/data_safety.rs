@@ -1,4 +1,4 @@
-//! Inputs that once crashed or misled the command-line tool: absurd sizes,
+//! Inputs that could crash or mislead the command-line tool: absurd sizes,
 //! thread counts past the machine's cores, special files as outputs, bad
 //! checkpoints to resume from, stale temporary files. Each must end in a
 //! clean error naming what is wrong (or the right behaviour), never an abort.

@@ -1,4 +1,4 @@
-//! Inputs whose size once cost time out of proportion to it: each is handled
+//! Inputs whose size could cost time out of proportion to it: each is handled
 //! in a thread that must finish within a loose bound (a hang fails the test
 //! instead of stalling it).
 
@@ -30,9 +30,9 @@ fn small_graph(extra_nodes: &str, rest: &str) -> String {
 
 const MEGABYTE: usize = 1 << 20;
 
-/// The "did you mean" search once compared a megabyte name with every
-/// candidate, the request's own result `d(y)/d(<name>)` among them, in time
-/// quadratic in their lengths: minutes for a megabyte.
+/// An unbounded "did you mean" search would compare a megabyte name with
+/// every candidate, the request's own result `d(y)/d(<name>)` among them, in
+/// time quadratic in their lengths: minutes for a megabyte.
 #[test]
 fn a_megabyte_name_in_a_gradient_request_is_a_prompt_error() {
     let name = "a".repeat(MEGABYTE);
@@ -135,10 +135,10 @@ fn compile_and_run(text: String, n: usize, x: f64) -> (Vec<f64>, Duration) {
 }
 
 /// Elementwise fusion turns the chain into Fused groups and DCE removes the
-/// rest: removing each node once walked the whole list of `x`'s edges, and
-/// rewriting each group's root removed and added its edge from `x` the same
-/// way, so compiling took time quadratic in the chain (200k nodes: 43 s in
-/// a release build; now about 2 s in a test build).
+/// rest: were removing each node to walk the whole list of `x`'s edges, and
+/// rewriting each group's root to remove and add its edge from `x` the same
+/// way, compiling would take time quadratic in the chain (200k nodes take
+/// about 2 s in a test build).
 #[test]
 fn a_long_chain_of_adds_compiles_in_linear_time() {
     let n = 200_000;

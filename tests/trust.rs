@@ -1,6 +1,7 @@
-//! The optimizer never changes an answer: graphs where a pass used to drop a
-//! gradient, lose a named tensor or half-apply a feed, each compared with the
-//! unoptimized program and with values worked out by hand.
+//! The optimizer never changes an answer: graphs where a pass could drop a
+//! gradient, lose a named tensor or half-apply a feed if it were careless,
+//! each compared with the unoptimized program and with values worked out by
+//! hand.
 
 mod common;
 

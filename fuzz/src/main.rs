@@ -1,4 +1,4 @@
-//! `gradc-fuzz`: fuzz campaigns against gradc (see the README, Fuzzing).
+//! `gradc-fuzz`: fuzz campaigns against gradc (see docs/fuzzing.md).
 //!
 //! ```text
 //! cargo run --release -p gradc-fuzz -- --seed 7 --inputs 100000 --out fuzz-out

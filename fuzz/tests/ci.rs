@@ -1,7 +1,7 @@
 //! What CI runs: every regression file as it is, and a fixed-seed campaign
 //! of 2,000 mutated inputs from graphs/; each fails on any panic, abort or
 //! hang (internal errors and optimizer mismatches are printed, not failed).
-//! A long campaign: `cargo run --release -p gradc-fuzz` (README, Fuzzing).
+//! A long campaign: `cargo run --release -p gradc-fuzz` (docs/fuzzing.md).
 
 use gradc_fuzz::campaign::{self, Config, Limits, Report};
 use gradc_fuzz::mutate::Corpus;

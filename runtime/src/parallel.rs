@@ -59,7 +59,7 @@ pub fn with_threads<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     let done = AtomicBool::new(false);
     // Never more spinning threads than cores besides `f`'s: oversubscribed,
     // spinners take the cores from the threads with work (20 steps of a small
-    // net on 2 cores took seconds with 512 threads). The others sleep until
+    // net on 2 cores take seconds with 512 threads). The others sleep until
     // rayon hands them work.
     let spinners = n.min(rayon::current_num_threads()).min(cores());
     rayon::scope(|s| {

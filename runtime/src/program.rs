@@ -62,7 +62,7 @@ struct SavedProgram {
 impl Program {
     /// The saved form: RON, one instruction a line (a diff of two programs
     /// reads instruction by instruction; fully indented, a 100k-node
-    /// program took three times the bytes and 60% more time to write).
+    /// program takes three times the bytes and 60% more time to write).
     pub fn to_ron(&self) -> Result<String, String> {
         let saved = SavedProgram {
             format: PROGRAM_FORMAT.to_string(),

@@ -398,7 +398,7 @@ impl Session {
     /// allocates nothing (for tensors of rank at most 4) as long as `out`
     /// holds tensors of the fetched types from the previous call (matrix
     /// products and Fused kernels included: their per-thread buffers stop
-    /// growing after the first runs; see the README).
+    /// growing after the first runs; see docs/runtime.md).
     pub fn run_with_targets_into(
         &mut self,
         feeds: &[(FeedId, &Tensor)],
