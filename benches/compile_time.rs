@@ -51,7 +51,7 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use criterion::{criterion_group, BenchmarkId, Criterion, SamplingMode, Throughput};
-use gradc::compiler::{self, grad, ir, schema, train};
+use gradc::compiler::{grad, ir, passes::Pipeline, schema, train, Compiler, Source};
 use std::collections::HashMap;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -102,12 +102,11 @@ fn deep_mlp(layers: usize) -> String {
 /// MLP, so the stages below, built without it, are the same work).
 fn parse_build_compile(text: &str) -> gradc::runtime::Program {
     let spec = schema::parse(text).expect("the deep MLP parses");
-    let pipeline = compiler::passes::Pipeline::default_passes();
-    let (program, prefused, _) =
-        compiler::compile_spec_program(&spec, text, "deep_mlp.ron", pipeline, Default::default())
-            .expect("the deep MLP compiles");
-    assert!(prefused.is_empty(), "prefuse fused {prefused:?}");
-    program
+    let out = Compiler::new(Source::file(&spec, text, "deep_mlp.ron"))
+        .compile()
+        .expect("the deep MLP compiles");
+    assert!(out.prefused.is_empty(), "prefuse fused {:?}", out.prefused);
+    out.program
 }
 
 fn secs(d: Duration) -> f64 {
@@ -123,11 +122,17 @@ fn stages(label: &str, text: &str) -> Duration {
     let mut fwd_spec = spec.clone();
     let train_spec = fwd_spec.train.take().expect("has a train section");
     let t = Instant::now();
-    let fwd = compiler::graph_from_spec(&fwd_spec, text, "deep_mlp.ron").expect("builds");
+    let built = |text| {
+        Compiler::new(Source::file(&fwd_spec, text, "deep_mlp.ron"))
+            .passes(Pipeline::none())
+            .graph()
+            .expect("builds")
+    };
+    let fwd = built(text);
     let forward = t.elapsed();
     // The same build without the source text: no node's line is looked up.
     let t = Instant::now();
-    let fwd_no_text = compiler::graph_from_spec(&fwd_spec, "", "deep_mlp.ron").expect("builds");
+    let fwd_no_text = built("");
     let forward_no_lines = t.elapsed();
     drop(fwd_no_text);
 
@@ -151,7 +156,7 @@ fn stages(label: &str, text: &str) -> Duration {
     let names: Vec<String> = g.names().map(str::to_string).collect();
     let (sweep, lookup) = walks(&g);
     let t = Instant::now();
-    let program = compiler::compile(g).expect("compiles");
+    let program = Compiler::new(g).compile().expect("compiles").program;
     let compile = t.elapsed();
 
     let build = forward + train_section;
@@ -385,10 +390,10 @@ fn add_chain(n: usize) -> String {
 /// Parse, build and compile `text` as `gradc compile` does.
 fn compile_text(text: &str) -> gradc::runtime::Program {
     let spec = schema::parse(text).expect("the chain parses");
-    let pipeline = compiler::passes::Pipeline::default_passes();
-    compiler::compile_spec_program(&spec, text, "chain.ron", pipeline, Default::default())
+    Compiler::new(Source::file(&spec, text, "chain.ron"))
+        .compile()
         .expect("the chain compiles")
-        .0
+        .program
 }
 
 fn bench_add_chain(c: &mut Criterion) {

@@ -6,7 +6,7 @@
 //!   cargo bench --bench elementwise_fusion
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use gradc::compiler::{self, passes::Pipeline};
+use gradc::compiler::{self, passes::Pipeline, Compiler};
 use gradc::runtime::{Session, Tensor};
 use ndarray::ArrayD;
 
@@ -24,7 +24,11 @@ fn graph(rows: usize, cols: usize) -> String {
 
 fn session(text: &str, pipeline: Pipeline) -> Session {
     let g = compiler::graph_from_str(text, "fusion.ron").expect("builds");
-    let (p, _) = compiler::compile_with(g, pipeline).expect("compiles");
+    let p = Compiler::new(g)
+        .passes(pipeline)
+        .compile()
+        .expect("compiles")
+        .program;
     Session::new(p).expect("valid")
 }
 

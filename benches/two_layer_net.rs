@@ -6,7 +6,7 @@
 //! threads each product wakes the other thread; `gradc bench` keeps it spinning.)
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use gradc::compiler;
+use gradc::compiler::{self, Compiler};
 use gradc::io::dataset::{Batches, Mnist};
 use gradc::runtime::{Session, Tensor};
 use std::collections::HashMap;
@@ -21,7 +21,7 @@ fn bench(c: &mut Criterion) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let g =
         compiler::graph_from_file(&root.join("graphs/two_layer_net.ron")).expect("example builds");
-    let p = compiler::compile_training(g).expect("compiles");
+    let p = Compiler::new(g).compile_train().expect("compiles");
     let (train, test) = Mnist::load(root.join("data/mnist"))
         .and_then(Mnist::into_datasets)
         .expect("MNIST");

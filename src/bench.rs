@@ -19,7 +19,7 @@
 //! dimension bound to the batch size); elementwise ops, reductions and the
 //! optimizer's updates are not counted.
 
-use crate::compiler::{self, schema};
+use crate::compiler::{schema, Compiler, Source};
 use crate::runtime::{
     kernels, DType, Dim, FeedId, InstrProfile, Op, Program, Session, Tensor, ValueRef,
 };
@@ -513,7 +513,7 @@ fn run_workload(
             "{file}: the benchmark workloads train on MNIST"
         )));
     }
-    let programs = compiler::compile_training_spec(&spec, text, file)?;
+    let programs = Compiler::new(Source::file(&spec, text, file)).compile_train()?;
     let batch_size = train.batch_size;
     let steps = opts.steps.unwrap_or(workload.default_steps());
     let warmup = opts.warmup.unwrap_or(workload.default_warmup());
@@ -715,7 +715,9 @@ mod tests {
     fn w1_counts_the_books_five_products() {
         let text = Workload::W1.text();
         let spec = schema::parse(text).expect("parses");
-        let p = compiler::compile_training_spec(&spec, text, "w1").expect("compiles");
+        let p = Compiler::new(Source::file(&spec, text, "w1"))
+            .compile_train()
+            .expect("compiles");
         let s = Session::new(p.train).expect("valid");
         let fetch = [s.resolve(&p.loss).expect("loss")];
         let target = s.resolve_target(&p.train_op).expect("train op");

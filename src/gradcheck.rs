@@ -11,7 +11,7 @@
 //! the larger of the two gradients' max-norms, floored at `REL_FLOOR` so that a
 //! gradient that is zero in exact arithmetic is not judged by rounding noise.
 
-use crate::compiler::Graph;
+use crate::compiler::{passes::Pipeline, Compiler, Graph};
 use crate::runtime::{DType, Session, Tensor};
 use crate::Error;
 use std::collections::HashMap;
@@ -57,8 +57,10 @@ pub fn gradcheck(
 ) -> Result<Vec<Check>, Error> {
     // Unoptimized: the check perturbs constants by feeding them, which constant
     // folding would have baked into the program.
-    let (program, _) =
-        crate::compiler::compile_with(g.clone(), crate::compiler::passes::Pipeline::none())?;
+    let program = Compiler::new(g.clone())
+        .passes(Pipeline::none())
+        .compile()?
+        .program;
     let mut session = Session::new(program).map_err(Error::run("gradcheck"))?;
     let mut fetch = |feeds: &HashMap<String, Tensor>, name: &str| -> Result<Tensor, Error> {
         let v = session.resolve(name).map_err(Error::run("gradcheck"))?;
@@ -151,8 +153,10 @@ pub fn check_functions(
     if calls.is_empty() {
         return Ok(Vec::new());
     }
-    let (program, _) =
-        crate::compiler::compile_with(g.clone(), crate::compiler::passes::Pipeline::none())?;
+    let program = Compiler::new(g.clone())
+        .passes(Pipeline::none())
+        .compile()?
+        .program;
     let mut session = Session::new(program).map_err(Error::run("gradcheck"))?;
     let mut results = Vec::new();
     for (node, function, n_inputs) in calls {

@@ -2,7 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use gradc::compiler::ir::Role;
-use gradc::compiler::{self, Graph};
+use gradc::compiler::{self, passes::Pipeline, Compiler, Graph, RunNames, Source};
 use gradc::runtime::{Dim, Op, PlanMemory, Program, RunError, Session, ValueRef};
 use gradc::{bench, feeds, gradcheck, train, Error};
 use std::io::Write;
@@ -223,11 +223,15 @@ fn load_graph(file: &Path) -> Result<Graph, Error> {
     Ok(compiler::graph_from_file(file)?)
 }
 
+/// The inference graph of a graph file with a train section: its training
+/// flag 0, pruned to the loss, the metrics and the outputs; no pass run.
 fn load_inference_graph(file: &Path) -> Result<Graph, Error> {
-    let name = file.display().to_string();
-    let text = std::fs::read_to_string(file).map_err(|e| Error::Io(format!("{name}: {e}")))?;
-    let spec = compiler::schema::parse(&text).map_err(|e| e.in_file(&name))?;
-    Ok(compiler::inference_graph_spec(&spec, &text, &name).map_err(|e| e.in_file(&name))?)
+    let (name, text, spec) = load_spec(file)?;
+    let source = Source::file(&spec, &text, &name);
+    Ok(Compiler::new(source)
+        .inference()
+        .passes(Pipeline::none())
+        .graph()?)
 }
 
 /// A graph file is compiled for the run: what `fetches` name is kept, and
@@ -245,12 +249,12 @@ fn load_program(file: &Path, feeds: &[String], fetches: &[String]) -> Result<Pro
         .map(|f| f.split_once('=').map_or(f.as_str(), |(n, _)| n))
         .collect();
     let fetched: Vec<&str> = fetches.iter().map(String::as_str).collect();
-    let names = compiler::RunNames {
+    let names = RunNames {
         fetches: &fetched,
         feeds: &fed,
     };
-    let pipeline = compiler::passes::Pipeline::default_passes();
-    Ok(compiler::compile_spec_program(&spec, &text, &name, pipeline, names)?.0)
+    let source = Source::file(&spec, &text, &name);
+    Ok(Compiler::new(source).run_names(names).compile()?.program)
 }
 fn run(command: Command) -> Result<ExitCode, Error> {
     match command {
@@ -296,14 +300,12 @@ fn run(command: Command) -> Result<ExitCode, Error> {
                 }
                 (false, true) => {
                     let (name, text, spec) = load_spec(&file)?;
-                    compiler::compile_spec(
-                        &spec,
-                        &text,
-                        &name,
-                        opt.pipeline()?,
-                        Default::default(),
-                    )?
-                    .1
+                    Compiler::new(Source::file(&spec, &text, &name))
+                        .passes(opt.pipeline()?)
+                        .keep_graph()
+                        .compile()?
+                        .graph
+                        .expect("kept")
                 }
                 (false, false) => load_graph(&file)?,
             };
@@ -324,16 +326,19 @@ fn run(command: Command) -> Result<ExitCode, Error> {
             explain,
         } => {
             let (name, text, spec) = load_spec(&file)?;
-            let (program, prefused, reports) = compiler::compile_spec_program(
-                &spec,
-                &text,
-                &name,
-                opt.pipeline()?,
-                Default::default(),
-            )?;
+            let compiler::Output {
+                program,
+                prefused,
+                reports,
+                ..
+            } = Compiler::new(Source::file(&spec, &text, &name))
+                .passes(opt.pipeline()?)
+                .compile()?;
             if explain {
                 // The graph as built without prefuse, before any pass.
-                let before = compiler::graph_from_spec(&spec, &text, &name)?
+                let before = Compiler::new(Source::file(&spec, &text, &name))
+                    .passes(Pipeline::none())
+                    .graph()?
                     .g
                     .node_count();
                 say!(
@@ -532,8 +537,10 @@ fn run(command: Command) -> Result<ExitCode, Error> {
         } => {
             let g = load_graph(&file)?;
             // Unoptimized, as the check runs it: every node can be fed.
-            let (program, _) =
-                compiler::compile_with(g.clone(), compiler::passes::Pipeline::none())?;
+            let program = Compiler::new(g.clone())
+                .passes(Pipeline::none())
+                .compile()?
+                .program;
             let feeds = feeds::parse_feeds(&program, &feeds)?;
             let checks = gradcheck::gradcheck(&g, &feeds, tolerance)?;
             let mut ok = true;

@@ -2,7 +2,7 @@
 //! of a graph file, feed mini-batches, report per epoch, write metrics, plots
 //! and checkpoints.
 
-use crate::compiler::{self, schema, TrainPrograms};
+use crate::compiler::{schema, Compiler, Source, TrainPrograms};
 use crate::runtime::{DType, FeedId, Session, Tensor, TensorType, ValueRef};
 use crate::Error;
 use gradc_io::checkpoint;
@@ -83,7 +83,7 @@ fn load(path: &Path, opts: &TrainOptions) -> Result<Loaded, Error> {
         train.optimizer.set_learning_rate(lr);
     }
     let train = train.clone();
-    let programs = compiler::compile_training_spec(&spec, &text, &file)?;
+    let programs = Compiler::new(Source::file(&spec, &text, &file)).compile_train()?;
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     Ok(Loaded {
         spec,

@@ -12,7 +12,7 @@
 mod common;
 
 use common::repo_path;
-use gradc::compiler::TrainPrograms;
+use gradc::compiler::{Compiler, Source, TrainPrograms};
 use gradc::runtime::{FeedId, Session, Tensor, ValueRef};
 use ndarray::{ArrayD, IxDyn};
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -146,7 +146,7 @@ fn steady_state_steps_and_inference_batches_allocate_nothing() {
 
     let graph = gradc::compiler::graph_from_file(&repo_path("graphs/two_layer_net.ron"))
         .expect("graph builds");
-    let programs = gradc::compiler::compile_training(graph).expect("compiles");
+    let programs = Compiler::new(graph).compile_train().expect("compiles");
     let (x, t) = batch(100);
     const WARM_UP: usize = 3;
     const STEPS: usize = 20;
@@ -241,7 +241,7 @@ fn steady_state_adam_train_steps_allocate_nothing() {
     // Adam's decomposition: slots, the beta powers, their updates.
     let graph = gradc::compiler::graph_from_file(&repo_path("graphs/two_layer_net_adam.ron"))
         .expect("graph builds");
-    let programs = gradc::compiler::compile_training(graph).expect("compiles");
+    let programs = Compiler::new(graph).compile_train().expect("compiles");
     let (x, t) = batch(100);
     let (mut train, feeds, target, loss) = train_session(&programs, &x, &t);
     let allocations = steady_state_allocations(&mut train, &feeds, target, &loss);
@@ -256,7 +256,7 @@ fn steady_state_batch_norm_train_steps_allocate_nothing() {
     // their moving averages.
     let graph =
         gradc::compiler::graph_from_file(&repo_path("graphs/bn_mlp.ron")).expect("graph builds");
-    let programs = gradc::compiler::compile_training(graph).expect("compiles");
+    let programs = Compiler::new(graph).compile_train().expect("compiles");
     let (x, t) = batch(100);
     let training = Tensor::F32(ArrayD::from_elem(IxDyn(&[]), 1.0));
     let mut train = Session::new(programs.train).expect("valid");
@@ -273,7 +273,7 @@ fn steady_state_batch_norm_train_steps_allocate_nothing() {
 }
 
 /// W2 as `gradc bench` runs it: bn_mlp_512.ron compiled by
-/// `compile_training_spec` (batch norm fused before differentiation into
+/// `Compiler::compile_train` (batch norm fused before differentiation into
 /// FusedBatchNorm and its gradient, elementwise fusion, ApplyMomentum),
 /// batch 128, matrix products, batch norm and elementwise ops split over two
 /// threads inside `with_threads`: no allocation on any thread.
@@ -284,8 +284,9 @@ fn w2_train_steps_on_two_threads_allocate_nothing() {
     let path = repo_path("graphs/bn_mlp_512.ron");
     let text = std::fs::read_to_string(&path).expect("read");
     let spec = gradc::compiler::schema::parse(&text).expect("parses");
-    let programs =
-        gradc::compiler::compile_training_spec(&spec, &text, "bn_mlp_512.ron").expect("compiles");
+    let programs = Compiler::new(Source::file(&spec, &text, "bn_mlp_512.ron"))
+        .compile_train()
+        .expect("compiles");
     let count_op = |name: &str| {
         programs
             .train

@@ -4,6 +4,7 @@
 mod common;
 
 use common::{assert_close, graph, run};
+use gradc::compiler::Compiler;
 use gradc::runtime::{DType, Tensor};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -135,7 +136,10 @@ fn moving_averages_follow_the_formulas() {
                     (name: "upd", op: AssignMovingAverage(decay: {decay}, zero_debias: {zero_debias}), inputs: ["v", "x"]),
                 ])"#
             );
-            let p = gradc::compiler::compile(graph(&text)).expect("compiles");
+            let p = Compiler::new(graph(&text))
+                .compile()
+                .expect("compiles")
+                .program;
             let mut s = gradc::runtime::Session::new(p).expect("valid");
             s.initialize(0).expect("init");
             let upd = s.resolve_target("upd").expect("upd");
@@ -194,7 +198,7 @@ fn is_training_decided_at_run_time_and_updates_forced_in_place() {
         let g = graph(&layer_graph(&format!(
             r#"is_training: "training", updates_collections: None, fused: {fused}"#
         )));
-        let p = gradc::compiler::compile(g).expect("compiles");
+        let p = Compiler::new(g).compile().expect("compiles").program;
         let mut s = gradc::runtime::Session::new(p).expect("valid");
         s.initialize(0).expect("init");
         let (y, mm, mv) = (
@@ -241,7 +245,7 @@ fn zero_debiased_moving_mean_in_the_layer() {
     let g = graph(&layer_graph(
         "is_training: true, zero_debias_moving_mean: true",
     ));
-    let p = gradc::compiler::compile(g).expect("compiles");
+    let p = Compiler::new(g).compile().expect("compiles").program;
     let mut s = gradc::runtime::Session::new(p).expect("valid");
     s.initialize(0).expect("init");
     let update = s.resolve_target("bn/AssignMovingAvg").expect("update op");

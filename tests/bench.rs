@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::gradc;
+use common::{gradc, stderr, stdout};
 
 #[test]
 fn bench_w1_prints_the_expected_fields() {
@@ -19,12 +19,8 @@ fn bench_w1_prints_the_expected_fields() {
         "2",
         "--profile",
     ]);
-    let out = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        o.status.success(),
-        "{}\n{out}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let out = stdout(&o);
+    assert!(o.status.success(), "{}\n{out}", stderr(&o));
     for field in [
         "gradc bench: threads 2 (the threads of matrix products",
         "matmul ceiling",
@@ -62,7 +58,7 @@ fn bench_refuses_bad_options() {
         (vec!["bench", "--workload", "w3"], "invalid value 'w3'"),
     ] {
         let o = gradc(&args);
-        let err = String::from_utf8_lossy(&o.stderr);
+        let err = stderr(&o);
         assert!(!o.status.success(), "{args:?} should fail");
         assert!(
             err.contains(message),

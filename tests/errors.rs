@@ -4,7 +4,7 @@
 mod common;
 
 use common::{compile_error, graph};
-use gradc::compiler::ErrorKind;
+use gradc::compiler::{Compiler, ErrorKind, Source};
 use gradc::runtime::{DType, RunError, Session, Tensor};
 use std::collections::HashMap;
 
@@ -175,7 +175,7 @@ fn session() -> Session {
     let g = graph(&wrap(
         "        (name: \"x\", op: Placeholder(shape: [\"batch\", 3])),\n        (name: \"t\", op: Placeholder(shape: [\"batch\"])),\n        (name: \"s\", op: Sum(axes: [1]), inputs: [\"x\"]),\n        (name: \"d\", op: Sub, inputs: [\"s\", \"t\"]),",
     ));
-    Session::new(gradc::compiler::compile(g).expect("compiles")).expect("valid")
+    Session::new(Compiler::new(g).compile().expect("compiles").program).expect("valid")
 }
 
 fn feed(pairs: &[(&str, &[usize])], dtype: DType) -> HashMap<String, Tensor> {
@@ -262,7 +262,7 @@ fn a_corrupt_program_file_is_refused() {
     let g = graph(&wrap(
         "        (name: \"a\", op: Const(1.0)),\n        (name: \"b\", op: Neg, inputs: [\"a\"]),",
     ));
-    let program = gradc::compiler::compile(g).expect("compiles");
+    let program = Compiler::new(g).compile().expect("compiles").program;
     let text = program.to_ron().expect("serializes");
     // Point b's input at itself: a reference forward, which validation refuses.
     let broken = text.replacen("node: 0", "node: 1", 1);
@@ -377,7 +377,9 @@ fn a_checkpoint_with_moving_statistics_of_the_wrong_shape_is_refused() {
     let path = common::repo_path("graphs/bn_mlp.ron");
     let text = std::fs::read_to_string(&path).expect("read");
     let spec = gradc::compiler::schema::parse(&text).expect("parses");
-    let p = gradc::compiler::compile_training_spec(&spec, &text, "bn_mlp.ron").expect("compiles");
+    let p = Compiler::new(Source::file(&spec, &text, "bn_mlp.ron"))
+        .compile_train()
+        .expect("compiles");
     let s = Session::new(p.eval).expect("valid");
     let mut tensors = Vec::new();
     for (name, ty) in s.variable_types() {
@@ -433,10 +435,11 @@ fn training_ops_check_their_variables_and_shapes() {
     let g = graph(&wrap(&format!(
         "{vars}        (name: \"u\", op: ApplyMomentum(), inputs: [\"w\", \"w\", \"lr\", \"g\", \"lr\"]),"
     )));
-    let e = gradc::compiler::compile(g)
+    let e = Compiler::new(g)
+        .compile()
         .map_err(|e| e.to_string())
-        .and_then(|p| {
-            gradc::runtime::Session::new(p)
+        .and_then(|out| {
+            gradc::runtime::Session::new(out.program)
                 .map(|_| ())
                 .map_err(|e| e.to_string())
         })
@@ -446,7 +449,7 @@ fn training_ops_check_their_variables_and_shapes() {
     let g = graph(&wrap(&format!(
         "{vars}        (name: \"u\", op: ApplyMomentum(use_nesterov: true), inputs: [\"w\", \"m\", \"lr\", \"g\", \"lr\"]),"
     )));
-    let mut s = gradc::runtime::Session::new(gradc::compiler::compile(g).expect("compiles"))
+    let mut s = gradc::runtime::Session::new(Compiler::new(g).compile().expect("compiles").program)
         .expect("valid");
     s.initialize(0).expect("initializes");
     let out = s

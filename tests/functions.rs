@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{assert_close, compile_error, graph, repo_path, run};
+use common::{assert_close, compile_error, gradc, graph, repo_path, run, stdout};
 use gradc::compiler::ErrorKind;
 use gradc::gradcheck::check_functions;
 use std::collections::HashMap;
@@ -136,12 +136,9 @@ fn a_wrong_custom_gradient_is_caught_and_named() {
         with_function(r#"(name: "g", op: Mul, inputs: ["x", "d(y)"])"#, ""),
     )
     .expect("write");
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_gradc"))
-        .args(["gradcheck", file.to_str().unwrap()])
-        .output()
-        .expect("runs");
+    let o = gradc(&["gradcheck", file.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));
-    let out = String::from_utf8_lossy(&o.stdout);
+    let out = stdout(&o);
     assert!(
         out.contains("custom gradient of function 'Square' (call 'sq')") && out.contains("FAILED"),
         "{out}"

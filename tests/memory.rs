@@ -7,7 +7,7 @@
 mod common;
 
 use common::{graph, repo_path};
-use gradc::compiler::{self, passes::Pipeline, schema};
+use gradc::compiler::{self, passes::Pipeline, schema, Compiler, Source};
 use gradc::runtime::{plan_memory, DType, PlanMemory, Program, Session, Tensor, ValueRef};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -118,7 +118,9 @@ fn every_example_gives_the_same_bits_with_shared_buffers() {
             };
             let what = format!("{file} ({how})");
             if spec.train.is_some() {
-                let p = compiler::compile_training_spec_with(&spec, &text, &file, pipeline)
+                let p = Compiler::new(Source::file(&spec, &text, &file))
+                    .passes(pipeline())
+                    .compile_train()
                     .expect("compiles");
                 let mut fetch = vec![p.loss.clone()];
                 fetch.extend(p.metrics.iter().cloned());
@@ -132,9 +134,11 @@ fn every_example_gives_the_same_bits_with_shared_buffers() {
                 let labels: Vec<_> = p.eval.outputs.iter().map(|o| o.label.clone()).collect();
                 compare(&p.eval, &labels, &[], 3, &format!("{what} inference"));
             } else {
-                let (program, _, _) =
-                    compiler::compile_spec(&spec, &text, &file, pipeline(), Default::default())
-                        .expect("compiles");
+                let program = Compiler::new(Source::file(&spec, &text, &file))
+                    .passes(pipeline())
+                    .compile()
+                    .expect("compiles")
+                    .program;
                 let labels: Vec<_> = program.outputs.iter().map(|o| o.label.clone()).collect();
                 compare(&program, &labels, &[], 3, &what);
             }
@@ -156,7 +160,7 @@ impl TrainStep {
     fn new(name: &str) -> TrainStep {
         let g =
             compiler::graph_from_file(&repo_path(&format!("graphs/{name}.ron"))).expect("builds");
-        let p = compiler::compile_training(g).expect("compiles");
+        let p = Compiler::new(g).compile_train().expect("compiles");
         let mut session = Session::new(p.train.clone()).expect("valid");
         session.initialize(1).expect("initializes");
         let fetches = vec![session.resolve(&p.loss).expect("loss")];
@@ -225,8 +229,11 @@ const CHAIN: &str = r#"Graph(name: "chain", dtype: F64, nodes: [
 
 fn chain_session(sharing: bool) -> Session {
     // Unoptimized: the planner is under test, and elementwise fusion would make the chain one node.
-    let (p, _) =
-        compiler::compile_with(graph(CHAIN), compiler::passes::Pipeline::none()).expect("compiles");
+    let p = Compiler::new(graph(CHAIN))
+        .passes(Pipeline::none())
+        .compile()
+        .expect("compiles")
+        .program;
     let mut s = Session::new(p).expect("valid");
     s.set_buffer_sharing(sharing);
     s
@@ -308,14 +315,16 @@ fn fetched_values_are_never_overwritten() {
 
 #[test]
 fn plan_memory_needs_every_symbolic_dimension() {
-    let program = compiler::compile(graph(
+    let program = Compiler::new(graph(
         r#"Graph(name: "b", dtype: F32, nodes: [
             (name: "x", op: Placeholder(shape: ["batch", 4])),
             (name: "y", op: Exp, inputs: ["x"]),
             (name: "z", op: Sum(axes: [1]), inputs: ["y"]),
         ])"#,
     ))
-    .expect("compiles");
+    .compile()
+    .expect("compiles")
+    .program;
     let s = Session::new(program.clone()).expect("valid");
     let z = s.resolve("z").expect("z");
     let e = plan_memory(&program, &[z], &[], &HashMap::new()).expect_err("no batch size");

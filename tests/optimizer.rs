@@ -11,7 +11,7 @@
 mod common;
 
 use common::repo_path;
-use gradc::compiler::{self, passes::Pipeline, schema};
+use gradc::compiler::{self, passes::Pipeline, schema, Compiler, RunNames, Source};
 use gradc::runtime::{DType, Op, Program, Session, Tensor};
 use proptest::prelude::*;
 use rand::SeedableRng;
@@ -174,17 +174,17 @@ fn every_example_gives_the_same_results_optimized() {
             compare_training(&spec, &text, &file);
         } else {
             // The default pipeline as `gradc compile` runs it, prefuse included.
-            let (plain, _, _) =
-                compiler::compile_spec(&spec, &text, &file, Pipeline::none(), Default::default())
-                    .expect("plain");
-            let (optimized, _, _) = compiler::compile_spec(
-                &spec,
-                &text,
-                &file,
-                Pipeline::default_passes().verify_always(),
-                Default::default(),
-            )
-            .expect("optimized");
+            let source = || Source::file(&spec, &text, &file);
+            let plain = Compiler::new(source())
+                .passes(Pipeline::none())
+                .compile()
+                .expect("plain")
+                .program;
+            let optimized = Compiler::new(source())
+                .passes(Pipeline::default_passes().verify_always())
+                .compile()
+                .expect("optimized")
+                .program;
             let f = feeds(&plain, 5);
             compare_outputs(plain, optimized, &f, &file);
         }
@@ -193,29 +193,22 @@ fn every_example_gives_the_same_results_optimized() {
 
 #[test]
 fn compiling_for_the_program_alone_gives_the_same_program() {
-    // `compile_spec_program` (what `gradc compile` runs) moves the graph into
-    // the program; `compile_spec` copies it out and keeps the graph.
+    // `compile` (what `gradc compile` runs) moves the graph into the
+    // program; with `keep_graph` it copies it out and keeps the graph.
     for (file, text, spec) in examples() {
-        let (copied, g, reports) = compiler::compile_spec(
-            &spec,
-            &text,
-            &file,
-            Pipeline::default_passes(),
-            Default::default(),
-        )
-        .expect("compiles");
-        let (moved, prefused, moved_reports) = compiler::compile_spec_program(
-            &spec,
-            &text,
-            &file,
-            Pipeline::default_passes(),
-            Default::default(),
-        )
-        .expect("compiles");
+        let source = || Source::file(&spec, &text, &file);
+        let copied = Compiler::new(source())
+            .keep_graph()
+            .compile()
+            .expect("compiles");
+        let g = copied.graph.expect("kept");
+        let moved = Compiler::new(source()).compile().expect("compiles");
+        assert!(moved.graph.is_none(), "{file}");
         // As saved (`==` would fail on a NaN constant even for one program).
-        assert_eq!(copied.to_ron(), moved.to_ron(), "{file}");
-        assert_eq!(g.prefused, prefused, "{file}");
-        assert_eq!(reports, moved_reports, "{file}");
+        assert_eq!(copied.program.to_ron(), moved.program.to_ron(), "{file}");
+        assert_eq!(g.prefused, moved.prefused, "{file}");
+        assert_eq!(copied.prefused, moved.prefused, "{file}");
+        assert_eq!(copied.reports, moved.reports, "{file}");
     }
 }
 
@@ -250,9 +243,13 @@ fn compare_training(spec: &schema::GraphSpec, text: &str, file: &str) {
         .collect();
     let spec = &spec;
     // Three train steps from the same start: same losses, gradients and variables.
-    let plain =
-        compiler::compile_training_spec_with(spec, text, file, Pipeline::none).expect("plain");
-    let optimized = compiler::compile_training_spec(spec, text, file).expect("optimized");
+    let plain = Compiler::new(Source::file(spec, text, file))
+        .passes(Pipeline::none())
+        .compile_train()
+        .expect("plain");
+    let optimized = Compiler::new(Source::file(spec, text, file))
+        .compile_train()
+        .expect("optimized");
     assert!(
         optimized.train.instrs.len() <= plain.train.instrs.len(),
         "{file}: the optimizer added nodes"
@@ -365,8 +362,14 @@ fn compare_training(spec: &schema::GraphSpec, text: &str, file: &str) {
 #[test]
 fn the_passes_fire_on_the_examples() {
     let g = compiler::graph_from_file(&repo_path("graphs/two_layer_net.ron")).expect("builds");
-    let (p, reports) =
-        compiler::compile_with(g, Pipeline::default_passes().verify_always()).expect("compiles");
+    let compiler::Output {
+        program: p,
+        reports,
+        ..
+    } = Compiler::new(g)
+        .passes(Pipeline::default_passes().verify_always())
+        .compile()
+        .expect("compiles");
     let fired: HashMap<&str, usize> = reports
         .iter()
         .flat_map(|r| r.fired.iter().copied())
@@ -379,7 +382,7 @@ fn the_passes_fire_on_the_examples() {
     );
     // apple: every value is known at compile time.
     let g = compiler::graph_from_file(&repo_path("graphs/apple.ron")).expect("builds");
-    let (p, _) = compiler::compile_with(g, Pipeline::default_passes()).expect("compiles");
+    let p = Compiler::new(g).compile().expect("compiles").program;
     assert!(
         p.instrs.iter().all(|i| matches!(i.op, Op::Const(_))),
         "{:?}",
@@ -394,12 +397,17 @@ fn every_pass_alone_preserves_every_example() {
     for (file, text, spec) in examples() {
         for &name in compiler::passes::PASS_NAMES {
             let pipeline = Pipeline::named(&[name]).expect("a pass").verify_always();
-            let (optimized, _, _) =
-                compiler::compile_spec(&spec, &text, &file, pipeline, Default::default())
-                    .unwrap_or_else(|e| panic!("{file}, {name} alone: {e:?}"));
-            let (plain, _, _) =
-                compiler::compile_spec(&spec, &text, &file, Pipeline::none(), Default::default())
-                    .expect("plain");
+            let source = || Source::file(&spec, &text, &file);
+            let optimized = Compiler::new(source())
+                .passes(pipeline)
+                .compile()
+                .unwrap_or_else(|e| panic!("{file}, {name} alone: {e:?}"))
+                .program;
+            let plain = Compiler::new(source())
+                .passes(Pipeline::none())
+                .compile()
+                .expect("plain")
+                .program;
             let f = feeds(&plain, 2);
             compare_outputs(plain, optimized, &f, &format!("{file}, {name} alone"));
         }
@@ -487,11 +495,22 @@ fn identity_rules_keep_ieee_edge_values() {
             edges.len()
         );
         let g = compiler::graph_from_str(&text, "edges.ron").expect("builds");
-        let (plain, _) = compiler::compile_with(g.clone(), Pipeline::none()).expect("plain");
+        let plain = Compiler::new(g.clone())
+            .passes(Pipeline::none())
+            .compile()
+            .expect("plain")
+            .program;
         let pipeline = Pipeline::named(&["simplify"])
             .expect("a pass")
             .verify_always();
-        let (simplified, reports) = compiler::compile_with(g, pipeline).expect("simplifies");
+        let compiler::Output {
+            program: simplified,
+            reports,
+            ..
+        } = Compiler::new(g)
+            .passes(pipeline)
+            .compile()
+            .expect("simplifies");
         let fired = reports
             .iter()
             .flat_map(|r| r.fired.iter())
@@ -586,14 +605,23 @@ fn simplification_rules_fire_exactly_where_they_hold() {
                 {nodes}], outputs: ["y"])"#
         );
         let g = compiler::graph_from_str(&text, "rule.ron").expect("builds");
-        let (plain, _) = compiler::compile_with(g.clone(), Pipeline::none()).expect("plain");
-        let (optimized, reports) = compiler::compile_with(
-            g,
-            Pipeline::named(&["simplify"])
-                .expect("a pass")
-                .verify_always(),
-        )
-        .unwrap_or_else(|e| panic!("{rule} on {nodes}: {e:?}"));
+        let plain = Compiler::new(g.clone())
+            .passes(Pipeline::none())
+            .compile()
+            .expect("plain")
+            .program;
+        let compiler::Output {
+            program: optimized,
+            reports,
+            ..
+        } = Compiler::new(g)
+            .passes(
+                Pipeline::named(&["simplify"])
+                    .expect("a pass")
+                    .verify_always(),
+            )
+            .compile()
+            .unwrap_or_else(|e| panic!("{rule} on {nodes}: {e:?}"));
         let fired: usize = reports
             .iter()
             .flat_map(|r| r.fired.iter())
@@ -725,8 +753,8 @@ proptest! {
     ) {
         let text = random_graph(&steps);
         let g = compiler::graph_from_str(&text, "random.ron").expect("builds");
-        let (plain, _) = compiler::compile_with(g.clone(), Pipeline::none()).expect("plain");
-        let (optimized, _) = compiler::compile_with(g, Pipeline::default_passes().verify_always()).expect("optimized");
+        let plain = Compiler::new(g.clone()).passes(Pipeline::none()).compile().expect("plain").program;
+        let optimized = Compiler::new(g).passes(Pipeline::default_passes().verify_always()).compile().expect("optimized").program;
         let f = feeds(&plain, 9);
         compare_outputs(plain, optimized, &f, &text);
     }
@@ -942,7 +970,9 @@ fn dense_backward_fuses_for_relu_sigmoid_and_tanh() {
         for f32 in [false, true] {
             let text = random_training_graph(3, 4, f32, false, &[Step { op: 5, a: 0, b }]);
             let spec = schema::parse(&text).expect("parses");
-            let p = compiler::compile_training_spec(&spec, &text, "dense.ron").expect("compiles");
+            let p = Compiler::new(Source::file(&spec, &text, "dense.ron"))
+                .compile_train()
+                .expect("compiles");
             let fused = p
                 .train
                 .instrs
@@ -964,7 +994,9 @@ fn composites_fuse_before_differentiation() {
     let path = repo_path("graphs/bn_mlp.ron");
     let text = std::fs::read_to_string(&path).expect("read");
     let spec = schema::parse(&text).expect("parses");
-    let p = compiler::compile_training_spec(&spec, &text, "bn_mlp.ron").expect("compiles");
+    let p = Compiler::new(Source::file(&spec, &text, "bn_mlp.ron"))
+        .compile_train()
+        .expect("compiles");
     assert_eq!(
         (
             count(&p.train, "FusedBatchNorm"),
@@ -987,15 +1019,10 @@ fn composites_fuse_before_differentiation() {
     let path = repo_path("graphs/sigmoid_composite.ron");
     let text = std::fs::read_to_string(&path).expect("read");
     let spec = schema::parse(&text).expect("parses");
-    let (_, g, _) = compiler::compile_spec(
-        &spec,
-        &text,
-        "s.ron",
-        Pipeline::default_passes(),
-        Default::default(),
-    )
-    .expect("compiles");
-    assert_eq!(g.prefused.get("sigmoid"), Some(&1));
+    let out = Compiler::new(Source::file(&spec, &text, "s.ron"))
+        .compile()
+        .expect("compiles");
+    assert_eq!(out.prefused.get("sigmoid"), Some(&1));
     // A softmax cross-entropy written out by hand becomes the fused op.
     let hand = r#"Graph(name: "ce", dtype: F64, nodes: [
         (name: "z", op: Placeholder(shape: [2, 3])), (name: "t", op: Placeholder(shape: [2, 3])),
@@ -1004,22 +1031,21 @@ fn composites_fuse_before_differentiation() {
         (name: "ce", op: Neg, inputs: ["s"]), (name: "loss", op: Mean(), inputs: ["ce"]),
     ], gradients: [(of: "loss", wrt: ["z"])])"#;
     let spec = schema::parse(hand).expect("parses");
-    let (p, g, _) = compiler::compile_spec(
-        &spec,
-        hand,
-        "ce.ron",
-        Pipeline::default_passes(),
-        Default::default(),
-    )
-    .expect("compiles");
-    assert_eq!(g.prefused.get("softmax_cross_entropy"), Some(&1));
+    let compiler::Output {
+        program: p,
+        prefused,
+        ..
+    } = Compiler::new(Source::file(&spec, hand, "ce.ron"))
+        .compile()
+        .expect("compiles");
+    assert_eq!(prefused.get("softmax_cross_entropy"), Some(&1));
     assert_eq!(count(&p, "Log"), 0, "no log of a softmax left");
     // And the same numbers as the unfused graph, labels being distributions.
-    let (plain, _) = compiler::compile_with(
-        compiler::graph_from_str(hand, "ce.ron").expect("builds"),
-        Pipeline::none(),
-    )
-    .expect("plain");
+    let plain = Compiler::new(compiler::graph_from_str(hand, "ce.ron").expect("builds"))
+        .passes(Pipeline::none())
+        .compile()
+        .expect("plain")
+        .program;
     let f = HashMap::from([
         (
             "z".to_string(),
@@ -1193,21 +1219,23 @@ proptest! {
         let fed = [feedable[fed % feedable.len()]];
         let fetch = [x.as_str()];
         let text = format!("{text}\n(+ d(loss)/d({x}), fetch {x}, feed {})", fed[0]);
-        let run = compiler::RunNames { fetches: &fetch, feeds: &[] };
-        let (plain, _, _) = compiler::compile_spec(&spec, &text, "r.ron", Pipeline::none(), run)
+        let run = RunNames { fetches: &fetch, feeds: &[] };
+        let compile = |pipeline: Pipeline, run| Compiler::new(Source::file(&spec, &text, "r.ron"))
+            .passes(pipeline)
+            .run_names(run)
+            .compile()
             .unwrap_or_else(|e| panic!("{e}\n{text}"));
-        let pipeline = Pipeline::default_passes().verify_always();
-        let (optimized, g, _) = compiler::compile_spec(&spec, &text, "r.ron", pipeline, run)
-            .unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let plain = compile(Pipeline::none(), run).program;
+        let compiler::Output { program: optimized, prefused, .. } =
+            compile(Pipeline::default_passes().verify_always(), run);
         let labels: Vec<&str> = plain.outputs.iter().map(|o| o.label.as_str()).collect();
         prop_assert!(labels.iter().any(|l| l.starts_with("d(d(loss)/d(x))")), "{labels:?}");
         let f = feeds(&plain, 13);
-        let prefused: usize = g.prefused.values().sum();
+        let prefused: usize = prefused.values().sum();
         compare_outputs(plain.clone(), optimized, &f, &format!("{text}\n(prefused: {prefused})"));
         // Fed: the unoptimized program through the session, the optimized one cut there.
-        let run = compiler::RunNames { fetches: &fetch, feeds: &fed };
-        let (optimized, _, _) = compiler::compile_spec(&spec, &text, "r.ron", Pipeline::default_passes().verify_always(), run)
-            .unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let run = RunNames { fetches: &fetch, feeds: &fed };
+        let optimized = compile(Pipeline::default_passes().verify_always(), run).program;
         let f = feeds(&optimized, 17);
         compare_outputs(plain, optimized, &f, &format!("{text}\n(fed)"));
     }
@@ -1230,11 +1258,15 @@ fn random_prefused_graphs_reach_every_composite() {
             let steps = vec![Step { op, a: 0, b }; len];
             let text = random_prefused_graph(rank4, &steps);
             let spec = schema::parse(&text).expect("parses");
-            let pipeline = Pipeline::default_passes().verify_always();
-            let (p, g, _) =
-                compiler::compile_spec(&spec, &text, "r.ron", pipeline, Default::default())
-                    .expect("compiles");
-            seen.extend(g.prefused.keys().map(|k| k.to_string()));
+            let compiler::Output {
+                program: p,
+                prefused,
+                ..
+            } = Compiler::new(Source::file(&spec, &text, "r.ron"))
+                .passes(Pipeline::default_passes().verify_always())
+                .compile()
+                .expect("compiles");
+            seen.extend(prefused.keys().map(|k| k.to_string()));
             seen.extend(p.instrs.iter().map(|i| i.op.name().to_string()));
             nchw |= p.instrs.iter().any(|i| {
                 matches!(
@@ -1262,7 +1294,10 @@ fn random_prefused_graphs_reach_every_composite() {
 /// The nodes a graph file writes that have an output, by name, as the file
 /// builds without any pass (layers and calls by their own name).
 fn named_nodes(spec: &schema::GraphSpec, text: &str) -> Vec<(String, bool)> {
-    let g = compiler::graph_from_spec(spec, text, "names.ron").expect("builds");
+    let g = Compiler::new(Source::file(spec, text, "names.ron"))
+        .passes(Pipeline::none())
+        .graph()
+        .expect("builds");
     spec.nodes
         .iter()
         .filter_map(|n| {
@@ -1307,14 +1342,17 @@ fn every_named_node_keeps_its_value_gradient_and_feed_optimized() {
             });
             // Two requests of one name: the second's result is `d(of)/d(name)` too.
             let fetch = [name.as_str()];
-            let names = compiler::RunNames {
+            let names = RunNames {
                 fetches: &fetch,
                 feeds: &[],
             };
             let compile = |s: &schema::GraphSpec, pipeline: Pipeline, names| {
-                compiler::compile_spec(s, &text, &file, pipeline, names)
+                Compiler::new(Source::file(s, &text, &file))
+                    .passes(pipeline)
+                    .run_names(names)
+                    .compile()
                     .unwrap_or_else(|e| panic!("{what}: {e}"))
-                    .0
+                    .program
             };
             let plain = compile(&s, Pipeline::none(), names);
             let optimized = compile(&s, Pipeline::default_passes().verify_always(), names);
@@ -1329,7 +1367,7 @@ fn every_named_node_keeps_its_value_gradient_and_feed_optimized() {
                 continue;
             }
             let fed = [name.as_str()];
-            let names = compiler::RunNames {
+            let names = RunNames {
                 fetches: &[],
                 feeds: &fed,
             };
@@ -1358,11 +1396,12 @@ fn every_hook_gives_the_same_gradient_optimized() {
                 t.hooks = vec![name.clone()];
             }
             let label = schema::gradient_name(&train.loss, &name);
-            let programs = [
-                compiler::compile_training_spec_with(&s, &text, &file, Pipeline::none),
-                compiler::compile_training_spec(&s, &text, &file),
-            ]
-            .map(|p| p.unwrap_or_else(|e| panic!("{file}, hook {name}: {e}")));
+            let programs = [Pipeline::none(), Pipeline::default_passes()].map(|pipeline| {
+                Compiler::new(Source::file(&s, &text, &file))
+                    .passes(pipeline)
+                    .compile_train()
+                    .unwrap_or_else(|e| panic!("{file}, hook {name}: {e}"))
+            });
             let f = feeds(&programs[0].train, 11);
             let hooks: Vec<Tensor> = programs
                 .iter()

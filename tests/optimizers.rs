@@ -4,6 +4,7 @@
 mod common;
 
 use common::{assert_close, graph};
+use gradc::compiler::Compiler;
 use gradc::runtime::{DType, Session, Tensor};
 use std::collections::HashMap;
 
@@ -21,7 +22,9 @@ fn train(optimizer: &str, extra: &str, steps: usize) -> Vec<Vec<f64>> {
             (name: "loss", op: Sum(), inputs: ["aw2"]),
         ], train: (loss: "loss", optimizer: {optimizer}{extra}))"#
     );
-    let p = gradc::compiler::compile_training(graph(&text)).expect("compiles");
+    let p = Compiler::new(graph(&text))
+        .compile_train()
+        .expect("compiles");
     let mut s = Session::new(p.train).expect("valid");
     s.initialize(0).expect("init");
     s.set_variable(
@@ -133,7 +136,9 @@ fn weight_decay_applies_to_matrices() {
         (name: "w", op: Variable(shape: [1, 2], initializer: Constant(2.0))),
         (name: "loss", op: Sum(), inputs: ["w"]),
     ], train: (loss: "loss", optimizer: GradientDescent(learning_rate: 0.1), weight_decay: 0.5))"#;
-    let p = gradc::compiler::compile_training(graph(text)).expect("compiles");
+    let p = Compiler::new(graph(text))
+        .compile_train()
+        .expect("compiles");
     let mut s = Session::new(p.train).expect("valid");
     s.initialize(0).expect("init");
     let t = s.resolve_target(&p.train_op).expect("train");
@@ -160,7 +165,9 @@ fn update_ops_run_with_every_train_step_and_reads_see_the_start_of_the_step() {
         (name: "seen", op: Identity, inputs: ["steps"]),
         (name: "loss", op: Square, inputs: ["w"]),
     ], train: (loss: "loss", optimizer: GradientDescent(learning_rate: 0.25), metrics: ["seen"]))"#;
-    let p = gradc::compiler::compile_training(graph(text)).expect("compiles");
+    let p = Compiler::new(graph(text))
+        .compile_train()
+        .expect("compiles");
     let mut s = Session::new(p.train).expect("valid");
     s.initialize(0).expect("init");
     let t = s.resolve_target(&p.train_op).expect("train");
@@ -191,7 +198,9 @@ fn the_inference_program_has_no_gradient_and_no_update() {
         (name: "w", op: Variable(shape: [], initializer: Constant(3.0))),
         (name: "loss", op: Square, inputs: ["w"]),
     ], train: (loss: "loss", optimizer: Adam()))"#;
-    let p = gradc::compiler::compile_training(graph(text)).expect("compiles");
+    let p = Compiler::new(graph(text))
+        .compile_train()
+        .expect("compiles");
     assert!(p
         .eval
         .instrs
@@ -208,7 +217,10 @@ fn initialization_is_seeded_and_reproducible() {
         (name: "g", op: Variable(shape: [50, 10], initializer: GlorotUniform())),
         (name: "t", op: Variable(shape: [1000], initializer: TruncatedNormal(mean: 1.0, stddev: 0.5))),
     ])"#;
-    let p = gradc::compiler::compile(graph(text)).expect("compiles");
+    let p = Compiler::new(graph(text))
+        .compile()
+        .expect("compiles")
+        .program;
     let values = |seed: u64| {
         let mut s = Session::new(p.clone()).expect("valid");
         s.initialize(seed).expect("init");
@@ -241,7 +253,9 @@ fn hooks_fetch_the_gradient_of_an_intermediate_from_the_train_step() {
         (name: "h2", op: Square, inputs: ["h"]),
         (name: "loss", op: Sum(), inputs: ["h2"]),
     ], train: (loss: "loss", optimizer: GradientDescent(learning_rate: 0.01), hooks: ["h", "xw"]))"#;
-    let p = gradc::compiler::compile_training(graph(text)).expect("compiles");
+    let p = Compiler::new(graph(text))
+        .compile_train()
+        .expect("compiles");
     let mut s = Session::new(p.train).expect("valid");
     s.initialize(0).expect("init");
     let t = s.resolve_target(&p.train_op).expect("train");
@@ -343,7 +357,10 @@ fn initializers_have_their_distributions_moments() {
         (name: "z", op: Variable(shape: [4], initializer: Zeros)),
         (name: "o", op: Variable(shape: [4], initializer: Ones)),
     ])"#;
-    let p = gradc::compiler::compile(graph(text)).expect("compiles");
+    let p = Compiler::new(graph(text))
+        .compile()
+        .expect("compiles")
+        .program;
     let mut s = Session::new(p).expect("valid");
     s.initialize(5).expect("init");
     let value = |name: &str| -> Vec<f64> {

@@ -2,7 +2,7 @@
 //! in a thread that must finish within a loose bound (a hang fails the test
 //! instead of stalling it).
 
-use gradc::compiler::{self, passes::Pipeline, ErrorKind};
+use gradc::compiler::{self, passes::Pipeline, Compiler, ErrorKind, Source};
 use gradc::runtime::{DType, Session, Tensor};
 use std::collections::HashMap;
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -110,14 +110,10 @@ fn chain(n: usize, op: &str, shared: Option<&str>, extra: &str) -> String {
 fn compile_and_run(text: String, n: usize, x: f64) -> (Vec<f64>, Duration) {
     let start = Instant::now();
     let spec = compiler::schema::parse(&text).expect("parses");
-    let (program, _, _) = compiler::compile_spec_program(
-        &spec,
-        &text,
-        "chain.ron",
-        Pipeline::default_passes(),
-        Default::default(),
-    )
-    .expect("compiles");
+    let program = Compiler::new(Source::file(&spec, &text, "chain.ron"))
+        .compile()
+        .expect("compiles")
+        .program;
     let mut s = Session::new(program).expect("valid program");
     let last = format!("a{}", n - 1);
     let mut fetches = vec![s.resolve(&last).expect("the output")];
@@ -212,7 +208,11 @@ fn an_addn_of_many_inputs_is_planned_in_linear_time() {
     let (value, took) = within(30, "an AddN of 300k inputs", move || {
         let start = Instant::now();
         let g = compiler::graph_from_str(&text, "sum.ron").expect("builds");
-        let (program, _) = compiler::compile_with(g, Pipeline::none()).expect("compiles");
+        let program = Compiler::new(g)
+            .passes(Pipeline::none())
+            .compile()
+            .expect("compiles")
+            .program;
         let mut s = Session::new(program).expect("valid program");
         let sum = s.resolve("sum").expect("the output");
         let feeds = HashMap::from([("x".to_string(), Tensor::scalar(DType::F64, 1.0))]);

@@ -6,11 +6,18 @@
 mod common;
 
 use common::graph;
+use gradc::compiler::Compiler;
 use gradc::runtime::{DType, RunError, Session, Tensor};
 use std::collections::HashMap;
 
 fn session(text: &str) -> Session {
-    Session::new(gradc::compiler::compile(graph(text)).expect("compiles")).expect("valid")
+    Session::new(
+        Compiler::new(graph(text))
+            .compile()
+            .expect("compiles")
+            .program,
+    )
+    .expect("valid")
 }
 
 fn t64(shape: &[usize], data: &[f64]) -> Tensor {

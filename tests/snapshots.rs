@@ -2,7 +2,7 @@
 //! A new example gets a snapshot the first time the tests run (and fails CI
 //! until that snapshot is committed).
 
-use gradc::compiler;
+use gradc::compiler::{self, passes::Pipeline, Compiler, Source};
 
 #[test]
 fn gradient_graphs() {
@@ -53,9 +53,17 @@ fn batch_norm_layer_expansions() {
             ], train: (loss: "loss", optimizer: GradientDescent(learning_rate: 0.1), training_flag: "training"))"#
         );
         let spec = compiler::schema::parse(&text).expect("parses");
-        let train =
-            compiler::graph_with_flag(&spec, &text, "bn.ron", "training", 1.0).expect("builds");
-        let inference = compiler::inference_graph_spec(&spec, &text, "bn.ron").expect("builds");
+        let source = || Source::file(&spec, &text, "bn.ron");
+        let train = Compiler::new(source())
+            .training_flag(1.0)
+            .passes(Pipeline::none())
+            .graph()
+            .expect("builds");
+        let inference = Compiler::new(source())
+            .inference()
+            .passes(Pipeline::none())
+            .graph()
+            .expect("builds");
         let out = format!(
             "{}\n# ---- inference graph ----\n{}",
             compiler::print::graph_text(&train).expect("prints"),
@@ -74,10 +82,12 @@ fn optimized_graphs() {
         let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{e}"));
         let spec = compiler::schema::parse(&text).unwrap_or_else(|e| panic!("{e}"));
         let file = path.display().to_string();
-        let pipeline = compiler::passes::Pipeline::default_passes().verify_always();
-        let (_, g, reports) =
-            compiler::compile_spec(&spec, &text, &file, pipeline, Default::default())
-                .unwrap_or_else(|e| panic!("{e}"));
+        let out = Compiler::new(Source::file(&spec, &text, &file))
+            .passes(Pipeline::default_passes().verify_always())
+            .keep_graph()
+            .compile()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let (g, reports) = (out.graph.expect("kept"), out.reports);
         let mut text = compiler::print::graph_text(&g).unwrap_or_else(|e| panic!("{e}"));
         text.push_str("# passes\n");
         let prefused: Vec<String> = g
@@ -112,8 +122,9 @@ fn train_and_inference_programs() {
             return;
         }
         let file = path.display().to_string();
-        let p =
-            compiler::compile_training_spec(&spec, &text, &file).unwrap_or_else(|e| panic!("{e}"));
+        let p = Compiler::new(Source::file(&spec, &text, &file))
+            .compile_train()
+            .unwrap_or_else(|e| panic!("{e}"));
         let out = format!(
             "# train op: {}\n{}\n# ---- inference program ----\n{}",
             p.train_op,

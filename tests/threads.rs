@@ -9,6 +9,7 @@
 mod common;
 
 use common::repo_path;
+use gradc::compiler::{Compiler, Source};
 use gradc::runtime::{Session, Tensor};
 use ndarray::{ArrayD, IxDyn};
 
@@ -19,7 +20,8 @@ fn train(steps: usize, prefused: bool) -> (Vec<u32>, Vec<(String, Vec<u64>)>) {
     let programs = if prefused {
         let text = std::fs::read_to_string(&path).expect("read");
         let spec = gradc::compiler::schema::parse(&text).expect("parses");
-        let p = gradc::compiler::compile_training_spec(&spec, &text, "bn_mlp_512.ron")
+        let p = Compiler::new(Source::file(&spec, &text, "bn_mlp_512.ron"))
+            .compile_train()
             .expect("compiles");
         assert!(p
             .train
@@ -29,7 +31,7 @@ fn train(steps: usize, prefused: bool) -> (Vec<u32>, Vec<(String, Vec<u64>)>) {
         p
     } else {
         let graph = gradc::compiler::graph_from_file(&path).expect("graph builds");
-        gradc::compiler::compile_training(graph).expect("compiles")
+        Compiler::new(graph).compile_train().expect("compiles")
     };
     let mut session = Session::new(programs.train).expect("valid");
     session.initialize(3).expect("initializes");

@@ -4,6 +4,7 @@
 mod common;
 
 use common::repo_path;
+use gradc::compiler::{passes::Pipeline, Compiler, Source};
 use gradc::train::{eval, train, TrainOptions};
 use gradc::Error;
 use std::path::{Path, PathBuf};
@@ -222,9 +223,13 @@ fn bn_mlp_reaches_97_5_percent_and_inference_agrees_with_batch_statistics() {
     let text = std::fs::read_to_string(&path).expect("read");
     let file = path.display().to_string();
     let spec = gradc::compiler::schema::parse(&text).expect("parses");
-    let g = gradc::compiler::graph_with_flag(&spec, &text, &file, "training", 1.0).expect("builds");
-    let program = gradc::compiler::compile(gradc::compiler::inference_graph(&g).expect("prunes"))
-        .expect("lowers");
+    let g = Compiler::new(Source::file(&spec, &text, &file))
+        .training_flag(1.0)
+        .inference()
+        .passes(Pipeline::none())
+        .graph()
+        .expect("builds and prunes");
+    let program = Compiler::new(g).compile().expect("lowers").program;
     assert!(program
         .instrs
         .iter()
@@ -259,7 +264,9 @@ fn the_bn_mlp_inference_program_has_no_moments_and_no_updates() {
     let path = example("bn_mlp");
     let text = std::fs::read_to_string(&path).expect("read");
     let spec = gradc::compiler::schema::parse(&text).expect("parses");
-    let p = gradc::compiler::compile_training_spec(&spec, &text, "bn_mlp.ron").expect("compiles");
+    let p = Compiler::new(Source::file(&spec, &text, "bn_mlp.ron"))
+        .compile_train()
+        .expect("compiles");
     let ops = |prog: &gradc::runtime::Program, name: &str| {
         prog.instrs.iter().filter(|i| i.op.name() == name).count()
     };

@@ -6,7 +6,7 @@
 mod common;
 
 use common::{assert_close, repo_path};
-use gradc::compiler::{self, passes::Pipeline, schema, ErrorKind, RunNames};
+use gradc::compiler::{passes::Pipeline, schema, Compiler, ErrorKind, RunNames, Source};
 use gradc::runtime::{DType, Literal, Op, Program, RunError, Session, Tensor};
 use std::collections::HashMap;
 
@@ -19,9 +19,12 @@ fn program(text: &str, names: RunNames, optimize: bool) -> Program {
     } else {
         Pipeline::none()
     };
-    compiler::compile_spec(&spec, text, "test.ron", pipeline, names)
+    Compiler::new(Source::file(&spec, text, "test.ron"))
+        .passes(pipeline)
+        .run_names(names)
+        .compile()
         .unwrap_or_else(|e| panic!("compiles (optimize: {optimize}): {e}"))
-        .0
+        .program
 }
 
 /// Runs `p` with `feeds` and fetches every label.
@@ -249,7 +252,9 @@ fn a_feed_of_a_node_with_several_outputs_is_a_located_error() {
         fetches: &[],
         feeds: &["m"],
     };
-    let e = compiler::compile_spec(&spec, text, "m.ron", Pipeline::default_passes(), names)
+    let e = Compiler::new(Source::file(&spec, text, "m.ron"))
+        .run_names(names)
+        .compile()
         .expect_err("refused");
     assert_eq!(e.kind, ErrorKind::Feed, "{e}");
     assert_eq!(e.node.as_deref(), Some("m"), "{e}");
@@ -257,7 +262,9 @@ fn a_feed_of_a_node_with_several_outputs_is_a_located_error() {
         fetches: &[],
         feeds: &["nope"],
     };
-    let e = compiler::compile_spec(&spec, text, "m.ron", Pipeline::default_passes(), names)
+    let e = Compiler::new(Source::file(&spec, text, "m.ron"))
+        .run_names(names)
+        .compile()
         .expect_err("refused");
     assert_eq!(e.kind, ErrorKind::UnknownNode, "{e}");
 }

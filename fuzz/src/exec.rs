@@ -9,7 +9,9 @@
 //! A stage that fails with an error is a clean error; the stages that do not
 //! depend on it still run. Panics are not caught here (see `campaign`).
 
-use gradc::compiler::{self, passes::Pipeline, schema, CompileError, ErrorKind, Graph};
+use gradc::compiler::{
+    self, passes::Pipeline, schema, CompileError, Compiler, ErrorKind, Graph, Source,
+};
 use gradc::runtime::{Dim, Op, Program, RunError, Session, Tensor, ValueRef};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -349,7 +351,10 @@ fn train(
     out: &mut Outcome,
     stage: &str,
 ) -> Option<Vec<(String, Tensor)>> {
-    let programs = match compiler::compile_training_spec_with(spec, text, FILE, pipeline) {
+    let compiled = Compiler::new(Source::file(spec, text, FILE))
+        .passes(pipeline())
+        .compile_train();
+    let programs = match compiled {
         Ok(p) => p,
         Err(e) => {
             out.compile_error(&format!("{stage}: compile"), &e);
@@ -424,7 +429,10 @@ pub fn run_input(text: &str) -> Outcome {
     };
     let mut feeder = Feeder::new(text);
     // gradc check, grad, dot, gradcheck
-    match compiler::graph_from_spec(&spec, text, FILE) {
+    let built = Compiler::new(Source::file(&spec, text, FILE))
+        .passes(Pipeline::none())
+        .graph();
+    match built {
         Ok(g) => {
             if let Err(e) = compiler::print::graph_text(&g) {
                 out.compile_error("grad (print)", &e);
@@ -439,8 +447,11 @@ pub fn run_input(text: &str) -> Outcome {
     // gradc compile / run, without and with the optimizer
     let mut results = Vec::new();
     for (stage, pipeline) in [("no-opt", Pipeline::none()), ("opt", verified())] {
-        match compiler::compile_spec_program(&spec, text, FILE, pipeline, Default::default()) {
-            Ok((program, _, _)) => {
+        let compiled = Compiler::new(Source::file(&spec, text, FILE))
+            .passes(pipeline)
+            .compile();
+        match compiled {
+            Ok(compiler::Output { program, .. }) => {
                 round_trip(&program, &mut out, stage);
                 results.push(run_program(&program, &mut feeder, &mut out, stage));
             }
@@ -455,7 +466,11 @@ pub fn run_input(text: &str) -> Outcome {
     }
     // gradc train
     if spec.train.is_some() {
-        if let Err(e) = compiler::inference_graph_spec(&spec, text, FILE) {
+        let inference = Compiler::new(Source::file(&spec, text, FILE))
+            .inference()
+            .passes(Pipeline::none())
+            .graph();
+        if let Err(e) = inference {
             out.compile_error("inference graph", &e);
         }
         let plain = train(

@@ -41,27 +41,12 @@ pub fn initial_value(
             mean,
             stddev,
             seed: own,
-        } => {
-            let mut rng = stream(own);
-            (0..n)
-                .map(|_| mean + stddev * Distribution::<f64>::sample(&StandardNormal, &mut rng))
-                .collect()
-        }
+        } => normal(&mut stream(own), n, *mean, *stddev, None),
         Initializer::TruncatedNormal {
             mean,
             stddev,
             seed: own,
-        } => {
-            let mut rng = stream(own);
-            (0..n)
-                .map(|_| loop {
-                    let z: f64 = StandardNormal.sample(&mut rng);
-                    if z.abs() <= 2.0 {
-                        break mean + stddev * z;
-                    }
-                })
-                .collect()
-        }
+        } => normal(&mut stream(own), n, *mean, *stddev, Some(2.0)),
         Initializer::GlorotUniform { seed: own } => {
             let (fan_in, fan_out) = fans(&dims);
             let limit = (6.0 / (fan_in + fan_out).max(1.0)).sqrt();
@@ -70,6 +55,19 @@ pub fn initial_value(
         }
     };
     Tensor::from_f64(dtype, &dims, data)
+}
+
+/// `n` draws of `mean + stddev * z`, `z` standard normal; with `within`,
+/// each `z` farther than that from 0 is drawn again (a truncated normal).
+fn normal(rng: &mut ChaCha8Rng, n: usize, mean: f64, stddev: f64, within: Option<f64>) -> Vec<f64> {
+    (0..n)
+        .map(|_| loop {
+            let z: f64 = StandardNormal.sample(rng);
+            if within.is_none_or(|w| z.abs() <= w) {
+                break mean + stddev * z;
+            }
+        })
+        .collect()
 }
 
 /// Fan-in and fan-out as Keras computes them.

@@ -4,6 +4,7 @@
 //! loads and runs with this crate alone.
 
 pub mod dtype;
+pub mod error;
 pub mod init;
 pub mod io;
 pub mod kernels;
@@ -17,11 +18,12 @@ pub mod shape;
 pub mod tensor;
 
 pub use dtype::{DType, TensorType};
+pub use error::RunError;
 pub use memory::{memory_limit, TooLarge};
 pub use op::{Arity, Initializer, Literal, Op};
 pub use parallel::{set_threads, threads, with_threads};
 pub use plan::{plan_memory, PlanMemory};
 pub use program::{Instr, NamedOutput, Program, ValueRef};
-pub use session::{FeedId, InstrProfile, RunError, Session};
+pub use session::{FeedId, InstrProfile, Session};
 pub use shape::{Dim, Shape};
 pub use tensor::Tensor;

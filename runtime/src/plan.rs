@@ -21,10 +21,10 @@
 //!
 //! [`plan_memory`] runs the same planning on a program without a session.
 
+use crate::error::RunError;
 use crate::kernels;
 use crate::memory::{check_alloc, memory_limit};
 use crate::program::{Instr, Program, ValueRef};
-use crate::session::RunError;
 use crate::shape::Dim;
 use crate::{DType, Op, TensorType};
 use std::collections::HashMap;

@@ -21,6 +21,7 @@
 //! while planning (missing or mis-shaped feeds, shape errors) are reported
 //! before anything runs.
 
+use crate::error::RunError;
 use crate::init::initial_value;
 use crate::plan::{self, Plan, PlanMemory, Source, Step};
 use crate::program::{Instr, Program, ValueRef};
@@ -28,70 +29,6 @@ use crate::shape::Dim;
 use crate::{kernels, DType, Op, Tensor, TensorType};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
-use thiserror::Error;
-
-#[derive(Debug, Error, PartialEq)]
-pub enum RunError {
-    #[error("no feed for placeholder '{name}' ({expected})")]
-    MissingFeed { name: String, expected: TensorType },
-    #[error("'{name}' is fed but the program has no single-output node of that name")]
-    UnknownFeed { name: String },
-    #[error("'{name}' ({op}) cannot be fed: the program is optimized, so its intermediate nodes may be folded or fused into their consumers; feed it where the program is compiled (`gradc run GRAPH --feed`), or compile with --no-opt")]
-    NotFeedable { name: String, op: &'static str },
-    #[error("'{name}' is fed twice in one run")]
-    DuplicateFeed { name: String },
-    #[error("feed '{name}' has dtype {got}, the node is {expected}")]
-    FeedDtype {
-        name: String,
-        expected: TensorType,
-        got: crate::DType,
-    },
-    #[error("feed '{name}' has shape {got:?}, the node is {expected}{detail}")]
-    FeedShape {
-        name: String,
-        expected: TensorType,
-        got: Vec<usize>,
-        detail: String,
-    },
-    #[error("no output or node named '{name}' to fetch")]
-    UnknownFetch { name: String },
-    #[error("invalid program: {message}")]
-    InvalidProgram { message: String },
-    #[error("variable '{name}' has no value: initialize the session or load a checkpoint")]
-    Uninitialized { name: String },
-    #[error("no variable named '{name}'")]
-    UnknownVariable { name: String },
-    #[error("variable '{name}' is {expected}, the value given is {got}")]
-    VariableType {
-        name: String,
-        expected: TensorType,
-        got: TensorType,
-    },
-    #[error("node '{node}' ({op}) produced a non-finite value (NaN or Inf)")]
-    NonFinite { node: String, op: &'static str },
-    #[error("node '{node}' ({op}): {source}")]
-    TooLarge {
-        node: String,
-        op: &'static str,
-        source: crate::TooLarge,
-    },
-    #[error(
-        "the run's buffers and fetched values take {bytes} bytes together, more than the {limit} \
-         bytes of memory this process can have; the largest value is node '{largest}' ({largest_bytes} bytes)"
-    )]
-    BuffersTooLarge {
-        bytes: usize,
-        limit: u64,
-        largest: String,
-        largest_bytes: usize,
-    },
-    #[error("node '{node}' ({op}): {message}")]
-    Node {
-        node: String,
-        op: &'static str,
-        message: String,
-    },
-}
 
 /// A node resolved once for feeding (see [`Session::resolve_feed`]), so a
 /// training loop can feed by position without building a map per step.
@@ -635,14 +572,7 @@ impl Session {
             let started = profile.is_some().then(Instant::now);
             match *step {
                 Step::Feed(i) => {
-                    let values = Values {
-                        plan,
-                        feeds,
-                        fed_in,
-                        store,
-                        snapshots,
-                        pool,
-                    };
+                    let values = Values::new(plan, feeds, fed_in, store, snapshots, pool);
                     let value = values.get(ValueRef { node: i, output: 0 });
                     if *check_numerics && value.is_some_and(|t| !t.is_finite()) {
                         return Err(non_finite(i));
@@ -668,14 +598,7 @@ impl Session {
                     }
                     let args = Args {
                         instr: &instrs[i],
-                        values: Values {
-                            plan,
-                            feeds,
-                            fed_in,
-                            store,
-                            snapshots,
-                            pool,
-                        },
+                        values: Values::new(plan, feeds, fed_in, store, snapshots, pool),
                     };
                     let result = match (in_place, outs.as_mut_slice()) {
                         (Some(k), outs) => kernels::eval_in_place(&instrs[i].op, k, outs, &args),
@@ -686,14 +609,7 @@ impl Session {
                     }
                     result.map_err(node_err(i))?;
                     if *check_numerics {
-                        let values = Values {
-                            plan,
-                            feeds,
-                            fed_in,
-                            store,
-                            snapshots,
-                            pool,
-                        };
+                        let values = Values::new(plan, feeds, fed_in, store, snapshots, pool);
                         let finite = (0..outputs.len()).all(|output| {
                             values
                                 .get(ValueRef { node: i, output })
@@ -726,14 +642,7 @@ impl Session {
                         },
                         None => None,
                     };
-                    let values = Values {
-                        plan,
-                        feeds,
-                        fed_in,
-                        store,
-                        snapshots,
-                        pool,
-                    };
+                    let values = Values::new(plan, feeds, fed_in, store, snapshots, pool);
                     let input = |k: usize| {
                         instrs[i]
                             .inputs
@@ -792,14 +701,7 @@ impl Session {
                 *total += started.elapsed();
             }
         }
-        let values = Values {
-            plan,
-            feeds,
-            fed_in,
-            store,
-            snapshots,
-            pool,
-        };
+        let values = Values::new(plan, feeds, fed_in, store, snapshots, pool);
         out.truncate(fetches.len());
         for (k, &v) in fetches.iter().enumerate() {
             let value = values.get(v).ok_or_else(|| RunError::InvalidProgram {
@@ -826,7 +728,26 @@ struct Values<'a> {
     pool: &'a [Tensor],
 }
 
-impl Values<'_> {
+impl<'a> Values<'a> {
+    /// The values as they are now (the pool and the store change between steps).
+    fn new(
+        plan: &'a Plan,
+        feeds: &'a [(FeedId, &'a Tensor)],
+        fed_in: &'a [(u64, usize)],
+        store: &'a [Option<Tensor>],
+        snapshots: &'a [Option<Tensor>],
+        pool: &'a [Tensor],
+    ) -> Values<'a> {
+        Values {
+            plan,
+            feeds,
+            fed_in,
+            store,
+            snapshots,
+            pool,
+        }
+    }
+
     fn get(&self, v: ValueRef) -> Option<&Tensor> {
         match self.plan.sources.get(v.node)? {
             Source::None => None,

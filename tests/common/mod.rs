@@ -1,7 +1,7 @@
 //! Shared test helpers: one way to build, run and check graphs from text.
 #![allow(dead_code)]
 
-use gradc::compiler::{self, Graph};
+use gradc::compiler::{self, Compiler, Graph, RunNames};
 use gradc::gradcheck::{gradcheck, Check};
 use gradc::runtime::{Session, Tensor};
 use std::collections::HashMap;
@@ -29,9 +29,15 @@ pub fn compile_error(text: &str) -> gradc::compiler::CompileError {
 
 /// Compiles and runs `g`, fetching the named outputs as f64 vectors.
 pub fn run(g: &Graph, feeds: &HashMap<String, Tensor>, fetches: &[&str]) -> Vec<Vec<f64>> {
-    let mut g = g.clone();
-    compiler::keep(&mut g, fetches).expect("fetches exist");
-    let program = compiler::compile(g).expect("compiles");
+    let names = RunNames {
+        fetches,
+        feeds: &[],
+    };
+    let program = Compiler::new(g.clone())
+        .run_names(names)
+        .compile()
+        .expect("fetches exist, and it compiles")
+        .program;
     let mut s = Session::new(program).expect("valid program");
     let refs: Vec<_> = fetches
         .iter()
