@@ -461,3 +461,24 @@ fn training_ops_check_their_variables_and_shapes() {
         vec![-0.1 * (1.0 + 0.1 * 1.0), -0.1 * (2.0 + 0.1 * 2.0)]
     );
 }
+
+#[test]
+fn an_unknown_pass_is_its_own_kind() {
+    let Err(e) = gradc::compiler::passes::pass("simplfy") else {
+        panic!("an unknown pass is refused");
+    };
+    assert_eq!(e.kind, ErrorKind::UnknownPass, "{e}");
+    assert!(e.message.contains("did you mean 'simplify'"), "{e}");
+}
+
+#[test]
+fn inputs_of_different_dtypes_are_a_dtype_error() {
+    let text = r#"Graph(name: "g", nodes: [
+        (name: "a", op: Placeholder(shape: [2]), dtype: F32),
+        (name: "b", op: Placeholder(shape: [2]), dtype: F64),
+        (name: "c", op: Add, inputs: ["a", "b"]),
+    ])"#;
+    let e = compile_error(text);
+    assert_eq!(e.kind, ErrorKind::DType, "{e}");
+    assert!(e.message.contains("different dtypes"), "{e}");
+}

@@ -149,6 +149,12 @@ const CASES: &[Case] = &[
         second_order: true,
     },
     Case {
+        name: "l2_loss",
+        inputs: &[("a", &[3, 4], Normal)],
+        node: r#"(name: "y", op: L2Loss, inputs: ["a"])"#,
+        second_order: true,
+    },
+    Case {
         name: "softplus",
         inputs: &[("a", &[3, 4], Normal)],
         node: r#"(name: "y", op: Softplus, inputs: ["a"])"#,

@@ -85,6 +85,7 @@ fn every_op_round_trips() {
         (name: "sm", op: Softmax, inputs: ["p"]),
         (name: "lsm", op: LogSoftmax, inputs: ["p"]),
         (name: "xe", op: SoftmaxCrossEntropyWithLogits, inputs: ["p", "c"]),
+        (name: "l2", op: L2Loss, inputs: ["p"]),
         (name: "an", op: AddN, inputs: ["p", "c", "p"]),
         (name: "zl", op: ZerosLike, inputs: ["p"]),
         (name: "ol", op: OnesLike, inputs: ["p"]),

@@ -35,6 +35,8 @@ pub enum ErrorKind {
     Io,
     /// A run feeds a node that cannot be fed (several outputs, or it changes a variable).
     Feed,
+    /// A pipeline names a pass that does not exist.
+    UnknownPass,
 }
 
 /// A compile error with its location.

@@ -5,6 +5,7 @@
 //! ordered inputs are read from its incoming edges.
 
 use crate::error::{CompileError, ErrorKind, Result};
+use gradc_runtime::op::OpError;
 use gradc_runtime::{DType, Op, TensorType};
 use hashbrown::HashTable;
 use petgraph::stable_graph::{EdgeIndex, NodeIndex, StableDiGraph};
@@ -259,10 +260,9 @@ impl Graph {
         }
         let in_types: Vec<&TensorType> = inputs.iter().map(|&t| self.ty(t)).collect();
         let outputs = op.infer(dtype, &in_types).map_err(|msg| {
-            let kind = if msg.contains("dtype") {
-                ErrorKind::DType
-            } else {
-                ErrorKind::Shape
+            let kind = match msg {
+                OpError::DType(..) => ErrorKind::DType,
+                OpError::Arity { .. } | OpError::Shape(_) => ErrorKind::Shape,
             };
             let shown: Vec<String> = inputs
                 .iter()

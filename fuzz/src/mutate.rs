@@ -133,6 +133,7 @@ Graph(
         (name: "smx", op: Softmax, inputs: ["bnl"]),
         (name: "lsm", op: LogSoftmax, inputs: ["bnl"]),
         (name: "ce", op: SoftmaxCrossEntropyWithLogits, inputs: ["bnl", "smx"]),
+        (name: "l2", op: L2Loss, inputs: ["ce"]),
         (name: "an", op: AddN, inputs: ["ce", "ce"]),
         (name: "amx", op: Add, inputs: ["am", "ce"]),
         (name: "zl", op: ZerosLike, inputs: ["an"]),

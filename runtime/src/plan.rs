@@ -210,7 +210,10 @@ pub(crate) fn body(
                 .map(|v| types[v.node].get(v.output))
                 .collect::<Option<Vec<_>>>()
                 .ok_or_else(|| node_err("an input has no value".into()))?;
-            let out_types = ins.op.infer(ins.dtype, &in_types).map_err(node_err)?;
+            let out_types = ins
+                .op
+                .infer(ins.dtype, &in_types)
+                .map_err(|e| node_err(e.to_string()))?;
             let outputs = out_types
                 .iter()
                 .map(|t| {

@@ -76,10 +76,27 @@ impl fmt::Display for Shape {
     }
 }
 
+/// Shapes, axes or an op's attributes that do not fit: what the message says.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ShapeError(pub String);
+
+impl From<ShapeError> for String {
+    fn from(e: ShapeError) -> String {
+        e.0
+    }
+}
+
+impl From<String> for ShapeError {
+    fn from(message: String) -> ShapeError {
+        ShapeError(message)
+    }
+}
+
 /// NumPy broadcasting of two shapes. Symbols broadcast with themselves and
 /// with 1; two different symbols, or a symbol against a size other than 1,
 /// are refused because the result would depend on run-time values.
-pub fn broadcast(a: &Shape, b: &Shape) -> Result<Shape, String> {
+pub fn broadcast(a: &Shape, b: &Shape) -> Result<Shape, ShapeError> {
     let rank = a.rank().max(b.rank());
     let mut out = Vec::with_capacity(rank);
     for i in 0..rank {
@@ -88,7 +105,7 @@ pub fn broadcast(a: &Shape, b: &Shape) -> Result<Shape, String> {
         let d = match (da, db) {
             (Dim::Known(1), d) | (d, Dim::Known(1)) => d.clone(),
             (x, y) if x == y => x.clone(),
-            _ => return Err(format!("shapes {a} and {b} do not broadcast")),
+            _ => return Err(ShapeError(format!("shapes {a} and {b} do not broadcast"))),
         };
         out.push(d);
     }
@@ -106,16 +123,18 @@ fn axis_from_right(s: &Shape, rank: usize, i: usize) -> &Dim {
 }
 
 /// Resolve possibly negative axes against `rank`; refuses duplicates and out-of-range axes.
-pub fn normalize_axes(axes: &[i64], rank: usize) -> Result<Vec<usize>, String> {
+pub fn normalize_axes(axes: &[i64], rank: usize) -> Result<Vec<usize>, ShapeError> {
     let mut out = Vec::with_capacity(axes.len());
     for &a in axes {
         let r = rank as i64;
         if a < -r || a >= r {
-            return Err(format!("axis {a} is out of range for rank {rank}"));
+            return Err(ShapeError(format!(
+                "axis {a} is out of range for rank {rank}"
+            )));
         }
         let a = if a < 0 { a + r } else { a } as usize;
         if out.contains(&a) {
-            return Err(format!("axis {a} is repeated"));
+            return Err(ShapeError(format!("axis {a} is repeated")));
         }
         out.push(a);
     }

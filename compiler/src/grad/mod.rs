@@ -228,6 +228,7 @@ fn gradient(op: &Op) -> Gradient {
         Op::Softmax => Rule(nn::softmax),
         Op::LogSoftmax => Rule(nn::log_softmax),
         Op::SoftmaxCrossEntropyWithLogits => Rule(nn::softmax_cross_entropy),
+        Op::L2Loss => Rule(nn::l2_loss),
         Op::Moments { .. } => Rule(norm::moments),
         Op::BatchNormalization { .. } => Rule(norm::batch_normalization),
         Op::FusedBatchNorm { .. } => Rule(norm::fused_batch_norm),

@@ -67,7 +67,7 @@ pub fn pass(name: &str) -> Result<Box<dyn Pass>> {
         "dce" => Box::new(dce::Dce::default()),
         other => {
             return Err(CompileError::new(
-                ErrorKind::Parse,
+                ErrorKind::UnknownPass,
                 format!(
                     "unknown pass '{other}'{} (passes: {})",
                     did_you_mean(other, PASS_NAMES.iter().copied()),

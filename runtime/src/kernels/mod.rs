@@ -300,6 +300,7 @@ fn kernel<T: Elem>(op: &Op, ins: &dyn Inputs, out: &mut ArrayD<T>) -> Result<(),
             transpose_b,
         } => linalg::matmul(&x(0)?, &x(1)?, *transpose_a, *transpose_b, out),
         BiasAdd => linalg::bias_add(&x(0)?, &x(1)?, out),
+        L2Loss => crate::op::l2_loss::kernel(&x(0)?, out),
         Fused { program } => fused::fused(program, ins, out),
         Dense {
             transpose_a,
@@ -562,7 +563,7 @@ fn run_multi<T: Elem>(op: &Op, ins: &dyn Inputs, outs: &mut [Tensor]) -> Result<
 
 /// Lets the kernels index their inputs without panicking.
 fn check_arity(op: &Op, n: usize) -> Result<(), String> {
-    op.check_arity(n)
+    Ok(op.check_arity(n)?)
 }
 
 /// A view of `a` broadcast to `shape` (NumPy rules).

@@ -3,13 +3,14 @@
 //! Kernels live in `kernels/`, gradient rules in the compiler's `grad/`.
 
 mod elementwise;
+pub(crate) mod l2_loss;
 
 pub use elementwise::{
     grad, grads, Activation, BinaryFn, Derivative, FusedStep, Grad, Rec, Sym, UnaryFn,
 };
 pub(crate) use elementwise::{Map1, Map2};
 
-use crate::shape::{broadcast, normalize_axes, Dim, Shape};
+use crate::shape::{broadcast, normalize_axes, Dim, Shape, ShapeError};
 use crate::{binary_ops, elementwise_table, unary_ops};
 use crate::{DType, TensorType};
 use serde::{Deserialize, Serialize};
@@ -25,7 +26,7 @@ pub enum Literal {
 
 impl Literal {
     /// Shape and row-major values; an error for ragged lists.
-    pub fn to_flat(&self) -> Result<(Vec<usize>, Vec<f64>), String> {
+    pub fn to_flat(&self) -> Result<(Vec<usize>, Vec<f64>), ShapeError> {
         match self {
             Literal::Scalar(v) => Ok((vec![], vec![*v])),
             Literal::List(items) => {
@@ -36,9 +37,9 @@ impl Literal {
                     match &shape {
                         None => shape = Some(s),
                         Some(prev) if *prev != s => {
-                            return Err(format!(
+                            return Err(ShapeError(format!(
                                 "ragged constant: an element of shape {prev:?} next to one of shape {s:?}"
-                            ))
+                            )))
                         }
                         Some(_) => {}
                     }
@@ -302,6 +303,8 @@ elementwise_table!((op_enum) {
     LogSoftmax,
     /// Inputs (logits, labels) of shape [..., classes]; per-example loss of shape [...].
     SoftmaxCrossEntropyWithLogits,
+    /// sum(x²) / 2 over every element, a scalar (TensorFlow's `tf.nn.l2_loss`).
+    L2Loss,
     AddN,
     ZerosLike,
     OnesLike,
@@ -495,12 +498,12 @@ pub const FUSED_MAX_INPUTS: usize = 8;
 pub const FUSED_MAX_STEPS: usize = 32;
 
 /// Checks a `Fused` program against its number of inputs.
-pub fn check_fused(program: &[FusedStep], inputs: usize) -> Result<(), String> {
+pub fn check_fused(program: &[FusedStep], inputs: usize) -> Result<(), ShapeError> {
     if program.is_empty() || program.len() > FUSED_MAX_STEPS || inputs > FUSED_MAX_INPUTS {
-        return Err(format!(
+        return Err(ShapeError(format!(
             "a Fused program has 1 to {FUSED_MAX_STEPS} steps and at most {FUSED_MAX_INPUTS} inputs, got {} and {inputs}",
             program.len()
-        ));
+        )));
     }
     for (k, step) in program.iter().enumerate() {
         let ok = match *step {
@@ -510,9 +513,9 @@ pub fn check_fused(program: &[FusedStep], inputs: usize) -> Result<(), String> {
             FusedStep::Binary(_, a, b) => a < k && b < k,
         };
         if !ok {
-            return Err(format!(
+            return Err(ShapeError(format!(
                 "step {k} of a Fused program reads a later register or a missing input"
-            ));
+            )));
         }
     }
     Ok(())
@@ -576,6 +579,7 @@ impl Op {
             | ZerosLike
             | OnesLike
             | Fill { .. }
+            | L2Loss
             | ReducedSize { .. } => Arity::Exactly(1),
         }
     }
@@ -589,15 +593,18 @@ impl Op {
     }
 
     /// Ok if the op takes `n` inputs; the error says how many it takes.
-    pub fn check_arity(&self, n: usize) -> Result<(), String> {
+    pub fn check_arity(&self, n: usize) -> Result<(), OpError> {
         match self.arity() {
-            Arity::Exactly(k) if n != k => {
-                Err(format!("{} takes {k} inputs, got {n}", self.name()))
-            }
-            Arity::AtLeast(k) if n < k => Err(format!(
-                "{} takes at least {k} inputs, got {n}",
-                self.name()
-            )),
+            Arity::Exactly(k) if n != k => Err(OpError::Arity {
+                op: self.name(),
+                expected: self.arity(),
+                got: n,
+            }),
+            Arity::AtLeast(k) if n < k => Err(OpError::Arity {
+                op: self.name(),
+                expected: self.arity(),
+                got: n,
+            }),
             _ => Ok(()),
         }
     }
@@ -734,22 +741,30 @@ impl Op {
 
     /// The shape rule. `dtype` is the node's declared type, used by source ops.
     /// Works on symbolic shapes at compile time and on concrete ones at run time.
-    pub fn infer(&self, dtype: DType, ins: &[&TensorType]) -> Result<Vec<TensorType>, String> {
-        use Op::*;
+    pub fn infer(&self, dtype: DType, ins: &[&TensorType]) -> Result<Vec<TensorType>, OpError> {
         self.check_arity(ins.len())?;
         // Every op but the sources takes inputs of one float type.
         let dt = match ins.first() {
             Some(first) => {
                 if let Some(other) = ins.iter().find(|t| t.dtype != first.dtype) {
-                    return Err(format!(
-                        "inputs have different dtypes: {} and {}",
-                        first.dtype, other.dtype
-                    ));
+                    return Err(OpError::DType(first.dtype, other.dtype));
                 }
                 first.dtype
             }
             None => dtype,
         };
+        self.shape_rule(dtype, dt, ins)
+            .map_err(|e| OpError::Shape(ShapeError(e)))
+    }
+
+    /// `infer` once the arity and dtypes are checked: `dt` is the inputs' dtype.
+    fn shape_rule(
+        &self,
+        dtype: DType,
+        dt: DType,
+        ins: &[&TensorType],
+    ) -> Result<Vec<TensorType>, String> {
+        use Op::*;
         let one = |shape: Shape| Ok(vec![TensorType { dtype: dt, shape }]);
         let s = |i: usize| &ins[i].shape;
         match self {
@@ -1007,7 +1022,7 @@ impl Op {
                     axes: Some(axes.clone()),
                     keep_dims: *keep_dims,
                 }
-                .infer(dtype, ins)?;
+                .shape_rule(dtype, dt, ins)?;
                 Ok(vec![reduced[0].clone(), reduced[0].clone()])
             }
             BatchNormalization {
@@ -1039,6 +1054,7 @@ impl Op {
                 dims.remove(a);
                 one(Shape(dims))
             }
+            L2Loss => Ok(l2_loss::infer(ins[0])),
             SoftmaxCrossEntropyWithLogits => {
                 let shape = same_shape(s(0), s(1)).map_err(|_| {
                     format!(
@@ -1097,11 +1113,35 @@ pub fn fmt_f64(v: f64) -> String {
 }
 
 /// Two dims that must be equal: the known one wins over a symbol (checked again at run time).
-pub fn unify(a: &Dim, b: &Dim) -> Result<Dim, String> {
+pub fn unify(a: &Dim, b: &Dim) -> Result<Dim, ShapeError> {
     match (a, b) {
         (x, y) if x == y => Ok(x.clone()),
         (Dim::Known(n), Dim::Sym(_)) | (Dim::Sym(_), Dim::Known(n)) => Ok(Dim::Known(*n)),
-        _ => Err(format!("dimensions {a} and {b} differ")),
+        _ => Err(ShapeError(format!("dimensions {a} and {b} differ"))),
+    }
+}
+
+/// Why an op does not accept its inputs (`Op::infer`).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum OpError {
+    /// The wrong number of inputs.
+    #[error("{op} takes {expected} inputs, got {got}")]
+    Arity {
+        op: &'static str,
+        expected: Arity,
+        got: usize,
+    },
+    /// Inputs of different dtypes.
+    #[error("inputs have different dtypes: {0} and {1}")]
+    DType(DType, DType),
+    /// Shapes or attributes that do not fit the op.
+    #[error(transparent)]
+    Shape(ShapeError),
+}
+
+impl From<OpError> for String {
+    fn from(e: OpError) -> String {
+        e.to_string()
     }
 }
 
@@ -1109,14 +1149,15 @@ fn same_shape(a: &Shape, b: &Shape) -> Result<Shape, String> {
     if a.rank() != b.rank() {
         return Err(format!("shapes {a} and {b} differ"));
     }
-    let dims: Result<Vec<Dim>, String> = a.0.iter().zip(&b.0).map(|(x, y)| unify(x, y)).collect();
+    let dims: Result<Vec<Dim>, ShapeError> =
+        a.0.iter().zip(&b.0).map(|(x, y)| unify(x, y)).collect();
     dims.map(Shape)
         .map_err(|_| format!("shapes {a} and {b} differ"))
 }
 
 fn reduce_axes(axes: &Option<Vec<i64>>, rank: usize) -> Result<Vec<usize>, String> {
     match axes {
-        Some(a) => normalize_axes(a, rank),
+        Some(a) => Ok(normalize_axes(a, rank)?),
         None => Ok((0..rank).collect()),
     }
 }
