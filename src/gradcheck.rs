@@ -141,7 +141,7 @@ pub fn check_functions(
     feeds: &HashMap<String, Tensor>,
     tolerance: Option<f64>,
 ) -> Result<Vec<FunctionCheck>, Error> {
-    use crate::compiler::schema::{GraphSpec, NodeSpec};
+    use crate::compiler::schema::{GraphSpec, Layer, NodeOp, NodeSpec};
     use crate::runtime::{Literal, Op};
     let calls: Vec<_> =
         g.g.node_indices()
@@ -182,14 +182,14 @@ pub fn check_functions(
                 .ok_or_else(|| Error::Usage(format!("{name}: bad value")))?;
             Ok(NodeSpec {
                 name,
-                op: Op::Const(lit),
+                op: Op::Const(lit).into(),
                 inputs: vec![],
                 dtype: Some(dtype),
                 control_inputs: vec![],
                 collections: vec![],
             })
         };
-        let node = |name: String, op: Op, inputs: Vec<String>| NodeSpec {
+        let node = |name: String, op: NodeOp, inputs: Vec<String>| NodeSpec {
             name,
             op,
             inputs,
@@ -203,7 +203,7 @@ pub fn check_functions(
         }
         nodes.push(node(
             "call".into(),
-            Op::Call(function.clone()),
+            Layer::Call(function.clone()).into(),
             f.inputs.clone(),
         ));
         let mut terms = Vec::new();
@@ -219,18 +219,23 @@ pub fn check_functions(
             } else {
                 format!("call:{k}")
             };
-            nodes.push(node(format!("yw{k}"), Op::Mul, vec![y, format!("w{k}")]));
+            nodes.push(node(
+                format!("yw{k}"),
+                Op::Mul.into(),
+                vec![y, format!("w{k}")],
+            ));
             nodes.push(node(
                 format!("s{k}"),
                 Op::Sum {
                     axes: None,
                     keep_dims: false,
-                },
+                }
+                .into(),
                 vec![format!("yw{k}")],
             ));
             terms.push(format!("s{k}"));
         }
-        nodes.push(node("loss".into(), Op::AddN, terms));
+        nodes.push(node("loss".into(), Op::AddN.into(), terms));
         let wrt: Vec<String> = f
             .inputs
             .iter()

@@ -224,11 +224,11 @@ fn compare_training(spec: &schema::GraphSpec, text: &str, file: &str) {
         .iter()
         .filter(|n| {
             matches!(
-                n.op,
-                Op::Variable {
+                n.op.op(),
+                Some(Op::Variable {
                     trainable: true,
                     ..
-                }
+                })
             )
         })
         .map(|n| n.name.clone())

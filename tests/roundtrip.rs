@@ -99,7 +99,8 @@ fn every_op_round_trips() {
     let again = schema::parse(&schema::to_ron(&spec).expect("prints")).expect("reparses");
     assert_eq!(spec, again);
     // Every op is in the text above, by its whole name.
-    for op in gradc::runtime::op::OP_NAMES {
+    let layers = gradc::compiler::schema::Layer::NAMES;
+    for op in gradc::runtime::op::OP_NAMES.iter().chain(layers) {
         let needle = format!("op: {op}");
         let found = text.match_indices(&needle).any(|(i, _)| {
             !text[i + needle.len()..].starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')

@@ -5,7 +5,7 @@
 use crate::error::{did_you_mean, CompileError, ErrorKind, Result};
 use crate::grad;
 use crate::ir::{GradientResult, Graph, Role, TensorRef, GLOBAL_VARIABLES, TRAINABLE_VARIABLES};
-use crate::schema::{gradient_name, line_of_gradient, GraphSpec};
+use crate::schema::{gradient_name, line_of_gradient, GraphSpec, Layer, NodeOp};
 use foldhash::{HashMap, HashMapExt};
 use gradc_runtime::Op;
 use std::cmp::Reverse;
@@ -182,26 +182,26 @@ pub fn build_with(
                     inputs.push(t);
                 }
                 let dtype = n.dtype.unwrap_or(spec.dtype);
-                let (id, layer_collections) = if let Op::Call(f) = &n.op {
-                    (
+                let (id, layer_collections) = match &n.op {
+                    NodeOp::Layer(Layer::Call(f)) => (
                         crate::functions::inline_call(&mut g, &n.name, f, &inputs, line)?,
                         Vec::new(),
-                    )
-                } else if n.op.is_layer() {
-                    let e = crate::layers::expand(&mut g, &n.name, &n.op, &inputs, line)?;
-                    (e.node, e.collections)
-                } else {
-                    (
+                    ),
+                    NodeOp::Layer(layer) => {
+                        let e = crate::layers::expand(&mut g, &n.name, layer, &inputs, line)?;
+                        (e.node, e.collections)
+                    }
+                    NodeOp::Op(op) => (
                         g.add(
                             n.name.clone(),
-                            n.op.clone(),
+                            op.clone(),
                             dtype,
                             &inputs,
                             Role::Forward,
                             line,
                         )?,
                         Vec::new(),
-                    )
+                    ),
                 };
                 for (c, node) in layer_collections {
                     g.collections.entry(c).or_default().push(node);
@@ -215,10 +215,12 @@ pub fn build_with(
                         })?;
                     g.add_control(before, id);
                 }
-                check_updated(&g, &n.op, &inputs)
-                    .map_err(|e| e.at_node(&n.name, n.op.name()).at_line(line))?;
+                if let NodeOp::Op(op) = &n.op {
+                    check_updated(&g, op, &inputs)
+                        .map_err(|e| e.at_node(&n.name, n.op.name()).at_line(line))?;
+                }
                 let mut collections = n.collections.clone();
-                if let Op::Variable { trainable, .. } = n.op {
+                if let NodeOp::Op(Op::Variable { trainable, .. }) = n.op {
                     collections.push(GLOBAL_VARIABLES.to_string());
                     if trainable {
                         collections.push(TRAINABLE_VARIABLES.to_string());

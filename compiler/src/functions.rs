@@ -12,6 +12,7 @@
 use crate::error::{did_you_mean, CompileError, ErrorKind, Result};
 use crate::ir::{Graph, Role, TensorRef};
 use crate::schema::{line_of_function, FunctionSpec, GraphSpec, NodeSpec};
+use crate::schema::{Layer, NodeOp};
 use foldhash::HashMap;
 use gradc_runtime::Op;
 use petgraph::stable_graph::NodeIndex;
@@ -38,7 +39,7 @@ pub fn check(spec: &GraphSpec, text: &str) -> Result<BTreeMap<String, FunctionSp
         nodes
             .iter()
             .filter_map(|n| match &n.op {
-                Op::Call(f) => Some(f.clone()),
+                NodeOp::Layer(Layer::Call(f)) => Some(f.clone()),
                 _ => None,
             })
             .collect()
@@ -59,7 +60,7 @@ pub fn check(spec: &GraphSpec, text: &str) -> Result<BTreeMap<String, FunctionSp
         }
     };
     for n in &spec.nodes {
-        if let Op::Call(f) = &n.op {
+        if let NodeOp::Layer(Layer::Call(f)) = &n.op {
             known(
                 f,
                 &format!("node '{}'", n.name),
@@ -102,7 +103,7 @@ pub fn check(spec: &GraphSpec, text: &str) -> Result<BTreeMap<String, FunctionSp
         }
         path.push(f);
         for n in table.get(f).map(|s| s.nodes.as_slice()).unwrap_or_default() {
-            if let Op::Call(callee) = &n.op {
+            if let NodeOp::Layer(Layer::Call(callee)) = &n.op {
                 if let Some(cycle) = visit(callee, table, path, done) {
                     return Some(cycle);
                 }
@@ -209,15 +210,17 @@ pub fn instantiate(
             .dtype
             .unwrap_or_else(|| inputs.first().map(|&t| g.ty(t).dtype).unwrap_or_default());
         let id = match &n.op {
-            Op::Call(f) => inline_call(g, &name, f, &inputs, None).map_err(place)?,
-            op if op.is_layer() => {
-                let e = crate::layers::expand(g, &name, op, &inputs, None).map_err(place)?;
+            NodeOp::Layer(Layer::Call(f)) => {
+                inline_call(g, &name, f, &inputs, None).map_err(place)?
+            }
+            NodeOp::Layer(layer) => {
+                let e = crate::layers::expand(g, &name, layer, &inputs, None).map_err(place)?;
                 for (c, node) in e.collections {
                     g.collections.entry(c).or_default().push(node);
                 }
                 e.node
             }
-            op => {
+            NodeOp::Op(op) => {
                 crate::build::check_updated(g, op, &inputs)
                     .map_err(|e| place(e.at_node(&n.name, op.name())))?;
                 g.add(name.clone(), op.clone(), dtype, &inputs, role, None)

@@ -10,7 +10,8 @@
 use crate::error::{CompileError, ErrorKind, Result};
 use crate::grad::Ctx;
 use crate::ir::{Graph, Role, TensorRef, GLOBAL_VARIABLES, TRAINABLE_VARIABLES};
-use gradc_runtime::op::{BatchNormLayer, DataFormat, IsTraining};
+use crate::schema::{BatchNormLayer, IsTraining, Layer};
+use gradc_runtime::op::DataFormat;
 use gradc_runtime::{DType, Dim, Initializer, Literal, Op, Shape};
 use petgraph::stable_graph::NodeIndex;
 
@@ -21,17 +22,18 @@ pub struct Expansion {
     pub collections: Vec<(String, NodeIndex)>,
 }
 
-/// Expands layer `op` named `name` with `inputs`.
+/// Expands `layer` named `name` with `inputs` (a `Call` is inlined by `functions`).
 pub fn expand(
     g: &mut Graph,
     name: &str,
-    op: &Op,
+    layer: &Layer,
     inputs: &[TensorRef],
     line: Option<usize>,
 ) -> Result<Expansion> {
+    let op = layer;
     let located = |e: CompileError| e.at_node(name, op.name()).at_line(line);
     match op {
-        Op::AssignMovingAverage { decay, zero_debias } => {
+        Layer::AssignMovingAverage { decay, zero_debias } => {
             let [var, value] = inputs else {
                 return Err(located(arity_error(op, inputs.len())));
             };
@@ -44,23 +46,26 @@ pub fn expand(
                 collections: Vec::new(),
             })
         }
-        Op::BatchNorm(layer) => {
+        Layer::BatchNorm(layer) => {
             let [x] = inputs else {
                 return Err(located(arity_error(op, inputs.len())));
             };
             batch_norm(g, name, *x, layer, line).map_err(located)
         }
-        _ => Err(located(CompileError::new(
+        Layer::Call(f) => Err(located(CompileError::new(
             ErrorKind::Internal,
-            format!("{} is not a layer", op.name()),
+            format!("a call of '{f}' is inlined, not expanded"),
         ))),
     }
 }
 
-fn arity_error(op: &Op, got: usize) -> CompileError {
+fn arity_error(layer: &Layer, got: usize) -> CompileError {
+    let takes = layer
+        .arity()
+        .map_or("any number of".into(), |n| n.to_string());
     CompileError::new(
         ErrorKind::Shape,
-        format!("{} takes {} inputs, got {got}", op.name(), op.arity()),
+        format!("{} takes {takes} inputs, got {got}", layer.name()),
     )
 }
 

@@ -439,7 +439,7 @@ fn build_with_flag(
         .at_line(schema::line_of_key(text, "training_flag"))
     })?;
     match &node.op {
-        gradc_runtime::Op::Placeholder { shape } if shape.rank() == 0 => {}
+        schema::NodeOp::Op(gradc_runtime::Op::Placeholder { shape }) if shape.rank() == 0 => {}
         other => {
             return Err(CompileError::new(
                 ErrorKind::Train,
@@ -452,7 +452,7 @@ fn build_with_flag(
             .at_line(schema::line_of_node(text, flag)))
         }
     }
-    node.op = gradc_runtime::Op::Const(gradc_runtime::Literal::Scalar(value));
+    node.op = gradc_runtime::Op::Const(gradc_runtime::Literal::Scalar(value)).into();
     build::build_with(&s, text, prefuse, run).map_err(|e| e.in_file(file))
 }
 

@@ -2,8 +2,12 @@
 //! `build` converts them to the IR with validation; nothing here checks meaning.
 
 use crate::error::{did_you_mean, CompileError, ErrorKind, Result};
-use gradc_runtime::{DType, Op};
-use serde::{Deserialize, Serialize};
+use gradc_runtime::op::DataFormat;
+use gradc_runtime::{DType, Initializer, Op};
+use serde::de::value::{EnumAccessDeserializer, StringDeserializer};
+use serde::de::{DeserializeSeed, EnumAccess, IntoDeserializer, Visitor};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
 
 /// A graph file.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -219,7 +223,7 @@ fn default_dtype() -> DType {
 #[serde(deny_unknown_fields)]
 pub struct NodeSpec {
     pub name: String,
-    pub op: Op,
+    pub op: NodeOp,
     /// Other nodes' outputs: `"x"` for output 0, `"x:1"` for output 1, or a gradient `"d(y)/d(x)"`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub inputs: Vec<String>,
@@ -257,6 +261,12 @@ fn ron_options() -> ron::Options {
         .with_default_extension(ron::extensions::Extensions::UNWRAP_VARIANT_NEWTYPES)
 }
 
+/// The layers, when `expected` are the ops (which a node's `op` may also be).
+fn layers(expected: &[&'static str]) -> impl Iterator<Item = &'static str> {
+    let ops = expected.contains(&"MatMul");
+    Layer::NAMES.iter().copied().filter(move |_| ops)
+}
+
 /// Parses a graph file's text.
 pub fn parse(text: &str) -> Result<GraphSpec> {
     ron_options().from_str(text).map_err(|e| {
@@ -268,7 +278,7 @@ pub fn parse(text: &str) -> Result<GraphSpec> {
                 ErrorKind::UnknownOp,
                 format!(
                     "unknown op '{found}'{}",
-                    did_you_mean(found, expected.iter().copied())
+                    did_you_mean(found, expected.iter().copied().chain(layers(expected)))
                 ),
             ),
             ron::Error::NoSuchStructField {
@@ -436,5 +446,235 @@ mod tests {
             [Some(4), Some(3), None, Some(2)]
         );
         assert_eq!(node_lines("Graph(name: \"g\")", &["a"]), [None]);
+    }
+}
+
+/// What a node of a graph file is: an op of the runtime, or a layer that the
+/// compiler expands into ops (`layers.rs`, `functions.rs`) and that is never
+/// in a graph or a program. Written the same way: `op: MatMul(..)`,
+/// `op: BatchNorm(..)`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum NodeOp {
+    Op(Op),
+    Layer(Layer),
+}
+
+impl NodeOp {
+    pub fn name(&self) -> &'static str {
+        match self {
+            NodeOp::Op(op) => op.name(),
+            NodeOp::Layer(layer) => layer.name(),
+        }
+    }
+
+    /// The op, if this is not a layer.
+    pub fn op(&self) -> Option<&Op> {
+        match self {
+            NodeOp::Op(op) => Some(op),
+            NodeOp::Layer(_) => None,
+        }
+    }
+}
+
+impl From<Op> for NodeOp {
+    fn from(op: Op) -> NodeOp {
+        NodeOp::Op(op)
+    }
+}
+
+impl From<Layer> for NodeOp {
+    fn from(layer: Layer) -> NodeOp {
+        NodeOp::Layer(layer)
+    }
+}
+
+impl Serialize for NodeOp {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self {
+            NodeOp::Op(op) => op.serialize(s),
+            NodeOp::Layer(layer) => layer.serialize(s),
+        }
+    }
+}
+
+/// Reads the variant's name, then hands the same variant to `Layer` or `Op`.
+impl<'de> Deserialize<'de> for NodeOp {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<NodeOp, D::Error> {
+        struct ByName;
+        impl<'de> Visitor<'de> for ByName {
+            type Value = NodeOp;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an op or a layer")
+            }
+            fn visit_enum<A: EnumAccess<'de>>(
+                self,
+                data: A,
+            ) -> std::result::Result<NodeOp, A::Error> {
+                let (name, variant) = data.variant_seed(VariantName)?;
+                let is_layer = Layer::NAMES.contains(&name.as_str());
+                let again = EnumAccessDeserializer::new(Named { name, variant });
+                if is_layer {
+                    Layer::deserialize(again).map(NodeOp::Layer)
+                } else {
+                    Op::deserialize(again).map(NodeOp::Op)
+                }
+            }
+        }
+        d.deserialize_enum("Op", gradc_runtime::op::OP_NAMES, ByName)
+    }
+}
+
+/// Reads a variant's name (an identifier, which RON does not read as a string).
+struct VariantName;
+
+impl<'de> DeserializeSeed<'de> for VariantName {
+    type Value = String;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> std::result::Result<String, D::Error> {
+        struct Name;
+        impl Visitor<'_> for Name {
+            type Value = String;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an op's name")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> std::result::Result<String, E> {
+                Ok(v.to_owned())
+            }
+        }
+        d.deserialize_identifier(Name)
+    }
+}
+
+/// An enum whose variant name was already read: gives that name again, then the variant.
+struct Named<V> {
+    name: String,
+    variant: V,
+}
+
+impl<'de, V: serde::de::VariantAccess<'de>> EnumAccess<'de> for Named<V> {
+    type Error = V::Error;
+    type Variant = V;
+    fn variant_seed<S: DeserializeSeed<'de>>(
+        self,
+        seed: S,
+    ) -> std::result::Result<(S::Value, V), V::Error> {
+        let name: StringDeserializer<V::Error> = self.name.into_deserializer();
+        Ok((seed.deserialize(name)?, self.variant))
+    }
+}
+
+/// Layers: written like ops, expanded by the compiler into ops.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub enum Layer {
+    /// TensorFlow's `assign_moving_average`, inputs (variable, value):
+    /// `variable -= (variable - value) * (1 - decay)`; with `zero_debias`, the
+    /// bias-corrected average `biased / (1 - decay^t)`.
+    AssignMovingAverage {
+        decay: f64,
+        #[serde(default)]
+        zero_debias: bool,
+    },
+    /// TensorFlow's `tf.contrib.layers.batch_norm`, input x of rank 2 or 4.
+    BatchNorm(Box<BatchNormLayer>),
+    /// A call of a function of the graph file, inlined under the call's name.
+    Call(String),
+}
+
+impl Layer {
+    /// Every layer's name, as a graph file writes it.
+    pub const NAMES: &[&str] = &["AssignMovingAverage", "BatchNorm", "Call"];
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Layer::AssignMovingAverage { .. } => "AssignMovingAverage",
+            Layer::BatchNorm(_) => "BatchNorm",
+            Layer::Call(_) => "Call",
+        }
+    }
+
+    /// How many inputs it takes, for its error message; None for a call (any).
+    pub fn arity(&self) -> Option<usize> {
+        match self {
+            Layer::AssignMovingAverage { .. } => Some(2),
+            Layer::BatchNorm(_) => Some(1),
+            Layer::Call(_) => None,
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn bn_epsilon() -> f64 {
+    0.001
+}
+
+/// The attributes of the `BatchNorm` layer, with `tf.contrib.layers.batch_norm`'s defaults.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchNormLayer {
+    /// Moving-average decay (TensorFlow: 0.999).
+    #[serde(default = "bn_decay")]
+    pub decay: f64,
+    /// Add a trainable offset `beta` (default true).
+    #[serde(default = "yes")]
+    pub center: bool,
+    /// Multiply by a trainable `gamma` (default false, as in `tf.contrib.layers.batch_norm`).
+    #[serde(default)]
+    pub scale: bool,
+    #[serde(default = "bn_epsilon")]
+    pub epsilon: f64,
+    #[serde(default)]
+    pub param_initializers: BatchNormInitializers,
+    #[serde(default)]
+    pub data_format: DataFormat,
+    /// Use FusedBatchNorm (moving variance fed with the Bessel-corrected batch variance).
+    #[serde(default)]
+    pub fused: bool,
+    /// Where the moving-average updates go; `None` forces them in place: the
+    /// output then depends on them through control inputs.
+    #[serde(default = "update_ops")]
+    pub updates_collections: Option<String>,
+    /// `true`, `false`, or the name of a scalar node (1 = training).
+    #[serde(default)]
+    pub is_training: IsTraining,
+    #[serde(default)]
+    pub zero_debias_moving_mean: bool,
+}
+
+fn bn_decay() -> f64 {
+    0.999
+}
+
+fn update_ops() -> Option<String> {
+    Some("UPDATE_OPS".to_string())
+}
+
+/// Initializers of the layer's variables (absent: zeros, ones, zeros, ones).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchNormInitializers {
+    #[serde(default)]
+    pub beta: Option<Initializer>,
+    #[serde(default)]
+    pub gamma: Option<Initializer>,
+    #[serde(default)]
+    pub moving_mean: Option<Initializer>,
+    #[serde(default)]
+    pub moving_variance: Option<Initializer>,
+}
+
+/// Training mode: a constant, or a node whose value decides at run time.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum IsTraining {
+    Const(bool),
+    Node(String),
+}
+
+impl Default for IsTraining {
+    fn default() -> IsTraining {
+        IsTraining::Const(true)
     }
 }

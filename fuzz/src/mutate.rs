@@ -7,7 +7,7 @@
 //! crashing input carries its recipe.
 
 use gradc::compiler::schema::{self, CustomGradientSpec, FunctionSpec, GradientSpec, GraphSpec};
-use gradc::compiler::schema::{NodeSpec, OptimizerSpec};
+use gradc::compiler::schema::{Layer, NodeOp, NodeSpec, OptimizerSpec};
 use gradc::runtime::op::{BinaryFn, UnaryFn, OP_NAMES};
 use gradc::runtime::{DType, Literal, Op};
 use rand::seq::{IndexedMutRandom, IndexedRandom};
@@ -30,7 +30,7 @@ pub struct Seed {
 #[derive(Clone, Debug)]
 pub struct Corpus {
     pub seeds: Vec<Seed>,
-    ops: Vec<Op>,
+    ops: Vec<NodeOp>,
 }
 
 /// One generated input.
@@ -243,7 +243,7 @@ impl Corpus {
             })
             .collect();
         let ops_spec = schema::parse(OPS_SEED).ok();
-        let mut ops: Vec<Op> = ops_spec.iter().flat_map(all_ops).collect();
+        let mut ops: Vec<NodeOp> = ops_spec.iter().flat_map(all_ops).collect();
         // Ops only the compiler writes, by hand.
         let internal = r#"Graph(name: "internal", nodes: [
             (name: "cg", op: CustomGradient(function: "Soft", inputs: 1)),
@@ -251,14 +251,17 @@ impl Corpus {
             (name: "fz", op: Fused(program: [Input(3), Binary(Add, 0, 7), Unary(Pow(NaN), 1)])),
         ])"#;
         ops.extend(schema::parse(internal).iter().flat_map(all_ops));
-        ops.push(Op::NoOp);
-        ops.push(Op::Fill {
-            shape: vec![100_000_000, 100_000_000],
-        });
-        ops.push(Op::Call("Missing".into()));
+        ops.push(Op::NoOp.into());
+        ops.push(
+            Op::Fill {
+                shape: vec![100_000_000, 100_000_000],
+            }
+            .into(),
+        );
+        ops.push(Layer::Call("Missing".into()).into());
         // Every function of the elementwise table, whichever the seed names.
-        ops.extend(UnaryFn::EXAMPLES.iter().map(|f| f.op()));
-        ops.extend(BinaryFn::ALL.iter().map(|f| f.op()));
+        ops.extend(UnaryFn::EXAMPLES.iter().map(|f| f.op().into()));
+        ops.extend(BinaryFn::ALL.iter().map(|f| f.op().into()));
         seeds.push(Seed {
             name: "<ops seed>".into(),
             text: OPS_SEED.into(),
@@ -328,7 +331,7 @@ impl Corpus {
 }
 
 /// The ops of every node of a graph, its functions' included.
-fn all_ops(spec: &GraphSpec) -> Vec<Op> {
+fn all_ops(spec: &GraphSpec) -> Vec<NodeOp> {
     let functions = spec.functions.iter().flat_map(|f| {
         f.nodes
             .iter()
@@ -679,10 +682,10 @@ fn random_ref(names: &[String], at: usize, rng: &mut ChaCha8Rng) -> String {
     }
 }
 
-fn plain_node(name: String, op: Op, inputs: Vec<String>) -> NodeSpec {
+fn plain_node(name: String, op: impl Into<NodeOp>, inputs: Vec<String>) -> NodeSpec {
     NodeSpec {
         name,
-        op,
+        op: op.into(),
         inputs,
         dtype: None,
         control_inputs: Vec::new(),
@@ -773,7 +776,7 @@ fn mutate_spec(spec: &mut GraphSpec, corpus: &Corpus, rng: &mut ChaCha8Rng) -> S
             let Some(i) = pick(rng) else {
                 return "replace op (empty)".into();
             };
-            let op = corpus.ops.choose(rng).cloned().unwrap_or(Op::NoOp);
+            let op = corpus.ops.choose(rng).cloned().unwrap_or(Op::NoOp.into());
             let name = op.name();
             nodes[i].op = op;
             format!("{where_}: node {} becomes a {name}", nodes[i].name)
@@ -815,7 +818,7 @@ fn mutate_spec(spec: &mut GraphSpec, corpus: &Corpus, rng: &mut ChaCha8Rng) -> S
         }
         12 => {
             // Insert a node of a random op with random inputs.
-            let op = corpus.ops.choose(rng).cloned().unwrap_or(Op::NoOp);
+            let op = corpus.ops.choose(rng).cloned().unwrap_or(Op::NoOp.into());
             let arity = rng.random_range(0..=3);
             let at = rng.random_range(0..=n);
             let inputs = (0..arity).map(|_| random_ref(&names, at, rng)).collect();
@@ -843,13 +846,15 @@ fn mutate_spec(spec: &mut GraphSpec, corpus: &Corpus, rng: &mut ChaCha8Rng) -> S
             let d = *HUGE.choose(rng).unwrap_or(&0);
             let what = format!("{where_}: node {} gets a dimension {d}", nodes[i].name);
             match &mut nodes[i].op {
-                Op::Placeholder { shape } | Op::Variable { shape, .. } => {
+                NodeOp::Op(Op::Placeholder { shape } | Op::Variable { shape, .. }) => {
                     let k = rng.random_range(0..=shape.0.len());
                     shape.0.insert(k, gradc::runtime::Dim::Known(d));
                 }
-                Op::Fill { shape } => shape.push(d),
-                Op::Reshape { shape } => shape.push(i64::try_from(d).unwrap_or(i64::MAX)),
-                op => *op = Op::Fill { shape: vec![d, d] },
+                NodeOp::Op(Op::Fill { shape }) => shape.push(d),
+                NodeOp::Op(Op::Reshape { shape }) => {
+                    shape.push(i64::try_from(d).unwrap_or(i64::MAX))
+                }
+                op => *op = Op::Fill { shape: vec![d, d] }.into(),
             }
             what
         }
@@ -859,12 +864,13 @@ fn mutate_spec(spec: &mut GraphSpec, corpus: &Corpus, rng: &mut ChaCha8Rng) -> S
             };
             let v = special_f64(rng);
             nodes[i].op = if rng.random_bool(0.5) {
-                Op::Const(Literal::Scalar(v))
+                Op::Const(Literal::Scalar(v)).into()
             } else {
                 Op::Const(Literal::List(vec![
                     Literal::Scalar(v),
                     Literal::Scalar(1.0),
                 ]))
+                .into()
             };
             nodes[i].inputs.clear();
             format!("{where_}: node {} becomes Const({v})", nodes[i].name)
@@ -947,7 +953,7 @@ fn binary_names() -> Vec<&'static str> {
 }
 
 /// An op of `names` by name (unit variants only).
-fn unit_op(names: &[&str], rng: &mut ChaCha8Rng) -> Option<Op> {
+fn unit_op(names: &[&str], rng: &mut ChaCha8Rng) -> Option<NodeOp> {
     let name = names.choose(rng)?;
     schema::parse(&format!(
         "Graph(name: \"g\", nodes: [(name: \"n\", op: {name})])"
@@ -987,7 +993,7 @@ fn mutate_gentle(spec: &mut GraphSpec, corpus: &Corpus, rng: &mut ChaCha8Rng) ->
         }
         1 => {
             // Special values in a constant (same shape).
-            let Op::Const(lit) = &mut spec.nodes[i].op else {
+            let NodeOp::Op(Op::Const(lit)) = &mut spec.nodes[i].op else {
                 return mutate_gentle_gradient(spec, rng);
             };
             let v = special_f64(rng);
@@ -1212,7 +1218,7 @@ fn mutate_functions(spec: &mut GraphSpec, rng: &mut ChaCha8Rng) -> String {
             .unwrap_or_default();
         spec.nodes.push(plain_node(
             format!("call_{name}"),
-            Op::Call(name.clone()),
+            Layer::Call(name.clone()),
             vec![arg],
         ));
         return format!("new function {name}, called");
@@ -1231,8 +1237,11 @@ fn mutate_functions(spec: &mut GraphSpec, rng: &mut ChaCha8Rng) -> String {
                 other_name
             };
             let inputs = func.inputs.clone();
-            func.nodes
-                .push(plain_node("rec".into(), Op::Call(callee.clone()), inputs));
+            func.nodes.push(plain_node(
+                "rec".into(),
+                Layer::Call(callee.clone()),
+                inputs,
+            ));
             if rng.random_bool(0.5) {
                 if let Some(o) = func.outputs.first_mut() {
                     *o = "rec".into();
@@ -1296,8 +1305,11 @@ fn mutate_functions(spec: &mut GraphSpec, rng: &mut ChaCha8Rng) -> String {
             // A call with a wrong number of arguments.
             let k = rng.random_range(0..4);
             let args = spec.nodes.iter().take(k).map(|n| n.name.clone()).collect();
-            spec.nodes
-                .push(plain_node("badcall".into(), Op::Call(fname.clone()), args));
+            spec.nodes.push(plain_node(
+                "badcall".into(),
+                Layer::Call(fname.clone()),
+                args,
+            ));
             format!("call of {fname} with {k} arguments")
         }
     }
@@ -1404,7 +1416,7 @@ fn deep(spec: &mut GraphSpec, rng: &mut ChaCha8Rng) -> String {
             } else {
                 plain_node(
                     "y".into(),
-                    Op::Call(format!("Deep{}", i + 1)),
+                    Layer::Call(format!("Deep{}", i + 1)),
                     vec!["a".into()],
                 )
             };
@@ -1419,7 +1431,7 @@ fn deep(spec: &mut GraphSpec, rng: &mut ChaCha8Rng) -> String {
         }
         spec.nodes.push(plain_node(
             "deepcall".into(),
-            Op::Call("Deep0".into()),
+            Layer::Call("Deep0".into()),
             vec![start],
         ));
         format!("a chain of {len} function calls")
@@ -1447,7 +1459,7 @@ mod tests {
     fn the_ops_seed_parses_and_has_every_op() {
         let corpus = Corpus::from_texts(Vec::new());
         let ops = &corpus.ops;
-        for name in OP_NAMES {
+        for name in OP_NAMES.iter().chain(Layer::NAMES) {
             assert!(
                 ops.iter().any(|op| op.name() == *name),
                 "the ops seed lacks {name}"

@@ -140,13 +140,6 @@ impl Program {
                     ins.op.arity()
                 ));
             }
-            if ins.op.is_layer() {
-                return Err(format!(
-                    "instruction {k} ({}): {} is a layer, not an op",
-                    ins.name,
-                    ins.op.name()
-                ));
-            }
             let updated = &ins.inputs[..ins.op.updated_inputs().min(ins.inputs.len())];
             if updated.len() == 2 && updated[0].node == updated[1].node {
                 return Err(format!(

@@ -256,16 +256,13 @@ fn gradient(op: &Op) -> Gradient {
         | Op::ReducedSize { .. } => Zero,
         // Sources have no inputs to differentiate: a gradient stops there.
         Op::Variable { .. } | Op::NoOp => Zero,
-        // Updates of state, an index, and layers (expanded before autodiff).
+        // Updates of state, and an index.
         Op::Assign
         | Op::AssignAdd
         | Op::AssignSub
         | Op::ApplyGradientDescent
         | Op::ApplyMomentum { .. }
-        | Op::ArgMax { .. }
-        | Op::AssignMovingAverage { .. }
-        | Op::BatchNorm(_)
-        | Op::Call(_) => Undefined,
+        | Op::ArgMax { .. } => Undefined,
     }
 }
 

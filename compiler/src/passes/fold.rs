@@ -22,7 +22,6 @@ pub struct Fold {
 /// Whether the op's value depends only on its inputs (no state, no feed).
 fn pure(op: &Op) -> bool {
     !op.is_stateful()
-        && !op.is_layer()
         && !matches!(
             op,
             Op::Placeholder { .. } | Op::Variable { .. } | Op::NoOp | Op::Const(_)

@@ -261,21 +261,6 @@ elementwise_table!((op_enum) {
     },
     /// Inputs (cond, a, b), broadcast: a where cond != 0, else b.
     Select,
-    /// Layer (expanded by the compiler, never in a program): TensorFlow's
-    /// `assign_moving_average`, inputs (variable, value):
-    /// `variable -= (variable - value) * (1 - decay)`; with `zero_debias`, the
-    /// bias-corrected average `biased / (1 - decay^t)`.
-    AssignMovingAverage {
-        decay: f64,
-        #[serde(default)]
-        zero_debias: bool,
-    },
-    /// Layer (expanded by the compiler, never in a program): TensorFlow's
-    /// `tf.contrib.layers.batch_norm`, input x of rank 2 or 4.
-    BatchNorm(Box<BatchNormLayer>),
-    /// Layer (expanded by the compiler, never in a program): a call of a
-    /// function of the graph file, inlined under the call's name.
-    Call(String),
     /// n inputs, n outputs, each output its input (TensorFlow's `IdentityN`):
     /// the outputs of an inlined function call.
     IdentityN,
@@ -424,75 +409,6 @@ impl Initializer {
     }
 }
 
-/// The attributes of the `BatchNorm` layer, with `tf.contrib.layers.batch_norm`'s defaults.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BatchNormLayer {
-    /// Moving-average decay (TensorFlow: 0.999).
-    #[serde(default = "bn_decay")]
-    pub decay: f64,
-    /// Add a trainable offset `beta` (default true).
-    #[serde(default = "yes")]
-    pub center: bool,
-    /// Multiply by a trainable `gamma` (default false, as in `tf.contrib.layers.batch_norm`).
-    #[serde(default)]
-    pub scale: bool,
-    #[serde(default = "bn_epsilon")]
-    pub epsilon: f64,
-    #[serde(default)]
-    pub param_initializers: BatchNormInitializers,
-    #[serde(default)]
-    pub data_format: DataFormat,
-    /// Use FusedBatchNorm (moving variance fed with the Bessel-corrected batch variance).
-    #[serde(default)]
-    pub fused: bool,
-    /// Where the moving-average updates go; `None` forces them in place: the
-    /// output then depends on them through control inputs.
-    #[serde(default = "update_ops")]
-    pub updates_collections: Option<String>,
-    /// `true`, `false`, or the name of a scalar node (1 = training).
-    #[serde(default)]
-    pub is_training: IsTraining,
-    #[serde(default)]
-    pub zero_debias_moving_mean: bool,
-}
-
-fn bn_decay() -> f64 {
-    0.999
-}
-
-fn update_ops() -> Option<String> {
-    Some("UPDATE_OPS".to_string())
-}
-
-/// Initializers of the layer's variables (absent: zeros, ones, zeros, ones).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BatchNormInitializers {
-    #[serde(default)]
-    pub beta: Option<Initializer>,
-    #[serde(default)]
-    pub gamma: Option<Initializer>,
-    #[serde(default)]
-    pub moving_mean: Option<Initializer>,
-    #[serde(default)]
-    pub moving_variance: Option<Initializer>,
-}
-
-/// Training mode: a constant, or a node whose value decides at run time.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum IsTraining {
-    Const(bool),
-    Node(String),
-}
-
-impl Default for IsTraining {
-    fn default() -> IsTraining {
-        IsTraining::Const(true)
-    }
-}
-
 /// Limits of a `Fused` program (the kernel keeps its inputs and registers on the stack).
 pub const FUSED_MAX_INPUTS: usize = 8;
 pub const FUSED_MAX_STEPS: usize = 32;
@@ -542,7 +458,7 @@ impl Op {
         use Op::*;
         match self {
             Placeholder { .. } | Const(_) | Variable { .. } | NoOp => Arity::Exactly(0),
-            Assign | AssignAdd | AssignSub | AssignMovingAverage { .. } => Arity::Exactly(2),
+            Assign | AssignAdd | AssignSub => Arity::Exactly(2),
             ApplyGradientDescent => Arity::Exactly(3),
             ApplyMomentum { .. } => Arity::Exactly(5),
             Select => Arity::Exactly(3),
@@ -554,7 +470,7 @@ impl Op {
             | SumToLike
             | BroadcastLike
             | ActivationBiasGrad { .. } => Arity::Exactly(2),
-            AddN | IdentityN | Call(_) | Fused { .. } => Arity::AtLeast(1),
+            AddN | IdentityN | Fused { .. } => Arity::AtLeast(1),
             Dense { .. } => Arity::Exactly(3),
             CustomGradient { inputs, .. } => Arity::AtLeast(inputs + 1),
             FusedBatchNorm { .. } | FusedBatchNormGrad { .. } => Arity::Exactly(5),
@@ -571,7 +487,6 @@ impl Op {
             | ExpandDims { .. }
             | Squeeze { .. }
             | Moments { .. }
-            | BatchNorm(_)
             | OnceDifferentiable { .. }
             | ArgMax { .. }
             | Softmax
@@ -582,14 +497,6 @@ impl Op {
             | L2Loss
             | ReducedSize { .. } => Arity::Exactly(1),
         }
-    }
-
-    /// Layers: parsed with the ops, expanded into ops by the compiler, never in a program.
-    pub fn is_layer(&self) -> bool {
-        matches!(
-            self,
-            Op::AssignMovingAverage { .. } | Op::BatchNorm(_) | Op::Call(_)
-        )
     }
 
     /// Ok if the op takes `n` inputs; the error says how many it takes.
@@ -704,14 +611,10 @@ impl Op {
                 "{{transpose_a: {transpose_a}, transpose_b: {transpose_b}, activation: {activation:?}}}"
             ),
             ActivationBiasGrad { activation } => format!("{{activation: {activation:?}}}"),
-            Call(f) => format!("{{{f:?}}}"),
             CustomGradient { function, inputs } => {
                 format!("{{function: {function:?}, inputs: {inputs}}}")
             }
             OnceDifferentiable { function } => format!("{{function: {function:?}}}"),
-            AssignMovingAverage { decay, zero_debias } => {
-                format!("{{decay: {}, zero_debias: {zero_debias}}}", fmt_f64(*decay))
-            }
             FusedBatchNorm {
                 epsilon,
                 data_format,
@@ -1013,10 +916,6 @@ impl Op {
                 Ok(ins[*inputs..].iter().map(|&t| t.clone()).collect())
             }
             OnceDifferentiable { .. } => one(s(0).clone()),
-            AssignMovingAverage { .. } | BatchNorm(_) | Call(_) => Err(format!(
-                "{} is a layer the compiler expands; it has no shape rule",
-                self.name()
-            )),
             Moments { axes, keep_dims } => {
                 let reduced = Mean {
                     axes: Some(axes.clone()),
