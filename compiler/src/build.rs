@@ -2,6 +2,7 @@
 //! dependency order, so a node may use a gradient result (`d(y)/d(x)`) and a
 //! gradient may be taken of a gradient (second order).
 
+use crate::builder::{check_updated, resolve_ref};
 use crate::error::{did_you_mean, CompileError, ErrorKind, Result};
 use crate::grad;
 use crate::ir::{GradientResult, Graph, Role, TensorRef, GLOBAL_VARIABLES, TRAINABLE_VARIABLES};
@@ -10,6 +11,17 @@ use foldhash::{HashMap, HashMapExt};
 use gradc_runtime::Op;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+
+/// What a run names beyond the graph file: the tensors it fetches (`node`,
+/// `node:k`, an output's or a gradient's label) and the nodes it feeds, as
+/// `gradc run --fetch` and `--feed` do. Compiled for them, a program keeps
+/// every fetched tensor and treats every fed node as a placeholder, so no
+/// pass folds, merges or fuses what the feed replaces.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RunNames<'a> {
+    pub fetches: &'a [&'a str],
+    pub feeds: &'a [&'a str],
+}
 
 /// One thing to build: a node of the file or a gradient request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -20,19 +32,14 @@ enum Item {
 
 /// Builds the IR of a parsed graph. `text` is the file's text, used to find lines.
 pub fn build(spec: &GraphSpec, text: &str) -> Result<Graph> {
-    build_with(spec, text, false, crate::RunNames::default())
+    build_with(spec, text, false, RunNames::default())
 }
 
 /// `build`, with `prefuse`: forward patterns are fused before each
 /// differentiation (see `passes::prefuse`), sparing every node that the file
 /// names (gradient requests, outputs, the train section) and those a run
 /// fetches or feeds (`run`), so each keeps its value and gradient.
-pub fn build_with(
-    spec: &GraphSpec,
-    text: &str,
-    prefuse: bool,
-    run: crate::RunNames,
-) -> Result<Graph> {
+pub fn build_with(spec: &GraphSpec, text: &str, prefuse: bool, run: RunNames) -> Result<Graph> {
     let names: Vec<&str> = spec.nodes.iter().map(|n| n.name.as_str()).collect();
     let lines = crate::schema::node_lines(text, &names);
     let node_line = |i: usize| lines[i];
@@ -294,7 +301,7 @@ pub fn build_with(
 /// of a gradient request (`of`, `wrt`, `grad_ys`), the outputs, the train
 /// section's loss, metrics, hooks and training flag, and what `run` fetches
 /// and feeds; `x:k` pins node `x`.
-fn pinned_names(spec: &GraphSpec, run: crate::RunNames) -> foldhash::HashSet<String> {
+fn pinned_names(spec: &GraphSpec, run: RunNames) -> foldhash::HashSet<String> {
     let requests = spec
         .gradients
         .iter()
@@ -317,43 +324,6 @@ fn pinned_names(spec: &GraphSpec, run: crate::RunNames) -> foldhash::HashSet<Str
         pinned.insert(crate::functions::base(name).to_string());
     }
     pinned
-}
-
-/// An op that changes variables (`Op::updated_inputs`) must take them as
-/// its leading inputs: each a `Variable` node.
-pub(crate) fn check_updated(g: &Graph, op: &Op, inputs: &[TensorRef]) -> Result<()> {
-    let updated = inputs.iter().take(op.updated_inputs());
-    if let Some((k, v)) = updated
-        .enumerate()
-        .find(|(_, v)| !matches!(g.node(v.node).op, Op::Variable { .. }))
-    {
-        let which = if k == 0 { "first" } else { "second" };
-        return Err(CompileError::new(
-            ErrorKind::NotAVariable,
-            format!(
-                "{} changes a variable, but its {which} input '{}' is a {}",
-                op.name(),
-                g.tensor_name(*v),
-                g.node(v.node).op.name()
-            ),
-        ));
-    }
-    Ok(())
-}
-
-/// A tensor by name: a gradient result `d(y)/d(x)`, a node `x` (output 0) or `x:k`.
-pub fn resolve_ref(g: &Graph, aliases: &HashMap<String, TensorRef>, r: &str) -> Option<TensorRef> {
-    if let Some(&t) = aliases.get(r) {
-        return Some(t);
-    }
-    let (name, output) = match g.find(r) {
-        Some(n) => (n, 0),
-        None => {
-            let (b, k) = r.rsplit_once(':')?;
-            (g.find(b)?, k.parse().ok()?)
-        }
-    };
-    (output < g.node(name).outputs.len()).then_some(TensorRef { node: name, output })
 }
 
 /// Forward nodes that no other forward node uses, sources (placeholders, constants) left out.

@@ -221,7 +221,7 @@ pub fn instantiate(
                 e.node
             }
             NodeOp::Op(op) => {
-                crate::build::check_updated(g, op, &inputs)
+                crate::builder::check_updated(g, op, &inputs)
                     .map_err(|e| place(e.at_node(&n.name, op.name())))?;
                 g.add(name.clone(), op.clone(), dtype, &inputs, role, None)
                     .map_err(place)?

@@ -7,11 +7,10 @@
 //! A layer named `bn` becomes nodes under `bn/...` and a final node named `bn`
 //! holding its result, so the rest of the graph refers to it as to any node.
 
+use crate::builder::{broadcastable, resolve_ref, Ctx};
 use crate::error::{CompileError, ErrorKind, Result};
-use crate::grad::Ctx;
 use crate::ir::{Graph, Role, TensorRef, GLOBAL_VARIABLES, TRAINABLE_VARIABLES};
 use crate::schema::{BatchNormLayer, IsTraining, Layer};
-use gradc_runtime::op::DataFormat;
 use gradc_runtime::{DType, Dim, Initializer, Literal, Op, Shape};
 use petgraph::stable_graph::NodeIndex;
 
@@ -202,7 +201,7 @@ fn mode(g: &Graph, is_training: &IsTraining) -> Result<Mode> {
     match is_training {
         IsTraining::Const(b) => Ok(Mode::Known(*b)),
         IsTraining::Node(n) => {
-            let t = crate::build::resolve_ref(g, &Default::default(), n).ok_or_else(|| {
+            let t = resolve_ref(g, &Default::default(), n).ok_or_else(|| {
                 CompileError::new(
                     ErrorKind::UnknownNode,
                     format!("is_training names '{n}', which does not exist (or is defined after the layer)"),
@@ -471,24 +470,4 @@ fn fused_params(
         None => c.op(Op::ZerosLike, &[like])?,
     };
     Ok((scale, offset))
-}
-
-/// A [C] parameter shaped to broadcast against a tensor of `rank` in `format`:
-/// itself, or reshaped to [1, C, 1, 1] for NCHW.
-pub(crate) fn broadcastable(
-    c: &mut Ctx,
-    p: TensorRef,
-    format: DataFormat,
-    rank: usize,
-) -> Result<TensorRef> {
-    if format == DataFormat::NCHW && rank == 4 {
-        c.op(
-            Op::Reshape {
-                shape: vec![1, -1, 1, 1],
-            },
-            &[p],
-        )
-    } else {
-        Ok(p)
-    }
 }

@@ -11,6 +11,7 @@
 //! ([`Compiler::compile_train`]) or the graph before lowering ([`Compiler::graph`]).
 
 pub mod build;
+pub mod builder;
 pub mod error;
 pub mod functions;
 pub mod grad;
@@ -22,6 +23,7 @@ pub mod print;
 pub mod schema;
 pub mod train;
 
+pub use build::RunNames;
 pub use error::{CompileError, ErrorKind, Result};
 pub use ir::Graph;
 
@@ -40,17 +42,6 @@ pub fn graph_from_file(path: &Path) -> Result<Graph> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| CompileError::new(ErrorKind::Io, e.to_string()).in_file(&file))?;
     graph_from_str(&text, &file)
-}
-
-/// What a run names beyond the graph file: the tensors it fetches (`node`,
-/// `node:k`, an output's or a gradient's label) and the nodes it feeds, as
-/// `gradc run --fetch` and `--feed` do. Compiled for them, a program keeps
-/// every fetched tensor and treats every fed node as a placeholder, so no
-/// pass folds, merges or fuses what the feed replaces.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct RunNames<'a> {
-    pub fetches: &'a [&'a str],
-    pub feeds: &'a [&'a str],
 }
 
 /// What a [`Compiler`] compiles.
@@ -405,7 +396,7 @@ fn keep(g: &mut Graph, names: &[&str]) -> Result<()> {
         if g.outputs.iter().any(|(l, _)| l == name) || g.gradients.iter().any(|r| r.name == name) {
             continue;
         }
-        let t = build::resolve_ref(g, &Default::default(), name).ok_or_else(|| {
+        let t = builder::resolve_ref(g, &Default::default(), name).ok_or_else(|| {
             CompileError::new(
                 ErrorKind::UnknownNode,
                 format!(

@@ -11,9 +11,10 @@
 //! at the start of the step (see the runtime's session), so the order of the
 //! updates within a step does not change the result.
 
-use crate::build::resolve_ref;
+use crate::builder::resolve_ref;
+use crate::builder::Ctx;
 use crate::error::{did_you_mean, CompileError, ErrorKind, Result};
-use crate::grad::{self, Ctx};
+use crate::grad;
 use crate::ir::{
     Graph, Role, TensorRef, TrainInfo, GLOBAL_VARIABLES, TRAINABLE_VARIABLES, UPDATE_OPS,
 };

@@ -18,10 +18,10 @@ mod math;
 mod nn;
 mod norm;
 
+use crate::builder::Ctx;
 use crate::error::{CompileError, ErrorKind, Result};
 use crate::ir::{Graph, Role, TensorRef};
-use gradc_runtime::op::FusedStep;
-use gradc_runtime::{binary_ops, unary_ops, Literal, Op, TensorType};
+use gradc_runtime::{binary_ops, unary_ops, Op};
 use petgraph::stable_graph::NodeIndex;
 use petgraph::visit::{Dfs, Reversed};
 use petgraph::Direction;
@@ -55,111 +55,6 @@ impl NodeArgs {
     }
 }
 
-/// Builds backward nodes under one name scope, e.g. `gradients/price/Mul_grad/`.
-pub struct Ctx<'g> {
-    pub g: &'g mut Graph,
-    scope: String,
-    role: Role,
-}
-
-impl<'g> Ctx<'g> {
-    /// A builder of nodes named `<scope>/<Op>`, with the given role.
-    pub fn new(g: &'g mut Graph, scope: impl Into<String>, role: Role) -> Ctx<'g> {
-        Ctx {
-            g,
-            scope: scope.into(),
-            role,
-        }
-    }
-
-    /// The name scope of the nodes this builder adds.
-    pub fn scope(&self) -> &str {
-        &self.scope
-    }
-
-    pub fn ty(&self, t: TensorRef) -> &TensorType {
-        self.g.ty(t)
-    }
-
-    /// Adds `op(inputs)` named `<scope>/<Op>` (made unique).
-    pub fn op(&mut self, op: Op, inputs: &[TensorRef]) -> Result<TensorRef> {
-        let name = self.g.unique_name(format!("{}/{}", self.scope, op.name()));
-        let dtype = inputs
-            .first()
-            .map(|&t| self.g.ty(t).dtype)
-            .unwrap_or_default();
-        self.g
-            .add(name, op, dtype, inputs, self.role, None)
-            .map(TensorRef::of)
-    }
-
-    /// A scalar constant of `like`'s dtype.
-    pub fn scalar(&mut self, v: f64, like: TensorRef) -> Result<TensorRef> {
-        let name = self.g.unique_name(format!("{}/Const", self.scope));
-        let dtype = self.g.ty(like).dtype;
-        self.g
-            .add(
-                name,
-                Op::Const(Literal::Scalar(v)),
-                dtype,
-                &[],
-                self.role,
-                None,
-            )
-            .map(TensorRef::of)
-    }
-
-    pub fn add(&mut self, a: TensorRef, b: TensorRef) -> Result<TensorRef> {
-        self.op(Op::Add, &[a, b])
-    }
-    pub fn sub(&mut self, a: TensorRef, b: TensorRef) -> Result<TensorRef> {
-        self.op(Op::Sub, &[a, b])
-    }
-    pub fn mul(&mut self, a: TensorRef, b: TensorRef) -> Result<TensorRef> {
-        self.op(Op::Mul, &[a, b])
-    }
-    pub fn div(&mut self, a: TensorRef, b: TensorRef) -> Result<TensorRef> {
-        self.op(Op::Div, &[a, b])
-    }
-    pub fn neg(&mut self, a: TensorRef) -> Result<TensorRef> {
-        self.op(Op::Neg, &[a])
-    }
-    /// The nodes of a program of `FusedStep`s over `inputs`, one per step
-    /// but the inputs, in step order; the tensor of every register.
-    pub fn program(&mut self, steps: &[FusedStep], inputs: &[TensorRef]) -> Result<Vec<TensorRef>> {
-        let like = inputs.first().copied();
-        let mut regs: Vec<TensorRef> = Vec::with_capacity(steps.len());
-        for (k, step) in steps.iter().enumerate() {
-            let bad = || {
-                CompileError::new(
-                    ErrorKind::Internal,
-                    format!("step {k} of a program reads a later register or a missing input"),
-                )
-            };
-            let r = match *step {
-                FusedStep::Input(i) => *inputs.get(i).ok_or_else(bad)?,
-                FusedStep::Const(v) => self.scalar(v, like.ok_or_else(bad)?)?,
-                FusedStep::Unary(f, a) => {
-                    let a = *regs.get(a).ok_or_else(bad)?;
-                    self.op(f.op(), &[a])?
-                }
-                FusedStep::Binary(f, a, b) => {
-                    let (a, b) = (*regs.get(a).ok_or_else(bad)?, *regs.get(b).ok_or_else(bad)?);
-                    self.op(f.op(), &[a, b])?
-                }
-            };
-            regs.push(r);
-        }
-        Ok(regs)
-    }
-
-    /// `c * a` for a constant `c`.
-    pub fn scale(&mut self, c: f64, a: TensorRef) -> Result<TensorRef> {
-        let c = self.scalar(c, a)?;
-        self.mul(c, a)
-    }
-}
-
 /// The vector-Jacobian product of `outputs` (built by a rule from `inputs`)
 /// with the incoming gradients `g`: d/d(inputs) of sum_k sum(outputs_k * g_k).
 /// Lets a fused op's rule differentiate its decomposition into primitives.
@@ -186,7 +81,7 @@ pub(super) fn vjp_of(
         [one] => *one,
         _ => c.op(Op::AddN, &terms)?,
     };
-    let scope = format!("{}/vjp", c.scope);
+    let scope = format!("{}/vjp", c.scope());
     // The incoming gradients are constants of this product: they may depend on
     // the inputs themselves, and that dependence is not part of this node's VJP
     // (it is differentiated when the gradient graph itself is differentiated).

@@ -3,9 +3,9 @@
 //! second order works through the fused ops).
 
 use super::{dy, vjp_of, Ctx, Grads, NodeArgs};
+use crate::builder::broadcastable;
 use crate::error::Result;
 use crate::ir::TensorRef;
-use crate::layers::broadcastable;
 use gradc_runtime::Op;
 
 // dx = broadcast(dmean) / n + broadcast(dvar) * 2 (x - mean) / n   (the mean's own

@@ -257,7 +257,7 @@ fn fold_batch_norm(g: &mut Graph, n: NodeIndex) -> Result<bool> {
         return Ok(false);
     };
     let name = g.node(n).name.clone();
-    let mut c = crate::grad::Ctx::new(g, format!("{name}/folded"), crate::ir::Role::Forward);
+    let mut c = crate::builder::Ctx::new(g, format!("{name}/folded"), crate::ir::Role::Forward);
     let e = c.scalar(eps, var)?;
     let v = c.add(var, e)?;
     let r = c.op(Op::Rsqrt, &[v])?;
