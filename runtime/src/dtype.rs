@@ -40,3 +40,25 @@ impl fmt::Display for TensorType {
         write!(f, "{}{}", self.dtype, self.shape)
     }
 }
+
+/// The float types of tensors as scalars: what the elementwise table's
+/// functions and derivatives compute with (f32 and f64).
+pub trait Scalar: num_traits::Float + std::fmt::Debug + Send + Sync + 'static {
+    const DTYPE: DType;
+    /// Converts from f64; f32 rounds, and overflows to infinity like `as`.
+    fn from_f64(v: f64) -> Self;
+}
+
+impl Scalar for f32 {
+    const DTYPE: DType = DType::F32;
+    fn from_f64(v: f64) -> f32 {
+        v as f32
+    }
+}
+
+impl Scalar for f64 {
+    const DTYPE: DType = DType::F64;
+    fn from_f64(v: f64) -> f64 {
+        v
+    }
+}

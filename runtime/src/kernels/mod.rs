@@ -20,20 +20,16 @@ mod reduce;
 #[cfg(test)]
 mod tests;
 
+use crate::dtype::Scalar;
 use crate::op::{BinaryFn, UnaryFn};
 use crate::{binary_ops, unary_ops, DType, Op, Tensor, TensorType};
 use ndarray::{ArrayD, ArrayViewD, Dimension, IxDyn, LinalgScalar};
-use num_traits::Float;
 use std::cell::RefCell;
-use std::fmt::Debug;
 
 /// The float types the kernels run on.
-pub(crate) trait Elem: Float + LinalgScalar + Debug + gemm::GemmElem {
-    const DTYPE: DType;
+pub(crate) trait Elem: Scalar + LinalgScalar + gemm::GemmElem {
     /// A view of the tensor's data, if it holds this type.
     fn view(t: &Tensor) -> Option<ArrayViewD<'_, Self>>;
-    /// Converts from f64; f32 rounds, and overflows to infinity like `as`.
-    fn from_f64(v: f64) -> Self;
     /// The tensor's array, if it holds this type, for writing.
     fn buffer(t: &mut Tensor) -> Option<&mut ArrayD<Self>>;
     /// Runs `f` with this thread's scratch buffer, which keeps what it grew
@@ -44,17 +40,11 @@ pub(crate) trait Elem: Float + LinalgScalar + Debug + gemm::GemmElem {
 macro_rules! impl_elem {
     ($t:ty, $variant:ident) => {
         impl Elem for $t {
-            const DTYPE: DType = DType::$variant;
-
             fn view(t: &Tensor) -> Option<ArrayViewD<'_, Self>> {
                 match t {
                     Tensor::$variant(a) => Some(a.view()),
                     _ => None,
                 }
-            }
-
-            fn from_f64(v: f64) -> Self {
-                v as $t
             }
 
             fn buffer(t: &mut Tensor) -> Option<&mut ArrayD<Self>> {

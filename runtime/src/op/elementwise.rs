@@ -26,7 +26,7 @@
 //! match its operands in either order).
 
 use super::Op;
-use crate::kernels::Elem;
+use crate::dtype::Scalar;
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use std::ops::{Add, Div, Mul, Neg, Sub};
@@ -213,7 +213,7 @@ pub trait Sym:
     }
 }
 
-impl<T: Elem> Sym for T {
+impl<T: Scalar> Sym for T {
     fn c(self, v: f64) -> T {
         T::from_f64(v)
     }
@@ -417,7 +417,7 @@ macro_rules! elementwise_types {
 
             /// The function at `x`.
             #[inline(always)]
-            pub(crate) fn eval<T: Elem>(self, x: T) -> T {
+            pub(crate) fn eval<T: Scalar>(self, x: T) -> T {
                 match self {
                     $( UnaryFn::$u $(($ua))? => { let $x = x; $f } )*
                 }
@@ -425,7 +425,7 @@ macro_rules! elementwise_types {
 
             /// Calls `w` with the function as a closure of its own type.
             #[inline(always)]
-            pub(crate) fn with<T: Elem, W: Map1<T>>(self, w: W) -> W::Out {
+            pub(crate) fn with<T: Scalar, W: Map1<T>>(self, w: W) -> W::Out {
                 match self {
                     $( UnaryFn::$u $(($ua))? => w.call(move |$x: T| $f), )*
                 }
@@ -445,7 +445,7 @@ macro_rules! elementwise_types {
             /// closure of its own type.
             #[inline(always)]
             #[allow(unused_variables)]
-            pub(crate) fn with_derivative_of_y<T: Elem, W: Map2<T>>(self, w: W) -> W::Out {
+            pub(crate) fn with_derivative_of_y<T: Scalar, W: Map2<T>>(self, w: W) -> W::Out {
                 match self {
                     $( UnaryFn::$u $(($ua))? => w.call(move |dy: T, y: T| {
                         let ($udy, $ux, $uy) = (dy, y, y);
@@ -522,7 +522,7 @@ macro_rules! elementwise_types {
 
             /// The function at `a` and `b`.
             #[inline(always)]
-            pub(crate) fn eval<T: Elem>(self, a: T, b: T) -> T {
+            pub(crate) fn eval<T: Scalar>(self, a: T, b: T) -> T {
                 match self {
                     $( BinaryFn::$b => { let ($ba, $bb) = (a, b); $g } )*
                 }
@@ -530,7 +530,7 @@ macro_rules! elementwise_types {
 
             /// Calls `w` with the function as a closure of its own type.
             #[inline(always)]
-            pub(crate) fn with<T: Elem, W: Map2<T>>(self, w: W) -> W::Out {
+            pub(crate) fn with<T: Scalar, W: Map2<T>>(self, w: W) -> W::Out {
                 match self {
                     $( BinaryFn::$b => w.call(move |$ba: T, $bb: T| $g), )*
                 }
@@ -558,7 +558,7 @@ elementwise_table!((elementwise_types) {});
 
 /// The single gradient of a unary derivative (zero where there is none).
 #[inline(always)]
-fn only<T: Elem>(g: Grad<T, 1>) -> T {
+fn only<T: Scalar>(g: Grad<T, 1>) -> T {
     match g {
         Grad::Of([Some(v)]) => v,
         _ => T::zero(),
@@ -604,7 +604,7 @@ impl Activation {
 
 /// max(x, 0), keeping NaN.
 #[inline(always)]
-pub(crate) fn relu<T: Elem>(x: T) -> T {
+pub(crate) fn relu<T: Scalar>(x: T) -> T {
     if x > T::zero() || x.is_nan() {
         x
     } else {
@@ -614,7 +614,7 @@ pub(crate) fn relu<T: Elem>(x: T) -> T {
 
 /// 1 / (1 + exp(-x)), without overflow for large |x|.
 #[inline(always)]
-pub(crate) fn sigmoid<T: Elem>(x: T) -> T {
+pub(crate) fn sigmoid<T: Scalar>(x: T) -> T {
     if x >= T::zero() {
         T::one() / (T::one() + (-x).exp())
     } else {
@@ -626,7 +626,7 @@ pub(crate) fn sigmoid<T: Elem>(x: T) -> T {
 /// log(1 + e^x) as max(x, 0) + log(1 + e^-|x|): no overflow, and exact to
 /// rounding for large |x| (x for large x, e^x for very negative x).
 #[inline(always)]
-pub(crate) fn softplus<T: Elem>(x: T) -> T {
+pub(crate) fn softplus<T: Scalar>(x: T) -> T {
     if x.is_nan() {
         return x;
     }
@@ -635,7 +635,7 @@ pub(crate) fn softplus<T: Elem>(x: T) -> T {
 
 /// x ^ e; an integral exponent uses `powi`, so negative bases work for it.
 #[inline(always)]
-pub(crate) fn pow_scalar<T: Elem>(v: T, e: f64) -> T {
+pub(crate) fn pow_scalar<T: Scalar>(v: T, e: f64) -> T {
     if e.fract() == 0.0 && e.abs() <= f64::from(i32::MAX) {
         v.powi(e as i32)
     } else {
@@ -645,7 +645,7 @@ pub(crate) fn pow_scalar<T: Elem>(v: T, e: f64) -> T {
 
 /// The larger of `a` and `b`; NaN if either is NaN (like `np.maximum`).
 #[inline(always)]
-pub(crate) fn maximum<T: Elem>(a: T, b: T) -> T {
+pub(crate) fn maximum<T: Scalar>(a: T, b: T) -> T {
     if a >= b || a.is_nan() {
         a
     } else {
@@ -655,7 +655,7 @@ pub(crate) fn maximum<T: Elem>(a: T, b: T) -> T {
 
 /// 1 where `a >= b`, else 0.
 #[inline(always)]
-pub(crate) fn greater_equal<T: Elem>(a: T, b: T) -> T {
+pub(crate) fn greater_equal<T: Scalar>(a: T, b: T) -> T {
     if a >= b {
         T::one()
     } else {
@@ -665,7 +665,7 @@ pub(crate) fn greater_equal<T: Elem>(a: T, b: T) -> T {
 
 /// 1 where `a == b`, else 0.
 #[inline(always)]
-pub(crate) fn equal<T: Elem>(a: T, b: T) -> T {
+pub(crate) fn equal<T: Scalar>(a: T, b: T) -> T {
     if a == b {
         T::one()
     } else {
@@ -675,7 +675,7 @@ pub(crate) fn equal<T: Elem>(a: T, b: T) -> T {
 
 /// ReluGrad's scalar rule: `g` where `v > 0`, else 0.
 #[inline(always)]
-pub(crate) fn relu_grad_at<T: Elem>(g: T, v: T) -> T {
+pub(crate) fn relu_grad_at<T: Scalar>(g: T, v: T) -> T {
     if v > T::zero() {
         g
     } else {

@@ -2,7 +2,7 @@
 //! (TensorFlow's `tf.nn.l2_loss`, the usual weight-decay term).
 //! Its gradient rule is `compiler/src/grad/nn.rs::l2_loss`.
 
-use crate::kernels::Elem;
+use crate::dtype::Scalar;
 use crate::{Shape, TensorType};
 use ndarray::{ArrayD, ArrayViewD};
 
@@ -15,7 +15,7 @@ pub(super) fn infer(x: &TensorType) -> Vec<TensorType> {
 }
 
 /// sum(x²) / 2, summed in the input's row-major order.
-pub(crate) fn kernel<T: Elem>(x: &ArrayViewD<'_, T>, out: &mut ArrayD<T>) -> Result<(), String> {
+pub(crate) fn kernel<T: Scalar>(x: &ArrayViewD<'_, T>, out: &mut ArrayD<T>) -> Result<(), String> {
     let shape = out.shape().to_vec();
     let Some(y) = out.first_mut().filter(|_| shape.is_empty()) else {
         return Err(format!(

@@ -656,17 +656,12 @@ impl Op {
             }
             None => dtype,
         };
-        self.shape_rule(dtype, dt, ins)
+        self.shape_rule(dt, ins)
             .map_err(|e| OpError::Shape(ShapeError(e)))
     }
 
     /// `infer` once the arity and dtypes are checked: `dt` is the inputs' dtype.
-    fn shape_rule(
-        &self,
-        dtype: DType,
-        dt: DType,
-        ins: &[&TensorType],
-    ) -> Result<Vec<TensorType>, String> {
+    fn shape_rule(&self, dt: DType, ins: &[&TensorType]) -> Result<Vec<TensorType>, String> {
         use Op::*;
         let one = |shape: Shape| Ok(vec![TensorType { dtype: dt, shape }]);
         let s = |i: usize| &ins[i].shape;
@@ -921,7 +916,7 @@ impl Op {
                     axes: Some(axes.clone()),
                     keep_dims: *keep_dims,
                 }
-                .shape_rule(dtype, dt, ins)?;
+                .shape_rule(dt, ins)?;
                 Ok(vec![reduced[0].clone(), reduced[0].clone()])
             }
             BatchNormalization {
