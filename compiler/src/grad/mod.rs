@@ -21,6 +21,7 @@ mod norm;
 use crate::builder::Ctx;
 use crate::error::{CompileError, ErrorKind, Result};
 use crate::ir::{Graph, Role, TensorRef};
+use gradc_runtime::op::{BinaryFn, UnaryFn};
 use gradc_runtime::{binary_ops, unary_ops, Op};
 use petgraph::stable_graph::NodeIndex;
 use petgraph::visit::{Dfs, Reversed};
@@ -107,14 +108,14 @@ enum Gradient {
 fn gradient(op: &Op) -> Gradient {
     use Gradient::{Rule, Undefined, Zero};
     match op {
-        unary_ops!() => match gradc_runtime::op::UnaryFn::of(op) {
-            Some(f) if f.zero_gradient() => Zero,
-            _ => Rule(math::elementwise),
-        },
-        binary_ops!() => match gradc_runtime::op::BinaryFn::of(op) {
-            Some(f) if f.zero_gradient() => Zero,
-            _ => Rule(math::elementwise),
-        },
+        unary_ops!() | binary_ops!() => {
+            let unary = UnaryFn::of(op).is_some_and(UnaryFn::zero_gradient);
+            if unary || BinaryFn::of(op).is_some_and(BinaryFn::zero_gradient) {
+                Zero
+            } else {
+                Rule(math::elementwise)
+            }
+        }
         Op::Identity => Rule(math::identity),
         Op::AddN => Rule(math::add_n),
         Op::Select => Rule(math::select),

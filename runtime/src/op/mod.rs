@@ -501,19 +501,18 @@ impl Op {
 
     /// Ok if the op takes `n` inputs; the error says how many it takes.
     pub fn check_arity(&self, n: usize) -> Result<(), OpError> {
-        match self.arity() {
-            Arity::Exactly(k) if n != k => Err(OpError::Arity {
-                op: self.name(),
-                expected: self.arity(),
-                got: n,
-            }),
-            Arity::AtLeast(k) if n < k => Err(OpError::Arity {
-                op: self.name(),
-                expected: self.arity(),
-                got: n,
-            }),
-            _ => Ok(()),
+        let fits = match self.arity() {
+            Arity::Exactly(k) => n == k,
+            Arity::AtLeast(k) => n >= k,
+        };
+        if fits {
+            return Ok(());
         }
+        Err(OpError::Arity {
+            op: self.name(),
+            expected: self.arity(),
+            got: n,
+        })
     }
 
     /// Ops that change session state; never removed or merged by passes.
