@@ -87,7 +87,7 @@ pub fn gradcheck(
                 let mut x = base.clone();
                 x[i] += offset;
                 let mut perturbed = feeds.clone();
-                let xt = Tensor::from_f64(dtype, x0.shape(), x).map_err(Error::Usage)?;
+                let xt = Tensor::from_f64(dtype, x0.shape(), x)?;
                 perturbed.insert(r.wrt.clone(), xt);
                 let y = fetch(&perturbed, &r.of)?.to_f64_vec();
                 f[k] = y.iter().zip(&w).map(|(a, b)| a * b).sum();
@@ -212,7 +212,7 @@ pub fn check_functions(
             let w: Vec<f64> = (0..out.to_f64_vec().len())
                 .map(|i| 0.5 + ((i * 7919 + k * 104729) % 1000) as f64 / 1000.0)
                 .collect();
-            let w = Tensor::from_f64(dtype, out.shape(), w).map_err(Error::Usage)?;
+            let w = Tensor::from_f64(dtype, out.shape(), w)?;
             nodes.push(constant(format!("w{k}"), &w)?);
             let y = if outputs.len() == 1 {
                 "call".to_string()

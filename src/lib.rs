@@ -37,6 +37,12 @@ pub enum Error {
     Metrics(#[from] gradc_io::metrics::MetricsError),
     #[error("{0}")]
     Plot(#[from] gradc_io::plot::PlotError),
+    /// A saved program that cannot be read or written.
+    #[error("{0}")]
+    Program(#[from] runtime::ProgramError),
+    /// Values that do not make a tensor.
+    #[error("{0}")]
+    Tensor(#[from] runtime::TensorError),
     #[error("training stopped at step {step}: {detail}")]
     NonFinite { step: usize, detail: String },
     #[error("{0}")]

@@ -3,7 +3,7 @@
 use clap::{Parser, Subcommand};
 use gradc::compiler::ir::Role;
 use gradc::compiler::{self, passes::Pipeline, Compiler, Graph, RunNames, Source};
-use gradc::runtime::{Dim, Op, PlanMemory, Program, RunError, Session, ValueRef};
+use gradc::runtime::{Dim, Op, PlanMemory, Program, ProgramError, RunError, Session, ValueRef};
 use gradc::{bench, feeds, gradcheck, train, Error};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -241,7 +241,12 @@ fn load_program(file: &Path, feeds: &[String], fetches: &[String]) -> Result<Pro
     let name = file.display().to_string();
     let text = std::fs::read_to_string(file).map_err(|e| Error::Io(format!("{name}: {e}")))?;
     if Program::is_program_text(&text) {
-        return Program::from_ron(&text).map_err(|e| Error::Io(format!("{name}: {e}")));
+        return Program::from_ron(&text).map_err(|e| {
+            Error::Program(ProgramError::File {
+                path: file.to_path_buf(),
+                source: Box::new(e),
+            })
+        });
     }
     let spec = compiler::schema::parse(&text).map_err(|e| e.in_file(&name))?;
     let fed: Vec<&str> = feeds
@@ -382,7 +387,7 @@ fn run(command: Command) -> Result<ExitCode, Error> {
                     say!("  memory of a run, every symbolic dimension {batch}: {line}");
                 }
             }
-            program.save(&output).map_err(Error::Io)?;
+            program.save(&output)?;
             say!(
                 "wrote {} ({} instructions)",
                 output.display(),

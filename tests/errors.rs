@@ -4,8 +4,8 @@
 mod common;
 
 use common::{compile_error, graph};
-use gradc::compiler::{Compiler, ErrorKind, Source};
-use gradc::runtime::{DType, RunError, Session, Tensor};
+use gradc::compiler::{passes::Pipeline, Compiler, ErrorKind, Source};
+use gradc::runtime::{DType, InvalidProgram, ProgramError, RunError, Session, Tensor};
 use std::collections::HashMap;
 
 fn wrap(nodes: &str) -> String {
@@ -259,17 +259,44 @@ fn unknown_fetches_and_feeds_are_refused() {
 
 #[test]
 fn a_corrupt_program_file_is_refused() {
-    let g = graph(&wrap(
-        "        (name: \"a\", op: Const(1.0)),\n        (name: \"b\", op: Neg, inputs: [\"a\"]),",
+    let g = || {
+        graph(&wrap(
+            "        (name: \"a\", op: Const(1.0)),\n        (name: \"b\", op: Neg, inputs: [\"a\"]),",
+        ))
+    };
+    // Point the first reference to node 0 at node 1, a reference forward or
+    // to nothing, which validation refuses. Optimized, b is folded into the
+    // one constant, and the reference is the output's.
+    let corrupt = |program: gradc::runtime::Program| {
+        let text = program.to_ron().expect("serializes");
+        let broken = text.replacen("node: 0", "node: 1", 1);
+        assert_ne!(broken, text);
+        let e = gradc::runtime::Program::from_ron(&broken).expect_err("invalid");
+        assert!(e.to_string().contains("missing or later value"), "{e}");
+        e
+    };
+    let e = corrupt(Compiler::new(g()).compile().expect("compiles").program);
+    assert!(
+        matches!(
+            &e,
+            ProgramError::Invalid(InvalidProgram::Output { label, .. }) if label == "b"
+        ),
+        "{e}"
+    );
+    // Unoptimized, it is b's input, pointed at b itself.
+    let unoptimized = Compiler::new(g()).passes(Pipeline::none());
+    let e = corrupt(unoptimized.compile().expect("compiles").program);
+    assert!(
+        matches!(
+            &e,
+            ProgramError::Invalid(InvalidProgram::Input { instr: 1, name, .. }) if name == "b"
+        ),
+        "{e}"
+    );
+    assert!(matches!(
+        gradc::runtime::Program::from_ron("GradcProgram(format: \"other\")"),
+        Err(ProgramError::Parse(_))
     ));
-    let program = Compiler::new(g).compile().expect("compiles").program;
-    let text = program.to_ron().expect("serializes");
-    // Point b's input at itself: a reference forward, which validation refuses.
-    let broken = text.replacen("node: 0", "node: 1", 1);
-    assert_ne!(broken, text);
-    let e = gradc::runtime::Program::from_ron(&broken).expect_err("invalid");
-    assert!(e.contains("missing or later value"), "{e}");
-    assert!(gradc::runtime::Program::from_ron("GradcProgram(format: \"other\")").is_err());
 }
 
 #[test]

@@ -386,6 +386,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let gone = dir.path().join("gone");
         let e = sample().write(&gone.join("m.csv")).unwrap_err();
+        assert!(matches!(e, MetricsError::Write { .. }), "{e}");
         assert!(e.to_string().contains("gone/m.csv"), "{e}");
     }
 }

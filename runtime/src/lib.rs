@@ -19,11 +19,13 @@ pub mod tensor;
 
 pub use dtype::{DType, TensorType};
 pub use error::RunError;
+pub use init::InitError;
+pub use kernels::KernelError;
 pub use memory::{memory_limit, TooLarge};
 pub use op::{Arity, Initializer, Literal, Op};
 pub use parallel::{set_threads, threads, with_threads};
 pub use plan::{plan_memory, PlanMemory};
-pub use program::{Instr, NamedOutput, Program, ValueRef};
+pub use program::{Instr, InvalidProgram, NamedOutput, Program, ProgramError, ValueRef};
 pub use session::{FeedId, InstrProfile, Session};
 pub use shape::{Dim, Shape};
-pub use tensor::Tensor;
+pub use tensor::{Tensor, TensorError};

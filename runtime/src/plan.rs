@@ -532,9 +532,9 @@ pub fn plan_memory(
     targets: &[usize],
     bindings: &HashMap<String, usize>,
 ) -> Result<PlanMemory, RunError> {
-    program
-        .validate()
-        .map_err(|message| RunError::InvalidProgram { message })?;
+    program.validate().map_err(|e| RunError::InvalidProgram {
+        message: e.to_string(),
+    })?;
     let instrs = &program.instrs;
     if let Some(v) = fetches.iter().find(|v| {
         instrs

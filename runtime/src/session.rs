@@ -22,7 +22,7 @@
 //! before anything runs.
 
 use crate::error::RunError;
-use crate::init::initial_value;
+use crate::init::{initial_value, InitError};
 use crate::plan::{self, Plan, PlanMemory, Source, Step};
 use crate::program::{Instr, Program, ValueRef};
 use crate::shape::Dim;
@@ -84,9 +84,9 @@ pub struct InstrProfile {
 impl Session {
     /// Checks the program (references point backwards, arities hold) and holds it.
     pub fn new(program: Program) -> Result<Session, RunError> {
-        program
-            .validate()
-            .map_err(|message| RunError::InvalidProgram { message })?;
+        program.validate().map_err(|e| RunError::InvalidProgram {
+            message: e.to_string(),
+        })?;
         let by_name = program
             .instrs
             .iter()
@@ -189,13 +189,21 @@ impl Session {
                         }
                     })?;
                 }
-                let value = initial_value(&ins.name, ins.dtype, shape, initializer, seed).map_err(
-                    |message| RunError::Node {
-                        node: ins.name.clone(),
-                        op: "Variable",
-                        message,
-                    },
-                )?;
+                let value =
+                    initial_value(&ins.name, ins.dtype, shape, initializer, seed).map_err(|e| {
+                        match e {
+                            InitError::TooLarge(source) => RunError::TooLarge {
+                                node: ins.name.clone(),
+                                op: "Variable",
+                                source,
+                            },
+                            e => RunError::Node {
+                                node: ins.name.clone(),
+                                op: "Variable",
+                                message: e.to_string(),
+                            },
+                        }
+                    })?;
                 self.store[i] = Some(value);
             }
         }
@@ -589,7 +597,8 @@ impl Session {
                     for (output, (_, shape)) in outputs.iter().enumerate() {
                         let b = plan.buffer(ValueRef { node: i, output });
                         let buf = b.and_then(|b| pool.get_mut(b)).ok_or_else(|| lost(i))?;
-                        buf.reshape_buffer(shape).map_err(node_err(i))?;
+                        buf.reshape_buffer(shape)
+                            .map_err(|e| node_err(i)(e.to_string()))?;
                     }
                     outs.clear();
                     for &slot in &plan.value_slot[i] {
@@ -607,7 +616,8 @@ impl Session {
                     for (&slot, t) in plan.value_slot[i].iter().zip(outs.drain(..)) {
                         pool[plan.slot_buffer[slot]] = t;
                     }
-                    result.map_err(node_err(i))?;
+                    // The node names the op: the kernel's message is enough.
+                    result.map_err(|e| node_err(i)(e.message))?;
                     if *check_numerics {
                         let values = Values::new(plan, feeds, fed_in, store, snapshots, pool);
                         let finite = (0..outputs.len()).all(|output| {
@@ -688,7 +698,7 @@ impl Session {
                         let buf = b.and_then(|b| pool.get_mut(b)).ok_or_else(|| lost(i))?;
                         buf.reshape_buffer(shape)
                             .and_then(|()| buf.assign_from(value))
-                            .map_err(node_err(i))?;
+                            .map_err(|e| node_err(i)(e.to_string()))?;
                     }
                     if *check_numerics && !value.is_finite() {
                         return Err(non_finite(i));

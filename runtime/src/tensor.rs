@@ -1,7 +1,31 @@
 //! Run-time tensor values.
 
-use crate::{DType, Shape, TensorType};
+use crate::{DType, Shape, TensorType, TooLarge};
 use ndarray::{ArrayD, IxDyn};
+
+/// Why a tensor cannot be made, or a buffer cannot hold a value.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum TensorError {
+    /// Values that do not fill the shape, one for one.
+    #[error("{len} values do not fill shape {shape:?}")]
+    Length { len: usize, shape: Vec<usize> },
+    /// A shape ndarray refuses (its element count, zero-length axes left
+    /// out, past `isize::MAX`).
+    #[error("{0}")]
+    Layout(ndarray::ShapeError),
+    /// A tensor larger than the memory this process can have.
+    #[error(transparent)]
+    TooLarge(#[from] TooLarge),
+    /// A buffer given a shape of another element count.
+    #[error("a buffer of {len} elements cannot hold shape {shape:?}")]
+    BufferSize { len: usize, shape: Vec<usize> },
+    /// A buffer given a value of another dtype or shape.
+    #[error("a {buffer} buffer cannot hold a {value} value")]
+    BufferType {
+        buffer: TensorType,
+        value: TensorType,
+    },
+}
 
 /// A dense tensor of one of the supported element types.
 #[derive(Clone, Debug, PartialEq)]
@@ -33,12 +57,15 @@ impl Tensor {
     }
 
     /// Builds a tensor of `dtype` from row-major f64 values (narrowed for f32).
-    pub fn from_f64(dtype: DType, shape: &[usize], data: Vec<f64>) -> Result<Tensor, String> {
+    pub fn from_f64(dtype: DType, shape: &[usize], data: Vec<f64>) -> Result<Tensor, TensorError> {
         let n = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
         if n != Some(data.len()) {
-            return Err(format!("{} values do not fill shape {shape:?}", data.len()));
+            return Err(TensorError::Length {
+                len: data.len(),
+                shape: shape.to_vec(),
+            });
         }
-        let a = ArrayD::from_shape_vec(IxDyn(shape), data).map_err(|e| e.to_string())?;
+        let a = ArrayD::from_shape_vec(IxDyn(shape), data).map_err(TensorError::Layout)?;
         Ok(match dtype {
             DType::F64 => Tensor::F64(a),
             DType::F32 => Tensor::F32(a.mapv(|v| v as f32)),
@@ -46,8 +73,8 @@ impl Tensor {
     }
 
     /// A tensor of zeros; an error rather than a panic for shapes too large to allocate.
-    pub fn zeros(dtype: DType, shape: &[usize]) -> Result<Tensor, String> {
-        crate::memory::check_alloc(dtype, shape).map_err(|e| e.to_string())?;
+    pub fn zeros(dtype: DType, shape: &[usize]) -> Result<Tensor, TensorError> {
+        crate::memory::check_alloc(dtype, shape)?;
         Ok(match dtype {
             DType::F64 => Tensor::F64(ArrayD::zeros(IxDyn(shape))),
             DType::F32 => Tensor::F32(ArrayD::zeros(IxDyn(shape))),
@@ -100,7 +127,7 @@ impl Tensor {
     /// memory and standard layout (the session's shared buffers hold values of
     /// several shapes in turn). The values are kept in row-major order; callers
     /// overwrite them. Allocates nothing for shapes of rank at most 4.
-    pub(crate) fn reshape_buffer(&mut self, shape: &[usize]) -> Result<(), String> {
+    pub(crate) fn reshape_buffer(&mut self, shape: &[usize]) -> Result<(), TensorError> {
         match self {
             Tensor::F32(a) => reshape_array(a, shape),
             Tensor::F64(a) => reshape_array(a, shape),
@@ -109,16 +136,15 @@ impl Tensor {
 
     /// Writes `src`'s values into `self`, which must have its dtype and shape;
     /// unlike `copy_from`, keeps `self`'s layout (standard) whatever `src`'s is.
-    pub(crate) fn assign_from(&mut self, src: &Tensor) -> Result<(), String> {
+    pub(crate) fn assign_from(&mut self, src: &Tensor) -> Result<(), TensorError> {
         match (self, src) {
             (Tensor::F32(a), Tensor::F32(b)) if a.shape() == b.shape() => copy_array(a, b),
             (Tensor::F64(a), Tensor::F64(b)) if a.shape() == b.shape() => copy_array(a, b),
             (a, b) => {
-                return Err(format!(
-                    "a {} buffer cannot hold a {} value",
-                    a.tensor_type(),
-                    b.tensor_type()
-                ))
+                return Err(TensorError::BufferType {
+                    buffer: a.tensor_type(),
+                    value: b.tensor_type(),
+                })
             }
         }
         Ok(())
@@ -185,16 +211,16 @@ impl Tensor {
 fn reshape_array<T: Clone + num_traits::Zero>(
     a: &mut ArrayD<T>,
     shape: &[usize],
-) -> Result<(), String> {
+) -> Result<(), TensorError> {
     if a.shape() == shape {
         return Ok(());
     }
     let elements = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
     if elements != Some(a.len()) {
-        return Err(format!(
-            "a buffer of {} elements cannot hold shape {shape:?}",
-            a.len()
-        ));
+        return Err(TensorError::BufferSize {
+            len: a.len(),
+            shape: shape.to_vec(),
+        });
     }
     let whole = std::mem::replace(a, ndarray::Array1::from_vec(Vec::new()).into_dyn());
     // A standard-layout array reshapes without copying; anything else (never
@@ -232,4 +258,64 @@ fn copy_array<T: Copy + Send + Sync>(dst: &mut ArrayD<T>, src: &ArrayD<T>) {
         }
     }
     dst.clone_from(src);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_tensor_error_says_what_does_not_fit() {
+        let e = Tensor::from_f64(DType::F64, &[2, 3], vec![1.0; 5]).unwrap_err();
+        assert_eq!(
+            e,
+            TensorError::Length {
+                len: 5,
+                shape: vec![2, 3]
+            }
+        );
+        assert_eq!(e.to_string(), "5 values do not fill shape [2, 3]");
+        // No values fill a shape with a zero-length axis, but ndarray refuses
+        // one whose other axes hold more than `isize::MAX` elements.
+        let e = Tensor::from_f64(DType::F32, &[0, usize::MAX], vec![]).unwrap_err();
+        assert!(matches!(e, TensorError::Layout(_)), "{e}");
+        let e = Tensor::zeros(DType::F64, &[usize::MAX / 4, 4]).unwrap_err();
+        assert!(
+            matches!(&e, TensorError::TooLarge(t) if t.shape == [usize::MAX / 4, 4]),
+            "{e}"
+        );
+        assert!(
+            e.to_string()
+                .starts_with("f64[4611686018427387903, 4] needs"),
+            "{e}"
+        );
+
+        let mut buffer = Tensor::zeros(DType::F64, &[2, 3]).unwrap();
+        let e = buffer.reshape_buffer(&[4, 2]).unwrap_err();
+        assert_eq!(
+            e,
+            TensorError::BufferSize {
+                len: 6,
+                shape: vec![4, 2]
+            }
+        );
+        assert_eq!(
+            e.to_string(),
+            "a buffer of 6 elements cannot hold shape [4, 2]"
+        );
+        buffer.reshape_buffer(&[3, 2]).unwrap();
+        assert_eq!(buffer.shape(), [3, 2]);
+        let e = buffer
+            .assign_from(&Tensor::zeros(DType::F32, &[3, 2]).unwrap())
+            .unwrap_err();
+        assert!(matches!(e, TensorError::BufferType { .. }), "{e}");
+        assert_eq!(
+            e.to_string(),
+            "a f64[3,2] buffer cannot hold a f32[3,2] value"
+        );
+        buffer
+            .assign_from(&Tensor::F64(ArrayD::ones(IxDyn(&[3, 2]))))
+            .unwrap();
+        assert_eq!(buffer.to_f64_vec(), [1.0; 6]);
+    }
 }

@@ -13,6 +13,7 @@ mod simplify;
 use crate::error::{did_you_mean, CompileError, ErrorKind, Result};
 use crate::ir::{Graph, TensorRef};
 use foldhash::{HashSet, HashSetExt};
+use gradc_runtime::op::OpError;
 use gradc_runtime::Op;
 use petgraph::stable_graph::NodeIndex;
 use petgraph::visit::EdgeRef;
@@ -271,11 +272,54 @@ pub(crate) fn redirect_uses(g: &mut Graph, from: NodeIndex, to: NodeIndex) {
     }
 }
 
-fn internal(when: &str, e: String) -> CompileError {
+fn internal(when: &str, e: impl std::fmt::Display) -> CompileError {
     CompileError::new(
         ErrorKind::Internal,
         format!("graph invariant broken {when}: {e}"),
     )
+}
+
+/// A graph invariant a pass broke, as [`verify`] finds it. The pipeline
+/// reports it as an [`ErrorKind::Internal`] compile error naming the pass.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum InvariantError {
+    /// The name table holds more or fewer names than there are nodes.
+    #[error("the name table holds a node that is gone")]
+    NameTable,
+    /// The table of creation numbers disagrees with the nodes' own.
+    #[error("the table of creation numbers disagrees with the nodes")]
+    SeqTable,
+    /// No topological order (a cycle): the message of the walk that failed.
+    #[error("{}", .0.message)]
+    Order(#[source] Box<CompileError>),
+    /// The shortcut through creation order gives another order than the walk.
+    #[error("the creation-order shortcut of the topological order disagrees with the walk")]
+    OrderShortcut,
+    /// Two nodes of one name, or a node the name table does not find.
+    #[error("node name '{node}' is not unique or not indexed")]
+    Name { node: String },
+    /// A data edge from an output its source does not have.
+    #[error("node '{node}' reads output {output} of '{from}', which has none such")]
+    MissingOutput {
+        node: String,
+        output: usize,
+        from: String,
+    },
+    /// Input slots not filled 0, 1, ... once each.
+    #[error("node '{node}' has input slots {slots:?}, not 0..{} once each", slots.len())]
+    InputSlots { node: String, slots: Vec<usize> },
+    /// The op no longer accepts the node's inputs.
+    #[error("node '{node}': {source}")]
+    Infer { node: String, source: OpError },
+    /// Stored output types that differ from the re-inferred ones.
+    #[error("node '{node}' has stale types")]
+    StaleTypes { node: String },
+    /// A graph output or gradient whose tensor is gone.
+    #[error("'{label}' points at a removed tensor")]
+    RemovedTensor { label: String },
+    /// A node's count of control edges that disagrees with its edges.
+    #[error("a node's count of control edges disagrees with its edges")]
+    ControlCounts,
 }
 
 /// Checks the invariants every pass must keep: the graph's tables (names,
@@ -284,28 +328,26 @@ fn internal(when: &str, e: String) -> CompileError {
 /// input slot filled once from an existing output, stored types equal to
 /// re-inferred ones, unique names, outputs and gradients pointing at live
 /// tensors.
-pub fn verify(g: &Graph) -> std::result::Result<(), String> {
+pub fn verify(g: &Graph) -> std::result::Result<(), InvariantError> {
     if !g.name_table_agrees() {
-        return Err("the name table holds a node that is gone".into());
+        return Err(InvariantError::NameTable);
     }
     if !g.seq_table_agrees() {
-        return Err("the table of creation numbers disagrees with the nodes".into());
+        return Err(InvariantError::SeqTable);
     }
-    let order = g.topo_order().map_err(|e| e.message)?;
-    if order != g.topo_order_by_walk().map_err(|e| e.message)? {
-        return Err(
-            "the creation-order shortcut of the topological order disagrees with the walk".into(),
-        );
+    let order_err = |e| InvariantError::Order(Box::new(e));
+    let order = g.topo_order().map_err(order_err)?;
+    if order != g.topo_order_by_walk().map_err(order_err)? {
+        return Err(InvariantError::OrderShortcut);
     }
     let mut names = HashSet::new();
     let live = |t: &TensorRef| g.g.contains_node(t.node) && t.output < g.node(t.node).outputs.len();
     for n in g.g.node_indices() {
         let node = g.node(n);
         if !names.insert(node.name.as_str()) || g.find(&node.name) != Some(n) {
-            return Err(format!(
-                "node name '{}' is not unique or not indexed",
-                node.name
-            ));
+            return Err(InvariantError::Name {
+                node: node.name.clone(),
+            });
         }
         // Data edges fill slots 0, 1, ... once each, from existing outputs.
         let mut slots: Vec<usize> = Vec::new();
@@ -316,41 +358,47 @@ pub fn verify(g: &Graph) -> std::result::Result<(), String> {
                     output,
                 };
                 if !live(&from) {
-                    return Err(format!(
-                        "node '{}' reads output {output} of '{}', which has none such",
-                        node.name,
-                        g.node(e.source()).name
-                    ));
+                    return Err(InvariantError::MissingOutput {
+                        node: node.name.clone(),
+                        output,
+                        from: g.node(e.source()).name.clone(),
+                    });
                 }
                 slots.push(input);
             }
         }
         slots.sort_unstable();
         if slots.iter().enumerate().any(|(i, &s)| i != s) {
-            return Err(format!(
-                "node '{}' has input slots {slots:?}, not 0..{} once each",
-                node.name,
-                slots.len()
-            ));
+            return Err(InvariantError::InputSlots {
+                node: node.name.clone(),
+                slots,
+            });
         }
         let ins = g.inputs(n);
         let types: Vec<_> = ins.iter().map(|&t| g.ty(t)).collect();
-        let inferred = node
-            .op
-            .infer(node.dtype, &types)
-            .map_err(|e| format!("node '{}': {e}", node.name))?;
+        let inferred =
+            node.op
+                .infer(node.dtype, &types)
+                .map_err(|source| InvariantError::Infer {
+                    node: node.name.clone(),
+                    source,
+                })?;
         if inferred != node.outputs {
-            return Err(format!("node '{}' has stale types", node.name));
+            return Err(InvariantError::StaleTypes {
+                node: node.name.clone(),
+            });
         }
     }
     let gradients = g.gradients.iter().map(|r| (&r.name, &r.value));
     for (label, t) in g.outputs.iter().map(|(l, t)| (l, t)).chain(gradients) {
         if !live(t) {
-            return Err(format!("'{label}' points at a removed tensor"));
+            return Err(InvariantError::RemovedTensor {
+                label: label.clone(),
+            });
         }
     }
     if !g.control_counts_agree() {
-        return Err("a node's count of control edges disagrees with its edges".into());
+        return Err(InvariantError::ControlCounts);
     }
     Ok(())
 }
@@ -542,6 +590,146 @@ mod tests {
         assert!(
             e.contains("after pass breaker") && e.contains("no longer run by the train step"),
             "{e}"
+        );
+    }
+
+    /// What `verify` finds in the example after `f` broke it.
+    fn broken(f: impl FnOnce(&mut Graph)) -> InvariantError {
+        let mut g = two_layer_net();
+        verify(&g).expect("the example keeps the invariants");
+        f(&mut g);
+        verify(&g).expect_err("the broken graph passed the verifier")
+    }
+
+    #[test]
+    fn each_broken_invariant_is_its_own_error() {
+        use gradc_runtime::op::OpError;
+        let e = broken(|g| {
+            let n = node(g, "loss");
+            g.g.remove_node(n);
+        });
+        assert_eq!(e, InvariantError::NameTable);
+        // Behind the tables' back, loss takes x's creation number (and all
+        // else of x's but its name).
+        let e = broken(|g| {
+            let (n, x) = (node(g, "loss"), node(g, "x"));
+            let mut moved = g.g[x].clone();
+            moved.name = g.g[n].name.clone();
+            g.g[n] = moved;
+        });
+        assert_eq!(e, InvariantError::SeqTable);
+        let e = broken(|g| {
+            let (from, to) = (node(g, "logits"), node(g, "x"));
+            let edge = Edge::Data {
+                output: 0,
+                input: 0,
+            };
+            g.g.add_edge(from, to, edge);
+        });
+        assert!(
+            matches!(&e, InvariantError::Order(c) if c.kind == ErrorKind::Cycle),
+            "{e}"
+        );
+        assert_eq!(e.to_string(), "the graph has a cycle");
+        let e = broken(|g| {
+            let n = node(g, "loss");
+            g.g[n].name = "renamed".into();
+        });
+        assert_eq!(
+            e,
+            InvariantError::Name {
+                node: "renamed".into()
+            }
+        );
+        let e = broken(|g| {
+            let (from, to) = (node(g, "x"), node(g, "loss"));
+            let edge = Edge::Data {
+                output: 3,
+                input: 1,
+            };
+            g.g.add_edge(from, to, edge);
+        });
+        assert_eq!(
+            e,
+            InvariantError::MissingOutput {
+                node: "loss".into(),
+                output: 3,
+                from: "x".into()
+            }
+        );
+        let e = broken(|g| {
+            let n = node(g, "xW1");
+            let edge =
+                g.g.edges_directed(n, Direction::Incoming)
+                    .find(|e| matches!(e.weight(), Edge::Data { input: 0, .. }))
+                    .map(|e| e.id())
+                    .expect("an input in slot 0");
+            g.g.remove_edge(edge);
+        });
+        assert_eq!(
+            e,
+            InvariantError::InputSlots {
+                node: "xW1".into(),
+                slots: vec![1]
+            }
+        );
+        assert_eq!(
+            e.to_string(),
+            "node 'xW1' has input slots [1], not 0..1 once each"
+        );
+        // A node of one input made an op of two.
+        let e = broken(|g| {
+            let n =
+                g.g.node_indices()
+                    .find(|&n| g.inputs(n).len() == 1)
+                    .expect("a node of one input");
+            g.g[n].op = Op::Add;
+        });
+        assert!(
+            matches!(
+                &e,
+                InvariantError::Infer {
+                    source: OpError::Arity {
+                        op: "Add",
+                        got: 1,
+                        ..
+                    },
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        let e = broken(|g| {
+            let n = node(g, "loss");
+            g.g[n].outputs[0].shape = gradc_runtime::Shape::known(&[7]);
+        });
+        assert_eq!(
+            e,
+            InvariantError::StaleTypes {
+                node: "loss".into()
+            }
+        );
+        let e = broken(|g| {
+            let n = node(g, "accuracy");
+            g.remove(n);
+        });
+        assert_eq!(
+            e,
+            InvariantError::RemovedTensor {
+                label: "accuracy".into()
+            }
+        );
+        let e = broken(|g| {
+            let (from, to) = (node(g, "x"), node(g, "loss"));
+            g.g.add_edge(from, to, Edge::Control);
+        });
+        assert_eq!(e, InvariantError::ControlCounts);
+        // The shortcut and the walk read the same creation numbers, which
+        // the checks before it confirm: it guards `Graph::topo_order` itself,
+        // so only its message can be checked from here.
+        assert_eq!(
+            InvariantError::OrderShortcut.to_string(),
+            "the creation-order shortcut of the topological order disagrees with the walk"
         );
     }
 

@@ -90,9 +90,29 @@ impl Inputs for &[&Tensor] {
     }
 }
 
+/// Why a kernel did not run: the op and what was wrong (inputs or output
+/// buffers that do not fit it, an output too large to allocate). The
+/// session reports it as [`crate::RunError::Node`], naming the node.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{op}: {message}")]
+pub struct KernelError {
+    /// The op's name, e.g. `MatMul`.
+    pub op: &'static str,
+    /// What was wrong, without the op's name.
+    pub message: String,
+}
+
+impl KernelError {
+    /// Makes a message about `op` into its error.
+    fn of(op: &Op) -> impl FnOnce(String) -> KernelError {
+        let op = op.name();
+        move |message| KernelError { op, message }
+    }
+}
+
 /// Evaluates `op` on `ins`; `outs` are the output types from `op.infer`.
 /// Allocates the outputs; see `eval_into` for the allocation-free form.
-pub fn eval(op: &Op, ins: &[&Tensor], outs: &[TensorType]) -> Result<Vec<Tensor>, String> {
+pub fn eval(op: &Op, ins: &[&Tensor], outs: &[TensorType]) -> Result<Vec<Tensor>, KernelError> {
     let mut results = outs
         .iter()
         .map(|t| {
@@ -100,22 +120,28 @@ pub fn eval(op: &Op, ins: &[&Tensor], outs: &[TensorType]) -> Result<Vec<Tensor>
                 .shape
                 .concrete()
                 .ok_or_else(|| format!("output shape {} is not concrete", t.shape))?;
-            Tensor::zeros(t.dtype, &shape)
+            Tensor::zeros(t.dtype, &shape).map_err(|e| e.to_string())
         })
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(KernelError::of(op))?;
     eval_into(op, ins, &mut results)?;
     Ok(results)
 }
 
 /// Evaluates `op` on `ins` into `outs`, which must already have the output
 /// types (dtype and shape) `op.infer` gives and be in standard layout.
-pub fn eval_into(op: &Op, ins: &[&Tensor], outs: &mut [Tensor]) -> Result<(), String> {
+pub fn eval_into(op: &Op, ins: &[&Tensor], outs: &mut [Tensor]) -> Result<(), KernelError> {
     eval_with(op, &ins, outs)
 }
 
 /// `eval_into` with the inputs given by position, e.g. straight from where a
 /// session keeps them.
-pub fn eval_with(op: &Op, ins: &dyn Inputs, outs: &mut [Tensor]) -> Result<(), String> {
+pub fn eval_with(op: &Op, ins: &dyn Inputs, outs: &mut [Tensor]) -> Result<(), KernelError> {
+    dispatch(op, ins, outs).map_err(KernelError::of(op))
+}
+
+/// `eval_with`, its error a message.
+fn dispatch(op: &Op, ins: &dyn Inputs, outs: &mut [Tensor]) -> Result<(), String> {
     match op {
         // Pass-through ops: their outputs are (the last) of their inputs.
         Op::IdentityN | Op::OnceDifferentiable { .. } | Op::CustomGradient { .. } => {
@@ -394,6 +420,16 @@ const ALL_FUSED_INPUTS: [usize; crate::op::FUSED_MAX_INPUTS] = {
 /// is not asked for input `k`. Gives the same values, to the bit, as
 /// `eval_with` into separate buffers.
 pub fn eval_in_place(
+    op: &Op,
+    k: usize,
+    outs: &mut [Tensor],
+    ins: &dyn Inputs,
+) -> Result<(), KernelError> {
+    dispatch_in_place(op, k, outs, ins).map_err(KernelError::of(op))
+}
+
+/// `eval_in_place`, its error a message.
+fn dispatch_in_place(
     op: &Op,
     k: usize,
     outs: &mut [Tensor],

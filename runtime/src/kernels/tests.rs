@@ -22,7 +22,7 @@ fn iota(shape: &[usize]) -> Tensor {
 fn try_run(op: &Op, ins: &[&Tensor]) -> Result<Tensor, String> {
     let types: Vec<TensorType> = ins.iter().map(|t| t.tensor_type()).collect();
     let outs = op.infer(DType::F64, &types.iter().collect::<Vec<_>>())?;
-    let mut result = eval(op, ins, &outs)?;
+    let mut result = eval(op, ins, &outs).map_err(|e| e.to_string())?;
     assert_eq!(result.len(), 1);
     let t = result.pop().unwrap();
     assert_eq!(
@@ -37,7 +37,7 @@ fn try_run(op: &Op, ins: &[&Tensor]) -> Result<Tensor, String> {
         Tensor::F32(a) => a.fill(f32::NAN),
         Tensor::F64(a) => a.fill(f64::NAN),
     }
-    eval_into(op, ins, std::slice::from_mut(&mut reused))?;
+    eval_into(op, ins, std::slice::from_mut(&mut reused)).map_err(|e| e.to_string())?;
     let same = t
         .to_f64_vec()
         .iter()
@@ -50,7 +50,7 @@ fn try_run(op: &Op, ins: &[&Tensor]) -> Result<Tensor, String> {
             continue;
         };
         let mut io = input.clone();
-        eval_in_place(op, k, std::slice::from_mut(&mut io), &ins)?;
+        eval_in_place(op, k, std::slice::from_mut(&mut io), &ins).map_err(|e| e.to_string())?;
         assert!(
             bits_equal(&t, &io),
             "{op:?}: in place over input {k}, {:?} instead of {:?}",
@@ -644,6 +644,51 @@ fn sources_and_fills() {
 }
 
 #[test]
+fn a_kernel_error_names_the_op() {
+    let x = iota(&[2]);
+    let placeholder = Op::Placeholder {
+        shape: Shape::known(&[2]),
+    };
+    let e = eval(&placeholder, &[], &[x.tensor_type()]).expect_err("not a kernel");
+    assert_eq!(
+        e,
+        super::KernelError {
+            op: "Placeholder",
+            message: "Placeholder is run by the session, not by a kernel".into(),
+        }
+    );
+    assert_eq!(
+        e.to_string(),
+        "Placeholder: Placeholder is run by the session, not by a kernel"
+    );
+    // Every entry point: allocating, into buffers, in place.
+    let sym = TensorType {
+        dtype: DType::F64,
+        shape: Shape(vec![crate::Dim::Sym("n".into())]),
+    };
+    let e = eval(&Op::Neg, &[&x], &[sym]).expect_err("symbolic");
+    assert_eq!(
+        (e.op, e.message.as_str()),
+        ("Neg", "output shape [n] is not concrete")
+    );
+    let e = eval_into(&Op::Add, &[&x], &mut [x.clone()]).expect_err("arity");
+    assert_eq!(e.op, "Add");
+    assert!(e.message.contains("takes 2 inputs"), "{e}");
+    let e = eval_in_place(
+        &Op::MatMul {
+            transpose_a: false,
+            transpose_b: false,
+        },
+        0,
+        &mut [x.clone()],
+        &&[&x, &x][..],
+    )
+    .expect_err("not in place");
+    assert_eq!(e.op, "MatMul");
+    assert!(e.message.contains("cannot overwrite its input 0"), "{e}");
+}
+
+#[test]
 fn errors_instead_of_panics() {
     let x = iota(&[2]);
     let ty = x.tensor_type();
@@ -896,7 +941,9 @@ fn in_place_refuses_what_it_cannot_do() {
     let matmul = matmul(false, true);
     let refused = |op: &Op, k: usize, ins: &[&Tensor]| {
         let mut io = x.clone();
-        eval_in_place(op, k, std::slice::from_mut(&mut io), &ins).expect_err("refused")
+        eval_in_place(op, k, std::slice::from_mut(&mut io), &ins)
+            .expect_err("refused")
+            .message
     };
     assert!(refused(&matmul, 0, ins).contains("cannot overwrite"));
     // AddN sums in input order, so only its first input can hold the sum.
@@ -1063,14 +1110,14 @@ fn activation_bias_grad_runs_in_place_over_either_input() {
                 assert!(bits_equal(&outs[1], &want[1]), "{what}: db");
                 let mut one = [ins[k].clone()];
                 let e = eval_in_place(&op, k, &mut one, &&ins[..]).expect_err("no db buffer");
-                assert!(e.contains("2 outputs"), "{e}");
+                assert!(e.message.contains("2 outputs"), "{e}");
                 // A db of the wrong length, an other input of another shape.
                 let mut short = [
                     [&dy, &y][k].clone(),
                     Tensor::zeros(dtype, &[n + 1]).expect("fits"),
                 ];
                 let e = eval_in_place(&op, k, &mut short, &&[&dy, &y][..]).expect_err("db");
-                assert!(e.contains("db has shape"), "{e}");
+                assert!(e.message.contains("db has shape"), "{e}");
                 let wide = Tensor::zeros(dtype, &[rows, n + 1]).expect("fits");
                 let other: [&Tensor; 2] = if k == 0 { [&dy, &wide] } else { [&wide, &y] };
                 let mut outs = [
@@ -1078,7 +1125,7 @@ fn activation_bias_grad_runs_in_place_over_either_input() {
                     Tensor::zeros(dtype, &[n]).expect("fits"),
                 ];
                 let e = eval_in_place(&op, k, &mut outs, &&other[..]).expect_err("shapes");
-                assert!(e.contains("dy and y of shapes"), "{e}");
+                assert!(e.message.contains("dy and y of shapes"), "{e}");
             }
         }
     }
