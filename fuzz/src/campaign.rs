@@ -187,9 +187,45 @@ fn unescape(s: &str) -> String {
     out
 }
 
+/// Why the harness itself stopped: never a finding about gradc (those are
+/// verdicts), but a system call, a file or a worker that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum HarnessError {
+    /// A system call or a file operation failed.
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A worker could not be started or broke the protocol.
+    #[error("{0}")]
+    Worker(String),
+}
+
+impl From<String> for HarnessError {
+    fn from(message: String) -> HarnessError {
+        HarnessError::Worker(message)
+    }
+}
+
+impl From<&str> for HarnessError {
+    fn from(message: &str) -> HarnessError {
+        HarnessError::Worker(message.to_string())
+    }
+}
+
+/// Wraps an I/O error with what was being done.
+pub fn io(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> HarnessError {
+    move |source| HarnessError::Io {
+        what: what.to_string(),
+        source,
+    }
+}
+
 /// Limits the address space of this process (so an allocation past it fails).
 #[cfg(unix)]
-pub fn limit_memory(mib: u64) -> Result<(), String> {
+pub fn limit_memory(mib: u64) -> Result<(), HarnessError> {
     if mib == 0 {
         return Ok(());
     }
@@ -203,15 +239,14 @@ pub fn limit_memory(mib: u64) -> Result<(), String> {
     if rc == 0 {
         Ok(())
     } else {
-        Err(format!(
-            "setrlimit(RLIMIT_AS, {mib} MiB): {}",
-            std::io::Error::last_os_error()
+        Err(io(format!("setrlimit(RLIMIT_AS, {mib} MiB)"))(
+            std::io::Error::last_os_error(),
         ))
     }
 }
 
 #[cfg(not(unix))]
-pub fn limit_memory(_mib: u64) -> Result<(), String> {
+pub fn limit_memory(_mib: u64) -> Result<(), HarnessError> {
     Ok(())
 }
 
@@ -283,7 +318,7 @@ fn verdict_of(o: Outcome, millis: u64) -> Verdict {
 
 /// The worker: reads `@@input <bytes>` and the bytes from stdin, runs each,
 /// answers one `@@result` line per input; ends at end of input.
-pub fn worker(memory_mib: u64) -> Result<(), String> {
+pub fn worker(memory_mib: u64) -> Result<(), HarnessError> {
     limit_memory(memory_mib)?;
     gradc::runtime::set_threads(1);
     install_panic_hook();
@@ -293,7 +328,11 @@ pub fn worker(memory_mib: u64) -> Result<(), String> {
     let mut header = String::new();
     loop {
         header.clear();
-        if input.read_line(&mut header).map_err(|e| e.to_string())? == 0 {
+        if input
+            .read_line(&mut header)
+            .map_err(io("reading an input's header"))?
+            == 0
+        {
             return Ok(());
         }
         let len: usize = header
@@ -302,7 +341,9 @@ pub fn worker(memory_mib: u64) -> Result<(), String> {
             .and_then(|n| n.parse().ok())
             .ok_or_else(|| format!("bad header {header:?}"))?;
         let mut bytes = vec![0u8; len];
-        input.read_exact(&mut bytes).map_err(|e| e.to_string())?;
+        input
+            .read_exact(&mut bytes)
+            .map_err(io("reading an input"))?;
         let text = String::from_utf8_lossy(&bytes);
         let v = run_caught(&text);
         let mut out = stdout.lock();
@@ -316,7 +357,7 @@ pub fn worker(memory_mib: u64) -> Result<(), String> {
             v.millis
         )
         .and_then(|_| out.flush())
-        .map_err(|e| e.to_string())?;
+        .map_err(io("writing a result"))?;
     }
 }
 
@@ -351,7 +392,7 @@ impl Runner {
         }
     }
 
-    fn start(&mut self) -> Result<&mut Worker, String> {
+    fn start(&mut self) -> Result<&mut Worker, HarnessError> {
         if self.worker.is_none() {
             let mut command = Command::new(&self.exe);
             command
@@ -375,7 +416,7 @@ impl Runner {
             }
             let mut child = command
                 .spawn()
-                .map_err(|e| format!("starting {}: {e}", self.exe.display()))?;
+                .map_err(io(format!("starting {}", self.exe.display())))?;
             self.starts += 1;
             let (Some(stdin), Some(stdout), Some(mut stderr)) =
                 (child.stdin.take(), child.stdout.take(), child.stderr.take())
@@ -416,11 +457,11 @@ impl Runner {
                 stderr_thread,
             });
         }
-        self.worker.as_mut().ok_or_else(|| "no worker".to_string())
+        self.worker.as_mut().ok_or_else(|| "no worker".into())
     }
 
     /// Runs one input; `Err` only when the harness itself fails.
-    pub fn run(&mut self, text: &str) -> Result<Verdict, String> {
+    pub fn run(&mut self, text: &str) -> Result<Verdict, HarnessError> {
         let timeout = self.limits.timeout;
         let w = self.start()?;
         w.stderr.lock().unwrap_or_else(|e| e.into_inner()).clear();
@@ -434,7 +475,7 @@ impl Runner {
         };
         let millis = start.elapsed().as_millis() as u64;
         match reply {
-            Ok(line) => parse_result(&line),
+            Ok(line) => Ok(parse_result(&line)?),
             Err(RecvTimeoutError::Timeout) => {
                 let w = self.worker.take().ok_or("no worker")?;
                 let _ = finish(w, true);
@@ -768,7 +809,7 @@ pub fn run_cases<F>(
     count: usize,
     case: F,
     progress: bool,
-) -> Result<Report, String>
+) -> Result<Report, HarnessError>
 where
     F: Fn(usize) -> (String, String, Box<dyn FnOnce() -> String>) + Sync,
 {
@@ -776,7 +817,7 @@ where
     let next = AtomicUsize::new(0);
     let done = AtomicUsize::new(0);
     let jobs = jobs.clamp(1, count.max(1));
-    let results: Vec<Result<Report, String>> = std::thread::scope(|scope| {
+    let results: Vec<Result<Report, HarnessError>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..jobs)
             .map(|_| {
                 scope.spawn(|| {
@@ -830,7 +871,7 @@ pub struct Config {
 }
 
 /// `cfg.inputs` mutated inputs of `corpus`.
-pub fn fuzz(exe: &Path, corpus: &Corpus, cfg: &Config) -> Result<Report, String> {
+pub fn fuzz(exe: &Path, corpus: &Corpus, cfg: &Config) -> Result<Report, HarnessError> {
     let seed = cfg.seed;
     run_cases(
         exe,
@@ -857,11 +898,11 @@ pub fn fuzz(exe: &Path, corpus: &Corpus, cfg: &Config) -> Result<Report, String>
 }
 
 /// Every `*.ron` of `dir`, sorted.
-pub fn ron_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
+pub fn ron_files(dir: &Path) -> Result<Vec<PathBuf>, HarnessError> {
     let mut files = Vec::new();
-    let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let entries = std::fs::read_dir(dir).map_err(io(dir.display()))?;
     for entry in entries {
-        let path = entry.map_err(|e| e.to_string())?.path();
+        let path = entry.map_err(io(dir.display()))?.path();
         if path.extension().is_some_and(|e| e == "ron") {
             files.push(path);
         }
@@ -876,7 +917,7 @@ pub fn replay(
     files: &[PathBuf],
     limits: Limits,
     jobs: usize,
-) -> Result<Report, String> {
+) -> Result<Report, HarnessError> {
     let texts: Vec<(String, String)> = files
         .iter()
         .map(|p| {
@@ -887,9 +928,9 @@ pub fn replay(
                         String::from_utf8_lossy(&b).into_owned(),
                     )
                 })
-                .map_err(|e| format!("{}: {e}", p.display()))
+                .map_err(io(p.display()))
         })
-        .collect::<Result<_, _>>()?;
+        .collect::<Result<_, HarnessError>>()?;
     run_cases(
         exe,
         limits,
@@ -991,7 +1032,7 @@ pub fn minimize(
     text: &str,
     signature: &str,
     budget: usize,
-) -> Result<String, String> {
+) -> Result<String, HarnessError> {
     let mut best = text.to_string();
     let mut runs = 0;
     'outer: loop {
@@ -1059,6 +1100,23 @@ pub fn finding_file_text(f: &Finding, text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn harness_errors_say_what_failed() {
+        let missing = Path::new("/nonexistent/gradc-fuzz-regressions");
+        match ron_files(missing) {
+            Err(HarnessError::Io { what, source }) => {
+                assert_eq!(what, missing.display().to_string());
+                assert_eq!(source.kind(), std::io::ErrorKind::NotFound);
+            }
+            other => panic!("{other:?}"),
+        }
+        let bad = HarnessError::from(parse_result("@@result\tnonsense").unwrap_err());
+        assert!(
+            matches!(&bad, HarnessError::Worker(m) if m.contains("bad result line")),
+            "{bad}"
+        );
+    }
 
     #[test]
     fn messages_normalize() {

@@ -7,7 +7,7 @@
 //! ```
 
 use clap::Parser;
-use gradc_fuzz::campaign::{self, Config, Limits, Runner};
+use gradc_fuzz::campaign::{self, Config, HarnessError, Limits, Runner};
 use gradc_fuzz::mutate::Corpus;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -76,13 +76,13 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(args: Args) -> Result<ExitCode, String> {
+fn run(args: Args) -> Result<ExitCode, HarnessError> {
     if args.worker {
         campaign::worker(args.memory_mib)?;
         return Ok(ExitCode::SUCCESS);
     }
     if let Some(file) = &args.one {
-        let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
+        let text = std::fs::read_to_string(file).map_err(campaign::io(file.display()))?;
         campaign::limit_memory(args.memory_mib)?;
         campaign::install_panic_hook();
         let v = campaign::run_caught(&text);
@@ -111,7 +111,7 @@ fn run(args: Args) -> Result<ExitCode, String> {
         print!("{}", input.text);
         return Ok(ExitCode::SUCCESS);
     }
-    let exe = std::env::current_exe().map_err(|e| format!("the harness binary: {e}"))?;
+    let exe = std::env::current_exe().map_err(campaign::io("the harness binary"))?;
     let limits = Limits {
         timeout: Duration::from_millis(args.timeout_ms),
         memory_mib: args.memory_mib,
@@ -159,7 +159,7 @@ fn run(args: Args) -> Result<ExitCode, String> {
     print!("{summary}");
 
     let dir = args.out.join("findings");
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    std::fs::create_dir_all(&dir).map_err(campaign::io(dir.display()))?;
     let known = known_signatures(&regressions);
     let mut runner = Runner::new(&exe, limits);
     for f in report.findings.values() {
@@ -198,8 +198,8 @@ fn exit(crashed: bool) -> ExitCode {
     }
 }
 
-fn write(path: &Path, text: &str) -> Result<(), String> {
-    std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
+fn write(path: &Path, text: &str) -> Result<(), HarnessError> {
+    std::fs::write(path, text).map_err(campaign::io(path.display()))
 }
 
 /// Signatures the regression files name in their first line.
