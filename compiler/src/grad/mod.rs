@@ -22,7 +22,7 @@ use crate::builder::Ctx;
 use crate::error::{CompileError, ErrorKind, Result};
 use crate::ir::{Graph, Role, TensorRef};
 use gradc_runtime::op::{BinaryFn, UnaryFn};
-use gradc_runtime::{binary_ops, unary_ops, Op};
+use gradc_runtime::{binary_ops, module_ops, module_ops_table, unary_ops, Op};
 use petgraph::stable_graph::NodeIndex;
 use petgraph::visit::{Dfs, Reversed};
 use petgraph::Direction;
@@ -124,7 +124,7 @@ fn gradient(op: &Op) -> Gradient {
         Op::Softmax => Rule(nn::softmax),
         Op::LogSoftmax => Rule(nn::log_softmax),
         Op::SoftmaxCrossEntropyWithLogits => Rule(nn::softmax_cross_entropy),
-        Op::L2Loss => Rule(nn::l2_loss),
+        module_ops!() => module_gradient(op),
         Op::Moments { .. } => Rule(norm::moments),
         Op::BatchNormalization { .. } => Rule(norm::batch_normalization),
         Op::FusedBatchNorm { .. } => Rule(norm::fused_batch_norm),
@@ -161,6 +161,24 @@ fn gradient(op: &Op) -> Gradient {
         | Op::ArgMax { .. } => Undefined,
     }
 }
+
+/// The gradient modules of the runtime's module ops: `grad/<module>.rs`
+/// for `runtime/src/op/<module>.rs`, each with its `GRADIENT`.
+macro_rules! gradient_modules {
+    ({} modules { $( $(#[$m:meta])* $name:ident $({ $($f:tt)* })? => $module:ident, )* }) => {
+        $( mod $module; )*
+
+        /// A module op's gradient: its gradient module's `GRADIENT`.
+        fn module_gradient(op: &Op) -> Gradient {
+            match op {
+                $( Op::$name { .. } => $module::GRADIENT, )*
+                _ => Gradient::Undefined,
+            }
+        }
+    };
+}
+
+module_ops_table!((gradient_modules) {});
 
 /// Ops whose output does not depend differentiably on their inputs: their inputs get no gradient.
 fn is_constant_wrt_inputs(op: &Op) -> bool {

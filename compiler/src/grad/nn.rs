@@ -67,8 +67,3 @@ pub(super) fn softmax_cross_entropy(c: &mut Ctx, n: &NodeArgs, g: &[Option<Tenso
     let dlabels = c.mul(neg, d)?;
     Ok(vec![Some(dlogits), Some(dlabels)])
 }
-
-// y = sum(x²) / 2: dx = x * dy (TensorFlow's `_L2LossGrad`)
-pub(super) fn l2_loss(c: &mut Ctx, n: &NodeArgs, g: &[Option<TensorRef>]) -> Grads {
-    Ok(vec![Some(c.mul(n.x(0), dy(g))?)])
-}

@@ -22,7 +22,7 @@ mod tests;
 
 use crate::dtype::Scalar;
 use crate::op::{BinaryFn, UnaryFn};
-use crate::{binary_ops, unary_ops, DType, Op, Tensor, TensorType};
+use crate::{binary_ops, module_ops, unary_ops, DType, Op, Tensor, TensorType};
 use ndarray::{ArrayD, ArrayViewD, Dimension, IxDyn, LinalgScalar};
 use std::cell::RefCell;
 
@@ -316,7 +316,7 @@ fn kernel<T: Elem>(op: &Op, ins: &dyn Inputs, out: &mut ArrayD<T>) -> Result<(),
             transpose_b,
         } => linalg::matmul(&x(0)?, &x(1)?, *transpose_a, *transpose_b, out),
         BiasAdd => linalg::bias_add(&x(0)?, &x(1)?, out),
-        L2Loss => crate::op::l2_loss::kernel(&x(0)?, out),
+        module_ops!() => crate::op::module_kernel(op, &|k| input::<T>(ins, k), out),
         Fused { program } => fused::fused(program, ins, out),
         Dense {
             transpose_a,

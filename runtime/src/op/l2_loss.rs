@@ -1,21 +1,29 @@
 //! `L2Loss`: half the sum of the squares of a tensor's elements, a scalar
-//! (TensorFlow's `tf.nn.l2_loss`, the usual weight-decay term).
-//! Its gradient rule is `compiler/src/grad/nn.rs::l2_loss`.
+//! (TensorFlow's `tf.nn.l2_loss`, the usual weight-decay term). Its gradient
+//! is `compiler/src/grad/l2_loss.rs`.
 
+use super::{Arity, Op};
 use crate::dtype::Scalar;
-use crate::{Shape, TensorType};
+use crate::{DType, Shape, TensorType};
 use ndarray::{ArrayD, ArrayViewD};
 
+pub(super) const ARITY: Arity = Arity::Exactly(1);
+
 /// Any input; the output is a scalar of its dtype.
-pub(super) fn infer(x: &TensorType) -> Vec<TensorType> {
-    vec![TensorType {
-        dtype: x.dtype,
+pub(super) fn infer(_: &Op, dt: DType, _: &[&TensorType]) -> Result<Vec<TensorType>, String> {
+    Ok(vec![TensorType {
+        dtype: dt,
         shape: Shape::scalar(),
-    }]
+    }])
 }
 
 /// sum(x²) / 2, summed in the input's row-major order.
-pub(crate) fn kernel<T: Scalar>(x: &ArrayViewD<'_, T>, out: &mut ArrayD<T>) -> Result<(), String> {
+pub(super) fn kernel<'a, T: Scalar>(
+    _: &Op,
+    input: &dyn Fn(usize) -> Result<ArrayViewD<'a, T>, String>,
+    out: &mut ArrayD<T>,
+) -> Result<(), String> {
+    let x = input(0)?;
     let shape = out.shape().to_vec();
     let Some(y) = out.first_mut().filter(|_| shape.is_empty()) else {
         return Err(format!(
@@ -35,16 +43,18 @@ mod tests {
     #[test]
     fn half_the_sum_of_squares() {
         let x = ArrayD::from_shape_vec(IxDyn(&[2, 2]), vec![1.0f64, -2.0, 3.0, 0.5]).unwrap();
+        let input = |_| Ok(x.view());
         let mut y = arr0(f64::NAN).into_dyn();
-        kernel(&x.view(), &mut y).unwrap();
+        kernel(&Op::L2Loss, &input, &mut y).unwrap();
         assert_eq!(y[[]], (1.0 + 4.0 + 9.0 + 0.25) / 2.0);
         let empty = ArrayD::<f32>::zeros(IxDyn(&[0, 3]));
+        let input = |_| Ok(empty.view());
         let mut y = arr0(f32::NAN).into_dyn();
-        kernel(&empty.view(), &mut y).unwrap();
+        kernel(&Op::L2Loss, &input, &mut y).unwrap();
         assert_eq!(y[[]], 0.0);
+        let input = |_| Ok(x.view());
         let mut wrong = ArrayD::<f64>::zeros(IxDyn(&[1]));
-        assert!(kernel(&x.view(), &mut wrong)
-            .unwrap_err()
-            .contains("scalar"));
+        let e = kernel(&Op::L2Loss, &input, &mut wrong).unwrap_err();
+        assert!(e.contains("scalar"), "{e}");
     }
 }

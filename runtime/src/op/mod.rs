@@ -3,13 +3,13 @@
 //! Kernels live in `kernels/`, gradient rules in the compiler's `grad/`.
 
 mod elementwise;
-pub(crate) mod l2_loss;
 
 pub use elementwise::{
     grad, grads, Activation, BinaryFn, Derivative, FusedStep, Grad, Rec, Sym, UnaryFn,
 };
 pub(crate) use elementwise::{Map1, Map2};
 
+use crate::dtype::Scalar;
 use crate::shape::{broadcast, normalize_axes, Dim, Shape, ShapeError};
 use crate::{binary_ops, elementwise_table, unary_ops};
 use crate::{DType, TensorType};
@@ -75,7 +75,10 @@ impl Literal {
 /// file writes, e.g. `Sum(axes: [1], keep_dims: true)` or `MatMul(transpose_b: true)`.
 macro_rules! op_enum {
     (
-        { $( $(#[$m:meta])* $v:ident $({ $($fields:tt)* })? $(( $($tuple:tt)* ))? ),* $(,)? }
+        {
+            { $( $(#[$m:meta])* $v:ident $({ $($fields:tt)* })? $(( $($tuple:tt)* ))? ),* $(,)? }
+            modules { $( $(#[$mm:meta])* $mo:ident $({ $($mf:tt)* })? => $module:ident, )* }
+        }
         unary { $(
             $(#[$um:meta])* $u:ident $({ $ua:ident })? [$($uf:ident),*]
             |$x:ident| $f:expr => |$udy:ident, $ux:ident, $uy:ident| $ud:expr;
@@ -89,28 +92,104 @@ macro_rules! op_enum {
         #[serde(deny_unknown_fields)]
         pub enum Op {
             $( $(#[$m])* $v $({ $($fields)* })? $(( $($tuple)* ))?, )*
+            $( $(#[$mm])* $mo $({ $($mf)* })?, )*
             $( $(#[$um])* $u $({ $ua: f64 })?, )*
             $( $(#[$bm])* $b, )*
         }
 
         /// Every op name, for "did you mean" suggestions.
         pub const OP_NAMES: &[&str] = &[
-            $( stringify!($v), )* $( stringify!($u), )* $( stringify!($b), )*
+            $( stringify!($v), )* $( stringify!($mo), )* $( stringify!($u), )* $( stringify!($b), )*
         ];
+
+        $( pub(crate) mod $module; )*
 
         impl Op {
             pub fn name(&self) -> &'static str {
                 match self {
                     $( Op::$v { .. } => stringify!($v), )*
+                    $( Op::$mo { .. } => stringify!($mo), )*
                     $( Op::$u { .. } => stringify!($u), )*
                     $( Op::$b => stringify!($b), )*
                 }
+            }
+
+            /// A module op's arity: its module's `ARITY`.
+            fn module_arity(&self) -> Arity {
+                match self {
+                    $( Op::$mo { .. } => $module::ARITY, )*
+                    _ => unreachable!("{} is not an op of a module", self.name()),
+                }
+            }
+
+            /// A module op's shape rule: its module's `infer`.
+            fn module_infer(&self, dt: DType, ins: &[&TensorType]) -> Result<Vec<TensorType>, String> {
+                match self {
+                    $( Op::$mo { .. } => $module::infer(self, dt, ins), )*
+                    _ => Err(format!("{} is not an op of a module", self.name())),
+                }
+            }
+        }
+
+        /// A module op's kernel: its module's `kernel`, with input `k` from `input(k)`.
+        pub(crate) fn module_kernel<'a, T: Scalar>(
+            op: &Op,
+            input: &dyn Fn(usize) -> Result<ndarray::ArrayViewD<'a, T>, String>,
+            out: &mut ndarray::ArrayD<T>,
+        ) -> Result<(), String> {
+            match op {
+                $( Op::$mo { .. } => $module::kernel(op, input, out), )*
+                _ => Err(format!("{} is not an op of a module", op.name())),
             }
         }
     };
 }
 
-elementwise_table!((op_enum) {
+/// Forwards the module ops' rows to the elementwise table, for `op_enum`.
+macro_rules! with_modules {
+    ({ $($ops:tt)* } modules { $($rows:tt)* }) => {
+        elementwise_table!((op_enum) { { $($ops)* } modules { $($rows)* } });
+    };
+}
+
+/// The ops that live in a module of their own: one row each, the variant
+/// (its doc comment and attributes, as the other variants have them) and the
+/// module, `runtime/src/op/<module>.rs`, which holds its `ARITY`, `infer`
+/// (the shape rule) and `kernel`. The compiler finds its gradient in
+/// `compiler/src/grad/<module>.rs`, a module of the same name.
+/// `module_ops_table!((callback) { extra })` calls
+/// `callback! { { extra } modules { rows } }`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! module_ops_table {
+    (($($callback:tt)+) { $($extra:tt)* }) => {
+        $($callback)+! {
+            { $($extra)* }
+            modules {
+                /// sum(x²) / 2 over every element, a scalar (TensorFlow's `tf.nn.l2_loss`).
+                L2Loss => l2_loss,
+            }
+        }
+    };
+}
+
+/// `Op::L2Loss { .. } | …`: every op of a module, as a pattern.
+#[macro_export]
+macro_rules! module_ops {
+    () => {
+        $crate::module_ops_table!(($crate::__module_pattern) {})
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __module_pattern {
+    ({} modules { $( $(#[$m:meta])* $name:ident $({ $($f:tt)* })? => $module:ident, )* }) => {
+        $( $crate::Op::$name { .. } )|*
+    };
+}
+
+module_ops_table!((with_modules) {
     /// A value fed at run time.
     Placeholder {
         shape: Shape,
@@ -288,8 +367,6 @@ elementwise_table!((op_enum) {
     LogSoftmax,
     /// Inputs (logits, labels) of shape [..., classes]; per-example loss of shape [...].
     SoftmaxCrossEntropyWithLogits,
-    /// sum(x²) / 2 over every element, a scalar (TensorFlow's `tf.nn.l2_loss`).
-    L2Loss,
     AddN,
     ZerosLike,
     OnesLike,
@@ -494,8 +571,8 @@ impl Op {
             | ZerosLike
             | OnesLike
             | Fill { .. }
-            | L2Loss
             | ReducedSize { .. } => Arity::Exactly(1),
+            module_ops!() => self.module_arity(),
         }
     }
 
@@ -947,7 +1024,7 @@ impl Op {
                 dims.remove(a);
                 one(Shape(dims))
             }
-            L2Loss => Ok(l2_loss::infer(ins[0])),
+            module_ops!() => self.module_infer(dt, ins),
             SoftmaxCrossEntropyWithLogits => {
                 let shape = same_shape(s(0), s(1)).map_err(|_| {
                     format!(
