@@ -509,3 +509,42 @@ fn inputs_of_different_dtypes_are_a_dtype_error() {
     assert_eq!(e.kind, ErrorKind::DType, "{e}");
     assert!(e.message.contains("different dtypes"), "{e}");
 }
+
+#[test]
+fn convolution_errors_name_the_problem() {
+    let conv = |x: &str, k: &str, attrs: &str| {
+        let text = format!(
+            r#"Graph(name: "g", dtype: F64, nodes: [
+        (name: "x", op: Placeholder(shape: {x})),
+        (name: "k", op: Placeholder(shape: {k})),
+        (name: "y", op: Conv2D({attrs}), inputs: ["x", "k"]),
+    ])"#
+        );
+        compile_error(&text)
+    };
+    let cases = [
+        // A filter larger than the input with VALID padding.
+        ("[1, 2, 2, 1]", "[3, 3, 1, 1]", "strides: [1, 1, 1, 1], padding: VALID", "larger than the input"),
+        // A stride of 0, and a stride on the batch.
+        ("[1, 4, 4, 1]", "[2, 2, 1, 1]", "strides: [1, 0, 1, 1], padding: SAME", "strides must be"),
+        ("[1, 4, 4, 1]", "[2, 2, 1, 1]", "strides: [2, 1, 1, 1], padding: SAME", "strides must be"),
+        ("[1, 4, 4, 1]", "[2, 2, 1, 1]", "strides: [1, 1, 1, 1], padding: SAME, dilations: [1, 0, 1, 1]", "dilations must be"),
+        // Channels that disagree (NCHW reads the channels from axis 1).
+        ("[1, 4, 4, 3]", "[2, 2, 2, 1]", "strides: [1, 1, 1, 1], padding: SAME", "channels"),
+        ("[1, 4, 4, 3]", "[2, 2, 3, 1]", "strides: [1, 1, 1, 1], padding: SAME, data_format: NCHW", "channels"),
+        // A filter of another rank, an input of another rank.
+        ("[1, 4, 4, 1]", "[2, 2, 1]", "strides: [1, 1, 1, 1], padding: SAME", "rank 4"),
+        ("[4, 4, 1]", "[2, 2, 1, 1]", "strides: [1, 1, 1, 1], padding: SAME", "rank 4"),
+        // explicit_paddings without EXPLICIT, and a negative one.
+        ("[1, 4, 4, 1]", "[2, 2, 1, 1]", "strides: [1, 1, 1, 1], padding: SAME, explicit_paddings: [0, 0, 1, 1, 1, 1, 0, 0]", "explicit_paddings"),
+        ("[1, 4, 4, 1]", "[2, 2, 1, 1]", "strides: [1, 1, 1, 1], padding: EXPLICIT, explicit_paddings: [0, 0, -1, 1, 1, 1, 0, 0]", "explicit_paddings"),
+    ];
+    for (x, k, attrs, says) in cases {
+        let e = conv(x, k, attrs);
+        assert_eq!(e.kind, ErrorKind::Shape, "{attrs}: {e}");
+        assert_eq!(e.node.as_deref(), Some("y"), "{e}");
+        assert_eq!(e.op, Some("Conv2D"), "{e}");
+        assert!(e.message.contains(says), "{attrs}: {e}");
+        assert!(e.message.contains("(inputs x: f64"), "{e}");
+    }
+}

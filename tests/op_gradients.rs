@@ -149,6 +149,56 @@ const CASES: &[Case] = &[
         second_order: true,
     },
     Case {
+        name: "conv2d_same_nhwc",
+        inputs: &[("a", &[2, 5, 5, 3], Normal), ("k", &[3, 3, 3, 2], Normal)],
+        node: r#"(name: "y", op: Conv2D(strides: [1, 1, 1, 1], padding: SAME), inputs: ["a", "k"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "conv2d_valid_stride_2_non_square",
+        inputs: &[("a", &[1, 7, 6, 2], Normal), ("k", &[3, 2, 2, 3], Normal)],
+        node: r#"(name: "y", op: Conv2D(strides: [1, 2, 2, 1], padding: VALID), inputs: ["a", "k"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "conv2d_same_even_stride_2_nchw",
+        inputs: &[("a", &[2, 3, 6, 5], Normal), ("k", &[2, 3, 3, 4], Normal)],
+        node: r#"(name: "y", op: Conv2D(strides: [1, 1, 2, 2], padding: SAME, data_format: NCHW), inputs: ["a", "k"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "conv2d_dilated",
+        inputs: &[("a", &[1, 7, 7, 1], Normal), ("k", &[3, 3, 1, 2], Normal)],
+        node: r#"(name: "y", op: Conv2D(strides: [1, 1, 1, 1], padding: SAME, dilations: [1, 2, 2, 1]), inputs: ["a", "k"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "conv2d_explicit_padding",
+        inputs: &[("a", &[1, 4, 5, 2], Normal), ("k", &[2, 2, 2, 1], Normal)],
+        node: r#"(name: "y", op: Conv2D(strides: [1, 2, 1, 1], padding: EXPLICIT, explicit_paddings: [0, 0, 1, 2, 0, 1, 0, 0]), inputs: ["a", "k"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "conv2d_backprop_input",
+        inputs: &[
+            ("a", &[1, 5, 5, 2], Normal),
+            ("k", &[3, 3, 2, 2], Normal),
+            ("g", &[1, 3, 3, 2], Normal),
+        ],
+        node: r#"(name: "y", op: Conv2DBackpropInput(strides: [1, 2, 2, 1], padding: SAME), inputs: ["a", "k", "g"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "conv2d_backprop_filter",
+        inputs: &[
+            ("a", &[1, 5, 5, 2], Normal),
+            ("k", &[3, 3, 2, 3], Normal),
+            ("g", &[1, 3, 3, 3], Normal),
+        ],
+        node: r#"(name: "y", op: Conv2DBackpropFilter(strides: [1, 1, 1, 1], padding: VALID), inputs: ["a", "k", "g"])"#,
+        second_order: true,
+    },
+    Case {
         name: "l2_loss",
         inputs: &[("a", &[3, 4], Normal)],
         node: r#"(name: "y", op: L2Loss, inputs: ["a"])"#,

@@ -1208,3 +1208,54 @@ fn softplus_is_stable() {
     let nan = run(Op::Softplus, &[&t64(&[1], &[f64::NAN])]).to_f64_vec();
     assert!(nan[0].is_nan());
 }
+
+fn conv(padding: crate::op::Padding, strides: [i64; 4]) -> Op {
+    Op::Conv2D {
+        strides: strides.to_vec(),
+        padding,
+        explicit_paddings: Vec::new(),
+        dilations: vec![1; 4],
+        data_format: crate::op::DataFormat::NHWC,
+    }
+}
+
+#[test]
+fn conv2d_matches_hand_computed_values() {
+    use crate::op::Padding::{SAME, VALID};
+    // x = 1..9 in a 3x3 image, w picks the pixel and its lower-right neighbour.
+    let x = t64(
+        &[1, 3, 3, 1],
+        &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0],
+    );
+    let w = t64(&[2, 2, 1, 1], &[1.0, 0.0, 0.0, 1.0]);
+    check(
+        &run(conv(VALID, [1, 1, 1, 1]), &[&x, &w]),
+        &[1, 2, 2, 1],
+        &[6.0, 8.0, 12.0, 14.0],
+    );
+    // SAME pads one pixel, at the end (TensorFlow's odd pixel).
+    check(
+        &run(conv(SAME, [1, 1, 1, 1]), &[&x, &w]),
+        &[1, 3, 3, 1],
+        &[6.0, 8.0, 3.0, 12.0, 14.0, 6.0, 7.0, 8.0, 9.0],
+    );
+    // Stride 2 with SAME: outputs at (0, 0), (0, 2), (2, 0), (2, 2).
+    check(
+        &run(conv(SAME, [1, 2, 2, 1]), &[&x, &w]),
+        &[1, 2, 2, 1],
+        &[6.0, 3.0, 7.0, 9.0],
+    );
+    // NCHW is NHWC with the axes moved: the same numbers for one channel.
+    let nchw = Op::Conv2D {
+        strides: vec![1; 4],
+        padding: VALID,
+        explicit_paddings: Vec::new(),
+        dilations: vec![1; 4],
+        data_format: crate::op::DataFormat::NCHW,
+    };
+    check(
+        &run(nchw, &[&t64(&[1, 1, 3, 3], &x.to_f64_vec()), &w]),
+        &[1, 1, 2, 2],
+        &[6.0, 8.0, 12.0, 14.0],
+    );
+}

@@ -9,6 +9,11 @@ use ndarray::{ArrayD, ArrayViewD};
 
 pub(super) const ARITY: Arity = Arity::Exactly(1);
 
+/// No attributes.
+pub(super) fn attrs_text(_: &Op) -> String {
+    String::new()
+}
+
 /// Any input; the output is a scalar of its dtype.
 pub(super) fn infer(_: &Op, dt: DType, _: &[&TensorType]) -> Result<Vec<TensorType>, String> {
     Ok(vec![TensorType {

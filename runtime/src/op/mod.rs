@@ -2,6 +2,7 @@
 //! IR and by compiled programs, so a program needs nothing from the compiler.
 //! Kernels live in `kernels/`, gradient rules in the compiler's `grad/`.
 
+mod conv;
 mod elementwise;
 
 pub use elementwise::{
@@ -122,6 +123,14 @@ macro_rules! op_enum {
                 }
             }
 
+            /// A module op's attributes in the canonical text: its module's `attrs_text`.
+            fn module_attrs_text(&self) -> String {
+                match self {
+                    $( Op::$mo { .. } => $module::attrs_text(self), )*
+                    _ => String::new(),
+                }
+            }
+
             /// A module op's shape rule: its module's `infer`.
             fn module_infer(&self, dt: DType, ins: &[&TensorType]) -> Result<Vec<TensorType>, String> {
                 match self {
@@ -168,6 +177,46 @@ macro_rules! module_ops_table {
             modules {
                 /// sum(x²) / 2 over every element, a scalar (TensorFlow's `tf.nn.l2_loss`).
                 L2Loss => l2_loss,
+                /// 2-D convolution (TensorFlow's `tf.nn.conv2d`): input
+                /// [N, H, W, C] (NHWC) or [N, C, H, W] (NCHW), filter
+                /// [kh, kw, C, O]; `strides` and `dilations` have 4 entries
+                /// in the data format's order, 1 on the batch and channels.
+                Conv2D {
+                    strides: Vec<i64>,
+                    padding: Padding,
+                    #[serde(default)]
+                    explicit_paddings: Vec<i64>,
+                    #[serde(default = "ones4")]
+                    dilations: Vec<i64>,
+                    #[serde(default)]
+                    data_format: DataFormat,
+                } => conv2d,
+                /// The gradient of Conv2D's input: inputs (input, filter,
+                /// out_backprop), of which input gives its shape only
+                /// (TensorFlow's `input_sizes`); attributes as Conv2D's.
+                Conv2DBackpropInput {
+                    strides: Vec<i64>,
+                    padding: Padding,
+                    #[serde(default)]
+                    explicit_paddings: Vec<i64>,
+                    #[serde(default = "ones4")]
+                    dilations: Vec<i64>,
+                    #[serde(default)]
+                    data_format: DataFormat,
+                } => conv2d_backprop_input,
+                /// The gradient of Conv2D's filter: inputs (input, filter,
+                /// out_backprop), of which filter gives its shape only
+                /// (TensorFlow's `filter_sizes`); attributes as Conv2D's.
+                Conv2DBackpropFilter {
+                    strides: Vec<i64>,
+                    padding: Padding,
+                    #[serde(default)]
+                    explicit_paddings: Vec<i64>,
+                    #[serde(default = "ones4")]
+                    dilations: Vec<i64>,
+                    #[serde(default)]
+                    data_format: DataFormat,
+                } => conv2d_backprop_filter,
             }
         }
     };
@@ -391,6 +440,21 @@ fn yes() -> bool {
 
 fn bn_epsilon() -> f64 {
     0.001
+}
+
+/// How a convolution pads its input (TensorFlow's `padding`): not at all
+/// (`VALID`), so the output has the input's size over the stride (`SAME`),
+/// or by `explicit_paddings` (`EXPLICIT`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[allow(clippy::upper_case_acronyms)]
+pub enum Padding {
+    VALID,
+    SAME,
+    EXPLICIT,
+}
+
+fn ones4() -> Vec<i64> {
+    vec![1; 4]
 }
 
 /// Where the channels are: last (`NHWC`, TensorFlow's default) or second (`NCHW`).
@@ -714,11 +778,13 @@ impl Op {
                 fmt_f64(*variance_epsilon)
             ),
             Fill { shape } => format!("{{shape: {shape:?}}}"),
+            module_ops!() => self.module_attrs_text(),
             _ => String::new(),
         }
     }
 
     /// The shape rule. `dtype` is the node's declared type, used by source ops.
+    /// (Ops of their own module: their module's `infer`.)
     /// Works on symbolic shapes at compile time and on concrete ones at run time.
     pub fn infer(&self, dtype: DType, ins: &[&TensorType]) -> Result<Vec<TensorType>, OpError> {
         self.check_arity(ins.len())?;

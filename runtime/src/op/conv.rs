@@ -1,0 +1,267 @@
+//! What the convolution ops share: their attributes' checks, the output
+//! size and padding of each spatial axis (TensorFlow's rules), and the
+//! index maths of the direct kernels. The ops are `conv2d.rs`,
+//! `conv2d_backprop_input.rs` and `conv2d_backprop_filter.rs`.
+
+use super::{DataFormat, Op, Padding};
+use crate::shape::Dim;
+use crate::Shape;
+use ndarray::{ArrayViewD, ArrayViewMutD};
+
+/// A convolution's attributes, as every convolution op has them.
+pub(super) struct Conv<'a> {
+    pub strides: &'a [i64],
+    pub padding: Padding,
+    pub explicit_paddings: &'a [i64],
+    pub dilations: &'a [i64],
+    pub data_format: DataFormat,
+}
+
+impl<'a> Conv<'a> {
+    /// The attributes of a convolution op.
+    pub fn of(op: &'a Op) -> Result<Conv<'a>, String> {
+        match op {
+            Op::Conv2D {
+                strides,
+                padding,
+                explicit_paddings,
+                dilations,
+                data_format,
+            }
+            | Op::Conv2DBackpropInput {
+                strides,
+                padding,
+                explicit_paddings,
+                dilations,
+                data_format,
+            }
+            | Op::Conv2DBackpropFilter {
+                strides,
+                padding,
+                explicit_paddings,
+                dilations,
+                data_format,
+            } => Ok(Conv {
+                strides,
+                padding: *padding,
+                explicit_paddings,
+                dilations,
+                data_format: *data_format,
+            }),
+            other => Err(format!("{} is not a convolution", other.name())),
+        }
+    }
+
+    /// Where the batch, the two spatial axes and the channels are.
+    pub fn axes(&self) -> [usize; 4] {
+        match self.data_format {
+            DataFormat::NHWC => [0, 1, 2, 3],
+            DataFormat::NCHW => [0, 2, 3, 1],
+        }
+    }
+
+    /// The strides and dilations of the two spatial axes, checked: four
+    /// entries each (in the data format's order), 1 on the batch and the
+    /// channels, at least 1 on the spatial axes (TensorFlow's rules).
+    pub fn spatial(&self) -> Result<[Axis; 2], String> {
+        let [n, h, w, c] = self.axes();
+        let four = |name: &str, v: &[i64]| -> Result<[usize; 2], String> {
+            if v.len() != 4 || v[n] != 1 || v[c] != 1 || v[h] < 1 || v[w] < 1 {
+                return Err(format!(
+                    "{name} must be 4 entries, 1 on the batch and channels and at least 1 on the \
+                     spatial axes ({:?}), got {v:?}",
+                    self.data_format
+                ));
+            }
+            Ok([v[h] as usize, v[w] as usize])
+        };
+        let s = four("strides", self.strides)?;
+        let d = four("dilations", self.dilations)?;
+        let pads = match self.padding {
+            Padding::EXPLICIT => {
+                let p = self.explicit_paddings;
+                if p.len() != 8
+                    || p.iter().any(|&v| v < 0)
+                    || p[2 * n] + p[2 * n + 1] + p[2 * c] + p[2 * c + 1] != 0
+                {
+                    return Err(format!(
+                        "explicit_paddings must be 8 entries, a (before, after) pair per axis, \
+                         none negative and 0 on the batch and channels, got {p:?}"
+                    ));
+                }
+                Some([
+                    [p[2 * h] as usize, p[2 * h + 1] as usize],
+                    [p[2 * w] as usize, p[2 * w + 1] as usize],
+                ])
+            }
+            _ if !self.explicit_paddings.is_empty() => {
+                return Err(format!(
+                    "explicit_paddings are for padding EXPLICIT, got {:?} with {:?}",
+                    self.explicit_paddings, self.padding
+                ))
+            }
+            _ => None,
+        };
+        Ok([0, 1].map(|k| Axis {
+            stride: s[k],
+            dilation: d[k],
+            explicit: pads.map(|p| p[k]),
+        }))
+    }
+
+    /// The output spatial sizes and the padding before each, for an input of
+    /// spatial sizes `size` and a filter of spatial sizes `kernel`.
+    pub fn geometry(&self, size: [usize; 2], kernel: [usize; 2]) -> Result<[Extent; 2], String> {
+        let axes = self.spatial()?;
+        let mut out = [Extent::default(); 2];
+        for k in 0..2 {
+            out[k] = axes[k].extent(self.padding, size[k], kernel[k])?;
+        }
+        Ok(out)
+    }
+
+    /// The shape of a tensor of this data format from (batch, height, width, channels).
+    pub fn shape(&self, [n, h, w, c]: [Dim; 4]) -> Shape {
+        match self.data_format {
+            DataFormat::NHWC => Shape(vec![n, h, w, c]),
+            DataFormat::NCHW => Shape(vec![n, c, h, w]),
+        }
+    }
+
+    /// (batch, height, width, channels) of a rank-4 shape in this data format.
+    pub fn split(&self, what: &str, s: &Shape) -> Result<[Dim; 4], String> {
+        if s.rank() != 4 {
+            return Err(format!("{what} must have rank 4, got {s}"));
+        }
+        Ok(self.axes().map(|a| s.0[a].clone()))
+    }
+
+    /// (height, width), known, of a rank-4 shape in this data format.
+    pub fn spatial_sizes(&self, what: &str, s: &Shape) -> Result<[usize; 2], String> {
+        let [_, h, w, _] = self.split(what, s)?;
+        match (h.known(), w.known()) {
+            (Some(h), Some(w)) => Ok([h, w]),
+            _ => Err(format!("{what} {s} must have known spatial sizes")),
+        }
+    }
+
+    /// `x` (in this data format) as a view indexed (batch, height, width, channels).
+    pub fn nhwc<'v, T>(&self, x: ArrayViewD<'v, T>) -> ArrayViewD<'v, T> {
+        match self.data_format {
+            DataFormat::NHWC => x,
+            DataFormat::NCHW => x.permuted_axes(vec![0, 2, 3, 1]),
+        }
+    }
+
+    /// `nhwc` for writing.
+    pub fn nhwc_mut<'v, T>(&self, x: ArrayViewMutD<'v, T>) -> ArrayViewMutD<'v, T> {
+        match self.data_format {
+            DataFormat::NHWC => x,
+            DataFormat::NCHW => x.permuted_axes(vec![0, 2, 3, 1]),
+        }
+    }
+}
+
+/// One spatial axis's stride, dilation and explicit padding.
+#[derive(Clone, Copy)]
+pub(super) struct Axis {
+    stride: usize,
+    dilation: usize,
+    explicit: Option<[usize; 2]>,
+}
+
+/// One spatial axis of a convolution: its output size, the padding before
+/// it, the stride and the dilation.
+#[derive(Clone, Copy, Default, Debug, PartialEq)]
+pub(super) struct Extent {
+    pub out: usize,
+    pub before: usize,
+    pub stride: usize,
+    pub dilation: usize,
+}
+
+impl Extent {
+    /// The input position output `o` and filter tap `t` read, if inside.
+    #[inline]
+    pub fn input(&self, o: usize, t: usize, size: usize) -> Option<usize> {
+        (o * self.stride + t * self.dilation)
+            .checked_sub(self.before)
+            .filter(|&i| i < size)
+    }
+}
+
+impl Axis {
+    /// TensorFlow's sizes: VALID `ceil((in - k_eff + 1) / s)`; SAME `ceil(in / s)`
+    /// with `max((out - 1)·s + k_eff - in, 0)` padding, the odd pixel at the
+    /// end; EXPLICIT `(in + pads - k_eff) / s + 1`; k_eff = (k - 1)·d + 1.
+    fn extent(&self, padding: Padding, size: usize, k: usize) -> Result<Extent, String> {
+        let eff = k
+            .checked_sub(1)
+            .and_then(|k1| k1.checked_mul(self.dilation))
+            .and_then(|v| v.checked_add(1))
+            .ok_or_else(|| {
+                format!(
+                    "a filter of size {k} (dilation {}) is empty or too large",
+                    self.dilation
+                )
+            })?;
+        let s = self.stride;
+        let (out, before) = match padding {
+            Padding::VALID => {
+                if size < eff {
+                    return Err(format!(
+                        "a filter of size {k} (dilated to {eff}) is larger than the input's {size} with VALID padding"
+                    ));
+                }
+                ((size - eff) / s + 1, 0)
+            }
+            Padding::SAME => {
+                let out = size.div_ceil(s);
+                let total = (out.saturating_sub(1) * s + eff).saturating_sub(size);
+                (out, total / 2)
+            }
+            Padding::EXPLICIT => {
+                let [b, a] = self.explicit.unwrap_or_default();
+                let padded = size + b + a;
+                if padded < eff {
+                    return Err(format!(
+                        "a filter of size {k} (dilated to {eff}) is larger than the padded input's {padded}"
+                    ));
+                }
+                ((padded - eff) / s + 1, b)
+            }
+        };
+        Ok(Extent {
+            out,
+            before,
+            stride: s,
+            dilation: self.dilation,
+        })
+    }
+}
+
+/// A filter's spatial sizes (known, at least 1) and its input and output channels.
+pub(super) fn filter_dims(f: &Shape) -> Result<(usize, usize, Dim, Dim), String> {
+    match f.0.as_slice() {
+        [kh, kw, c, o] => match (kh.known(), kw.known()) {
+            (Some(kh), Some(kw)) if kh >= 1 && kw >= 1 => Ok((kh, kw, c.clone(), o.clone())),
+            _ => Err(format!(
+                "a filter's spatial sizes must be known and at least 1, got {f}"
+            )),
+        },
+        _ => Err(format!(
+            "a filter must have rank 4 [kh, kw, in, out], got {f}"
+        )),
+    }
+}
+
+/// `{strides: .., padding: .., ...}`, as every convolution prints its attributes.
+pub(super) fn attrs_text(op: &Op) -> String {
+    let Ok(c) = Conv::of(op) else {
+        return String::new();
+    };
+    format!(
+        "{{strides: {:?}, padding: {:?}, explicit_paddings: {:?}, dilations: {:?}, data_format: {:?}}}",
+        c.strides, c.padding, c.explicit_paddings, c.dilations, c.data_format
+    )
+}
