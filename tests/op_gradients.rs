@@ -199,6 +199,50 @@ const CASES: &[Case] = &[
         second_order: true,
     },
     Case {
+        name: "max_pool_same_stride_2",
+        inputs: &[("a", &[2, 5, 5, 3], Normal)],
+        node: r#"(name: "y", op: MaxPool(ksize: [1, 3, 3, 1], strides: [1, 2, 2, 1], padding: SAME), inputs: ["a"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "max_pool_valid_nchw",
+        inputs: &[("a", &[1, 2, 4, 5], Normal)],
+        node: r#"(name: "y", op: MaxPool(ksize: [1, 1, 2, 2], strides: [1, 1, 2, 1], padding: VALID, data_format: NCHW), inputs: ["a"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "max_pool_grad",
+        inputs: &[
+            ("a", &[1, 4, 4, 2], Normal),
+            ("o", &[1, 2, 2, 2], Normal),
+            ("g", &[1, 2, 2, 2], Normal),
+        ],
+        node: r#"(name: "y", op: MaxPoolGrad(ksize: [1, 2, 2, 1], strides: [1, 2, 2, 1], padding: VALID), inputs: ["a", "o", "g"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "max_pool_grad_grad",
+        inputs: &[
+            ("a", &[1, 4, 4, 2], Normal),
+            ("o", &[1, 2, 2, 2], Normal),
+            ("g", &[1, 4, 4, 2], Normal),
+        ],
+        node: r#"(name: "y", op: MaxPoolGradGrad(ksize: [1, 2, 2, 1], strides: [1, 2, 2, 1], padding: VALID), inputs: ["a", "o", "g"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "avg_pool_same_odd",
+        inputs: &[("a", &[2, 5, 4, 2], Normal)],
+        node: r#"(name: "y", op: AvgPool(ksize: [1, 3, 2, 1], strides: [1, 2, 1, 1], padding: SAME), inputs: ["a"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "avg_pool_grad",
+        inputs: &[("a", &[1, 5, 5, 1], Normal), ("g", &[1, 3, 3, 1], Normal)],
+        node: r#"(name: "y", op: AvgPoolGrad(ksize: [1, 2, 2, 1], strides: [1, 2, 2, 1], padding: SAME), inputs: ["a", "g"])"#,
+        second_order: true,
+    },
+    Case {
         name: "l2_loss",
         inputs: &[("a", &[3, 4], Normal)],
         node: r#"(name: "y", op: L2Loss, inputs: ["a"])"#,

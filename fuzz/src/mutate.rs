@@ -48,7 +48,7 @@ pub struct Input {
 /// A graph of every op, with attributes, that the pool of ops is read from,
 /// and that is a seed itself: functions (one with a custom gradient, one
 /// with two outputs), layers, Fused, FusedBatchNorm, Moments.
-pub const OPS_SEED: &str = r#"// Every op, for gradc-fuzz's op pool and as a seed.
+pub const OPS_SEED: &str = r#"// Every op, for gradc-fuzz's op pool and as a seed that runs clean.
 Graph(
     name: "ops",
     dtype: F64,
@@ -138,6 +138,11 @@ Graph(
         (name: "cv", op: Conv2D(strides: [1, 1, 1, 1], padding: SAME), inputs: ["img", "ck"]),
         (name: "cvi", op: Conv2DBackpropInput(strides: [1, 1, 1, 1], padding: SAME), inputs: ["img", "ck", "cv"]),
         (name: "cvf", op: Conv2DBackpropFilter(strides: [1, 1, 1, 1], padding: SAME), inputs: ["img", "ck", "cv"]),
+        (name: "mp", op: MaxPool(ksize: [1, 2, 2, 1], strides: [1, 2, 2, 1], padding: SAME), inputs: ["cv"]),
+        (name: "mpg", op: MaxPoolGrad(ksize: [1, 2, 2, 1], strides: [1, 2, 2, 1], padding: SAME), inputs: ["cv", "mp", "mp"]),
+        (name: "mpgg", op: MaxPoolGradGrad(ksize: [1, 2, 2, 1], strides: [1, 2, 2, 1], padding: SAME), inputs: ["cv", "mp", "mpg"]),
+        (name: "ap", op: AvgPool(ksize: [1, 2, 2, 1], strides: [1, 1, 1, 1], padding: VALID), inputs: ["cv"]),
+        (name: "apg", op: AvgPoolGrad(ksize: [1, 2, 2, 1], strides: [1, 1, 1, 1], padding: VALID), inputs: ["cv", "ap"]),
         (name: "an", op: AddN, inputs: ["ce", "ce"]),
         (name: "amx", op: Add, inputs: ["am", "ce"]),
         (name: "zl", op: ZerosLike, inputs: ["an"]),

@@ -1259,3 +1259,83 @@ fn conv2d_matches_hand_computed_values() {
         &[6.0, 8.0, 12.0, 14.0],
     );
 }
+
+fn pooling(
+    make: fn(Vec<i64>, Vec<i64>, crate::op::Padding, crate::op::DataFormat) -> Op,
+    k: usize,
+    s: usize,
+    padding: crate::op::Padding,
+) -> Op {
+    make(
+        vec![1, k as i64, k as i64, 1],
+        vec![1, s as i64, s as i64, 1],
+        padding,
+        crate::op::DataFormat::NHWC,
+    )
+}
+
+#[test]
+fn pooling_matches_hand_computed_values() {
+    use crate::op::Padding::{SAME, VALID};
+    let max = |ksize, strides, padding, data_format| Op::MaxPool {
+        ksize,
+        strides,
+        padding,
+        data_format,
+    };
+    let avg = |ksize, strides, padding, data_format| Op::AvgPool {
+        ksize,
+        strides,
+        padding,
+        data_format,
+    };
+    let grad = |ksize, strides, padding, data_format| Op::MaxPoolGrad {
+        ksize,
+        strides,
+        padding,
+        data_format,
+    };
+    let avg_grad = |ksize, strides, padding, data_format| Op::AvgPoolGrad {
+        ksize,
+        strides,
+        padding,
+        data_format,
+    };
+    // x = 1..9 in a 3x3 image, one channel.
+    let x = t64(
+        &[1, 3, 3, 1],
+        &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0],
+    );
+    check(
+        &run(pooling(max, 2, 1, VALID), &[&x]),
+        &[1, 2, 2, 1],
+        &[5.0, 6.0, 8.0, 9.0],
+    );
+    // SAME with stride 2 pads at the end: windows {1,2,4,5}, {3,6}, {7,8}, {9}.
+    check(
+        &run(pooling(max, 2, 2, SAME), &[&x]),
+        &[1, 2, 2, 1],
+        &[5.0, 6.0, 8.0, 9.0],
+    );
+    // The mean counts the elements inside the input only.
+    check(
+        &run(pooling(avg, 2, 2, SAME), &[&x]),
+        &[1, 2, 2, 1],
+        &[3.0, 4.5, 7.5, 9.0],
+    );
+    let dy = t64(&[1, 2, 2, 1], &[1.0, 2.0, 3.0, 4.0]);
+    check(
+        &run(pooling(avg_grad, 2, 2, SAME), &[&x, &dy]),
+        &[1, 3, 3, 1],
+        &[0.25, 0.25, 1.0, 0.25, 0.25, 1.0, 1.5, 1.5, 4.0],
+    );
+    // Ties go to the first maximum in scan order.
+    let flat = t64(&[1, 2, 2, 1], &[7.0, 7.0, 7.0, 7.0]);
+    let y = run(pooling(max, 2, 2, VALID), &[&flat]);
+    let g = t64(&[1, 1, 1, 1], &[5.0]);
+    check(
+        &run(pooling(grad, 2, 2, VALID), &[&flat, &y, &g]),
+        &[1, 2, 2, 1],
+        &[5.0, 0.0, 0.0, 0.0],
+    );
+}

@@ -265,3 +265,134 @@ pub(super) fn attrs_text(op: &Op) -> String {
         c.strides, c.padding, c.explicit_paddings, c.dilations, c.data_format
     )
 }
+
+static NO_DILATION: [i64; 4] = [1; 4];
+
+/// A pooling op's attributes as the geometry of a convolution without
+/// dilation, and its window's (height, width).
+pub(super) fn pool(op: &Op) -> Result<(Conv<'_>, [usize; 2]), String> {
+    let (ksize, strides, padding, data_format) = match op {
+        Op::MaxPool {
+            ksize,
+            strides,
+            padding,
+            data_format,
+        }
+        | Op::MaxPoolGrad {
+            ksize,
+            strides,
+            padding,
+            data_format,
+        }
+        | Op::MaxPoolGradGrad {
+            ksize,
+            strides,
+            padding,
+            data_format,
+        }
+        | Op::AvgPool {
+            ksize,
+            strides,
+            padding,
+            data_format,
+        }
+        | Op::AvgPoolGrad {
+            ksize,
+            strides,
+            padding,
+            data_format,
+        } => (ksize, strides, *padding, *data_format),
+        other => return Err(format!("{} is not a pooling", other.name())),
+    };
+    if padding == Padding::EXPLICIT {
+        return Err("pooling pads VALID or SAME".into());
+    }
+    let conv = Conv {
+        strides,
+        padding,
+        explicit_paddings: &[],
+        dilations: &NO_DILATION,
+        data_format,
+    };
+    let [n, h, w, c] = conv.axes();
+    if ksize.len() != 4 || ksize[n] != 1 || ksize[c] != 1 || ksize[h] < 1 || ksize[w] < 1 {
+        return Err(format!(
+            "ksize must be 4 entries, 1 on the batch and channels and at least 1 on the \
+             spatial axes ({data_format:?}), got {ksize:?}"
+        ));
+    }
+    Ok((conv, [ksize[h] as usize, ksize[w] as usize]))
+}
+
+/// The pooled shape of `x`: (batch, out height, out width, channels) in the data format.
+pub(super) fn pooled(conv: &Conv, window: [usize; 2], x: &Shape) -> Result<Shape, String> {
+    let [n, _, _, c] = conv.split("the input", x)?;
+    let g = conv.geometry(conv.spatial_sizes("the input", x)?, window)?;
+    Ok(conv.shape([n, Dim::Known(g[0].out), Dim::Known(g[1].out), c]))
+}
+
+/// `{ksize: .., strides: .., padding: .., data_format: ..}`.
+pub(super) fn pool_attrs_text(op: &Op) -> String {
+    match op {
+        Op::MaxPool {
+            ksize,
+            strides,
+            padding,
+            data_format,
+        }
+        | Op::MaxPoolGrad {
+            ksize,
+            strides,
+            padding,
+            data_format,
+        }
+        | Op::MaxPoolGradGrad {
+            ksize,
+            strides,
+            padding,
+            data_format,
+        }
+        | Op::AvgPool {
+            ksize,
+            strides,
+            padding,
+            data_format,
+        }
+        | Op::AvgPoolGrad {
+            ksize,
+            strides,
+            padding,
+            data_format,
+        } => format!(
+            "{{ksize: {ksize:?}, strides: {strides:?}, padding: {padding:?}, data_format: {data_format:?}}}"
+        ),
+        _ => String::new(),
+    }
+}
+
+/// Where in `x` (NHWC view, one image and channel) the window of output
+/// (oh, ow) has its maximum: the first in scan order (TensorFlow's tie rule).
+pub(super) fn argmax<T: crate::dtype::Scalar>(
+    x: &ArrayViewD<'_, T>,
+    g: &[Extent; 2],
+    window: [usize; 2],
+    (n, oh, ow, c): (usize, usize, usize, usize),
+) -> Option<(usize, usize)> {
+    let (h, w) = (x.shape()[1], x.shape()[2]);
+    let mut best: Option<(T, usize, usize)> = None;
+    for i in 0..window[0] {
+        let Some(ih) = g[0].input(oh, i, h) else {
+            continue;
+        };
+        for j in 0..window[1] {
+            let Some(iw) = g[1].input(ow, j, w) else {
+                continue;
+            };
+            let v = x[[n, ih, iw, c]];
+            if best.is_none_or(|(b, _, _)| v > b) {
+                best = Some((v, ih, iw));
+            }
+        }
+    }
+    best.map(|(_, ih, iw)| (ih, iw))
+}

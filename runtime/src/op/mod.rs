@@ -217,6 +217,52 @@ macro_rules! module_ops_table {
                     #[serde(default)]
                     data_format: DataFormat,
                 } => conv2d_backprop_filter,
+                /// The largest element of each window (TensorFlow's `tf.nn.max_pool2d`):
+                /// `ksize` and `strides` have 4 entries in the data format's order, 1 on
+                /// the batch and channels; SAME padding is never the maximum.
+                MaxPool {
+                    ksize: Vec<i64>,
+                    strides: Vec<i64>,
+                    padding: Padding,
+                    #[serde(default)]
+                    data_format: DataFormat,
+                } => max_pool,
+                /// The gradient of MaxPool: inputs (orig_input, orig_output, grad); each
+                /// window's gradient goes to its first maximum in scan order.
+                MaxPoolGrad {
+                    ksize: Vec<i64>,
+                    strides: Vec<i64>,
+                    padding: Padding,
+                    #[serde(default)]
+                    data_format: DataFormat,
+                } => max_pool_grad,
+                /// The gradient of MaxPoolGrad's grad: inputs (orig_input, orig_output,
+                /// grad of the input's shape); each output takes grad at its window's first maximum.
+                MaxPoolGradGrad {
+                    ksize: Vec<i64>,
+                    strides: Vec<i64>,
+                    padding: Padding,
+                    #[serde(default)]
+                    data_format: DataFormat,
+                } => max_pool_grad_grad,
+                /// The mean of each window (TensorFlow's `tf.nn.avg_pool2d`); with SAME,
+                /// over the window's elements inside the input only.
+                AvgPool {
+                    ksize: Vec<i64>,
+                    strides: Vec<i64>,
+                    padding: Padding,
+                    #[serde(default)]
+                    data_format: DataFormat,
+                } => avg_pool,
+                /// The gradient of AvgPool: inputs (orig_input, its shape only, and grad);
+                /// each window's gradient spread evenly over its elements inside the input.
+                AvgPoolGrad {
+                    ksize: Vec<i64>,
+                    strides: Vec<i64>,
+                    padding: Padding,
+                    #[serde(default)]
+                    data_format: DataFormat,
+                } => avg_pool_grad,
             }
         }
     };
@@ -1181,7 +1227,7 @@ impl From<OpError> for String {
     }
 }
 
-fn same_shape(a: &Shape, b: &Shape) -> Result<Shape, String> {
+pub(super) fn same_shape(a: &Shape, b: &Shape) -> Result<Shape, String> {
     if a.rank() != b.rank() {
         return Err(format!("shapes {a} and {b} differ"));
     }
