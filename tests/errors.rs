@@ -538,6 +538,8 @@ fn convolution_errors_name_the_problem() {
         // explicit_paddings without EXPLICIT, and a negative one.
         ("[1, 4, 4, 1]", "[2, 2, 1, 1]", "strides: [1, 1, 1, 1], padding: SAME, explicit_paddings: [0, 0, 1, 1, 1, 1, 0, 0]", "explicit_paddings"),
         ("[1, 4, 4, 1]", "[2, 2, 1, 1]", "strides: [1, 1, 1, 1], padding: EXPLICIT, explicit_paddings: [0, 0, -1, 1, 1, 1, 0, 0]", "explicit_paddings"),
+        // Sizes past what a machine can index are refused, not wrapped.
+        ("[1, 4, 4, 1]", "[2, 2, 1, 1]", "strides: [1, 1, 1, 1], padding: EXPLICIT, explicit_paddings: [0, 0, 9223372036854775807, 9223372036854775807, 0, 0, 0, 0]", "too large"),
     ];
     for (x, k, attrs, says) in cases {
         let e = conv(x, k, attrs);

@@ -184,9 +184,10 @@ impl Extent {
     /// The input position output `o` and filter tap `t` read, if inside.
     #[inline]
     pub fn input(&self, o: usize, t: usize, size: usize) -> Option<usize> {
-        (o * self.stride + t * self.dilation)
-            .checked_sub(self.before)
-            .filter(|&i| i < size)
+        let at = o
+            .checked_mul(self.stride)?
+            .checked_add(t.checked_mul(self.dilation)?)?;
+        at.checked_sub(self.before).filter(|&i| i < size)
     }
 }
 
@@ -217,12 +218,15 @@ impl Axis {
             }
             Padding::SAME => {
                 let out = size.div_ceil(s);
-                let total = (out.saturating_sub(1) * s + eff).saturating_sub(size);
-                (out, total / 2)
+                let reach = (out.saturating_sub(1) * s).saturating_add(eff);
+                (out, reach.saturating_sub(size) / 2)
             }
             Padding::EXPLICIT => {
                 let [b, a] = self.explicit.unwrap_or_default();
-                let padded = size + b + a;
+                let padded = size
+                    .checked_add(b)
+                    .and_then(|v| v.checked_add(a))
+                    .ok_or_else(|| format!("explicit paddings {b} and {a} are too large"))?;
                 if padded < eff {
                     return Err(format!(
                         "a filter of size {k} (dilated to {eff}) is larger than the padded input's {padded}"
