@@ -199,6 +199,38 @@ const CASES: &[Case] = &[
         second_order: true,
     },
     Case {
+        name: "depthwise_conv2d_same_multiplier_2",
+        inputs: &[("a", &[2, 5, 4, 3], Normal), ("k", &[3, 2, 3, 2], Normal)],
+        node: r#"(name: "y", op: DepthwiseConv2dNative(strides: [1, 2, 1, 1], padding: SAME), inputs: ["a", "k"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "depthwise_conv2d_valid_dilated_nchw",
+        inputs: &[("a", &[1, 2, 6, 6], Normal), ("k", &[2, 2, 2, 1], Normal)],
+        node: r#"(name: "y", op: DepthwiseConv2dNative(strides: [1, 1, 1, 1], padding: VALID, dilations: [1, 1, 2, 2], data_format: NCHW), inputs: ["a", "k"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "depthwise_conv2d_backprop_input",
+        inputs: &[
+            ("a", &[1, 4, 4, 2], Normal),
+            ("k", &[2, 2, 2, 2], Normal),
+            ("g", &[1, 4, 4, 4], Normal),
+        ],
+        node: r#"(name: "y", op: DepthwiseConv2dNativeBackpropInput(strides: [1, 1, 1, 1], padding: SAME), inputs: ["a", "k", "g"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "depthwise_conv2d_backprop_filter",
+        inputs: &[
+            ("a", &[1, 5, 5, 2], Normal),
+            ("k", &[3, 3, 2, 2], Normal),
+            ("g", &[1, 2, 2, 4], Normal),
+        ],
+        node: r#"(name: "y", op: DepthwiseConv2dNativeBackpropFilter(strides: [1, 2, 2, 1], padding: VALID), inputs: ["a", "k", "g"])"#,
+        second_order: true,
+    },
+    Case {
         name: "max_pool_same_stride_2",
         inputs: &[("a", &[2, 5, 5, 3], Normal)],
         node: r#"(name: "y", op: MaxPool(ksize: [1, 3, 3, 1], strides: [1, 2, 2, 1], padding: SAME), inputs: ["a"])"#,

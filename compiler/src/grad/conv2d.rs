@@ -6,7 +6,8 @@ use gradc_runtime::Op;
 
 pub(super) const GRADIENT: Gradient = Gradient::Rule(rule);
 
-/// Which convolution op, with the attributes of `op` (one of them).
+/// Which convolution op, with the attributes of `op` (one of them): the
+/// forward one or one of its two backprops.
 #[derive(Clone, Copy)]
 pub(super) enum Kind {
     Conv2D,
@@ -14,9 +15,10 @@ pub(super) enum Kind {
     BackpropFilter,
 }
 
-/// The convolution of kind `kind` with the attributes of convolution `op`.
+/// The convolution of kind `kind` with the attributes of convolution `op`,
+/// depthwise if `op` is.
 pub(super) fn like(op: &Op, kind: Kind) -> Op {
-    let (strides, padding, explicit_paddings, dilations, data_format) = match op {
+    let (strides, padding, explicit_paddings, dilations, data_format, depthwise) = match op {
         Op::Conv2D {
             strides,
             padding,
@@ -37,37 +39,51 @@ pub(super) fn like(op: &Op, kind: Kind) -> Op {
             explicit_paddings,
             dilations,
             data_format,
-        } => (
-            strides.clone(),
-            *padding,
-            explicit_paddings.clone(),
-            dilations.clone(),
-            *data_format,
-        ),
+        } => (strides, padding, explicit_paddings, dilations, data_format, false),
+        Op::DepthwiseConv2dNative {
+            strides,
+            padding,
+            explicit_paddings,
+            dilations,
+            data_format,
+        }
+        | Op::DepthwiseConv2dNativeBackpropInput {
+            strides,
+            padding,
+            explicit_paddings,
+            dilations,
+            data_format,
+        }
+        | Op::DepthwiseConv2dNativeBackpropFilter {
+            strides,
+            padding,
+            explicit_paddings,
+            dilations,
+            data_format,
+        } => (strides, padding, explicit_paddings, dilations, data_format, true),
         other => unreachable!("a convolution's rule on {}", other.name()),
     };
-    match kind {
-        Kind::Conv2D => Op::Conv2D {
-            strides,
-            padding,
-            explicit_paddings,
-            dilations,
-            data_format,
-        },
-        Kind::BackpropInput => Op::Conv2DBackpropInput {
-            strides,
-            padding,
-            explicit_paddings,
-            dilations,
-            data_format,
-        },
-        Kind::BackpropFilter => Op::Conv2DBackpropFilter {
-            strides,
-            padding,
-            explicit_paddings,
-            dilations,
-            data_format,
-        },
+    let (strides, explicit_paddings, dilations) =
+        (strides.clone(), explicit_paddings.clone(), dilations.clone());
+    let (padding, data_format) = (*padding, *data_format);
+    macro_rules! make {
+        ($variant:ident) => {
+            Op::$variant {
+                strides,
+                padding,
+                explicit_paddings,
+                dilations,
+                data_format,
+            }
+        };
+    }
+    match (kind, depthwise) {
+        (Kind::Conv2D, false) => make!(Conv2D),
+        (Kind::BackpropInput, false) => make!(Conv2DBackpropInput),
+        (Kind::BackpropFilter, false) => make!(Conv2DBackpropFilter),
+        (Kind::Conv2D, true) => make!(DepthwiseConv2dNative),
+        (Kind::BackpropInput, true) => make!(DepthwiseConv2dNativeBackpropInput),
+        (Kind::BackpropFilter, true) => make!(DepthwiseConv2dNativeBackpropFilter),
     }
 }
 

@@ -1339,3 +1339,23 @@ fn pooling_matches_hand_computed_values() {
         &[5.0, 0.0, 0.0, 0.0],
     );
 }
+
+#[test]
+fn depthwise_conv2d_matches_hand_computed_values() {
+    // Two channels, multiplier 2, a 1x1 filter: each channel scaled twice.
+    let x = t64(&[1, 1, 2, 2], &[1.0, 10.0, 2.0, 20.0]);
+    let w = t64(&[1, 1, 2, 2], &[1.0, -1.0, 0.5, 3.0]);
+    let op = Op::DepthwiseConv2dNative {
+        strides: vec![1; 4],
+        padding: crate::op::Padding::VALID,
+        explicit_paddings: Vec::new(),
+        dilations: vec![1; 4],
+        data_format: crate::op::DataFormat::NHWC,
+    };
+    // Output channels (c·M + m): x_c·w[c, m].
+    check(
+        &run(op, &[&x, &w]),
+        &[1, 1, 2, 4],
+        &[1.0, -1.0, 5.0, 30.0, 2.0, -2.0, 10.0, 60.0],
+    );
+}

@@ -41,6 +41,27 @@ impl<'a> Conv<'a> {
                 explicit_paddings,
                 dilations,
                 data_format,
+            }
+            | Op::DepthwiseConv2dNative {
+                strides,
+                padding,
+                explicit_paddings,
+                dilations,
+                data_format,
+            }
+            | Op::DepthwiseConv2dNativeBackpropInput {
+                strides,
+                padding,
+                explicit_paddings,
+                dilations,
+                data_format,
+            }
+            | Op::DepthwiseConv2dNativeBackpropFilter {
+                strides,
+                padding,
+                explicit_paddings,
+                dilations,
+                data_format,
             } => Ok(Conv {
                 strides,
                 padding: *padding,
@@ -399,4 +420,34 @@ pub(super) fn argmax<T: crate::dtype::Scalar>(
         }
     }
     best.map(|(_, ih, iw)| (ih, iw))
+}
+
+/// A depthwise filter's [kh, kw, C, M], all known, the spatial sizes at least 1.
+pub(super) fn depthwise_filter(f: &Shape) -> Result<[usize; 4], String> {
+    match f.concrete().as_deref() {
+        Some(&[kh, kw, c, m]) if kh >= 1 && kw >= 1 => Ok([kh, kw, c, m]),
+        _ => Err(format!(
+            "a depthwise filter must be [kh, kw, in, multiplier] of known sizes, got {f}"
+        )),
+    }
+}
+
+/// Whether out_backprop `dy` is what DepthwiseConv2dNative makes of the input `x` and filter `f`.
+pub(super) fn depthwise_fits(conv: &Conv, x: &Shape, f: &Shape, dy: &Shape) -> Result<(), String> {
+    let [n, _, _, c] = conv.split("the input", x)?;
+    let [kh, kw, fc, m] = depthwise_filter(f)?;
+    let [dn, dh, dw, dc] = conv.split("out_backprop", dy)?;
+    let g = conv.geometry(conv.spatial_sizes("the input", x)?, [kh, kw])?;
+    let fits = super::unify(&c, &Dim::Known(fc)).is_ok()
+        && super::unify(&n, &dn).is_ok()
+        && dc.known() == fc.checked_mul(m)
+        && dh.known() == Some(g[0].out)
+        && dw.known() == Some(g[1].out);
+    if fits {
+        return Ok(());
+    }
+    Err(format!(
+        "out_backprop {dy} is not what DepthwiseConv2dNative makes of an input {x} and a filter {f} ({:?})",
+        conv.data_format
+    ))
 }

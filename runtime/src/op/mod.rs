@@ -217,6 +217,43 @@ macro_rules! module_ops_table {
                     #[serde(default)]
                     data_format: DataFormat,
                 } => conv2d_backprop_filter,
+                /// Depthwise 2-D convolution (TensorFlow's `tf.nn.depthwise_conv2d_native`):
+                /// filter [kh, kw, C, M], each input channel c convolved with its M filters
+                /// into output channels c·M + m; attributes as Conv2D's.
+                DepthwiseConv2dNative {
+                    strides: Vec<i64>,
+                    padding: Padding,
+                    #[serde(default)]
+                    explicit_paddings: Vec<i64>,
+                    #[serde(default = "ones4")]
+                    dilations: Vec<i64>,
+                    #[serde(default)]
+                    data_format: DataFormat,
+                } => depthwise_conv2d,
+                /// The gradient of DepthwiseConv2dNative's input: inputs (input, its shape
+                /// only, filter, out_backprop); attributes as Conv2D's.
+                DepthwiseConv2dNativeBackpropInput {
+                    strides: Vec<i64>,
+                    padding: Padding,
+                    #[serde(default)]
+                    explicit_paddings: Vec<i64>,
+                    #[serde(default = "ones4")]
+                    dilations: Vec<i64>,
+                    #[serde(default)]
+                    data_format: DataFormat,
+                } => depthwise_conv2d_backprop_input,
+                /// The gradient of DepthwiseConv2dNative's filter: inputs (input, filter,
+                /// its shape only, out_backprop); attributes as Conv2D's.
+                DepthwiseConv2dNativeBackpropFilter {
+                    strides: Vec<i64>,
+                    padding: Padding,
+                    #[serde(default)]
+                    explicit_paddings: Vec<i64>,
+                    #[serde(default = "ones4")]
+                    dilations: Vec<i64>,
+                    #[serde(default)]
+                    data_format: DataFormat,
+                } => depthwise_conv2d_backprop_filter,
                 /// The largest element of each window (TensorFlow's `tf.nn.max_pool2d`):
                 /// `ksize` and `strides` have 4 entries in the data format's order, 1 on
                 /// the batch and channels; SAME padding is never the maximum.
