@@ -550,3 +550,74 @@ fn convolution_errors_name_the_problem() {
         assert!(e.message.contains("(inputs x: f64"), "{e}");
     }
 }
+
+#[test]
+fn pooling_and_backprop_errors_name_the_problem() {
+    let build = |nodes: &str| {
+        compile_error(&format!(
+            r#"Graph(name: "g", dtype: F64, nodes: [
+        (name: "x", op: Placeholder(shape: [1, 4, 4, 2])),
+        (name: "k", op: Placeholder(shape: [2, 2, 2, 3])),
+        (name: "g", op: Placeholder(shape: [1, 3, 3, 3])),
+        {nodes},
+    ])"#
+        ))
+    };
+    let cases = [
+        // A window on the channels, and padding that pooling does not have.
+        (
+            r#"(name: "y", op: MaxPool(ksize: [1, 2, 2, 2], strides: [1, 1, 1, 1], padding: SAME), inputs: ["x"])"#,
+            "MaxPool",
+            "ksize must be",
+        ),
+        (
+            r#"(name: "y", op: AvgPool(ksize: [1, 2, 2, 1], strides: [1, 1, 1, 1], padding: EXPLICIT), inputs: ["x"])"#,
+            "AvgPool",
+            "VALID or SAME",
+        ),
+        (
+            r#"(name: "y", op: MaxPool(ksize: [1, 5, 5, 1], strides: [1, 1, 1, 1], padding: VALID), inputs: ["x"])"#,
+            "MaxPool",
+            "larger than the input",
+        ),
+        // A gradient of a shape the pooling does not make.
+        (
+            r#"(name: "y", op: MaxPoolGrad(ksize: [1, 2, 2, 1], strides: [1, 2, 2, 1], padding: VALID), inputs: ["x", "x", "x"])"#,
+            "MaxPoolGrad",
+            "is not MaxPool's shape",
+        ),
+        (
+            r#"(name: "y", op: AvgPoolGrad(ksize: [1, 2, 2, 1], strides: [1, 2, 2, 1], padding: VALID), inputs: ["x", "x"])"#,
+            "AvgPoolGrad",
+            "is not AvgPool's shape",
+        ),
+        // out_backprop that the convolution does not make (SAME gives 4x4).
+        (
+            r#"(name: "y", op: Conv2DBackpropInput(strides: [1, 1, 1, 1], padding: SAME), inputs: ["x", "k", "g"])"#,
+            "Conv2DBackpropInput",
+            "is not what Conv2D makes",
+        ),
+        (
+            r#"(name: "y", op: Conv2DBackpropFilter(strides: [1, 1, 1, 1], padding: SAME), inputs: ["x", "k", "g"])"#,
+            "Conv2DBackpropFilter",
+            "is not what Conv2D makes",
+        ),
+        (
+            r#"(name: "y", op: DepthwiseConv2dNativeBackpropInput(strides: [1, 1, 1, 1], padding: VALID), inputs: ["x", "k", "g"])"#,
+            "DepthwiseConv2dNativeBackpropInput",
+            "is not what DepthwiseConv2dNative makes",
+        ),
+        // A depthwise filter whose input channels are not the input's.
+        (
+            r#"(name: "y", op: DepthwiseConv2dNative(strides: [1, 1, 1, 1], padding: SAME), inputs: ["g", "k"])"#,
+            "DepthwiseConv2dNative",
+            "channels",
+        ),
+    ];
+    for (node, op, says) in cases {
+        let e = build(node);
+        assert_eq!(e.kind, ErrorKind::Shape, "{node}: {e}");
+        assert_eq!(e.op, Some(op), "{e}");
+        assert!(e.message.contains(says), "{node}: {e}");
+    }
+}

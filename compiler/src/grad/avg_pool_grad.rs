@@ -2,19 +2,14 @@
 //! TensorFlow's `_AvgPoolGradGrad`.
 
 use super::max_pool::like;
+use gradc_runtime::op::PoolKind;
 use super::{dy, Ctx, Gradient, Grads, NodeArgs};
 use crate::ir::TensorRef;
-use gradc_runtime::Op;
 
 pub(super) const GRADIENT: Gradient = Gradient::Rule(rule);
 
 // z = AvgPoolGrad(x's shape, g), linear in g: dg = AvgPool(dz); x's shape gets none
 fn rule(c: &mut Ctx, n: &NodeArgs, g: &[Option<TensorRef>]) -> Grads {
-    let op = like(&n.op, |ksize, strides, padding, data_format| Op::AvgPool {
-        ksize,
-        strides,
-        padding,
-        data_format,
-    });
+    let op = like(&n.op, PoolKind::AvgPool)?;
     Ok(vec![None, Some(c.op(op, &[dy(g)])?)])
 }

@@ -1,7 +1,8 @@
 //! The gradients of `Conv2DBackpropFilter` (`runtime/src/op/conv2d_backprop_filter.rs`),
 //! TensorFlow's `_Conv2DBackpropFilterGrad`: so second order works through a convolution.
 
-use super::conv2d::{like, Kind};
+use super::conv2d::like;
+use gradc_runtime::op::ConvKind;
 use super::{dy, Ctx, Gradient, Grads, NodeArgs};
 use crate::ir::TensorRef;
 
@@ -12,7 +13,7 @@ pub(super) const GRADIENT: Gradient = Gradient::Rule(rule);
 fn rule(c: &mut Ctx, n: &NodeArgs, grads: &[Option<TensorRef>]) -> Grads {
     let (x, g) = (n.x(0), n.x(2));
     let dz = dy(grads);
-    let dx = c.op(like(&n.op, Kind::BackpropInput), &[x, dz, g])?;
-    let dg = c.op(like(&n.op, Kind::Conv2D), &[x, dz])?;
+    let dx = c.op(like(&n.op, ConvKind::BackpropInput)?, &[x, dz, g])?;
+    let dg = c.op(like(&n.op, ConvKind::Forward)?, &[x, dz])?;
     Ok(vec![Some(dx), None, Some(dg)])
 }

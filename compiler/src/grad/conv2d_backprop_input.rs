@@ -1,7 +1,8 @@
 //! The gradients of `Conv2DBackpropInput` (`runtime/src/op/conv2d_backprop_input.rs`),
 //! TensorFlow's `_Conv2DBackpropInputGrad`: so second order works through a convolution.
 
-use super::conv2d::{like, Kind};
+use super::conv2d::like;
+use gradc_runtime::op::ConvKind;
 use super::{dy, Ctx, Gradient, Grads, NodeArgs};
 use crate::ir::TensorRef;
 
@@ -12,7 +13,7 @@ pub(super) const GRADIENT: Gradient = Gradient::Rule(rule);
 fn rule(c: &mut Ctx, n: &NodeArgs, grads: &[Option<TensorRef>]) -> Grads {
     let (w, g) = (n.x(1), n.x(2));
     let dz = dy(grads);
-    let dw = c.op(like(&n.op, Kind::BackpropFilter), &[dz, w, g])?;
-    let dg = c.op(like(&n.op, Kind::Conv2D), &[dz, w])?;
+    let dw = c.op(like(&n.op, ConvKind::BackpropFilter)?, &[dz, w, g])?;
+    let dg = c.op(like(&n.op, ConvKind::Forward)?, &[dz, w])?;
     Ok(vec![None, Some(dw), Some(dg)])
 }

@@ -17,60 +17,152 @@ pub(super) struct Conv<'a> {
     pub data_format: DataFormat,
 }
 
-impl<'a> Conv<'a> {
-    /// The attributes of a convolution op.
-    pub fn of(op: &'a Op) -> Result<Conv<'a>, String> {
-        match op {
-            Op::Conv2D {
-                strides,
-                padding,
-                explicit_paddings,
-                dilations,
-                data_format,
-            }
-            | Op::Conv2DBackpropInput {
-                strides,
-                padding,
-                explicit_paddings,
-                dilations,
-                data_format,
-            }
-            | Op::Conv2DBackpropFilter {
-                strides,
-                padding,
-                explicit_paddings,
-                dilations,
-                data_format,
-            }
-            | Op::DepthwiseConv2dNative {
-                strides,
-                padding,
-                explicit_paddings,
-                dilations,
-                data_format,
-            }
-            | Op::DepthwiseConv2dNativeBackpropInput {
-                strides,
-                padding,
-                explicit_paddings,
-                dilations,
-                data_format,
-            }
-            | Op::DepthwiseConv2dNativeBackpropFilter {
-                strides,
-                padding,
-                explicit_paddings,
-                dilations,
-                data_format,
-            } => Ok(Conv {
+/// The attributes of a convolution op, and whether it is depthwise.
+fn conv_parts(op: &Op) -> Option<(Conv<'_>, bool)> {
+    let depthwise = matches!(
+        op,
+        Op::DepthwiseConv2dNative { .. }
+            | Op::DepthwiseConv2dNativeBackpropInput { .. }
+            | Op::DepthwiseConv2dNativeBackpropFilter { .. }
+    );
+    match op {
+        Op::Conv2D {
+            strides,
+            padding,
+            explicit_paddings,
+            dilations,
+            data_format,
+        }
+        | Op::Conv2DBackpropInput {
+            strides,
+            padding,
+            explicit_paddings,
+            dilations,
+            data_format,
+        }
+        | Op::Conv2DBackpropFilter {
+            strides,
+            padding,
+            explicit_paddings,
+            dilations,
+            data_format,
+        }
+        | Op::DepthwiseConv2dNative {
+            strides,
+            padding,
+            explicit_paddings,
+            dilations,
+            data_format,
+        }
+        | Op::DepthwiseConv2dNativeBackpropInput {
+            strides,
+            padding,
+            explicit_paddings,
+            dilations,
+            data_format,
+        }
+        | Op::DepthwiseConv2dNativeBackpropFilter {
+            strides,
+            padding,
+            explicit_paddings,
+            dilations,
+            data_format,
+        } => Some((
+            Conv {
                 strides,
                 padding: *padding,
                 explicit_paddings,
                 dilations,
                 data_format: *data_format,
-            }),
-            other => Err(format!("{} is not a convolution", other.name())),
+            },
+            depthwise,
+        )),
+        _ => None,
+    }
+}
+
+/// Which of a convolution's three ops: the forward one or a backprop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConvKind {
+    Forward,
+    BackpropInput,
+    BackpropFilter,
+}
+
+/// Which pooling op.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PoolKind {
+    MaxPool,
+    MaxPoolGrad,
+    MaxPoolGradGrad,
+    AvgPool,
+    AvgPoolGrad,
+}
+
+impl Op {
+    /// The convolution op of `kind` with this convolution's attributes,
+    /// depthwise if this one is (what the convolutions' gradients are made
+    /// of); None if this is not a convolution.
+    pub fn conv_like(&self, kind: ConvKind) -> Option<Op> {
+        let (c, depthwise) = conv_parts(self)?;
+        let (strides, explicit_paddings, dilations) = (
+            c.strides.to_vec(),
+            c.explicit_paddings.to_vec(),
+            c.dilations.to_vec(),
+        );
+        let (padding, data_format) = (c.padding, c.data_format);
+        macro_rules! make {
+            ($variant:ident) => {
+                Op::$variant {
+                    strides,
+                    padding,
+                    explicit_paddings,
+                    dilations,
+                    data_format,
+                }
+            };
         }
+        Some(match (kind, depthwise) {
+            (ConvKind::Forward, false) => make!(Conv2D),
+            (ConvKind::BackpropInput, false) => make!(Conv2DBackpropInput),
+            (ConvKind::BackpropFilter, false) => make!(Conv2DBackpropFilter),
+            (ConvKind::Forward, true) => make!(DepthwiseConv2dNative),
+            (ConvKind::BackpropInput, true) => make!(DepthwiseConv2dNativeBackpropInput),
+            (ConvKind::BackpropFilter, true) => make!(DepthwiseConv2dNativeBackpropFilter),
+        })
+    }
+
+    /// The pooling op of `kind` with this pooling's attributes (what the
+    /// poolings' gradients are made of); None if this is not a pooling.
+    pub fn pool_like(&self, kind: PoolKind) -> Option<Op> {
+        let (ksize, strides, padding, data_format) = pool_parts(self)?;
+        let (ksize, strides) = (ksize.to_vec(), strides.to_vec());
+        macro_rules! make {
+            ($variant:ident) => {
+                Op::$variant {
+                    ksize,
+                    strides,
+                    padding,
+                    data_format,
+                }
+            };
+        }
+        Some(match kind {
+            PoolKind::MaxPool => make!(MaxPool),
+            PoolKind::MaxPoolGrad => make!(MaxPoolGrad),
+            PoolKind::MaxPoolGradGrad => make!(MaxPoolGradGrad),
+            PoolKind::AvgPool => make!(AvgPool),
+            PoolKind::AvgPoolGrad => make!(AvgPoolGrad),
+        })
+    }
+}
+
+impl<'a> Conv<'a> {
+    /// The attributes of a convolution op.
+    pub fn of(op: &'a Op) -> Result<Conv<'a>, String> {
+        conv_parts(op)
+            .map(|(c, _)| c)
+            .ok_or_else(|| format!("{} is not a convolution", op.name()))
     }
 
     /// Where the batch, the two spatial axes and the channels are.
@@ -296,39 +388,8 @@ static NO_DILATION: [i64; 4] = [1; 4];
 /// A pooling op's attributes as the geometry of a convolution without
 /// dilation, and its window's (height, width).
 pub(super) fn pool(op: &Op) -> Result<(Conv<'_>, [usize; 2]), String> {
-    let (ksize, strides, padding, data_format) = match op {
-        Op::MaxPool {
-            ksize,
-            strides,
-            padding,
-            data_format,
-        }
-        | Op::MaxPoolGrad {
-            ksize,
-            strides,
-            padding,
-            data_format,
-        }
-        | Op::MaxPoolGradGrad {
-            ksize,
-            strides,
-            padding,
-            data_format,
-        }
-        | Op::AvgPool {
-            ksize,
-            strides,
-            padding,
-            data_format,
-        }
-        | Op::AvgPoolGrad {
-            ksize,
-            strides,
-            padding,
-            data_format,
-        } => (ksize, strides, *padding, *data_format),
-        other => return Err(format!("{} is not a pooling", other.name())),
-    };
+    let (ksize, strides, padding, data_format) =
+        pool_parts(op).ok_or_else(|| format!("{} is not a pooling", op.name()))?;
     if padding == Padding::EXPLICIT {
         return Err("pooling pads VALID or SAME".into());
     }
@@ -356,8 +417,8 @@ pub(super) fn pooled(conv: &Conv, window: [usize; 2], x: &Shape) -> Result<Shape
     Ok(conv.shape([n, Dim::Known(g[0].out), Dim::Known(g[1].out), c]))
 }
 
-/// `{ksize: .., strides: .., padding: .., data_format: ..}`.
-pub(super) fn pool_attrs_text(op: &Op) -> String {
+/// A pooling op's (ksize, strides, padding, data_format).
+fn pool_parts(op: &Op) -> Option<(&[i64], &[i64], Padding, DataFormat)> {
     match op {
         Op::MaxPool {
             ksize,
@@ -388,11 +449,18 @@ pub(super) fn pool_attrs_text(op: &Op) -> String {
             strides,
             padding,
             data_format,
-        } => format!(
-            "{{ksize: {ksize:?}, strides: {strides:?}, padding: {padding:?}, data_format: {data_format:?}}}"
-        ),
-        _ => String::new(),
+        } => Some((ksize, strides, *padding, *data_format)),
+        _ => None,
     }
+}
+
+/// `{ksize: .., strides: .., padding: .., data_format: ..}`.
+pub(super) fn pool_attrs_text(op: &Op) -> String {
+    pool_parts(op).map_or_else(String::new, |(ksize, strides, padding, data_format)| {
+        format!(
+            "{{ksize: {ksize:?}, strides: {strides:?}, padding: {padding:?}, data_format: {data_format:?}}}"
+        )
+    })
 }
 
 /// Where in `x` (NHWC view, one image and channel) the window of output
@@ -430,6 +498,26 @@ pub(super) fn depthwise_filter(f: &Shape) -> Result<[usize; 4], String> {
             "a depthwise filter must be [kh, kw, in, multiplier] of known sizes, got {f}"
         )),
     }
+}
+
+/// Whether out_backprop `dy` is what Conv2D makes of the input `x` and filter `f`.
+pub(super) fn conv_fits(conv: &Conv, x: &Shape, f: &Shape, dy: &Shape) -> Result<(), String> {
+    let [n, _, _, c] = conv.split("the input", x)?;
+    let (kh, kw, fc, fo) = filter_dims(f)?;
+    let [dn, dh, dw, dc] = conv.split("out_backprop", dy)?;
+    let g = conv.geometry(conv.spatial_sizes("the input", x)?, [kh, kw])?;
+    let fits = super::unify(&c, &fc).is_ok()
+        && super::unify(&n, &dn).is_ok()
+        && super::unify(&dc, &fo).is_ok()
+        && dh.known() == Some(g[0].out)
+        && dw.known() == Some(g[1].out);
+    if fits {
+        return Ok(());
+    }
+    Err(format!(
+        "out_backprop {dy} is not what Conv2D makes of an input {x} and a filter {f} ({:?})",
+        conv.data_format
+    ))
 }
 
 /// Whether out_backprop `dy` is what DepthwiseConv2dNative makes of the input `x` and filter `f`.

@@ -5,8 +5,8 @@
 //! over the batch and the outputs whose tap (i, j) is inside the input.
 //! Its gradients: `compiler/src/grad/conv2d_backprop_filter.rs`.
 
-use super::conv::{filter_dims, Conv};
-use super::{unify, Arity, Op};
+use super::conv::{conv_fits, Conv};
+use super::{Arity, Op};
 use crate::dtype::Scalar;
 use crate::{DType, TensorType};
 use ndarray::{ArrayD, ArrayViewD};
@@ -18,26 +18,10 @@ pub(super) use super::conv::attrs_text;
 /// The output has the filter's shape; out_backprop must have the shape
 /// Conv2D gives for the input and that filter.
 pub(super) fn infer(op: &Op, dt: DType, ins: &[&TensorType]) -> Result<Vec<TensorType>, String> {
-    let conv = Conv::of(op)?;
-    let (x, f, dy) = (&ins[0].shape, &ins[1].shape, &ins[2].shape);
-    let [n, _, _, c] = conv.split("the input", x)?;
-    let (kh, kw, fc, fo) = filter_dims(f)?;
-    let [dn, dh, dw, dc] = conv.split("out_backprop", dy)?;
-    let g = conv.geometry(conv.spatial_sizes("the input", x)?, [kh, kw])?;
-    let fits = unify(&c, &fc).is_ok()
-        && unify(&n, &dn).is_ok()
-        && unify(&dc, &fo).is_ok()
-        && dh.known() == Some(g[0].out)
-        && dw.known() == Some(g[1].out);
-    if !fits {
-        return Err(format!(
-            "out_backprop {dy} is not what Conv2D makes of an input {x} and a filter {f} ({:?})",
-            conv.data_format
-        ));
-    }
+    conv_fits(&Conv::of(op)?, &ins[0].shape, &ins[1].shape, &ins[2].shape)?;
     Ok(vec![TensorType {
         dtype: dt,
-        shape: f.clone(),
+        shape: ins[1].shape.clone(),
     }])
 }
 

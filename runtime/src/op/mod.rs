@@ -5,6 +5,7 @@
 mod conv;
 mod elementwise;
 
+pub use conv::{ConvKind, PoolKind};
 pub use elementwise::{
     grad, grads, Activation, BinaryFn, Derivative, FusedStep, Grad, Rec, Sym, UnaryFn,
 };
