@@ -110,6 +110,36 @@ pub(crate) fn split_elements<T: Send>(
     rayon::join(|| f(0, a), || f(mid, b));
 }
 
+/// Runs `f(index, chunk)` over `y` cut into chunks of `chunk` elements (the
+/// last may be shorter), the chunks shared between up to [`threads`]
+/// threads in contiguous runs. Which thread takes a chunk never changes what
+/// `f` computes for it, so results do not depend on the thread count.
+pub(crate) fn for_chunks<T: Send>(y: &mut [T], chunk: usize, f: &(dyn Fn(usize, &mut [T]) + Sync)) {
+    fn go<T: Send>(
+        threads: usize,
+        first: usize,
+        y: &mut [T],
+        chunk: usize,
+        f: &(dyn Fn(usize, &mut [T]) + Sync),
+    ) {
+        let chunks = y.len().div_ceil(chunk);
+        if threads <= 1 || chunks <= 1 {
+            for (k, part) in y.chunks_mut(chunk).enumerate() {
+                f(first + k, part);
+            }
+            return;
+        }
+        let left_threads = threads / 2;
+        let left = (chunks * left_threads).div_ceil(threads);
+        let (l, r) = y.split_at_mut(left * chunk);
+        rayon::join(
+            || go(left_threads, first, l, chunk, f),
+            || go(threads - left_threads, first + left, r, chunk, f),
+        );
+    }
+    go(threads(), 0, y, chunk.max(1), f);
+}
+
 /// For unit tests that change the process-wide thread count: runs `f` with
 /// `n` threads, one such test at a time, and puts 1 back even if `f` panics.
 #[cfg(test)]

@@ -16,7 +16,7 @@
 //! the thread's scratch buffer has grown to the largest program.
 
 use super::elementwise::Lanes;
-use super::{input, Elem, Inputs};
+use super::{input, Elem, Inputs, Scratch};
 use crate::op::{
     check_fused, BinaryFn, FusedStep, Map1, Map2, UnaryFn, FUSED_MAX_INPUTS, FUSED_MAX_STEPS,
 };
@@ -118,7 +118,7 @@ fn by_chunks<'a, T: Elem>(
     y: &mut [T],
     width: usize,
 ) {
-    T::with_scratch(|registers| {
+    T::with_scratch(Scratch::Registers, |registers| {
         // The last step writes into the output: no register.
         let size = (program.len() - 1) * CHUNK;
         if registers.len() < size {

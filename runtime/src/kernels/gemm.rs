@@ -78,7 +78,7 @@ static MARK_B_F64: AtomicUsize = AtomicUsize::new(0);
 /// `f` with the buffer, grown first to the mark of its kind (and the mark
 /// raised to what `f` used), or with a fresh one if this thread is already
 /// using it (a product started while another waits on this thread).
-fn with_buffer<T, R>(
+pub(crate) fn with_buffer<T, R>(
     buffer: &RefCell<Vec<T>>,
     mark: &AtomicUsize,
     f: impl FnOnce(&mut Vec<T>) -> R,

@@ -25,6 +25,7 @@ use crate::op::{BinaryFn, UnaryFn};
 use crate::{binary_ops, module_ops, unary_ops, DType, Op, Tensor, TensorType};
 use ndarray::{ArrayD, ArrayViewD, Dimension, IxDyn, LinalgScalar};
 use std::cell::RefCell;
+use std::sync::atomic::AtomicUsize;
 
 /// The float types the kernels run on.
 pub(crate) trait Elem: Scalar + LinalgScalar + gemm::GemmElem {
@@ -32,10 +33,29 @@ pub(crate) trait Elem: Scalar + LinalgScalar + gemm::GemmElem {
     fn view(t: &Tensor) -> Option<ArrayViewD<'_, Self>>;
     /// The tensor's array, if it holds this type, for writing.
     fn buffer(t: &mut Tensor) -> Option<&mut ArrayD<Self>>;
-    /// Runs `f` with this thread's scratch buffer, which keeps what it grew
-    /// to (a fresh one if the thread is already using it).
-    fn with_scratch<R>(f: impl FnOnce(&mut Vec<Self>) -> R) -> R;
+    /// Runs `f` with this thread's scratch buffer of kind `which`, grown
+    /// first to the most any thread's buffer of that kind has held (so which
+    /// thread takes which part of a kernel never makes one grow in steady
+    /// state); a fresh one if the thread is already using it.
+    fn with_scratch<R>(which: Scratch, f: impl FnOnce(&mut Vec<Self>) -> R) -> R;
 }
+
+/// The kinds of scratch buffer a thread keeps: a kernel that runs inside
+/// another's use of one takes another kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Scratch {
+    /// The registers of a Fused program.
+    Registers = 0,
+    /// A convolution's operands and result in NHWC order.
+    Layout = 1,
+    /// The partial sums of a convolution's filter gradient.
+    Partials = 2,
+    /// The patches (im2col rows) of one chunk of a convolution.
+    Patches = 3,
+}
+
+/// How many kinds of [`Scratch`] there are.
+const SCRATCH_KINDS: usize = 4;
 
 macro_rules! impl_elem {
     ($t:ty, $variant:ident) => {
@@ -54,14 +74,15 @@ macro_rules! impl_elem {
                 }
             }
 
-            fn with_scratch<R>(f: impl FnOnce(&mut Vec<Self>) -> R) -> R {
+            fn with_scratch<R>(which: Scratch, f: impl FnOnce(&mut Vec<Self>) -> R) -> R {
                 thread_local! {
-                    static SCRATCH: RefCell<Vec<$t>> = const { RefCell::new(Vec::new()) };
+                    static SCRATCH: [RefCell<Vec<$t>>; SCRATCH_KINDS] =
+                        const { [const { RefCell::new(Vec::new()) }; SCRATCH_KINDS] };
                 }
-                SCRATCH.with(|s| match s.try_borrow_mut() {
-                    Ok(mut b) => f(&mut b),
-                    Err(_) => f(&mut Vec::new()),
-                })
+                static MARKS: [AtomicUsize; SCRATCH_KINDS] =
+                    [const { AtomicUsize::new(0) }; SCRATCH_KINDS];
+                let k = which as usize;
+                SCRATCH.with(|s| gemm::with_buffer(&s[k], &MARKS[k], f))
             }
         }
     };

@@ -4,7 +4,9 @@
 
 use super::conv::{pool, pooled};
 use super::{Arity, Op};
-use crate::dtype::Scalar;
+use super::conv_gemm::in_nhwc;
+use super::pool::Pool;
+use crate::kernels::Elem;
 use crate::{DType, TensorType};
 use ndarray::{ArrayD, ArrayViewD};
 
@@ -20,38 +22,18 @@ pub(super) fn infer(op: &Op, dt: DType, ins: &[&TensorType]) -> Result<Vec<Tenso
     }])
 }
 
-pub(super) fn kernel<'a, T: Scalar>(
+pub(super) fn kernel<'a, T: Elem>(
     op: &Op,
     input: &dyn Fn(usize) -> Result<ArrayViewD<'a, T>, String>,
     out: &mut ArrayD<T>,
 ) -> Result<(), String> {
     let (conv, window) = pool(op)?;
     let x = conv.nhwc(input(0)?);
-    let &[batch, h, w, c] = x.shape() else {
-        return Err("AvgPool takes an input of rank 4".into());
-    };
-    let g = conv.geometry([h, w], window)?;
-    let mut y = conv.nhwc_mut(out.view_mut());
-    if y.shape() != [batch, g[0].out, g[1].out, c] {
-        return Err(format!("AvgPool: input {:?}, output {:?}", x.shape(), y.shape()));
-    }
-    for n in 0..batch {
-        for oh in 0..g[0].out {
-            for ow in 0..g[1].out {
-                for ch in 0..c {
-                    let (mut sum, mut count) = (T::zero(), 0usize);
-                    for i in 0..window[0] {
-                        let Some(ih) = g[0].input(oh, i, h) else { continue };
-                        for j in 0..window[1] {
-                            let Some(iw) = g[1].input(ow, j, w) else { continue };
-                            sum = sum + x[[n, ih, iw, ch]];
-                            count += 1;
-                        }
-                    }
-                    y[[n, oh, ow, ch]] = sum / T::from_f64(count.max(1) as f64);
-                }
-            }
-        }
-    }
-    Ok(())
+    let p = Pool::of("AvgPool", &conv, window, x.shape())?;
+    let y = conv.nhwc_mut(out.view_mut());
+    Pool::check("AvgPool", "the output", y.shape(), p.output())?;
+    in_nhwc([&x], y, |[x], y| {
+        p.avg_pool(x, y);
+        Ok(())
+    })
 }

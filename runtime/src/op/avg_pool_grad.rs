@@ -5,7 +5,9 @@
 
 use super::conv::{pool, pooled};
 use super::{same_shape, Arity, Op};
-use crate::dtype::Scalar;
+use super::conv_gemm::in_nhwc;
+use super::pool::Pool;
+use crate::kernels::Elem;
 use crate::{DType, TensorType};
 use ndarray::{ArrayD, ArrayViewD};
 
@@ -26,40 +28,18 @@ pub(super) fn infer(op: &Op, dt: DType, ins: &[&TensorType]) -> Result<Vec<Tenso
     }])
 }
 
-pub(super) fn kernel<'a, T: Scalar>(
+pub(super) fn kernel<'a, T: Elem>(
     op: &Op,
     input: &dyn Fn(usize) -> Result<ArrayViewD<'a, T>, String>,
     out: &mut ArrayD<T>,
 ) -> Result<(), String> {
     let (conv, window) = pool(op)?;
     let dy = conv.nhwc(input(1)?);
-    out.fill(T::zero());
-    let mut dx = conv.nhwc_mut(out.view_mut());
-    let &[batch, h, w, c] = dx.shape() else {
-        return Err("AvgPoolGrad makes an output of rank 4".into());
-    };
-    let g = conv.geometry([h, w], window)?;
-    if dy.shape() != [batch, g[0].out, g[1].out, c] {
-        return Err(format!("AvgPoolGrad: grad {:?}, output {:?}", dy.shape(), dx.shape()));
-    }
-    for n in 0..batch {
-        for oh in 0..g[0].out {
-            for ow in 0..g[1].out {
-                let rows = (0..window[0]).filter(|&i| g[0].input(oh, i, h).is_some()).count();
-                let cols = (0..window[1]).filter(|&j| g[1].input(ow, j, w).is_some()).count();
-                let count = T::from_f64((rows * cols).max(1) as f64);
-                for ch in 0..c {
-                    let share = dy[[n, oh, ow, ch]] / count;
-                    for i in 0..window[0] {
-                        let Some(ih) = g[0].input(oh, i, h) else { continue };
-                        for j in 0..window[1] {
-                            let Some(iw) = g[1].input(ow, j, w) else { continue };
-                            dx[[n, ih, iw, ch]] = dx[[n, ih, iw, ch]] + share;
-                        }
-                    }
-                }
-            }
-        }
-    }
-    Ok(())
+    let dx = conv.nhwc_mut(out.view_mut());
+    let p = Pool::of("AvgPoolGrad", &conv, window, dx.shape())?;
+    Pool::check("AvgPoolGrad", "grad", dy.shape(), p.output())?;
+    in_nhwc([&dy], dx, |[dy], dx| {
+        p.avg_pool_grad(dy, dx);
+        Ok(())
+    })
 }

@@ -463,33 +463,6 @@ pub(super) fn pool_attrs_text(op: &Op) -> String {
     })
 }
 
-/// Where in `x` (NHWC view, one image and channel) the window of output
-/// (oh, ow) has its maximum: the first in scan order (TensorFlow's tie rule).
-pub(super) fn argmax<T: crate::dtype::Scalar>(
-    x: &ArrayViewD<'_, T>,
-    g: &[Extent; 2],
-    window: [usize; 2],
-    (n, oh, ow, c): (usize, usize, usize, usize),
-) -> Option<(usize, usize)> {
-    let (h, w) = (x.shape()[1], x.shape()[2]);
-    let mut best: Option<(T, usize, usize)> = None;
-    for i in 0..window[0] {
-        let Some(ih) = g[0].input(oh, i, h) else {
-            continue;
-        };
-        for j in 0..window[1] {
-            let Some(iw) = g[1].input(ow, j, w) else {
-                continue;
-            };
-            let v = x[[n, ih, iw, c]];
-            if best.is_none_or(|(b, _, _)| v > b) {
-                best = Some((v, ih, iw));
-            }
-        }
-    }
-    best.map(|(_, ih, iw)| (ih, iw))
-}
-
 /// A depthwise filter's [kh, kw, C, M], all known, the spatial sizes at least 1.
 pub(super) fn depthwise_filter(f: &Shape) -> Result<[usize; 4], String> {
     match f.concrete().as_deref() {

@@ -1,11 +1,13 @@
 //! `Conv2D`: TensorFlow's `tf.nn.conv2d`, computed directly,
 //! `y[n, oh, ow, o] = Σ x[n, oh·sh + i·dh − ph, ow·sw + j·dw − pw, c] · w[i, j, c, o]`
-//! over the filter taps (i, j) and input channels c inside the input.
+//! over the filter taps (i, j) and input channels c inside the input, as a
+//! matrix product (`conv_gemm.rs`).
 //! Its gradients are the two backprop ops (`compiler/src/grad/conv2d.rs`).
 
 use super::conv::{filter_dims, Conv};
 use super::{unify, Arity, Op};
-use crate::dtype::Scalar;
+use super::conv_gemm::{self, in_nhwc, Sizes};
+use crate::kernels::Elem;
 use crate::shape::Dim;
 use crate::{DType, TensorType};
 use ndarray::{ArrayD, ArrayViewD};
@@ -31,45 +33,17 @@ pub(super) fn infer(op: &Op, dt: DType, ins: &[&TensorType]) -> Result<Vec<Tenso
     }])
 }
 
-pub(super) fn kernel<'a, T: Scalar>(
+pub(super) fn kernel<'a, T: Elem>(
     op: &Op,
     input: &dyn Fn(usize) -> Result<ArrayViewD<'a, T>, String>,
     out: &mut ArrayD<T>,
 ) -> Result<(), String> {
     let conv = Conv::of(op)?;
-    let x = conv.nhwc(input(0)?);
-    let w = input(1)?;
-    let (&[batch, h, wd, c], &[kh, kw, fc, o]) = (x.shape(), w.shape()) else {
-        return Err("Conv2D takes an input and a filter of rank 4".into());
-    };
-    let g = conv.geometry([h, wd], [kh, kw])?;
-    let mut y = conv.nhwc_mut(out.view_mut());
-    if fc != c || y.shape() != [batch, g[0].out, g[1].out, o] {
-        return Err(format!(
-            "Conv2D: input {:?}, filter {:?} and output {:?} do not fit",
-            x.shape(),
-            w.shape(),
-            y.shape()
-        ));
+    let (x, w) = (conv.nhwc(input(0)?), input(1)?);
+    let s = Sizes::of("Conv2D", &conv, x.shape(), w.shape())?;
+    let y = conv.nhwc_mut(out.view_mut());
+    if y.shape() != s.output() {
+        return Err(format!("Conv2D: the output {:?} (NHWC) is not {:?}", y.shape(), s.output()));
     }
-    for n in 0..batch {
-        for oh in 0..g[0].out {
-            for ow in 0..g[1].out {
-                for oc in 0..o {
-                    let mut acc = T::zero();
-                    for i in 0..kh {
-                        let Some(ih) = g[0].input(oh, i, h) else { continue };
-                        for j in 0..kw {
-                            let Some(iw) = g[1].input(ow, j, wd) else { continue };
-                            for ci in 0..c {
-                                acc = acc + x[[n, ih, iw, ci]] * w[[i, j, ci, oc]];
-                            }
-                        }
-                    }
-                    y[[n, oh, ow, oc]] = acc;
-                }
-            }
-        }
-    }
-    Ok(())
+    in_nhwc([&x, &w], y, |[x, w], y| conv_gemm::forward(&s, x, w, y))
 }

@@ -2,12 +2,14 @@
 //! `tf.nn.conv2d_backprop_filter`), inputs (input, filter, out_backprop),
 //! the filter read for its shape only:
 //! `dw[i, j, c, o] = Σ x[n, oh·sh + i·dh − ph, ow·sw + j·dw − pw, c] · dy[n, oh, ow, o]`
-//! over the batch and the outputs whose tap (i, j) is inside the input.
+//! over the batch and the outputs whose tap (i, j) is inside the input, as a
+//! matrix product (`conv_gemm.rs`).
 //! Its gradients: `compiler/src/grad/conv2d_backprop_filter.rs`.
 
 use super::conv::{conv_fits, Conv};
 use super::{Arity, Op};
-use crate::dtype::Scalar;
+use super::conv_gemm::{self, in_nhwc, Sizes};
+use crate::kernels::Elem;
 use crate::{DType, TensorType};
 use ndarray::{ArrayD, ArrayViewD};
 
@@ -25,44 +27,14 @@ pub(super) fn infer(op: &Op, dt: DType, ins: &[&TensorType]) -> Result<Vec<Tenso
     }])
 }
 
-pub(super) fn kernel<'a, T: Scalar>(
+pub(super) fn kernel<'a, T: Elem>(
     op: &Op,
     input: &dyn Fn(usize) -> Result<ArrayViewD<'a, T>, String>,
     out: &mut ArrayD<T>,
 ) -> Result<(), String> {
     let conv = Conv::of(op)?;
-    let x = conv.nhwc(input(0)?);
-    let dy = conv.nhwc(input(2)?);
-    let (&[batch, h, wd, c], &[kh, kw, fc, o]) = (x.shape(), out.shape()) else {
-        return Err("Conv2DBackpropFilter takes an input and a filter of rank 4".into());
-    };
-    let g = conv.geometry([h, wd], [kh, kw])?;
-    if fc != c || dy.shape() != [batch, g[0].out, g[1].out, o] {
-        return Err(format!(
-            "Conv2DBackpropFilter: input {:?}, filter {:?} and out_backprop {:?} do not fit",
-            x.shape(),
-            out.shape(),
-            dy.shape()
-        ));
-    }
-    for i in 0..kh {
-        for j in 0..kw {
-            for ci in 0..c {
-                for oc in 0..o {
-                    let mut acc = T::zero();
-                    for n in 0..batch {
-                        for oh in 0..g[0].out {
-                            let Some(ih) = g[0].input(oh, i, h) else { continue };
-                            for ow in 0..g[1].out {
-                                let Some(iw) = g[1].input(ow, j, wd) else { continue };
-                                acc = acc + x[[n, ih, iw, ci]] * dy[[n, oh, ow, oc]];
-                            }
-                        }
-                    }
-                    out[[i, j, ci, oc]] = acc;
-                }
-            }
-        }
-    }
-    Ok(())
+    let (x, dy) = (conv.nhwc(input(0)?), conv.nhwc(input(2)?));
+    let s = Sizes::of("Conv2DBackpropFilter", &conv, x.shape(), out.shape())?;
+    s.check_out_backprop("Conv2DBackpropFilter", dy.shape())?;
+    in_nhwc([&x, &dy], out.view_mut(), |[x, dy], dw| conv_gemm::filter_grad(&s, x, dy, dw))
 }

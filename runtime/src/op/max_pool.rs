@@ -1,9 +1,11 @@
 //! `MaxPool`: the largest element of each window (TensorFlow's
 //! `tf.nn.max_pool2d`). Its gradient is `MaxPoolGrad` (`compiler/src/grad/max_pool.rs`).
 
-use super::conv::{argmax, pool, pooled};
+use super::conv::{pool, pooled};
 use super::{Arity, Op};
-use crate::dtype::Scalar;
+use super::conv_gemm::in_nhwc;
+use super::pool::Pool;
+use crate::kernels::Elem;
 use crate::{DType, TensorType};
 use ndarray::{ArrayD, ArrayViewD};
 
@@ -19,30 +21,18 @@ pub(super) fn infer(op: &Op, dt: DType, ins: &[&TensorType]) -> Result<Vec<Tenso
     }])
 }
 
-pub(super) fn kernel<'a, T: Scalar>(
+pub(super) fn kernel<'a, T: Elem>(
     op: &Op,
     input: &dyn Fn(usize) -> Result<ArrayViewD<'a, T>, String>,
     out: &mut ArrayD<T>,
 ) -> Result<(), String> {
     let (conv, window) = pool(op)?;
     let x = conv.nhwc(input(0)?);
-    let &[batch, h, w, c] = x.shape() else {
-        return Err("MaxPool takes an input of rank 4".into());
-    };
-    let g = conv.geometry([h, w], window)?;
-    let mut y = conv.nhwc_mut(out.view_mut());
-    if y.shape() != [batch, g[0].out, g[1].out, c] {
-        return Err(format!("MaxPool: input {:?}, output {:?}", x.shape(), y.shape()));
-    }
-    for n in 0..batch {
-        for oh in 0..g[0].out {
-            for ow in 0..g[1].out {
-                for ch in 0..c {
-                    let at = argmax(&x, &g, window, (n, oh, ow, ch));
-                    y[[n, oh, ow, ch]] = at.map_or(T::zero(), |(ih, iw)| x[[n, ih, iw, ch]]);
-                }
-            }
-        }
-    }
-    Ok(())
+    let p = Pool::of("MaxPool", &conv, window, x.shape())?;
+    let y = conv.nhwc_mut(out.view_mut());
+    Pool::check("MaxPool", "the output", y.shape(), p.output())?;
+    in_nhwc([&x], y, |[x], y| {
+        p.max_pool(x, y);
+        Ok(())
+    })
 }

@@ -2,9 +2,11 @@
 //! inputs (orig_input, orig_output, grad); each window's gradient goes to
 //! its first maximum in scan order. Its gradient: `compiler/src/grad/max_pool_grad.rs`.
 
-use super::conv::{argmax, pool, pooled};
+use super::conv::{pool, pooled};
 use super::{same_shape, Arity, Op};
-use crate::dtype::Scalar;
+use super::conv_gemm::in_nhwc;
+use super::pool::Pool;
+use crate::kernels::Elem;
 use crate::{DType, TensorType};
 use ndarray::{ArrayD, ArrayViewD};
 
@@ -28,38 +30,19 @@ pub(super) fn infer(op: &Op, dt: DType, ins: &[&TensorType]) -> Result<Vec<Tenso
     }])
 }
 
-pub(super) fn kernel<'a, T: Scalar>(
+pub(super) fn kernel<'a, T: Elem>(
     op: &Op,
     input: &dyn Fn(usize) -> Result<ArrayViewD<'a, T>, String>,
     out: &mut ArrayD<T>,
 ) -> Result<(), String> {
     let (conv, window) = pool(op)?;
-    let x = conv.nhwc(input(0)?);
-    let dy = conv.nhwc(input(2)?);
-    let &[batch, h, w, c] = x.shape() else {
-        return Err("MaxPoolGrad takes an input of rank 4".into());
-    };
-    let g = conv.geometry([h, w], window)?;
-    out.fill(T::zero());
-    let mut dx = conv.nhwc_mut(out.view_mut());
-    if dy.shape() != [batch, g[0].out, g[1].out, c] || dx.shape() != x.shape() {
-        return Err(format!(
-            "MaxPoolGrad: input {:?}, grad {:?}, output {:?}",
-            x.shape(),
-            dy.shape(),
-            dx.shape()
-        ));
-    }
-    for n in 0..batch {
-        for oh in 0..g[0].out {
-            for ow in 0..g[1].out {
-                for ch in 0..c {
-                    if let Some((ih, iw)) = argmax(&x, &g, window, (n, oh, ow, ch)) {
-                        dx[[n, ih, iw, ch]] = dx[[n, ih, iw, ch]] + dy[[n, oh, ow, ch]];
-                    }
-                }
-            }
-        }
-    }
-    Ok(())
+    let (x, dy) = (conv.nhwc(input(0)?), conv.nhwc(input(2)?));
+    let p = Pool::of("MaxPoolGrad", &conv, window, x.shape())?;
+    Pool::check("MaxPoolGrad", "grad", dy.shape(), p.output())?;
+    let dx = conv.nhwc_mut(out.view_mut());
+    Pool::check("MaxPoolGrad", "the output", dx.shape(), p.input())?;
+    in_nhwc([&x, &dy], dx, |[x, dy], dx| {
+        p.max_pool_grad(x, dy, dx);
+        Ok(())
+    })
 }

@@ -3,9 +3,11 @@
 //! shape); each output takes grad at its window's first maximum. Its
 //! gradient: `compiler/src/grad/max_pool_grad_grad.rs`.
 
-use super::conv::{argmax, pool, pooled};
+use super::conv::{pool, pooled};
 use super::{same_shape, Arity, Op};
-use crate::dtype::Scalar;
+use super::conv_gemm::in_nhwc;
+use super::pool::Pool;
+use crate::kernels::Elem;
 use crate::{DType, TensorType};
 use ndarray::{ArrayD, ArrayViewD};
 
@@ -25,36 +27,19 @@ pub(super) fn infer(op: &Op, dt: DType, ins: &[&TensorType]) -> Result<Vec<Tenso
     Ok(vec![TensorType { dtype: dt, shape: y }])
 }
 
-pub(super) fn kernel<'a, T: Scalar>(
+pub(super) fn kernel<'a, T: Elem>(
     op: &Op,
     input: &dyn Fn(usize) -> Result<ArrayViewD<'a, T>, String>,
     out: &mut ArrayD<T>,
 ) -> Result<(), String> {
     let (conv, window) = pool(op)?;
-    let x = conv.nhwc(input(0)?);
-    let gx = conv.nhwc(input(2)?);
-    let &[batch, h, w, c] = x.shape() else {
-        return Err("MaxPoolGradGrad takes an input of rank 4".into());
-    };
-    let g = conv.geometry([h, w], window)?;
-    let mut y = conv.nhwc_mut(out.view_mut());
-    if y.shape() != [batch, g[0].out, g[1].out, c] || gx.shape() != x.shape() {
-        return Err(format!(
-            "MaxPoolGradGrad: input {:?}, grad {:?}, output {:?}",
-            x.shape(),
-            gx.shape(),
-            y.shape()
-        ));
-    }
-    for n in 0..batch {
-        for oh in 0..g[0].out {
-            for ow in 0..g[1].out {
-                for ch in 0..c {
-                    let at = argmax(&x, &g, window, (n, oh, ow, ch));
-                    y[[n, oh, ow, ch]] = at.map_or(T::zero(), |(ih, iw)| gx[[n, ih, iw, ch]]);
-                }
-            }
-        }
-    }
-    Ok(())
+    let (x, gx) = (conv.nhwc(input(0)?), conv.nhwc(input(2)?));
+    let p = Pool::of("MaxPoolGradGrad", &conv, window, x.shape())?;
+    Pool::check("MaxPoolGradGrad", "grad", gx.shape(), p.input())?;
+    let y = conv.nhwc_mut(out.view_mut());
+    Pool::check("MaxPoolGradGrad", "the output", y.shape(), p.output())?;
+    in_nhwc([&x, &gx], y, |[x, gx], y| {
+        p.max_pool_grad_grad(x, gx, y);
+        Ok(())
+    })
 }

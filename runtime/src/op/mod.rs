@@ -3,7 +3,9 @@
 //! Kernels live in `kernels/`, gradient rules in the compiler's `grad/`.
 
 mod conv;
+mod conv_gemm;
 mod elementwise;
+mod pool;
 
 pub use conv::{ConvKind, PoolKind};
 pub use elementwise::{
@@ -11,7 +13,6 @@ pub use elementwise::{
 };
 pub(crate) use elementwise::{Map1, Map2};
 
-use crate::dtype::Scalar;
 use crate::shape::{broadcast, normalize_axes, Dim, Shape, ShapeError};
 use crate::{binary_ops, elementwise_table, unary_ops};
 use crate::{DType, TensorType};
@@ -142,7 +143,7 @@ macro_rules! op_enum {
         }
 
         /// A module op's kernel: its module's `kernel`, with input `k` from `input(k)`.
-        pub(crate) fn module_kernel<'a, T: Scalar>(
+        pub(crate) fn module_kernel<'a, T: crate::kernels::Elem>(
             op: &Op,
             input: &dyn Fn(usize) -> Result<ndarray::ArrayViewD<'a, T>, String>,
             out: &mut ndarray::ArrayD<T>,
