@@ -1,0 +1,458 @@
+//! The convolutions and poolings against golden values from TensorFlow
+//! (`tests/golden/conv/*.npz`, made by `tools/golden/conv.py`, whose
+//! docstring lists the arrays). For each file, gradc builds the op with the
+//! same attributes in an f64 graph, fed the file's inputs, and must match
+//! TensorFlow to 1e-10 relative on the forward output, the first-order
+//! gradients with the file's upstream gradient `dy`, and the gradients of
+//! `s = sum(dx·vx) + sum(dfilter·vfilter)` w.r.t. x, filter and dy
+//! (TensorFlow's gradients of its backprop ops, MaxPoolGradGrad included).
+//!
+//! Every file must be in `CONFIGS` and every entry must have its file, with
+//! exactly the arrays its op needs: nothing is skipped.
+
+use gradc::compiler::{self, Compiler, RunNames};
+use gradc::io::dataset::load_npz;
+use gradc::runtime::{Session, Tensor};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+/// |got − want| ≤ TOLERANCE · max(1, |want|) for every element.
+const TOLERANCE: f64 = 1e-10;
+
+/// Every golden file (without `.npz`) and the gradc op it holds values for;
+/// the file's `op` array holds the same text, which the test checks.
+const CONFIGS: &[(&str, &str)] = &[
+    (
+        "conv2d_valid_s1_k3_c1",
+        "Conv2D(strides: [1, 1, 1, 1], padding: VALID)",
+    ),
+    (
+        "conv2d_valid_s2_k3_c3_odd",
+        "Conv2D(strides: [1, 2, 2, 1], padding: VALID)",
+    ),
+    (
+        "conv2d_valid_s2_k3_c3_even",
+        "Conv2D(strides: [1, 2, 2, 1], padding: VALID)",
+    ),
+    (
+        "conv2d_same_s1_k3_c3",
+        "Conv2D(strides: [1, 1, 1, 1], padding: SAME)",
+    ),
+    (
+        "conv2d_same_s2_k3_odd",
+        "Conv2D(strides: [1, 2, 2, 1], padding: SAME)",
+    ),
+    (
+        "conv2d_same_s2_k3_even",
+        "Conv2D(strides: [1, 2, 2, 1], padding: SAME)",
+    ),
+    (
+        "conv2d_same_s2_k2x3_even_odd",
+        "Conv2D(strides: [1, 2, 2, 1], padding: SAME)",
+    ),
+    (
+        "conv2d_same_s1_k5_c1",
+        "Conv2D(strides: [1, 1, 1, 1], padding: SAME)",
+    ),
+    (
+        "conv2d_valid_s1_k5_c5",
+        "Conv2D(strides: [1, 1, 1, 1], padding: VALID)",
+    ),
+    (
+        "conv2d_valid_s1_k1_c5",
+        "Conv2D(strides: [1, 1, 1, 1], padding: VALID)",
+    ),
+    (
+        "conv2d_same_s2_k1_even",
+        "Conv2D(strides: [1, 2, 2, 1], padding: SAME)",
+    ),
+    (
+        "conv2d_same_s2x1_k3x2",
+        "Conv2D(strides: [1, 2, 1, 1], padding: SAME)",
+    ),
+    (
+        "conv2d_valid_s1x2_k2x3",
+        "Conv2D(strides: [1, 1, 2, 1], padding: VALID)",
+    ),
+    (
+        "conv2d_explicit_s2x1_k3x2",
+        "Conv2D(strides: [1, 2, 1, 1], padding: EXPLICIT, explicit_paddings: [0, 0, 1, 2, 0, 1, 0, 0])",
+    ),
+    (
+        "conv2d_explicit_s1_k3",
+        "Conv2D(strides: [1, 1, 1, 1], padding: EXPLICIT, explicit_paddings: [0, 0, 2, 0, 1, 1, 0, 0])",
+    ),
+    (
+        "conv2d_dilated2_valid",
+        "Conv2D(strides: [1, 1, 1, 1], padding: VALID, dilations: [1, 2, 2, 1])",
+    ),
+    (
+        "conv2d_dilated2_same_even_odd",
+        "Conv2D(strides: [1, 1, 1, 1], padding: SAME, dilations: [1, 2, 2, 1])",
+    ),
+    (
+        "conv2d_dilated2x1_same_k2x3",
+        "Conv2D(strides: [1, 1, 1, 1], padding: SAME, dilations: [1, 2, 1, 1])",
+    ),
+    (
+        "conv2d_nchw_same_s1_k3",
+        "Conv2D(strides: [1, 1, 1, 1], padding: SAME, data_format: NCHW)",
+    ),
+    (
+        "conv2d_nchw_valid_s2_k2x3",
+        "Conv2D(strides: [1, 1, 2, 2], padding: VALID, data_format: NCHW)",
+    ),
+    (
+        "conv2d_nchw_same_s2_even",
+        "Conv2D(strides: [1, 1, 2, 2], padding: SAME, data_format: NCHW)",
+    ),
+    (
+        "conv2d_nchw_explicit",
+        "Conv2D(strides: [1, 1, 1, 2], padding: EXPLICIT, explicit_paddings: [0, 0, 0, 0, 1, 0, 2, 1], data_format: NCHW)",
+    ),
+    (
+        "conv2d_nchw_dilated2_same",
+        "Conv2D(strides: [1, 1, 1, 1], padding: SAME, dilations: [1, 1, 2, 2], data_format: NCHW)",
+    ),
+    (
+        "depthwise_same_s1_k3_m1",
+        "DepthwiseConv2dNative(strides: [1, 1, 1, 1], padding: SAME)",
+    ),
+    (
+        "depthwise_valid_s2_k3_m2",
+        "DepthwiseConv2dNative(strides: [1, 2, 2, 1], padding: VALID)",
+    ),
+    (
+        "depthwise_same_s2_k2x3_m2_even",
+        "DepthwiseConv2dNative(strides: [1, 2, 2, 1], padding: SAME)",
+    ),
+    (
+        "depthwise_explicit_s1_k3_m2",
+        "DepthwiseConv2dNative(strides: [1, 1, 1, 1], padding: EXPLICIT, explicit_paddings: [0, 0, 1, 2, 2, 0, 0, 0])",
+    ),
+    (
+        "depthwise_dilated2_valid_m2",
+        "DepthwiseConv2dNative(strides: [1, 1, 1, 1], padding: VALID, dilations: [1, 2, 2, 1])",
+    ),
+    (
+        "depthwise_nchw_same_s2_m2",
+        "DepthwiseConv2dNative(strides: [1, 1, 2, 2], padding: SAME, data_format: NCHW)",
+    ),
+    (
+        "maxpool_valid_k2_s2_ties",
+        "MaxPool(ksize: [1, 2, 2, 1], strides: [1, 2, 2, 1], padding: VALID)",
+    ),
+    (
+        "maxpool_valid_k3_s1_ties",
+        "MaxPool(ksize: [1, 3, 3, 1], strides: [1, 1, 1, 1], padding: VALID)",
+    ),
+    (
+        "maxpool_same_k3_s2_odd_ties",
+        "MaxPool(ksize: [1, 3, 3, 1], strides: [1, 2, 2, 1], padding: SAME)",
+    ),
+    (
+        "maxpool_same_k3_s2_even",
+        "MaxPool(ksize: [1, 3, 3, 1], strides: [1, 2, 2, 1], padding: SAME)",
+    ),
+    (
+        "maxpool_same_k2x3_s1_ties",
+        "MaxPool(ksize: [1, 2, 3, 1], strides: [1, 1, 1, 1], padding: SAME)",
+    ),
+    (
+        "maxpool_nchw_same_k3_s2_ties",
+        "MaxPool(ksize: [1, 1, 3, 3], strides: [1, 1, 2, 2], padding: SAME, data_format: NCHW)",
+    ),
+    (
+        "maxpool_nchw_valid_k2x1_s1x2_ties",
+        "MaxPool(ksize: [1, 1, 2, 1], strides: [1, 1, 1, 2], padding: VALID, data_format: NCHW)",
+    ),
+    (
+        "avgpool_valid_k2_s2",
+        "AvgPool(ksize: [1, 2, 2, 1], strides: [1, 2, 2, 1], padding: VALID)",
+    ),
+    (
+        "avgpool_valid_k3x2_s1",
+        "AvgPool(ksize: [1, 3, 2, 1], strides: [1, 1, 1, 1], padding: VALID)",
+    ),
+    (
+        "avgpool_same_k3_s2_odd",
+        "AvgPool(ksize: [1, 3, 3, 1], strides: [1, 2, 2, 1], padding: SAME)",
+    ),
+    (
+        "avgpool_same_k3_s1_odd",
+        "AvgPool(ksize: [1, 3, 3, 1], strides: [1, 1, 1, 1], padding: SAME)",
+    ),
+    (
+        "avgpool_nchw_same_k3x2_s2x1",
+        "AvgPool(ksize: [1, 1, 3, 2], strides: [1, 1, 2, 1], padding: SAME, data_format: NCHW)",
+    ),
+];
+
+fn golden_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/conv")
+}
+
+/// What gradc differentiates: x and, for a convolution, the filter.
+fn operands(op: &str) -> &'static [&'static str] {
+    if op.starts_with("Conv2D(") || op.starts_with("DepthwiseConv2dNative(") {
+        &["x", "filter"]
+    } else {
+        &["x"]
+    }
+}
+
+/// The arrays a file must hold: fed (inputs) and compared (outputs, with the
+/// tensor of the gradc graph that is compared with each).
+fn arrays(wrt: &[&str]) -> (Vec<String>, Vec<(String, String)>) {
+    let mut fed: Vec<String> = wrt.iter().map(|w| w.to_string()).collect();
+    fed.push("dy".into());
+    fed.extend(wrt.iter().map(|w| format!("v{w}")));
+    let mut compared = vec![("y".to_string(), "y".to_string())];
+    compared.extend(
+        wrt.iter()
+            .map(|w| (format!("d{w}"), format!("d(y)/d({w})"))),
+    );
+    compared.extend(
+        wrt.iter()
+            .chain(&["dy"])
+            .map(|w| (format!("d2{w}"), format!("d(s)/d({w})"))),
+    );
+    (fed, compared)
+}
+
+/// The gradc graph of one file: placeholders for the fed arrays, the op,
+/// its gradients with `dy` as grad_ys, and the gradients of s.
+fn graph_text(op: &str, wrt: &[&str], shapes: &HashMap<String, Vec<usize>>) -> String {
+    let mut nodes = String::new();
+    for name in arrays(wrt).0 {
+        let shape = &shapes[&name];
+        writeln!(
+            nodes,
+            "    (name: {name:?}, op: Placeholder(shape: {shape:?})),"
+        )
+        .expect("a String takes it");
+    }
+    let inputs: Vec<String> = wrt.iter().map(|w| format!("{w:?}")).collect();
+    writeln!(
+        nodes,
+        "    (name: \"y\", op: {op}, inputs: [{}]),",
+        inputs.join(", ")
+    )
+    .expect("a String takes it");
+    let mut terms = Vec::new();
+    for w in wrt {
+        writeln!(
+            nodes,
+            "    (name: \"d{w}_v{w}\", op: Mul, inputs: [\"d(y)/d({w})\", \"v{w}\"]),\n    \
+             (name: \"s_{w}\", op: Sum(), inputs: [\"d{w}_v{w}\"]),"
+        )
+        .expect("a String takes it");
+        terms.push(format!("\"s_{w}\""));
+    }
+    writeln!(
+        nodes,
+        "    (name: \"s\", op: AddN, inputs: [{}]),",
+        terms.join(", ")
+    )
+    .expect("a String takes it");
+    let second: Vec<String> = wrt
+        .iter()
+        .chain(&["dy"])
+        .map(|w| format!("{w:?}"))
+        .collect();
+    format!(
+        "Graph(name: \"tf_golden\", dtype: F64, nodes: [\n{nodes}], outputs: [\"y\"], gradients: [\n    \
+         (of: \"y\", wrt: [{}], grad_ys: \"dy\"),\n    (of: \"s\", wrt: [{}]),\n])",
+        inputs.join(", "),
+        second.join(", ")
+    )
+}
+
+/// The largest relative error, |got − want| / max(1, |want|), and the first
+/// few elements off by more than the tolerance (`Err`).
+fn compare(got: &Tensor, want: &Tensor) -> Result<f64, String> {
+    if got.shape() != want.shape() {
+        return Err(format!(
+            "shape {:?}, TensorFlow's {:?}",
+            got.shape(),
+            want.shape()
+        ));
+    }
+    let (got, want) = (got.to_f64_vec(), want.to_f64_vec());
+    let err = |i: usize| (got[i] - want[i]).abs() / want[i].abs().max(1.0);
+    let worst = (0..want.len()).map(err).fold(0.0, f64::max);
+    let bad: Vec<usize> = (0..want.len())
+        .filter(|&i| err(i).is_nan() || err(i) > TOLERANCE)
+        .collect();
+    if bad.is_empty() {
+        return Ok(worst);
+    }
+    let shown: Vec<String> = bad
+        .iter()
+        .take(5)
+        .map(|&i| format!("[{i}] got {:e}, want {:e}", got[i], want[i]))
+        .collect();
+    Err(format!(
+        "{} of {} elements off (largest relative error {worst:e}): {}",
+        bad.len(),
+        want.len(),
+        shown.join("; ")
+    ))
+}
+
+/// Checks one file; every problem is a line naming the file and array.
+fn check(file: &str, op: &str) -> Vec<String> {
+    let path = golden_dir().join(format!("{file}.npz"));
+    let loaded = match load_npz(&path) {
+        Ok(a) => a,
+        Err(e) => return vec![format!("{file}: {e}")],
+    };
+    let mut npz: BTreeMap<String, Tensor> = loaded.into_iter().collect();
+    let wrt = operands(op);
+    let (fed, compared) = arrays(wrt);
+
+    let mut problems = Vec::new();
+    let expected: BTreeSet<&str> = fed
+        .iter()
+        .map(String::as_str)
+        .chain(compared.iter().map(|(a, _)| a.as_str()))
+        .chain(["op"])
+        .collect();
+    for name in &expected {
+        if !npz.contains_key(*name) {
+            problems.push(format!("{file}: array {name:?} is missing"));
+        }
+    }
+    for name in npz.keys() {
+        if !expected.contains(name.as_str()) {
+            problems.push(format!("{file}: array {name:?} is not one this test knows"));
+        }
+    }
+    if !problems.is_empty() {
+        return problems;
+    }
+
+    let text: String = npz["op"]
+        .to_f64_vec()
+        .iter()
+        .map(|&c| char::from_u32(c as u32).unwrap_or(char::REPLACEMENT_CHARACTER))
+        .collect();
+    if text != op {
+        return vec![format!(
+            "{file}: the file was made for {text}, the test has {op}"
+        )];
+    }
+
+    let feeds: HashMap<String, Tensor> = fed
+        .iter()
+        .map(|n| (n.clone(), npz.remove(n).expect("checked above")))
+        .collect();
+    let shapes = feeds
+        .iter()
+        .map(|(n, t)| (n.clone(), t.shape().to_vec()))
+        .collect();
+    let text = graph_text(op, wrt, &shapes);
+    let g = match compiler::graph_from_str(&text, "tf_golden.ron") {
+        Ok(g) => g,
+        Err(e) => return vec![format!("{file}: the graph does not build: {e}\n{text}")],
+    };
+    let fetches: Vec<&str> = compared.iter().map(|(_, t)| t.as_str()).collect();
+    let names = RunNames {
+        fetches: &fetches,
+        feeds: &[],
+    };
+    let program = match Compiler::new(g).run_names(names).compile() {
+        Ok(out) => out.program,
+        Err(e) => return vec![format!("{file}: the graph does not compile: {e}")],
+    };
+    let got = Session::new(program)
+        .map_err(|e| e.to_string())
+        .and_then(|mut s| {
+            let refs = fetches
+                .iter()
+                .map(|f| s.resolve(f))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| e.to_string())?;
+            s.run(&feeds, &refs).map_err(|e| e.to_string())
+        });
+    let got = match got {
+        Ok(v) => v,
+        Err(e) => return vec![format!("{file}: the graph does not run: {e}")],
+    };
+    let mut worst = 0.0f64;
+    for ((array, tensor), got) in compared.iter().zip(&got) {
+        match compare(got, &npz[array]) {
+            Ok(e) => worst = worst.max(e),
+            Err(m) => problems.push(format!("{file} ({op}): {array} ({tensor}): {m}")),
+        }
+    }
+    println!("{file}: largest relative error {worst:e}");
+    problems
+}
+
+/// Checks every configuration of the op and panics with all problems found.
+fn check_op(op_name: &str) {
+    let configs: Vec<_> = CONFIGS
+        .iter()
+        .filter(|(_, op)| op.starts_with(&format!("{op_name}(")))
+        .collect();
+    assert!(!configs.is_empty(), "no configuration of {op_name}");
+    let problems: Vec<Vec<String>> = configs
+        .iter()
+        .map(|(file, op)| check(file, op))
+        .filter(|p| !p.is_empty())
+        .collect();
+    assert!(
+        problems.is_empty(),
+        "{} of {} {op_name} files disagree with TensorFlow:\n{}",
+        problems.len(),
+        configs.len(),
+        problems.concat().join("\n")
+    );
+}
+
+#[test]
+fn conv2d_matches_tensorflow() {
+    check_op("Conv2D");
+}
+
+#[test]
+fn depthwise_conv2d_matches_tensorflow() {
+    check_op("DepthwiseConv2dNative");
+}
+
+#[test]
+fn max_pool_matches_tensorflow() {
+    check_op("MaxPool");
+}
+
+#[test]
+fn avg_pool_matches_tensorflow() {
+    check_op("AvgPool");
+}
+
+/// The directory and the table list the same files, so no file goes untested.
+#[test]
+fn every_golden_file_is_tested() {
+    let dir = golden_dir();
+    let entries =
+        std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()));
+    let on_disk: BTreeSet<String> = entries
+        .map(|e| e.expect("a directory entry").file_name())
+        .map(|n| n.into_string().expect("a UTF-8 file name"))
+        .collect();
+    let listed: BTreeSet<String> = CONFIGS.iter().map(|(f, _)| format!("{f}.npz")).collect();
+    assert_eq!(
+        listed.len(),
+        CONFIGS.len(),
+        "a file is listed twice in CONFIGS"
+    );
+    let missing: Vec<_> = listed.difference(&on_disk).collect();
+    let untested: Vec<_> = on_disk.difference(&listed).collect();
+    assert!(
+        missing.is_empty() && untested.is_empty(),
+        "in CONFIGS but not in {}: {missing:?}; there but not in CONFIGS: {untested:?}",
+        dir.display()
+    );
+}
