@@ -6,6 +6,10 @@
 //! - **W2**: a batch-norm MLP (`graphs/bn_mlp_512.ron`: 784-512-BN-ReLU-512-BN-ReLU-10,
 //!   batch 128, momentum 0.9, batch norm in training mode with its moving
 //!   averages updated every step, float32).
+//! - **W3**: a convolutional net (`graphs/cnn.ron`: conv 3x3x1x32 SAME + ReLU,
+//!   max-pool 2x2/2, conv 3x3x32x64 SAME + ReLU, max-pool 2x2/2, dense
+//!   3136-128 + ReLU, dense 128-10, batch 128, float32), trained with
+//!   momentum 0.9 and learning rate 0.01 (the file's own optimizer is Adam).
 //!
 //! Both train on the MNIST training set. A timed step is what a training loop
 //! does per step: sample a batch (the next indices of a seeded permutation,
@@ -16,8 +20,10 @@
 //!
 //! FLOPs are counted analytically: 2·m·k·n per matrix product of the
 //! compiled train step (forward and backward products, with the batch
-//! dimension bound to the batch size); elementwise ops, reductions and the
-//! optimizer's updates are not counted.
+//! dimension bound to the batch size), a convolution counted as the product
+//! its kernel computes (Conv2D: [N·OH·OW, kh·kw·C] by [kh·kw·C, O]);
+//! elementwise ops, pooling, reductions and the optimizer's updates are not
+//! counted.
 
 use crate::compiler::{schema, Compiler, Source};
 use crate::runtime::{
@@ -36,27 +42,30 @@ use std::time::{Duration, Instant};
 pub enum Workload {
     W1,
     W2,
+    W3,
 }
 
 impl Workload {
-    pub const ALL: [Workload; 2] = [Workload::W1, Workload::W2];
+    pub const ALL: [Workload; 3] = [Workload::W1, Workload::W2, Workload::W3];
 
-    /// `w1` or `w2`, as on the command line.
+    /// `w1`, `w2` or `w3`, as on the command line.
     pub fn id(self) -> &'static str {
         match self {
             Workload::W1 => "w1",
             Workload::W2 => "w2",
+            Workload::W3 => "w3",
         }
     }
 
-    /// The workloads named by `--workload`: `w1`, `w2` or `all`.
+    /// The workloads named by `--workload`: `w1`, `w2`, `w3` or `all`.
     pub fn parse(s: &str) -> Result<Vec<Workload>, Error> {
         match s.to_ascii_lowercase().as_str() {
             "w1" => Ok(vec![Workload::W1]),
             "w2" => Ok(vec![Workload::W2]),
+            "w3" => Ok(vec![Workload::W3]),
             "all" => Ok(Workload::ALL.to_vec()),
             other => Err(Error::Usage(format!(
-                "--workload '{other}': expected w1, w2 or all"
+                "--workload '{other}': expected w1, w2, w3 or all"
             ))),
         }
     }
@@ -66,6 +75,7 @@ impl Workload {
         match self {
             Workload::W1 => "graphs/two_layer_net.ron",
             Workload::W2 => "graphs/bn_mlp_512.ron",
+            Workload::W3 => "graphs/cnn.ron",
         }
     }
 
@@ -73,6 +83,7 @@ impl Workload {
         match self {
             Workload::W1 => include_str!("../graphs/two_layer_net.ron"),
             Workload::W2 => include_str!("../graphs/bn_mlp_512.ron"),
+            Workload::W3 => include_str!("../graphs/cnn.ron"),
         }
     }
 
@@ -83,6 +94,24 @@ impl Workload {
                 "BN-MLP 784-512-BN-ReLU-512-BN-ReLU-10, batch 128, momentum 0.9, \
                  batch norm in training mode (decay 0.99, epsilon 1e-3), f32"
             }
+            Workload::W3 => {
+                "CNN conv3x3x32-ReLU-maxpool-conv3x3x64-ReLU-maxpool-3136-128-ReLU-10, \
+                 SAME padding, batch 128, momentum 0.9, f32"
+            }
+        }
+    }
+
+    /// The optimizer the workload trains with, where it is not the graph
+    /// file's: W3 times cnn.ron's net with momentum 0.9 and learning rate
+    /// 0.01 (the file itself trains with Adam).
+    fn optimizer(self) -> Option<schema::OptimizerSpec> {
+        match self {
+            Workload::W1 | Workload::W2 => None,
+            Workload::W3 => Some(schema::OptimizerSpec::Momentum {
+                learning_rate: 0.01,
+                momentum: 0.9,
+                use_nesterov: false,
+            }),
         }
     }
 
@@ -90,6 +119,7 @@ impl Workload {
         match self {
             Workload::W1 => 2000,
             Workload::W2 => 300,
+            Workload::W3 => 40,
         }
     }
 
@@ -97,6 +127,7 @@ impl Workload {
         match self {
             Workload::W1 => 200,
             Workload::W2 => 30,
+            Workload::W3 => 5,
         }
     }
 }
@@ -119,11 +150,14 @@ pub struct BenchOptions {
     pub profile: bool,
 }
 
-/// One matrix product of a train step, with the batch dimension bound.
+/// One matrix product of a train step (or the product a convolution
+/// computes), with the batch dimension bound.
 #[derive(Clone, Debug, PartialEq)]
 pub struct MatMulCount {
     /// The instruction's name.
     pub name: String,
+    /// Its op's name (`MatMul`, `Dense`, `Conv2D`, ...).
+    pub op: &'static str,
     /// Made by differentiation (its name is under `gradients`).
     pub backward: bool,
     /// Product of the leading (batch) dimensions; 1 for rank 2.
@@ -325,8 +359,9 @@ pub fn bench(opts: &BenchOptions, out: &mut dyn Write) -> Result<BenchReport, Er
             w(
                 out,
                 format!(
-                    "    {:<8} {shapes:<20} {:>9.3} MFLOP  {}",
+                    "    {:<8} {:<20} {shapes:<22} {:>9.3} MFLOP  {}",
                     if m.backward { "backward" } else { "forward" },
+                    m.op,
                     m.flops() as f64 / 1e6,
                     m.name
                 ),
@@ -408,6 +443,31 @@ fn write_profile(out: &mut dyn Write, r: &WorkloadResult) -> Result<(), Error> {
             format!("    {op:<24} {:>8.4} ms/step  {n} node(s)", per_step(*t)),
         )?;
     }
+    // The rate of the convolutions: their counted FLOPs over their kernels' time.
+    let is_conv = |op: &str| op.starts_with("Conv2D");
+    let conv_flops: u64 = r
+        .matmuls
+        .iter()
+        .filter(|m| is_conv(m.op))
+        .map(MatMulCount::flops)
+        .sum();
+    let conv_time: Duration = r
+        .profile
+        .iter()
+        .filter(|p| is_conv(p.op))
+        .map(|p| p.total)
+        .sum();
+    if conv_flops > 0 && !conv_time.is_zero() {
+        w(
+            out,
+            format!(
+                "  convolutions: {:.3} ms/step, {:.1} MFLOP/step, {:.2} GFLOP/s",
+                per_step(conv_time),
+                conv_flops as f64 / 1e6,
+                conv_flops as f64 / (conv_time.as_secs_f64() / steps) / 1e9
+            ),
+        )?;
+    }
     w(out, "  slowest nodes:".to_string())?;
     for p in r.profile.iter().take(12) {
         w(
@@ -427,6 +487,7 @@ fn compiled_name(w: Workload) -> &'static str {
     match w {
         Workload::W1 => "two_layer_net",
         Workload::W2 => "bn_mlp_512",
+        Workload::W3 => "cnn",
     }
 }
 
@@ -499,7 +560,10 @@ fn run_workload(
 ) -> Result<WorkloadResult, Error> {
     let file = workload.file();
     let text = workload.text();
-    let spec = schema::parse(text).map_err(|e| e.in_file(file))?;
+    let mut spec = schema::parse(text).map_err(|e| e.in_file(file))?;
+    if let (Some(optimizer), Some(train)) = (workload.optimizer(), spec.train.as_mut()) {
+        train.optimizer = optimizer;
+    }
     let train = spec
         .train
         .clone()
@@ -651,6 +715,13 @@ pub fn matmul_counts(
     };
     let mut counts = Vec::new();
     for (i, ins) in instrs.iter().enumerate() {
+        if !needed[i] {
+            continue;
+        }
+        if let Some(count) = conv_count(i, ins, &dims)? {
+            counts.push(count);
+            continue;
+        }
         // MatMul, and Dense: the optimizer's MatMul fused with its bias and activation.
         let (transpose_a, transpose_b) = match ins.op {
             Op::MatMul {
@@ -664,9 +735,6 @@ pub fn matmul_counts(
             } => (transpose_a, transpose_b),
             _ => continue,
         };
-        if !needed[i] {
-            continue;
-        }
         let (Some(a), Some(b)) = (ins.inputs.first(), ins.inputs.get(1)) else {
             continue;
         };
@@ -683,6 +751,7 @@ pub fn matmul_counts(
         let n = if transpose_b { b[r - 2] } else { b[r - 1] };
         counts.push(MatMulCount {
             name: ins.name.clone(),
+            op: ins.op.name(),
             backward: ins.name.starts_with("gradients"),
             batch: a[..r - 2].iter().product(),
             m,
@@ -691,6 +760,49 @@ pub fn matmul_counts(
         });
     }
     Ok(counts)
+}
+
+/// The product a convolution's kernel computes (see `conv_gemm.rs` in the
+/// runtime): Conv2D [N·OH·OW, kh·kw·C]·[kh·kw·C, O], Conv2DBackpropFilter
+/// [kh·kw·C, N·OH·OW]·[N·OH·OW, O], Conv2DBackpropInput
+/// [N·OH·OW, O]·[O, kh·kw·C]. None if instruction `i` is no convolution.
+fn conv_count(
+    i: usize,
+    ins: &crate::runtime::Instr,
+    dims: &dyn Fn(&ValueRef) -> Result<Vec<usize>, Error>,
+) -> Result<Option<MatMulCount>, Error> {
+    let (filter, out) = match ins.op {
+        Op::Conv2D { .. } => (ins.inputs.get(1), ValueRef { node: i, output: 0 }),
+        Op::Conv2DBackpropInput { .. } | Op::Conv2DBackpropFilter { .. } => {
+            match ins.inputs.get(2) {
+                Some(dy) => (ins.inputs.get(1), *dy),
+                None => return Ok(None),
+            }
+        }
+        _ => return Ok(None),
+    };
+    let Some(filter) = filter else {
+        return Ok(None);
+    };
+    let &[kh, kw, c, o] = dims(filter)?.as_slice() else {
+        return Ok(None);
+    };
+    let pixels = dims(&out)?.iter().product::<usize>() / o.max(1);
+    let depth = kh * kw * c;
+    let (m, k, n) = match ins.op {
+        Op::Conv2D { .. } => (pixels, depth, o),
+        Op::Conv2DBackpropFilter { .. } => (depth, pixels, o),
+        _ => (pixels, o, depth),
+    };
+    Ok(Some(MatMulCount {
+        name: ins.name.clone(),
+        op: ins.op.name(),
+        backward: ins.name.starts_with("gradients"),
+        batch: 1,
+        m,
+        k,
+        n,
+    }))
 }
 
 #[cfg(test)]

@@ -164,16 +164,16 @@ enum Command {
         output: PathBuf,
     },
     /// Time the train step of the standard workloads (W1: TwoLayerNet, W2:
-    /// BN-MLP 784-512-512-10) on MNIST, and the matrix-product ceiling:
+    /// BN-MLP 784-512-512-10, W3: a CNN) on MNIST, and the matrix-product ceiling:
     /// median ms per step, steps/s, examples/s, GFLOP/s.
     Bench {
-        /// Which workload: w1, w2 or all.
-        #[arg(long, default_value = "all", value_parser = ["w1", "w2", "all"])]
+        /// Which workload: w1, w2, w3 or all.
+        #[arg(long, default_value = "all", value_parser = ["w1", "w2", "w3", "all"])]
         workload: String,
-        /// Timed steps per workload (default: 2000 for W1, 300 for W2).
+        /// Timed steps per workload (default: 2000 for W1, 300 for W2, 40 for W3).
         #[arg(long)]
         steps: Option<usize>,
-        /// Untimed steps before them (default: 200 for W1, 30 for W2).
+        /// Untimed steps before them (default: 200 for W1, 30 for W2, 5 for W3).
         #[arg(long)]
         warmup: Option<usize>,
         /// Threads for matrix products (default: 1; at most the cores available).

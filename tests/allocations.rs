@@ -321,3 +321,53 @@ fn w2_train_steps_on_two_threads_allocate_nothing() {
         "W2 train steps on two threads allocate nothing"
     );
 }
+
+/// W3 as `gradc bench` runs it: cnn.ron (two convolutions, max pooling,
+/// their gradients as im2col products in chunks shared between threads),
+/// batch 32, on two threads inside `with_threads`: no allocation on any
+/// thread once every thread's scratch buffers have grown.
+#[test]
+fn w3_conv_train_steps_on_two_threads_allocate_nothing() {
+    let _turn = serial();
+    let _restore = OneThreadAfter;
+    let path = repo_path("graphs/cnn.ron");
+    let text = std::fs::read_to_string(&path).expect("read");
+    let spec = gradc::compiler::schema::parse(&text).expect("parses");
+    let programs = Compiler::new(Source::file(&spec, &text, "cnn.ron"))
+        .compile_train()
+        .expect("compiles");
+    for op in [
+        "Conv2D",
+        "Conv2DBackpropInput",
+        "Conv2DBackpropFilter",
+        "MaxPoolGrad",
+    ] {
+        assert!(
+            programs.train.instrs.iter().any(|i| i.op.name() == op),
+            "the train step has {op}"
+        );
+    }
+    let (x, t) = batch(32);
+    let (mut train, feeds, target, loss) = train_session(&programs, &x, &t);
+    let mut out = Vec::new();
+    gradc::runtime::set_threads(2);
+    let allocations = gradc::runtime::with_threads(|| {
+        let mut step = || {
+            train
+                .run_with_targets_into(&feeds, &loss, &[target], &mut out)
+                .expect("step runs");
+        };
+        for _ in 0..3 {
+            step();
+        }
+        count_all(|| {
+            for _ in 0..5 {
+                step();
+            }
+        })
+    });
+    assert_eq!(
+        allocations, 0,
+        "W3 train steps on two threads allocate nothing"
+    );
+}

@@ -55,7 +55,7 @@ fn bench_refuses_bad_options() {
             vec!["bench", "--threads", "0"],
             "--threads must be at least 1",
         ),
-        (vec!["bench", "--workload", "w3"], "invalid value 'w3'"),
+        (vec!["bench", "--workload", "w4"], "invalid value 'w4'"),
     ] {
         let o = gradc(&args);
         let err = stderr(&o);

@@ -384,3 +384,47 @@ fn resume_is_bit_exact_with_adam_and_with_batch_norm() {
         assert_eq!(straight, resumed, "{name}: resumed at step {stop}");
     }
 }
+
+/// The README's figure for `cnn.ron` (W3 of `gradc bench`): at least 99.0%
+/// test accuracy after its three epochs.
+#[test]
+fn cnn_reaches_99_percent_in_three_epochs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let report = train(&example("cnn"), &opts(dir.path())).expect("trains");
+    let acc: Vec<f64> = report
+        .epochs
+        .iter()
+        .map(|e| e.test.as_ref().expect("test set").metrics[0])
+        .collect();
+    assert_eq!(acc.len(), 3, "three epochs");
+    assert!(acc[2] >= 0.99, "after three epochs: {acc:?}");
+}
+
+/// LeNet-5 and the CNN with batch norm train: a short run takes the loss
+/// from ln 10 (a uniform guess) to well below it. The scores come from the
+/// inference program, whose batch norm uses the moving averages (decay
+/// 0.99): they lag the batch statistics for a few hundred steps, so cnn_bn
+/// runs longer.
+#[test]
+fn lenet5_and_cnn_bn_short_runs_drop_the_loss() {
+    for (name, steps) in [("lenet5", 150), ("cnn_bn", 300)] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let o = TrainOptions {
+            steps: Some(steps),
+            ..opts(dir.path())
+        };
+        let report = train(&example(name), &o).expect("trains");
+        let last = report.epochs.last().expect("an epoch");
+        let test = last.test.as_ref().expect("test set");
+        assert!(
+            last.train.loss < 0.5 * 10f64.ln(),
+            "{name}: train loss {} after {steps} steps",
+            last.train.loss
+        );
+        assert!(
+            test.metrics[0] > 0.75,
+            "{name}: test accuracy {}",
+            test.metrics[0]
+        );
+    }
+}
