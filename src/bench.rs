@@ -1,4 +1,4 @@
-//! `gradc bench`: times the train step of gradc's two standard workloads and
+//! `gradc bench`: times the train step of gradc's three standard workloads and
 //! the machine's matrix-product ceiling, in one run.
 //!
 //! - **W1**: the source text's TwoLayerNet (`graphs/two_layer_net.ron`:
