@@ -83,7 +83,7 @@ fn deep_mlp(layers: usize) -> String {
             "        (name: \"W{i}\", op: Variable(shape: [{w}, {w}], initializer: GlorotUniform())),\n\
              \x20       (name: \"b{i}\", op: Variable(shape: [{w}], initializer: Zeros)),\n\
              \x20       (name: \"mm{i}\", op: MatMul(), inputs: [\"{prev}\", \"W{i}\"]),\n\
-             \x20       (name: \"a{i}\", op: BiasAdd, inputs: [\"mm{i}\", \"b{i}\"]),\n\
+             \x20       (name: \"a{i}\", op: BiasAdd(), inputs: [\"mm{i}\", \"b{i}\"]),\n\
              \x20       (name: \"h{i}\", op: Relu, inputs: [\"a{i}\"]),\n"
         ));
         prev = format!("h{i}");

@@ -21,7 +21,7 @@
 //! FLOPs are counted analytically: 2·m·k·n per matrix product of the
 //! compiled train step (forward and backward products, with the batch
 //! dimension bound to the batch size), a convolution counted as the product
-//! its kernel computes (Conv2D: [N·OH·OW, kh·kw·C] by [kh·kw·C, O]);
+//! its kernel computes (Conv2D, FusedConv2D: [N·OH·OW, kh·kw·C] by [kh·kw·C, O]);
 //! elementwise ops, pooling, reductions and the optimizer's updates are not
 //! counted.
 
@@ -444,7 +444,7 @@ fn write_profile(out: &mut dyn Write, r: &WorkloadResult) -> Result<(), Error> {
         )?;
     }
     // The rate of the convolutions: their counted FLOPs over their kernels' time.
-    let is_conv = |op: &str| op.starts_with("Conv2D");
+    let is_conv = |op: &str| op.starts_with("Conv2D") || op == "FusedConv2D";
     let conv_flops: u64 = r
         .matmuls
         .iter()
@@ -772,7 +772,9 @@ fn conv_count(
     dims: &dyn Fn(&ValueRef) -> Result<Vec<usize>, Error>,
 ) -> Result<Option<MatMulCount>, Error> {
     let (filter, out) = match ins.op {
-        Op::Conv2D { .. } => (ins.inputs.get(1), ValueRef { node: i, output: 0 }),
+        Op::Conv2D { .. } | Op::FusedConv2D { .. } => {
+            (ins.inputs.get(1), ValueRef { node: i, output: 0 })
+        }
         Op::Conv2DBackpropInput { .. } | Op::Conv2DBackpropFilter { .. } => {
             match ins.inputs.get(2) {
                 Some(dy) => (ins.inputs.get(1), *dy),
@@ -790,7 +792,7 @@ fn conv_count(
     let pixels = dims(&out)?.iter().product::<usize>() / o.max(1);
     let depth = kh * kw * c;
     let (m, k, n) = match ins.op {
-        Op::Conv2D { .. } => (pixels, depth, o),
+        Op::Conv2D { .. } | Op::FusedConv2D { .. } => (pixels, depth, o),
         Op::Conv2DBackpropFilter { .. } => (depth, pixels, o),
         _ => (pixels, o, depth),
     };

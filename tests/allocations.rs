@@ -322,9 +322,9 @@ fn w2_train_steps_on_two_threads_allocate_nothing() {
     );
 }
 
-/// W3 as `gradc bench` runs it: cnn.ron (two convolutions, max pooling,
-/// their gradients as im2col products in chunks shared between threads),
-/// batch 32, on two threads inside `with_threads`: no allocation on any
+/// W3 as `gradc bench` runs it: cnn.ron (two convolutions fused with their
+/// bias and ReLU, max pooling, their gradients as im2col products in chunks
+/// shared between threads), batch 32, on two threads inside `with_threads`: no allocation on any
 /// thread once every thread's scratch buffers have grown.
 #[test]
 fn w3_conv_train_steps_on_two_threads_allocate_nothing() {
@@ -337,7 +337,7 @@ fn w3_conv_train_steps_on_two_threads_allocate_nothing() {
         .compile_train()
         .expect("compiles");
     for op in [
-        "Conv2D",
+        "FusedConv2D",
         "Conv2DBackpropInput",
         "Conv2DBackpropFilter",
         "MaxPoolGrad",

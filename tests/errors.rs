@@ -50,6 +50,14 @@ fn missing_attribute_is_named() {
 }
 
 #[test]
+fn op_with_attributes_written_bare_says_how_to_write_it() {
+    let e = compile_error(&wrap("        (name: \"a\", op: Const([1.0, 2.0])),\n        (name: \"b\", op: BiasAdd, inputs: [\"a\", \"a\"]),"));
+    assert_eq!(e.kind, ErrorKind::Parse);
+    assert_eq!(e.line, Some(6));
+    assert!(e.message.contains("`BiasAdd()`"), "{e}");
+}
+
+#[test]
 fn unknown_input_names_node_line_and_suggestion() {
     let e = compile_error(&wrap("        (name: \"apple\", op: Const(1.0)),\n        (name: \"price\", op: Mul, inputs: [\"aple\", \"apple\"]),"));
     assert_eq!(e.kind, ErrorKind::UnknownNode);
@@ -606,6 +614,12 @@ fn pooling_and_backprop_errors_name_the_problem() {
             r#"(name: "y", op: DepthwiseConv2dNativeBackpropInput(strides: [1, 1, 1, 1], padding: VALID), inputs: ["x", "k", "g"])"#,
             "DepthwiseConv2dNativeBackpropInput",
             "is not what DepthwiseConv2dNative makes",
+        ),
+        // A fused convolution's bias of the wrong length (k makes 3 channels).
+        (
+            r#"(name: "y", op: FusedConv2D(strides: [1, 1, 1, 1], padding: SAME, activation: Relu), inputs: ["x", "k", "k"])"#,
+            "FusedConv2D",
+            "one value for each of the output's 3 channels",
         ),
         // A depthwise filter whose input channels are not the input's.
         (

@@ -378,7 +378,7 @@ fn the_passes_fire_on_the_examples() {
     assert_eq!(fired.get("dense_with_activation"), Some(&1), "{reports:?}");
     assert_eq!(fired.get("dense"), Some(&1), "{reports:?}");
     assert!(
-        p.instrs.iter().all(|i| !matches!(i.op, Op::BiasAdd)),
+        p.instrs.iter().all(|i| !matches!(i.op, Op::BiasAdd { .. })),
         "every BiasAdd fused"
     );
     // apple: every value is known at compile time.
@@ -682,10 +682,10 @@ fn random_graph(steps: &[Step]) -> String {
             3 => format!(r#"(name: "{name}", op: Mul, inputs: ["{a}", "one"])"#),
             4 => format!(r#"(name: "{name}", op: Add, inputs: ["zero", "{a}"])"#),
             5 => format!(
-                r#"(name: "{name}_m", op: MatMul(), inputs: ["{a}", "w"]), (name: "{name}", op: BiasAdd, inputs: ["{name}_m", "bias"])"#
+                r#"(name: "{name}_m", op: MatMul(), inputs: ["{a}", "w"]), (name: "{name}", op: BiasAdd(), inputs: ["{name}_m", "bias"])"#
             ),
             6 => format!(
-                r#"(name: "{name}_m", op: MatMul(), inputs: ["{a}", "w"]), (name: "{name}_b", op: BiasAdd, inputs: ["{name}_m", "bias"]), (name: "{name}", op: Relu, inputs: ["{name}_b"])"#
+                r#"(name: "{name}_m", op: MatMul(), inputs: ["{a}", "w"]), (name: "{name}_b", op: BiasAdd(), inputs: ["{name}_m", "bias"]), (name: "{name}", op: Relu, inputs: ["{name}_b"])"#
             ),
             7 => format!(
                 r#"(name: "{name}_t", op: Transpose(), inputs: ["{a}"]), (name: "{name}", op: Transpose(), inputs: ["{name}_t"])"#
@@ -856,7 +856,7 @@ fn random_training_graph(m: usize, n: usize, f32: bool, momentum: bool, steps: &
                 let act = ["Relu", "Tanh", "Sigmoid", "Identity"][s.b % 4];
                 nodes.extend([
                     part("1", "MatMul()", &[&a, "W"]),
-                    part("2", "BiasAdd", &[&p1, "b"]),
+                    part("2", "BiasAdd()", &[&p1, "b"]),
                     node(act, &[&p2]),
                 ]);
             }
@@ -958,6 +958,205 @@ proptest! {
     ) {
         let text = random_training_graph(m, n, f32, momentum, &steps);
         let spec = schema::parse(&text).unwrap_or_else(|e| panic!("{e:?}\n{text}"));
+        compare_training(&spec, &text, &text);
+    }
+}
+
+/// A random convolutional training graph in one data format: a batch of 2
+/// images of a random size, `steps` applied in turn (convolutions with and
+/// without a bias and an activation, of random kernels, strides and
+/// padding; max and average pooling; batch norm layers, fused or not;
+/// elementwise functions), then a dense layer to 3 classes and a
+/// softmax cross-entropy loss.
+fn random_conv_graph(
+    hw: [usize; 2],
+    channels: usize,
+    nchw: bool,
+    f32: bool,
+    steps: &[Step],
+) -> String {
+    let (format, dtype) = (
+        if nchw { "NCHW" } else { "NHWC" },
+        if f32 { "F32" } else { "F64" },
+    );
+    let [mut h, mut w] = hw;
+    let mut c = channels;
+    // [N, H, W, C] in the data format's order.
+    let shape = |h: usize, w: usize, c: usize| {
+        if nchw {
+            format!("[2, {c}, {h}, {w}]")
+        } else {
+            format!("[2, {h}, {w}, {c}]")
+        }
+    };
+    // Attribute entries on the spatial axes, 1 on the batch and channels.
+    let four = |a: usize, b: usize| {
+        if nchw {
+            format!("[1, 1, {a}, {b}]")
+        } else {
+            format!("[1, {a}, {b}, 1]")
+        }
+    };
+    let mut nodes = vec![
+        format!(r#"(name: "x", op: Placeholder(shape: {}))"#, shape(h, w, c)),
+        r#"(name: "t_raw", op: Placeholder(shape: [2, 3]))"#.to_string(),
+        r#"(name: "t", op: Softmax, inputs: ["t_raw"])"#.to_string(),
+        r#"(name: "training", op: Placeholder(shape: []))"#.to_string(),
+    ];
+    let mut last = "x".to_string();
+    for (k, s) in steps.iter().enumerate() {
+        let name = format!("n{k}");
+        let node = |name: &str, op: &str, ins: &[&str]| {
+            let ins: Vec<String> = ins.iter().map(|i| format!("{i:?}")).collect();
+            format!(
+                r#"(name: "{name}", op: {op}, inputs: [{}])"#,
+                ins.join(", ")
+            )
+        };
+        // A SAME pass keeps sizes at a stride of 1, a VALID one needs the window to fit.
+        let same_or_valid = |kernel: usize, h: usize, w: usize, pick: usize| {
+            if pick.is_multiple_of(2) || kernel > h.min(w) {
+                "SAME"
+            } else {
+                "VALID"
+            }
+        };
+        let out = |size: usize, kernel: usize, stride: usize, padding: &str| match padding {
+            "SAME" => size.div_ceil(stride),
+            _ => (size - kernel) / stride + 1,
+        };
+        match s.op % 5 {
+            // Conv2D, with a bias and an activation (3 of 4 times)
+            0 | 1 => {
+                let (kernel, stride) = (1 + s.a % 3, 1 + (s.a / 3) % 2);
+                let padding = same_or_valid(kernel, h, w, s.b);
+                let o = 1 + (s.b / 2) % 3;
+                let (kn, bn, cn) = (format!("{name}_k"), format!("{name}_b"), format!("{name}_c"));
+                nodes.push(format!(
+                    r#"(name: "{kn}", op: Variable(shape: [{kernel}, {kernel}, {c}, {o}], initializer: GlorotUniform()))"#
+                ));
+                let conv = format!(
+                    "Conv2D(strides: {}, padding: {padding}, data_format: {format})",
+                    four(stride, stride)
+                );
+                let act = ["Relu", "Tanh", "Sigmoid", "Identity"][(s.b / 6) % 4];
+                if s.b % 4 == 3 {
+                    nodes.push(node(&name, &conv, &[&last, &kn]));
+                } else {
+                    nodes.extend([
+                        format!(r#"(name: "{bn}", op: Variable(shape: [{o}], initializer: RandomNormal(stddev: 0.5)))"#),
+                        node(&cn, &conv, &[&last, &kn]),
+                        node(&format!("{name}_z"), &format!("BiasAdd(data_format: {format})"), &[&cn, &bn]),
+                        node(&name, act, &[&format!("{name}_z")]),
+                    ]);
+                }
+                (h, w, c) = (out(h, kernel, stride, padding), out(w, kernel, stride, padding), o);
+            }
+            // max or average pooling, 2x2 at a stride of 1 or 2
+            2 => {
+                let stride = 1 + s.a % 2;
+                let padding = same_or_valid(2, h, w, s.b);
+                let pool = ["MaxPool", "AvgPool"][(s.b / 2) % 2];
+                nodes.push(node(
+                    &name,
+                    &format!(
+                        "{pool}(ksize: {}, strides: {}, padding: {padding}, data_format: {format})",
+                        four(2, 2),
+                        four(stride, stride)
+                    ),
+                    &[&last],
+                ));
+                (h, w) = (out(h, 2, stride, padding), out(w, 2, stride, padding));
+            }
+            // batch norm over the channels (moving averages updated), fused or not
+            3 => nodes.push(node(
+                &name,
+                &format!(
+                    r#"BatchNorm(decay: 0.9, scale: true, fused: {}, data_format: {format}, is_training: "training")"#,
+                    s.a % 2 == 0
+                ),
+                &[&last],
+            )),
+            _ => nodes.push(node(&name, UNARY[s.a % UNARY.len()], &[&last])),
+        }
+        last = name;
+    }
+    let size = h * w * c;
+    nodes.extend([
+        format!(r#"(name: "flat", op: Reshape(shape: [2, {size}]), inputs: ["{last}"])"#),
+        format!(r#"(name: "W", op: Variable(shape: [{size}, 3], initializer: GlorotUniform()))"#),
+        r#"(name: "bias", op: Variable(shape: [3], initializer: Zeros))"#.to_string(),
+        r#"(name: "mm", op: MatMul(), inputs: ["flat", "W"])"#.to_string(),
+        r#"(name: "logits", op: BiasAdd(), inputs: ["mm", "bias"])"#.to_string(),
+    ]);
+    nodes.extend(loss_nodes("logits", false));
+    format!(
+        r#"Graph(name: "random_conv", dtype: {dtype}, nodes: [{}], outputs: ["loss"],
+            train: (loss: "loss", optimizer: Momentum(learning_rate: 0.05, momentum: 0.9),
+                    training_flag: "training", seed: 1))"#,
+        nodes.join(",\n")
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 96,
+        rng_seed: proptest::test_runner::RngSeed::Fixed(19),
+        ..ProptestConfig::default()
+    })]
+
+    /// Random convolutional training graphs (rank 4, NHWC or NCHW, f32 or
+    /// f64): the optimized train step (convolutions fused with their bias and
+    /// activation, batch norm fused and, in the inference program, folded
+    /// into the convolution) and the unoptimized one give the same losses and
+    /// variable updates over three steps.
+    #[test]
+    fn random_conv_graphs_update_the_same_optimized(
+        h in 2usize..8,
+        w in 2usize..8,
+        channels in 1usize..4,
+        nchw in any::<bool>(),
+        f32 in any::<bool>(),
+        steps in prop::collection::vec((0usize..1000, 0usize..1000, 0usize..1000).prop_map(|(op, a, b)| Step { op, a, b }), 1..6),
+    ) {
+        let text = random_conv_graph([h, w], channels, nchw, f32, &steps);
+        let spec = schema::parse(&text).unwrap_or_else(|e| panic!("{e:?}\n{text}"));
+        compare_training(&spec, &text, &text);
+    }
+}
+
+/// The convolution's fusions fire: Conv2D, BiasAdd and an activation become
+/// one FusedConv2D in the train step, and batch norm after a convolution is
+/// folded into its filter and bias in the inference program, in either data
+/// format.
+#[test]
+fn convolutions_fuse_with_bias_activation_and_batch_norm() {
+    let count = |p: &Program, op: &str| p.instrs.iter().filter(|i| i.op.name() == op).count();
+    for nchw in [false, true] {
+        // A convolution with a bias and a Relu, then one followed by batch norm and a Relu.
+        let conv = Step { op: 0, a: 1, b: 0 };
+        let bare = Step { op: 0, a: 1, b: 3 };
+        let text = random_conv_graph(
+            [5, 5],
+            2,
+            nchw,
+            false,
+            &[
+                conv,
+                bare,
+                Step { op: 3, a: 0, b: 0 },
+                Step { op: 4, a: 3, b: 0 },
+            ],
+        );
+        let spec = schema::parse(&text).expect("parses");
+        let p = Compiler::new(Source::file(&spec, &text, "conv.ron"))
+            .compile_train()
+            .expect("compiles");
+        assert_eq!(count(&p.train, "FusedConv2D"), 1, "{text}");
+        assert_eq!(count(&p.train, "BiasAdd"), 0, "{text}");
+        assert_eq!(count(&p.eval, "FusedBatchNorm"), 0, "folded: {text}");
+        assert_eq!(count(&p.eval, "Conv2D"), 0, "{text}");
+        assert_eq!(count(&p.eval, "FusedConv2D"), 2, "{text}");
         compare_training(&spec, &text, &text);
     }
 }
@@ -1139,11 +1338,11 @@ fn random_prefused_graph(rank4: bool, steps: &[Step]) -> String {
             9 => {
                 let act = ["Relu", "Tanh", "Sigmoid", "Identity"][s.b % 4];
                 if rank4 {
-                    nodes.push(part("2", "BiasAdd", &[&a, "bias"]));
+                    nodes.push(part("2", "BiasAdd()", &[&a, "bias"]));
                 } else {
                     nodes.extend([
                         part("1", "MatMul()", &[&a, "w"]),
-                        part("2", "BiasAdd", &[&p("1"), "bias"]),
+                        part("2", "BiasAdd()", &[&p("1"), "bias"]),
                     ]);
                 }
                 nodes.push(part("", act, &[&p("2")]));

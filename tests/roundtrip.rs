@@ -59,7 +59,7 @@ fn every_op_round_trips() {
         (name: "sg", op: StopGradient, inputs: ["p"]),
         ELEMENTWISE
         (name: "mm", op: MatMul(transpose_a: true, transpose_b: true), inputs: ["p", "c"]),
-        (name: "ba", op: BiasAdd, inputs: ["p", "v"]),
+        (name: "ba", op: BiasAdd(), inputs: ["p", "v"]),
         (name: "fu", op: Fused(program: [Input(0), Const(0.5), Unary(Pow(3.0), 0), Binary(ReluGrad, 1, 2)]), inputs: ["p"]),
         (name: "de", op: Dense(transpose_a: true, transpose_b: true, activation: Tanh), inputs: ["p", "c", "v"]),
         (name: "abg", op: ActivationBiasGrad(activation: Sigmoid), inputs: ["p", "p"]),
@@ -95,6 +95,7 @@ fn every_op_round_trips() {
         (name: "ap", op: AvgPool(ksize: [1, 3, 3, 1], strides: [1, 2, 2, 1], padding: VALID), inputs: ["p"]),
         (name: "apg", op: AvgPoolGrad(ksize: [1, 3, 3, 1], strides: [1, 2, 2, 1], padding: SAME), inputs: ["p", "p"]),
         (name: "cv", op: Conv2D(strides: [1, 1, 2, 2], padding: EXPLICIT, explicit_paddings: [0, 0, 0, 0, 1, 1, 2, 0], dilations: [1, 1, 2, 1], data_format: NCHW), inputs: ["p", "c"]),
+        (name: "fcv", op: FusedConv2D(strides: [1, 1, 1, 1], padding: VALID, data_format: NCHW, activation: Tanh), inputs: ["p", "c", "c"]),
         (name: "cvi", op: Conv2DBackpropInput(strides: [1, 2, 2, 1], padding: SAME), inputs: ["p", "c", "p"]),
         (name: "cvf", op: Conv2DBackpropFilter(strides: [1, 1, 1, 1], padding: VALID, dilations: [1, 2, 2, 1]), inputs: ["p", "c", "p"]),
         (name: "an", op: AddN, inputs: ["p", "c", "p"]),

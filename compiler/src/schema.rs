@@ -306,10 +306,34 @@ pub fn parse(text: &str) -> Result<GraphSpec> {
                         .unwrap_or_default()
                 ),
             ),
+            ron::Error::ExpectedStructLike => match name_before(text, e.span.start) {
+                Some(name) if gradc_runtime::op::OP_NAMES.contains(&name) || Layer::NAMES.contains(&name) => (
+                    ErrorKind::Parse,
+                    format!("{name} has attributes, written in parentheses: `{name}()` for its defaults"),
+                ),
+                _ => (ErrorKind::Parse, e.code.to_string()),
+            },
             other => (ErrorKind::Parse, other.to_string()),
         };
         CompileError::new(kind, message).at_line(line)
     })
+}
+
+/// The identifier written just before `at` on its line (an op's name where
+/// RON expected its attributes).
+fn name_before(text: &str, at: ron::error::Position) -> Option<&str> {
+    let line = text.lines().nth(at.line.checked_sub(1)?)?;
+    let before = line.get(
+        ..line
+            .char_indices()
+            .nth(at.col.saturating_sub(1))
+            .map_or(line.len(), |(i, _)| i),
+    )?;
+    let before = before.trim_end();
+    let start = before
+        .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .map_or(0, |i| i + 1);
+    Some(&before[start..]).filter(|name| !name.is_empty())
 }
 
 /// Prints a graph back to RON that `parse` reads to the same `GraphSpec`.

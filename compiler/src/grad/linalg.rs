@@ -75,19 +75,21 @@ pub(super) fn dense(
         unreachable!("dense rule on {}", n.op.name())
     };
     let dy = g[0].expect("the driver calls a single-output rule only with a gradient");
-    let (dz, db) = bias_activation_grads(c, activation, dy, n.y())?;
+    let rank = c.ty(n.y()).shape.rank();
+    let (dz, db) = bias_activation_grads(c, activation, dy, n.y(), rank.saturating_sub(1))?;
     let (da, dw) = product_grads(c, n.x(0), n.x(1), dz, transpose_a, transpose_b)?;
     Ok(vec![Some(da), Some(dw), Some(db)])
 }
 
 /// dz = act'(y) dy, the derivative of the activation's row of the
 /// elementwise table, as its own rule builds it, and db = the sum of dz over
-/// every axis but the last (BiasAdd's rule).
-fn bias_activation_grads(
+/// every axis but `channels` (BiasAdd's rule).
+pub(super) fn bias_activation_grads(
     c: &mut Ctx,
     activation: Activation,
     dy: TensorRef,
     y: TensorRef,
+    channels: usize,
 ) -> Result<(TensorRef, TensorRef)> {
     let dz = match activation.unary().and_then(|f| f.derivative()) {
         None => dy,
@@ -103,10 +105,15 @@ fn bias_activation_grads(
             })?
         }
     };
-    let rank = c.ty(y).shape.rank() as i64;
+    let rank = c.ty(y).shape.rank();
     let db = c.op(
         Op::Sum {
-            axes: Some((0..rank - 1).collect()),
+            axes: Some(
+                (0..rank)
+                    .filter(|&a| a != channels)
+                    .map(|a| a as i64)
+                    .collect(),
+            ),
             keep_dims: false,
         },
         &[dz],
@@ -120,6 +127,7 @@ pub(super) fn activation_bias_grad(c: &mut Ctx, n: &NodeArgs, g: &[Option<Tensor
     let Op::ActivationBiasGrad { activation } = n.op else {
         unreachable!("activation_bias_grad rule on {}", n.op.name())
     };
-    let (dz, db) = bias_activation_grads(c, activation, n.x(0), n.x(1))?;
+    let rank = c.ty(n.x(1)).shape.rank();
+    let (dz, db) = bias_activation_grads(c, activation, n.x(0), n.x(1), rank.saturating_sub(1))?;
     vjp_of(c, &[dz, db], g, &n.inputs)
 }

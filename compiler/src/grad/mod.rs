@@ -120,7 +120,7 @@ fn gradient(op: &Op) -> Gradient {
         Op::AddN => Rule(math::add_n),
         Op::Select => Rule(math::select),
         Op::Fused { .. } => Rule(math::fused),
-        Op::BiasAdd => Rule(nn::bias_add),
+        Op::BiasAdd { .. } => Rule(nn::bias_add),
         Op::Softmax => Rule(nn::softmax),
         Op::LogSoftmax => Rule(nn::log_softmax),
         Op::SoftmaxCrossEntropyWithLogits => Rule(nn::softmax_cross_entropy),

@@ -4,12 +4,21 @@ use super::{dy, Ctx, Grads, NodeArgs};
 use crate::ir::TensorRef;
 use gradc_runtime::Op;
 
-// dx = dy, db = sum of dy over every axis but the last
+// dx = dy, db = sum of dy over every axis but the channels (TensorFlow's BiasAddGrad)
 pub(super) fn bias_add(c: &mut Ctx, n: &NodeArgs, g: &[Option<TensorRef>]) -> Grads {
-    let rank = c.ty(n.x(0)).shape.rank() as i64;
+    let rank = c.ty(n.x(0)).shape.rank();
+    let channels = match n.op {
+        Op::BiasAdd { data_format } => data_format.channel_axis(rank),
+        _ => rank.saturating_sub(1),
+    };
     let db = c.op(
         Op::Sum {
-            axes: Some((0..rank - 1).collect()),
+            axes: Some(
+                (0..rank)
+                    .filter(|&a| a != channels)
+                    .map(|a| a as i64)
+                    .collect(),
+            ),
             keep_dims: false,
         },
         &[dy(g)],

@@ -5,15 +5,22 @@
 //!   become one Dense node, which writes the product and then adds the bias and
 //!   applies the activation in one pass over the output: the same arithmetic,
 //!   operation for operation, so bit-identical.
+//! - `conv_bias`, `conv_bias_activation`: the same for Conv2D, a BiasAdd
+//!   along its channels (the same data format) and an optional activation:
+//!   one FusedConv2D, which applies the bias and the activation to each chunk
+//!   of output rows after its product (same arithmetic).
 //! - `dense_activation`: a linear Dense followed by its only user, an
 //!   activation, takes the activation in (same arithmetic).
-//! - `fold_batch_norm`: inference-form batch norm of a MatMul by statistics
-//!   that are variables or constants (`FusedBatchNorm` with `is_training:
-//!   false`, or `BatchNormalization` of rank-1 parameters), NHWC:
-//!   `BN(a w) = a (w inv) + (offset - mean inv)` with `inv = scale rsqrt(var + eps)`.
-//!   The folded weights are computed by ops each run (the statistics are
-//!   variables), on `w`'s shape instead of the batch's. Equal in exact
-//!   arithmetic; the rounding differs.
+//! - `fold_batch_norm`: inference-form batch norm of a MatMul or a Conv2D by
+//!   statistics that are variables or constants (`FusedBatchNorm` with
+//!   `is_training: false` in the convolution's data format, or
+//!   `BatchNormalization` of rank-1 parameters, channels last):
+//!   `BN(a w) = a (w inv) + (offset - mean inv)` with `inv = scale rsqrt(var + eps)`,
+//!   `inv` scaling the last axis of the weights (a MatMul's columns, the
+//!   filter's output channels). The MatMul becomes a Dense, the convolution a
+//!   Conv2D and a BiasAdd that the rule above fuses. The folded weights are
+//!   computed by ops each run (the statistics are variables), on `w`'s shape
+//!   instead of the batch's. Equal in exact arithmetic; the rounding differs.
 //! - `bias_activation_grad`, the dense pattern's backward form: the sum over
 //!   the leading axes (BiasAdd's gradient) of dz = act'(y)·dy as the relu,
 //!   sigmoid or tanh gradient rule builds it (the nodes of the derivative in
@@ -28,7 +35,7 @@
 use super::{is_const, producer, Fired, Pass};
 use crate::error::Result;
 use crate::ir::{Graph, TensorRef};
-use gradc_runtime::op::{Activation, BinaryFn, FusedStep, UnaryFn};
+use gradc_runtime::op::{Activation, BinaryFn, DataFormat, FusedStep, UnaryFn};
 use gradc_runtime::shape::normalize_axes;
 use gradc_runtime::Op;
 use petgraph::stable_graph::NodeIndex;
@@ -201,7 +208,8 @@ fn fixed(g: &Graph, t: TensorRef) -> bool {
     matches!(g.node(t.node).op, Op::Variable { .. } | Op::Const(_))
 }
 
-/// Folds inference-form batch norm `n` of a MatMul into a Dense; true if it did.
+/// Folds inference-form batch norm `n` of a MatMul or a Conv2D into its
+/// weights and a bias; true if it did.
 fn fold_batch_norm(g: &mut Graph, n: NodeIndex) -> Result<bool> {
     if !matches!(
         g.node(n).op,
@@ -211,18 +219,18 @@ fn fold_batch_norm(g: &mut Graph, n: NodeIndex) -> Result<bool> {
     }
     let ins = g.inputs(n);
     // (x, mean, variance, offset, scale, epsilon) of an inference-form normalization.
-    let (x, mean, var, offset, scale, eps) = match g.node(n).op {
+    let (x, mean, var, offset, scale, eps, format) = match g.node(n).op {
         Op::FusedBatchNorm {
             epsilon,
             data_format,
             is_training: false,
-        } if data_format == gradc_runtime::op::DataFormat::NHWC
-            && (1..5).all(|k| {
-                g.uses(TensorRef { node: n, output: k }).is_empty()
-                    && !g.is_named(TensorRef { node: n, output: k })
-            }) =>
+        } if (1..5).all(|k| {
+            g.uses(TensorRef { node: n, output: k }).is_empty()
+                && !g.is_named(TensorRef { node: n, output: k })
+        }) =>
         {
-            (ins[0], ins[3], ins[4], Some(ins[2]), Some(ins[1]), epsilon)
+            let (x, s, o, m, v) = (ins[0], ins[1], ins[2], ins[3], ins[4]);
+            (x, m, v, Some(o), Some(s), epsilon, data_format)
         }
         Op::BatchNormalization {
             variance_epsilon,
@@ -231,7 +239,16 @@ fn fold_batch_norm(g: &mut Graph, n: NodeIndex) -> Result<bool> {
         } => {
             let off = offset.then(|| ins[3]);
             let sc = scale.then(|| ins[3 + usize::from(offset)]);
-            (ins[0], ins[1], ins[2], off, sc, variance_epsilon)
+            // Rank-1 statistics broadcast along the last axis.
+            (
+                ins[0],
+                ins[1],
+                ins[2],
+                off,
+                sc,
+                variance_epsilon,
+                DataFormat::NHWC,
+            )
         }
         _ => return Ok(false),
     };
@@ -243,16 +260,20 @@ fn fold_batch_norm(g: &mut Graph, n: NodeIndex) -> Result<bool> {
     {
         return Ok(false);
     }
-    let Op::MatMul {
-        transpose_a,
-        transpose_b: false,
-    } = g.node(x.node).op
-    else {
-        return Ok(false);
+    // The product the statistics fold into: a MatMul's columns or a
+    // convolution's output channels, both the last axis of its weights.
+    let rank = g.ty(x).shape.rank();
+    let folds = match &g.node(x.node).op {
+        Op::MatMul {
+            transpose_b: false, ..
+        } => rank == 2 && format == DataFormat::NHWC,
+        Op::Conv2D { data_format, .. } => rank == 4 && *data_format == format,
+        _ => false,
     };
-    if x.output != 0 || only_use(g, x) != Some(n) || g.ty(x).shape.rank() != 2 {
+    if !folds || x.output != 0 || only_use(g, x) != Some(n) {
         return Ok(false);
     }
+    let product = g.node(x.node).op.clone();
     let [a, w] = g.inputs(x.node)[..] else {
         return Ok(false);
     };
@@ -271,20 +292,30 @@ fn fold_batch_norm(g: &mut Graph, n: NodeIndex) -> Result<bool> {
         Some(o) => c.sub(o, shift)?,
         None => c.neg(shift)?,
     };
-    let dense = Op::Dense {
-        transpose_a,
-        transpose_b: false,
-        activation: Activation::Linear,
-    };
     let dtype = g.ty(a).dtype;
-    let y = g.add(
-        g.unique_name(format!("{name}/Dense")),
-        dense,
-        dtype,
-        &[a, w_folded, bias],
-        crate::ir::Role::Forward,
-        None,
-    )?;
+    let add = |g: &mut Graph, op: Op, inputs: &[TensorRef]| {
+        let name = g.unique_name(format!("{name}/{}", op.name()));
+        g.add(name, op, dtype, inputs, crate::ir::Role::Forward, None)
+    };
+    let y = match product {
+        Op::MatMul { transpose_a, .. } => {
+            let dense = Op::Dense {
+                transpose_a,
+                transpose_b: false,
+                activation: Activation::Linear,
+            };
+            add(g, dense, &[a, w_folded, bias])?
+        }
+        // Conv2D and BiasAdd, which the fusion of a product, a bias and an
+        // activation then makes one FusedConv2D.
+        conv => {
+            let z = add(g, conv, &[a, w_folded])?;
+            let bias_add = Op::BiasAdd {
+                data_format: format,
+            };
+            add(g, bias_add, &[TensorRef::of(z), bias])?
+        }
+    };
     g.replace_uses(TensorRef::of(n), TensorRef::of(y));
     Ok(true)
 }
@@ -332,40 +363,61 @@ impl Pass for Fuse {
                     continue;
                 }
             }
-            if !g.g.contains_node(n) || !matches!(g.node(n).op, Op::BiasAdd) || g.has_control(n) {
-                continue;
-            }
-            let [product, bias] = g.inputs(n)[..] else {
+            let Op::BiasAdd { data_format } = g.node(n).op else {
                 continue;
             };
-            let Op::MatMul {
-                transpose_a,
-                transpose_b,
-            } = g.node(product.node).op
-            else {
+            let [product, bias] = g.inputs(n)[..] else {
                 continue;
             };
             if product.output != 0 || only_use(g, product) != Some(n) {
                 continue;
             }
+            let rank = g.ty(product).shape.rank();
+            let along_last = data_format.channel_axis(rank) + 1 == rank;
+            // The product with the bias and activation as its epilogue.
+            let fused = |activation| match &g.node(product.node).op {
+                &Op::MatMul {
+                    transpose_a,
+                    transpose_b,
+                } if along_last => Some(Op::Dense {
+                    transpose_a,
+                    transpose_b,
+                    activation,
+                }),
+                Op::Conv2D {
+                    strides,
+                    padding,
+                    explicit_paddings,
+                    dilations,
+                    data_format: conv_format,
+                } if *conv_format == data_format => Some(Op::FusedConv2D {
+                    strides: strides.clone(),
+                    padding: *padding,
+                    explicit_paddings: explicit_paddings.clone(),
+                    dilations: dilations.clone(),
+                    data_format,
+                    activation,
+                }),
+                _ => None,
+            };
+            let Some(linear) = fused(Activation::Linear) else {
+                continue;
+            };
             let [a, w] = g.inputs(product.node)[..] else {
                 continue;
             };
             // Fold the activation too when the BiasAdd feeds only it.
-            let act = activation_user(g, n);
-            let (target, activation, rule) = match act {
-                Some((m, activation)) => (m, activation, "dense_with_activation"),
-                None => (n, Activation::Linear, "dense"),
+            let (target, op) = match activation_user(g, n) {
+                Some((m, activation)) => (m, fused(activation).unwrap_or(linear)),
+                None => (n, linear),
             };
-            g.rewrite(
-                target,
-                Op::Dense {
-                    transpose_a,
-                    transpose_b,
-                    activation,
-                },
-                &[a, w, bias],
-            )?;
+            let rule = match (&op, target == n) {
+                (Op::Dense { .. }, true) => "dense",
+                (Op::Dense { .. }, false) => "dense_with_activation",
+                (_, true) => "conv_bias",
+                (_, false) => "conv_bias_activation",
+            };
+            g.rewrite(target, op, &[a, w, bias])?;
             self.fired.hit(rule);
             changed = true;
         }

@@ -2,8 +2,8 @@
 
 use super::gemm::{self, Operand};
 use super::{elementwise, Elem};
-use crate::op::{Map1, Map2};
-use ndarray::{ArrayD, ArrayViewD};
+use crate::op::{DataFormat, Map1, Map2};
+use ndarray::{ArrayD, ArrayViewD, IxDyn};
 
 /// Matrix product of the last two axes, written into `out`; leading axes are
 /// batch axes that must be equal in both inputs. Each product goes through
@@ -79,36 +79,47 @@ fn matrix<'a, T: Elem>(
     Ok(if transpose { m.t() } else { m })
 }
 
-/// x + b, with b of rank 1 added along the last axis of x.
+/// The bias `b` as a view that broadcasts along `x`'s channel axis (see
+/// `DataFormat::channel_axis`): `b` itself for the last axis, else [C, 1, …, 1].
+fn channel_bias<'a, T: Elem>(
+    x: &[usize],
+    b: &ArrayViewD<'a, T>,
+    data_format: DataFormat,
+) -> Result<ArrayViewD<'a, T>, String> {
+    let axis = data_format.channel_axis(x.len());
+    if b.ndim() != 1 || x.is_empty() || x.get(axis) != b.shape().first() {
+        return Err(format!(
+            "BiasAdd: bias {:?} does not match the channels (axis {axis}, {data_format:?}) of {x:?}",
+            b.shape(),
+        ));
+    }
+    let mut shape = vec![1; x.len() - axis];
+    shape[0] = b.len();
+    b.clone()
+        .into_shape_with_order(IxDyn(&shape))
+        .map_err(|e| format!("BiasAdd: bias {:?}: {e}", b.shape()))
+}
+
+/// x + b, with b of rank 1 added along the channel axis of x.
 pub(super) fn bias_add<T: Elem>(
     x: &ArrayViewD<'_, T>,
     b: &ArrayViewD<'_, T>,
+    data_format: DataFormat,
     out: &mut ArrayD<T>,
 ) -> Result<(), String> {
-    if b.ndim() != 1 || x.shape().last() != b.shape().first() {
-        return Err(format!(
-            "BiasAdd: bias {:?} does not match the last axis of {:?}",
-            b.shape(),
-            x.shape()
-        ));
-    }
+    let b = channel_bias(x.shape(), b, data_format)?;
     super::same_shape("BiasAdd's input", x.shape(), out.shape())?;
-    elementwise::binary(x, b, out, elementwise::add)
+    elementwise::binary(x, &b, out, elementwise::add)
 }
 
 /// `bias_add` in place: `io` holds x.
 pub(super) fn bias_add_in_place<T: Elem>(
     io: &mut ArrayD<T>,
     b: &ArrayViewD<'_, T>,
+    data_format: DataFormat,
 ) -> Result<(), String> {
-    if b.ndim() != 1 || io.shape().last() != b.shape().first() {
-        return Err(format!(
-            "BiasAdd: bias {:?} does not match the last axis of {:?}",
-            b.shape(),
-            io.shape()
-        ));
-    }
-    elementwise::zip(io, 0, b, elementwise::add)
+    let b = channel_bias(io.shape(), b, data_format)?;
+    elementwise::zip(io, 0, &b, elementwise::add)
 }
 
 /// `activation(a·w + bias)`: the product into `out`, then bias and activation in one pass.
@@ -132,11 +143,22 @@ pub(super) fn dense<T: Elem>(
     let (Some(bias), Some(y)) = (bias.as_slice(), out.as_slice_mut()) else {
         return Err("Dense: the bias or the output is not contiguous".into());
     };
+    bias_activation_rows(y, bias, activation);
+    Ok(())
+}
+
+/// `y = activation(y + bias)` over the rows of `y` (`bias.len()` values
+/// each), as BiasAdd and then the activation compute it: the epilogue of
+/// Dense and of the fused convolution.
+pub(crate) fn bias_activation_rows<T: Elem>(
+    y: &mut [T],
+    bias: &[T],
+    activation: crate::op::Activation,
+) {
     match activation.unary() {
         None => BiasRows(y, bias).call(|v| v),
         Some(f) => f.with(BiasRows(y, bias)),
     }
-    Ok(())
 }
 
 /// `y = f(y + bias)` row after row, with `f` an activation's function.

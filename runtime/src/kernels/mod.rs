@@ -15,6 +15,7 @@ mod fused;
 pub mod gemm;
 mod layout;
 mod linalg;
+pub(crate) use linalg::bias_activation_rows;
 mod norm;
 mod reduce;
 #[cfg(test)]
@@ -336,7 +337,7 @@ fn kernel<T: Elem>(op: &Op, ins: &dyn Inputs, out: &mut ArrayD<T>) -> Result<(),
             transpose_a,
             transpose_b,
         } => linalg::matmul(&x(0)?, &x(1)?, *transpose_a, *transpose_b, out),
-        BiasAdd => linalg::bias_add(&x(0)?, &x(1)?, out),
+        BiasAdd { data_format } => linalg::bias_add(&x(0)?, &x(1)?, *data_format, out),
         module_ops!() => crate::op::module_kernel(op, &|k| input::<T>(ins, k), out),
         Fused { program } => fused::fused(program, ins, out),
         Dense {
@@ -414,7 +415,7 @@ pub fn in_place_inputs(op: &Op) -> &'static [usize] {
         Identity | StopGradient => &[0],
         // AddN adds in input order, so only the first input's buffer can
         // start the sum; BiasAdd's bias is never of the output's shape.
-        AddN | BiasAdd => &[0],
+        AddN | BiasAdd { .. } => &[0],
         // Each chunk of the output is written after that chunk of every input is read.
         Fused { .. } => &ALL_FUSED_INPUTS,
         // Its first output, dz, element by element from dy and y.
@@ -508,7 +509,7 @@ fn in_place<T: Elem>(
             same_operand_shapes(f, io.shape(), other.shape())?;
             f.with(elementwise::ZipInPlace(io, k, &other))
         }
-        BiasAdd => linalg::bias_add_in_place(io, &x(1)?),
+        BiasAdd { data_format } => linalg::bias_add_in_place(io, &x(1)?, *data_format),
         AddN => elementwise::add_n_in_place(ins.len(), x, io),
         Fused { program } => fused::fused_in_place(program, k, ins, io),
         _ => Err(format!("{} cannot run in place", op.name())),

@@ -1,6 +1,7 @@
 //! Kernel tests against hand-computed values.
 
 use super::{eval, eval_in_place, eval_into, in_place_inputs};
+use crate::op::DataFormat;
 use crate::{DType, Literal, Op, Shape, Tensor, TensorType};
 use ndarray::{ArrayD, IxDyn};
 
@@ -606,7 +607,33 @@ fn bias_add_adds_along_the_last_axis() {
     let want = [
         11.0, 22.0, 33.0, 14.0, 25.0, 36.0, 17.0, 28.0, 39.0, 20.0, 31.0, 42.0,
     ];
-    check(&run(Op::BiasAdd, &[&x, &b]), &[2, 2, 3], &want);
+    check(&run(BIAS_ADD, &[&x, &b]), &[2, 2, 3], &want);
+}
+
+const BIAS_ADD: Op = Op::BiasAdd {
+    data_format: DataFormat::NHWC,
+};
+
+#[test]
+fn bias_add_nchw_adds_along_axis_1() {
+    let x = iota(&[2, 3, 2]);
+    let b = t64(&[3], &[10.0, 20.0, 30.0]);
+    let nchw = Op::BiasAdd {
+        data_format: DataFormat::NCHW,
+    };
+    let want = [
+        11.0, 12.0, 23.0, 24.0, 35.0, 36.0, 17.0, 18.0, 29.0, 30.0, 41.0, 42.0,
+    ];
+    check(&run(nchw.clone(), &[&x, &b]), &[2, 3, 2], &want);
+    // Rank 2 has its channels last in either format.
+    let x2 = iota(&[2, 3]);
+    check(
+        &run(nchw.clone(), &[&x2, &b]),
+        &[2, 3],
+        &[11.0, 22.0, 33.0, 14.0, 25.0, 36.0],
+    );
+    let e = try_run(&nchw, &[&iota(&[2, 2, 3]), &b]).expect_err("channels 2, bias 3");
+    assert!(e.contains("axis 1"), "{e}");
 }
 
 #[test]
@@ -842,7 +869,7 @@ fn every_accepted_input_evaluates() {
         matmul(true, false),
         matmul(false, true),
         matmul(true, true),
-        Op::BiasAdd,
+        BIAS_ADD,
         Op::ReshapeLike,
         Op::SoftmaxCrossEntropyWithLogits,
         Op::SumToLike,
@@ -953,7 +980,7 @@ fn in_place_refuses_what_it_cannot_do() {
     let f32_row = t32(&[3], &[1.0, 2.0, 3.0]);
     assert!(refused(&Op::Add, 0, &[&x, &f32_row]).contains("dtype"));
     assert!(refused(&Op::ReluGrad, 0, ins).contains("shapes"));
-    assert!(refused(&Op::BiasAdd, 0, &[&x, &x]).contains("bias"));
+    assert!(refused(&BIAS_ADD, 0, &[&x, &x]).contains("bias"));
     // The other operand broadcasts; the second operand can hold the result.
     let mut io = x.clone();
     let ins: &[&Tensor] = &[&row, &x];

@@ -33,6 +33,14 @@ fn conv_parts(op: &Op) -> Option<(Conv<'_>, bool)> {
             dilations,
             data_format,
         }
+        | Op::FusedConv2D {
+            strides,
+            padding,
+            explicit_paddings,
+            dilations,
+            data_format,
+            ..
+        }
         | Op::Conv2DBackpropInput {
             strides,
             padding,

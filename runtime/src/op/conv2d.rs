@@ -6,7 +6,7 @@
 
 use super::conv::{filter_dims, Conv};
 use super::{unify, Arity, Op};
-use super::conv_gemm::{self, in_nhwc, Sizes};
+use super::conv_gemm::{self, in_nhwc, Epilogue, Sizes};
 use crate::kernels::Elem;
 use crate::shape::Dim;
 use crate::{DType, TensorType};
@@ -38,12 +38,24 @@ pub(super) fn kernel<'a, T: Elem>(
     input: &dyn Fn(usize) -> Result<ArrayViewD<'a, T>, String>,
     out: &mut ArrayD<T>,
 ) -> Result<(), String> {
+    run("Conv2D", op, input, out, None)
+}
+
+/// The convolution of inputs 0 and 1 into `out`, then the epilogue if any
+/// (FusedConv2D's).
+pub(super) fn run<'a, T: Elem>(
+    name: &'static str,
+    op: &Op,
+    input: &dyn Fn(usize) -> Result<ArrayViewD<'a, T>, String>,
+    out: &mut ArrayD<T>,
+    epilogue: Option<Epilogue<'_, T>>,
+) -> Result<(), String> {
     let conv = Conv::of(op)?;
     let (x, w) = (conv.nhwc(input(0)?), input(1)?);
-    let s = Sizes::of("Conv2D", &conv, x.shape(), w.shape())?;
+    let s = Sizes::of(name, &conv, x.shape(), w.shape())?;
     let y = conv.nhwc_mut(out.view_mut());
     if y.shape() != s.output() {
-        return Err(format!("Conv2D: the output {:?} (NHWC) is not {:?}", y.shape(), s.output()));
+        return Err(format!("{name}: the output {:?} (NHWC) is not {:?}", y.shape(), s.output()));
     }
-    in_nhwc([&x, &w], y, |[x, w], y| conv_gemm::forward(&s, x, w, y))
+    in_nhwc([&x, &w], y, |[x, w], y| conv_gemm::forward(&s, x, w, y, epilogue))
 }

@@ -193,6 +193,23 @@ macro_rules! module_ops_table {
                     #[serde(default)]
                     data_format: DataFormat,
                 } => conv2d,
+                /// Fused `activation(Conv2D(input, filter) + bias)`: inputs
+                /// (input, filter, bias), Conv2D's attributes and an
+                /// activation (as Dense's). Made by the optimizer's fusion
+                /// pass from Conv2D, BiasAdd and an activation; computes
+                /// exactly what they compute.
+                FusedConv2D {
+                    strides: Vec<i64>,
+                    padding: Padding,
+                    #[serde(default)]
+                    explicit_paddings: Vec<i64>,
+                    #[serde(default = "ones4")]
+                    dilations: Vec<i64>,
+                    #[serde(default)]
+                    data_format: DataFormat,
+                    #[serde(default)]
+                    activation: Activation,
+                } => fused_conv2d,
                 /// The gradient of Conv2D's input: inputs (input, filter,
                 /// out_backprop), of which input gives its shape only
                 /// (TensorFlow's `input_sizes`); attributes as Conv2D's.
@@ -368,8 +385,12 @@ module_ops_table!((with_modules) {
         #[serde(default)]
         transpose_b: bool,
     },
-    /// x + b with b of rank 1 added along the last axis.
-    BiasAdd,
+    /// x + b with b of rank 1 added along the channel axis: the last
+    /// (`NHWC`, the default), or axis 1 of a tensor of rank 3 or more (`NCHW`).
+    BiasAdd {
+        #[serde(default)]
+        data_format: DataFormat,
+    },
     /// Connected elementwise ops fused into one pass over the output: the
     /// program computes each output element from the inputs' elements (each
     /// input broadcast to the output). Made by the optimizer's elementwise fusion.
@@ -690,7 +711,7 @@ impl Op {
             Select => Arity::Exactly(3),
             binary_ops!()
             | MatMul { .. }
-            | BiasAdd
+            | BiasAdd { .. }
             | ReshapeLike
             | SoftmaxCrossEntropyWithLogits
             | SumToLike
@@ -836,6 +857,7 @@ impl Op {
                 "{{transpose_a: {transpose_a}, transpose_b: {transpose_b}, activation: {activation:?}}}"
             ),
             ActivationBiasGrad { activation } => format!("{{activation: {activation:?}}}"),
+            BiasAdd { data_format } => format!("{{data_format: {data_format:?}}}"),
             CustomGradient { function, inputs } => {
                 format!("{{function: {function:?}, inputs: {inputs}}}")
             }
@@ -997,16 +1019,18 @@ impl Op {
                 }
                 one(shape)
             }
-            BiasAdd => {
+            BiasAdd { data_format } => {
                 let (x, b) = (s(0), s(1));
                 if b.rank() != 1 {
                     return Err(format!("BiasAdd bias must have rank 1, got {b}"));
                 }
-                let Some(last) = x.0.last() else {
+                if x.rank() == 0 {
                     return Err("BiasAdd input must have rank >= 1, got a scalar".into());
-                };
-                unify(last, &b.0[0])
-                    .map_err(|_| format!("BiasAdd: last dim of {x} does not match bias {b}"))?;
+                }
+                let axis = data_format.channel_axis(x.rank());
+                unify(&x.0[axis], &b.0[0]).map_err(|_| {
+                    format!("BiasAdd: the channels (axis {axis}, {data_format:?}) of {x} do not match bias {b}")
+                })?;
                 one(x.clone())
             }
             Sum { axes, keep_dims } | Mean { axes, keep_dims } => {

@@ -97,27 +97,47 @@ impl Pool {
         (0..oh_n * ow_n).map(move |p| (p, p / ow_n, p % ow_n))
     }
 
-    /// For channels `c0..c0 + len` of output pixel (oh, ow): the pixel of
-    /// each one's first maximum in the window (TensorFlow's tie rule: a
-    /// later value replaces it only if greater), None for an empty window.
+    /// Whether no two windows share an input pixel (the stride at least the
+    /// window on both axes), and whether, besides, every input pixel lies
+    /// in a window (the windows tile the input).
+    fn disjoint(&self) -> (bool, bool) {
+        let axes = [(self.g[0], self.kh, self.h), (self.g[1], self.kw, self.w)];
+        let disjoint = axes.iter().all(|(e, k, _)| e.stride >= *k);
+        let tiles = axes
+            .iter()
+            .all(|(e, k, size)| e.stride == *k && e.out * k >= size + e.before);
+        (disjoint, disjoint && tiles)
+    }
+
+    /// For channels `c0..c0 + len` of output pixel (oh, ow): in `at`, the
+    /// pixel of each one's first maximum in the window (TensorFlow's tie
+    /// rule: a later value replaces it only if greater); false for an empty
+    /// window. Branch-free over the channels, so that it vectorizes.
     fn first_max<T: Elem>(
         &self,
         x: &[T],
         (oh, ow): (usize, usize),
         c0: usize,
         len: usize,
-    ) -> [Option<usize>; BLOCK] {
-        let mut at = [None; BLOCK];
+        at: &mut [usize; BLOCK],
+    ) -> bool {
+        let c = self.c;
+        let mut taps = self.taps(oh, ow);
+        let Some(first) = taps.next() else {
+            return false;
+        };
         let mut best = [T::zero(); BLOCK];
-        for tap in self.taps(oh, ow) {
-            let v = &x[tap * self.c + c0..][..len];
-            for ((a, b), &v) in at.iter_mut().zip(best.iter_mut()).zip(v) {
-                if a.is_none() || v > *b {
-                    (*a, *b) = (Some(tap), v);
-                }
+        best[..len].copy_from_slice(&x[first * c + c0..][..len]);
+        at[..len].fill(first);
+        for tap in taps {
+            let v = &x[tap * c + c0..][..len];
+            for ((a, b), &v) in at[..len].iter_mut().zip(&mut best[..len]).zip(v) {
+                let greater = v > *b;
+                *b = if greater { v } else { *b };
+                *a = if greater { tap } else { *a };
             }
         }
-        at
+        true
     }
 
     /// MaxPool: `y` the largest value of each window (zero for an empty one).
@@ -134,30 +154,101 @@ impl Pool {
                 }
                 for t in taps {
                     for (o, &v) in out.iter_mut().zip(&x[t * c..][..c]) {
-                        if v > *o {
-                            *o = v;
-                        }
+                        *o = if v > *o { v } else { *o };
                     }
                 }
             }
         });
     }
 
+    /// The input positions along `axis` (0 rows, 1 columns) of output
+    /// position `o`'s window that lie inside the input: a range, as pooling
+    /// windows are not dilated.
+    fn span(&self, axis: usize, o: usize) -> std::ops::Range<usize> {
+        let (e, k, size) = [(self.g[0], self.kh, self.h), (self.g[1], self.kw, self.w)][axis];
+        let first = o * e.stride;
+        let start = first.max(e.before) - e.before;
+        let end = (first + k).min(size + e.before).saturating_sub(e.before);
+        start..end.max(start)
+    }
+
     /// MaxPoolGrad: each window's `dy` added at its first maximum in `x`.
     pub fn max_pool_grad<T: Elem>(&self, x: &[T], dy: &[T], dx: &mut [T]) {
+        let (disjoint, tiles) = self.disjoint();
+        if disjoint {
+            return self.max_pool_grad_disjoint(x, dy, dx, tiles);
+        }
         let c = self.c;
         for_chunks(dx, self.image(), &|n, dx| {
             let x = &x[n * self.image()..][..self.image()];
             let dy = &dy[n * self.pooled_image()..][..self.pooled_image()];
             dx.fill(T::zero());
+            let mut at = [0; BLOCK];
             for (p, oh, ow) in self.outputs() {
                 for c0 in (0..c).step_by(BLOCK) {
                     let len = BLOCK.min(c - c0);
-                    let at = self.first_max(x, (oh, ow), c0, len);
-                    for (k, at) in at[..len].iter().enumerate() {
-                        if let Some(t) = at {
-                            let d = &mut dx[t * c + c0 + k];
-                            *d = *d + dy[p * c + c0 + k];
+                    if !self.first_max(x, (oh, ow), c0, len, &mut at) {
+                        continue;
+                    }
+                    let g = &dy[p * c + c0..][..len];
+                    for (k, (&a, &g)) in at[..len].iter().zip(g).enumerate() {
+                        let d = &mut dx[a * c + c0 + k];
+                        *d = *d + g;
+                    }
+                }
+            }
+        });
+    }
+
+    /// MaxPoolGrad where no two windows share a pixel: each pixel of a window
+    /// is written once, `0 + dy` (the sum from zero) at the window's first
+    /// maximum and zero elsewhere; pixels outside every window are zeroed
+    /// (none where the windows tile the input). The first maximum is the
+    /// first pixel equal to the window's maximum (the first one, should
+    /// that be NaN): the same pixel as `first_max` finds, found on values
+    /// alone so that the loops over the channels vectorize.
+    fn max_pool_grad_disjoint<T: Elem>(&self, x: &[T], dy: &[T], dx: &mut [T], tiles: bool) {
+        let c = self.c;
+        for_chunks(dx, self.image(), &|n, dx| {
+            let x = &x[n * self.image()..][..self.image()];
+            let dy = &dy[n * self.pooled_image()..][..self.pooled_image()];
+            if !tiles {
+                dx.fill(T::zero());
+            }
+            // Per channel: the window's maximum, and the gradient still to place.
+            let (mut best, mut rest) = ([T::zero(); BLOCK], [T::zero(); BLOCK]);
+            for (p, oh, ow) in self.outputs() {
+                let (rows, cols) = (self.span(0, oh), self.span(1, ow));
+                let taps = || {
+                    rows.clone()
+                        .flat_map(|ih| cols.clone().map(move |iw| ih * self.w + iw))
+                };
+                for c0 in (0..c).step_by(BLOCK) {
+                    let len = BLOCK.min(c - c0);
+                    let (best, rest) = (&mut best[..len], &mut rest[..len]);
+                    let pixel = |t: usize| t * c + c0..t * c + c0 + len;
+                    let mut window = taps();
+                    let Some(first) = window.next() else {
+                        continue;
+                    };
+                    best.copy_from_slice(&x[pixel(first)]);
+                    for t in window {
+                        for (b, &v) in best.iter_mut().zip(&x[pixel(t)]) {
+                            *b = if v > *b { v } else { *b };
+                        }
+                    }
+                    for (r, &g) in rest.iter_mut().zip(&dy[p * c + c0..][..len]) {
+                        *r = T::zero() + g;
+                    }
+                    for (i, t) in taps().enumerate() {
+                        let (v, d) = (&x[pixel(t)], &mut dx[pixel(t)]);
+                        for (((d, &v), &b), r) in
+                            d.iter_mut().zip(v).zip(best.iter()).zip(rest.iter_mut())
+                        {
+                            // A NaN maximum is the window's first value.
+                            let hit = v == b || (i == 0 && b.is_nan());
+                            *d = if hit { *r } else { T::zero() };
+                            *r = if hit { T::zero() } else { *r };
                         }
                     }
                 }
@@ -171,12 +262,17 @@ impl Pool {
         for_chunks(y, self.pooled_image(), &|n, y| {
             let x = &x[n * self.image()..][..self.image()];
             let gx = &gx[n * self.image()..][..self.image()];
+            let mut at = [0; BLOCK];
             for (p, oh, ow) in self.outputs() {
                 for c0 in (0..c).step_by(BLOCK) {
                     let len = BLOCK.min(c - c0);
-                    let at = self.first_max(x, (oh, ow), c0, len);
-                    for (k, at) in at[..len].iter().enumerate() {
-                        y[p * c + c0 + k] = at.map_or(T::zero(), |t| gx[t * c + c0 + k]);
+                    let out = &mut y[p * c + c0..][..len];
+                    if !self.first_max(x, (oh, ow), c0, len, &mut at) {
+                        out.fill(T::zero());
+                        continue;
+                    }
+                    for (k, (o, &a)) in out.iter_mut().zip(&at[..len]).enumerate() {
+                        *o = gx[a * c + c0 + k];
                     }
                 }
             }
