@@ -291,8 +291,8 @@ pub fn bench(opts: &BenchOptions, out: &mut dyn Write) -> Result<BenchReport, Er
     w(
         out,
         format!(
-            "gradc bench: threads {} (the threads of matrix products; \
-             every other op runs on one thread); {} logical CPUs{load}",
+            "gradc bench: threads {} (matrix products, convolutions, pooling, and \
+             large elementwise and batch-norm kernels split over them); {} logical CPUs{load}",
             opts.threads,
             std::thread::available_parallelism().map_or(0, |n| n.get()),
         ),

@@ -122,7 +122,7 @@ enum Command {
         lr: Option<f64>,
         #[arg(long)]
         seed: Option<u64>,
-        /// Threads for matrix products (default: 1; at most the cores available;
+        /// Threads for the kernels that split their work: matrix products, convolutions, pooling, large elementwise and batch-norm kernels (default: 1; at most the cores available;
         /// results do not depend on it).
         #[arg(long, default_value_t = 1)]
         threads: usize,
@@ -176,7 +176,7 @@ enum Command {
         /// Untimed steps before them (default: 200 for W1, 30 for W2, 5 for W3).
         #[arg(long)]
         warmup: Option<usize>,
-        /// Threads for matrix products (default: 1; at most the cores available).
+        /// Threads for the kernels that split their work: matrix products, convolutions, pooling, large elementwise and batch-norm kernels (default: 1; at most the cores available).
         #[arg(long, default_value_t = 1)]
         threads: usize,
         /// The MNIST directory (default: data/mnist).

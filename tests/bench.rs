@@ -22,7 +22,7 @@ fn bench_w1_prints_the_expected_fields() {
     let out = stdout(&o);
     assert!(o.status.success(), "{}\n{out}", stderr(&o));
     for field in [
-        "gradc bench: threads 2 (the threads of matrix products",
+        "gradc bench: threads 2 (matrix products, convolutions, pooling",
         "matmul ceiling",
         "256x784 · 784x512: median",
         "1024x1024 · 1024x1024: median",

@@ -1,4 +1,4 @@
-//! Threads for matrix products and large elementwise work.
+//! Threads for matrix products, convolutions, pooling and large elementwise work.
 //!
 //! A product splits its rows or columns over [`threads`] threads with
 //! `rayon::join`; elementwise ops, Fused kernels, batch norm's passes,

@@ -158,30 +158,35 @@ impl Sizes {
     /// Patch rows `first..first + rows.len() / depth` of the NHWC input `x`.
     fn patches<T: Elem>(&self, x: &[T], first: usize, rows: &mut [T]) {
         let (pixels, ow_n, c) = (self.pixels(), self.g[1].out, self.c);
-        for (r, row) in rows.chunks_exact_mut(self.depth()).enumerate() {
-            let at = first + r;
-            let (n, p) = (at / pixels, at % pixels);
-            let (oh, ow) = (p / ow_n, p % ow_n);
+        // The output pixel (n, oh, ow) of the first row, then stepped along.
+        let (mut n, p) = (first / pixels, first % pixels);
+        let (mut oh, mut ow) = (p / ow_n, p % ow_n);
+        for row in rows.chunks_exact_mut(self.depth()) {
             let image = &x[n * self.image()..][..self.image()];
             let run = self.run(ow);
             for i in 0..self.kh {
                 let ih = self.g[0].input(oh, i, self.h);
                 let taps = &mut row[i * self.kw * c..][..self.kw * c];
                 match (ih, run) {
-                    (Some(ih), Some(iw)) => {
-                        taps.copy_from_slice(&image[(ih * self.w + iw) * c..][..self.kw * c])
-                    }
+                    (Some(ih), Some(iw)) => copy(taps, &image[(ih * self.w + iw) * c..]),
                     (None, _) => taps.fill(T::zero()),
                     (Some(ih), None) => {
                         for (j, seg) in taps.chunks_exact_mut(c).enumerate() {
                             match self.g[1].input(ow, j, self.w) {
-                                Some(iw) => {
-                                    seg.copy_from_slice(&image[(ih * self.w + iw) * c..][..c])
-                                }
+                                Some(iw) => copy(seg, &image[(ih * self.w + iw) * c..]),
                                 None => seg.fill(T::zero()),
                             }
                         }
                     }
+                }
+            }
+            ow += 1;
+            if ow == ow_n {
+                ow = 0;
+                oh += 1;
+                if oh == self.g[0].out {
+                    oh = 0;
+                    n += 1;
                 }
             }
         }
@@ -218,6 +223,18 @@ impl Sizes {
                 }
             }
         }
+    }
+}
+
+/// `to.len()` values from the start of `from` into `to`; the few values of
+/// a one-channel image's kernel row without a call to `memcpy`.
+#[inline(always)]
+fn copy<T: Copy>(to: &mut [T], from: &[T]) {
+    match (to, from) {
+        ([a], [x, ..]) => *a = *x,
+        ([a, b], [x, y, ..]) => (*a, *b) = (*x, *y),
+        ([a, b, c], [x, y, z, ..]) => (*a, *b, *c) = (*x, *y, *z),
+        (to, from) => to.copy_from_slice(&from[..to.len()]),
     }
 }
 
