@@ -16,6 +16,9 @@ enum Dist {
     Normal,
     /// Uniform in [0.5, 2]: for Log, Sqrt, Rsqrt, fractional Pow, Div's denominator.
     Positive,
+    /// Uniform in [-0.8, 0.8]: inside the domains of Asin, Acos and Atanh,
+    /// away from Tan's poles.
+    Small,
     /// Rows (last axis) that are probability distributions (the labels of a
     /// cross-entropy; differentiated against like any input).
     Labels,
@@ -314,6 +317,132 @@ const CASES: &[Case] = &[
         name: "softplus",
         inputs: &[("a", &[3, 4], Normal)],
         node: r#"(name: "y", op: Softplus, inputs: ["a"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "abs",
+        inputs: &[("a", &[3, 4], Normal)],
+        node: r#"(name: "y", op: Abs, inputs: ["a"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "sin",
+        inputs: &[("a", &[3, 4], Normal)],
+        node: r#"(name: "y", op: Sin, inputs: ["a"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "cos",
+        inputs: &[("a", &[3, 4], Normal)],
+        node: r#"(name: "y", op: Cos, inputs: ["a"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "tan",
+        inputs: &[("a", &[3, 4], Small)],
+        node: r#"(name: "y", op: Tan, inputs: ["a"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "asin",
+        inputs: &[("a", &[3, 4], Small)],
+        node: r#"(name: "y", op: Asin, inputs: ["a"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "acos",
+        inputs: &[("a", &[3, 4], Small)],
+        node: r#"(name: "y", op: Acos, inputs: ["a"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "atan",
+        inputs: &[("a", &[3, 4], Normal)],
+        node: r#"(name: "y", op: Atan, inputs: ["a"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "sinh",
+        inputs: &[("a", &[3, 4], Normal)],
+        node: r#"(name: "y", op: Sinh, inputs: ["a"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "cosh",
+        inputs: &[("a", &[3, 4], Normal)],
+        node: r#"(name: "y", op: Cosh, inputs: ["a"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "atanh",
+        inputs: &[("a", &[3, 4], Small)],
+        node: r#"(name: "y", op: Atanh, inputs: ["a"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "log1p",
+        inputs: &[("a", &[3, 4], Positive)],
+        node: r#"(name: "y", op: Log1p, inputs: ["a"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "expm1",
+        inputs: &[("a", &[3, 4], Normal)],
+        node: r#"(name: "y", op: Expm1, inputs: ["a"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "reciprocal",
+        inputs: &[("a", &[3, 4], Positive)],
+        node: r#"(name: "y", op: Reciprocal, inputs: ["a"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "erf",
+        inputs: &[("a", &[3, 4], Normal)],
+        node: r#"(name: "y", op: Erf, inputs: ["a"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "softsign",
+        inputs: &[("a", &[3, 4], Normal)],
+        node: r#"(name: "y", op: Softsign, inputs: ["a"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "elu",
+        inputs: &[("a", &[3, 4], Normal)],
+        node: r#"(name: "y", op: Elu, inputs: ["a"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "selu",
+        inputs: &[("a", &[3, 4], Normal)],
+        node: r#"(name: "y", op: Selu, inputs: ["a"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "leaky_relu",
+        inputs: &[("a", &[3, 4], Normal)],
+        node: r#"(name: "y", op: LeakyRelu(alpha: 0.2), inputs: ["a"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "minimum",
+        inputs: &[("a", &[3, 4], Normal), ("b", &[4], Normal)],
+        node: r#"(name: "y", op: Minimum, inputs: ["a", "b"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "squared_difference",
+        inputs: &[("a", &[3, 4], Normal), ("b", &[4], Normal)],
+        node: r#"(name: "y", op: SquaredDifference, inputs: ["a", "b"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "sigmoid_cross_entropy",
+        inputs: &[("a", &[3, 4], Normal), ("b", &[3, 4], Positive)],
+        node: r#"(name: "y", op: SigmoidCrossEntropyWithLogits, inputs: ["a", "b"])"#,
         second_order: true,
     },
     Case {
@@ -748,6 +877,30 @@ const CASES: &[Case] = &[
 /// differences agree) and StopGradient (where they must not: it blocks by definition).
 const ZERO_GRADIENT_CASES: &[Case] = &[
     Case {
+        name: "sign",
+        inputs: &[("a", &[2, 3], Normal)],
+        node: r#"(name: "y", op: Sign, inputs: ["a"])"#,
+        second_order: false,
+    },
+    Case {
+        name: "floor",
+        inputs: &[("a", &[2, 3], Normal)],
+        node: r#"(name: "y", op: Floor, inputs: ["a"])"#,
+        second_order: false,
+    },
+    Case {
+        name: "ceil",
+        inputs: &[("a", &[2, 3], Normal)],
+        node: r#"(name: "y", op: Ceil, inputs: ["a"])"#,
+        second_order: false,
+    },
+    Case {
+        name: "round",
+        inputs: &[("a", &[2, 3], Normal)],
+        node: r#"(name: "y", op: Round, inputs: ["a"])"#,
+        second_order: false,
+    },
+    Case {
         name: "stop_gradient",
         inputs: &[("a", &[2, 3], Normal)],
         node: r#"(name: "y", op: StopGradient, inputs: ["a"])"#,
@@ -829,6 +982,7 @@ fn feeds(case: &Case, rng: &mut ChaCha8Rng) -> HashMap<String, Tensor> {
                         (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
                     }
                     Positive | Labels => rng.random_range(0.5..2.0),
+                    Small => rng.random_range(-0.8..0.8),
                 })
                 .collect();
             if let (Labels, Some(&classes)) = (dist, shape.last()) {

@@ -651,6 +651,14 @@ const UNARY: &[&str] = &[
     "Square",
     "Identity",
     "StopGradient",
+    "Abs",
+    "Sin",
+    "Atan",
+    "Erf",
+    "Softsign",
+    "Elu",
+    "Selu",
+    "LeakyRelu(alpha: 0.2)",
 ];
 
 fn random_graph(steps: &[Step]) -> String {
@@ -850,7 +858,10 @@ fn random_training_graph(m: usize, n: usize, f32: bool, momentum: bool, steps: &
                 part("2", "Add", &["one", &p1]),
                 node("Div", &[&a, &p2]),
             ]),
-            4 => nodes.push(node("Maximum", &[&a, &b])),
+            4 => {
+                let f = ["Maximum", "Minimum", "SquaredDifference"][(s.b / 4) % 3];
+                nodes.push(node(f, &[&a, &b]));
+            }
             // dense: a W + b, then an activation
             5 => {
                 let act = ["Relu", "Tanh", "Sigmoid", "Identity"][s.b % 4];

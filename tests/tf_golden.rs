@@ -1,11 +1,14 @@
-//! The convolutions and poolings against golden values from TensorFlow
-//! (`tests/golden/conv/*.npz`, made by `tools/golden/conv.py`, whose
-//! docstring lists the arrays). For each file, gradc builds the op with the
-//! same attributes in an f64 graph, fed the file's inputs, and must match
-//! TensorFlow to 1e-10 relative on the forward output, the first-order
-//! gradients with the file's upstream gradient `dy`, and the gradients of
-//! `s = sum(dx·vx) + sum(dfilter·vfilter)` w.r.t. x, filter and dy
-//! (TensorFlow's gradients of its backprop ops, MaxPoolGradGrad included).
+//! gradc's ops against golden values from TensorFlow: the convolutions and
+//! poolings (`tests/golden/conv/*.npz`, made by `tools/golden/conv.py`, whose
+//! docstring lists the arrays) and the elementwise math functions
+//! (`tests/golden/elementwise/*.npz`, `tools/golden/elementwise.py`, a
+//! binary function's second operand `b` in the place of a filter). For each
+//! file, gradc builds the op with the same attributes in an f64 graph, fed
+//! the file's inputs, and must match TensorFlow to 1e-10 relative on the
+//! forward output, the first-order gradients with the file's upstream
+//! gradient `dy`, and the gradients of `s = sum(dx·vx) + sum(dfilter·vfilter)`
+//! w.r.t. x, filter and dy (TensorFlow's gradients of its backprop ops,
+//! MaxPoolGradGrad included).
 //!
 //! Every file must be in `CONFIGS` and every entry must have its file, with
 //! exactly the arrays its op needs: nothing is skipped.
@@ -24,179 +27,220 @@ const TOLERANCE: f64 = 1e-10;
 /// the file's `op` array holds the same text, which the test checks.
 const CONFIGS: &[(&str, &str)] = &[
     (
-        "conv2d_valid_s1_k3_c1",
+        "conv/conv2d_valid_s1_k3_c1",
         "Conv2D(strides: [1, 1, 1, 1], padding: VALID)",
     ),
     (
-        "conv2d_valid_s2_k3_c3_odd",
+        "conv/conv2d_valid_s2_k3_c3_odd",
         "Conv2D(strides: [1, 2, 2, 1], padding: VALID)",
     ),
     (
-        "conv2d_valid_s2_k3_c3_even",
+        "conv/conv2d_valid_s2_k3_c3_even",
         "Conv2D(strides: [1, 2, 2, 1], padding: VALID)",
     ),
     (
-        "conv2d_same_s1_k3_c3",
+        "conv/conv2d_same_s1_k3_c3",
         "Conv2D(strides: [1, 1, 1, 1], padding: SAME)",
     ),
     (
-        "conv2d_same_s2_k3_odd",
+        "conv/conv2d_same_s2_k3_odd",
         "Conv2D(strides: [1, 2, 2, 1], padding: SAME)",
     ),
     (
-        "conv2d_same_s2_k3_even",
+        "conv/conv2d_same_s2_k3_even",
         "Conv2D(strides: [1, 2, 2, 1], padding: SAME)",
     ),
     (
-        "conv2d_same_s2_k2x3_even_odd",
+        "conv/conv2d_same_s2_k2x3_even_odd",
         "Conv2D(strides: [1, 2, 2, 1], padding: SAME)",
     ),
     (
-        "conv2d_same_s1_k5_c1",
+        "conv/conv2d_same_s1_k5_c1",
         "Conv2D(strides: [1, 1, 1, 1], padding: SAME)",
     ),
     (
-        "conv2d_valid_s1_k5_c5",
+        "conv/conv2d_valid_s1_k5_c5",
         "Conv2D(strides: [1, 1, 1, 1], padding: VALID)",
     ),
     (
-        "conv2d_valid_s1_k1_c5",
+        "conv/conv2d_valid_s1_k1_c5",
         "Conv2D(strides: [1, 1, 1, 1], padding: VALID)",
     ),
     (
-        "conv2d_same_s2_k1_even",
+        "conv/conv2d_same_s2_k1_even",
         "Conv2D(strides: [1, 2, 2, 1], padding: SAME)",
     ),
     (
-        "conv2d_same_s2x1_k3x2",
+        "conv/conv2d_same_s2x1_k3x2",
         "Conv2D(strides: [1, 2, 1, 1], padding: SAME)",
     ),
     (
-        "conv2d_valid_s1x2_k2x3",
+        "conv/conv2d_valid_s1x2_k2x3",
         "Conv2D(strides: [1, 1, 2, 1], padding: VALID)",
     ),
     (
-        "conv2d_explicit_s2x1_k3x2",
+        "conv/conv2d_explicit_s2x1_k3x2",
         "Conv2D(strides: [1, 2, 1, 1], padding: EXPLICIT, explicit_paddings: [0, 0, 1, 2, 0, 1, 0, 0])",
     ),
     (
-        "conv2d_explicit_s1_k3",
+        "conv/conv2d_explicit_s1_k3",
         "Conv2D(strides: [1, 1, 1, 1], padding: EXPLICIT, explicit_paddings: [0, 0, 2, 0, 1, 1, 0, 0])",
     ),
     (
-        "conv2d_dilated2_valid",
+        "conv/conv2d_dilated2_valid",
         "Conv2D(strides: [1, 1, 1, 1], padding: VALID, dilations: [1, 2, 2, 1])",
     ),
     (
-        "conv2d_dilated2_same_even_odd",
+        "conv/conv2d_dilated2_same_even_odd",
         "Conv2D(strides: [1, 1, 1, 1], padding: SAME, dilations: [1, 2, 2, 1])",
     ),
     (
-        "conv2d_dilated2x1_same_k2x3",
+        "conv/conv2d_dilated2x1_same_k2x3",
         "Conv2D(strides: [1, 1, 1, 1], padding: SAME, dilations: [1, 2, 1, 1])",
     ),
     (
-        "conv2d_nchw_same_s1_k3",
+        "conv/conv2d_nchw_same_s1_k3",
         "Conv2D(strides: [1, 1, 1, 1], padding: SAME, data_format: NCHW)",
     ),
     (
-        "conv2d_nchw_valid_s2_k2x3",
+        "conv/conv2d_nchw_valid_s2_k2x3",
         "Conv2D(strides: [1, 1, 2, 2], padding: VALID, data_format: NCHW)",
     ),
     (
-        "conv2d_nchw_same_s2_even",
+        "conv/conv2d_nchw_same_s2_even",
         "Conv2D(strides: [1, 1, 2, 2], padding: SAME, data_format: NCHW)",
     ),
     (
-        "conv2d_nchw_explicit",
+        "conv/conv2d_nchw_explicit",
         "Conv2D(strides: [1, 1, 1, 2], padding: EXPLICIT, explicit_paddings: [0, 0, 0, 0, 1, 0, 2, 1], data_format: NCHW)",
     ),
     (
-        "conv2d_nchw_dilated2_same",
+        "conv/conv2d_nchw_dilated2_same",
         "Conv2D(strides: [1, 1, 1, 1], padding: SAME, dilations: [1, 1, 2, 2], data_format: NCHW)",
     ),
     (
-        "depthwise_same_s1_k3_m1",
+        "conv/depthwise_same_s1_k3_m1",
         "DepthwiseConv2dNative(strides: [1, 1, 1, 1], padding: SAME)",
     ),
     (
-        "depthwise_valid_s2_k3_m2",
+        "conv/depthwise_valid_s2_k3_m2",
         "DepthwiseConv2dNative(strides: [1, 2, 2, 1], padding: VALID)",
     ),
     (
-        "depthwise_same_s2_k2x3_m2_even",
+        "conv/depthwise_same_s2_k2x3_m2_even",
         "DepthwiseConv2dNative(strides: [1, 2, 2, 1], padding: SAME)",
     ),
     (
-        "depthwise_explicit_s1_k3_m2",
+        "conv/depthwise_explicit_s1_k3_m2",
         "DepthwiseConv2dNative(strides: [1, 1, 1, 1], padding: EXPLICIT, explicit_paddings: [0, 0, 1, 2, 2, 0, 0, 0])",
     ),
     (
-        "depthwise_dilated2_valid_m2",
+        "conv/depthwise_dilated2_valid_m2",
         "DepthwiseConv2dNative(strides: [1, 1, 1, 1], padding: VALID, dilations: [1, 2, 2, 1])",
     ),
     (
-        "depthwise_nchw_same_s2_m2",
+        "conv/depthwise_nchw_same_s2_m2",
         "DepthwiseConv2dNative(strides: [1, 1, 2, 2], padding: SAME, data_format: NCHW)",
     ),
     (
-        "maxpool_valid_k2_s2_ties",
+        "conv/maxpool_valid_k2_s2_ties",
         "MaxPool(ksize: [1, 2, 2, 1], strides: [1, 2, 2, 1], padding: VALID)",
     ),
     (
-        "maxpool_valid_k3_s1_ties",
+        "conv/maxpool_valid_k3_s1_ties",
         "MaxPool(ksize: [1, 3, 3, 1], strides: [1, 1, 1, 1], padding: VALID)",
     ),
     (
-        "maxpool_same_k3_s2_odd_ties",
+        "conv/maxpool_same_k3_s2_odd_ties",
         "MaxPool(ksize: [1, 3, 3, 1], strides: [1, 2, 2, 1], padding: SAME)",
     ),
     (
-        "maxpool_same_k3_s2_even",
+        "conv/maxpool_same_k3_s2_even",
         "MaxPool(ksize: [1, 3, 3, 1], strides: [1, 2, 2, 1], padding: SAME)",
     ),
     (
-        "maxpool_same_k2x3_s1_ties",
+        "conv/maxpool_same_k2x3_s1_ties",
         "MaxPool(ksize: [1, 2, 3, 1], strides: [1, 1, 1, 1], padding: SAME)",
     ),
     (
-        "maxpool_nchw_same_k3_s2_ties",
+        "conv/maxpool_nchw_same_k3_s2_ties",
         "MaxPool(ksize: [1, 1, 3, 3], strides: [1, 1, 2, 2], padding: SAME, data_format: NCHW)",
     ),
     (
-        "maxpool_nchw_valid_k2x1_s1x2_ties",
+        "conv/maxpool_nchw_valid_k2x1_s1x2_ties",
         "MaxPool(ksize: [1, 1, 2, 1], strides: [1, 1, 1, 2], padding: VALID, data_format: NCHW)",
     ),
     (
-        "avgpool_valid_k2_s2",
+        "conv/avgpool_valid_k2_s2",
         "AvgPool(ksize: [1, 2, 2, 1], strides: [1, 2, 2, 1], padding: VALID)",
     ),
     (
-        "avgpool_valid_k3x2_s1",
+        "conv/avgpool_valid_k3x2_s1",
         "AvgPool(ksize: [1, 3, 2, 1], strides: [1, 1, 1, 1], padding: VALID)",
     ),
     (
-        "avgpool_same_k3_s2_odd",
+        "conv/avgpool_same_k3_s2_odd",
         "AvgPool(ksize: [1, 3, 3, 1], strides: [1, 2, 2, 1], padding: SAME)",
     ),
     (
-        "avgpool_same_k3_s1_odd",
+        "conv/avgpool_same_k3_s1_odd",
         "AvgPool(ksize: [1, 3, 3, 1], strides: [1, 1, 1, 1], padding: SAME)",
     ),
     (
-        "avgpool_nchw_same_k3x2_s2x1",
+        "conv/avgpool_nchw_same_k3x2_s2x1",
         "AvgPool(ksize: [1, 1, 3, 2], strides: [1, 1, 2, 1], padding: SAME, data_format: NCHW)",
+    ),
+    ("elementwise/abs", "Abs"),
+    ("elementwise/sign", "Sign"),
+    ("elementwise/sin", "Sin"),
+    ("elementwise/cos", "Cos"),
+    ("elementwise/tan", "Tan"),
+    ("elementwise/asin", "Asin"),
+    ("elementwise/acos", "Acos"),
+    ("elementwise/atan", "Atan"),
+    ("elementwise/sinh", "Sinh"),
+    ("elementwise/cosh", "Cosh"),
+    ("elementwise/atanh", "Atanh"),
+    ("elementwise/log1p", "Log1p"),
+    ("elementwise/expm1", "Expm1"),
+    ("elementwise/reciprocal", "Reciprocal"),
+    ("elementwise/erf", "Erf"),
+    ("elementwise/floor", "Floor"),
+    ("elementwise/ceil", "Ceil"),
+    ("elementwise/round", "Round"),
+    ("elementwise/softsign", "Softsign"),
+    ("elementwise/elu", "Elu"),
+    ("elementwise/selu", "Selu"),
+    ("elementwise/leaky_relu", "LeakyRelu(alpha: 0.2)"),
+    ("elementwise/minimum", "Minimum"),
+    ("elementwise/squared_difference", "SquaredDifference"),
+    (
+        "elementwise/sigmoid_cross_entropy",
+        "SigmoidCrossEntropyWithLogits",
     ),
 ];
 
+/// The golden files' directory; each subdirectory holds one script's files.
 fn golden_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/conv")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
 }
 
-/// What gradc differentiates: x and, for a convolution, the filter.
+/// The subdirectories, one for each script of `tools/golden/`.
+const SCRIPTS: &[&str] = &["conv", "elementwise"];
+
+/// What gradc differentiates: x and, for a convolution, the filter, for a
+/// binary function its second operand b.
 fn operands(op: &str) -> &'static [&'static str] {
     if op.starts_with("Conv2D(") || op.starts_with("DepthwiseConv2dNative(") {
         &["x", "filter"]
+    } else if [
+        "Minimum",
+        "SquaredDifference",
+        "SigmoidCrossEntropyWithLogits",
+    ]
+    .contains(&op)
+    {
+        &["x", "b"]
     } else {
         &["x"]
     }
@@ -395,7 +439,10 @@ fn check(file: &str, op: &str) -> Vec<String> {
 fn check_op(op_name: &str) {
     let configs: Vec<_> = CONFIGS
         .iter()
-        .filter(|(_, op)| op.starts_with(&format!("{op_name}(")))
+        .filter(|(file, op)| {
+            op.starts_with(&format!("{op_name}("))
+                || (op_name == "elementwise" && file.starts_with("elementwise/"))
+        })
         .collect();
     assert!(!configs.is_empty(), "no configuration of {op_name}");
     let problems: Vec<Vec<String>> = configs
@@ -432,16 +479,31 @@ fn avg_pool_matches_tensorflow() {
     check_op("AvgPool");
 }
 
+/// The elementwise math functions (`tools/golden/elementwise.py`): values,
+/// gradients and second order, rounding and sign on halves, ±0 and
+/// integers, Minimum's ties.
+#[test]
+fn elementwise_functions_match_tensorflow() {
+    check_op("elementwise");
+}
+
 /// The directory and the table list the same files, so no file goes untested.
 #[test]
 fn every_golden_file_is_tested() {
     let dir = golden_dir();
-    let entries =
-        std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()));
-    let on_disk: BTreeSet<String> = entries
-        .map(|e| e.expect("a directory entry").file_name())
-        .map(|n| n.into_string().expect("a UTF-8 file name"))
-        .collect();
+    let mut on_disk = BTreeSet::new();
+    for script in SCRIPTS {
+        let sub = dir.join(script);
+        let entries = std::fs::read_dir(&sub)
+            .unwrap_or_else(|e| panic!("cannot list {}: {e}", sub.display()));
+        for e in entries {
+            let name = e.expect("a directory entry").file_name();
+            on_disk.insert(format!(
+                "{script}/{}",
+                name.into_string().expect("a UTF-8 file name")
+            ));
+        }
+    }
     let listed: BTreeSet<String> = CONFIGS.iter().map(|(f, _)| format!("{f}.npz")).collect();
     assert_eq!(
         listed.len(),

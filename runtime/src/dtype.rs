@@ -47,6 +47,8 @@ pub trait Scalar: num_traits::Float + std::fmt::Debug + Send + Sync + 'static {
     const DTYPE: DType;
     /// Converts from f64; f32 rounds, and overflows to infinity like `as`.
     fn from_f64(v: f64) -> Self;
+    /// The Gauss error function (libm's).
+    fn erf(self) -> Self;
 }
 
 impl Scalar for f32 {
@@ -54,11 +56,17 @@ impl Scalar for f32 {
     fn from_f64(v: f64) -> f32 {
         v as f32
     }
+    fn erf(self) -> f32 {
+        libm::erff(self)
+    }
 }
 
 impl Scalar for f64 {
     const DTYPE: DType = DType::F64;
     fn from_f64(v: f64) -> f64 {
         v
+    }
+    fn erf(self) -> f64 {
+        libm::erf(self)
     }
 }

@@ -71,6 +71,82 @@ macro_rules! elementwise_table {
                 /// log(1 + e^x), computed stably as max(x, 0) + log(1 + e^-|x|).
                 Softplus [fuse, in_place] |x| softplus(x)
                     => |dy, x, y| grad(dy * x.sigmoid());
+                /// |x|; its gradient at 0 is 0, as TensorFlow's.
+                Abs [fuse, in_place] |x| x.abs()
+                    => |dy, x, y| grad(dy * x.apply(UnaryFn::Sign));
+                /// -1, 0 or 1 by the sign of x (NaN for NaN, -0 for -0); no gradient.
+                Sign [fuse, in_place] |x| sign(x)
+                    => |dy, x, y| Grad::Zero;
+                Sin [fuse, in_place] |x| x.sin()
+                    => |dy, x, y| grad(dy * x.apply(UnaryFn::Cos));
+                Cos [fuse, in_place] |x| x.cos()
+                    => |dy, x, y| grad(-(dy * x.apply(UnaryFn::Sin)));
+                /// Its gradient as TensorFlow's: dy · (1 / cos x)².
+                Tan [fuse, in_place] |x| x.tan()
+                    => |dy, x, y| grad(dy * x.apply(UnaryFn::Cos).apply(UnaryFn::Reciprocal).square());
+                Asin [fuse, in_place] |x| x.asin()
+                    => |dy, x, y| grad(dy * (x.c(1.0) - x.square()).apply(UnaryFn::Rsqrt));
+                Acos [fuse, in_place] |x| x.acos()
+                    => |dy, x, y| grad(-(dy * (x.c(1.0) - x.square()).apply(UnaryFn::Rsqrt)));
+                Atan [fuse, in_place] |x| x.atan()
+                    => |dy, x, y| grad(dy / (x.c(1.0) + x.square()));
+                Sinh [fuse, in_place] |x| x.sinh()
+                    => |dy, x, y| grad(dy * x.apply(UnaryFn::Cosh));
+                Cosh [fuse, in_place] |x| x.cosh()
+                    => |dy, x, y| grad(dy * x.apply(UnaryFn::Sinh));
+                Atanh [fuse, in_place] |x| x.atanh()
+                    => |dy, x, y| grad(dy / (x.c(1.0) - x.square()));
+                /// log(1 + x), exact for small x.
+                Log1p [fuse, in_place] |x| x.ln_1p()
+                    => |dy, x, y| grad(dy / (x.c(1.0) + x));
+                /// e^x - 1, exact for small x.
+                Expm1 [fuse, in_place] |x| x.exp_m1()
+                    => |dy, x, y| grad(dy * x.apply(UnaryFn::Exp));
+                /// 1 / x
+                Reciprocal [fuse, in_place] |x| x.recip()
+                    => |dy, x, y| grad(-(dy * (y * y)));
+                /// The Gauss error function.
+                Erf [fuse, in_place] |x| x.erf()
+                    => |dy, x, y| grad(dy * (x.c(std::f64::consts::FRAC_2_SQRT_PI) * (-x.square()).apply(UnaryFn::Exp)));
+                /// The largest integer not above x; no gradient.
+                Floor [fuse, in_place] |x| x.floor()
+                    => |dy, x, y| Grad::Zero;
+                /// The smallest integer not below x; no gradient.
+                Ceil [fuse, in_place] |x| x.ceil()
+                    => |dy, x, y| Grad::Zero;
+                /// The nearest integer, halves to the even one (TensorFlow's
+                /// banker's rounding); no gradient.
+                Round [fuse, in_place] |x| round_half_even(x)
+                    => |dy, x, y| Grad::Zero;
+                /// x / (1 + |x|)
+                Softsign [fuse, in_place] |x| softsign(x)
+                    => |dy, x, y| {
+                        let d = x.c(1.0) + x.apply(UnaryFn::Abs);
+                        grad(dy / (d * d))
+                    };
+                /// x for x > 0, else e^x - 1 (TensorFlow's `tf.nn.elu`).
+                Elu [fuse, in_place] |x| elu(x)
+                    => |dy, x, y| {
+                        // 1 for x >= 0, else y + 1: both exact.
+                        let up = x.ge(x.c(0.0));
+                        grad(dy * (up + (x.c(1.0) - up) * (y + y.c(1.0))))
+                    };
+                /// scale · elu(x) with elu's negative side scaled by alpha
+                /// (TensorFlow's `tf.nn.selu` constants).
+                Selu [fuse, in_place] |x| selu(x)
+                    => |dy, x, y| {
+                        let up = x.ge(x.c(0.0));
+                        let below = y + y.c(SELU_SCALE * SELU_ALPHA);
+                        grad(dy * (up * up.c(SELU_SCALE) + (x.c(1.0) - up) * below))
+                    };
+                /// x for x > 0, else alpha · x (TensorFlow's `tf.nn.leaky_relu`),
+                /// alpha rounded to f32 as TensorFlow's attribute is.
+                LeakyRelu { alpha } [fuse, in_place] |x| leaky_relu(x, alpha)
+                    => |dy, x, y| {
+                        // 1 for x > 0, else alpha: both exact.
+                        let down = x.c(0.0).ge(x);
+                        grad(dy * ((x.c(1.0) - down) + down * down.c(f64::from(alpha as f32))))
+                    };
                 /// x ^ exponent, for a constant exponent (an integral one uses
                 /// repeated multiplication, so negative bases work for it).
                 Pow { exponent } [fuse, in_place] |x| pow_scalar(x, exponent)
@@ -95,6 +171,24 @@ macro_rules! elementwise_table {
                         let da = dy * a.ge(b);
                         grads(da, dy - da)
                     };
+                /// The smaller of a and b; NaN if either is NaN (like `np.minimum`).
+                /// The gradient goes to a on ties, as in TensorFlow.
+                Minimum [fuse, in_place, broadcast] |a, b| minimum(a, b)
+                    => |dy, a, b, y| {
+                        let da = dy * b.ge(a);
+                        grads(da, dy - da)
+                    };
+                /// (a - b)²
+                SquaredDifference [fuse, in_place, broadcast, commutes] |a, b| (a - b) * (a - b)
+                    => |dy, a, b, y| {
+                        let d = dy.c(2.0) * dy * (a - b);
+                        grads(d, -d)
+                    };
+                /// Inputs (logits x, labels z) of one shape: the sigmoid
+                /// cross-entropy max(x, 0) − x·z + log(1 + e^−|x|), TensorFlow's
+                /// stable form of `tf.nn.sigmoid_cross_entropy_with_logits`.
+                SigmoidCrossEntropyWithLogits [fuse, in_place] |a, b| sigmoid_cross_entropy(a, b)
+                    => |dy, a, b, y| grads(dy * (a.sigmoid() - b), -(dy * a));
                 /// 1 where a >= b else 0, in the inputs' float type (no gradient).
                 GreaterEqual [fuse, in_place, broadcast] |a, b| greater_equal(a, b)
                     => |dy, a, b, y| Grad::Zero;
@@ -640,6 +734,88 @@ pub(crate) fn pow_scalar<T: Scalar>(v: T, e: f64) -> T {
         v.powi(e as i32)
     } else {
         v.powf(T::from_f64(e))
+    }
+}
+
+/// -1, 0 or 1 by the sign of `x`; ±0 and NaN as they are.
+#[inline(always)]
+pub(crate) fn sign<T: Scalar>(x: T) -> T {
+    if x > T::zero() {
+        T::one()
+    } else if x < T::zero() {
+        -T::one()
+    } else {
+        x
+    }
+}
+
+/// The nearest integer to `x`, halves to the even one.
+#[inline(always)]
+pub(crate) fn round_half_even<T: Scalar>(x: T) -> T {
+    let r = x.round();
+    if (r - x).abs() == T::from_f64(0.5) {
+        // A half: round() went away from zero; the even neighbour is 2·round(x/2).
+        T::from_f64(2.0) * (x / T::from_f64(2.0)).round()
+    } else {
+        r
+    }
+}
+
+/// x / (1 + |x|)
+#[inline(always)]
+pub(crate) fn softsign<T: Scalar>(x: T) -> T {
+    x / (T::one() + x.abs())
+}
+
+/// x for x > 0, else e^x - 1.
+#[inline(always)]
+pub(crate) fn elu<T: Scalar>(x: T) -> T {
+    if x > T::zero() {
+        x
+    } else {
+        x.exp_m1()
+    }
+}
+
+/// SELU's constants (Klambauer et al., as TensorFlow has them).
+pub(crate) const SELU_ALPHA: f64 = 1.673_263_242_354_377_3;
+pub(crate) const SELU_SCALE: f64 = 1.050_700_987_355_480_5;
+
+/// scale · x for x > 0, else scale · alpha · (e^x - 1).
+#[inline(always)]
+pub(crate) fn selu<T: Scalar>(x: T) -> T {
+    let scale = T::from_f64(SELU_SCALE);
+    if x > T::zero() {
+        scale * x
+    } else {
+        scale * T::from_f64(SELU_ALPHA) * x.exp_m1()
+    }
+}
+
+/// x for x > 0, else alpha · x, with alpha a 32-bit float (TensorFlow's
+/// attribute type), so that an f64 graph computes what TensorFlow's does.
+#[inline(always)]
+pub(crate) fn leaky_relu<T: Scalar>(x: T, alpha: f64) -> T {
+    if x > T::zero() {
+        x
+    } else {
+        T::from_f64(f64::from(alpha as f32)) * x
+    }
+}
+
+/// max(x, 0) − x·z + log(1 + e^−|x|): no overflow for large |x|.
+#[inline(always)]
+pub(crate) fn sigmoid_cross_entropy<T: Scalar>(x: T, z: T) -> T {
+    x.max(T::zero()) - x * z + (-x.abs()).exp().ln_1p()
+}
+
+/// The smaller of `a` and `b`; NaN if either is NaN (like `np.minimum`).
+#[inline(always)]
+pub(crate) fn minimum<T: Scalar>(a: T, b: T) -> T {
+    if a <= b || a.is_nan() {
+        a
+    } else {
+        b
     }
 }
 
