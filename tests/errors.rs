@@ -635,3 +635,75 @@ fn pooling_and_backprop_errors_name_the_problem() {
         assert!(e.message.contains(says), "{node}: {e}");
     }
 }
+
+#[test]
+fn shaping_errors_name_the_problem() {
+    let build = |nodes: &str| {
+        compile_error(&format!(
+            r#"Graph(name: "g", dtype: F64, nodes: [
+        (name: "x", op: Placeholder(shape: [2, 3])),
+        (name: "v", op: Placeholder(shape: ["batch", 3])),
+        (name: "w", op: Placeholder(shape: [2, 4])),
+        {nodes},
+    ])"#
+        ))
+    };
+    let cases = [
+        (
+            r#"(name: "y", op: Slice(begin: [1, 2], size: [1, 2]), inputs: ["x"])"#,
+            "Slice",
+            "begin 2 and size 2 on axis 1 leave the dimension 3",
+        ),
+        (
+            r#"(name: "y", op: Slice(begin: [0], size: [1]), inputs: ["x"])"#,
+            "Slice",
+            "begin has 1 entries, the input has rank 2",
+        ),
+        (
+            r#"(name: "y", op: Slice(begin: [1, 0], size: [-1, 1]), inputs: ["v"])"#,
+            "Slice",
+            "must begin at 0",
+        ),
+        (
+            r#"(name: "y", op: Pad(paddings: [[0, 0], [3, 0]], mode: REFLECT), inputs: ["x"])"#,
+            "Pad",
+            "more than the 2 values",
+        ),
+        (
+            r#"(name: "y", op: Pad(paddings: [[0, 0], [-1, 0]]), inputs: ["x"])"#,
+            "Pad",
+            "(before, after) pair of counts",
+        ),
+        (
+            r#"(name: "y", op: Pad(paddings: [[1, 0], [0, 0]]), inputs: ["v"])"#,
+            "Pad",
+            "symbolic size batch",
+        ),
+        (
+            r#"(name: "y", op: Concat(axis: 0), inputs: ["x", "w"])"#,
+            "Concat",
+            "off the axis 0",
+        ),
+        (
+            r#"(name: "y", op: Concat(axis: 2), inputs: ["x", "x"])"#,
+            "Concat",
+            "axis",
+        ),
+        (
+            r#"(name: "y", op: Reverse(axes: [1, -1]), inputs: ["x"])"#,
+            "Reverse",
+            "axis 1 is repeated",
+        ),
+        (
+            r#"(name: "y", op: Tile(multiples: [2, -1]), inputs: ["x"])"#,
+            "Tile",
+            "negative",
+        ),
+    ];
+    for (node, op, says) in cases {
+        let e = build(node);
+        assert_eq!(e.kind, ErrorKind::Shape, "{node}: {e}");
+        assert_eq!(e.op, Some(op), "{e}");
+        assert!(e.message.contains(says), "{node}: {e}");
+    }
+}

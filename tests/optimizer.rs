@@ -848,7 +848,7 @@ fn random_training_graph(m: usize, n: usize, f32: bool, momentum: bool, steps: &
             format!("{name}_2"),
             format!("{name}_3"),
         );
-        match s.op % 14 {
+        match s.op % 17 {
             0 => nodes.push(node("Add", &[&a, &b])),
             1 => nodes.push(node("Mul", &[&a, &b])),
             2 => nodes.push(node("Sub", &[&b, &a])),
@@ -916,6 +916,33 @@ fn random_training_graph(m: usize, n: usize, f32: bool, momentum: bool, steps: &
                 part("2", "Transpose()", &[&p1]),
                 part("3", &format!("Reshape(shape: [{}])", m * n), &[&p2]),
                 node(&format!("Reshape(shape: [{m}, {n}])"), &[&p3]),
+            ]),
+            // a reversed along its columns, plus a
+            14 => nodes.extend([
+                part("1", "Reverse(axes: [-1])", &[&a]),
+                node("Add", &[&a, &p1]),
+            ]),
+            // a padded by a column on each side (mirrored, or a constant), a
+            // tile of it, cut back to [m, n] from an offset
+            15 => {
+                let mode = ["SYMMETRIC", "CONSTANT, constant_values: 0.5"][s.b % 2];
+                nodes.extend([
+                    part(
+                        "1",
+                        &format!("Pad(paddings: [[0, 0], [1, 1]], mode: {mode})"),
+                        &[&a],
+                    ),
+                    part("2", "Tile(multiples: [1, 2])", &[&p1]),
+                    node(
+                        &format!("Slice(begin: [0, {}], size: [-1, {n}])", 1 + s.b % 3),
+                        &[&p2],
+                    ),
+                ]);
+            }
+            // a and x side by side, the n columns from the second on
+            16 => nodes.extend([
+                part("1", "Concat(axis: -1)", &[&a, "x"]),
+                node(&format!("Slice(begin: [0, 1], size: [{m}, {n}])"), &[&p1]),
             ]),
             // the mean over the rows of a row repeated, plus a
             _ => nodes.extend([

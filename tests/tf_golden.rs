@@ -2,7 +2,9 @@
 //! poolings (`tests/golden/conv/*.npz`, made by `tools/golden/conv.py`, whose
 //! docstring lists the arrays) and the elementwise math functions
 //! (`tests/golden/elementwise/*.npz`, `tools/golden/elementwise.py`, a
-//! binary function's second operand `b` in the place of a filter). For each
+//! binary function's second operand `b` in the place of a filter), and the
+//! slicing, padding, joining and tiling ops (`tests/golden/shaping/*.npz`,
+//! `tools/golden/shaping.py`, Concat's second input `b`). For each
 //! file, gradc builds the op with the same attributes in an f64 graph, fed
 //! the file's inputs, and must match TensorFlow to 1e-10 relative on the
 //! forward output, the first-order gradients with the file's upstream
@@ -218,6 +220,38 @@ const CONFIGS: &[(&str, &str)] = &[
         "elementwise/sigmoid_cross_entropy",
         "SigmoidCrossEntropyWithLogits",
     ),
+    (
+        "shaping/slice",
+        "Slice(begin: [1, 0, 2], size: [2, -1, 2])",
+    ),
+    (
+        "shaping/pad_constant",
+        "Pad(paddings: [[1, 2], [0, 1], [2, 1]], constant_values: 1.5)",
+    ),
+    (
+        "shaping/pad_reflect",
+        "Pad(paddings: [[1, 2], [0, 1], [2, 1]], mode: REFLECT)",
+    ),
+    (
+        "shaping/pad_symmetric",
+        "Pad(paddings: [[1, 2], [0, 1], [2, 1]], mode: SYMMETRIC)",
+    ),
+    (
+        "shaping/concat_last",
+        "Concat(axis: -1)",
+    ),
+    (
+        "shaping/concat_first",
+        "Concat(axis: 0)",
+    ),
+    (
+        "shaping/reverse",
+        "Reverse(axes: [0, -1])",
+    ),
+    (
+        "shaping/tile",
+        "Tile(multiples: [2, 1, 3])",
+    ),
 ];
 
 /// The golden files' directory; each subdirectory holds one script's files.
@@ -226,7 +260,7 @@ fn golden_dir() -> PathBuf {
 }
 
 /// The subdirectories, one for each script of `tools/golden/`.
-const SCRIPTS: &[&str] = &["conv", "elementwise"];
+const SCRIPTS: &[&str] = &["conv", "elementwise", "shaping"];
 
 /// What gradc differentiates: x and, for a convolution, the filter, for a
 /// binary function its second operand b.
@@ -239,6 +273,7 @@ fn operands(op: &str) -> &'static [&'static str] {
         "SigmoidCrossEntropyWithLogits",
     ]
     .contains(&op)
+        || op.starts_with("Concat(")
     {
         &["x", "b"]
     } else {
@@ -441,7 +476,7 @@ fn check_op(op_name: &str) {
         .iter()
         .filter(|(file, op)| {
             op.starts_with(&format!("{op_name}("))
-                || (op_name == "elementwise" && file.starts_with("elementwise/"))
+                || (SCRIPTS.contains(&op_name) && file.starts_with(&format!("{op_name}/")))
         })
         .collect();
     assert!(!configs.is_empty(), "no configuration of {op_name}");
@@ -477,6 +512,12 @@ fn max_pool_matches_tensorflow() {
 #[test]
 fn avg_pool_matches_tensorflow() {
     check_op("AvgPool");
+}
+
+/// Slice, Pad (each mode), Concat, Reverse and Tile (`tools/golden/shaping.py`).
+#[test]
+fn shaping_ops_match_tensorflow() {
+    check_op("shaping");
 }
 
 /// The elementwise math functions (`tools/golden/elementwise.py`): values,

@@ -5,6 +5,7 @@
 mod conv;
 mod conv_gemm;
 mod elementwise;
+mod index;
 mod pool;
 
 pub use conv::{ConvKind, PoolKind};
@@ -12,6 +13,7 @@ pub use elementwise::{
     grad, grads, Activation, BinaryFn, Derivative, FusedStep, Grad, Rec, Sym, UnaryFn,
 };
 pub(crate) use elementwise::{Map1, Map2};
+pub use index::PadMode;
 
 use crate::shape::{broadcast, normalize_axes, Dim, Shape, ShapeError};
 use crate::{binary_ops, elementwise_table, unary_ops};
@@ -273,6 +275,51 @@ macro_rules! module_ops_table {
                     #[serde(default)]
                     data_format: DataFormat,
                 } => depthwise_conv2d_backprop_filter,
+                /// `size[i]` values from `begin[i]` on each axis, -1 for the rest
+                /// of the axis (TensorFlow's `tf.slice`, begin and size as attributes).
+                Slice {
+                    begin: Vec<i64>,
+                    size: Vec<i64>,
+                } => slice,
+                /// The gradient of Slice: inputs (x, its shape only, dy); zeros
+                /// of x's shape with dy where the slice was.
+                SliceGrad {
+                    begin: Vec<i64>,
+                    size: Vec<i64>,
+                } => slice_grad,
+                /// A (before, after) pair per axis of border (TensorFlow's `tf.pad`):
+                /// `constant_values`, or the values mirrored (REFLECT, SYMMETRIC).
+                Pad {
+                    paddings: Vec<Vec<i64>>,
+                    #[serde(default)]
+                    mode: PadMode,
+                    #[serde(default)]
+                    constant_values: f64,
+                } => pad,
+                /// The gradient of Pad: input dy; the sums of dy over the
+                /// positions that read each value (TensorFlow's `MirrorPadGrad`).
+                PadGrad {
+                    paddings: Vec<Vec<i64>>,
+                    #[serde(default)]
+                    mode: PadMode,
+                } => pad_grad,
+                /// Inputs joined along `axis`, negative from the end (TensorFlow's `tf.concat`).
+                Concat {
+                    axis: i64,
+                } => concat,
+                /// The values along each of `axes` in reverse order (TensorFlow's `tf.reverse`).
+                Reverse {
+                    axes: Vec<i64>,
+                } => reverse,
+                /// The input repeated `multiples[i]` times along each axis (TensorFlow's `tf.tile`).
+                Tile {
+                    multiples: Vec<i64>,
+                } => tile,
+                /// The gradient of Tile: inputs (x, its shape only, dy); each
+                /// value the sum of its copies' gradients.
+                TileGrad {
+                    multiples: Vec<i64>,
+                } => tile_grad,
                 /// The largest element of each window (TensorFlow's `tf.nn.max_pool2d`):
                 /// `ksize` and `strides` have 4 entries in the data format's order, 1 on
                 /// the batch and channels; SAME padding is never the maximum.

@@ -1,0 +1,60 @@
+"""Golden values from TensorFlow for gradc's slicing, padding, joining,
+reversing and tiling ops.
+
+Same arrays as tools/golden/elementwise.py (op, x, [b], y, dy, dx, [db], vx,
+[vb], d2x, [d2b], d2dy), written into tests/golden/shaping/; Concat's second
+input is `b`. TensorFlow's Slice, Pad, MirrorPad, Concat, Reverse and Tile
+with their registered gradients, in tf.compat.v1 graph mode, float64.
+tests/tf_golden.rs compares gradc to 1e-10 relative; it reads the files only.
+
+Run by hand, when an entry is added or TensorFlow changes (from the
+repository root, in the virtualenv of tools/golden/conv.py):
+
+    .venv-golden/bin/python tools/golden/shaping.py
+
+The values were made with tensorflow-cpu 2.21. An entry added here needs its
+row in CONFIGS of tests/tf_golden.rs too, which fails otherwise.
+"""
+
+import pathlib
+import sys
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from elementwise import golden, tf, np  # noqa: E402
+from conv import save_npz  # noqa: E402
+
+OUT_DIR = pathlib.Path(__file__).resolve().parents[2] / "tests" / "golden" / "shaping"
+
+PAD = [[1, 2], [0, 1], [2, 1]]
+
+# (file name, gradc op, TensorFlow function, operand shapes)
+ENTRIES = [
+    ("slice", "Slice(begin: [1, 0, 2], size: [2, -1, 2])", lambda x: tf.slice(x, [1, 0, 2], [2, -1, 2]), [(3, 4, 5)]),
+    ("pad_constant", f"Pad(paddings: {PAD}, constant_values: 1.5)", lambda x: tf.pad(x, PAD, constant_values=1.5), [(3, 4, 5)]),
+    ("pad_reflect", f"Pad(paddings: {PAD}, mode: REFLECT)", lambda x: tf.pad(x, PAD, mode="REFLECT"), [(3, 4, 5)]),
+    ("pad_symmetric", f"Pad(paddings: {PAD}, mode: SYMMETRIC)", lambda x: tf.pad(x, PAD, mode="SYMMETRIC"), [(3, 4, 5)]),
+    ("concat_last", "Concat(axis: -1)", lambda x, b: tf.concat([x, b], -1), [(3, 4), (3, 2)]),
+    ("concat_first", "Concat(axis: 0)", lambda x, b: tf.concat([x, b], 0), [(2, 3, 2), (1, 3, 2)]),
+    ("reverse", "Reverse(axes: [0, -1])", lambda x: tf.reverse(x, [0, -1]), [(3, 4, 2)]),
+    ("tile", "Tile(multiples: [2, 1, 3])", lambda x: tf.tile(x, [2, 1, 3]), [(2, 3, 2)]),
+]
+
+
+def main():
+    tf.compat.v1.disable_eager_execution()
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    for stale in OUT_DIR.glob("*.npz"):
+        stale.unlink()
+    total = 0
+    for k, (name, op, f, shapes) in enumerate(ENTRIES):
+        rng = np.random.default_rng(200 + k)
+        operands = [(n, rng.standard_normal(s)) for n, s in zip(["x", "b"], shapes)]
+        path = OUT_DIR / f"{name}.npz"
+        save_npz(path, golden(k, op, f, operands))
+        total += path.stat().st_size
+        print(f"{path.name:20} {op}")
+    print(f"{len(ENTRIES)} files, {total} bytes, in {OUT_DIR}")
+
+
+if __name__ == "__main__":
+    main()
