@@ -707,3 +707,17 @@ fn shaping_errors_name_the_problem() {
         assert!(e.message.contains(says), "{node}: {e}");
     }
 }
+
+#[test]
+fn an_initial_value_of_another_shape_names_both() {
+    let e = compile_error(&wrap(
+        "        (name: \"w\", op: Variable(shape: [2, 2], initializer: Value([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]))),",
+    ));
+    assert_eq!(e.kind, ErrorKind::Shape, "{e}");
+    assert_eq!((e.node.as_deref(), e.line), (Some("w"), Some(5)), "{e}");
+    assert!(
+        e.message
+            .contains("the initial value has shape [2, 3], the variable [2,2]"),
+        "{e}"
+    );
+}

@@ -30,7 +30,17 @@ pub enum InitError {
     /// The values do not make a tensor of the shape.
     #[error(transparent)]
     Tensor(#[from] TensorError),
+    /// A `Value` initializer whose list is not of the variable's shape.
+    #[error("the initial value has shape {got:?}, the variable {want}")]
+    ValueShape { got: Vec<usize>, want: Shape },
+    /// A `Value` initializer whose lists are ragged.
+    #[error("the initial value: {0}")]
+    Ragged(String),
 }
+
+/// The truncated normal's stddev over the normal's: Keras's variance scaling
+/// divides by it so that the truncated draws have the variance asked for.
+const TRUNCATED_STDDEV: f64 = 0.879_625_661_034_239_8;
 
 /// The first value of variable `name`: the same for the same seed, name and initializer.
 pub fn initial_value(
@@ -67,9 +77,41 @@ pub fn initial_value(
         } => normal(&mut stream(own), n, *mean, *stddev, Some(2.0)),
         Initializer::GlorotUniform { seed: own } => {
             let (fan_in, fan_out) = fans(&dims);
-            let limit = (6.0 / (fan_in + fan_out).max(1.0)).sqrt();
-            let mut rng = stream(own);
-            (0..n).map(|_| rng.random_range(-limit..=limit)).collect()
+            uniform(
+                &mut stream(own),
+                n,
+                (6.0 / (fan_in + fan_out).max(1.0)).sqrt(),
+            )
+        }
+        Initializer::GlorotNormal { seed: own } => {
+            let (fan_in, fan_out) = fans(&dims);
+            let stddev = (2.0 / (fan_in + fan_out).max(1.0)).sqrt() / TRUNCATED_STDDEV;
+            normal(&mut stream(own), n, 0.0, stddev, Some(2.0))
+        }
+        Initializer::HeNormal { seed: own } => {
+            let stddev = (2.0 / fans(&dims).0.max(1.0)).sqrt() / TRUNCATED_STDDEV;
+            normal(&mut stream(own), n, 0.0, stddev, Some(2.0))
+        }
+        Initializer::HeUniform { seed: own } => {
+            uniform(&mut stream(own), n, (6.0 / fans(&dims).0.max(1.0)).sqrt())
+        }
+        Initializer::LecunNormal { seed: own } => {
+            let stddev = (1.0 / fans(&dims).0.max(1.0)).sqrt() / TRUNCATED_STDDEV;
+            normal(&mut stream(own), n, 0.0, stddev, Some(2.0))
+        }
+        Initializer::LecunUniform { seed: own } => {
+            uniform(&mut stream(own), n, (3.0 / fans(&dims).0.max(1.0)).sqrt())
+        }
+        Initializer::Orthogonal { gain, seed: own } => orthogonal(&mut stream(own), &dims, *gain),
+        Initializer::Value(literal) => {
+            let (got, values) = literal.to_flat().map_err(|e| InitError::Ragged(e.0))?;
+            if got != dims {
+                return Err(InitError::ValueShape {
+                    got,
+                    want: shape.clone(),
+                });
+            }
+            values
         }
     };
     Ok(Tensor::from_f64(dtype, &dims, data)?)
@@ -84,6 +126,45 @@ fn normal(rng: &mut ChaCha8Rng, n: usize, mean: f64, stddev: f64, within: Option
             if within.is_none_or(|w| z.abs() <= w) {
                 break mean + stddev * z;
             }
+        })
+        .collect()
+}
+
+/// `n` draws of Uniform(-limit, limit).
+fn uniform(rng: &mut ChaCha8Rng, n: usize, limit: f64) -> Vec<f64> {
+    (0..n).map(|_| rng.random_range(-limit..=limit)).collect()
+}
+
+/// `gain` times the orthonormal factor Q of a normal [max(r, c), min(r, c)]
+/// matrix (r the product of the leading axes, c the last), by modified
+/// Gram-Schmidt, whose R has a positive diagonal as TensorFlow makes it;
+/// transposed when r < c, so that the rows are orthonormal then.
+fn orthogonal(rng: &mut ChaCha8Rng, dims: &[usize], gain: f64) -> Vec<f64> {
+    let cols = dims.last().copied().unwrap_or(1);
+    let rows = dims.iter().product::<usize>() / cols.max(1);
+    let (m, k) = (rows.max(cols), rows.min(cols));
+    // Column-major: column j is a[j*m..(j+1)*m].
+    let mut a = normal(rng, m * k, 0.0, 1.0, None);
+    for j in 0..k {
+        for i in 0..j {
+            let (done, rest) = a.split_at_mut(j * m);
+            let qi = &done[i * m..(i + 1) * m];
+            let aj = &mut rest[..m];
+            let dot: f64 = qi.iter().zip(aj.iter()).map(|(x, y)| x * y).sum();
+            aj.iter_mut().zip(qi).for_each(|(y, x)| *y -= dot * x);
+        }
+        let col = &mut a[j * m..(j + 1) * m];
+        let norm = col.iter().map(|v| v * v).sum::<f64>().sqrt();
+        // A zero column (probability zero) stays zero rather than NaN.
+        let scale = if norm > 0.0 { 1.0 / norm } else { 0.0 };
+        col.iter_mut().for_each(|v| *v *= scale);
+    }
+    // Row-major [rows, cols]: Q (m×k) itself when rows ≥ cols, else Qᵀ.
+    (0..rows * cols)
+        .map(|at| {
+            let (r, c) = (at / cols, at % cols);
+            let (i, j) = if rows >= cols { (r, c) } else { (c, r) };
+            gain * a[j * m + i]
         })
         .collect()
 }
@@ -109,6 +190,7 @@ fn fans(dims: &[usize]) -> (f64, f64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::op::Literal;
     use crate::Dim;
 
     #[test]
@@ -148,5 +230,125 @@ mod tests {
             shape: vec![2],
         });
         assert_eq!(e.to_string(), "1 values do not fill shape [2]");
+    }
+
+    fn draw(init: &Initializer, dims: &[usize]) -> Vec<f64> {
+        initial_value("w", DType::F64, &Shape::known(dims), init, 7)
+            .expect("initializes")
+            .to_f64_vec()
+    }
+
+    fn std_dev(v: &[f64]) -> f64 {
+        let mean = v.iter().sum::<f64>() / v.len() as f64;
+        (v.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / v.len() as f64).sqrt()
+    }
+
+    /// Keras's variance scaling: the draws have variance scale / n (n the
+    /// fan-in, or the fans' mean for Glorot), uniform ones within their
+    /// limit, truncated normal ones within two of the normal's stddevs.
+    #[test]
+    fn variance_scaling_initializers_have_their_variance() {
+        let dims = [300, 200];
+        let (fan_in, fan_avg) = (300.0f64, 250.0f64);
+        let cases = [
+            (
+                Initializer::GlorotNormal { seed: None },
+                1.0 / fan_avg,
+                None,
+            ),
+            (Initializer::HeNormal { seed: None }, 2.0 / fan_in, None),
+            (Initializer::LecunNormal { seed: None }, 1.0 / fan_in, None),
+            (
+                Initializer::HeUniform { seed: None },
+                2.0 / fan_in,
+                Some((6.0 / fan_in).sqrt()),
+            ),
+            (
+                Initializer::LecunUniform { seed: None },
+                1.0 / fan_in,
+                Some((3.0 / fan_in).sqrt()),
+            ),
+            (
+                Initializer::GlorotUniform { seed: None },
+                1.0 / fan_avg,
+                Some((3.0 / fan_avg).sqrt()),
+            ),
+        ];
+        for (init, variance, limit) in cases {
+            let v = draw(&init, &dims);
+            let sd = std_dev(&v);
+            assert!(
+                (sd / variance.sqrt() - 1.0).abs() < 0.02,
+                "{init:?}: stddev {sd}"
+            );
+            let bound = limit.unwrap_or(2.0 * variance.sqrt() / TRUNCATED_STDDEV);
+            assert!(
+                v.iter().all(|x| x.abs() <= bound),
+                "{init:?}: a draw beyond {bound}"
+            );
+            assert_eq!(
+                v,
+                draw(&init, &dims),
+                "{init:?}: the same seed, the same values"
+            );
+        }
+    }
+
+    /// Orthonormal columns (or rows, for a wide matrix), times the gain, for
+    /// matrices and for a filter flattened to [kh·kw·C, O].
+    #[test]
+    fn orthogonal_has_orthonormal_columns_or_rows() {
+        for (dims, gain) in [
+            (vec![6, 4], 1.0),
+            (vec![3, 5], 2.0),
+            (vec![2, 2, 3, 4], 0.5),
+        ] {
+            let v = draw(&Initializer::Orthogonal { gain, seed: None }, &dims);
+            let cols = *dims.last().expect("rank 2 or more");
+            let rows = v.len() / cols;
+            let at = |r: usize, c: usize| v[r * cols + c];
+            // Gram matrix of the columns (tall) or of the rows (wide).
+            let (n, len, tall) = if rows >= cols {
+                (cols, rows, true)
+            } else {
+                (rows, cols, false)
+            };
+            for i in 0..n {
+                for j in 0..n {
+                    let dot: f64 = (0..len)
+                        .map(|k| {
+                            if tall {
+                                at(k, i) * at(k, j)
+                            } else {
+                                at(i, k) * at(j, k)
+                            }
+                        })
+                        .sum();
+                    let want = if i == j { gain * gain } else { 0.0 };
+                    assert!((dot - want).abs() < 1e-12, "{dims:?}: <{i}, {j}> = {dot}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn value_initializer_gives_its_values_of_the_shape() {
+        let lit = |rows: &[&[f64]]| {
+            Literal::List(
+                rows.iter()
+                    .map(|r| Literal::List(r.iter().map(|&v| Literal::Scalar(v)).collect()))
+                    .collect(),
+            )
+        };
+        let init = Initializer::Value(lit(&[&[1.0, 2.0, 3.0], &[4.0, 5.0, 6.0]]));
+        assert_eq!(draw(&init, &[2, 3]), [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+        let e = initial_value("w", DType::F32, &Shape::known(&[3, 2]), &init, 1).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "the initial value has shape [2, 3], the variable [3,2]"
+        );
+        let ragged = Initializer::Value(lit(&[&[1.0, 2.0], &[3.0]]));
+        let e = initial_value("w", DType::F32, &Shape::known(&[2, 2]), &ragged, 1).unwrap_err();
+        assert!(e.to_string().contains("ragged"), "{e}");
     }
 }

@@ -659,6 +659,44 @@ pub enum Initializer {
         #[serde(default)]
         seed: Option<u64>,
     },
+    /// Truncated normal with stddev sqrt(2 / (fan_in + fan_out)) / 0.8796
+    /// (TensorFlow's `glorot_normal_initializer`, a variance-scaling one).
+    GlorotNormal {
+        #[serde(default)]
+        seed: Option<u64>,
+    },
+    /// Truncated normal with stddev sqrt(2 / fan_in) / 0.8796 (`he_normal`).
+    HeNormal {
+        #[serde(default)]
+        seed: Option<u64>,
+    },
+    /// Uniform(-l, l) with l = sqrt(6 / fan_in) (`he_uniform`).
+    HeUniform {
+        #[serde(default)]
+        seed: Option<u64>,
+    },
+    /// Truncated normal with stddev sqrt(1 / fan_in) / 0.8796 (`lecun_normal`).
+    LecunNormal {
+        #[serde(default)]
+        seed: Option<u64>,
+    },
+    /// Uniform(-l, l) with l = sqrt(3 / fan_in) (`lecun_uniform`).
+    LecunUniform {
+        #[serde(default)]
+        seed: Option<u64>,
+    },
+    /// `gain` times a matrix with orthonormal columns (or rows, if fewer) of
+    /// [product of the leading axes, last axis], from the QR factors of a
+    /// normal one with R's diagonal made positive (TensorFlow's `Orthogonal`).
+    Orthogonal {
+        #[serde(default = "one")]
+        gain: f64,
+        #[serde(default)]
+        seed: Option<u64>,
+    },
+    /// The given values, a nested list of the variable's shape:
+    /// `Value([[1.0, 2.0], [3.0, 4.0]])`.
+    Value(Literal),
 }
 
 fn one() -> f64 {
@@ -699,6 +737,32 @@ impl Initializer {
             Initializer::GlorotUniform { seed: s } => {
                 format!("GlorotUniform({})", seed(s).trim_start_matches(", "))
             }
+            Initializer::GlorotNormal { seed: s } => {
+                format!("GlorotNormal({})", seed(s).trim_start_matches(", "))
+            }
+            Initializer::HeNormal { seed: s } => {
+                format!("HeNormal({})", seed(s).trim_start_matches(", "))
+            }
+            Initializer::HeUniform { seed: s } => {
+                format!("HeUniform({})", seed(s).trim_start_matches(", "))
+            }
+            Initializer::LecunNormal { seed: s } => {
+                format!("LecunNormal({})", seed(s).trim_start_matches(", "))
+            }
+            Initializer::LecunUniform { seed: s } => {
+                format!("LecunUniform({})", seed(s).trim_start_matches(", "))
+            }
+            Initializer::Orthogonal { gain, seed: s } => {
+                format!("Orthogonal(gain: {}{})", fmt_f64(*gain), seed(s))
+            }
+            Initializer::Value(literal) => match literal.to_flat() {
+                Ok((shape, values)) if values.len() <= 8 => {
+                    let v: Vec<String> = values.iter().map(|v| fmt_f64(*v)).collect();
+                    format!("Value(shape: {shape:?}, [{}])", v.join(", "))
+                }
+                Ok((shape, values)) => format!("Value(shape: {shape:?}, {} values)", values.len()),
+                Err(e) => format!("Value({e})"),
+            },
         }
     }
 }
@@ -963,11 +1027,23 @@ impl Op {
         let s = |i: usize| &ins[i].shape;
         match self {
             Placeholder { shape } => one(shape.clone()),
-            Variable { shape, .. } => {
-                if shape.concrete().is_none() {
+            Variable {
+                shape, initializer, ..
+            } => {
+                let Some(dims) = shape.concrete() else {
                     return Err(format!(
                         "a variable's shape must be fully known, got {shape}"
                     ));
+                };
+                if let Initializer::Value(literal) = &**initializer {
+                    let (got, _) = literal
+                        .to_flat()
+                        .map_err(|e| format!("the initial value: {}", e.0))?;
+                    if got != dims {
+                        return Err(format!(
+                            "the initial value has shape {got:?}, the variable {shape}"
+                        ));
+                    }
                 }
                 one(shape.clone())
             }
