@@ -510,6 +510,28 @@ const CASES: &[Case] = &[
         second_order: true,
     },
     Case {
+        name: "erfc",
+        inputs: &[("a", &[3, 4], Normal)],
+        node: r#"(name: "y", op: Erfc, inputs: ["a"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "gelu",
+        inputs: &[("a", &[3, 4], Normal)],
+        node: r#"(name: "y", op: Gelu, inputs: ["a"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "stack",
+        inputs: &[
+            ("a", &[2, 3], Normal),
+            ("b", &[2, 3], Normal),
+            ("c", &[2, 3], Normal),
+        ],
+        node: r#"(name: "y", op: Stack(axis: 1), inputs: ["a", "b", "c"])"#,
+        second_order: true,
+    },
+    Case {
         name: "matmul",
         inputs: &[("a", &[3, 4], Normal), ("b", &[4, 2], Normal)],
         node: r#"(name: "y", op: MatMul(), inputs: ["a", "b"])"#,

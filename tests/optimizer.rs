@@ -659,6 +659,7 @@ const UNARY: &[&str] = &[
     "Elu",
     "Selu",
     "LeakyRelu(alpha: 0.2)",
+    "Gelu",
 ];
 
 fn random_graph(steps: &[Step]) -> String {

@@ -107,6 +107,7 @@ fn every_op_round_trips() {
         (name: "pdg", op: PadGrad(paddings: [[1, 0], [0, 2]], mode: SYMMETRIC), inputs: ["pd"]),
         (name: "cat", op: Concat(axis: 0), inputs: ["p", "p"]),
         (name: "rev", op: Reverse(axes: [-1]), inputs: ["p"]),
+        (name: "stk", op: Stack(axis: -1), inputs: ["p", "rev"]),
         (name: "til", op: Tile(multiples: [2, 1]), inputs: ["p"]),
         (name: "tlg", op: TileGrad(multiples: [2, 1]), inputs: ["p", "til"]),
         (name: "an", op: AddN, inputs: ["p", "c", "p"]),

@@ -4,7 +4,7 @@
 //! (`tests/golden/elementwise/*.npz`, `tools/golden/elementwise.py`, a
 //! binary function's second operand `b` in the place of a filter), and the
 //! slicing, padding, joining and tiling ops (`tests/golden/shaping/*.npz`,
-//! `tools/golden/shaping.py`, Concat's second input `b`). For each
+//! `tools/golden/shaping.py`, Concat's and Stack's second input `b`). For each
 //! file, gradc builds the op with the same attributes in an f64 graph, fed
 //! the file's inputs, and must match TensorFlow to 1e-10 relative on the
 //! forward output, the first-order gradients with the file's upstream
@@ -252,6 +252,10 @@ const CONFIGS: &[(&str, &str)] = &[
         "shaping/tile",
         "Tile(multiples: [2, 1, 3])",
     ),
+    ("elementwise/gelu", "Gelu"),
+    ("elementwise/erfc", "Erfc"),
+    ("shaping/stack", "Stack(axis: 1)"),
+    ("shaping/stack_last", "Stack(axis: -1)"),
 ];
 
 /// The golden files' directory; each subdirectory holds one script's files.
@@ -274,6 +278,7 @@ fn operands(op: &str) -> &'static [&'static str] {
     ]
     .contains(&op)
         || op.starts_with("Concat(")
+        || op.starts_with("Stack(")
     {
         &["x", "b"]
     } else {

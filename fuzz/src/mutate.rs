@@ -153,6 +153,7 @@ Graph(
         (name: "pdg", op: PadGrad(paddings: [[0, 0], [1, 1], [2, 0], [0, 0]], mode: REFLECT), inputs: ["pd"]),
         (name: "cat", op: Concat(axis: -1), inputs: ["img", "img"]),
         (name: "rev", op: Reverse(axes: [1, 2]), inputs: ["img"]),
+        (name: "stk", op: Stack(axis: 0), inputs: ["img", "rev"]),
         (name: "til", op: Tile(multiples: [1, 2, 1, 1]), inputs: ["img"]),
         (name: "tlg", op: TileGrad(multiples: [1, 2, 1, 1]), inputs: ["img", "til"]),
         (name: "an", op: AddN, inputs: ["ce", "ce"]),

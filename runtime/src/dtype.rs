@@ -49,6 +49,8 @@ pub trait Scalar: num_traits::Float + std::fmt::Debug + Send + Sync + 'static {
     fn from_f64(v: f64) -> Self;
     /// The Gauss error function (libm's).
     fn erf(self) -> Self;
+    /// 1 − erf, without its cancellation (libm's).
+    fn erfc(self) -> Self;
 }
 
 impl Scalar for f32 {
@@ -59,6 +61,9 @@ impl Scalar for f32 {
     fn erf(self) -> f32 {
         libm::erff(self)
     }
+    fn erfc(self) -> f32 {
+        libm::erfcf(self)
+    }
 }
 
 impl Scalar for f64 {
@@ -68,5 +73,8 @@ impl Scalar for f64 {
     }
     fn erf(self) -> f64 {
         libm::erf(self)
+    }
+    fn erfc(self) -> f64 {
+        libm::erfc(self)
     }
 }

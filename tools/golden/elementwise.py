@@ -87,6 +87,17 @@ UNARY = [
     ("elu", "Elu", tf.nn.elu, normal),
     ("selu", "Selu", tf.nn.selu, normal),
     ("leaky_relu", "LeakyRelu(alpha: 0.2)", lambda x: tf.nn.leaky_relu(x, alpha=0.2), normal),
+    # tf.nn.gelu(approximate=False) is 0.5·x·erfc(−x·c) with c = 1/√2 cast
+    # from a Python float, which makes a float32 constant first: for float64
+    # inputs it is off by 5e-9 relative. The same expression with c in
+    # float64 is what gradc computes.
+    (
+        "gelu",
+        "Gelu",
+        lambda x: 0.5 * x * tf.math.erfc(-x * tf.constant(0.7071067811865476, tf.float64)),
+        normal,
+    ),
+    ("erfc", "Erfc", tf.math.erfc, normal),
 ]
 
 BINARY = [

@@ -37,6 +37,8 @@ ENTRIES = [
     ("concat_first", "Concat(axis: 0)", lambda x, b: tf.concat([x, b], 0), [(2, 3, 2), (1, 3, 2)]),
     ("reverse", "Reverse(axes: [0, -1])", lambda x: tf.reverse(x, [0, -1]), [(3, 4, 2)]),
     ("tile", "Tile(multiples: [2, 1, 3])", lambda x: tf.tile(x, [2, 1, 3]), [(2, 3, 2)]),
+    ("stack", "Stack(axis: 1)", lambda x, b: tf.stack([x, b], axis=1), [(3, 4), (3, 4)]),
+    ("stack_last", "Stack(axis: -1)", lambda x, b: tf.stack([x, b], axis=-1), [(2, 3), (2, 3)]),
 ]
 
 

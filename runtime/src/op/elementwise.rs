@@ -108,6 +108,19 @@ macro_rules! elementwise_table {
                 /// The Gauss error function.
                 Erf [fuse, in_place] |x| x.erf()
                     => |dy, x, y| grad(dy * (x.c(std::f64::consts::FRAC_2_SQRT_PI) * (-x.square()).apply(UnaryFn::Exp)));
+                /// The complementary error function 1 − erf(x), exact where erf is near 1.
+                Erfc [fuse, in_place] |x| x.erfc()
+                    => |dy, x, y| grad(dy * (x.c(-std::f64::consts::FRAC_2_SQRT_PI) * (-x.square()).apply(UnaryFn::Exp)));
+                /// x·Φ(x), Φ the standard normal's distribution function, as
+                /// x·erfc(−x/√2)/2 (TensorFlow's `tf.nn.gelu`, exact form).
+                Gelu [fuse, in_place] |x| gelu(x)
+                    => |dy, x, y| {
+                        // Φ(x) + x·φ(x), φ(x) = e^(−x²/2) / √(2π).
+                        let cdf = x.c(0.5) * (x * x.c(-std::f64::consts::FRAC_1_SQRT_2)).apply(UnaryFn::Erfc);
+                        let pdf = x.c(0.5 * std::f64::consts::FRAC_2_SQRT_PI * std::f64::consts::FRAC_1_SQRT_2)
+                            * (x.square() * x.c(-0.5)).apply(UnaryFn::Exp);
+                        grad(dy * (cdf + x * pdf))
+                    };
                 /// The largest integer not above x; no gradient.
                 Floor [fuse, in_place] |x| x.floor()
                     => |dy, x, y| Grad::Zero;
@@ -765,6 +778,13 @@ pub(crate) fn round_half_even<T: Scalar>(x: T) -> T {
 #[inline(always)]
 pub(crate) fn softsign<T: Scalar>(x: T) -> T {
     x / (T::one() + x.abs())
+}
+
+/// x·Φ(x) = x·erfc(−x/√2)/2, without erf's cancellation for negative x.
+#[inline(always)]
+pub(crate) fn gelu<T: Scalar>(x: T) -> T {
+    let half = T::from_f64(0.5);
+    half * x * (-x * T::from_f64(std::f64::consts::FRAC_1_SQRT_2)).erfc()
 }
 
 /// x for x > 0, else e^x - 1.

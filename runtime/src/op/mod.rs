@@ -307,6 +307,10 @@ macro_rules! module_ops_table {
                 Concat {
                     axis: i64,
                 } => concat,
+                /// Inputs of one shape joined along a new `axis` (TensorFlow's `tf.stack`).
+                Stack {
+                    axis: i64,
+                } => stack,
                 /// The values along each of `axes` in reverse order (TensorFlow's `tf.reverse`).
                 Reverse {
                     axes: Vec<i64>,
