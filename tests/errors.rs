@@ -644,6 +644,7 @@ fn shaping_errors_name_the_problem() {
         (name: "x", op: Placeholder(shape: [2, 3])),
         (name: "v", op: Placeholder(shape: ["batch", 3])),
         (name: "w", op: Placeholder(shape: [2, 4])),
+        (name: "e", op: Placeholder(shape: [0, 3])),
         {nodes},
     ])"#
         ))
@@ -698,6 +699,11 @@ fn shaping_errors_name_the_problem() {
             r#"(name: "y", op: Tile(multiples: [2, -1]), inputs: ["x"])"#,
             "Tile",
             "negative",
+        ),
+        (
+            r#"(name: "y", op: Max(axes: [0]), inputs: ["e"])"#,
+            "Max",
+            "Max over an empty axis of [0,3]",
         ),
     ];
     for (node, op, says) in cases {

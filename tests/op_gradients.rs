@@ -532,6 +532,18 @@ const CASES: &[Case] = &[
         second_order: true,
     },
     Case {
+        name: "max_axis",
+        inputs: &[("a", &[3, 4, 2], Normal)],
+        node: r#"(name: "y", op: Max(axes: [1]), inputs: ["a"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "min_keep_all",
+        inputs: &[("a", &[3, 4], Normal)],
+        node: r#"(name: "y", op: Min(keep_dims: true), inputs: ["a"])"#,
+        second_order: true,
+    },
+    Case {
         name: "matmul",
         inputs: &[("a", &[3, 4], Normal), ("b", &[4, 2], Normal)],
         node: r#"(name: "y", op: MatMul(), inputs: ["a", "b"])"#,

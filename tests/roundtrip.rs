@@ -108,6 +108,8 @@ fn every_op_round_trips() {
         (name: "cat", op: Concat(axis: 0), inputs: ["p", "p"]),
         (name: "rev", op: Reverse(axes: [-1]), inputs: ["p"]),
         (name: "stk", op: Stack(axis: -1), inputs: ["p", "rev"]),
+        (name: "rmax", op: Max(axes: [0]), inputs: ["p"]),
+        (name: "rmin", op: Min(keep_dims: true), inputs: ["p"]),
         (name: "til", op: Tile(multiples: [2, 1]), inputs: ["p"]),
         (name: "tlg", op: TileGrad(multiples: [2, 1]), inputs: ["p", "til"]),
         (name: "an", op: AddN, inputs: ["p", "c", "p"]),

@@ -256,6 +256,9 @@ const CONFIGS: &[(&str, &str)] = &[
     ("elementwise/erfc", "Erfc"),
     ("shaping/stack", "Stack(axis: 1)"),
     ("shaping/stack_last", "Stack(axis: -1)"),
+    ("shaping/max_axis", "Max(axes: [1])"),
+    ("shaping/min_keep", "Min(axes: [0, 2], keep_dims: true)"),
+    ("shaping/max_all", "Max()"),
 ];
 
 /// The golden files' directory; each subdirectory holds one script's files.
@@ -519,7 +522,8 @@ fn avg_pool_matches_tensorflow() {
     check_op("AvgPool");
 }
 
-/// Slice, Pad (each mode), Concat, Reverse and Tile (`tools/golden/shaping.py`).
+/// Slice, Pad (each mode), Concat, Stack, Reverse, Tile, and Max and Min
+/// with ties (`tools/golden/shaping.py`).
 #[test]
 fn shaping_ops_match_tensorflow() {
     check_op("shaping");

@@ -154,6 +154,8 @@ Graph(
         (name: "cat", op: Concat(axis: -1), inputs: ["img", "img"]),
         (name: "rev", op: Reverse(axes: [1, 2]), inputs: ["img"]),
         (name: "stk", op: Stack(axis: 0), inputs: ["img", "rev"]),
+        (name: "rmax", op: Max(axes: [1, 2]), inputs: ["img"]),
+        (name: "rmin", op: Min(keep_dims: true), inputs: ["img"]),
         (name: "til", op: Tile(multiples: [1, 2, 1, 1]), inputs: ["img"]),
         (name: "tlg", op: TileGrad(multiples: [1, 2, 1, 1]), inputs: ["img", "til"]),
         (name: "an", op: AddN, inputs: ["ce", "ce"]),

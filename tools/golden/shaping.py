@@ -1,10 +1,11 @@
 """Golden values from TensorFlow for gradc's slicing, padding, joining,
-reversing and tiling ops.
+reversing and tiling ops, and the Max and Min reductions.
 
 Same arrays as tools/golden/elementwise.py (op, x, [b], y, dy, dx, [db], vx,
 [vb], d2x, [d2b], d2dy), written into tests/golden/shaping/; Concat's second
 input is `b`. TensorFlow's Slice, Pad, MirrorPad, Concat, Reverse and Tile
-with their registered gradients, in tf.compat.v1 graph mode, float64.
+Max and Min (tf.reduce_max, tf.reduce_min; their gradients shared among
+ties) with their registered gradients, in tf.compat.v1 graph mode, float64.
 tests/tf_golden.rs compares gradc to 1e-10 relative; it reads the files only.
 
 Run by hand, when an entry is added or TensorFlow changes (from the
@@ -39,7 +40,19 @@ ENTRIES = [
     ("tile", "Tile(multiples: [2, 1, 3])", lambda x: tf.tile(x, [2, 1, 3]), [(2, 3, 2)]),
     ("stack", "Stack(axis: 1)", lambda x, b: tf.stack([x, b], axis=1), [(3, 4), (3, 4)]),
     ("stack_last", "Stack(axis: -1)", lambda x, b: tf.stack([x, b], axis=-1), [(2, 3), (2, 3)]),
+    # x rounded to halves (TIES below): many ties, whose gradient is shared.
+    ("max_axis", "Max(axes: [1])", lambda x: tf.reduce_max(x, axis=[1]), [(3, 4, 5)]),
+    (
+        "min_keep",
+        "Min(axes: [0, 2], keep_dims: true)",
+        lambda x: tf.reduce_min(x, axis=[0, 2], keepdims=True),
+        [(3, 4, 5)],
+    ),
+    ("max_all", "Max()", tf.reduce_max, [(2, 3)]),
 ]
+
+# Entries whose x is rounded to halves, for ties.
+TIES = ("max_axis", "min_keep")
 
 
 def main():
@@ -51,6 +64,8 @@ def main():
     for k, (name, op, f, shapes) in enumerate(ENTRIES):
         rng = np.random.default_rng(200 + k)
         operands = [(n, rng.standard_normal(s)) for n, s in zip(["x", "b"], shapes)]
+        if name in TIES:
+            operands[0] = ("x", np.round(operands[0][1] * 2) / 2)
         path = OUT_DIR / f"{name}.npz"
         save_npz(path, golden(k, op, f, operands))
         total += path.stat().st_size

@@ -307,6 +307,21 @@ macro_rules! module_ops_table {
                 Concat {
                     axis: i64,
                 } => concat,
+                /// The largest element over `axes` (all when absent), NaN if any
+                /// is (TensorFlow's `tf.reduce_max`); the gradient shared among ties.
+                Max {
+                    #[serde(default)]
+                    axes: Option<Vec<i64>>,
+                    #[serde(default)]
+                    keep_dims: bool,
+                } => max,
+                /// The smallest element over `axes`, as Max (TensorFlow's `tf.reduce_min`).
+                Min {
+                    #[serde(default)]
+                    axes: Option<Vec<i64>>,
+                    #[serde(default)]
+                    keep_dims: bool,
+                } => min,
                 /// Inputs of one shape joined along a new `axis` (TensorFlow's `tf.stack`).
                 Stack {
                     axis: i64,
@@ -1161,17 +1176,7 @@ impl Op {
                 one(x.clone())
             }
             Sum { axes, keep_dims } | Mean { axes, keep_dims } => {
-                let ax = reduce_axes(axes, s(0).rank())?;
-                let dims = s(0).0.iter().enumerate().filter_map(|(i, d)| {
-                    if !ax.contains(&i) {
-                        Some(d.clone())
-                    } else if *keep_dims {
-                        Some(Dim::Known(1))
-                    } else {
-                        None
-                    }
-                });
-                one(Shape(dims.collect()))
+                one(reduced_shape(axes, *keep_dims, s(0))?)
             }
             ReducedSize { axes } => {
                 reduce_axes(axes, s(0).rank())?;
@@ -1427,7 +1432,27 @@ pub(super) fn same_shape(a: &Shape, b: &Shape) -> Result<Shape, String> {
         .map_err(|_| format!("shapes {a} and {b} differ"))
 }
 
-fn reduce_axes(axes: &Option<Vec<i64>>, rank: usize) -> Result<Vec<usize>, String> {
+/// The shape of `x` reduced over `axes` (all when None), each kept as 1
+/// with `keep_dims`: Sum's, Mean's, Max's and Min's shape rule.
+pub(super) fn reduced_shape(
+    axes: &Option<Vec<i64>>,
+    keep_dims: bool,
+    x: &Shape,
+) -> Result<Shape, String> {
+    let ax = reduce_axes(axes, x.rank())?;
+    let dims = x.0.iter().enumerate().filter_map(|(i, d)| {
+        if !ax.contains(&i) {
+            Some(d.clone())
+        } else if keep_dims {
+            Some(Dim::Known(1))
+        } else {
+            None
+        }
+    });
+    Ok(Shape(dims.collect()))
+}
+
+pub(super) fn reduce_axes(axes: &Option<Vec<i64>>, rank: usize) -> Result<Vec<usize>, String> {
     match axes {
         Some(a) => Ok(normalize_axes(a, rank)?),
         None => Ok((0..rank).collect()),
