@@ -544,6 +544,18 @@ const CASES: &[Case] = &[
         second_order: true,
     },
     Case {
+        name: "cumsum",
+        inputs: &[("a", &[3, 4], Normal)],
+        node: r#"(name: "y", op: Cumsum(axis: 0), inputs: ["a"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "cumsum_exclusive_reverse",
+        inputs: &[("a", &[2, 3, 4], Normal)],
+        node: r#"(name: "y", op: Cumsum(axis: -1, exclusive: true, reverse: true), inputs: ["a"])"#,
+        second_order: true,
+    },
+    Case {
         name: "matmul",
         inputs: &[("a", &[3, 4], Normal), ("b", &[4, 2], Normal)],
         node: r#"(name: "y", op: MatMul(), inputs: ["a", "b"])"#,

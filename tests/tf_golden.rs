@@ -259,6 +259,11 @@ const CONFIGS: &[(&str, &str)] = &[
     ("shaping/max_axis", "Max(axes: [1])"),
     ("shaping/min_keep", "Min(axes: [0, 2], keep_dims: true)"),
     ("shaping/max_all", "Max()"),
+    ("shaping/cumsum", "Cumsum(axis: 1)"),
+    (
+        "shaping/cumsum_exclusive_reverse",
+        "Cumsum(axis: -1, exclusive: true, reverse: true)",
+    ),
 ];
 
 /// The golden files' directory; each subdirectory holds one script's files.
@@ -522,8 +527,8 @@ fn avg_pool_matches_tensorflow() {
     check_op("AvgPool");
 }
 
-/// Slice, Pad (each mode), Concat, Stack, Reverse, Tile, and Max and Min
-/// with ties (`tools/golden/shaping.py`).
+/// Slice, Pad (each mode), Concat, Stack, Reverse, Tile, Max and Min with
+/// ties, and Cumsum (`tools/golden/shaping.py`).
 #[test]
 fn shaping_ops_match_tensorflow() {
     check_op("shaping");

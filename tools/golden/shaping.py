@@ -1,5 +1,5 @@
 """Golden values from TensorFlow for gradc's slicing, padding, joining,
-reversing and tiling ops, and the Max and Min reductions.
+reversing and tiling ops, the Max and Min reductions and Cumsum.
 
 Same arrays as tools/golden/elementwise.py (op, x, [b], y, dy, dx, [db], vx,
 [vb], d2x, [d2b], d2dy), written into tests/golden/shaping/; Concat's second
@@ -49,6 +49,13 @@ ENTRIES = [
         [(3, 4, 5)],
     ),
     ("max_all", "Max()", tf.reduce_max, [(2, 3)]),
+    ("cumsum", "Cumsum(axis: 1)", lambda x: tf.cumsum(x, axis=1), [(3, 4, 2)]),
+    (
+        "cumsum_exclusive_reverse",
+        "Cumsum(axis: -1, exclusive: true, reverse: true)",
+        lambda x: tf.cumsum(x, axis=-1, exclusive=True, reverse=True),
+        [(3, 5)],
+    ),
 ]
 
 # Entries whose x is rounded to halves, for ties.

@@ -322,6 +322,15 @@ macro_rules! module_ops_table {
                     #[serde(default)]
                     keep_dims: bool,
                 } => min,
+                /// Running sums along `axis` (TensorFlow's `tf.cumsum`), of the
+                /// values before each one only with `exclusive`, from the end with `reverse`.
+                Cumsum {
+                    axis: i64,
+                    #[serde(default)]
+                    exclusive: bool,
+                    #[serde(default)]
+                    reverse: bool,
+                } => cumsum,
                 /// Inputs of one shape joined along a new `axis` (TensorFlow's `tf.stack`).
                 Stack {
                     axis: i64,
