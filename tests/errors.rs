@@ -705,6 +705,11 @@ fn shaping_errors_name_the_problem() {
             "Max",
             "Max over an empty axis of [0,3]",
         ),
+        (
+            r#"(name: "y", op: ClipByValue, inputs: ["x", "w", "x"])"#,
+            "ClipByValue",
+            "clip_value_min [2,4] does not broadcast to t [2,3]",
+        ),
     ];
     for (node, op, says) in cases {
         let e = build(node);

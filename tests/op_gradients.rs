@@ -556,6 +556,16 @@ const CASES: &[Case] = &[
         second_order: true,
     },
     Case {
+        name: "clip_by_value",
+        inputs: &[
+            ("a", &[3, 4], Normal),
+            ("b", &[], Small),
+            ("c", &[4], Positive),
+        ],
+        node: r#"(name: "y", op: ClipByValue, inputs: ["a", "b", "c"])"#,
+        second_order: true,
+    },
+    Case {
         name: "matmul",
         inputs: &[("a", &[3, 4], Normal), ("b", &[4, 2], Normal)],
         node: r#"(name: "y", op: MatMul(), inputs: ["a", "b"])"#,

@@ -110,6 +110,7 @@ fn every_op_round_trips() {
         (name: "stk", op: Stack(axis: -1), inputs: ["p", "rev"]),
         (name: "rmax", op: Max(axes: [0]), inputs: ["p"]),
         (name: "csum", op: Cumsum(axis: -1, reverse: true), inputs: ["p"]),
+        (name: "clip", op: ClipByValue, inputs: ["p", "c", "p"]),
         (name: "rmin", op: Min(keep_dims: true), inputs: ["p"]),
         (name: "til", op: Tile(multiples: [2, 1]), inputs: ["p"]),
         (name: "tlg", op: TileGrad(multiples: [2, 1]), inputs: ["p", "til"]),

@@ -264,6 +264,7 @@ const CONFIGS: &[(&str, &str)] = &[
         "shaping/cumsum_exclusive_reverse",
         "Cumsum(axis: -1, exclusive: true, reverse: true)",
     ),
+    ("shaping/clip_by_value", "ClipByValue"),
 ];
 
 /// The golden files' directory; each subdirectory holds one script's files.
@@ -279,6 +280,8 @@ const SCRIPTS: &[&str] = &["conv", "elementwise", "shaping"];
 fn operands(op: &str) -> &'static [&'static str] {
     if op.starts_with("Conv2D(") || op.starts_with("DepthwiseConv2dNative(") {
         &["x", "filter"]
+    } else if op == "ClipByValue" {
+        &["x", "b", "c"]
     } else if [
         "Minimum",
         "SquaredDifference",
@@ -528,7 +531,7 @@ fn avg_pool_matches_tensorflow() {
 }
 
 /// Slice, Pad (each mode), Concat, Stack, Reverse, Tile, Max and Min with
-/// ties, and Cumsum (`tools/golden/shaping.py`).
+/// ties, Cumsum and ClipByValue (`tools/golden/shaping.py`).
 #[test]
 fn shaping_ops_match_tensorflow() {
     check_op("shaping");

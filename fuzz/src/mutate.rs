@@ -156,6 +156,7 @@ Graph(
         (name: "stk", op: Stack(axis: 0), inputs: ["img", "rev"]),
         (name: "rmax", op: Max(axes: [1, 2]), inputs: ["img"]),
         (name: "csum", op: Cumsum(axis: 2, exclusive: true), inputs: ["img"]),
+        (name: "clip", op: ClipByValue, inputs: ["img", "b", "v"]),
         (name: "rmin", op: Min(keep_dims: true), inputs: ["img"]),
         (name: "til", op: Tile(multiples: [1, 2, 1, 1]), inputs: ["img"]),
         (name: "tlg", op: TileGrad(multiples: [1, 2, 1, 1]), inputs: ["img", "til"]),

@@ -1,5 +1,6 @@
 """Golden values from TensorFlow for gradc's slicing, padding, joining,
-reversing and tiling ops, the Max and Min reductions and Cumsum.
+reversing and tiling ops, the Max and Min reductions, Cumsum and
+ClipByValue (its bounds named b and c).
 
 Same arrays as tools/golden/elementwise.py (op, x, [b], y, dy, dx, [db], vx,
 [vb], d2x, [d2b], d2dy), written into tests/golden/shaping/; Concat's second
@@ -56,10 +57,23 @@ ENTRIES = [
         lambda x: tf.cumsum(x, axis=-1, exclusive=True, reverse=True),
         [(3, 5)],
     ),
+    ("clip_by_value", "ClipByValue", tf.clip_by_value, None),
 ]
 
 # Entries whose x is rounded to halves, for ties.
 TIES = ("max_axis", "min_keep")
+
+
+def clip_operands(rng):
+    """t with values on both bounds (ties go to t), a scalar lower bound and
+    an upper bound per column."""
+    t = rng.standard_normal((3, 4))
+    t[0, 0], t[0, 1] = -0.5, 0.8
+    return [("x", t), ("b", np.array(-0.5)), ("c", np.array([0.3, 0.8, 1.2, 0.1]))]
+
+
+# Entries with operands of their own.
+OPERANDS = {"clip_by_value": clip_operands}
 
 
 def main():
@@ -70,7 +84,10 @@ def main():
     total = 0
     for k, (name, op, f, shapes) in enumerate(ENTRIES):
         rng = np.random.default_rng(200 + k)
-        operands = [(n, rng.standard_normal(s)) for n, s in zip(["x", "b"], shapes)]
+        if name in OPERANDS:
+            operands = OPERANDS[name](rng)
+        else:
+            operands = [(n, rng.standard_normal(s)) for n, s in zip(["x", "b"], shapes)]
         if name in TIES:
             operands[0] = ("x", np.round(operands[0][1] * 2) / 2)
         path = OUT_DIR / f"{name}.npz"

@@ -331,6 +331,9 @@ macro_rules! module_ops_table {
                     #[serde(default)]
                     reverse: bool,
                 } => cumsum,
+                /// Inputs (t, clip_value_min, clip_value_max), the bounds broadcast
+                /// to t: min(max(t, lo), hi) (TensorFlow's `tf.clip_by_value`).
+                ClipByValue => clip_by_value,
                 /// Inputs of one shape joined along a new `axis` (TensorFlow's `tf.stack`).
                 Stack {
                     axis: i64,
