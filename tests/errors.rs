@@ -559,18 +559,24 @@ fn convolution_errors_name_the_problem() {
     }
 }
 
+/// Each case, a node added to a graph of `placeholders`, fails to build
+/// with a shape error of its op whose message says `says`.
+fn shape_errors(placeholders: &str, cases: &[(&str, &str, &str)]) {
+    for &(node, op, says) in cases {
+        let e = compile_error(&format!(
+            "Graph(name: \"g\", dtype: F64, nodes: [\n{placeholders}\n        {node},\n    ])"
+        ));
+        assert_eq!(e.kind, ErrorKind::Shape, "{node}: {e}");
+        assert_eq!(e.op, Some(op), "{e}");
+        assert!(e.message.contains(says), "{node}: {e}");
+    }
+}
+
 #[test]
 fn pooling_and_backprop_errors_name_the_problem() {
-    let build = |nodes: &str| {
-        compile_error(&format!(
-            r#"Graph(name: "g", dtype: F64, nodes: [
-        (name: "x", op: Placeholder(shape: [1, 4, 4, 2])),
+    let placeholders = r#"        (name: "x", op: Placeholder(shape: [1, 4, 4, 2])),
         (name: "k", op: Placeholder(shape: [2, 2, 2, 3])),
-        (name: "g", op: Placeholder(shape: [1, 3, 3, 3])),
-        {nodes},
-    ])"#
-        ))
-    };
+        (name: "g", op: Placeholder(shape: [1, 3, 3, 3])),"#;
     let cases = [
         // A window on the channels, and padding that pooling does not have.
         (
@@ -628,27 +634,15 @@ fn pooling_and_backprop_errors_name_the_problem() {
             "channels",
         ),
     ];
-    for (node, op, says) in cases {
-        let e = build(node);
-        assert_eq!(e.kind, ErrorKind::Shape, "{node}: {e}");
-        assert_eq!(e.op, Some(op), "{e}");
-        assert!(e.message.contains(says), "{node}: {e}");
-    }
+    shape_errors(placeholders, &cases);
 }
 
 #[test]
 fn shaping_errors_name_the_problem() {
-    let build = |nodes: &str| {
-        compile_error(&format!(
-            r#"Graph(name: "g", dtype: F64, nodes: [
-        (name: "x", op: Placeholder(shape: [2, 3])),
+    let placeholders = r#"        (name: "x", op: Placeholder(shape: [2, 3])),
         (name: "v", op: Placeholder(shape: ["batch", 3])),
         (name: "w", op: Placeholder(shape: [2, 4])),
-        (name: "e", op: Placeholder(shape: [0, 3])),
-        {nodes},
-    ])"#
-        ))
-    };
+        (name: "e", op: Placeholder(shape: [0, 3])),"#;
     let cases = [
         (
             r#"(name: "y", op: Slice(begin: [1, 2], size: [1, 2]), inputs: ["x"])"#,
@@ -711,12 +705,7 @@ fn shaping_errors_name_the_problem() {
             "clip_value_min [2,4] does not broadcast to t [2,3]",
         ),
     ];
-    for (node, op, says) in cases {
-        let e = build(node);
-        assert_eq!(e.kind, ErrorKind::Shape, "{node}: {e}");
-        assert_eq!(e.op, Some(op), "{e}");
-        assert!(e.message.contains(says), "{node}: {e}");
-    }
+    shape_errors(placeholders, &cases);
 }
 
 #[test]

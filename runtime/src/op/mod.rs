@@ -765,23 +765,16 @@ impl Initializer {
                     seed(s)
                 )
             }
-            Initializer::GlorotUniform { seed: s } => {
-                format!("GlorotUniform({})", seed(s).trim_start_matches(", "))
-            }
-            Initializer::GlorotNormal { seed: s } => {
-                format!("GlorotNormal({})", seed(s).trim_start_matches(", "))
-            }
-            Initializer::HeNormal { seed: s } => {
-                format!("HeNormal({})", seed(s).trim_start_matches(", "))
-            }
-            Initializer::HeUniform { seed: s } => {
-                format!("HeUniform({})", seed(s).trim_start_matches(", "))
-            }
-            Initializer::LecunNormal { seed: s } => {
-                format!("LecunNormal({})", seed(s).trim_start_matches(", "))
-            }
-            Initializer::LecunUniform { seed: s } => {
-                format!("LecunUniform({})", seed(s).trim_start_matches(", "))
+            Initializer::GlorotUniform { seed: s }
+            | Initializer::GlorotNormal { seed: s }
+            | Initializer::HeNormal { seed: s }
+            | Initializer::HeUniform { seed: s }
+            | Initializer::LecunNormal { seed: s }
+            | Initializer::LecunUniform { seed: s } => {
+                // The variant's name: what `Debug` writes before its fields.
+                let debug = format!("{self:?}");
+                let name = debug.split(' ').next().unwrap_or_default();
+                format!("{name}({})", seed(s).trim_start_matches(", "))
             }
             Initializer::Orthogonal { gain, seed: s } => {
                 format!("Orthogonal(gain: {}{})", fmt_f64(*gain), seed(s))
