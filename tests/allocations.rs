@@ -272,6 +272,41 @@ fn steady_state_batch_norm_train_steps_allocate_nothing() {
     assert_eq!(allocations, 0, "batch-norm train steps allocate nothing");
 }
 
+/// The train programs of the example `file` of graphs/, as `gradc train`
+/// and `gradc bench` compile them.
+fn example_programs(file: &str) -> TrainPrograms {
+    let text = std::fs::read_to_string(repo_path(&format!("graphs/{file}"))).expect("read");
+    let spec = gradc::compiler::schema::parse(&text).expect("parses");
+    Compiler::new(Source::file(&spec, &text, file))
+        .compile_train()
+        .expect("compiles")
+}
+
+/// Allocations on any thread during `steps` train steps on two threads
+/// (batch of `rows`), after three warm-up steps that grow every thread's
+/// scratch buffers.
+fn two_thread_step_allocations(programs: &TrainPrograms, rows: usize, steps: usize) -> usize {
+    let (x, t) = batch(rows);
+    let (mut train, feeds, target, loss) = train_session(programs, &x, &t);
+    let mut out = Vec::new();
+    gradc::runtime::set_threads(2);
+    gradc::runtime::with_threads(|| {
+        let mut step = || {
+            train
+                .run_with_targets_into(&feeds, &loss, &[target], &mut out)
+                .expect("step runs");
+        };
+        for _ in 0..3 {
+            step();
+        }
+        count_all(|| {
+            for _ in 0..steps {
+                step();
+            }
+        })
+    })
+}
+
 /// W2 as `gradc bench` runs it: bn_mlp_512.ron compiled by
 /// `Compiler::compile_train` (batch norm fused before differentiation into
 /// FusedBatchNorm and its gradient, elementwise fusion, ApplyMomentum),
@@ -281,12 +316,7 @@ fn steady_state_batch_norm_train_steps_allocate_nothing() {
 fn w2_train_steps_on_two_threads_allocate_nothing() {
     let _turn = serial();
     let _restore = OneThreadAfter;
-    let path = repo_path("graphs/bn_mlp_512.ron");
-    let text = std::fs::read_to_string(&path).expect("read");
-    let spec = gradc::compiler::schema::parse(&text).expect("parses");
-    let programs = Compiler::new(Source::file(&spec, &text, "bn_mlp_512.ron"))
-        .compile_train()
-        .expect("compiles");
+    let programs = example_programs("bn_mlp_512.ron");
     let count_op = |name: &str| {
         programs
             .train
@@ -297,45 +327,22 @@ fn w2_train_steps_on_two_threads_allocate_nothing() {
     };
     assert_eq!(count_op("FusedBatchNorm"), 2, "the program W2 runs");
     assert!(count_op("Fused") > 0, "with elementwise fusion");
-    let (x, t) = batch(128);
-    let (mut train, feeds, target, loss) = train_session(&programs, &x, &t);
-    let mut out = Vec::new();
-    gradc::runtime::set_threads(2);
-    let allocations = gradc::runtime::with_threads(|| {
-        let mut step = || {
-            train
-                .run_with_targets_into(&feeds, &loss, &[target], &mut out)
-                .expect("step runs");
-        };
-        for _ in 0..3 {
-            step();
-        }
-        count_all(|| {
-            for _ in 0..10 {
-                step();
-            }
-        })
-    });
     assert_eq!(
-        allocations, 0,
+        two_thread_step_allocations(&programs, 128, 10),
+        0,
         "W2 train steps on two threads allocate nothing"
     );
 }
 
 /// W3 as `gradc bench` runs it: cnn.ron (two convolutions fused with their
 /// bias and ReLU, max pooling, their gradients as im2col products in chunks
-/// shared between threads), batch 32, on two threads inside `with_threads`: no allocation on any
-/// thread once every thread's scratch buffers have grown.
+/// shared between threads), batch 32, on two threads inside `with_threads`:
+/// no allocation on any thread once every thread's scratch buffers have grown.
 #[test]
 fn w3_conv_train_steps_on_two_threads_allocate_nothing() {
     let _turn = serial();
     let _restore = OneThreadAfter;
-    let path = repo_path("graphs/cnn.ron");
-    let text = std::fs::read_to_string(&path).expect("read");
-    let spec = gradc::compiler::schema::parse(&text).expect("parses");
-    let programs = Compiler::new(Source::file(&spec, &text, "cnn.ron"))
-        .compile_train()
-        .expect("compiles");
+    let programs = example_programs("cnn.ron");
     for op in [
         "FusedConv2D",
         "Conv2DBackpropInput",
@@ -347,27 +354,9 @@ fn w3_conv_train_steps_on_two_threads_allocate_nothing() {
             "the train step has {op}"
         );
     }
-    let (x, t) = batch(32);
-    let (mut train, feeds, target, loss) = train_session(&programs, &x, &t);
-    let mut out = Vec::new();
-    gradc::runtime::set_threads(2);
-    let allocations = gradc::runtime::with_threads(|| {
-        let mut step = || {
-            train
-                .run_with_targets_into(&feeds, &loss, &[target], &mut out)
-                .expect("step runs");
-        };
-        for _ in 0..3 {
-            step();
-        }
-        count_all(|| {
-            for _ in 0..5 {
-                step();
-            }
-        })
-    });
     assert_eq!(
-        allocations, 0,
+        two_thread_step_allocations(&programs, 32, 5),
+        0,
         "W3 train steps on two threads allocate nothing"
     );
 }

@@ -2,38 +2,20 @@
 //! over the window's elements inside the input (SAME padding is not
 //! counted). Its gradient is `AvgPoolGrad` (`compiler/src/grad/avg_pool.rs`).
 
-use super::conv::{pool, pooled};
 use super::{Arity, Op};
-use super::conv_gemm::in_nhwc;
-use super::pool::Pool;
 use crate::kernels::Elem;
-use crate::{DType, TensorType};
 use ndarray::{ArrayD, ArrayViewD};
 
 pub(super) const ARITY: Arity = Arity::Exactly(1);
 
 pub(super) use super::conv::pool_attrs_text as attrs_text;
 
-pub(super) fn infer(op: &Op, dt: DType, ins: &[&TensorType]) -> Result<Vec<TensorType>, String> {
-    let (conv, window) = pool(op)?;
-    Ok(vec![TensorType {
-        dtype: dt,
-        shape: pooled(&conv, window, &ins[0].shape)?,
-    }])
-}
+pub(super) use super::max_pool::infer;
 
 pub(super) fn kernel<'a, T: Elem>(
     op: &Op,
     input: &dyn Fn(usize) -> Result<ArrayViewD<'a, T>, String>,
     out: &mut ArrayD<T>,
 ) -> Result<(), String> {
-    let (conv, window) = pool(op)?;
-    let x = conv.nhwc(input(0)?);
-    let p = Pool::of("AvgPool", &conv, window, x.shape())?;
-    let y = conv.nhwc_mut(out.view_mut());
-    Pool::check("AvgPool", "the output", y.shape(), p.output())?;
-    in_nhwc([&x], y, |[x], y| {
-        p.avg_pool(x, y);
-        Ok(())
-    })
+    super::max_pool::run("AvgPool", op, input, out, super::pool::Pool::avg_pool)
 }

@@ -58,11 +58,8 @@ pub(super) fn reduce<'a, T: Elem>(
     ax.sort_unstable_by(|a, b| b.cmp(a));
     let mut r = x.to_owned();
     for a in ax {
-        r = r.map_axis(Axis(a), |lane| {
-            let mut it = lane.iter();
-            let first = *it.next().expect("no empty axis, checked above");
-            it.fold(first, |m, &v| pick(m, v))
-        });
+        // No lane is empty (checked above): the zero is never used.
+        r = r.map_axis(Axis(a), |lane| lane.iter().copied().reduce(pick).unwrap_or(T::zero()));
     }
     if r.len() != out.len() {
         return Err(format!("{}: the output {:?} does not hold {} values", op.name(), out.shape(), r.len()));

@@ -26,13 +26,24 @@ pub(super) fn kernel<'a, T: Elem>(
     input: &dyn Fn(usize) -> Result<ArrayViewD<'a, T>, String>,
     out: &mut ArrayD<T>,
 ) -> Result<(), String> {
+    run("MaxPool", op, input, out, Pool::max_pool)
+}
+
+/// A pooling of input 0 into `out` by `f` on NHWC slices (MaxPool's, AvgPool's).
+pub(super) fn run<'a, T: Elem>(
+    name: &'static str,
+    op: &Op,
+    input: &dyn Fn(usize) -> Result<ArrayViewD<'a, T>, String>,
+    out: &mut ArrayD<T>,
+    f: fn(&Pool, &[T], &mut [T]),
+) -> Result<(), String> {
     let (conv, window) = pool(op)?;
     let x = conv.nhwc(input(0)?);
-    let p = Pool::of("MaxPool", &conv, window, x.shape())?;
+    let p = Pool::of(name, &conv, window, x.shape())?;
     let y = conv.nhwc_mut(out.view_mut());
-    Pool::check("MaxPool", "the output", y.shape(), p.output())?;
+    Pool::check(name, "the output", y.shape(), p.output())?;
     in_nhwc([&x], y, |[x], y| {
-        p.max_pool(x, y);
+        f(&p, x, y);
         Ok(())
     })
 }
