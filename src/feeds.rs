@@ -63,10 +63,7 @@ pub fn read_npy(path: &Path, dtype: DType) -> Result<Tensor, Error> {
 pub fn write_npy(path: &Path, t: &Tensor) -> Result<(), Error> {
     use ndarray_npy::WriteNpyExt;
     let mut buf = Vec::new();
-    let res = match t {
-        Tensor::F32(a) => a.write_npy(&mut buf),
-        Tensor::F64(a) => a.write_npy(&mut buf),
-    };
+    let res = gradc_runtime::each!(t, a => a.write_npy(&mut buf));
     res.map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
     crate::runtime::io::write_atomic(path, &buf)
         .map_err(|e| Error::Io(format!("{}: {e}", path.display())))

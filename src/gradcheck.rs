@@ -38,14 +38,14 @@ impl Check {
 pub fn default_tolerance(dtype: DType) -> f64 {
     match dtype {
         DType::F64 => 1e-6,
-        DType::F32 => 1e-2,
+        _ => 1e-2,
     }
 }
 
 fn step(dtype: DType) -> f64 {
     match dtype {
         DType::F64 => 1e-3,
-        DType::F32 => 1e-2,
+        _ => 1e-2,
     }
 }
 

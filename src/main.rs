@@ -425,10 +425,7 @@ fn run(command: Command) -> Result<ExitCode, Error> {
                     .map_err(|e| Error::Io(format!("{}: {e}", dir.display())))?;
             }
             for (label, value) in labels.iter().zip(&values) {
-                match value {
-                    gradc::runtime::Tensor::F32(a) => say!("{label} = {a}"),
-                    gradc::runtime::Tensor::F64(a) => say!("{label} = {a}"),
-                }
+                gradc::runtime::each!(value, a => say!("{label} = {a}"));
                 if let Some(dir) = &npy_dir {
                     let safe: String = label
                         .chars()

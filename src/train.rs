@@ -3,7 +3,8 @@
 //! and checkpoints.
 
 use crate::compiler::{schema, Compiler, Source, TrainPrograms};
-use crate::runtime::{DType, FeedId, Session, Tensor, TensorType, ValueRef};
+use crate::runtime::dtype::{Num, Value};
+use crate::runtime::{by_dtype, DType, FeedId, Session, Tensor, TensorType, ValueRef};
 use crate::Error;
 use gradc_io::checkpoint;
 use gradc_io::dataset::{load_npz, Batches, Dataset, Mnist};
@@ -130,13 +131,14 @@ fn load_data(loaded: &Loaded) -> Result<(schema::DataSpec, Dataset, Option<Datas
 }
 
 /// The batch buffer of one placeholder, reused every step. For an f32
-/// placeholder the rows are gathered straight into the fed tensor; an f64
-/// placeholder gets them converted into a reused f64 tensor.
+/// placeholder the rows are gathered straight into the fed tensor; one of
+/// another dtype gets them converted (as `Cast` converts) into a reused
+/// tensor of its dtype.
 struct BatchFeed {
     id: FeedId,
     /// The fed tensor, of the placeholder's dtype.
     tensor: Tensor,
-    /// The f32 rows when the placeholder is f64 (`widen` converts them).
+    /// The f32 rows when the placeholder is not f32 (`widen` converts them).
     staging: Option<ArrayD<f32>>,
 }
 
@@ -153,9 +155,9 @@ impl BatchFeed {
                 tensor: Tensor::F32(rows),
                 staging: None,
             },
-            DType::F64 => BatchFeed {
+            other => BatchFeed {
                 id,
-                tensor: Tensor::F64(rows.mapv(f64::from)),
+                tensor: Tensor::F32(rows.clone()).cast(other),
                 staging: Some(rows),
             },
         })
@@ -181,15 +183,16 @@ impl BatchFeed {
         self.widen();
     }
 
-    /// After the rows changed: converts them for an f64 placeholder.
+    /// After the rows changed: converts them for a placeholder not of f32.
     fn widen(&mut self) {
         let Some(rows) = &self.staging else { return };
-        match self.tensor.as_f64_mut() {
+        let dtype = self.tensor.dtype();
+        by_dtype!(dtype, T => match T::array_mut(&mut self.tensor) {
             Some(wide) if wide.shape() == rows.shape() => Zip::from(wide)
                 .and(rows)
-                .for_each(|w, &r| *w = f64::from(r)),
-            _ => self.tensor = Tensor::F64(rows.mapv(f64::from)),
-        }
+                .for_each(|w, &r| *w = T::from_num(Num::F(f64::from(r)))),
+            _ => self.tensor = Tensor::F32(rows.clone()).cast(dtype),
+        })
     }
 
     fn feed(&self) -> (FeedId, &Tensor) {

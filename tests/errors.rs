@@ -151,12 +151,34 @@ fn a_declared_dtype_must_match_the_inferred_one() {
 
 #[test]
 fn an_op_without_gradient_on_the_path_is_named() {
-    let text = "Graph(name: \"bad\", dtype: F64, nodes: [\n (name: \"x\", op: Const([[1.0, 3.0]])),\n (name: \"i\", op: ArgMax(axis: 1), inputs: [\"x\"]),\n (name: \"y\", op: Mul, inputs: [\"i\", \"x\"]),\n], gradients: [(of: \"y\", wrt: [\"x\"])])";
+    let text = "Graph(name: \"bad\", dtype: F64, nodes: [\n (name: \"x\", op: Const([[1.0, 3.0]])),\n (name: \"v\", op: Variable(shape: [1, 2], initializer: Zeros)),\n (name: \"a\", op: Assign, inputs: [\"v\", \"x\"]),\n (name: \"y\", op: Mul, inputs: [\"a\", \"x\"]),\n], gradients: [(of: \"y\", wrt: [\"x\"])])";
     let e = compile_error(text);
     assert_eq!(e.kind, ErrorKind::NoGradient);
     assert_eq!(
         (e.node.as_deref(), e.op, e.line),
-        (Some("i"), Some("ArgMax"), Some(3))
+        (Some("a"), Some("Assign"), Some(4))
+    );
+}
+
+#[test]
+fn an_integer_in_float_arithmetic_is_a_dtype_error() {
+    // TensorFlow's rule: ArgMax gives I64, and Mul takes one dtype.
+    let text = "Graph(name: \"bad\", dtype: F64, nodes: [\n (name: \"x\", op: Const([[1.0, 3.0]])),\n (name: \"i\", op: ArgMax(axis: 1), inputs: [\"x\"]),\n (name: \"y\", op: Mul, inputs: [\"i\", \"x\"]),\n])";
+    let e = compile_error(text);
+    assert_eq!(e.kind, ErrorKind::DType);
+    assert_eq!(
+        (e.node.as_deref(), e.op, e.line),
+        (Some("y"), Some("Mul"), Some(4))
+    );
+    assert!(e.message.contains("i64 and f64"), "{e}");
+    // An op that takes floats only names the input and the dtypes it takes.
+    let text = "Graph(name: \"bad\", dtype: F64, nodes: [\n (name: \"x\", op: Const([[1.0, 3.0]])),\n (name: \"i\", op: ArgMax(axis: 1), inputs: [\"x\"]),\n (name: \"y\", op: Exp, inputs: [\"i\"]),\n])";
+    let e = compile_error(text);
+    assert_eq!(e.kind, ErrorKind::DType);
+    assert!(
+        e.message
+            .contains("input 0 of Exp must be a float (f32 or f64) dtype, got i64"),
+        "{e}"
     );
 }
 

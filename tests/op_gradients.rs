@@ -86,6 +86,18 @@ const CASES: &[Case] = &[
         second_order: true,
     },
     Case {
+        name: "floor_mod",
+        inputs: &[("a", &[2, 3], Normal), ("b", &[3], Positive)],
+        node: r#"(name: "y", op: FloorMod, inputs: ["a", "b"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "cast_between_floats",
+        inputs: &[("a", &[2, 3], Normal)],
+        node: r#"(name: "y", op: Cast(to: F64), inputs: ["a"])"#,
+        second_order: true,
+    },
+    Case {
         name: "exp",
         inputs: &[("a", &[2, 3], Normal)],
         node: r#"(name: "y", op: Exp, inputs: ["a"])"#,
@@ -980,7 +992,7 @@ const CASES: &[Case] = &[
         name: "fused_piecewise_functions",
         inputs: &[("a", &[2, 3], Normal), ("b", &[2, 3], Normal)],
         // relu(a) + max(a, b) * [a >= b] + [a == b] + ReluGrad(b, a), times a
-        node: r#"(name: "y", op: Fused(program: [Input(0), Input(1), Unary(Relu, 0), Binary(Maximum, 0, 1), Binary(GreaterEqual, 0, 1), Binary(Equal, 0, 1), Binary(ReluGrad, 1, 0), Binary(Mul, 3, 4), Binary(Add, 2, 7), Binary(Add, 8, 5), Binary(Add, 9, 6), Binary(Mul, 10, 0)]), inputs: ["a", "b"])"#,
+        node: r#"(name: "y", op: Fused(program: [Input(0), Input(1), Unary(Relu, 0), Binary(Maximum, 0, 1), Binary(GreaterEqualMask, 0, 1), Binary(EqualMask, 0, 1), Binary(ReluGrad, 1, 0), Binary(Mul, 3, 4), Binary(Add, 2, 7), Binary(Add, 8, 5), Binary(Add, 9, 6), Binary(Mul, 10, 0)]), inputs: ["a", "b"])"#,
         second_order: true,
     },
     Case {
@@ -1039,15 +1051,59 @@ const ZERO_GRADIENT_CASES: &[Case] = &[
         second_order: false,
     },
     Case {
-        name: "greater_equal",
+        name: "greater_equal_mask",
         inputs: &[("a", &[2, 3], Normal), ("b", &[2, 3], Normal)],
-        node: r#"(name: "y", op: GreaterEqual, inputs: ["a", "b"])"#,
+        node: r#"(name: "y", op: GreaterEqualMask, inputs: ["a", "b"])"#,
         second_order: false,
     },
     Case {
+        name: "equal_mask",
+        inputs: &[("a", &[2, 3], Normal), ("b", &[3], Normal)],
+        node: r#"(name: "y", op: EqualMask, inputs: ["a", "b"])"#,
+        second_order: false,
+    },
+    // Bool and integer results: constant almost everywhere, so no gradient
+    // flows back through them; each is cast back to f64 for the loss.
+    Case {
         name: "equal",
         inputs: &[("a", &[2, 3], Normal), ("b", &[3], Normal)],
-        node: r#"(name: "y", op: Equal, inputs: ["a", "b"])"#,
+        node: r#"(name: "r", op: Round, inputs: ["a"]), (name: "c", op: Equal, inputs: ["r", "b"]), (name: "y", op: Cast(to: F64), inputs: ["c"])"#,
+        second_order: false,
+    },
+    Case {
+        name: "not_equal",
+        inputs: &[("a", &[2, 3], Normal), ("b", &[2, 1], Normal)],
+        node: r#"(name: "c", op: NotEqual, inputs: ["a", "b"]), (name: "y", op: Cast(to: F64), inputs: ["c"])"#,
+        second_order: false,
+    },
+    Case {
+        name: "less_and_greater",
+        inputs: &[("a", &[2, 3], Normal), ("b", &[3], Normal)],
+        node: r#"(name: "lt", op: Less, inputs: ["a", "b"]), (name: "gt", op: Greater, inputs: ["a", "b"]), (name: "c", op: LogicalOr, inputs: ["lt", "gt"]), (name: "y", op: Cast(to: F64), inputs: ["c"])"#,
+        second_order: false,
+    },
+    Case {
+        name: "less_equal_and_greater_equal",
+        inputs: &[("a", &[2, 3], Normal), ("b", &[], Normal)],
+        node: r#"(name: "le", op: LessEqual, inputs: ["a", "b"]), (name: "ge", op: GreaterEqual, inputs: ["a", "b"]), (name: "both", op: LogicalAnd, inputs: ["le", "ge"]), (name: "c", op: LogicalNot, inputs: ["both"]), (name: "y", op: Cast(to: F64), inputs: ["c"])"#,
+        second_order: false,
+    },
+    Case {
+        name: "arg_max_and_arg_min",
+        inputs: &[("a", &[3, 4], Normal)],
+        node: r#"(name: "hi", op: ArgMax(axis: 1), inputs: ["a"]), (name: "lo", op: ArgMin(axis: -1, output_type: I32), inputs: ["a"]), (name: "lo64", op: Cast(to: I64), inputs: ["lo"]), (name: "d", op: Sub, inputs: ["hi", "lo64"]), (name: "y", op: Cast(to: F64), inputs: ["d"])"#,
+        second_order: false,
+    },
+    Case {
+        name: "cast_to_integer",
+        inputs: &[("a", &[2, 3], Normal)],
+        node: r#"(name: "s", op: Mul, inputs: ["a", "ten"]), (name: "ten", op: Const(10.0)), (name: "i", op: Cast(to: I32), inputs: ["s"]), (name: "y", op: Cast(to: F64), inputs: ["i"])"#,
+        second_order: false,
+    },
+    Case {
+        name: "floor_div",
+        inputs: &[("a", &[2, 3], Normal), ("b", &[3], Positive)],
+        node: r#"(name: "y", op: FloorDiv, inputs: ["a", "b"])"#,
         second_order: false,
     },
     Case {
@@ -1184,7 +1240,7 @@ fn every_op_in_the_op_set_has_a_case() {
         .map(|c| c.node)
         .collect();
     for op in gradc::runtime::op::OP_NAMES {
-        // Every case uses the sources. ArgMax and the assignments have no gradient
+        // Every case uses the sources. The assignments have no gradient
         // (tests/errors.rs); variables and NoOp are state (tests/optimizers.rs);
         // function boundaries are tested in tests/functions.rs. (Layers are not
         // ops: they are expanded into the ops above, tests/batch_norm.rs.)
@@ -1192,7 +1248,6 @@ fn every_op_in_the_op_set_has_a_case() {
             *op,
             "Placeholder"
                 | "Const"
-                | "ArgMax"
                 | "Variable"
                 | "Assign"
                 | "AssignAdd"

@@ -22,6 +22,8 @@ fn tolerance(dtype: DType) -> f64 {
     match dtype {
         DType::F64 => 1e-12,
         DType::F32 => 1e-5,
+        // Integers and bools match exactly.
+        _ => 0.0,
     }
 }
 
@@ -79,6 +81,7 @@ fn assert_same_within(
     let ulp = match a.dtype() {
         DType::F32 => f64::from(f32::EPSILON),
         DType::F64 => f64::EPSILON,
+        _ => 0.0,
     };
     let noise = roundings * ulp * noise;
     let allowed = if scale <= noise {
@@ -962,7 +965,8 @@ fn random_training_graph(m: usize, n: usize, f32: bool, momentum: bool, steps: &
         format!(r#"(name: "am", op: ArgMax(axis: 1), inputs: ["{last}"])"#),
         r#"(name: "at", op: ArgMax(axis: 1), inputs: ["t"])"#.to_string(),
         r#"(name: "hit", op: Equal, inputs: ["am", "at"])"#.to_string(),
-        r#"(name: "agreement", op: Mean(), inputs: ["hit"])"#.to_string(),
+        r#"(name: "hits", op: Cast(to: F32), inputs: ["hit"])"#.to_string(),
+        r#"(name: "agreement", op: Mean(), inputs: ["hits"])"#.to_string(),
     ]);
     let optimizer = if momentum {
         "Momentum(learning_rate: 0.05, momentum: 0.9)"

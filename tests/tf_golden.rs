@@ -12,8 +12,13 @@
 //! w.r.t. x, filter and dy (TensorFlow's gradients of its backprop ops,
 //! MaxPoolGradGrad included).
 //!
-//! Every file must be in `CONFIGS` and every entry must have its file, with
-//! exactly the arrays its op needs: nothing is skipped.
+//! The integer and bool ops (`tests/golden/dtypes/*.npz`,
+//! `tools/golden/dtypes.py`) have forward values only: inputs `x`, `b`, `c`
+//! of their own dtypes and TensorFlow's output `y`, matched in dtype and
+//! shape, exactly on integers and bools.
+//!
+//! Every file must be in `CONFIGS` (or `FORWARD`) and every entry must have
+//! its file, with exactly the arrays its op needs: nothing is skipped.
 
 use gradc::compiler::{self, Compiler, RunNames};
 use gradc::io::dataset::load_npz;
@@ -265,7 +270,53 @@ const CONFIGS: &[(&str, &str)] = &[
         "Cumsum(axis: -1, exclusive: true, reverse: true)",
     ),
     ("shaping/clip_by_value", "ClipByValue"),
+    ("elementwise/floor_mod", "FloorMod"),
 ];
+
+/// The files of ops compared on their forward values only, and the gradc op
+/// each holds values for (`tools/golden/dtypes.py`).
+const FORWARD: &[(&str, &str)] = &[
+    ("cast_f64_to_i32", "Cast(to: I32)"),
+    ("cast_f64_to_i64", "Cast(to: I64)"),
+    ("cast_f64_to_bool", "Cast(to: Bool)"),
+    ("cast_bool_to_f64", "Cast(to: F64)"),
+    ("cast_i64_to_i32", "Cast(to: I32)"),
+    ("cast_i64_to_f32", "Cast(to: F32)"),
+    ("cast_f64_to_f32", "Cast(to: F32)"),
+    ("equal_f64", "Equal"),
+    ("not_equal_f64", "NotEqual"),
+    ("less_f64", "Less"),
+    ("less_equal_f64", "LessEqual"),
+    ("greater_f64", "Greater"),
+    ("greater_equal_f64", "GreaterEqual"),
+    ("equal_i64", "Equal"),
+    ("less_i32", "Less"),
+    ("equal_bool", "Equal"),
+    ("logical_and", "LogicalAnd"),
+    ("logical_or", "LogicalOr"),
+    ("logical_not", "LogicalNot"),
+    ("select_bool", "Select"),
+    ("arg_max", "ArgMax(axis: 1)"),
+    ("arg_min_i32", "ArgMin(axis: 0, output_type: I32)"),
+    ("arg_max_i64_input", "ArgMax(axis: -1)"),
+    ("add_i64", "Add"),
+    ("sub_i32_wraps", "Sub"),
+    ("mul_i32_wraps", "Mul"),
+    ("maximum_i64", "Maximum"),
+    ("minimum_i32", "Minimum"),
+    ("squared_difference_i64", "SquaredDifference"),
+    ("neg_i64", "Neg"),
+    ("abs_i32", "Abs"),
+    ("sign_i64", "Sign"),
+    ("square_i32", "Square"),
+    ("floor_div_i64", "FloorDiv"),
+    ("floor_mod_i32", "FloorMod"),
+    ("floor_div_f64", "FloorDiv"),
+    ("floor_mod_f64", "FloorMod"),
+];
+
+/// The directory of `FORWARD`'s files.
+const FORWARD_SCRIPT: &str = "dtypes";
 
 /// The golden files' directory; each subdirectory holds one script's files.
 fn golden_dir() -> PathBuf {
@@ -286,6 +337,7 @@ fn operands(op: &str) -> &'static [&'static str] {
         "Minimum",
         "SquaredDifference",
         "SigmoidCrossEntropyWithLogits",
+        "FloorMod",
     ]
     .contains(&op)
         || op.starts_with("Concat(")
@@ -396,6 +448,78 @@ fn compare(got: &Tensor, want: &Tensor) -> Result<f64, String> {
     ))
 }
 
+/// The text a file's `op` array holds (a NumPy string, one code point per element).
+fn op_text(t: &Tensor) -> String {
+    t.to_f64_vec()
+        .iter()
+        .map(|&c| char::from_u32(c as u32).unwrap_or(char::REPLACEMENT_CHARACTER))
+        .collect()
+}
+
+/// Checks one file of `FORWARD`: gradc's output for the file's inputs has
+/// TensorFlow's dtype, shape and values.
+fn check_forward(file: &str, op: &str) -> Result<(), String> {
+    let path = golden_dir()
+        .join(FORWARD_SCRIPT)
+        .join(format!("{file}.npz"));
+    let mut npz: BTreeMap<String, Tensor> = load_npz(&path)
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .collect();
+    let text = npz.remove("op").map(|t| op_text(&t));
+    if text.as_deref() != Some(op) {
+        return Err(format!("the file was made for {text:?}, the test has {op}"));
+    }
+    let want = npz.remove("y").ok_or("array \"y\" is missing")?;
+    let inputs: Vec<&str> = ["x", "b", "c"]
+        .into_iter()
+        .filter(|n| npz.contains_key(*n))
+        .collect();
+    if inputs.len() != npz.len() {
+        return Err(format!(
+            "arrays {:?}: only x, b and c are inputs",
+            npz.keys()
+        ));
+    }
+    let mut nodes = String::new();
+    for n in &inputs {
+        let t = &npz[*n];
+        let dtype = format!("{:?}", t.dtype());
+        writeln!(
+            nodes,
+            "    (name: {n:?}, op: Placeholder(shape: {:?}), dtype: {dtype}),",
+            t.shape()
+        )
+        .expect("a String takes it");
+    }
+    let args: Vec<String> = inputs.iter().map(|n| format!("{n:?}")).collect();
+    let text = format!(
+        "Graph(name: \"tf_golden\", dtype: F64, nodes: [\n{nodes}    (name: \"y\", op: {op}, inputs: [{}]),\n], outputs: [\"y\"])",
+        args.join(", ")
+    );
+    let g = compiler::graph_from_str(&text, "tf_golden.ron").map_err(|e| format!("{e}\n{text}"))?;
+    let program = Compiler::new(g)
+        .compile()
+        .map_err(|e| e.to_string())?
+        .program;
+    let mut session = Session::new(program).map_err(|e| e.to_string())?;
+    let y = session.resolve("y").map_err(|e| e.to_string())?;
+    let feeds: HashMap<String, Tensor> = npz.into_iter().collect();
+    let got = session.run(&feeds, &[y]).map_err(|e| e.to_string())?;
+    let got = &got[0];
+    if got.dtype() != want.dtype() {
+        return Err(format!(
+            "dtype {}, TensorFlow's {}",
+            got.dtype(),
+            want.dtype()
+        ));
+    }
+    if !want.dtype().is_float() && got != &want {
+        return Err(format!("got {got:?}, TensorFlow's {want:?}"));
+    }
+    compare(got, &want).map(|_| ())
+}
+
 /// Checks one file; every problem is a line naming the file and array.
 fn check(file: &str, op: &str) -> Vec<String> {
     let path = golden_dir().join(format!("{file}.npz"));
@@ -428,11 +552,7 @@ fn check(file: &str, op: &str) -> Vec<String> {
         return problems;
     }
 
-    let text: String = npz["op"]
-        .to_f64_vec()
-        .iter()
-        .map(|&c| char::from_u32(c as u32).unwrap_or(char::REPLACEMENT_CHARACTER))
-        .collect();
+    let text = op_text(&npz["op"]);
     if text != op {
         return vec![format!(
             "{file}: the file was made for {text}, the test has {op}"
@@ -543,6 +663,51 @@ fn shaping_ops_match_tensorflow() {
 #[test]
 fn elementwise_functions_match_tensorflow() {
     check_op("elementwise");
+}
+
+/// Cast, the comparisons and logical ops, Select on a bool, ArgMax and
+/// ArgMin, integer arithmetic (wrapping as TensorFlow's), FloorDiv and
+/// FloorMod of both signs (`tools/golden/dtypes.py`).
+#[test]
+fn integer_and_bool_ops_match_tensorflow() {
+    let problems: Vec<String> = FORWARD
+        .iter()
+        .filter_map(|(file, op)| {
+            check_forward(file, op)
+                .err()
+                .map(|e| format!("{file} ({op}): {e}"))
+        })
+        .collect();
+    assert!(
+        problems.is_empty(),
+        "{} of {} files disagree with TensorFlow:\n{}",
+        problems.len(),
+        FORWARD.len(),
+        problems.join("\n")
+    );
+    // The directory holds exactly the listed files.
+    let dir = golden_dir().join(FORWARD_SCRIPT);
+    let on_disk: BTreeSet<String> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()))
+        .map(|e| {
+            e.expect("a directory entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    let listed: BTreeSet<String> = FORWARD.iter().map(|(f, _)| format!("{f}.npz")).collect();
+    assert_eq!(
+        listed.len(),
+        FORWARD.len(),
+        "a file is listed twice in FORWARD"
+    );
+    assert_eq!(
+        on_disk,
+        listed,
+        "{} and FORWARD list other files",
+        dir.display()
+    );
 }
 
 /// The directory and the table list the same files, so no file goes untested.

@@ -261,7 +261,7 @@ impl Graph {
         let in_types: Vec<&TensorType> = inputs.iter().map(|&t| self.ty(t)).collect();
         let outputs = op.infer(dtype, &in_types).map_err(|msg| {
             let kind = match msg {
-                OpError::DType(..) => ErrorKind::DType,
+                OpError::DType(..) | OpError::Takes { .. } => ErrorKind::DType,
                 OpError::Arity { .. } | OpError::Shape(_) => ErrorKind::Shape,
             };
             let shown: Vec<String> = inputs

@@ -253,6 +253,8 @@ fn same(a: &Tensor, b: &Tensor) -> Result<(), String> {
     let tol = match a.dtype() {
         gradc::runtime::DType::F64 => 1e-12,
         gradc::runtime::DType::F32 => 1e-5,
+        // Integers and bools match exactly.
+        _ => 0.0,
     };
     let (x, y) = (a.to_f64_vec(), b.to_f64_vec());
     let (mut diff, mut scale) = (0.0f64, 0.0f64);

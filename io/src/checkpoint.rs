@@ -214,20 +214,21 @@ impl Serialize for Header<'_> {
 }
 
 fn st_dtype(t: &Tensor) -> Dtype {
-    match t {
-        Tensor::F32(_) => Dtype::F32,
-        Tensor::F64(_) => Dtype::F64,
+    match t.dtype() {
+        DType::F32 => Dtype::F32,
+        DType::F64 => Dtype::F64,
+        DType::I32 => Dtype::I32,
+        DType::I64 => Dtype::I64,
+        DType::Bool => Dtype::BOOL,
     }
 }
 
 fn elem_size(t: &Tensor) -> usize {
-    match t {
-        Tensor::F32(_) => std::mem::size_of::<f32>(),
-        Tensor::F64(_) => std::mem::size_of::<f64>(),
-    }
+    t.dtype().size_of()
 }
 
-/// Little-endian element bytes in logical (row-major) order, whatever the memory layout.
+/// Little-endian element bytes in logical (row-major) order, whatever the
+/// memory layout; a bool is one byte, 0 or 1.
 fn tensor_bytes(t: &Tensor, out: &mut Vec<u8>) {
     match t {
         Tensor::F32(a) => a
@@ -236,6 +237,13 @@ fn tensor_bytes(t: &Tensor, out: &mut Vec<u8>) {
         Tensor::F64(a) => a
             .iter()
             .for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
+        Tensor::I32(a) => a
+            .iter()
+            .for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
+        Tensor::I64(a) => a
+            .iter()
+            .for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
+        Tensor::Bool(a) => a.iter().for_each(|&v| out.push(u8::from(v))),
     }
 }
 
@@ -332,7 +340,7 @@ fn decode<T, const N: usize>(data: &[u8], from_le: fn([u8; N]) -> T) -> Vec<T> {
         .collect()
 }
 
-/// Loads a safetensors checkpoint holding F32 and F64 tensors.
+/// Loads a safetensors checkpoint holding F32, F64, I32, I64 and BOOL tensors.
 ///
 /// A file that cannot be read, is truncated or corrupt, or holds a tensor of
 /// another dtype is an error naming the file.
@@ -356,6 +364,14 @@ pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
                 .map(Tensor::F32),
             Dtype::F64 => ArrayD::from_shape_vec(shape, decode(view.data(), f64::from_le_bytes))
                 .map(Tensor::F64),
+            Dtype::I32 => ArrayD::from_shape_vec(shape, decode(view.data(), i32::from_le_bytes))
+                .map(Tensor::I32),
+            Dtype::I64 => ArrayD::from_shape_vec(shape, decode(view.data(), i64::from_le_bytes))
+                .map(Tensor::I64),
+            Dtype::BOOL => {
+                ArrayD::from_shape_vec(shape, decode(view.data(), |[b]: [u8; 1]| b != 0))
+                    .map(Tensor::Bool)
+            }
             other => {
                 return Err(CheckpointError::UnsupportedDtype {
                     path: path.to_path_buf(),

@@ -1,5 +1,6 @@
 //! Run-time tensor values.
 
+use crate::dtype::{Num, Value};
 use crate::{DType, Shape, TensorType, TooLarge};
 use ndarray::{ArrayD, IxDyn};
 
@@ -32,6 +33,53 @@ pub enum TensorError {
 pub enum Tensor {
     F32(ArrayD<f32>),
     F64(ArrayD<f64>),
+    I32(ArrayD<i32>),
+    I64(ArrayD<i64>),
+    Bool(ArrayD<bool>),
+}
+
+/// `each!(t, a => expr)`: `expr` with `a` bound to the array of whichever
+/// variant `t` is (the same code for every element type).
+#[macro_export]
+macro_rules! each {
+    ($t:expr, $a:ident => $e:expr) => {
+        match $t {
+            $crate::Tensor::F32($a) => $e,
+            $crate::Tensor::F64($a) => $e,
+            $crate::Tensor::I32($a) => $e,
+            $crate::Tensor::I64($a) => $e,
+            $crate::Tensor::Bool($a) => $e,
+        }
+    };
+}
+
+/// `by_dtype!(dtype, T => expr)`: `expr` with the type `T` of `dtype`'s elements.
+#[macro_export]
+macro_rules! by_dtype {
+    ($d:expr, $t:ident => $e:expr) => {
+        match $d {
+            $crate::DType::F32 => {
+                type $t = f32;
+                $e
+            }
+            $crate::DType::F64 => {
+                type $t = f64;
+                $e
+            }
+            $crate::DType::I32 => {
+                type $t = i32;
+                $e
+            }
+            $crate::DType::I64 => {
+                type $t = i64;
+                $e
+            }
+            $crate::DType::Bool => {
+                type $t = bool;
+                $e
+            }
+        }
+    };
 }
 
 impl Tensor {
@@ -39,14 +87,14 @@ impl Tensor {
         match self {
             Tensor::F32(_) => DType::F32,
             Tensor::F64(_) => DType::F64,
+            Tensor::I32(_) => DType::I32,
+            Tensor::I64(_) => DType::I64,
+            Tensor::Bool(_) => DType::Bool,
         }
     }
 
     pub fn shape(&self) -> &[usize] {
-        match self {
-            Tensor::F32(a) => a.shape(),
-            Tensor::F64(a) => a.shape(),
-        }
+        each!(self, a => a.shape())
     }
 
     pub fn tensor_type(&self) -> TensorType {
@@ -56,7 +104,8 @@ impl Tensor {
         }
     }
 
-    /// Builds a tensor of `dtype` from row-major f64 values (narrowed for f32).
+    /// Builds a tensor of `dtype` from row-major f64 values, each converted
+    /// as `Cast` converts (narrowed for f32, truncated for integers).
     pub fn from_f64(dtype: DType, shape: &[usize], data: Vec<f64>) -> Result<Tensor, TensorError> {
         let n = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
         if n != Some(data.len()) {
@@ -68,17 +117,15 @@ impl Tensor {
         let a = ArrayD::from_shape_vec(IxDyn(shape), data).map_err(TensorError::Layout)?;
         Ok(match dtype {
             DType::F64 => Tensor::F64(a),
-            DType::F32 => Tensor::F32(a.mapv(|v| v as f32)),
+            _ => by_dtype!(dtype, T => Tensor::from(a.mapv(|v| T::from_num(Num::F(v))))),
         })
     }
 
-    /// A tensor of zeros; an error rather than a panic for shapes too large to allocate.
+    /// A tensor of zeros (false for bool); an error rather than a panic for
+    /// shapes too large to allocate.
     pub fn zeros(dtype: DType, shape: &[usize]) -> Result<Tensor, TensorError> {
         crate::memory::check_alloc(dtype, shape)?;
-        Ok(match dtype {
-            DType::F64 => Tensor::F64(ArrayD::zeros(IxDyn(shape))),
-            DType::F32 => Tensor::F32(ArrayD::zeros(IxDyn(shape))),
-        })
+        Ok(by_dtype!(dtype, T => Tensor::from(ArrayD::<T>::default(IxDyn(shape)))))
     }
 
     /// Whether the tensor has this dtype and shape (so it can hold such a value without allocating).
@@ -92,6 +139,9 @@ impl Tensor {
         match (self, src) {
             (Tensor::F32(a), Tensor::F32(b)) => copy_array(a, b),
             (Tensor::F64(a), Tensor::F64(b)) => copy_array(a, b),
+            (Tensor::I32(a), Tensor::I32(b)) => copy_array(a, b),
+            (Tensor::I64(a), Tensor::I64(b)) => copy_array(a, b),
+            (Tensor::Bool(a), Tensor::Bool(b)) => copy_array(a, b),
             (dst, src) => *dst = src.clone(),
         }
     }
@@ -105,18 +155,12 @@ impl Tensor {
     /// A flat buffer of `len` zeros for the session's pool. `len` must be the
     /// element count of a shape `memory::check_alloc` accepted.
     pub(crate) fn buffer(dtype: DType, len: usize) -> Tensor {
-        match dtype {
-            DType::F64 => Tensor::F64(ArrayD::zeros(IxDyn(&[len]))),
-            DType::F32 => Tensor::F32(ArrayD::zeros(IxDyn(&[len]))),
-        }
+        by_dtype!(dtype, T => Tensor::from(ArrayD::<T>::default(IxDyn(&[len]))))
     }
 
     /// Number of elements.
     pub fn len(&self) -> usize {
-        match self {
-            Tensor::F32(a) => a.len(),
-            Tensor::F64(a) => a.len(),
-        }
+        each!(self, a => a.len())
     }
 
     pub fn is_empty(&self) -> bool {
@@ -128,87 +172,77 @@ impl Tensor {
     /// several shapes in turn). The values are kept in row-major order; callers
     /// overwrite them. Allocates nothing for shapes of rank at most 4.
     pub(crate) fn reshape_buffer(&mut self, shape: &[usize]) -> Result<(), TensorError> {
-        match self {
-            Tensor::F32(a) => reshape_array(a, shape),
-            Tensor::F64(a) => reshape_array(a, shape),
-        }
+        each!(self, a => reshape_array(a, shape))
     }
 
     /// Writes `src`'s values into `self`, which must have its dtype and shape;
     /// unlike `copy_from`, keeps `self`'s layout (standard) whatever `src`'s is.
     pub(crate) fn assign_from(&mut self, src: &Tensor) -> Result<(), TensorError> {
+        if self.dtype() != src.dtype() || self.shape() != src.shape() {
+            return Err(TensorError::BufferType {
+                buffer: self.tensor_type(),
+                value: src.tensor_type(),
+            });
+        }
         match (self, src) {
-            (Tensor::F32(a), Tensor::F32(b)) if a.shape() == b.shape() => copy_array(a, b),
-            (Tensor::F64(a), Tensor::F64(b)) if a.shape() == b.shape() => copy_array(a, b),
-            (a, b) => {
-                return Err(TensorError::BufferType {
-                    buffer: a.tensor_type(),
-                    value: b.tensor_type(),
-                })
-            }
+            (Tensor::F32(a), Tensor::F32(b)) => copy_array(a, b),
+            (Tensor::F64(a), Tensor::F64(b)) => copy_array(a, b),
+            (Tensor::I32(a), Tensor::I32(b)) => copy_array(a, b),
+            (Tensor::I64(a), Tensor::I64(b)) => copy_array(a, b),
+            (Tensor::Bool(a), Tensor::Bool(b)) => copy_array(a, b),
+            _ => {}
         }
         Ok(())
     }
 
     /// The f32 array, if the tensor holds f32.
     pub fn as_f32_mut(&mut self) -> Option<&mut ArrayD<f32>> {
-        match self {
-            Tensor::F32(a) => Some(a),
-            Tensor::F64(_) => None,
-        }
+        f32::array_mut(self)
     }
 
     /// The f64 array, if the tensor holds f64.
     pub fn as_f64_mut(&mut self) -> Option<&mut ArrayD<f64>> {
-        match self {
-            Tensor::F64(a) => Some(a),
-            Tensor::F32(_) => None,
-        }
+        f64::array_mut(self)
     }
 
     /// The first element (in row-major order) widened to f64, e.g. a scalar
     /// loss; None for an empty tensor. Allocates nothing, unlike `to_f64_vec`.
     pub fn first_f64(&self) -> Option<f64> {
-        match self {
-            Tensor::F32(a) => a.iter().next().map(|&v| f64::from(v)),
-            Tensor::F64(a) => a.iter().next().copied(),
-        }
+        each!(self, a => a.iter().next().map(|v| v.to_num().to_f64()))
     }
 
+    /// A scalar of `dtype` holding `v`, converted as `Cast` converts.
     pub fn scalar(dtype: DType, v: f64) -> Tensor {
-        match dtype {
-            DType::F64 => Tensor::F64(ArrayD::from_elem(IxDyn(&[]), v)),
-            DType::F32 => Tensor::F32(ArrayD::from_elem(IxDyn(&[]), v as f32)),
-        }
+        by_dtype!(dtype, T => Tensor::from(ArrayD::from_elem(IxDyn(&[]), T::from_num(Num::F(v)))))
     }
 
-    /// Whether every element is finite (no NaN, no Inf).
+    /// Whether every element is finite (no NaN, no Inf); integers and bools always are.
     pub fn is_finite(&self) -> bool {
         match self {
             Tensor::F32(a) => a.iter().all(|v| v.is_finite()),
             Tensor::F64(a) => a.iter().all(|v| v.is_finite()),
+            Tensor::I32(_) | Tensor::I64(_) | Tensor::Bool(_) => true,
         }
     }
 
-    /// Values widened to f64, in row-major order.
+    /// Values widened to f64, in row-major order (bools as 0 and 1).
     pub fn to_f64_vec(&self) -> Vec<f64> {
-        match self {
-            Tensor::F32(a) => a.iter().map(|&v| v as f64).collect(),
-            Tensor::F64(a) => a.iter().copied().collect(),
-        }
+        each!(self, a => a.iter().map(|v| v.to_num().to_f64()).collect())
     }
 
     /// A copy as an f64 array.
     pub fn to_f64_array(&self) -> ArrayD<f64> {
-        match self {
-            Tensor::F32(a) => a.mapv(|v| v as f64),
-            Tensor::F64(a) => a.clone(),
-        }
+        each!(self, a => a.mapv(|v| v.to_num().to_f64()))
+    }
+
+    /// The values converted to `dtype` as `Cast` converts them.
+    pub fn cast(&self, dtype: DType) -> Tensor {
+        each!(self, a => by_dtype!(dtype, T => Tensor::from(a.mapv(|v| T::from_num(v.to_num())))))
     }
 }
 
 /// `Tensor::reshape_buffer` for one element type.
-fn reshape_array<T: Clone + num_traits::Zero>(
+fn reshape_array<T: Clone + Default>(
     a: &mut ArrayD<T>,
     shape: &[usize],
 ) -> Result<(), TensorError> {
@@ -229,21 +263,21 @@ fn reshape_array<T: Clone + num_traits::Zero>(
         .into_shape_with_order(IxDyn(shape))
         .ok()
         .filter(|r| r.is_standard_layout())
-        .unwrap_or_else(|| ArrayD::zeros(IxDyn(shape)));
+        .unwrap_or_else(|| ArrayD::default(IxDyn(shape)));
     Ok(())
 }
 
-impl From<ArrayD<f64>> for Tensor {
-    fn from(a: ArrayD<f64>) -> Tensor {
-        Tensor::F64(a)
-    }
+macro_rules! impl_from {
+    ($($t:ty => $variant:ident),*) => {$(
+        impl From<ArrayD<$t>> for Tensor {
+            fn from(a: ArrayD<$t>) -> Tensor {
+                Tensor::$variant(a)
+            }
+        }
+    )*};
 }
 
-impl From<ArrayD<f32>> for Tensor {
-    fn from(a: ArrayD<f32>) -> Tensor {
-        Tensor::F32(a)
-    }
-}
+impl_from!(f32 => F32, f64 => F64, i32 => I32, i64 => I64, bool => Bool);
 
 /// `dst = src` (a copy of `src`, shape included). Contiguous arrays of one
 /// shape are copied as slices, split between two threads when large (see

@@ -108,6 +108,7 @@ BINARY = [
         "SigmoidCrossEntropyWithLogits",
         lambda x, b: tf.nn.sigmoid_cross_entropy_with_logits(labels=b, logits=x),
     ),
+    ("floor_mod", "FloorMod", tf.math.floormod),
 ]
 
 

@@ -11,8 +11,8 @@ pub(super) const GRADIENT: Gradient = Gradient::Rule(rule);
 // dhi = dy where t > hi, each summed to its input's shape
 fn rule(c: &mut Ctx, n: &NodeArgs, g: &[Option<TensorRef>]) -> Grads {
     let (t, lo, hi) = (n.x(0), n.x(1), n.x(2));
-    let above_lo = c.op(Op::GreaterEqual, &[t, lo])?;
-    let below_hi = c.op(Op::GreaterEqual, &[hi, t])?;
+    let above_lo = c.op(Op::GreaterEqualMask, &[t, lo])?;
+    let below_hi = c.op(Op::GreaterEqualMask, &[hi, t])?;
     let inside = c.mul(above_lo, below_hi)?;
     let one = c.scalar(1.0, t)?;
     let under = c.sub(one, above_lo)?;

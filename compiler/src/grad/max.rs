@@ -33,7 +33,7 @@ pub(super) fn rule(c: &mut Ctx, n: &NodeArgs, g: &[Option<TensorRef>]) -> Grads 
         }
     };
     let (y, g) = (kept(c, n.y())?, kept(c, dy(g))?);
-    let hits = c.op(Op::Equal, &[x, y])?;
+    let hits = c.op(Op::EqualMask, &[x, y])?;
     let count = c.op(
         Op::Sum {
             axes: Some(ax.clone()),

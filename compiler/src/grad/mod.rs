@@ -157,8 +157,7 @@ fn gradient(op: &Op) -> Gradient {
         | Op::AssignAdd
         | Op::AssignSub
         | Op::ApplyGradientDescent
-        | Op::ApplyMomentum { .. }
-        | Op::ArgMax { .. } => Undefined,
+        | Op::ApplyMomentum { .. } => Undefined,
     }
 }
 
@@ -222,9 +221,12 @@ fn backward(
             stack.push(x.node);
         }
     }
+    // Gradients flow through float tensors only: an integer or bool output
+    // (an index, a comparison, a cast to an integer) is constant almost everywhere.
+    let carries = |g: &Graph, m: NodeIndex| g.node(m).outputs.iter().any(|t| t.dtype.is_float());
     while let Some(n) = stack.pop() {
         for m in g.data_consumers(n) {
-            if !is_constant_wrt_inputs(&g.node(m).op) && !from_xs[m.index()] {
+            if !is_constant_wrt_inputs(&g.node(m).op) && carries(g, m) && !from_xs[m.index()] {
                 from_xs[m.index()] = true;
                 stack.push(m);
             }
@@ -348,7 +350,10 @@ fn backward(
         );
         for (input, grad) in inputs.iter().zip(in_grads) {
             let Some(mut grad) = grad else { continue };
-            if !between[input.node.index()] || partial.is_some_and(|c| c.contains(input)) {
+            if !between[input.node.index()]
+                || partial.is_some_and(|c| c.contains(input))
+                || !ctx.ty(*input).dtype.is_float()
+            {
                 continue;
             }
             if ctx.ty(grad).shape != ctx.ty(*input).shape {

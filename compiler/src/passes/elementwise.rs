@@ -8,7 +8,7 @@
 
 use super::{Fired, Pass};
 use crate::error::Result;
-use crate::ir::{Graph, TensorRef};
+use crate::ir::{Graph, Node, TensorRef};
 use foldhash::{HashMap, HashMapExt, HashSet};
 use gradc_runtime::op::{BinaryFn, FusedStep, UnaryFn, FUSED_MAX_INPUTS, FUSED_MAX_STEPS};
 use gradc_runtime::{Literal, Op};
@@ -19,8 +19,13 @@ pub struct Elementwise {
     fired: Fired,
 }
 
-fn fusable(op: &Op) -> bool {
-    UnaryFn::of(op).is_some_and(UnaryFn::fusable) || BinaryFn::of(op).is_some_and(BinaryFn::fusable)
+/// A node a `Fused` program can compute: a fusable function of floats
+/// (the program's registers are of the float type).
+fn fusable(node: &Node) -> bool {
+    let op = &node.op;
+    node.outputs.iter().all(|t| t.dtype.is_float())
+        && (UnaryFn::of(op).is_some_and(UnaryFn::fusable)
+            || BinaryFn::of(op).is_some_and(BinaryFn::fusable))
 }
 
 /// Ops a group takes in besides the fusable ones: an explicit broadcast
@@ -50,7 +55,7 @@ fn group(g: &Graph, root: NodeIndex) -> Vec<NodeIndex> {
             let joins = !inside.contains(&m)
                 && t.output == 0
                 && node.outputs.len() == 1
-                && (fusable(&node.op) || joins_as_broadcast(&node.op))
+                && (fusable(node) || joins_as_broadcast(&node.op))
                 && !g.has_control(m)
                 && !g.is_named(t)
                 && &node.outputs[0].shape == shape
@@ -85,7 +90,7 @@ impl Pass for Elementwise {
                 continue;
             }
             let node = g.node(root);
-            if !fusable(&node.op) || g.has_control(root) || node.outputs.len() != 1 {
+            if !fusable(node) || g.has_control(root) || node.outputs.len() != 1 {
                 continue;
             }
             let mut members = group(g, root);

@@ -545,7 +545,7 @@ mod tests {
             let ty = &mut g.g[n].outputs[0];
             ty.dtype = match ty.dtype {
                 gradc_runtime::DType::F32 => gradc_runtime::DType::F64,
-                gradc_runtime::DType::F64 => gradc_runtime::DType::F32,
+                _ => gradc_runtime::DType::F32,
             };
             Ok(true)
         });

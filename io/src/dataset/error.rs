@@ -186,9 +186,9 @@ pub enum DataError {
         n_labels: usize,
     },
 
-    /// A `.npy` array of an element type other than float32 or float64.
+    /// A `.npy` array of an element type other than float32, float64, int32, int64 or bool.
     #[error(
-        "{}: unsupported array dtype {descriptor}; only float32 ('<f4') and float64 ('<f8') load (convert with arr.astype(np.float32))",
+        "{}: unsupported array dtype {descriptor}; float32 ('<f4'), float64 ('<f8'), int32 ('<i4'), int64 ('<i8') and bool ('|b1') load (convert with arr.astype(np.float32))",
         path.display()
     )]
     UnsupportedDtype {

@@ -188,7 +188,7 @@ impl Dataset {
 fn to_f32(t: Tensor) -> ArrayD<f32> {
     match t {
         Tensor::F32(a) => a,
-        Tensor::F64(a) => a.mapv(|v| v as f32),
+        other => other.to_f64_array().mapv(|v| v as f32),
     }
 }
 

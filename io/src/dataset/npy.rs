@@ -2,7 +2,7 @@
 
 use super::error::hex;
 use super::DataError;
-use gradc_runtime::Tensor;
+use gradc_runtime::{by_dtype, DType, Tensor};
 use ndarray::ArrayD;
 use ndarray_npy::npy::header::Header;
 use ndarray_npy::ReadNpyExt;
@@ -62,13 +62,6 @@ pub fn load_npz(path: impl AsRef<Path>) -> Result<Vec<(String, Tensor)>, DataErr
     Ok(arrays)
 }
 
-/// The element types a `.npy` file may hold here.
-#[derive(Clone, Copy)]
-enum Elem {
-    F32,
-    F64,
-}
-
 /// Parses a whole `.npy` file; `path` is for messages.
 fn parse_npy(bytes: &[u8], path: &Path) -> Result<Tensor, DataError> {
     let header_end = header_end(bytes, path)?;
@@ -80,8 +73,11 @@ fn parse_npy(bytes: &[u8], path: &Path) -> Result<Tensor, DataError> {
     // The descriptor prints as a Python literal: '<f4' with the quotes.
     let descriptor = header.type_descriptor.to_string();
     let elem = match descriptor.as_str() {
-        "'<f4'" | "'>f4'" => Elem::F32,
-        "'<f8'" | "'>f8'" => Elem::F64,
+        "'<f4'" | "'>f4'" => DType::F32,
+        "'<f8'" | "'>f8'" => DType::F64,
+        "'<i4'" | "'>i4'" => DType::I32,
+        "'<i8'" | "'>i8'" => DType::I64,
+        "'|b1'" => DType::Bool,
         _ => {
             return Err(DataError::UnsupportedDtype {
                 path: path.to_path_buf(),
@@ -89,10 +85,7 @@ fn parse_npy(bytes: &[u8], path: &Path) -> Result<Tensor, DataError> {
             })
         }
     };
-    let size = match elem {
-        Elem::F32 => 4u128,
-        Elem::F64 => 8,
-    };
+    let size = elem.size_of() as u128;
     // Check the data length against the header before ndarray-npy allocates
     // for it, so a lying header is an error message, not a huge allocation.
     let elements = header
@@ -129,14 +122,9 @@ fn parse_npy(bytes: &[u8], path: &Path) -> Result<Tensor, DataError> {
         });
     }
     let standard = |e: ndarray_npy::ReadNpyError| npy_err(e.to_string());
-    Ok(match elem {
-        Elem::F32 => Tensor::F32(standard_layout(
-            ArrayD::<f32>::read_npy(bytes).map_err(standard)?,
-        )),
-        Elem::F64 => Tensor::F64(standard_layout(
-            ArrayD::<f64>::read_npy(bytes).map_err(standard)?,
-        )),
-    })
+    Ok(by_dtype!(elem, T => Tensor::from(standard_layout(
+        ArrayD::<T>::read_npy(bytes).map_err(standard)?,
+    ))))
 }
 
 /// The array in row-major layout (Fortran-order files load column-major).
@@ -308,12 +296,12 @@ mod tests {
         let err = load_npy(&p).unwrap_err();
         assert!(matches!(err, DataError::BadMagic { .. }), "{err:?}");
 
-        let mut ints = Vec::new();
-        ndarray::arr1(&[1i64, 2, 3]).write_npy(&mut ints).unwrap();
-        fs::write(&p, &ints).unwrap();
+        let mut small = Vec::new();
+        ndarray::arr1(&[1u16, 2, 3]).write_npy(&mut small).unwrap();
+        fs::write(&p, &small).unwrap();
         let err = load_npy(&p).unwrap_err();
         assert!(matches!(err, DataError::UnsupportedDtype { .. }), "{err:?}");
-        assert!(err.to_string().contains("<i8"), "{err}");
+        assert!(err.to_string().contains("<u2"), "{err}");
     }
 
     /// A `.npy` file whose header claims `shape` (a Python tuple) and whose data is `data`.

@@ -350,6 +350,7 @@ fn by_element<T: Elem>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dtype::Value;
     use crate::tensor::Tensor;
     use ndarray::{ArrayD, IxDyn};
 

@@ -1,7 +1,8 @@
 //! Kernels that build or rearrange values: Const, Fill, ZerosLike, OnesLike,
 //! Identity, reshapes, Transpose, BroadcastLike.
 
-use super::{broadcast_view, same_shape, Elem};
+use super::{broadcast_view, same_shape};
+use crate::dtype::{Num, Value};
 use crate::Literal;
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
 
@@ -18,18 +19,18 @@ fn literal_fits(lit: &Literal, shape: &[usize]) -> bool {
 }
 
 /// Writes the literal's values, in row-major order, to `out`.
-fn write_literal<'a, T: Elem + 'a>(lit: &Literal, out: &mut impl Iterator<Item = &'a mut T>) {
+fn write_literal<'a, T: Value + 'a>(lit: &Literal, out: &mut impl Iterator<Item = &'a mut T>) {
     match lit {
         Literal::Scalar(v) => {
             if let Some(o) = out.next() {
-                *o = T::from_f64(*v);
+                *o = T::from_num(Num::F(*v));
             }
         }
         Literal::List(items) => items.iter().for_each(|item| write_literal(item, out)),
     }
 }
 
-pub(super) fn constant<T: Elem>(lit: &Literal, out: &mut ArrayD<T>) -> Result<(), String> {
+pub(super) fn constant<T: Value>(lit: &Literal, out: &mut ArrayD<T>) -> Result<(), String> {
     if !literal_fits(lit, out.shape()) {
         let (shape, _) = lit.to_flat()?;
         return Err(format!(
@@ -42,7 +43,7 @@ pub(super) fn constant<T: Elem>(lit: &Literal, out: &mut ArrayD<T>) -> Result<()
 }
 
 /// The output filled with the scalar `value`.
-pub(super) fn fill<T: Elem>(value: &ArrayViewD<'_, T>, out: &mut ArrayD<T>) -> Result<(), String> {
+pub(super) fn fill<T: Value>(value: &ArrayViewD<'_, T>, out: &mut ArrayD<T>) -> Result<(), String> {
     match value.ndim() {
         0 => {
             let &v = value.first().ok_or("Fill: empty value")?;
@@ -57,7 +58,7 @@ pub(super) fn fill<T: Elem>(value: &ArrayViewD<'_, T>, out: &mut ArrayD<T>) -> R
 }
 
 /// The output, of x's shape, filled with `value` (ZerosLike, OnesLike).
-pub(super) fn fill_like<T: Elem>(
+pub(super) fn fill_like<T: Value>(
     x: &ArrayViewD<'_, T>,
     value: T,
     out: &mut ArrayD<T>,
@@ -68,14 +69,14 @@ pub(super) fn fill_like<T: Elem>(
 }
 
 /// A copy of `x`, of the output's shape (Identity, StopGradient).
-pub(super) fn copy<T: Elem>(x: &ArrayViewD<'_, T>, out: &mut ArrayD<T>) -> Result<(), String> {
+pub(super) fn copy<T: Value>(x: &ArrayViewD<'_, T>, out: &mut ArrayD<T>) -> Result<(), String> {
     same_shape("the input", x.shape(), out.shape())?;
     out.assign(x);
     Ok(())
 }
 
 /// Row-major reshape (Reshape, ReshapeLike, ExpandDims, Squeeze).
-pub(super) fn reshape<T: Elem>(x: &ArrayViewD<'_, T>, out: &mut ArrayD<T>) -> Result<(), String> {
+pub(super) fn reshape<T: Value>(x: &ArrayViewD<'_, T>, out: &mut ArrayD<T>) -> Result<(), String> {
     if x.len() != out.len() {
         return Err(format!(
             "cannot reshape {:?} to {:?}: the sizes differ",
@@ -91,7 +92,7 @@ pub(super) fn reshape<T: Elem>(x: &ArrayViewD<'_, T>, out: &mut ArrayD<T>) -> Re
 }
 
 /// Permutes the axes; reverses them when `perm` is absent.
-pub(super) fn transpose<T: Elem>(
+pub(super) fn transpose<T: Value>(
     x: &ArrayViewD<'_, T>,
     perm: Option<&[usize]>,
     out: &mut ArrayD<T>,
@@ -116,7 +117,7 @@ pub(super) fn transpose<T: Elem>(
 }
 
 /// `x` broadcast to the output's shape, materialized.
-pub(super) fn broadcast_to<T: Elem>(
+pub(super) fn broadcast_to<T: Value>(
     x: &ArrayViewD<'_, T>,
     out: &mut ArrayD<T>,
 ) -> Result<(), String> {

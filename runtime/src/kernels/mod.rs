@@ -13,6 +13,7 @@
 mod elementwise;
 mod fused;
 pub mod gemm;
+mod int;
 mod layout;
 mod linalg;
 pub(crate) use linalg::bias_activation_rows;
@@ -20,8 +21,9 @@ mod norm;
 mod reduce;
 #[cfg(test)]
 mod tests;
+mod values;
 
-use crate::dtype::Scalar;
+use crate::dtype::{Scalar, Value};
 use crate::op::{BinaryFn, UnaryFn};
 use crate::{binary_ops, module_ops, unary_ops, DType, Op, Tensor, TensorType};
 use ndarray::{ArrayD, ArrayViewD, Dimension, IxDyn, LinalgScalar};
@@ -30,10 +32,6 @@ use std::sync::atomic::AtomicUsize;
 
 /// The float types the kernels run on.
 pub(crate) trait Elem: Scalar + LinalgScalar + gemm::GemmElem {
-    /// A view of the tensor's data, if it holds this type.
-    fn view(t: &Tensor) -> Option<ArrayViewD<'_, Self>>;
-    /// The tensor's array, if it holds this type, for writing.
-    fn buffer(t: &mut Tensor) -> Option<&mut ArrayD<Self>>;
     /// Runs `f` with this thread's scratch buffer of kind `which`, grown
     /// first to the most any thread's buffer of that kind has held (so which
     /// thread takes which part of a kernel never makes one grow in steady
@@ -59,22 +57,8 @@ pub(crate) enum Scratch {
 const SCRATCH_KINDS: usize = 4;
 
 macro_rules! impl_elem {
-    ($t:ty, $variant:ident) => {
+    ($t:ty) => {
         impl Elem for $t {
-            fn view(t: &Tensor) -> Option<ArrayViewD<'_, Self>> {
-                match t {
-                    Tensor::$variant(a) => Some(a.view()),
-                    _ => None,
-                }
-            }
-
-            fn buffer(t: &mut Tensor) -> Option<&mut ArrayD<Self>> {
-                match t {
-                    Tensor::$variant(a) => Some(a),
-                    _ => None,
-                }
-            }
-
             fn with_scratch<R>(which: Scratch, f: impl FnOnce(&mut Vec<Self>) -> R) -> R {
                 thread_local! {
                     static SCRATCH: [RefCell<Vec<$t>>; SCRATCH_KINDS] =
@@ -89,8 +73,8 @@ macro_rules! impl_elem {
     };
 }
 
-impl_elem!(f32, F32);
-impl_elem!(f64, F64);
+impl_elem!(f32);
+impl_elem!(f64);
 
 /// The inputs of one kernel call, by position.
 pub trait Inputs {
@@ -197,6 +181,7 @@ fn dispatch(op: &Op, ins: &dyn Inputs, outs: &mut [Tensor]) -> Result<(), String
             return match dtype {
                 DType::F32 => run_multi::<f32>(op, ins, outs),
                 DType::F64 => run_multi::<f64>(op, ins, outs),
+                other => Err(format!("{} has no {other} kernel", op.name())),
             };
         }
         _ => {}
@@ -208,9 +193,19 @@ fn dispatch(op: &Op, ins: &dyn Inputs, outs: &mut [Tensor]) -> Result<(), String
             outs.len()
         ));
     };
+    check_arity(op, ins.len())?;
+    if !crate::each!(&*out, y => y.is_standard_layout()) {
+        return Err("the output buffer is not in standard layout".into());
+    }
+    if let module_ops!() = op {
+        return crate::op::module_run(op, ins, out);
+    }
     match out {
-        Tensor::F32(y) => run::<f32>(op, ins, y),
-        Tensor::F64(y) => run::<f64>(op, ins, y),
+        Tensor::F32(y) => kernel::<f32>(op, ins, y),
+        Tensor::F64(y) => kernel::<f64>(op, ins, y),
+        Tensor::I32(y) => int::kernel(op, ins, y),
+        Tensor::I64(y) => int::kernel(op, ins, y),
+        Tensor::Bool(y) => values::kernel(op, ins, y),
     }
 }
 
@@ -280,26 +275,8 @@ fn scalar<T: Copy>(a: &ArrayD<T>) -> Result<T, String> {
     }
 }
 
-fn run<T: Elem>(op: &Op, ins: &dyn Inputs, out: &mut ArrayD<T>) -> Result<(), String> {
-    check_arity(op, ins.len())?;
-    for k in 0..ins.len() {
-        let t = ins.get(k).ok_or_else(|| format!("input {k} is missing"))?;
-        if t.dtype() != T::DTYPE {
-            return Err(format!(
-                "an input has dtype {}, expected {}",
-                t.dtype(),
-                T::DTYPE
-            ));
-        }
-    }
-    if !out.is_standard_layout() {
-        return Err("the output buffer is not in standard layout".into());
-    }
-    kernel(op, ins, out)
-}
-
-/// Input `k` as an array of `T` (`run` checked that it exists and has dtype `T`).
-fn input<T: Elem>(ins: &dyn Inputs, k: usize) -> Result<ArrayViewD<'_, T>, String> {
+/// Input `k` as an array of `T`, or an error naming its dtype.
+pub(crate) fn input<T: Value>(ins: &dyn Inputs, k: usize) -> Result<ArrayViewD<'_, T>, String> {
     let t = ins.get(k).ok_or_else(|| format!("input {k} is missing"))?;
     T::view(t).ok_or_else(|| format!("an input has dtype {}, expected {}", t.dtype(), T::DTYPE))
 }
@@ -338,7 +315,7 @@ fn kernel<T: Elem>(op: &Op, ins: &dyn Inputs, out: &mut ArrayD<T>) -> Result<(),
             transpose_b,
         } => linalg::matmul(&x(0)?, &x(1)?, *transpose_a, *transpose_b, out),
         BiasAdd { data_format } => linalg::bias_add(&x(0)?, &x(1)?, *data_format, out),
-        module_ops!() => crate::op::module_kernel(op, &|k| input::<T>(ins, k), out),
+        module_ops!() => Err(format!("{} is run by its module", op.name())),
         Fused { program } => fused::fused(program, ins, out),
         Dense {
             transpose_a,
@@ -360,8 +337,7 @@ fn kernel<T: Elem>(op: &Op, ins: &dyn Inputs, out: &mut ArrayD<T>) -> Result<(),
             layout::reshape(&x(0)?, out)
         }
         Transpose { perm } => layout::transpose(&x(0)?, perm.as_deref(), out),
-        ArgMax { axis } => reduce::argmax(&x(0)?, *axis, out),
-        Select => norm::select(&x(0)?, &x(1)?, &x(2)?, out),
+        Select => values::select(ins, out),
         BatchNormalization {
             variance_epsilon,
             offset,
@@ -478,6 +454,10 @@ fn dispatch_in_place(
         (_, [io]) => match io {
             Tensor::F32(y) => in_place::<f32>(op, k, ins, y),
             Tensor::F64(y) => in_place::<f64>(op, k, ins, y),
+            Tensor::I32(y) => int::in_place(op, k, ins, y),
+            Tensor::I64(y) => int::in_place(op, k, ins, y),
+            Tensor::Bool(_) if matches!(op, Op::Identity | Op::StopGradient) => Ok(()),
+            Tensor::Bool(_) => Err(format!("{} cannot run in place on bool", op.name())),
         },
         (_, outs) => Err(format!(
             "{} has one output, but {} output buffers were given",
@@ -528,9 +508,10 @@ fn same_operand_shapes(f: BinaryFn, a: &[usize], b: &[usize]) -> Result<(), Stri
 }
 
 /// The output buffer `t` as `T`'s array, or an error naming its dtype.
-fn buffer<T: Elem>(t: &mut Tensor) -> Result<&mut ArrayD<T>, String> {
+fn buffer<T: Value>(t: &mut Tensor) -> Result<&mut ArrayD<T>, String> {
     let dtype = t.dtype();
-    T::buffer(t).ok_or_else(|| format!("an output buffer has dtype {dtype}, expected {}", T::DTYPE))
+    T::array_mut(t)
+        .ok_or_else(|| format!("an output buffer has dtype {dtype}, expected {}", T::DTYPE))
 }
 
 /// Ops with several outputs, each written into its buffer.

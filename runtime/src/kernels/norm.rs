@@ -710,34 +710,6 @@ fn dx_coefficients<T: Elem>(r: T, scale: T, mean: T, doffset: T, dscale: T, n: T
     [scale * r, mean, doffset / n, r * dscale / n]
 }
 
-/// a where cond != 0, else b, broadcast to the output's shape.
-pub(super) fn select<T: Elem>(
-    cond: &ArrayViewD<'_, T>,
-    a: &ArrayViewD<'_, T>,
-    b: &ArrayViewD<'_, T>,
-    y: &mut ArrayD<T>,
-) -> Result<(), String> {
-    let dim = y.raw_dim();
-    let bad = |t: &ArrayViewD<'_, T>| {
-        format!(
-            "shape {:?} does not broadcast to {:?}",
-            t.shape(),
-            dim.slice()
-        )
-    };
-    let c = cond.broadcast(dim.clone()).ok_or_else(|| bad(cond))?;
-    let (a, b) = (
-        a.broadcast(dim.clone()).ok_or_else(|| bad(a))?,
-        b.broadcast(dim.clone()).ok_or_else(|| bad(b))?,
-    );
-    Zip::from(y)
-        .and(&c)
-        .and(&a)
-        .and(&b)
-        .for_each(|y, &c, &a, &b| *y = if c != T::zero() { a } else { b });
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::band_border;

@@ -1,4 +1,4 @@
-//! Reductions: Sum, Mean, ReducedSize, SumToLike, ArgMax, Softmax and the
+//! Reductions: Sum, Mean, ReducedSize, SumToLike, Softmax and the
 //! softmax cross-entropy.
 //!
 //! Sums are accumulated straight into the output. The order of the additions
@@ -8,7 +8,7 @@
 //! the output one after another.
 
 use super::{layout, Elem};
-use ndarray::{ArrayD, ArrayViewD, ArrayViewMutD, Axis, Dimension, RemoveAxis, Zip};
+use ndarray::{ArrayD, ArrayViewD, ArrayViewMutD, Axis, Dimension, Zip};
 
 /// Whether axis `a` is in `mask`.
 fn has(mask: u64, a: usize) -> bool {
@@ -227,43 +227,6 @@ pub(super) fn reduced_size<T: Elem>(
         ));
     }
     out.fill(count::<T>(x.shape(), mask));
-    Ok(())
-}
-
-/// Index of the first largest element along `axis`, as a float.
-pub(super) fn argmax<T: Elem>(
-    x: &ArrayViewD<'_, T>,
-    axis: i64,
-    out: &mut ArrayD<T>,
-) -> Result<(), String> {
-    let a = axis_mask(Some(&[axis]), x.ndim())?.trailing_zeros() as usize;
-    if x.len_of(Axis(a)) == 0 {
-        return Err(format!(
-            "ArgMax over axis {a} of {:?}, which is empty",
-            x.shape()
-        ));
-    }
-    let lanes = x.raw_dim().remove_axis(Axis(a));
-    if lanes.size() != out.len() {
-        return Err(format!(
-            "ArgMax over axis {a} of {:?} cannot fill {:?}",
-            x.shape(),
-            out.shape()
-        ));
-    }
-    let mut o = out
-        .view_mut()
-        .into_shape_with_order(lanes)
-        .map_err(|e| e.to_string())?;
-    Zip::from(&mut o).and(x.lanes(Axis(a))).for_each(|o, lane| {
-        let mut best = 0;
-        for (i, v) in lane.iter().enumerate() {
-            if *v > lane[best] {
-                best = i;
-            }
-        }
-        *o = T::from_f64(best as f64);
-    });
     Ok(())
 }
 

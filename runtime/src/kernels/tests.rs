@@ -37,6 +37,9 @@ fn try_run(op: &Op, ins: &[&Tensor]) -> Result<Tensor, String> {
     match &mut reused {
         Tensor::F32(a) => a.fill(f32::NAN),
         Tensor::F64(a) => a.fill(f64::NAN),
+        Tensor::I32(a) => a.fill(i32::MIN),
+        Tensor::I64(a) => a.fill(i64::MIN),
+        Tensor::Bool(a) => a.fill(true),
     }
     eval_into(op, ins, std::slice::from_mut(&mut reused)).map_err(|e| e.to_string())?;
     let same = t
@@ -83,6 +86,7 @@ fn check(t: &Tensor, shape: &[usize], want: &[f64]) {
     let tol = match t.dtype() {
         DType::F32 => 1e-6,
         DType::F64 => 1e-12,
+        _ => 0.0,
     };
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
         let ok = g == w || (g - w).abs() <= tol * w.abs().max(1.0);
@@ -182,7 +186,7 @@ fn maximum_and_greater_equal() {
     assert_eq!(&max[..3], &[3.0, 5.0, 3.0]);
     assert!(max[3].is_nan());
     check(
-        &run(Op::GreaterEqual, &[&a, &b]),
+        &run(Op::GreaterEqualMask, &[&a, &b]),
         &[2, 2],
         &[0.0, 1.0, 1.0, 0.0],
     );
@@ -863,7 +867,7 @@ fn every_accepted_input_evaluates() {
         Op::Mul,
         Op::Div,
         Op::Maximum,
-        Op::GreaterEqual,
+        Op::GreaterEqualMask,
         Op::ReluGrad,
         matmul(false, false),
         matmul(true, false),
@@ -1173,6 +1177,7 @@ fn every_row_of_the_elementwise_table() {
             let want: Vec<f64> = match &x {
                 Tensor::F32(a) => a.iter().map(|&v| f64::from(f.eval(v))).collect(),
                 Tensor::F64(a) => a.iter().map(|&v| f.eval(v)).collect(),
+                other => unreachable!("{other:?} is not a float tensor"),
             };
             let got = y.to_f64_vec();
             let same = got

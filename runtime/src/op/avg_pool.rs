@@ -7,6 +7,7 @@ use crate::kernels::Elem;
 use ndarray::{ArrayD, ArrayViewD};
 
 pub(super) const ARITY: Arity = Arity::Exactly(1);
+float_kernel!();
 
 pub(super) use super::conv::pool_attrs_text as attrs_text;
 
@@ -17,5 +18,5 @@ pub(super) fn kernel<'a, T: Elem>(
     input: &dyn Fn(usize) -> Result<ArrayViewD<'a, T>, String>,
     out: &mut ArrayD<T>,
 ) -> Result<(), String> {
-    super::max_pool::run("AvgPool", op, input, out, super::pool::Pool::avg_pool)
+    super::max_pool::drive("AvgPool", op, input, out, super::pool::Pool::avg_pool)
 }

@@ -11,6 +11,7 @@ use crate::{DType, TensorType};
 use ndarray::{ArrayD, ArrayViewD, Zip};
 
 pub(super) const ARITY: Arity = Arity::Exactly(3);
+float_kernel!();
 
 pub(super) fn attrs_text(_: &Op) -> String {
     String::new()

@@ -3,12 +3,13 @@
 //! gradient is a Slice of dy for each input (`compiler/src/grad/concat.rs`).
 
 use super::{unify, Arity, Op};
-use crate::kernels::Elem;
+use crate::dtype::Value;
 use crate::shape::{normalize_axes, Dim, Shape};
 use crate::{DType, TensorType};
 use ndarray::{ArrayD, ArrayViewD, Axis, Slice};
 
 pub(super) const ARITY: Arity = Arity::AtLeast(1);
+value_kernel!();
 
 pub(super) fn attrs_text(op: &Op) -> String {
     match op {
@@ -66,7 +67,7 @@ pub(super) fn infer(op: &Op, dt: DType, ins: &[&TensorType]) -> Result<Vec<Tenso
 /// until the output is full and the next input is missing (the kernel
 /// interface does not pass their count); a missing input before that is
 /// the error it is.
-pub(super) fn kernel<'a, T: Elem>(
+pub(super) fn kernel<'a, T: Value>(
     op: &Op,
     input: &dyn Fn(usize) -> Result<ArrayViewD<'a, T>, String>,
     out: &mut ArrayD<T>,

@@ -13,6 +13,7 @@ use crate::{DType, TensorType};
 use ndarray::{ArrayD, ArrayViewD};
 
 pub(super) const ARITY: Arity = Arity::Exactly(2);
+float_kernel!();
 
 pub(super) use super::conv::attrs_text;
 
@@ -38,12 +39,12 @@ pub(super) fn kernel<'a, T: Elem>(
     input: &dyn Fn(usize) -> Result<ArrayViewD<'a, T>, String>,
     out: &mut ArrayD<T>,
 ) -> Result<(), String> {
-    run("Conv2D", op, input, out, None)
+    drive("Conv2D", op, input, out, None)
 }
 
 /// The convolution of inputs 0 and 1 into `out`, then the epilogue if any
 /// (FusedConv2D's).
-pub(super) fn run<'a, T: Elem>(
+pub(super) fn drive<'a, T: Elem>(
     name: &'static str,
     op: &Op,
     input: &dyn Fn(usize) -> Result<ArrayViewD<'a, T>, String>,

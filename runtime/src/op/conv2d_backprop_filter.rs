@@ -14,6 +14,7 @@ use crate::{DType, TensorType};
 use ndarray::{ArrayD, ArrayViewD};
 
 pub(super) const ARITY: Arity = Arity::Exactly(3);
+float_kernel!();
 
 pub(super) use super::conv::attrs_text;
 

@@ -480,8 +480,10 @@ pub(super) fn in_nhwc<T: Elem, const K: usize>(
 #[cfg(test)]
 mod tests {
     use super::super::conv::Conv;
-    use super::super::{module_kernel, ConvKind, DataFormat, Op, Padding, PoolKind};
+    use super::super::{ConvKind, DataFormat, Op, Padding, PoolKind};
+    use crate::dtype::Value;
     use crate::parallel::with_test_threads;
+    use crate::Tensor;
     use ndarray::{ArrayD, ArrayViewD, IxDyn};
 
     /// Deterministic values in [-1, 1); with `levels`, rounded to that many
@@ -507,6 +509,28 @@ mod tests {
             .permuted_axes(vec![0, 2, 3, 1])
             .as_standard_layout()
             .to_owned()
+    }
+
+    /// Runs `op`'s module kernel on `input(0)`, `input(1)`, … into `out`.
+    fn module_kernel<'a, T: Value>(
+        op: &Op,
+        input: &dyn Fn(usize) -> Result<ArrayViewD<'a, T>, String>,
+        out: &mut ArrayD<T>,
+    ) -> Result<(), String>
+    where
+        Tensor: From<ArrayD<T>>,
+    {
+        let ins: Vec<Tensor> = (0..)
+            .map_while(|k| input(k).ok())
+            .map(|v| Tensor::from(v.to_owned()))
+            .collect();
+        let refs: Vec<&Tensor> = ins.iter().collect();
+        let mut t = Tensor::from(std::mem::take(out));
+        let result = super::super::module_run(op, &refs.as_slice(), &mut t);
+        *out = T::array_mut(&mut t)
+            .ok_or("the output changed dtype")?
+            .clone();
+        result
     }
 
     /// Runs `op`'s kernel on `ins` into an output of `shape`.

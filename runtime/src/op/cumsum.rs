@@ -10,6 +10,7 @@ use crate::{DType, TensorType};
 use ndarray::{ArrayD, ArrayViewD, Axis, Zip};
 
 pub(super) const ARITY: Arity = Arity::Exactly(1);
+float_kernel!();
 
 pub(super) fn attrs_text(op: &Op) -> String {
     match op {

@@ -12,6 +12,7 @@ use crate::{DType, TensorType};
 use ndarray::{ArrayD, ArrayViewD};
 
 pub(super) const ARITY: Arity = Arity::Exactly(2);
+float_kernel!();
 
 pub(super) use super::conv::attrs_text;
 

@@ -202,11 +202,19 @@ macro_rules! elementwise_table {
                 /// stable form of `tf.nn.sigmoid_cross_entropy_with_logits`.
                 SigmoidCrossEntropyWithLogits [fuse, in_place] |a, b| sigmoid_cross_entropy(a, b)
                     => |dy, a, b, y| grads(dy * (a.sigmoid() - b), -(dy * a));
-                /// 1 where a >= b else 0, in the inputs' float type (no gradient).
-                GreaterEqual [fuse, in_place, broadcast] |a, b| greater_equal(a, b)
+                /// floor(a / b) (TensorFlow's `tf.math.floordiv`); no gradient.
+                FloorDiv [fuse, in_place, broadcast] |a, b| (a / b).floor()
                     => |dy, a, b, y| Grad::Zero;
-                /// 1 where a == b else 0, in the inputs' float type (no gradient).
-                Equal [fuse, in_place, broadcast, commutes] |a, b| equal(a, b)
+                /// a − floor(a / b)·b, the sign of b's (TensorFlow's `tf.math.floormod`).
+                FloorMod [fuse, in_place, broadcast] |a, b| floor_mod(a, b)
+                    => |dy, a, b, y| grads(dy, -(dy * (a / b).apply(UnaryFn::Floor)));
+                /// 1 where a >= b else 0, in the inputs' float type: the mask
+                /// gradient rules multiply by (GreaterEqual gives a Bool). No gradient.
+                GreaterEqualMask [fuse, in_place, broadcast] |a, b| greater_equal(a, b)
+                    => |dy, a, b, y| Grad::Zero;
+                /// 1 where a == b else 0, in the inputs' float type (Equal
+                /// gives a Bool). No gradient.
+                EqualMask [fuse, in_place, broadcast, commutes] |a, b| equal(a, b)
                     => |dy, a, b, y| Grad::Zero;
                 /// Gradient of Relu: inputs (dy, x) of one shape, dy where x > 0 else 0.
                 /// Linear in dy with a piecewise-constant mask.
@@ -314,9 +322,9 @@ pub trait Sym:
     fn relu_grad(self, x: Self) -> Self {
         self.apply2(BinaryFn::ReluGrad, x)
     }
-    /// GreaterEqual(self, b).
+    /// GreaterEqualMask(self, b): 1 where self >= b, else 0.
     fn ge(self, b: Self) -> Self {
-        self.apply2(BinaryFn::GreaterEqual, b)
+        self.apply2(BinaryFn::GreaterEqualMask, b)
     }
 }
 
@@ -663,6 +671,58 @@ macro_rules! elementwise_types {
 
 elementwise_table!((elementwise_types) {});
 
+impl UnaryFn {
+    /// The function on integers, where TensorFlow has it: computed on i64
+    /// and wrapping, so that an i32 narrowed back wraps as TensorFlow's does.
+    pub fn int(self) -> Option<fn(i64) -> i64> {
+        Some(match self {
+            UnaryFn::Neg => i64::wrapping_neg,
+            UnaryFn::Abs => i64::wrapping_abs,
+            UnaryFn::Sign => i64::signum,
+            UnaryFn::Square => |x| x.wrapping_mul(x),
+            _ => return None,
+        })
+    }
+}
+
+impl BinaryFn {
+    /// The function on integers, where TensorFlow has it (see `UnaryFn::int`);
+    /// None from the function for a division by zero.
+    pub fn int(self) -> Option<fn(i64, i64) -> Option<i64>> {
+        Some(match self {
+            BinaryFn::Add => |a, b| Some(a.wrapping_add(b)),
+            BinaryFn::Sub => |a, b| Some(a.wrapping_sub(b)),
+            BinaryFn::Mul => |a, b| Some(a.wrapping_mul(b)),
+            BinaryFn::Maximum => |a, b| Some(a.max(b)),
+            BinaryFn::Minimum => |a, b| Some(a.min(b)),
+            BinaryFn::SquaredDifference => |a, b| {
+                let d = a.wrapping_sub(b);
+                Some(d.wrapping_mul(d))
+            },
+            // Rounded toward negative infinity; the remainder has b's sign.
+            BinaryFn::FloorDiv => |a, b| {
+                let q = a
+                    .checked_div(b)
+                    .or_else(|| (b == -1).then(|| a.wrapping_neg()))?;
+                Some(if a.wrapping_rem(b) != 0 && (a < 0) != (b < 0) {
+                    q - 1
+                } else {
+                    q
+                })
+            },
+            BinaryFn::FloorMod => |a, b| {
+                let r = a.checked_rem(b).or_else(|| (b == -1).then_some(0))?;
+                Some(if r != 0 && (r < 0) != (b < 0) {
+                    r + b
+                } else {
+                    r
+                })
+            },
+            _ => return None,
+        })
+    }
+}
+
 /// The single gradient of a unary derivative (zero where there is none).
 #[inline(always)]
 fn only<T: Scalar>(g: Grad<T, 1>) -> T {
@@ -846,6 +906,18 @@ pub(crate) fn maximum<T: Scalar>(a: T, b: T) -> T {
         a
     } else {
         b
+    }
+}
+
+/// a − floor(a / b)·b as C's `fmod` corrected to b's sign (TensorFlow's
+/// floor-mod for floats): exact, unlike the formula.
+#[inline(always)]
+pub(crate) fn floor_mod<T: Scalar>(a: T, b: T) -> T {
+    let r = a % b;
+    if r != T::zero() && (r < T::zero()) != (b < T::zero()) {
+        r + b
+    } else {
+        r
     }
 }
 

@@ -15,6 +15,7 @@ use crate::{DType, TensorType};
 use ndarray::{ArrayD, ArrayViewD};
 
 pub(super) const ARITY: Arity = Arity::Exactly(3);
+float_kernel!();
 
 /// Conv2D's attributes, then the activation.
 pub(super) fn attrs_text(op: &Op) -> String {
@@ -58,5 +59,5 @@ pub(super) fn kernel<'a, T: Elem>(
         .as_slice()
         .ok_or("FusedConv2D: the bias is not contiguous")?;
     let epilogue = Epilogue { bias, activation };
-    super::conv2d::run("FusedConv2D", op, input, out, Some(epilogue))
+    super::conv2d::drive("FusedConv2D", op, input, out, Some(epilogue))
 }

@@ -8,6 +8,7 @@ use crate::{DType, Shape, TensorType};
 use ndarray::{ArrayD, ArrayViewD};
 
 pub(super) const ARITY: Arity = Arity::Exactly(1);
+float_kernel!();
 
 /// No attributes.
 pub(super) fn attrs_text(_: &Op) -> String {

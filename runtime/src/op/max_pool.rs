@@ -10,6 +10,7 @@ use crate::{DType, TensorType};
 use ndarray::{ArrayD, ArrayViewD};
 
 pub(super) const ARITY: Arity = Arity::Exactly(1);
+float_kernel!();
 
 pub(super) use super::conv::pool_attrs_text as attrs_text;
 
@@ -26,11 +27,11 @@ pub(super) fn kernel<'a, T: Elem>(
     input: &dyn Fn(usize) -> Result<ArrayViewD<'a, T>, String>,
     out: &mut ArrayD<T>,
 ) -> Result<(), String> {
-    run("MaxPool", op, input, out, Pool::max_pool)
+    drive("MaxPool", op, input, out, Pool::max_pool)
 }
 
 /// A pooling of input 0 into `out` by `f` on NHWC slices (MaxPool's, AvgPool's).
-pub(super) fn run<'a, T: Elem>(
+pub(super) fn drive<'a, T: Elem>(
     name: &'static str,
     op: &Op,
     input: &dyn Fn(usize) -> Result<ArrayViewD<'a, T>, String>,

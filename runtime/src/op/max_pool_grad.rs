@@ -11,6 +11,7 @@ use crate::{DType, TensorType};
 use ndarray::{ArrayD, ArrayViewD};
 
 pub(super) const ARITY: Arity = Arity::Exactly(3);
+float_kernel!();
 
 pub(super) use super::conv::pool_attrs_text as attrs_text;
 

@@ -7,6 +7,7 @@ use crate::{DType, TensorType};
 use ndarray::{ArrayD, ArrayViewD};
 
 pub(super) const ARITY: Arity = Arity::Exactly(1);
+float_kernel!();
 
 pub(super) use super::max::attrs_text;
 

@@ -2,6 +2,7 @@
 //! IR and by compiled programs, so a program needs nothing from the compiler.
 //! Kernels live in `kernels/`, gradient rules in the compiler's `grad/`.
 
+mod compare;
 mod conv;
 mod conv_gemm;
 mod elementwise;
@@ -142,18 +143,62 @@ macro_rules! op_enum {
                     _ => Err(format!("{} is not an op of a module", self.name())),
                 }
             }
+
+            /// A module op's dtype rule: its module's `TAKES`.
+            fn module_takes(&self) -> Takes {
+                match self {
+                    $( Op::$mo { .. } => $module::TAKES, )*
+                    _ => Takes::Uniform(In::Float),
+                }
+            }
         }
 
-        /// A module op's kernel: its module's `kernel`, with input `k` from `input(k)`.
-        pub(crate) fn module_kernel<'a, T: crate::kernels::Elem>(
+        /// A module op's kernel: its module's `run`, which dispatches on the dtypes.
+        pub(crate) fn module_run(
             op: &Op,
-            input: &dyn Fn(usize) -> Result<ndarray::ArrayViewD<'a, T>, String>,
-            out: &mut ndarray::ArrayD<T>,
+            ins: &dyn crate::kernels::Inputs,
+            out: &mut crate::Tensor,
         ) -> Result<(), String> {
             match op {
-                $( Op::$mo { .. } => $module::kernel(op, input, out), )*
+                $( Op::$mo { .. } => $module::run(op, ins, out), )*
                 _ => Err(format!("{} is not an op of a module", op.name())),
             }
+        }
+    };
+}
+
+/// A module's `TAKES` and `run` for a `kernel` generic over the float
+/// types (`T: Elem`): inputs of one float dtype.
+macro_rules! float_kernel {
+    () => {
+        pub(super) const TAKES: super::Takes = super::Takes::Uniform(super::In::Float);
+
+        pub(super) fn run(
+            op: &Op,
+            ins: &dyn crate::kernels::Inputs,
+            out: &mut crate::Tensor,
+        ) -> Result<(), String> {
+            match out {
+                crate::Tensor::F32(y) => kernel::<f32>(op, &|k| crate::kernels::input(ins, k), y),
+                crate::Tensor::F64(y) => kernel::<f64>(op, &|k| crate::kernels::input(ins, k), y),
+                y => Err(format!("{} has no {} kernel", op.name(), y.dtype())),
+            }
+        }
+    };
+}
+
+/// A module's `TAKES` and `run` for a `kernel` generic over every element
+/// type (`T: Value`): inputs of one dtype, any.
+macro_rules! value_kernel {
+    () => {
+        pub(super) const TAKES: super::Takes = super::Takes::Uniform(super::In::Any);
+
+        pub(super) fn run(
+            op: &Op,
+            ins: &dyn crate::kernels::Inputs,
+            out: &mut crate::Tensor,
+        ) -> Result<(), String> {
+            crate::each!(out, y => kernel(op, &|k| crate::kernels::input(ins, k), y))
         }
     };
 }
@@ -167,8 +212,9 @@ macro_rules! with_modules {
 
 /// The ops that live in a module of their own: one row each, the variant
 /// (its doc comment and attributes, as the other variants have them) and the
-/// module, `runtime/src/op/<module>.rs`, which holds its `ARITY`, `infer`
-/// (the shape rule) and `kernel`. The compiler finds its gradient in
+/// module, `runtime/src/op/<module>.rs`, which holds its `ARITY`, `TAKES`
+/// (the dtype rule), `infer` (the shape rule) and `run` (the kernel, most
+/// often through `float_kernel!` or `value_kernel!`). The compiler finds its gradient in
 /// `compiler/src/grad/<module>.rs`, a module of the same name.
 /// `module_ops_table!((callback) { extra })` calls
 /// `callback! { { extra } modules { rows } }`.
@@ -334,6 +380,42 @@ macro_rules! module_ops_table {
                 /// Inputs (t, clip_value_min, clip_value_max), the bounds broadcast
                 /// to t: min(max(t, lo), hi) (TensorFlow's `tf.clip_by_value`).
                 ClipByValue => clip_by_value,
+                /// The index of the largest element along `axis`, the first on
+                /// ties (TensorFlow's `tf.math.argmax`), as `output_type` (I64 or I32).
+                ArgMax {
+                    axis: i64,
+                    #[serde(default = "i64_dtype")]
+                    output_type: DType,
+                } => arg_max,
+                /// The index of the smallest element along `axis`, as ArgMax.
+                ArgMin {
+                    axis: i64,
+                    #[serde(default = "i64_dtype")]
+                    output_type: DType,
+                } => arg_min,
+                /// The values converted to `to` (TensorFlow's `tf.cast`): floats
+                /// to integers truncate toward zero, anything to Bool is `!= 0`.
+                Cast {
+                    to: DType,
+                } => cast,
+                /// Bool a == b, broadcast (TensorFlow's `tf.equal`).
+                Equal => equal,
+                /// Bool a != b, broadcast.
+                NotEqual => not_equal,
+                /// Bool a < b, broadcast (numbers only).
+                Less => less,
+                /// Bool a <= b, broadcast.
+                LessEqual => less_equal,
+                /// Bool a > b, broadcast.
+                Greater => greater,
+                /// Bool a >= b, broadcast.
+                GreaterEqual => greater_equal,
+                /// a && b of Bool tensors, broadcast.
+                LogicalAnd => logical_and,
+                /// a || b of Bool tensors, broadcast.
+                LogicalOr => logical_or,
+                /// !a of a Bool tensor.
+                LogicalNot => logical_not,
                 /// Inputs of one shape joined along a new `axis` (TensorFlow's `tf.stack`).
                 Stack {
                     axis: i64,
@@ -589,11 +671,6 @@ module_ops_table!((with_modules) {
     OnceDifferentiable {
         function: String,
     },
-    /// Index of the largest element along `axis` (the first on ties), as a float
-    /// of the input's type (gradc has no integer tensors). Has no gradient.
-    ArgMax {
-        axis: i64,
-    },
     /// Softmax over the last axis.
     Softmax,
     /// log(softmax(x)) over the last axis, computed stably (`x - logsumexp(x)`).
@@ -620,6 +697,10 @@ module_ops_table!((with_modules) {
 
 fn yes() -> bool {
     true
+}
+
+fn i64_dtype() -> DType {
+    DType::I64
 }
 
 fn bn_epsilon() -> f64 {
@@ -835,6 +916,63 @@ impl fmt::Display for Arity {
     }
 }
 
+/// The dtypes one input of an op may have.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum In {
+    /// F32 or F64.
+    Float,
+    /// I32 or I64.
+    Int,
+    Bool,
+    /// A float or an integer.
+    Numeric,
+    Any,
+    /// The dtype of input `k`.
+    Same(usize),
+    /// Bool, or the dtype of input `k` (a condition as a mask of zeros and ones).
+    BoolOr(usize),
+}
+
+impl In {
+    /// Whether an input of `dtype` fits, given the inputs' dtypes.
+    fn admits(self, dtype: DType, ins: &[&TensorType]) -> bool {
+        let of = |k: usize| ins.get(k).map(|t| t.dtype);
+        match self {
+            In::Float => dtype.is_float(),
+            In::Int => dtype.is_int(),
+            In::Bool => dtype == DType::Bool,
+            In::Numeric => dtype != DType::Bool,
+            In::Any => true,
+            In::Same(k) => of(k) == Some(dtype),
+            In::BoolOr(k) => dtype == DType::Bool || of(k) == Some(dtype),
+        }
+    }
+}
+
+impl fmt::Display for In {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            In::Float => f.write_str("a float (f32 or f64)"),
+            In::Int => f.write_str("an integer (i32 or i64)"),
+            In::Bool => f.write_str("a bool"),
+            In::Numeric => f.write_str("a number (float or integer)"),
+            In::Any => f.write_str("any"),
+            In::Same(k) => write!(f, "input {k}'s"),
+            In::BoolOr(k) => write!(f, "a bool or input {k}'s"),
+        }
+    }
+}
+
+/// An op's dtype rule: which dtypes its inputs may have. Its shape rule
+/// then gives the output dtypes (most often the inputs').
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Takes {
+    /// Every input of one dtype, which the first input's must fit.
+    Uniform(In),
+    /// Input k's dtype must fit entry k (for ops of a fixed arity).
+    Each(&'static [In]),
+}
+
 impl Op {
     pub fn arity(&self) -> Arity {
         use Op::*;
@@ -870,7 +1008,6 @@ impl Op {
             | Squeeze { .. }
             | Moments { .. }
             | OnceDifferentiable { .. }
-            | ArgMax { .. }
             | Softmax
             | LogSoftmax
             | ZerosLike
@@ -878,6 +1015,58 @@ impl Op {
             | Fill { .. }
             | ReducedSize { .. } => Arity::Exactly(1),
             module_ops!() => self.module_arity(),
+        }
+    }
+
+    /// The dtype rule: which dtypes the inputs may have (see `Takes`).
+    pub fn takes(&self) -> Takes {
+        use Op::*;
+        let numeric_if = |int: bool| Takes::Uniform(if int { In::Numeric } else { In::Float });
+        match self {
+            unary_ops!() => numeric_if(UnaryFn::of(self).is_some_and(|f| f.int().is_some())),
+            binary_ops!() => numeric_if(BinaryFn::of(self).is_some_and(|f| f.int().is_some())),
+            Placeholder { .. }
+            | Variable { .. }
+            | Const(_)
+            | NoOp
+            | Assign
+            | Identity
+            | StopGradient
+            | Reshape { .. }
+            | Transpose { .. }
+            | ExpandDims { .. }
+            | Squeeze { .. }
+            | IdentityN
+            | CustomGradient { .. }
+            | OnceDifferentiable { .. }
+            | ZerosLike
+            | OnesLike
+            | Fill { .. } => Takes::Uniform(In::Any),
+            // The second input gives its shape only.
+            ReshapeLike | BroadcastLike => Takes::Each(&[In::Any, In::Any]),
+            Select => Takes::Each(&[In::BoolOr(1), In::Any, In::Same(1)]),
+            module_ops!() => self.module_takes(),
+            AssignAdd
+            | AssignSub
+            | ApplyGradientDescent
+            | ApplyMomentum { .. }
+            | MatMul { .. }
+            | BiasAdd { .. }
+            | Fused { .. }
+            | Dense { .. }
+            | ActivationBiasGrad { .. }
+            | Sum { .. }
+            | Mean { .. }
+            | Moments { .. }
+            | BatchNormalization { .. }
+            | FusedBatchNorm { .. }
+            | FusedBatchNormGrad { .. }
+            | Softmax
+            | LogSoftmax
+            | SoftmaxCrossEntropyWithLogits
+            | AddN
+            | SumToLike
+            | ReducedSize { .. } => Takes::Uniform(In::Float),
         }
     }
 
@@ -974,7 +1163,6 @@ impl Op {
             Reshape { shape } => format!("{{shape: {shape:?}}}"),
             Transpose { perm: Some(p) } => format!("{{perm: {p:?}}}"),
             ExpandDims { axes } | Squeeze { axes } => format!("{{axes: {axes:?}}}"),
-            ArgMax { axis } => format!("{{axis: {axis}}}"),
             Fused { program } => {
                 let steps: Vec<String> = program
                     .iter()
@@ -1030,16 +1218,29 @@ impl Op {
     /// Works on symbolic shapes at compile time and on concrete ones at run time.
     pub fn infer(&self, dtype: DType, ins: &[&TensorType]) -> Result<Vec<TensorType>, OpError> {
         self.check_arity(ins.len())?;
-        // Every op but the sources takes inputs of one float type.
-        let dt = match ins.first() {
-            Some(first) => {
-                if let Some(other) = ins.iter().find(|t| t.dtype != first.dtype) {
-                    return Err(OpError::DType(first.dtype, other.dtype));
-                }
-                first.dtype
-            }
-            None => dtype,
+        let rule = |k: usize| match self.takes() {
+            Takes::Uniform(first) if k == 0 => first,
+            Takes::Uniform(_) => In::Same(0),
+            Takes::Each(each) => each.get(k).copied().unwrap_or(In::Same(0)),
         };
+        for (k, t) in ins.iter().enumerate() {
+            match rule(k) {
+                In::Same(j) if !In::Same(j).admits(t.dtype, ins) => {
+                    return Err(OpError::DType(ins[j].dtype, t.dtype));
+                }
+                want if !want.admits(t.dtype, ins) => {
+                    return Err(OpError::Takes {
+                        op: self.name(),
+                        input: k,
+                        want,
+                        got: t.dtype,
+                    });
+                }
+                _ => {}
+            }
+        }
+        // The inputs' dtype (the first's), or the declared one for sources.
+        let dt = ins.first().map_or(dtype, |t| t.dtype);
         self.shape_rule(dt, ins)
             .map_err(|e| OpError::Shape(ShapeError(e)))
     }
@@ -1292,7 +1493,10 @@ impl Op {
             }
             Select => {
                 let out = broadcast(&broadcast(s(0), s(1))?, s(2))?;
-                one(out)
+                Ok(vec![TensorType {
+                    dtype: ins[1].dtype,
+                    shape: out,
+                }])
             }
             IdentityN => Ok(ins.iter().map(|&t| t.clone()).collect()),
             CustomGradient { inputs, .. } => {
@@ -1326,15 +1530,6 @@ impl Op {
                     }
                 }
                 one(s(0).clone())
-            }
-            ArgMax { axis } => {
-                let a = normalize_axes(&[*axis], s(0).rank())?[0];
-                if s(0).0[a] == Dim::Known(0) {
-                    return Err(format!("ArgMax over axis {a} of {}, which is empty", s(0)));
-                }
-                let mut dims = s(0).0.clone();
-                dims.remove(a);
-                one(Shape(dims))
             }
             module_ops!() => self.module_infer(dt, ins),
             SoftmaxCrossEntropyWithLogits => {
@@ -1416,6 +1611,14 @@ pub enum OpError {
     /// Inputs of different dtypes.
     #[error("inputs have different dtypes: {0} and {1}")]
     DType(DType, DType),
+    /// An input of a dtype the op does not take.
+    #[error("input {input} of {op} must be {want} dtype, got {got}")]
+    Takes {
+        op: &'static str,
+        input: usize,
+        want: In,
+        got: DType,
+    },
     /// Shapes or attributes that do not fit the op.
     #[error(transparent)]
     Shape(ShapeError),

@@ -5,12 +5,13 @@
 
 use super::index::{check_out, check_reach, gather_by_maps, pad_map, pad_pairs, PadMode};
 use super::{Arity, Op};
-use crate::kernels::Elem;
+use crate::dtype::Value;
 use crate::shape::{Dim, Shape};
 use crate::{DType, TensorType};
 use ndarray::{ArrayD, ArrayViewD};
 
 pub(super) const ARITY: Arity = Arity::Exactly(1);
+value_kernel!();
 
 pub(super) fn attrs_text(op: &Op) -> String {
     match op {
@@ -64,7 +65,7 @@ pub(super) fn infer(op: &Op, dt: DType, ins: &[&TensorType]) -> Result<Vec<Tenso
     Ok(vec![TensorType { dtype: dt, shape }])
 }
 
-pub(super) fn kernel<'a, T: Elem>(
+pub(super) fn kernel<'a, T: Value>(
     op: &Op,
     input: &dyn Fn(usize) -> Result<ArrayViewD<'a, T>, String>,
     out: &mut ArrayD<T>,
@@ -86,6 +87,6 @@ pub(super) fn kernel<'a, T: Elem>(
         .collect::<Result<Vec<_>, String>>()?;
     let shape: Vec<usize> = maps.iter().map(Vec::len).collect();
     check_out(op, out.shape(), &shape)?;
-    gather_by_maps(&x, &maps, T::from_f64(*constant_values), out);
+    gather_by_maps(&x, &maps, T::from_num(crate::dtype::Num::F(*constant_values)), out);
     Ok(())
 }

@@ -4,12 +4,13 @@
 
 use super::index::gather_by_maps;
 use super::{Arity, Op};
-use crate::kernels::Elem;
+use crate::dtype::Value;
 use crate::shape::normalize_axes;
 use crate::{DType, TensorType};
 use ndarray::{ArrayD, ArrayViewD};
 
 pub(super) const ARITY: Arity = Arity::Exactly(1);
+value_kernel!();
 
 pub(super) fn attrs_text(op: &Op) -> String {
     match op {
@@ -34,7 +35,7 @@ pub(super) fn infer(op: &Op, dt: DType, ins: &[&TensorType]) -> Result<Vec<Tenso
     }])
 }
 
-pub(super) fn kernel<'a, T: Elem>(
+pub(super) fn kernel<'a, T: Value>(
     op: &Op,
     input: &dyn Fn(usize) -> Result<ArrayViewD<'a, T>, String>,
     out: &mut ArrayD<T>,
@@ -51,6 +52,6 @@ pub(super) fn kernel<'a, T: Elem>(
             (0..d).map(|o| Some(if flip { d - 1 - o } else { o })).collect()
         })
         .collect();
-    gather_by_maps(&x, &maps, T::zero(), out);
+    gather_by_maps(&x, &maps, T::default(), out);
     Ok(())
 }

@@ -4,11 +4,12 @@
 
 use super::index::{check_out, gather_by_maps, slice_bounds, sliced_shape};
 use super::{Arity, Op};
-use crate::kernels::Elem;
+use crate::dtype::Value;
 use crate::{DType, TensorType};
 use ndarray::{ArrayD, ArrayViewD};
 
 pub(super) const ARITY: Arity = Arity::Exactly(1);
+value_kernel!();
 
 pub(super) fn attrs_text(op: &Op) -> String {
     match op {
@@ -43,7 +44,7 @@ pub(super) fn maps(bounds: &[(usize, usize)]) -> Vec<Vec<Option<usize>>> {
         .collect()
 }
 
-pub(super) fn kernel<'a, T: Elem>(
+pub(super) fn kernel<'a, T: Value>(
     op: &Op,
     input: &dyn Fn(usize) -> Result<ArrayViewD<'a, T>, String>,
     out: &mut ArrayD<T>,
@@ -53,6 +54,6 @@ pub(super) fn kernel<'a, T: Elem>(
     let bounds = slice_bounds(begin, size, x.shape())?;
     let shape: Vec<usize> = bounds.iter().map(|(s, e)| e - s).collect();
     check_out(op, out.shape(), &shape)?;
-    gather_by_maps(&x, &maps(&bounds), T::zero(), out);
+    gather_by_maps(&x, &maps(&bounds), T::default(), out);
     Ok(())
 }

@@ -10,6 +10,7 @@ use crate::{DType, TensorType};
 use ndarray::{ArrayD, ArrayViewD};
 
 pub(super) const ARITY: Arity = Arity::Exactly(2);
+float_kernel!();
 
 pub(super) use super::slice::attrs_text;
 

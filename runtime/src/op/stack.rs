@@ -4,12 +4,13 @@
 //! (`compiler/src/grad/stack.rs`).
 
 use super::{same_shape, Arity, Op};
-use crate::kernels::Elem;
+use crate::dtype::Value;
 use crate::shape::{normalize_axes, Dim, Shape};
 use crate::{DType, TensorType};
 use ndarray::{ArrayD, ArrayViewD, Axis};
 
 pub(super) const ARITY: Arity = Arity::AtLeast(1);
+value_kernel!();
 
 pub(super) fn attrs_text(op: &Op) -> String {
     match op {
@@ -44,7 +45,7 @@ pub(super) fn infer(op: &Op, dt: DType, ins: &[&TensorType]) -> Result<Vec<Tenso
 
 /// Each input into its place along the new axis; the inputs are counted by
 /// the output's size along it.
-pub(super) fn kernel<'a, T: Elem>(
+pub(super) fn kernel<'a, T: Value>(
     op: &Op,
     input: &dyn Fn(usize) -> Result<ArrayViewD<'a, T>, String>,
     out: &mut ArrayD<T>,

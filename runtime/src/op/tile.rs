@@ -3,12 +3,13 @@
 
 use super::index::{check_out, gather_by_maps, per_axis};
 use super::{Arity, Op};
-use crate::kernels::Elem;
+use crate::dtype::Value;
 use crate::shape::{Dim, Shape};
 use crate::{DType, TensorType};
 use ndarray::{ArrayD, ArrayViewD};
 
 pub(super) const ARITY: Arity = Arity::Exactly(1);
+value_kernel!();
 
 pub(super) fn attrs_text(op: &Op) -> String {
     match op {
@@ -62,7 +63,7 @@ pub(super) fn maps(x: &[usize], out: &[usize]) -> Vec<Vec<Option<usize>>> {
         .collect()
 }
 
-pub(super) fn kernel<'a, T: Elem>(
+pub(super) fn kernel<'a, T: Value>(
     op: &Op,
     input: &dyn Fn(usize) -> Result<ArrayViewD<'a, T>, String>,
     out: &mut ArrayD<T>,
@@ -71,6 +72,6 @@ pub(super) fn kernel<'a, T: Elem>(
     let m = multiples(op, x.ndim())?;
     let shape: Vec<usize> = x.shape().iter().zip(&m).map(|(d, m)| d * m).collect();
     check_out(op, out.shape(), &shape)?;
-    gather_by_maps(&x, &maps(x.shape(), &shape), T::zero(), out);
+    gather_by_maps(&x, &maps(x.shape(), &shape), T::default(), out);
     Ok(())
 }

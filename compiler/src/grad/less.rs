@@ -1,0 +1,6 @@
+//! `Less` (`runtime/src/op/less.rs`) is not differentiable, as in TensorFlow:
+//! its output is a Bool or an index, constant almost everywhere.
+
+use super::Gradient;
+
+pub(super) const GRADIENT: Gradient = Gradient::Zero;

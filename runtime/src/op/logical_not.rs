@@ -1,0 +1,13 @@
+//! `LogicalNot`: !a of a Bool tensor (TensorFlow's `tf.logical_not`). No gradient.
+
+pub(super) use super::compare::{attrs_text, infer};
+use super::{Arity, Op, Takes};
+use crate::kernels::Inputs;
+use crate::Tensor;
+
+pub(super) const ARITY: Arity = Arity::Exactly(1);
+pub(super) const TAKES: Takes = super::compare::BOOLS;
+
+pub(super) fn run(_: &Op, ins: &dyn Inputs, out: &mut Tensor) -> Result<(), String> {
+    super::compare::logical(ins, out, |a, _| !a)
+}
