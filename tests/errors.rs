@@ -261,6 +261,35 @@ fn a_missing_feed_is_named() {
 }
 
 #[test]
+fn an_integer_division_by_zero_names_the_node() {
+    let g = graph(&wrap(
+        "        (name: \"a\", op: Placeholder(shape: [3]), dtype: I32),\n        (name: \"b\", op: Placeholder(shape: [3]), dtype: I32),\n        (name: \"q\", op: FloorDiv, inputs: [\"a\", \"b\"]),",
+    ));
+    let mut s = Session::new(Compiler::new(g).compile().expect("compiles").program).expect("valid");
+    let q = s.resolve("q").expect("exists");
+    let ints = |v: Vec<f64>| Tensor::from_f64(DType::I32, &[3], v).expect("fits");
+    let feeds: HashMap<String, Tensor> = [
+        ("a".to_string(), ints(vec![7.0, -7.0, 1.0])),
+        ("b".to_string(), ints(vec![2.0, 2.0, 2.0])),
+    ]
+    .into();
+    let got = s.run(&feeds, &[q]).expect("runs");
+    assert_eq!(got[0], ints(vec![3.0, -4.0, 0.0]));
+    let feeds: HashMap<String, Tensor> = [
+        ("a".to_string(), ints(vec![7.0, -7.0, 1.0])),
+        ("b".to_string(), ints(vec![2.0, 0.0, 2.0])),
+    ]
+    .into();
+    let e = s.run(&feeds, &[q]).expect_err("division by zero");
+    assert!(matches!(&e, RunError::Node { .. }), "{e:?}");
+    let text = e.to_string();
+    assert!(
+        text.contains("'q'") && text.contains("FloorDiv") && text.contains("integer division by zero"),
+        "{text}"
+    );
+}
+
+#[test]
 fn a_feed_of_the_wrong_dtype_is_refused() {
     let mut s = session();
     let d = s.resolve("d").expect("exists");

@@ -524,10 +524,15 @@ mod tests {
     }
 
     #[test]
-    fn save_load_round_trip_f32_f64_with_metadata() {
+    fn save_load_round_trip_every_dtype_with_metadata() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("model.safetensors");
-        let tensors = model();
+        let mut tensors = model();
+        tensors.extend([
+            ("step", Tensor::scalar(DType::I64, -(1i64 << 40) as f64)),
+            ("ids", Tensor::from_f64(DType::I32, &[3], vec![-7.0, 0.0, 2e9]).unwrap()),
+            ("mask", Tensor::from_f64(DType::Bool, &[2, 2], vec![1.0, 0.0, 0.0, 1.0]).unwrap()),
+        ]);
         save(&path, &refs(&tensors), &metadata()).unwrap();
 
         let ckpt = load(&path).unwrap();
