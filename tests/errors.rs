@@ -284,7 +284,49 @@ fn an_integer_division_by_zero_names_the_node() {
     assert!(matches!(&e, RunError::Node { .. }), "{e:?}");
     let text = e.to_string();
     assert!(
-        text.contains("'q'") && text.contains("FloorDiv") && text.contains("integer division by zero"),
+        text.contains("'q'")
+            && text.contains("FloorDiv")
+            && text.contains("integer division by zero"),
+        "{text}"
+    );
+}
+
+#[test]
+fn an_index_out_of_range_names_the_node_the_index_and_the_bound() {
+    // TensorFlow's CPU kernels: `indices[1,0] = 5 is not in [0, 4)`.
+    let g = graph(&wrap(
+        "        (name: \"table\", op: Placeholder(shape: [4, 2])),\n        (name: \"ids\", op: Placeholder(shape: [2, 2]), dtype: I64),\n        (name: \"rows\", op: Gather(), inputs: [\"table\", \"ids\"]),\n        (name: \"labels\", op: Placeholder(shape: [4]), dtype: I32),\n        (name: \"xe\", op: SparseSoftmaxCrossEntropyWithLogits, inputs: [\"table\", \"labels\"]),",
+    ));
+    let mut s = Session::new(Compiler::new(g).compile().expect("compiles").program).expect("valid");
+    let (rows, xe) = (
+        s.resolve("rows").expect("exists"),
+        s.resolve("xe").expect("exists"),
+    );
+    let table = Tensor::from_f64(DType::F64, &[4, 2], vec![0.5; 8]).expect("fits");
+    let ids = Tensor::from_f64(DType::I64, &[2, 2], vec![0.0, 3.0, 5.0, 1.0]).expect("fits");
+    let feeds: HashMap<String, Tensor> = [
+        ("table".to_string(), table.clone()),
+        ("ids".to_string(), ids),
+    ]
+    .into();
+    let e = s.run(&feeds, &[rows]).expect_err("5 is out of range");
+    assert!(matches!(&e, RunError::Node { .. }), "{e:?}");
+    let text = e.to_string();
+    assert!(
+        text.contains("'rows'")
+            && text.contains("Gather")
+            && text.contains("indices[1,0] = 5 is not in [0, 4)"),
+        "{text}"
+    );
+    let labels = Tensor::from_f64(DType::I32, &[4], vec![0.0, 1.0, -1.0, 1.0]).expect("fits");
+    let feeds: HashMap<String, Tensor> =
+        [("table".to_string(), table), ("labels".to_string(), labels)].into();
+    let text = s
+        .run(&feeds, &[xe])
+        .expect_err("-1 is out of range")
+        .to_string();
+    assert!(
+        text.contains("'xe'") && text.contains("labels[2] = -1 is not in [0, 2)"),
         "{text}"
     );
 }

@@ -86,6 +86,36 @@ const CASES: &[Case] = &[
         second_order: true,
     },
     Case {
+        name: "gather_axis0_repeated",
+        inputs: &[("a", &[4, 3], Normal)],
+        node: r#"(name: "i", op: Const([[3.0, 0.0], [1.0, 3.0]]), dtype: I32), (name: "y", op: Gather(), inputs: ["a", "i"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "gather_axis1",
+        inputs: &[("a", &[2, 4, 3], Normal)],
+        node: r#"(name: "i", op: Const([2.0, 2.0, 0.0]), dtype: I64), (name: "y", op: Gather(axis: 1), inputs: ["a", "i"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "unsorted_segment_sum",
+        inputs: &[("a", &[5, 3], Normal)],
+        node: r#"(name: "i", op: Const([2.0, 0.0, 2.0, 1.0, 2.0]), dtype: I32), (name: "y", op: UnsortedSegmentSum(num_segments: 4), inputs: ["a", "i"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "sparse_softmax_cross_entropy",
+        inputs: &[("a", &[3, 4], Normal)],
+        node: r#"(name: "i", op: Const([1.0, 3.0, 0.0]), dtype: I64), (name: "y", op: SparseSoftmaxCrossEntropyWithLogits, inputs: ["a", "i"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "one_hot_times",
+        inputs: &[("a", &[2, 3], Normal)],
+        node: r#"(name: "i", op: Const([2.0, 0.0]), dtype: I32), (name: "h", op: OneHot(depth: 3, on_value: 2.0, off_value: -0.5, dtype: F64), inputs: ["i"]), (name: "y", op: Mul, inputs: ["h", "a"])"#,
+        second_order: true,
+    },
+    Case {
         name: "floor_mod",
         inputs: &[("a", &[2, 3], Normal), ("b", &[3], Positive)],
         node: r#"(name: "y", op: FloorMod, inputs: ["a", "b"])"#,

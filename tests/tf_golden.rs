@@ -4,7 +4,10 @@
 //! (`tests/golden/elementwise/*.npz`, `tools/golden/elementwise.py`, a
 //! binary function's second operand `b` in the place of a filter), and the
 //! slicing, padding, joining and tiling ops (`tests/golden/shaping/*.npz`,
-//! `tools/golden/shaping.py`, Concat's and Stack's second input `b`). For each
+//! `tools/golden/shaping.py`, Concat's and Stack's second input `b`), and
+//! Gather, UnsortedSegmentSum and SparseSoftmaxCrossEntropyWithLogits
+//! (`tests/golden/indexing/*.npz`, `tools/golden/indexing.py`, their integer
+//! indices `i` fed but not differentiated). For each
 //! file, gradc builds the op with the same attributes in an f64 graph, fed
 //! the file's inputs, and must match TensorFlow to 1e-10 relative on the
 //! forward output, the first-order gradients with the file's upstream
@@ -271,6 +274,21 @@ const CONFIGS: &[(&str, &str)] = &[
     ),
     ("shaping/clip_by_value", "ClipByValue"),
     ("elementwise/floor_mod", "FloorMod"),
+    ("indexing/gather_axis0", "Gather()"),
+    ("indexing/gather_axis1", "Gather(axis: 1)"),
+    ("indexing/gather_scalar_index_last_axis", "Gather(axis: -1)"),
+    (
+        "indexing/unsorted_segment_sum",
+        "UnsortedSegmentSum(num_segments: 4)",
+    ),
+    (
+        "indexing/unsorted_segment_sum_2d_ids",
+        "UnsortedSegmentSum(num_segments: 3)",
+    ),
+    (
+        "indexing/sparse_softmax_cross_entropy",
+        "SparseSoftmaxCrossEntropyWithLogits",
+    ),
 ];
 
 /// The files of ops compared on their forward values only, and the gradc op
@@ -313,6 +331,11 @@ const FORWARD: &[(&str, &str)] = &[
     ("floor_mod_i32", "FloorMod"),
     ("floor_div_f64", "FloorDiv"),
     ("floor_mod_f64", "FloorMod"),
+    (
+        "one_hot",
+        "OneHot(depth: 4, on_value: 2.5, off_value: -1.0, dtype: F64)",
+    ),
+    ("one_hot_axis0_f32", "OneHot(depth: 3, axis: 0)"),
 ];
 
 /// The directory of `FORWARD`'s files.
@@ -324,7 +347,20 @@ fn golden_dir() -> PathBuf {
 }
 
 /// The subdirectories, one for each script of `tools/golden/`.
-const SCRIPTS: &[&str] = &["conv", "elementwise", "shaping"];
+const SCRIPTS: &[&str] = &["conv", "elementwise", "shaping", "indexing"];
+
+/// Inputs fed but not differentiated: the integer indices `i` of the ops
+/// that take them (after the differentiated operands).
+fn constants(op: &str) -> &'static [&'static str] {
+    let takes_indices = op.starts_with("Gather(")
+        || op.starts_with("UnsortedSegmentSum(")
+        || op == "SparseSoftmaxCrossEntropyWithLogits";
+    if takes_indices {
+        &["i"]
+    } else {
+        &[]
+    }
+}
 
 /// What gradc differentiates: x and, for a convolution, the filter, for a
 /// binary function its second operand b.
@@ -351,8 +387,8 @@ fn operands(op: &str) -> &'static [&'static str] {
 
 /// The arrays a file must hold: fed (inputs) and compared (outputs, with the
 /// tensor of the gradc graph that is compared with each).
-fn arrays(wrt: &[&str]) -> (Vec<String>, Vec<(String, String)>) {
-    let mut fed: Vec<String> = wrt.iter().map(|w| w.to_string()).collect();
+fn arrays(wrt: &[&str], fixed: &[&str]) -> (Vec<String>, Vec<(String, String)>) {
+    let mut fed: Vec<String> = wrt.iter().chain(fixed).map(|w| w.to_string()).collect();
     fed.push("dy".into());
     fed.extend(wrt.iter().map(|w| format!("v{w}")));
     let mut compared = vec![("y".to_string(), "y".to_string())];
@@ -370,21 +406,25 @@ fn arrays(wrt: &[&str]) -> (Vec<String>, Vec<(String, String)>) {
 
 /// The gradc graph of one file: placeholders for the fed arrays, the op,
 /// its gradients with `dy` as grad_ys, and the gradients of s.
-fn graph_text(op: &str, wrt: &[&str], shapes: &HashMap<String, Vec<usize>>) -> String {
+fn graph_text(op: &str, wrt: &[&str], feeds: &HashMap<String, Tensor>) -> String {
+    let fixed = constants(op);
     let mut nodes = String::new();
-    for name in arrays(wrt).0 {
-        let shape = &shapes[&name];
+    for name in arrays(wrt, fixed).0 {
+        let t = &feeds[&name];
         writeln!(
             nodes,
-            "    (name: {name:?}, op: Placeholder(shape: {shape:?})),"
+            "    (name: {name:?}, op: Placeholder(shape: {:?}), dtype: {:?}),",
+            t.shape(),
+            t.dtype()
         )
         .expect("a String takes it");
     }
     let inputs: Vec<String> = wrt.iter().map(|w| format!("{w:?}")).collect();
+    let args: Vec<String> = wrt.iter().chain(fixed).map(|w| format!("{w:?}")).collect();
     writeln!(
         nodes,
         "    (name: \"y\", op: {op}, inputs: [{}]),",
-        inputs.join(", ")
+        args.join(", ")
     )
     .expect("a String takes it");
     let mut terms = Vec::new();
@@ -529,7 +569,7 @@ fn check(file: &str, op: &str) -> Vec<String> {
     };
     let mut npz: BTreeMap<String, Tensor> = loaded.into_iter().collect();
     let wrt = operands(op);
-    let (fed, compared) = arrays(wrt);
+    let (fed, compared) = arrays(wrt, constants(op));
 
     let mut problems = Vec::new();
     let expected: BTreeSet<&str> = fed
@@ -563,11 +603,7 @@ fn check(file: &str, op: &str) -> Vec<String> {
         .iter()
         .map(|n| (n.clone(), npz.remove(n).expect("checked above")))
         .collect();
-    let shapes = feeds
-        .iter()
-        .map(|(n, t)| (n.clone(), t.shape().to_vec()))
-        .collect();
-    let text = graph_text(op, wrt, &shapes);
+    let text = graph_text(op, wrt, &feeds);
     let g = match compiler::graph_from_str(&text, "tf_golden.ron") {
         Ok(g) => g,
         Err(e) => return vec![format!("{file}: the graph does not build: {e}\n{text}")],
@@ -648,6 +684,14 @@ fn max_pool_matches_tensorflow() {
 #[test]
 fn avg_pool_matches_tensorflow() {
     check_op("AvgPool");
+}
+
+/// Gather (axes 0, 1 and the last; repeated indices), UnsortedSegmentSum
+/// (an empty segment; ids of rank 2) and SparseSoftmaxCrossEntropyWithLogits
+/// (`tools/golden/indexing.py`).
+#[test]
+fn indexing_ops_match_tensorflow() {
+    check_op("indexing");
 }
 
 /// Slice, Pad (each mode), Concat, Stack, Reverse, Tile, Max and Min with

@@ -530,8 +530,14 @@ mod tests {
         let mut tensors = model();
         tensors.extend([
             ("step", Tensor::scalar(DType::I64, -(1i64 << 40) as f64)),
-            ("ids", Tensor::from_f64(DType::I32, &[3], vec![-7.0, 0.0, 2e9]).unwrap()),
-            ("mask", Tensor::from_f64(DType::Bool, &[2, 2], vec![1.0, 0.0, 0.0, 1.0]).unwrap()),
+            (
+                "ids",
+                Tensor::from_f64(DType::I32, &[3], vec![-7.0, 0.0, 2e9]).unwrap(),
+            ),
+            (
+                "mask",
+                Tensor::from_f64(DType::Bool, &[2, 2], vec![1.0, 0.0, 0.0, 1.0]).unwrap(),
+            ),
         ]);
         save(&path, &refs(&tensors), &metadata()).unwrap();
 

@@ -123,6 +123,17 @@ fn axis_from_right(s: &Shape, rank: usize, i: usize) -> &Dim {
 }
 
 /// Resolve possibly negative axes against `rank`; refuses duplicates and out-of-range axes.
+/// One axis, negative from the end, as an index below `rank` (allocates nothing).
+pub fn normalize_axis(axis: i64, rank: usize) -> Result<usize, ShapeError> {
+    let r = rank as i64;
+    if axis < -r || axis >= r {
+        return Err(ShapeError(format!(
+            "axis {axis} is out of range for rank {rank}"
+        )));
+    }
+    Ok(if axis < 0 { axis + r } else { axis } as usize)
+}
+
 pub fn normalize_axes(axes: &[i64], rank: usize) -> Result<Vec<usize>, ShapeError> {
     let mut out = Vec::with_capacity(axes.len());
     for &a in axes {

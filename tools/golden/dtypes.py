@@ -1,6 +1,6 @@
 """Golden values from TensorFlow for gradc's integer and bool ops: Cast,
 comparisons, logical ops, Select with a bool condition, ArgMax and ArgMin,
-integer arithmetic, FloorDiv and FloorMod.
+integer arithmetic, FloorDiv and FloorMod, OneHot.
 
 Each entry writes one `.npz` into tests/golden/dtypes/ with the arrays
 
@@ -108,6 +108,19 @@ ENTRIES = [
     ("floor_mod_i32", "FloorMod", tf.math.floormod, [("x", I.astype(np.int32)), ("b", D.astype(np.int32))]),
     ("floor_div_f64", "FloorDiv", tf.math.floordiv, [("x", I * 0.75), ("b", D * 0.5)]),
     ("floor_mod_f64", "FloorMod", tf.math.floormod, [("x", I * 0.75), ("b", D * 0.5)]),
+    # Indices outside [0, depth) give a row of off_value.
+    (
+        "one_hot",
+        "OneHot(depth: 4, on_value: 2.5, off_value: -1.0, dtype: F64)",
+        lambda x: tf.one_hot(x, 4, on_value=2.5, off_value=-1.0, dtype=tf.float64),
+        [("x", np.array([[0, 3, -1], [4, 1, 1]], np.int64))],
+    ),
+    (
+        "one_hot_axis0_f32",
+        "OneHot(depth: 3, axis: 0)",
+        lambda x: tf.one_hot(x, 3, axis=0),
+        [("x", np.array([2, 0, 1, 2], np.int32))],
+    ),
 ]
 
 DTYPES = {

@@ -5,7 +5,7 @@
 use super::{Arity, In, Op, Takes};
 use crate::dtype::Value;
 use crate::kernels::Inputs;
-use crate::shape::{normalize_axes, Dim, Shape};
+use crate::shape::{normalize_axis, Dim, Shape};
 use crate::{by_dtype, DType, Tensor, TensorType};
 use ndarray::{Axis, Dimension, RemoveAxis, Zip};
 use std::cmp::Ordering;
@@ -39,7 +39,7 @@ pub(super) fn infer(op: &Op, _: DType, ins: &[&TensorType]) -> Result<Vec<Tensor
         return Err(format!("output_type must be I32 or I64, got {output_type:?}"));
     }
     let x = &ins[0].shape;
-    let a = normalize_axes(&[axis], x.rank())?[0];
+    let a = normalize_axis(axis, x.rank())?;
     if x.0[a] == Dim::Known(0) {
         return Err(format!("{} over axis {a} of {x}, which is empty", op.name()));
     }
@@ -64,12 +64,7 @@ fn arg(op: &Op, ins: &dyn Inputs, out: &mut Tensor, better: Ordering) -> Result<
     let dtype = ins.get(0).ok_or("input 0 is missing")?.dtype();
     by_dtype!(dtype, T => {
         let x = crate::kernels::input::<T>(ins, 0)?;
-        // The axis, counted from the end when negative (without allocating).
-        let rank = x.ndim() as i64;
-        let a = usize::try_from(if axis < 0 { axis + rank } else { axis })
-            .ok()
-            .filter(|&a| a < x.ndim())
-            .ok_or_else(|| format!("axis {axis} is out of range for rank {rank}"))?;
+        let a = normalize_axis(axis, x.ndim()).map_err(|e| e.0)?;
         if x.len_of(Axis(a)) == 0 {
             return Err(format!("{} over axis {a} of {:?}, which is empty", op.name(), x.shape()));
         }

@@ -410,6 +410,34 @@ macro_rules! module_ops_table {
                 Greater => greater,
                 /// Bool a >= b, broadcast.
                 GreaterEqual => greater_equal,
+                /// The slices of params along `axis` at indices (TensorFlow's
+                /// `tf.gather`, batch_dims 0): inputs (params, indices of I32 or I64).
+                Gather {
+                    #[serde(default)]
+                    axis: i64,
+                } => gather,
+                /// Inputs (data, segment_ids): the sums of data's slices by id
+                /// into `num_segments` segments (`tf.math.unsorted_segment_sum`).
+                UnsortedSegmentSum {
+                    num_segments: i64,
+                } => unsorted_segment_sum,
+                /// A new axis of `depth` at `axis` (-1: last), `on_value` at each
+                /// index and `off_value` elsewhere, as `dtype` (`tf.one_hot`).
+                OneHot {
+                    depth: i64,
+                    #[serde(default = "one")]
+                    on_value: f64,
+                    #[serde(default)]
+                    off_value: f64,
+                    #[serde(default = "minus_one")]
+                    axis: i64,
+                    #[serde(default = "f32_dtype")]
+                    dtype: DType,
+                } => one_hot,
+                /// Inputs (logits [..., classes], labels [...] of class indices):
+                /// per example logsumexp(logits) − logits[label]
+                /// (`tf.nn.sparse_softmax_cross_entropy_with_logits`).
+                SparseSoftmaxCrossEntropyWithLogits => sparse_softmax_cross_entropy_with_logits,
                 /// a && b of Bool tensors, broadcast.
                 LogicalAnd => logical_and,
                 /// a || b of Bool tensors, broadcast.
@@ -701,6 +729,14 @@ fn yes() -> bool {
 
 fn i64_dtype() -> DType {
     DType::I64
+}
+
+fn f32_dtype() -> DType {
+    DType::F32
+}
+
+fn minus_one() -> i64 {
+    -1
 }
 
 fn bn_epsilon() -> f64 {
