@@ -4,7 +4,7 @@
 
 use crate::compiler::{schema, Compiler, Source, TrainPrograms};
 use crate::runtime::dtype::{Num, Value};
-use crate::runtime::{by_dtype, DType, FeedId, Session, Tensor, TensorType, ValueRef};
+use crate::runtime::{by_dtype, DType, FeedId, Program, Session, Tensor, TensorType, ValueRef};
 use crate::Error;
 use gradc_io::checkpoint;
 use gradc_io::dataset::{load_npz, Batches, Dataset, Mnist};
@@ -127,6 +127,15 @@ fn load_data(loaded: &Loaded) -> Result<(schema::DataSpec, Dataset, Option<Datas
             (load_set(train)?, test.as_deref().map(load_set).transpose()?)
         }
     };
+    // An integer labels placeholder of one axis less than the labels takes
+    // class indices (sparse labels) rather than one-hot rows.
+    let labels = placeholder_in(&loaded.programs.train, &data.labels);
+    let sparse =
+        labels.is_some_and(|t| t.dtype.is_int() && t.shape.rank() + 1 == train.labels().ndim());
+    if sparse {
+        let test = test.map(Dataset::with_class_indices).transpose()?;
+        return Ok((data, train.with_class_indices()?, test));
+    }
     Ok((data, train, test))
 }
 
@@ -258,13 +267,18 @@ fn gather(
     Ok(())
 }
 
-fn placeholder_type(session: &Session, name: &str) -> Result<TensorType, Error> {
-    session
-        .program()
+/// The type of the program's node `name`, if it has one.
+fn placeholder_in<'p>(program: &'p Program, name: &str) -> Option<&'p TensorType> {
+    program
         .instrs
         .iter()
         .find(|i| i.name == name)
-        .map(|i| i.outputs[0].clone())
+        .and_then(|i| i.outputs.first())
+}
+
+fn placeholder_type(session: &Session, name: &str) -> Result<TensorType, Error> {
+    placeholder_in(session.program(), name)
+        .cloned()
         .ok_or_else(|| {
             Error::Usage(format!(
                 "the data section feeds '{name}', which is not in the program"

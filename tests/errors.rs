@@ -161,6 +161,25 @@ fn an_op_without_gradient_on_the_path_is_named() {
 }
 
 #[test]
+fn dropout_refuses_a_rate_outside_0_1_and_an_integer_input() {
+    let e = compile_error(&wrap(
+        "        (name: \"x\", op: Placeholder(shape: [2, 3])),\n        (name: \"d\", op: Dropout(rate: 1.0), inputs: [\"x\"]),",
+    ));
+    assert_eq!(e.kind, ErrorKind::Shape);
+    assert_eq!((e.node.as_deref(), e.op), (Some("d"), Some("Dropout")));
+    assert!(e.message.contains("rate must be in [0, 1), got 1"), "{e}");
+    let e = compile_error(&wrap(
+        "        (name: \"x\", op: Placeholder(shape: [2, 3]), dtype: I32),\n        (name: \"d\", op: Dropout(rate: 0.5), inputs: [\"x\"]),",
+    ));
+    assert_eq!(e.kind, ErrorKind::DType);
+    assert!(
+        e.message
+            .contains("Dropout takes a float input, got i32[2,3]"),
+        "{e}"
+    );
+}
+
+#[test]
 fn an_integer_in_float_arithmetic_is_a_dtype_error() {
     // TensorFlow's rule: ArgMax gives I64, and Mul takes one dtype.
     let text = "Graph(name: \"bad\", dtype: F64, nodes: [\n (name: \"x\", op: Const([[1.0, 3.0]])),\n (name: \"i\", op: ArgMax(axis: 1), inputs: [\"x\"]),\n (name: \"y\", op: Mul, inputs: [\"i\", \"x\"]),\n])";

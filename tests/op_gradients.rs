@@ -116,6 +116,12 @@ const CASES: &[Case] = &[
         second_order: true,
     },
     Case {
+        name: "stateless_random_uniform",
+        inputs: &[("a", &[2, 3], Normal)],
+        node: r#"(name: "seed", op: Const(42.0), dtype: I64), (name: "u", op: StatelessRandomUniform, inputs: ["a", "seed"]), (name: "y", op: Mul, inputs: ["u", "a"])"#,
+        second_order: true,
+    },
+    Case {
         name: "floor_mod",
         inputs: &[("a", &[2, 3], Normal), ("b", &[3], Positive)],
         node: r#"(name: "y", op: FloorMod, inputs: ["a", "b"])"#,

@@ -51,6 +51,12 @@ pub fn expand(
             };
             batch_norm(g, name, *x, layer, line).map_err(located)
         }
+        Layer::Dropout { rate, is_training } => {
+            let [x] = inputs else {
+                return Err(located(arity_error(op, inputs.len())));
+            };
+            dropout(g, name, *x, *rate, is_training, line).map_err(located)
+        }
         Layer::Call(f) => Err(located(CompileError::new(
             ErrorKind::Internal,
             format!("a call of '{f}' is inlined, not expanded"),
@@ -452,6 +458,98 @@ fn batch_norm(
         }
     }
     Ok(Expansion { node, collections })
+}
+
+/// `tf.nn.dropout` (its TensorFlow 2 form): `keep = uniform >= rate`,
+/// `y = x · (1/(1 − rate)) · keep` in training, x otherwise. The uniform
+/// values come from `StatelessRandomUniform` seeded by the variable
+/// `<name>/seed` (drawn from the run's seed and its name), which
+/// `<name>/next_seed` advances by one; that update goes to `UPDATE_OPS`, so
+/// each train step has its own mask, the forward and backward passes of a
+/// step share it, and a checkpoint resumes the sequence. Built not training,
+/// the layer is the identity and has no variable.
+fn dropout(
+    g: &mut Graph,
+    name: &str,
+    x: TensorRef,
+    rate: f64,
+    is_training: &IsTraining,
+    line: Option<usize>,
+) -> Result<Expansion> {
+    let dtype = g.ty(x).dtype;
+    if !dtype.is_float() {
+        return Err(CompileError::new(
+            ErrorKind::DType,
+            format!("Dropout takes a float input, got {}", g.ty(x)),
+        ));
+    }
+    if !(0.0..1.0).contains(&rate) {
+        return Err(CompileError::new(
+            ErrorKind::Shape,
+            format!("rate must be in [0, 1), got {rate}"),
+        ));
+    }
+    let mode = mode(g, is_training)?;
+    if rate == 0.0 || matches!(mode, Mode::Known(false)) {
+        let node = g.add(
+            name.to_string(),
+            Op::Identity,
+            dtype,
+            &[x],
+            Role::Forward,
+            line,
+        )?;
+        return Ok(Expansion {
+            node,
+            collections: Vec::new(),
+        });
+    }
+    let seed = variable(
+        g,
+        &format!("{name}/seed"),
+        Shape::scalar(),
+        Initializer::Seed,
+        false,
+        DType::I64,
+    )?;
+    let mut c = Ctx::new(g, name, Role::Forward);
+    let uniform = c.op(Op::StatelessRandomUniform, &[x, seed])?;
+    let threshold = c.scalar(rate, x)?;
+    let keep = c.op(Op::GreaterEqualMask, &[uniform, threshold])?;
+    let scaled = c.scale(1.0 / (1.0 - rate), x)?;
+    let dropped = c.mul(scaled, keep)?;
+    let y = match mode {
+        Mode::Dynamic(t) => c.op(Op::Select, &[t, dropped, x])?,
+        _ => dropped,
+    };
+    let one = c.g.add(
+        format!("{name}/one"),
+        Op::Const(Literal::Scalar(1.0)),
+        DType::I64,
+        &[],
+        Role::Forward,
+        None,
+    )?;
+    let next = c.g.add(
+        format!("{name}/next_seed"),
+        Op::AssignAdd,
+        DType::I64,
+        &[seed, TensorRef::of(one)],
+        Role::Forward,
+        None,
+    )?;
+    let node = g.add(
+        name.to_string(),
+        Op::Identity,
+        dtype,
+        &[y],
+        Role::Forward,
+        line,
+    )?;
+    Ok(Expansion {
+        node,
+        collections: vec![(crate::ir::UPDATE_OPS.to_string(), next)],
+    })
 }
 
 /// FusedBatchNorm needs a scale and an offset: ones and zeros stand in for absent ones.

@@ -600,18 +600,29 @@ pub enum Layer {
     },
     /// TensorFlow's `tf.contrib.layers.batch_norm`, input x of rank 2 or 4.
     BatchNorm(Box<BatchNormLayer>),
+    /// TensorFlow's `tf.nn.dropout`, input x (a float): in training, each
+    /// element kept with probability 1 − `rate` and scaled by 1/(1 − rate),
+    /// else 0; the mask drawn by `StatelessRandomUniform` from a seed
+    /// variable that an update op (in `UPDATE_OPS`) advances each step.
+    /// `is_training` as BatchNorm's (true when absent, as `tf.nn.dropout`).
+    Dropout {
+        rate: f64,
+        #[serde(default)]
+        is_training: IsTraining,
+    },
     /// A call of a function of the graph file, inlined under the call's name.
     Call(String),
 }
 
 impl Layer {
     /// Every layer's name, as a graph file writes it.
-    pub const NAMES: &[&str] = &["AssignMovingAverage", "BatchNorm", "Call"];
+    pub const NAMES: &[&str] = &["AssignMovingAverage", "BatchNorm", "Dropout", "Call"];
 
     pub fn name(&self) -> &'static str {
         match self {
             Layer::AssignMovingAverage { .. } => "AssignMovingAverage",
             Layer::BatchNorm(_) => "BatchNorm",
+            Layer::Dropout { .. } => "Dropout",
             Layer::Call(_) => "Call",
         }
     }
@@ -620,7 +631,7 @@ impl Layer {
     pub fn arity(&self) -> Option<usize> {
         match self {
             Layer::AssignMovingAverage { .. } => Some(2),
-            Layer::BatchNorm(_) => Some(1),
+            Layer::BatchNorm(_) | Layer::Dropout { .. } => Some(1),
             Layer::Call(_) => None,
         }
     }

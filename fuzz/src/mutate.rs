@@ -183,6 +183,8 @@ Graph(
         (name: "uss", op: UnsortedSegmentSum(num_segments: 4), inputs: ["gat", "am"]),
         (name: "oh", op: OneHot(depth: 4, dtype: F64), inputs: ["amn"]),
         (name: "sxe", op: SparseSoftmaxCrossEntropyWithLogits, inputs: ["bnl", "am"]),
+        (name: "sru", op: StatelessRandomUniform, inputs: ["x", "three"]),
+        (name: "drop", op: Dropout(rate: 0.5, is_training: "flag"), inputs: ["sru"]),
         (name: "amf", op: Cast(to: F64), inputs: ["am"]),
         (name: "amx", op: Add, inputs: ["amf", "ce"]),
         (name: "zl", op: ZerosLike, inputs: ["an"]),
@@ -203,7 +205,7 @@ Graph(
         (name: "grp", op: NoOp, control_inputs: ["asn", "asa"]),
         (name: "loss", op: Mean(), inputs: ["an"]),
     ],
-    outputs: ["loss", "amx", "dense", "sz", "abg:1", "rsz", "idn:1", "fbg:2", "eq", "rs", "ol", "sgd", "eqi", "nei", "lor", "pick", "uss", "oh", "sxe"],
+    outputs: ["loss", "amx", "dense", "sz", "abg:1", "rsz", "idn:1", "fbg:2", "eq", "rs", "ol", "sgd", "eqi", "nei", "lor", "pick", "uss", "oh", "sxe", "drop"],
     gradients: [
         (of: "loss", wrt: ["w", "b", "x"]),
         (of: "idn", wrt: ["x"], grad_ys: "idn"),

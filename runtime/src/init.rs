@@ -63,6 +63,10 @@ pub fn initial_value(
     };
     let data: Vec<f64> = match init {
         Initializer::Zeros => vec![0.0; n],
+        Initializer::Seed => {
+            let mut rng = stream(&None);
+            (0..n).map(|_| (rng.random::<u64>() >> 11) as f64).collect()
+        }
         Initializer::Ones => vec![1.0; n],
         Initializer::Constant(v) => vec![*v; n],
         Initializer::RandomNormal {

@@ -114,6 +114,28 @@ impl Dataset {
         &self.labels
     }
 
+    /// The data set with one-hot label rows `[N, C]` replaced by their class
+    /// indices `[N]` (the first largest entry of each row): the sparse labels
+    /// `tf.nn.sparse_softmax_cross_entropy_with_logits` takes.
+    pub fn with_class_indices(self) -> Result<Dataset, DataError> {
+        if self.labels.ndim() != 2 {
+            return Err(DataError::Shape(format!(
+                "sparse labels are made from one-hot rows [N, classes], the labels are {:?}",
+                self.labels.shape()
+            )));
+        }
+        let indices = self.labels.map_axis(Axis(1), |row| {
+            let mut best = 0;
+            for (i, &v) in row.iter().enumerate() {
+                if v > row[best] {
+                    best = i;
+                }
+            }
+            best as f32
+        });
+        Dataset::new(self.features, indices)
+    }
+
     /// The features and labels, taken apart.
     pub fn into_parts(self) -> (ArrayD<f32>, ArrayD<f32>) {
         (self.features, self.labels)

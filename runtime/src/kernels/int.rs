@@ -120,3 +120,27 @@ pub(super) fn in_place<T: Int>(
         _ => Err(format!("{} cannot run in place on {}", op.name(), T::DTYPE)),
     }
 }
+
+/// `dst += delta` (or `-=`), wrapping: AssignAdd and AssignSub on integers.
+pub(super) fn accumulate<T: Int>(
+    dst: &mut ArrayD<T>,
+    delta: &ArrayD<T>,
+    subtract: bool,
+) -> Result<(), String> {
+    let delta = delta.broadcast(dst.raw_dim()).ok_or_else(|| {
+        format!(
+            "a delta of shape {:?} does not fit {:?}",
+            delta.shape(),
+            dst.shape()
+        )
+    })?;
+    Zip::from(dst).and(&delta).for_each(|v, &d| {
+        let (a, b) = (v.widen(), d.widen());
+        *v = T::narrow(if subtract {
+            a.wrapping_sub(b)
+        } else {
+            a.wrapping_add(b)
+        });
+    });
+    Ok(())
+}

@@ -214,6 +214,8 @@ pub(crate) fn accumulate(dst: &mut Tensor, delta: &Tensor, subtract: bool) -> Re
     match (dst, delta) {
         (Tensor::F32(a), Tensor::F32(b)) => elementwise::accumulate(a, b, subtract),
         (Tensor::F64(a), Tensor::F64(b)) => elementwise::accumulate(a, b, subtract),
+        (Tensor::I32(a), Tensor::I32(b)) => int::accumulate(a, b, subtract),
+        (Tensor::I64(a), Tensor::I64(b)) => int::accumulate(a, b, subtract),
         (a, b) => Err(format!(
             "cannot update a {} variable with a {} value",
             a.dtype(),

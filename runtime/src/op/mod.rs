@@ -438,6 +438,10 @@ macro_rules! module_ops_table {
                 /// per example logsumexp(logits) − logits[label]
                 /// (`tf.nn.sparse_softmax_cross_entropy_with_logits`).
                 SparseSoftmaxCrossEntropyWithLogits => sparse_softmax_cross_entropy_with_logits,
+                /// Inputs (like, seed): uniform values in [0, 1) of like's shape and
+                /// float dtype, from the integer scalar seed alone (TensorFlow's
+                /// `tf.random.stateless_uniform`; gradc's ChaCha8 stream).
+                StatelessRandomUniform => stateless_random_uniform,
                 /// a && b of Bool tensors, broadcast.
                 LogicalAnd => logical_and,
                 /// a || b of Bool tensors, broadcast.
@@ -845,6 +849,10 @@ pub enum Initializer {
     /// The given values, a nested list of the variable's shape:
     /// `Value([[1.0, 2.0], [3.0, 4.0]])`.
     Value(Literal),
+    /// Random integers in [0, 2^53) drawn from the run's seed and the
+    /// variable: the seed of a `Dropout` layer's masks, which its update
+    /// advances by one each step.
+    Seed,
 }
 
 fn one() -> f64 {
@@ -856,6 +864,7 @@ impl Initializer {
         let seed = |s: &Option<u64>| s.map(|s| format!(", seed: {s}")).unwrap_or_default();
         match self {
             Initializer::Zeros => "Zeros".into(),
+            Initializer::Seed => "Seed".into(),
             Initializer::Ones => "Ones".into(),
             Initializer::Constant(v) => format!("Constant({})", fmt_f64(*v)),
             Initializer::RandomNormal {
@@ -1082,9 +1091,8 @@ impl Op {
             ReshapeLike | BroadcastLike => Takes::Each(&[In::Any, In::Any]),
             Select => Takes::Each(&[In::BoolOr(1), In::Any, In::Same(1)]),
             module_ops!() => self.module_takes(),
-            AssignAdd
-            | AssignSub
-            | ApplyGradientDescent
+            AssignAdd | AssignSub => Takes::Uniform(In::Numeric),
+            ApplyGradientDescent
             | ApplyMomentum { .. }
             | MatMul { .. }
             | BiasAdd { .. }
