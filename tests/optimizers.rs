@@ -58,6 +58,22 @@ fn gradient_descent() {
     }
 }
 
+/// `hyperparameter_dtype: F32` on f64 variables: TensorFlow 1's
+/// `GradientDescentOptimizer(0.1)` makes 0.1 a float32 tensor and casts it
+/// to float64, so the step is taken with f64(f32(0.1)), not 0.1.
+#[test]
+fn hyperparameters_given_in_f32_are_rounded_as_tensorflow_1_rounds_them() {
+    let rounded = f64::from(0.1f32);
+    assert_ne!(rounded, 0.1);
+    let got = train("GradientDescent(learning_rate: 0.1)", ", hyperparameter_dtype: F32", 2);
+    let mut w = W0.to_vec();
+    for step in got {
+        let g = grad(&w);
+        w.iter_mut().zip(g).for_each(|(w, g)| *w -= rounded * g);
+        assert_eq!(step, w, "w -= f64(f32(0.1)) * g, exactly");
+    }
+}
+
 fn momentum(nesterov: bool) {
     let opt = format!("Momentum(learning_rate: 0.05, momentum: 0.9, use_nesterov: {nesterov})");
     let got = train(&opt, "", 4);

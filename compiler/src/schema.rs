@@ -109,6 +109,12 @@ pub struct TrainSpec {
     /// Seed of variable initialization and batch order.
     #[serde(default)]
     pub seed: u64,
+    /// The dtype the optimizer's hyper-parameters are given in: `F32` makes
+    /// each a float32 constant cast to the variables' dtype, as TensorFlow 1
+    /// converts a Python float (`learning_rate=0.1`) for float64 variables.
+    /// Absent: constants of the variables' dtype.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hyperparameter_dtype: Option<DType>,
 }
 
 fn is_zero(v: &f64) -> bool {

@@ -113,7 +113,7 @@ pub fn build_train(
         }
         grads = clip_by_global_norm(g, &grads, clip)?;
     }
-    let mut updates = apply(g, &spec.optimizer, &vars, &grads, dtype)?;
+    let mut updates = apply(g, &spec.optimizer, spec.hyperparameter_dtype, &vars, &grads, dtype)?;
     updates.extend(g.collections.get(UPDATE_OPS).cloned().unwrap_or_default());
     let name = g.unique_name("train");
     let train_op = g.add(name, Op::NoOp, dtype, &[], Role::Update, line)?;
@@ -218,18 +218,23 @@ fn slot(
 /// shared: `<optimizer>/<name>`, one per dtype of the variables using it.
 struct Hyper {
     scope: &'static str,
+    /// The dtype the values are given in, when not the variables'.
+    given: Option<DType>,
     made: Vec<(&'static str, DType, TensorRef)>,
 }
 
 impl Hyper {
-    fn new(scope: &'static str) -> Hyper {
+    fn new(scope: &'static str, given: Option<DType>) -> Hyper {
         Hyper {
             scope,
+            given,
             made: Vec::new(),
         }
     }
 
-    /// The constant `name` = `v` of `like`'s dtype.
+    /// The constant `name` = `v` of `like`'s dtype; given in another dtype,
+    /// a constant of that dtype cast to `like`'s (TensorFlow 1 converts a
+    /// Python float to a float32 tensor, then casts it to the variable's dtype).
     fn get(
         &mut self,
         g: &mut Graph,
@@ -243,7 +248,14 @@ impl Hyper {
         }
         let node = g.unique_name(format!("{}/{name}", self.scope));
         let op = Op::Const(Literal::Scalar(v));
-        let t = TensorRef::of(g.add(node, op, dtype, &[], Role::Update, None)?);
+        let t = match self.given.filter(|&d| d != dtype) {
+            None => TensorRef::of(g.add(node, op, dtype, &[], Role::Update, None)?),
+            Some(given) => {
+                let c = TensorRef::of(g.add(node.clone(), op, given, &[], Role::Update, None)?);
+                let cast = g.unique_name(format!("{node}/Cast"));
+                TensorRef::of(g.add(cast, Op::Cast { to: dtype }, dtype, &[c], Role::Update, None)?)
+            }
+        };
         self.made.push((name, dtype, t));
         Ok(t)
     }
@@ -253,6 +265,7 @@ impl Hyper {
 fn apply(
     g: &mut Graph,
     opt: &OptimizerSpec,
+    given: Option<DType>,
     vars: &[TensorRef],
     grads: &[TensorRef],
     dtype: DType,
@@ -261,7 +274,7 @@ fn apply(
     match *opt {
         // w -= lr * g, one ApplyGradientDescent per variable
         OptimizerSpec::GradientDescent { learning_rate } => {
-            let mut hyper = Hyper::new("GradientDescent");
+            let mut hyper = Hyper::new("GradientDescent", given);
             for (&w, &gr) in vars.iter().zip(grads) {
                 let lr = hyper.get(g, "learning_rate", learning_rate, w)?;
                 let name = g.node(w.node).name.clone();
@@ -276,7 +289,7 @@ fn apply(
             momentum,
             use_nesterov,
         } => {
-            let mut hyper = Hyper::new("Momentum");
+            let mut hyper = Hyper::new("Momentum", given);
             for (&w, &gr) in vars.iter().zip(grads) {
                 let lr = hyper.get(g, "learning_rate", learning_rate, w)?;
                 let mu = hyper.get(g, "momentum", momentum, w)?;
@@ -316,7 +329,7 @@ fn apply(
                 Initializer::Constant(beta2),
                 dtype,
             )?;
-            let mut hyper = Hyper::new("Adam");
+            let mut hyper = Hyper::new("Adam", given);
             let lr = hyper.get(g, "learning_rate", learning_rate, b1p)?;
             let mut c = Ctx::new(g, "Adam", Role::Update);
             let one = c.scalar(1.0, b1p)?;
