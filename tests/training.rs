@@ -401,6 +401,26 @@ fn two_layer_net_dropout_reaches_its_accuracy_from_sparse_labels() {
     assert!(acc >= 0.975, "after 10,000 steps: {acc}");
 }
 
+/// `graphs/embedding.ron` learns its table: every test sentence right after
+/// its 20 epochs, and each token's embedding, read through the classifier,
+/// has the sign of the token's hidden score in `data/make_embedding.py`.
+#[test]
+fn embedding_learns_the_tokens_scores() {
+    const SCORES: [f64; 10] = [3.0, -1.0, 1.0, -3.0, 1.0, -1.0, 3.0, -3.0, 1.0, -1.0];
+    let dir = tempfile::tempdir().expect("tempdir");
+    let report = train(&example("embedding"), &opts(dir.path())).expect("trains");
+    let last = report.epochs.last().expect("an epoch");
+    assert_eq!(last.test.as_ref().expect("test set").metrics[0], 1.0);
+    let table = report.variables["table"].to_f64_vec();
+    let w = report.variables["W"].to_f64_vec();
+    for (token, score) in SCORES.iter().enumerate() {
+        let row = &table[token * 8..(token + 1) * 8];
+        // The logit margin of class 1 over class 0 that this token adds.
+        let margin: f64 = (0..8).map(|k| row[k] * (w[k * 2 + 1] - w[k * 2])).sum();
+        assert_eq!(margin > 0.0, *score > 0.0, "token {token}: margin {margin}, score {score}");
+    }
+}
+
 /// The README's figure for `cnn.ron` (W3 of `gradc bench`): at least 99.0%
 /// test accuracy after its three epochs.
 #[test]
