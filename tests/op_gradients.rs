@@ -1137,6 +1137,18 @@ const ZERO_GRADIENT_CASES: &[Case] = &[
         second_order: false,
     },
     Case {
+        name: "predicates_and_bool_reductions",
+        inputs: &[("a", &[2, 3], Normal)],
+        node: r#"(name: "l", op: Log, inputs: ["a"]), (name: "nan", op: IsNan, inputs: ["l"]), (name: "fin", op: IsFinite, inputs: ["l"]), (name: "any", op: Any(axes: [1], keep_dims: true), inputs: ["nan"]), (name: "all", op: All(axes: [1], keep_dims: true), inputs: ["fin"]), (name: "both", op: LogicalOr, inputs: ["any", "all"]), (name: "y", op: Cast(to: F64), inputs: ["both"])"#,
+        second_order: false,
+    },
+    Case {
+        name: "shape_size_range",
+        inputs: &[("a", &[2, 3], Normal)],
+        node: r#"(name: "sh", op: Shape, inputs: ["a"]), (name: "sz", op: Size, inputs: ["a"]), (name: "r", op: Range(limit: 2.0), inputs: []), (name: "s", op: Add, inputs: ["sh", "r"]), (name: "t", op: Mul, inputs: ["s", "sz"]), (name: "y", op: Cast(to: F64), inputs: ["t"])"#,
+        second_order: false,
+    },
+    Case {
         name: "floor_div",
         inputs: &[("a", &[2, 3], Normal), ("b", &[3], Positive)],
         node: r#"(name: "y", op: FloorDiv, inputs: ["a", "b"])"#,

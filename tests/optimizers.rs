@@ -65,7 +65,11 @@ fn gradient_descent() {
 fn hyperparameters_given_in_f32_are_rounded_as_tensorflow_1_rounds_them() {
     let rounded = f64::from(0.1f32);
     assert_ne!(rounded, 0.1);
-    let got = train("GradientDescent(learning_rate: 0.1)", ", hyperparameter_dtype: F32", 2);
+    let got = train(
+        "GradientDescent(learning_rate: 0.1)",
+        ", hyperparameter_dtype: F32",
+        2,
+    );
     let mut w = W0.to_vec();
     for step in got {
         let g = grad(&w);

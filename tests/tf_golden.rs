@@ -336,6 +336,18 @@ const FORWARD: &[(&str, &str)] = &[
         "OneHot(depth: 4, on_value: 2.5, off_value: -1.0, dtype: F64)",
     ),
     ("one_hot_axis0_f32", "OneHot(depth: 3, axis: 0)"),
+    ("is_nan", "IsNan"),
+    ("is_finite", "IsFinite"),
+    ("any_axis1", "Any(axes: [1])"),
+    ("all_keep", "All(axes: [0], keep_dims: true)"),
+    ("any_all_axes", "Any()"),
+    ("shape", "Shape"),
+    ("size", "Size"),
+    ("range_i32", "Range(start: 3.0, limit: -4.0, delta: -2.0)"),
+    (
+        "range_f64",
+        "Range(start: 0.5, limit: 2.0, delta: 0.25, dtype: F64)",
+    ),
 ];
 
 /// The directory of `FORWARD`'s files.

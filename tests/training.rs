@@ -417,7 +417,11 @@ fn embedding_learns_the_tokens_scores() {
         let row = &table[token * 8..(token + 1) * 8];
         // The logit margin of class 1 over class 0 that this token adds.
         let margin: f64 = (0..8).map(|k| row[k] * (w[k * 2 + 1] - w[k * 2])).sum();
-        assert_eq!(margin > 0.0, *score > 0.0, "token {token}: margin {margin}, score {score}");
+        assert_eq!(
+            margin > 0.0,
+            *score > 0.0,
+            "token {token}: margin {margin}, score {score}"
+        );
     }
 }
 

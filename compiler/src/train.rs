@@ -113,7 +113,14 @@ pub fn build_train(
         }
         grads = clip_by_global_norm(g, &grads, clip)?;
     }
-    let mut updates = apply(g, &spec.optimizer, spec.hyperparameter_dtype, &vars, &grads, dtype)?;
+    let mut updates = apply(
+        g,
+        &spec.optimizer,
+        spec.hyperparameter_dtype,
+        &vars,
+        &grads,
+        dtype,
+    )?;
     updates.extend(g.collections.get(UPDATE_OPS).cloned().unwrap_or_default());
     let name = g.unique_name("train");
     let train_op = g.add(name, Op::NoOp, dtype, &[], Role::Update, line)?;
@@ -253,7 +260,14 @@ impl Hyper {
             Some(given) => {
                 let c = TensorRef::of(g.add(node.clone(), op, given, &[], Role::Update, None)?);
                 let cast = g.unique_name(format!("{node}/Cast"));
-                TensorRef::of(g.add(cast, Op::Cast { to: dtype }, dtype, &[c], Role::Update, None)?)
+                TensorRef::of(g.add(
+                    cast,
+                    Op::Cast { to: dtype },
+                    dtype,
+                    &[c],
+                    Role::Update,
+                    None,
+                )?)
             }
         };
         self.made.push((name, dtype, t));

@@ -1,6 +1,7 @@
 """Golden values from TensorFlow for gradc's integer and bool ops: Cast,
 comparisons, logical ops, Select with a bool condition, ArgMax and ArgMin,
-integer arithmetic, FloorDiv and FloorMod, OneHot.
+integer arithmetic, FloorDiv and FloorMod, OneHot, IsNan and IsFinite, Any
+and All, Shape, Size and Range.
 
 Each entry writes one `.npz` into tests/golden/dtypes/ with the arrays
 
@@ -108,6 +109,20 @@ ENTRIES = [
     ("floor_mod_i32", "FloorMod", tf.math.floormod, [("x", I.astype(np.int32)), ("b", D.astype(np.int32))]),
     ("floor_div_f64", "FloorDiv", tf.math.floordiv, [("x", I * 0.75), ("b", D * 0.5)]),
     ("floor_mod_f64", "FloorMod", tf.math.floormod, [("x", I * 0.75), ("b", D * 0.5)]),
+    ("is_nan", "IsNan", tf.math.is_nan, [("x", np.array([1.0, np.nan, -np.inf, 0.0, np.inf]))]),
+    ("is_finite", "IsFinite", tf.math.is_finite, [("x", np.array([1.0, np.nan, -np.inf, 0.0, np.inf]))]),
+    ("any_axis1", "Any(axes: [1])", lambda x: tf.reduce_any(x, axis=1), [("x", F > 2)]),
+    ("all_keep", "All(axes: [0], keep_dims: true)", lambda x: tf.reduce_all(x, axis=0, keepdims=True), [("x", F > -1)]),
+    ("any_all_axes", "Any()", tf.reduce_any, [("x", F > 3)]),
+    ("shape", "Shape", tf.shape, [("x", fractions())]),
+    ("size", "Size", tf.size, [("x", fractions())]),
+    ("range_i32", "Range(start: 3.0, limit: -4.0, delta: -2.0)", lambda: tf.range(3, -4, -2), []),
+    (
+        "range_f64",
+        "Range(start: 0.5, limit: 2.0, delta: 0.25, dtype: F64)",
+        lambda: tf.range(0.5, 2.0, 0.25, dtype=tf.float64),
+        [],
+    ),
     # Indices outside [0, depth) give a row of off_value.
     (
         "one_hot",

@@ -1,6 +1,6 @@
-//! What the comparison and logical ops share (`Equal`, `Less`, …,
-//! `LogicalAnd`, …): each a Bool tensor of its inputs broadcast (NumPy
-//! rules), with no gradient. One file per op holds its function.
+//! What the comparison, logical and predicate ops share (`Equal`, `Less`,
+//! …, `LogicalAnd`, …, `IsNan`, `IsFinite`): each a Bool tensor of its inputs
+//! broadcast (NumPy rules), with no gradient. One file per op holds its function.
 
 use super::{In, Takes};
 use crate::dtype::Value;
@@ -19,6 +19,9 @@ pub(super) const BOOLS: Takes = Takes::Uniform(In::Bool);
 pub(super) fn attrs_text(_: &super::Op) -> String {
     String::new()
 }
+
+/// Floats (IsNan, IsFinite).
+pub(super) const FLOATS: Takes = Takes::Uniform(In::Float);
 
 /// The inputs' shapes broadcast, as Bool.
 pub(super) fn infer(
@@ -73,6 +76,21 @@ pub(super) fn compare(
             *o = a.partial_cmp(b).map_or(f(std::cmp::Ordering::Less) && f(std::cmp::Ordering::Greater), f)
         });
     });
+    Ok(())
+}
+
+/// A predicate of floats (IsNan, IsFinite): `out = f(x)`, Bool.
+pub(super) fn predicate(
+    ins: &dyn Inputs,
+    out: &mut Tensor,
+    f: fn(f64) -> bool,
+) -> Result<(), String> {
+    let out = bools(out)?;
+    match ins.get(0).ok_or("input 0 is missing")? {
+        Tensor::F32(x) => Zip::from(out).and(x).for_each(|o, &v| *o = f(f64::from(v))),
+        Tensor::F64(x) => Zip::from(out).and(x).for_each(|o, &v| *o = f(v)),
+        other => return Err(format!("a float input, got {}", other.dtype())),
+    }
     Ok(())
 }
 

@@ -442,6 +442,38 @@ macro_rules! module_ops_table {
                 /// float dtype, from the integer scalar seed alone (TensorFlow's
                 /// `tf.random.stateless_uniform`; gradc's ChaCha8 stream).
                 StatelessRandomUniform => stateless_random_uniform,
+                /// Bool: where x is NaN (`tf.math.is_nan`).
+                IsNan => is_nan,
+                /// Bool: where x is neither infinite nor NaN (`tf.math.is_finite`).
+                IsFinite => is_finite,
+                /// Whether any element over `axes` (all when absent) is true (`tf.reduce_any`).
+                Any {
+                    #[serde(default)]
+                    axes: Option<Vec<i64>>,
+                    #[serde(default)]
+                    keep_dims: bool,
+                } => any,
+                /// Whether every element over `axes` is true (`tf.reduce_all`).
+                All {
+                    #[serde(default)]
+                    axes: Option<Vec<i64>>,
+                    #[serde(default)]
+                    keep_dims: bool,
+                } => all,
+                /// The input's dimensions, an I32 vector (`tf.shape`).
+                Shape => shape_of,
+                /// The input's element count, an I32 scalar (`tf.size`).
+                Size => size,
+                /// start, start + delta, … below limit, as `dtype` (`tf.range`).
+                Range {
+                    #[serde(default)]
+                    start: f64,
+                    limit: f64,
+                    #[serde(default = "one")]
+                    delta: f64,
+                    #[serde(default = "i32_dtype")]
+                    dtype: DType,
+                } => range,
                 /// a && b of Bool tensors, broadcast.
                 LogicalAnd => logical_and,
                 /// a || b of Bool tensors, broadcast.
@@ -733,6 +765,10 @@ fn yes() -> bool {
 
 fn i64_dtype() -> DType {
     DType::I64
+}
+
+fn i32_dtype() -> DType {
+    DType::I32
 }
 
 fn f32_dtype() -> DType {
@@ -1291,6 +1327,7 @@ impl Op {
 
     /// `infer` once the arity and dtypes are checked: `dt` is the inputs' dtype.
     fn shape_rule(&self, dt: DType, ins: &[&TensorType]) -> Result<Vec<TensorType>, String> {
+        use crate::shape::Shape;
         use Op::*;
         let one = |shape: Shape| Ok(vec![TensorType { dtype: dt, shape }]);
         let s = |i: usize| &ins[i].shape;

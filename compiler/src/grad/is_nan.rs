@@ -1,0 +1,6 @@
+//! `IsNan` (`runtime/src/op/is_nan.rs`) is not differentiable, as in TensorFlow:
+//! its output is a Bool or an integer.
+
+use super::Gradient;
+
+pub(super) const GRADIENT: Gradient = Gradient::Zero;

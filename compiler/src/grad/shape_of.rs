@@ -1,0 +1,6 @@
+//! `Shape` (`runtime/src/op/shape_of.rs`) is not differentiable, as in TensorFlow:
+//! its output is a Bool or an integer.
+
+use super::Gradient;
+
+pub(super) const GRADIENT: Gradient = Gradient::Zero;

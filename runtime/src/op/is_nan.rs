@@ -1,0 +1,13 @@
+//! `IsNan`: where x is NaN, a Bool tensor (TensorFlow's `tf.math.is_nan`). No gradient.
+
+pub(super) use super::compare::{attrs_text, infer};
+use super::{Arity, Op, Takes};
+use crate::kernels::Inputs;
+use crate::Tensor;
+
+pub(super) const ARITY: Arity = Arity::Exactly(1);
+pub(super) const TAKES: Takes = super::compare::FLOATS;
+
+pub(super) fn run(_: &Op, ins: &dyn Inputs, out: &mut Tensor) -> Result<(), String> {
+    super::compare::predicate(ins, out, f64::is_nan)
+}
