@@ -122,6 +122,24 @@ const CASES: &[Case] = &[
         second_order: true,
     },
     Case {
+        name: "split_one_part_unused",
+        inputs: &[("a", &[2, 6], Normal)],
+        node: r#"(name: "parts", op: Split(axis: 1, num_split: 3), inputs: ["a"]), (name: "y", op: Mul, inputs: ["parts:2", "parts"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "split_v_rest",
+        inputs: &[("a", &[5, 2], Normal)],
+        node: r#"(name: "parts", op: SplitV(size_splits: [2, -1], axis: 0), inputs: ["a"]), (name: "q", op: Slice(begin: [0, 0], size: [2, -1]), inputs: ["parts:1"]), (name: "y", op: Mul, inputs: ["parts", "q"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "unstack_last_axis",
+        inputs: &[("a", &[3, 2], Normal)],
+        node: r#"(name: "u", op: Unstack(axis: -1), inputs: ["a"]), (name: "y", op: Mul, inputs: ["u", "u:1"])"#,
+        second_order: true,
+    },
+    Case {
         name: "floor_mod",
         inputs: &[("a", &[2, 3], Normal), ("b", &[3], Positive)],
         node: r#"(name: "y", op: FloorMod, inputs: ["a", "b"])"#,

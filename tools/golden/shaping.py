@@ -1,6 +1,7 @@
 """Golden values from TensorFlow for gradc's slicing, padding, joining,
-reversing and tiling ops, the Max and Min reductions, Cumsum and
-ClipByValue (its bounds named b and c).
+reversing and tiling ops, the Max and Min reductions, Cumsum,
+ClipByValue (its bounds named b and c), and Split, SplitV and Unstack
+(their first output).
 
 Same arrays as tools/golden/elementwise.py (op, x, [b], y, dy, dx, [db], vx,
 [vb], d2x, [d2b], d2dy), written into tests/golden/shaping/; Concat's second
@@ -58,6 +59,10 @@ ENTRIES = [
         [(3, 5)],
     ),
     ("clip_by_value", "ClipByValue", tf.clip_by_value, None),
+    # The first output of each (gradc's y is output 0): the others' gradients are zeros.
+    ("split", "Split(axis: 1, num_split: 3)", lambda x: tf.split(x, 3, axis=1)[0], [(2, 6, 2)]),
+    ("split_v", "SplitV(size_splits: [-1, 2], axis: -1)", lambda x: tf.split(x, [-1, 2], axis=-1)[0], [(3, 5)]),
+    ("unstack", "Unstack(axis: 1)", lambda x: tf.unstack(x, axis=1)[0], [(2, 3, 4)]),
 ]
 
 # Entries whose x is rounded to halves, for ties.

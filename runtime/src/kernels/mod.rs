@@ -184,6 +184,16 @@ fn dispatch(op: &Op, ins: &dyn Inputs, outs: &mut [Tensor]) -> Result<(), String
                 other => Err(format!("{} has no {other} kernel", op.name())),
             };
         }
+        module_ops!() => {
+            check_arity(op, ins.len())?;
+            if !outs
+                .iter()
+                .all(|o| crate::each!(o, y => y.is_standard_layout()))
+            {
+                return Err("an output buffer is not in standard layout".into());
+            }
+            return crate::op::module_run(op, ins, outs);
+        }
         _ => {}
     }
     let [out] = outs else {
@@ -196,9 +206,6 @@ fn dispatch(op: &Op, ins: &dyn Inputs, outs: &mut [Tensor]) -> Result<(), String
     check_arity(op, ins.len())?;
     if !crate::each!(&*out, y => y.is_standard_layout()) {
         return Err("the output buffer is not in standard layout".into());
-    }
-    if let module_ops!() = op {
-        return crate::op::module_run(op, ins, out);
     }
     match out {
         Tensor::F32(y) => kernel::<f32>(op, ins, y),

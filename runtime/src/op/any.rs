@@ -34,7 +34,8 @@ pub(super) fn infer(op: &Op, _: DType, ins: &[&TensorType]) -> Result<Vec<Tensor
     }])
 }
 
-pub(super) fn run(op: &Op, ins: &dyn Inputs, out: &mut Tensor) -> Result<(), String> {
+pub(super) fn run(op: &Op, ins: &dyn Inputs, outs: &mut [Tensor]) -> Result<(), String> {
+    let out = super::single(outs)?;
     let (axes, _) = parts(op)?;
     // Any folds with ||, starting false; All with &&, starting true.
     let all = matches!(op, Op::All { .. });

@@ -51,7 +51,8 @@ pub(super) fn infer(op: &Op, _: DType, ins: &[&TensorType]) -> Result<Vec<Tensor
     }])
 }
 
-pub(super) fn run(op: &Op, ins: &dyn Inputs, out: &mut Tensor) -> Result<(), String> {
+pub(super) fn run(op: &Op, ins: &dyn Inputs, outs: &mut [Tensor]) -> Result<(), String> {
+    let out = super::single(outs)?;
     // ArgMax keeps the first index whose value is greater than the best so
     // far; ArgMin the first whose value is less. NaN compares as neither.
     let better = if matches!(op, Op::ArgMin { .. }) { Ordering::Less } else { Ordering::Greater };

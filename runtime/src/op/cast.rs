@@ -36,7 +36,8 @@ pub(super) fn infer(op: &Op, _: DType, ins: &[&TensorType]) -> Result<Vec<Tensor
     }])
 }
 
-pub(super) fn run(op: &Op, ins: &dyn Inputs, out: &mut Tensor) -> Result<(), String> {
+pub(super) fn run(op: &Op, ins: &dyn Inputs, outs: &mut [Tensor]) -> Result<(), String> {
+    let out = super::single(outs)?;
     let to = target(op)?;
     let x = ins.get(0).ok_or("input 0 is missing")?;
     if out.dtype() != to || out.shape() != x.shape() {

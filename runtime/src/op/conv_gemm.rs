@@ -525,9 +525,9 @@ mod tests {
             .map(|v| Tensor::from(v.to_owned()))
             .collect();
         let refs: Vec<&Tensor> = ins.iter().collect();
-        let mut t = Tensor::from(std::mem::take(out));
+        let mut t = [Tensor::from(std::mem::take(out))];
         let result = super::super::module_run(op, &refs.as_slice(), &mut t);
-        *out = T::array_mut(&mut t)
+        *out = T::array_mut(&mut t[0])
             .ok_or("the output changed dtype")?
             .clone();
         result

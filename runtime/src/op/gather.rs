@@ -44,7 +44,8 @@ pub(super) fn infer(op: &Op, _: DType, ins: &[&TensorType]) -> Result<Vec<Tensor
     }])
 }
 
-pub(super) fn run(op: &Op, ins: &dyn Inputs, out: &mut Tensor) -> Result<(), String> {
+pub(super) fn run(op: &Op, ins: &dyn Inputs, outs: &mut [Tensor]) -> Result<(), String> {
+    let out = super::single(outs)?;
     let axis = axis_attr(op)?;
     let indices = ins.get(1).ok_or("input 1 is missing")?;
     each!(out, y => match indices {

@@ -8,6 +8,7 @@ use crate::Tensor;
 pub(super) const ARITY: Arity = Arity::Exactly(1);
 pub(super) const TAKES: Takes = super::compare::FLOATS;
 
-pub(super) fn run(_: &Op, ins: &dyn Inputs, out: &mut Tensor) -> Result<(), String> {
+pub(super) fn run(_: &Op, ins: &dyn Inputs, outs: &mut [Tensor]) -> Result<(), String> {
+    let out = super::single(outs)?;
     super::compare::predicate(ins, out, f64::is_finite)
 }

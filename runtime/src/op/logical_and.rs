@@ -8,6 +8,7 @@ use crate::Tensor;
 pub(super) const ARITY: Arity = Arity::Exactly(2);
 pub(super) const TAKES: Takes = super::compare::BOOLS;
 
-pub(super) fn run(_: &Op, ins: &dyn Inputs, out: &mut Tensor) -> Result<(), String> {
+pub(super) fn run(_: &Op, ins: &dyn Inputs, outs: &mut [Tensor]) -> Result<(), String> {
+    let out = super::single(outs)?;
     super::compare::logical(ins, out, |a, b| a && b)
 }

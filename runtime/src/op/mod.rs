@@ -153,18 +153,30 @@ macro_rules! op_enum {
             }
         }
 
-        /// A module op's kernel: its module's `run`, which dispatches on the dtypes.
+        /// A module op's kernel: its module's `run`, which dispatches on the
+        /// dtypes and writes each output into its buffer.
         pub(crate) fn module_run(
             op: &Op,
             ins: &dyn crate::kernels::Inputs,
-            out: &mut crate::Tensor,
+            outs: &mut [crate::Tensor],
         ) -> Result<(), String> {
             match op {
-                $( Op::$mo { .. } => $module::run(op, ins, out), )*
+                $( Op::$mo { .. } => $module::run(op, ins, outs), )*
                 _ => Err(format!("{} is not an op of a module", op.name())),
             }
         }
     };
+}
+
+/// The output buffer of an op with one output.
+pub(crate) fn single(outs: &mut [crate::Tensor]) -> Result<&mut crate::Tensor, String> {
+    match outs {
+        [out] => Ok(out),
+        _ => Err(format!(
+            "one output, but {} output buffers were given",
+            outs.len()
+        )),
+    }
 }
 
 /// A module's `TAKES` and `run` for a `kernel` generic over the float
@@ -176,9 +188,9 @@ macro_rules! float_kernel {
         pub(super) fn run(
             op: &Op,
             ins: &dyn crate::kernels::Inputs,
-            out: &mut crate::Tensor,
+            outs: &mut [crate::Tensor],
         ) -> Result<(), String> {
-            match out {
+            match super::single(outs)? {
                 crate::Tensor::F32(y) => kernel::<f32>(op, &|k| crate::kernels::input(ins, k), y),
                 crate::Tensor::F64(y) => kernel::<f64>(op, &|k| crate::kernels::input(ins, k), y),
                 y => Err(format!("{} has no {} kernel", op.name(), y.dtype())),
@@ -196,9 +208,9 @@ macro_rules! value_kernel {
         pub(super) fn run(
             op: &Op,
             ins: &dyn crate::kernels::Inputs,
-            out: &mut crate::Tensor,
+            outs: &mut [crate::Tensor],
         ) -> Result<(), String> {
-            crate::each!(out, y => kernel(op, &|k| crate::kernels::input(ins, k), y))
+            crate::each!(super::single(outs)?, y => kernel(op, &|k| crate::kernels::input(ins, k), y))
         }
     };
 }
@@ -480,6 +492,26 @@ macro_rules! module_ops_table {
                 LogicalOr => logical_or,
                 /// !a of a Bool tensor.
                 LogicalNot => logical_not,
+                /// The input cut along `axis` into `num_split` equal parts, one
+                /// output each (TensorFlow's `tf.split` with a number).
+                Split {
+                    #[serde(default)]
+                    axis: i64,
+                    num_split: i64,
+                } => split,
+                /// The input cut along `axis` into parts of `size_splits` (one
+                /// may be -1: the rest), one output each (`tf.split` with sizes).
+                SplitV {
+                    size_splits: Vec<i64>,
+                    #[serde(default)]
+                    axis: i64,
+                } => split_v,
+                /// One output per index along `axis`, each without that axis
+                /// (TensorFlow's `tf.unstack`).
+                Unstack {
+                    #[serde(default)]
+                    axis: i64,
+                } => unstack,
                 /// Inputs of one shape joined along a new `axis` (TensorFlow's `tf.stack`).
                 Stack {
                     axis: i64,

@@ -65,7 +65,8 @@ pub(super) fn infer(op: &Op, _: DType, ins: &[&TensorType]) -> Result<Vec<Tensor
     }])
 }
 
-pub(super) fn run(op: &Op, ins: &dyn Inputs, out: &mut Tensor) -> Result<(), String> {
+pub(super) fn run(op: &Op, ins: &dyn Inputs, outs: &mut [Tensor]) -> Result<(), String> {
+    let out = super::single(outs)?;
     let indices = ins.get(0).ok_or("input 0 is missing")?;
     let parts = parts(op, indices.shape().len())?;
     let dtype = out.dtype();

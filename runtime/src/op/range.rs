@@ -66,7 +66,8 @@ pub(super) fn infer(op: &Op, _: DType, _: &[&TensorType]) -> Result<Vec<TensorTy
     }])
 }
 
-pub(super) fn run(op: &Op, _: &dyn Inputs, out: &mut Tensor) -> Result<(), String> {
+pub(super) fn run(op: &Op, _: &dyn Inputs, outs: &mut [Tensor]) -> Result<(), String> {
+    let out = super::single(outs)?;
     let (start, delta, count, dtype) = parts(op)?;
     if out.dtype() != dtype || out.len() != count {
         return Err(format!("the output buffer {} does not hold {count} values", out.tensor_type()));

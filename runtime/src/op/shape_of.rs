@@ -26,7 +26,8 @@ pub(super) fn infer(op: &Op, _: DType, ins: &[&TensorType]) -> Result<Vec<Tensor
     }])
 }
 
-pub(super) fn run(op: &Op, ins: &dyn Inputs, out: &mut Tensor) -> Result<(), String> {
+pub(super) fn run(op: &Op, ins: &dyn Inputs, outs: &mut [Tensor]) -> Result<(), String> {
+    let out = super::single(outs)?;
     let x = ins.get(0).ok_or("input 0 is missing")?;
     let Tensor::I32(out) = out else {
         return Err(format!("the output buffer is {}, not i32", out.dtype()));

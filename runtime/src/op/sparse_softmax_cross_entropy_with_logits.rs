@@ -34,7 +34,8 @@ pub(super) fn infer(_: &Op, _: DType, ins: &[&TensorType]) -> Result<Vec<TensorT
     }])
 }
 
-pub(super) fn run(_: &Op, ins: &dyn Inputs, out: &mut Tensor) -> Result<(), String> {
+pub(super) fn run(_: &Op, ins: &dyn Inputs, outs: &mut [Tensor]) -> Result<(), String> {
+    let out = super::single(outs)?;
     let labels = ins.get(1).ok_or("input 1 is missing")?;
     match (out, labels) {
         (Tensor::F32(y), Tensor::I32(l)) => loss(&input(ins, 0)?, &l.view(), y),

@@ -28,7 +28,8 @@ pub(super) fn infer(_: &Op, _: DType, ins: &[&TensorType]) -> Result<Vec<TensorT
     Ok(vec![ins[0].clone()])
 }
 
-pub(super) fn run(_: &Op, ins: &dyn Inputs, out: &mut Tensor) -> Result<(), String> {
+pub(super) fn run(_: &Op, ins: &dyn Inputs, outs: &mut [Tensor]) -> Result<(), String> {
+    let out = super::single(outs)?;
     let seed = ins
         .get(1)
         .and_then(|t| match t {
