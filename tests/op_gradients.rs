@@ -140,6 +140,12 @@ const CASES: &[Case] = &[
         second_order: true,
     },
     Case {
+        name: "gelu_tanh",
+        inputs: &[("a", &[2, 3], Normal)],
+        node: r#"(name: "y", op: GeluTanh, inputs: ["a"])"#,
+        second_order: true,
+    },
+    Case {
         name: "floor_mod",
         inputs: &[("a", &[2, 3], Normal), ("b", &[3], Positive)],
         node: r#"(name: "y", op: FloorMod, inputs: ["a", "b"])"#,

@@ -274,6 +274,7 @@ const CONFIGS: &[(&str, &str)] = &[
     ),
     ("shaping/clip_by_value", "ClipByValue"),
     ("elementwise/floor_mod", "FloorMod"),
+    ("elementwise/gelu_tanh", "GeluTanh"),
     ("shaping/split", "Split(axis: 1, num_split: 3)"),
     ("shaping/split_v", "SplitV(size_splits: [-1, 2], axis: -1)"),
     ("shaping/unstack", "Unstack(axis: 1)"),

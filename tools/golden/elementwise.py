@@ -98,6 +98,14 @@ UNARY = [
         normal,
     ),
     ("erfc", "Erfc", tf.math.erfc, normal),
+    # tf.nn.gelu(approximate=True) casts its 0.044715 from a float32 constant
+    # (off by 1e-9 relative for float64); the same expression in float64.
+    (
+        "gelu_tanh",
+        "GeluTanh",
+        lambda x: 0.5 * x * (1.0 + tf.tanh(tf.constant(0.7978845608028654, tf.float64) * (x + tf.constant(0.044715, tf.float64) * x * x * x))),
+        normal,
+    ),
 ]
 
 BINARY = [

@@ -121,6 +121,17 @@ macro_rules! elementwise_table {
                             * (x.square() * x.c(-0.5)).apply(UnaryFn::Exp);
                         grad(dy * (cdf + x * pdf))
                     };
+                /// 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))), the tanh approximation
+                /// of Gelu (`tf.nn.gelu(approximate=True)`).
+                GeluTanh [fuse, in_place] |x| gelu_tanh(x)
+                    => |dy, x, y| {
+                        // u = c·(x + a·x³), t = tanh u: y′ = (1 + t)/2 + x·(1 − t²)·c·(1 + 3a·x²)/2.
+                        let u = x.c(GELU_C) * (x + x.c(GELU_A) * x.pow(3.0));
+                        let t = u.apply(UnaryFn::Tanh);
+                        let du = x.c(GELU_C) * (x.c(1.0) + x.c(3.0 * GELU_A) * x.square());
+                        let half = x.c(0.5);
+                        grad(dy * (half * (x.c(1.0) + t) + half * x * (x.c(1.0) - t.square()) * du))
+                    };
                 /// The largest integer not above x; no gradient.
                 Floor [fuse, in_place] |x| x.floor()
                     => |dy, x, y| Grad::Zero;
@@ -845,6 +856,17 @@ pub(crate) fn softsign<T: Scalar>(x: T) -> T {
 pub(crate) fn gelu<T: Scalar>(x: T) -> T {
     let half = T::from_f64(0.5);
     half * x * (-x * T::from_f64(std::f64::consts::FRAC_1_SQRT_2)).erfc()
+}
+
+/// √(2/π) and the cubic coefficient of Gelu's tanh approximation.
+const GELU_C: f64 = 0.797_884_560_802_865_4;
+const GELU_A: f64 = 0.044_715;
+
+/// 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))).
+#[inline(always)]
+pub(crate) fn gelu_tanh<T: Scalar>(x: T) -> T {
+    let u = T::from_f64(GELU_C) * (x + T::from_f64(GELU_A) * (x * x * x));
+    T::from_f64(0.5) * x * (T::one() + u.tanh())
 }
 
 /// x for x > 0, else e^x - 1.
