@@ -180,6 +180,28 @@ fn dropout_refuses_a_rate_outside_0_1_and_an_integer_input() {
 }
 
 #[test]
+fn a_strided_slice_names_the_axis_it_cannot_take() {
+    let e = compile_error(&wrap(
+        "        (name: \"x\", op: Placeholder(shape: [\"batch\", 3])),\n        (name: \"s\", op: StridedSlice(begin: [1], end: [2]), inputs: [\"x\"]),",
+    ));
+    assert_eq!((e.node.as_deref(), e.op), (Some("s"), Some("StridedSlice")));
+    assert_eq!(e.kind, ErrorKind::Shape);
+    assert!(e.message.contains("axis 0 is the symbolic batch"), "{e}");
+    let e = compile_error(&wrap(
+        "        (name: \"x\", op: Placeholder(shape: [2, 3])),\n        (name: \"s\", op: StridedSlice(begin: [0, 3], end: [0, 4], shrink_axis_mask: 2), inputs: [\"x\"]),",
+    ));
+    assert!(
+        e.message
+            .contains("axis 1: slice index 3 is out of bounds for size 3"),
+        "{e}"
+    );
+    let e = compile_error(&wrap(
+        "        (name: \"x\", op: Placeholder(shape: [2, 3])),\n        (name: \"s\", op: StridedSlice(begin: [0], end: [2], strides: [0]), inputs: [\"x\"]),",
+    ));
+    assert!(e.message.contains("strides[0] must be non-zero"), "{e}");
+}
+
+#[test]
 fn an_integer_in_float_arithmetic_is_a_dtype_error() {
     // TensorFlow's rule: ArgMax gives I64, and Mul takes one dtype.
     let text = "Graph(name: \"bad\", dtype: F64, nodes: [\n (name: \"x\", op: Const([[1.0, 3.0]])),\n (name: \"i\", op: ArgMax(axis: 1), inputs: [\"x\"]),\n (name: \"y\", op: Mul, inputs: [\"i\", \"x\"]),\n])";

@@ -146,6 +146,18 @@ const CASES: &[Case] = &[
         second_order: true,
     },
     Case {
+        name: "strided_slice_masks",
+        inputs: &[("a", &[3, 4, 5], Normal)],
+        node: r#"(name: "y", op: StridedSlice(begin: [2, 0, 1], end: [0, 0, 0], strides: [-1, 2, 1], end_mask: 2, ellipsis_mask: 4, new_axis_mask: 0, shrink_axis_mask: 0), inputs: ["a"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "strided_slice_grad",
+        inputs: &[("a", &[4, 3], Normal), ("g", &[2, 3], Normal)],
+        node: r#"(name: "y", op: StridedSliceGrad(begin: [3], end: [0], strides: [-2]), inputs: ["a", "g"])"#,
+        second_order: true,
+    },
+    Case {
         name: "floor_mod",
         inputs: &[("a", &[2, 3], Normal), ("b", &[3], Positive)],
         node: r#"(name: "y", op: FloorMod, inputs: ["a", "b"])"#,

@@ -278,6 +278,22 @@ const CONFIGS: &[(&str, &str)] = &[
     ("shaping/split", "Split(axis: 1, num_split: 3)"),
     ("shaping/split_v", "SplitV(size_splits: [-1, 2], axis: -1)"),
     ("shaping/unstack", "Unstack(axis: 1)"),
+    (
+        "shaping/strided_slice_shrink",
+        "StridedSlice(begin: [1, 0, -1], end: [3, 0, 0], strides: [1, 2, 1], begin_mask: 2, end_mask: 2, shrink_axis_mask: 4)",
+    ),
+    (
+        "shaping/strided_slice_negative",
+        "StridedSlice(begin: [0, 3], end: [0, 0], strides: [-1, -2], begin_mask: 1, end_mask: 1)",
+    ),
+    (
+        "shaping/strided_slice_ellipsis_new_axis",
+        "StridedSlice(begin: [0, 0, 1], end: [0, 0, 0], strides: [1, 1, 1], end_mask: 4, ellipsis_mask: 1, new_axis_mask: 2)",
+    ),
+    (
+        "shaping/strided_slice_clamped",
+        "StridedSlice(begin: [-10, 1], end: [10, 2], strides: [1, 1], shrink_axis_mask: 2)",
+    ),
     ("indexing/gather_axis0", "Gather()"),
     ("indexing/gather_axis1", "Gather(axis: 1)"),
     ("indexing/gather_scalar_index_last_axis", "Gather(axis: -1)"),

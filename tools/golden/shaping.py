@@ -1,7 +1,7 @@
 """Golden values from TensorFlow for gradc's slicing, padding, joining,
 reversing and tiling ops, the Max and Min reductions, Cumsum,
-ClipByValue (its bounds named b and c), and Split, SplitV and Unstack
-(their first output).
+ClipByValue (its bounds named b and c), Split, SplitV and Unstack (their
+first output), and StridedSlice with its masks.
 
 Same arrays as tools/golden/elementwise.py (op, x, [b], y, dy, dx, [db], vx,
 [vb], d2x, [d2b], d2dy), written into tests/golden/shaping/; Concat's second
@@ -63,6 +63,34 @@ ENTRIES = [
     ("split", "Split(axis: 1, num_split: 3)", lambda x: tf.split(x, 3, axis=1)[0], [(2, 6, 2)]),
     ("split_v", "SplitV(size_splits: [-1, 2], axis: -1)", lambda x: tf.split(x, [-1, 2], axis=-1)[0], [(3, 5)]),
     ("unstack", "Unstack(axis: 1)", lambda x: tf.unstack(x, axis=1)[0], [(2, 3, 4)]),
+    # x[1:3, ::2, -1]
+    (
+        "strided_slice_shrink",
+        "StridedSlice(begin: [1, 0, -1], end: [3, 0, 0], strides: [1, 2, 1], begin_mask: 2, end_mask: 2, shrink_axis_mask: 4)",
+        lambda x: tf.strided_slice(x, [1, 0, -1], [3, 0, 0], [1, 2, 1], begin_mask=2, end_mask=2, shrink_axis_mask=4),
+        [(4, 5, 6)],
+    ),
+    # x[::-1, 3:0:-2]
+    (
+        "strided_slice_negative",
+        "StridedSlice(begin: [0, 3], end: [0, 0], strides: [-1, -2], begin_mask: 1, end_mask: 1)",
+        lambda x: tf.strided_slice(x, [0, 3], [0, 0], [-1, -2], begin_mask=1, end_mask=1),
+        [(4, 5)],
+    ),
+    # x[..., tf.newaxis, 1:]
+    (
+        "strided_slice_ellipsis_new_axis",
+        "StridedSlice(begin: [0, 0, 1], end: [0, 0, 0], strides: [1, 1, 1], end_mask: 4, ellipsis_mask: 1, new_axis_mask: 2)",
+        lambda x: tf.strided_slice(x, [0, 0, 1], [0, 0, 0], [1, 1, 1], end_mask=4, ellipsis_mask=1, new_axis_mask=2),
+        [(2, 3, 4)],
+    ),
+    # x[-10:10, 1] (clamped to the axis)
+    (
+        "strided_slice_clamped",
+        "StridedSlice(begin: [-10, 1], end: [10, 2], strides: [1, 1], shrink_axis_mask: 2)",
+        lambda x: tf.strided_slice(x, [-10, 1], [10, 2], [1, 1], shrink_axis_mask=2),
+        [(3, 4)],
+    ),
 ]
 
 # Entries whose x is rounded to halves, for ties.

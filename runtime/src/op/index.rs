@@ -4,7 +4,7 @@
 
 use super::Op;
 use crate::shape::{Dim, Shape};
-use ndarray::{ArrayD, ArrayViewD, IxDyn};
+use ndarray::{ArrayViewD, ArrayViewMutD, IxDyn};
 use serde::{Deserialize, Serialize};
 
 /// How `Pad` fills the border (TensorFlow's `mode`).
@@ -158,7 +158,7 @@ pub(super) fn gather_by_maps<T: Copy>(
     x: &ArrayViewD<'_, T>,
     maps: &[Vec<Option<usize>>],
     fill: T,
-    out: &mut ArrayD<T>,
+    out: &mut ArrayViewMutD<'_, T>,
 ) {
     let mut at = IxDyn(&vec![0; maps.len()]);
     for (o, y) in out.indexed_iter_mut() {
@@ -178,7 +178,7 @@ pub(super) fn gather_by_maps<T: Copy>(
 pub(super) fn scatter_by_maps<T: crate::kernels::Elem>(
     dy: &ArrayViewD<'_, T>,
     maps: &[Vec<Option<usize>>],
-    dx: &mut ArrayD<T>,
+    dx: &mut ArrayViewMutD<'_, T>,
 ) {
     dx.fill(T::zero());
     let mut at = IxDyn(&vec![0; maps.len()]);

@@ -345,6 +345,45 @@ macro_rules! module_ops_table {
                     begin: Vec<i64>,
                     size: Vec<i64>,
                 } => slice_grad,
+                /// NumPy's `x[b:e:s, ...]` (TensorFlow's `tf.strided_slice`): `begin`,
+                /// `end`, `strides` (all 1 when absent) and the five masks, bit i
+                /// for entry i: `begin_mask`/`end_mask` (the widest range),
+                /// `ellipsis_mask` (the unnamed axes), `new_axis_mask` (an axis of
+                /// size 1), `shrink_axis_mask` (one index, the axis removed).
+                StridedSlice {
+                    begin: Vec<i64>,
+                    end: Vec<i64>,
+                    #[serde(default)]
+                    strides: Vec<i64>,
+                    #[serde(default)]
+                    begin_mask: i64,
+                    #[serde(default)]
+                    end_mask: i64,
+                    #[serde(default)]
+                    ellipsis_mask: i64,
+                    #[serde(default)]
+                    new_axis_mask: i64,
+                    #[serde(default)]
+                    shrink_axis_mask: i64,
+                } => strided_slice,
+                /// The gradient of StridedSlice: inputs (x, its shape only, dy);
+                /// zeros of x's shape with dy added where the slice read.
+                StridedSliceGrad {
+                    begin: Vec<i64>,
+                    end: Vec<i64>,
+                    #[serde(default)]
+                    strides: Vec<i64>,
+                    #[serde(default)]
+                    begin_mask: i64,
+                    #[serde(default)]
+                    end_mask: i64,
+                    #[serde(default)]
+                    ellipsis_mask: i64,
+                    #[serde(default)]
+                    new_axis_mask: i64,
+                    #[serde(default)]
+                    shrink_axis_mask: i64,
+                } => strided_slice_grad,
                 /// A (before, after) pair per axis of border (TensorFlow's `tf.pad`):
                 /// `constant_values`, or the values mirrored (REFLECT, SYMMETRIC).
                 Pad {

@@ -87,6 +87,6 @@ pub(super) fn kernel<'a, T: Value>(
         .collect::<Result<Vec<_>, String>>()?;
     let shape: Vec<usize> = maps.iter().map(Vec::len).collect();
     check_out(op, out.shape(), &shape)?;
-    gather_by_maps(&x, &maps, T::from_num(crate::dtype::Num::F(*constant_values)), out);
+    gather_by_maps(&x, &maps, T::from_num(crate::dtype::Num::F(*constant_values)), &mut out.view_mut());
     Ok(())
 }

@@ -48,6 +48,6 @@ pub(super) fn kernel<'a, T: Elem>(
         .zip(&pairs)
         .map(|(&d, &p)| pad_map(mode, d, p))
         .collect::<Result<Vec<_>, String>>()?;
-    scatter_by_maps(&dy, &maps, out);
+    scatter_by_maps(&dy, &maps, &mut out.view_mut());
     Ok(())
 }

@@ -52,6 +52,6 @@ pub(super) fn kernel<'a, T: Value>(
             (0..d).map(|o| Some(if flip { d - 1 - o } else { o })).collect()
         })
         .collect();
-    gather_by_maps(&x, &maps, T::default(), out);
+    gather_by_maps(&x, &maps, T::default(), &mut out.view_mut());
     Ok(())
 }

@@ -54,6 +54,6 @@ pub(super) fn kernel<'a, T: Value>(
     let bounds = slice_bounds(begin, size, x.shape())?;
     let shape: Vec<usize> = bounds.iter().map(|(s, e)| e - s).collect();
     check_out(op, out.shape(), &shape)?;
-    gather_by_maps(&x, &maps(&bounds), T::default(), out);
+    gather_by_maps(&x, &maps(&bounds), T::default(), &mut out.view_mut());
     Ok(())
 }

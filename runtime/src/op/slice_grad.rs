@@ -38,6 +38,6 @@ pub(super) fn kernel<'a, T: Elem>(
     if dy.shape() != sliced {
         return Err(format!("SliceGrad: dy {:?} is not the slice's shape {sliced:?}", dy.shape()));
     }
-    scatter_by_maps(&dy, &maps(&bounds), out);
+    scatter_by_maps(&dy, &maps(&bounds), &mut out.view_mut());
     Ok(())
 }

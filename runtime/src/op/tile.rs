@@ -72,6 +72,6 @@ pub(super) fn kernel<'a, T: Value>(
     let m = multiples(op, x.ndim())?;
     let shape: Vec<usize> = x.shape().iter().zip(&m).map(|(d, m)| d * m).collect();
     check_out(op, out.shape(), &shape)?;
-    gather_by_maps(&x, &maps(x.shape(), &shape), T::default(), out);
+    gather_by_maps(&x, &maps(x.shape(), &shape), T::default(), &mut out.view_mut());
     Ok(())
 }

@@ -37,6 +37,6 @@ pub(super) fn kernel<'a, T: Elem>(
     if dy.shape() != tiled {
         return Err(format!("TileGrad: dy {:?} is not Tile's shape {tiled:?}", dy.shape()));
     }
-    scatter_by_maps(&dy, &maps(x.shape(), dy.shape()), out);
+    scatter_by_maps(&dy, &maps(x.shape(), dy.shape()), &mut out.view_mut());
     Ok(())
 }
