@@ -140,7 +140,8 @@ pub(super) fn plan(s: &Spec<'_>, x: &Shape) -> Result<Plan, String> {
     let mut axes = Vec::with_capacity(rank);
     let mut out = Vec::new();
     let mut full = 0usize;
-    for i in 0..entries {
+    // The implied ellipsis (entry n) has no stride of its own.
+    for (i, &stride) in strides.iter().chain([&1]).enumerate().take(entries) {
         if i == ellipsis {
             let next = (rank + i + 1 + new_after).saturating_sub(entries).min(rank);
             for d in &x.0[full.min(next)..next] {
@@ -154,7 +155,6 @@ pub(super) fn plan(s: &Spec<'_>, x: &Shape) -> Result<Plan, String> {
             let d = x.0.get(full).ok_or_else(|| {
                 format!("entry {i} names axis {full}, but the input {x} has rank {rank}")
             })?;
-            let stride = strides[i];
             if stride == 0 {
                 return Err(format!("strides[{i}] must be non-zero"));
             }
