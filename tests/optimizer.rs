@@ -663,6 +663,7 @@ const UNARY: &[&str] = &[
     "Selu",
     "LeakyRelu(alpha: 0.2)",
     "Gelu",
+    "GeluTanh",
 ];
 
 fn random_graph(steps: &[Step]) -> String {
@@ -852,7 +853,7 @@ fn random_training_graph(m: usize, n: usize, f32: bool, momentum: bool, steps: &
             format!("{name}_2"),
             format!("{name}_3"),
         );
-        match s.op % 17 {
+        match s.op % 22 {
             0 => nodes.push(node("Add", &[&a, &b])),
             1 => nodes.push(node("Mul", &[&a, &b])),
             2 => nodes.push(node("Sub", &[&b, &a])),
@@ -948,6 +949,58 @@ fn random_training_graph(m: usize, n: usize, f32: bool, momentum: bool, steps: &
                 part("1", "Concat(axis: -1)", &[&a, "x"]),
                 node(&format!("Slice(begin: [0, 1], size: [{m}, {n}])"), &[&p1]),
             ]),
+            // dropout in training (a mask drawn each step), plus a
+            17 => nodes.extend([
+                part("1", r#"Dropout(rate: 0.3, is_training: "training")"#, &[&a]),
+                node("Add", &[&a, &p1]),
+            ]),
+            // a's rows reversed by a strided slice, times a
+            18 => nodes.extend([
+                part(
+                    "1",
+                    "StridedSlice(begin: [0], end: [0], strides: [-1], begin_mask: 1, end_mask: 1)",
+                    &[&a],
+                ),
+                node("Mul", &[&a, &p1]),
+            ]),
+            // a's columns gathered in reverse by integer indices
+            19 => {
+                let reversed: Vec<String> = (0..n).rev().map(|i| format!("{i}.0")).collect();
+                nodes.extend([
+                    format!(
+                        r#"(name: "{name}_i", op: Const([{}]), dtype: I32)"#,
+                        reversed.join(", ")
+                    ),
+                    node("Gather(axis: 1)", &[&a, &format!("{name}_i")]),
+                ]);
+            }
+            // a unstacked into its rows and stacked back in reverse
+            20 => {
+                let rows_back: Vec<String> = (0..m)
+                    .rev()
+                    .map(|r| {
+                        if r == 0 {
+                            p1.clone()
+                        } else {
+                            format!("{p1}:{r}")
+                        }
+                    })
+                    .collect();
+                let refs: Vec<&str> = rows_back.iter().map(String::as_str).collect();
+                nodes.extend([
+                    part("1", "Unstack(axis: 0)", &[&a]),
+                    node("Stack(axis: 0)", &refs),
+                ]);
+            }
+            // through the other float dtype and back
+            21 => {
+                let (there, back) = if f32 { ("F64", "F32") } else { ("F32", "F64") };
+                nodes.extend([
+                    part("1", &format!("Cast(to: {there})"), &[&a]),
+                    part("2", "Tanh", &[&p1]),
+                    node(&format!("Cast(to: {back})"), &[&p2]),
+                ]);
+            }
             // the mean over the rows of a row repeated, plus a
             _ => nodes.extend([
                 part("1", "Sum(axes: [0])", &[&a]),
