@@ -158,6 +158,30 @@ const CASES: &[Case] = &[
         second_order: true,
     },
     Case {
+        name: "prod_one_axis",
+        inputs: &[("a", &[3, 4], Normal)],
+        node: r#"(name: "y", op: Prod(axes: [-1]), inputs: ["a"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "prod_two_axes_kept",
+        inputs: &[("a", &[2, 3, 2], Normal)],
+        node: r#"(name: "y", op: Prod(axes: [0, 2], keep_dims: true), inputs: ["a"])"#,
+        second_order: true,
+    },
+    Case {
+        name: "prod_with_a_zero",
+        inputs: &[("a", &[2, 3], Normal)],
+        node: r#"(name: "m", op: Const([[1.0, 0.0, 1.0], [1.0, 1.0, 1.0]])), (name: "z", op: Mul, inputs: ["a", "m"]), (name: "y", op: Prod(), inputs: ["z"])"#,
+        second_order: false,
+    },
+    Case {
+        name: "cumprod_exclusive_reverse",
+        inputs: &[("a", &[3, 4], Normal)],
+        node: r#"(name: "y", op: Cumprod(axis: 1, exclusive: true, reverse: true), inputs: ["a"])"#,
+        second_order: true,
+    },
+    Case {
         name: "floor_mod",
         inputs: &[("a", &[2, 3], Normal), ("b", &[3], Positive)],
         node: r#"(name: "y", op: FloorMod, inputs: ["a", "b"])"#,

@@ -103,6 +103,8 @@ fn every_op_round_trips() {
         (name: "sru", op: StatelessRandomUniform, inputs: ["p", "a"]),
         (name: "isn", op: IsNan, inputs: ["p"]),
         (name: "spl", op: Split(axis: -1, num_split: 2), inputs: ["p"]),
+        (name: "cpr", op: Cumprod(axis: 0, exclusive: true, reverse: true), inputs: ["p"]),
+        (name: "prd", op: Prod(axes: [1], keep_dims: true), inputs: ["p"]),
         (name: "sts", op: StridedSlice(begin: [0, -1], end: [2, 0], strides: [1, -1], begin_mask: 1, end_mask: 2, ellipsis_mask: 0, new_axis_mask: 0, shrink_axis_mask: 1), inputs: ["p"]),
         (name: "stg", op: StridedSliceGrad(begin: [1], end: [3], strides: [2], new_axis_mask: 0), inputs: ["p", "sts"]),
         (name: "spv", op: SplitV(size_splits: [1, -1], axis: 1), inputs: ["p"]),

@@ -278,6 +278,16 @@ const CONFIGS: &[(&str, &str)] = &[
     ("shaping/split", "Split(axis: 1, num_split: 3)"),
     ("shaping/split_v", "SplitV(size_splits: [-1, 2], axis: -1)"),
     ("shaping/unstack", "Unstack(axis: 1)"),
+    ("shaping/prod_axis", "Prod(axes: [1])"),
+    (
+        "shaping/prod_two_axes_keep",
+        "Prod(axes: [0, 2], keep_dims: true)",
+    ),
+    ("shaping/prod_all", "Prod()"),
+    (
+        "shaping/cumprod_exclusive_reverse",
+        "Cumprod(axis: -1, exclusive: true, reverse: true)",
+    ),
     (
         "shaping/strided_slice_shrink",
         "StridedSlice(begin: [1, 0, -1], end: [3, 0, 0], strides: [1, 2, 1], begin_mask: 2, end_mask: 2, shrink_axis_mask: 4)",

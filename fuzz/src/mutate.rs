@@ -186,6 +186,8 @@ Graph(
         (name: "sru", op: StatelessRandomUniform, inputs: ["x", "three"]),
         (name: "drop", op: Dropout(rate: 0.5, is_training: "flag"), inputs: ["sru"]),
         (name: "spl", op: Split(axis: -1, num_split: 2), inputs: ["img"]),
+        (name: "cpr", op: Cumprod(axis: 1, reverse: true), inputs: ["x"]),
+        (name: "prd", op: Prod(axes: [0]), inputs: ["cpr"]),
         (name: "sts", op: StridedSlice(begin: [0, 2], end: [0, 0], strides: [1, -1], end_mask: 1, shrink_axis_mask: 0, ellipsis_mask: 0, new_axis_mask: 4), inputs: ["img"]),
         (name: "stg", op: StridedSliceGrad(begin: [0, 2], end: [0, 0], strides: [1, -1], end_mask: 1, new_axis_mask: 4), inputs: ["img", "sts"]),
         (name: "spv", op: SplitV(size_splits: [1, -1], axis: 1), inputs: ["spl:1"]),
@@ -219,7 +221,7 @@ Graph(
         (name: "grp", op: NoOp, control_inputs: ["asn", "asa"]),
         (name: "loss", op: Mean(), inputs: ["an"]),
     ],
-    outputs: ["loss", "amx", "dense", "sz", "abg:1", "rsz", "idn:1", "fbg:2", "eq", "rs", "ol", "sgd", "eqi", "nei", "lor", "pick", "uss", "oh", "sxe", "drop", "anyn", "allf", "siz", "shr", "ustj", "spv:1", "stg"],
+    outputs: ["loss", "amx", "dense", "sz", "abg:1", "rsz", "idn:1", "fbg:2", "eq", "rs", "ol", "sgd", "eqi", "nei", "lor", "pick", "uss", "oh", "sxe", "drop", "anyn", "allf", "siz", "shr", "ustj", "spv:1", "stg", "prd"],
     gradients: [
         (of: "loss", wrt: ["w", "b", "x"]),
         (of: "idn", wrt: ["x"], grad_ys: "idn"),

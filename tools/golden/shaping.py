@@ -1,7 +1,7 @@
 """Golden values from TensorFlow for gradc's slicing, padding, joining,
 reversing and tiling ops, the Max and Min reductions, Cumsum,
 ClipByValue (its bounds named b and c), Split, SplitV and Unstack (their
-first output), and StridedSlice with its masks.
+first output), StridedSlice with its masks, Prod and Cumprod.
 
 Same arrays as tools/golden/elementwise.py (op, x, [b], y, dy, dx, [db], vx,
 [vb], d2x, [d2b], d2dy), written into tests/golden/shaping/; Concat's second
@@ -63,6 +63,20 @@ ENTRIES = [
     ("split", "Split(axis: 1, num_split: 3)", lambda x: tf.split(x, 3, axis=1)[0], [(2, 6, 2)]),
     ("split_v", "SplitV(size_splits: [-1, 2], axis: -1)", lambda x: tf.split(x, [-1, 2], axis=-1)[0], [(3, 5)]),
     ("unstack", "Unstack(axis: 1)", lambda x: tf.unstack(x, axis=1)[0], [(2, 3, 4)]),
+    ("prod_axis", "Prod(axes: [1])", lambda x: tf.reduce_prod(x, axis=[1]), [(3, 4, 2)]),
+    (
+        "prod_two_axes_keep",
+        "Prod(axes: [0, 2], keep_dims: true)",
+        lambda x: tf.reduce_prod(x, axis=[0, 2], keepdims=True),
+        [(2, 3, 2)],
+    ),
+    ("prod_all", "Prod()", tf.reduce_prod, [(2, 3)]),
+    (
+        "cumprod_exclusive_reverse",
+        "Cumprod(axis: -1, exclusive: true, reverse: true)",
+        lambda x: tf.math.cumprod(x, axis=-1, exclusive=True, reverse=True),
+        [(3, 4)],
+    ),
     # x[1:3, ::2, -1]
     (
         "strided_slice_shrink",

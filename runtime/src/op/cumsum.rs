@@ -2,6 +2,7 @@
 //! from the end), each value included (or, `exclusive`, only those before
 //! it), from the start (or, `reverse`, from the end). Its gradient is the
 //! cumulative sum of dy the other way (`compiler/src/grad/cumsum.rs`).
+//! `Cumprod` (`cumprod.rs`, `tf.math.cumprod`) is the same with products.
 
 use super::{Arity, Op};
 use crate::kernels::Elem;
@@ -18,6 +19,11 @@ pub(super) fn attrs_text(op: &Op) -> String {
             axis,
             exclusive,
             reverse,
+        }
+        | Op::Cumprod {
+            axis,
+            exclusive,
+            reverse,
         } => format!("{{axis: {axis}, exclusive: {exclusive}, reverse: {reverse}}}"),
         _ => String::new(),
     }
@@ -25,16 +31,21 @@ pub(super) fn attrs_text(op: &Op) -> String {
 
 /// (axis from 0, exclusive, reverse) for an input of `rank`.
 fn parts(op: &Op, rank: usize) -> Result<(usize, bool, bool), String> {
-    let Op::Cumsum {
+    let (Op::Cumsum {
         axis,
         exclusive,
         reverse,
-    } = op
+    }
+    | Op::Cumprod {
+        axis,
+        exclusive,
+        reverse,
+    }) = op
     else {
-        return Err(format!("{} is not Cumsum", op.name()));
+        return Err(format!("{} is not Cumsum or Cumprod", op.name()));
     };
     if rank == 0 {
-        return Err("Cumsum runs along an axis: the input is a scalar".into());
+        return Err(format!("{} runs along an axis: the input is a scalar", op.name()));
     }
     Ok((normalize_axes(&[*axis], rank)?[0], *exclusive, *reverse))
 }
@@ -47,7 +58,7 @@ pub(super) fn infer(op: &Op, dt: DType, ins: &[&TensorType]) -> Result<Vec<Tenso
     }])
 }
 
-/// Each lane along the axis summed in order (from its end with `reverse`).
+/// Each lane along the axis summed (multiplied) in order (from its end with `reverse`).
 pub(super) fn kernel<'a, T: Elem>(
     op: &Op,
     input: &dyn Fn(usize) -> Result<ArrayViewD<'a, T>, String>,
@@ -56,19 +67,23 @@ pub(super) fn kernel<'a, T: Elem>(
     let x = input(0)?;
     let (axis, exclusive, reverse) = parts(op, x.ndim())?;
     super::index::check_out(op, out.shape(), x.shape())?;
+    let (start, step): (T, fn(T, T) -> T) = match op {
+        Op::Cumprod { .. } => (T::one(), |a, b| a * b),
+        _ => (T::zero(), |a, b| a + b),
+    };
     Zip::from(out.lanes_mut(Axis(axis)))
         .and(x.lanes(Axis(axis)))
         .for_each(|mut y, x| {
             let n = x.len();
-            let mut sum = T::zero();
+            let mut acc = start;
             for k in 0..n {
                 let i = if reverse { n - 1 - k } else { k };
                 if exclusive {
-                    y[i] = sum;
-                    sum = sum + x[i];
+                    y[i] = acc;
+                    acc = step(acc, x[i]);
                 } else {
-                    sum = sum + x[i];
-                    y[i] = sum;
+                    acc = step(acc, x[i]);
+                    y[i] = acc;
                 }
             }
         });

@@ -428,6 +428,22 @@ macro_rules! module_ops_table {
                     #[serde(default)]
                     reverse: bool,
                 } => cumsum,
+                /// Running products along `axis`, `exclusive` and `reverse` as
+                /// Cumsum's (TensorFlow's `tf.math.cumprod`).
+                Cumprod {
+                    axis: i64,
+                    #[serde(default)]
+                    exclusive: bool,
+                    #[serde(default)]
+                    reverse: bool,
+                } => cumprod,
+                /// The product over `axes` (all when absent), TensorFlow's `tf.reduce_prod`.
+                Prod {
+                    #[serde(default)]
+                    axes: Option<Vec<i64>>,
+                    #[serde(default)]
+                    keep_dims: bool,
+                } => prod,
                 /// Inputs (t, clip_value_min, clip_value_max), the bounds broadcast
                 /// to t: min(max(t, lo), hi) (TensorFlow's `tf.clip_by_value`).
                 ClipByValue => clip_by_value,
