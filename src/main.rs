@@ -215,7 +215,7 @@ fn main() -> ExitCode {
 fn load_spec(file: &Path) -> Result<(String, String, compiler::schema::GraphSpec), Error> {
     let name = file.display().to_string();
     let text = std::fs::read_to_string(file).map_err(|e| Error::Io(format!("{name}: {e}")))?;
-    let spec = compiler::schema::parse(&text).map_err(|e| e.in_file(&name))?;
+    let spec = compiler::schema::parse_file(&text, &name)?;
     Ok((name, text, spec))
 }
 
@@ -248,7 +248,7 @@ fn load_program(file: &Path, feeds: &[String], fetches: &[String]) -> Result<Pro
             })
         });
     }
-    let spec = compiler::schema::parse(&text).map_err(|e| e.in_file(&name))?;
+    let spec = compiler::schema::parse_file(&text, &name)?;
     let fed: Vec<&str> = feeds
         .iter()
         .map(|f| f.split_once('=').map_or(f.as_str(), |(n, _)| n))

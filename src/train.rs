@@ -74,7 +74,7 @@ struct Loaded {
 fn load(path: &Path, opts: &TrainOptions) -> Result<Loaded, Error> {
     let file = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| Error::Io(format!("{file}: {e}")))?;
-    let mut spec = schema::parse(&text).map_err(|e| e.in_file(&file))?;
+    let mut spec = schema::parse_file(&text, &file)?;
     let Some(train) = spec.train.as_mut() else {
         return Err(Error::Usage(format!(
             "{file}: the graph has no train section"

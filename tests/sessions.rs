@@ -245,3 +245,48 @@ fn profiling_times_each_step_that_runs_and_changes_no_result() {
     s.set_profiling(false);
     assert!(s.profile().is_empty(), "off again");
 }
+
+/// A variable initialized from a `.npy` file next to the graph file: its
+/// values converted to the variable's dtype; a file of another shape, or
+/// none, is an error naming the variable and the file.
+#[test]
+fn npy_initializers_read_the_file_next_to_the_graph() {
+    use ndarray_npy::WriteNpyExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let values = ndarray::arr2(&[[1.5f64, -2.0, 3.25], [0.1, 5.0, -6.0]]).into_dyn();
+    let mut bytes = Vec::new();
+    values.write_npy(&mut bytes).expect("writes");
+    std::fs::write(dir.path().join("w.npy"), &bytes).expect("writes");
+    let graph_file = |shape: &str, dtype: &str, file: &str| {
+        let path = dir.path().join("g.ron");
+        let text = format!(
+            r#"Graph(name: "npy", dtype: {dtype}, nodes: [(name: "w", op: Variable(shape: {shape}, initializer: Npy("{file}")))])"#
+        );
+        std::fs::write(&path, text).expect("writes");
+        path
+    };
+    let start = |path: &std::path::Path| {
+        let g = gradc::compiler::graph_from_file(path).expect("builds");
+        let mut s =
+            Session::new(Compiler::new(g).compile().expect("compiles").program).expect("valid");
+        s.initialize(0).map(|()| s)
+    };
+    let mut s = start(&graph_file("[2, 3]", "F32", "w.npy")).expect("initializes");
+    let w = s.resolve("w").expect("w");
+    let got = s.run(&HashMap::new(), &[w]).expect("runs");
+    let want: Vec<f64> = values.iter().map(|&v| f64::from(v as f32)).collect();
+    assert_eq!((got[0].dtype(), got[0].to_f64_vec()), (DType::F32, want));
+
+    let e = start(&graph_file("[3, 2]", "F64", "w.npy"))
+        .err()
+        .expect("wrong shape");
+    let text = e.to_string();
+    assert!(
+        text.contains("'w'") && text.contains("w.npy: holds shape [2, 3], the variable [3, 2]"),
+        "{text}"
+    );
+    let e = start(&graph_file("[2, 3]", "F64", "missing.npy"))
+        .err()
+        .expect("no file");
+    assert!(e.to_string().contains("missing.npy"), "{e}");
+}

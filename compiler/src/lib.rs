@@ -32,7 +32,7 @@ use std::path::Path;
 
 /// Parses and builds a graph from its text; errors carry `file` as given.
 pub fn graph_from_str(text: &str, file: &str) -> Result<Graph> {
-    let spec = schema::parse(text).map_err(|e| e.in_file(file))?;
+    let spec = schema::parse_file(text, file)?;
     build::build(&spec, text).map_err(|e| e.in_file(file))
 }
 

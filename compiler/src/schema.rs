@@ -273,6 +273,26 @@ fn layers(expected: &[&'static str]) -> impl Iterator<Item = &'static str> {
     Layer::NAMES.iter().copied().filter(move |_| ops)
 }
 
+/// Parses the text of the graph file `file` (as a path names it, for
+/// errors), and makes the paths in it (a variable's `Npy` initializer)
+/// relative to the file's directory, as they are written.
+pub fn parse_file(text: &str, file: &str) -> Result<GraphSpec> {
+    let mut spec = parse(text).map_err(|e| e.in_file(file))?;
+    let dir = std::path::Path::new(file)
+        .parent()
+        .unwrap_or(std::path::Path::new(""));
+    for node in &mut spec.nodes {
+        if let NodeOp::Op(Op::Variable { initializer, .. }) = &mut node.op {
+            if let gradc_runtime::Initializer::Npy(path) = &mut **initializer {
+                if std::path::Path::new(path.as_str()).is_relative() {
+                    *path = dir.join(path.as_str()).display().to_string();
+                }
+            }
+        }
+    }
+    Ok(spec)
+}
+
 /// Parses a graph file's text.
 pub fn parse(text: &str) -> Result<GraphSpec> {
     ron_options().from_str(text).map_err(|e| {

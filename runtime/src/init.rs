@@ -36,6 +36,10 @@ pub enum InitError {
     /// A `Value` initializer whose lists are ragged.
     #[error("the initial value: {0}")]
     Ragged(String),
+    /// An `Npy` file that cannot be read, is not a `.npy` of a supported
+    /// dtype, or does not hold the variable's shape.
+    #[error("{path}: {reason}")]
+    Npy { path: String, reason: String },
 }
 
 /// The truncated normal's stddev over the normal's: Keras's variance scaling
@@ -61,7 +65,11 @@ pub fn initial_value(
     let stream = |own: &Option<u64>| {
         ChaCha8Rng::seed_from_u64(seed ^ own.unwrap_or_else(|| fnv1a(name)).rotate_left(17))
     };
+    if let Initializer::Npy(path) = init {
+        return load_npy(path, &dims, dtype);
+    }
     let data: Vec<f64> = match init {
+        Initializer::Npy(_) => Vec::new(),
         Initializer::Zeros => vec![0.0; n],
         Initializer::Seed => {
             let mut rng = stream(&None);
@@ -119,6 +127,55 @@ pub fn initial_value(
         }
     };
     Ok(Tensor::from_f64(dtype, &dims, data)?)
+}
+
+/// A `.npy` file's values, which must have `dims`, converted to `dtype`. The
+/// header is checked against the variable and the file's length before the
+/// data is read, so a lying header is an error, not a large allocation.
+fn load_npy(path: &str, dims: &[usize], dtype: DType) -> Result<Tensor, InitError> {
+    use ndarray::ArrayD;
+    use ndarray_npy::npy::header::Header;
+    use ndarray_npy::ReadNpyExt;
+    let err = |reason: String| InitError::Npy {
+        path: path.to_string(),
+        reason,
+    };
+    let bytes = std::fs::read(path).map_err(|e| err(e.to_string()))?;
+    let mut data = bytes.as_slice();
+    let header =
+        Header::from_reader(&mut data).map_err(|e| err(format!("not a .npy file: {e}")))?;
+    if header.shape != dims {
+        return Err(err(format!(
+            "holds shape {:?}, the variable {dims:?}",
+            header.shape
+        )));
+    }
+    let descriptor = header.type_descriptor.to_string();
+    let file_dtype = match descriptor.trim_matches('\'') {
+        "<f4" | ">f4" => DType::F32,
+        "<f8" | ">f8" => DType::F64,
+        "<i4" | ">i4" => DType::I32,
+        "<i8" | ">i8" => DType::I64,
+        "|b1" => DType::Bool,
+        _ => return Err(err(format!("unsupported array dtype {descriptor}"))),
+    };
+    let n = crate::op::checked_product(dims.iter().copied()).unwrap_or(usize::MAX);
+    if Some(data.len()) != n.checked_mul(file_dtype.size_of()) {
+        return Err(err(format!(
+            "{} bytes of data, {n} elements of {file_dtype} need {}",
+            data.len(),
+            n.saturating_mul(file_dtype.size_of())
+        )));
+    }
+    let read = |e: ndarray_npy::ReadNpyError| err(e.to_string());
+    let t = crate::by_dtype!(file_dtype, T => Tensor::from(
+        ArrayD::<T>::read_npy(bytes.as_slice()).map_err(read)?.as_standard_layout().into_owned()
+    ));
+    Ok(if file_dtype == dtype {
+        t
+    } else {
+        t.cast(dtype)
+    })
 }
 
 /// `n` draws of `mean + stddev * z`, `z` standard normal; with `within`,

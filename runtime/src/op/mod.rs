@@ -972,6 +972,10 @@ pub enum Initializer {
     /// The given values, a nested list of the variable's shape:
     /// `Value([[1.0, 2.0], [3.0, 4.0]])`.
     Value(Literal),
+    /// The values of a `.npy` file (a path relative to the graph file), of
+    /// the variable's shape, converted to its dtype as `Cast` converts:
+    /// `Npy("embeddings.npy")`.
+    Npy(String),
     /// Random integers in [0, 2^53) drawn from the run's seed and the
     /// variable: the seed of a `Dropout` layer's masks, which its update
     /// advances by one each step.
@@ -988,6 +992,7 @@ impl Initializer {
         match self {
             Initializer::Zeros => "Zeros".into(),
             Initializer::Seed => "Seed".into(),
+            Initializer::Npy(path) => format!("Npy({path:?})"),
             Initializer::Ones => "Ones".into(),
             Initializer::Constant(v) => format!("Constant({})", fmt_f64(*v)),
             Initializer::RandomNormal {
