@@ -44,7 +44,7 @@ pub fn parse_feeds(program: &Program, args: &[String]) -> Result<HashMap<String,
     Ok(feeds)
 }
 
-/// Reads a `.npy` file of f32 or f64 values into a tensor of `dtype`. The
+/// Reads a `.npy` file (of any supported dtype) into a tensor of `dtype`. The
 /// header is checked (dtype, data length, size against the machine's memory)
 /// before anything is allocated for the data.
 pub fn read_npy(path: &Path, dtype: DType) -> Result<Tensor, Error> {

@@ -442,3 +442,65 @@ fn train_gives_the_same_bits_on_one_and_two_threads() {
         );
     }
 }
+
+/// Integer and bool tensors through the command line: a feed of integer
+/// indices (a literal, then the `.npy` it was written to), integer and bool
+/// fetches printed and written as `.npy` of their dtypes.
+#[test]
+fn integer_and_bool_feeds_and_fetches() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let graph = dir.path().join("g.ron");
+    std::fs::write(
+        &graph,
+        r#"Graph(name: "g", dtype: F64, nodes: [
+            (name: "ids", op: Placeholder(shape: ["n"]), dtype: I64),
+            (name: "table", op: Const([10.0, 20.0, 30.0])),
+            (name: "rows", op: Gather(), inputs: ["table", "ids"]),
+            (name: "next", op: Add, inputs: ["ids", "one"]),
+            (name: "one", op: Const(1.0), dtype: I64),
+            (name: "big", op: Greater, inputs: ["rows", "fifteen"]),
+            (name: "fifteen", op: Const(15.0)),
+        ], outputs: ["rows", "next", "big"])"#,
+    )
+    .expect("write");
+    let npy = dir.path().join("out");
+    let o = gradc(&[
+        "run",
+        graph.to_str().unwrap(),
+        "--feed",
+        "ids=[2, 0]",
+        "--npy-dir",
+        npy.to_str().unwrap(),
+    ]);
+    let out = stdout(&o);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(out.contains("rows = [30, 10]"), "{out}");
+    assert!(out.contains("next = [3, 1]"), "{out}");
+    assert!(out.contains("big = [true, false]"), "{out}");
+    let next: ndarray::ArrayD<i64> = ndarray_npy::read_npy(npy.join("next.npy")).expect("i64 npy");
+    assert_eq!(next.iter().copied().collect::<Vec<_>>(), vec![3, 1]);
+    let big: ndarray::ArrayD<bool> = ndarray_npy::read_npy(npy.join("big.npy")).expect("bool npy");
+    assert_eq!(big.iter().copied().collect::<Vec<_>>(), vec![true, false]);
+    // The written indices feed the placeholder again; an index past the table is an error.
+    let o = gradc(&[
+        "run",
+        graph.to_str().unwrap(),
+        "--feed",
+        &format!("ids={}", npy.join("next.npy").display()),
+        "--fetch",
+        "next",
+    ]);
+    assert!(
+        stdout(&o).contains("next = [4, 2]"),
+        "{}{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    let o = gradc(&["run", graph.to_str().unwrap(), "--feed", "ids=[3]"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("indices[0] = 3 is not in [0, 3)"),
+        "{}",
+        stderr(&o)
+    );
+}
