@@ -5,6 +5,20 @@ mod common;
 use gradc::compiler::schema;
 use gradc::runtime::op::{BinaryFn, UnaryFn};
 
+/// TensorFlow's name of the broadcasting Select reads as Select.
+#[test]
+fn select_v2_reads_as_select() {
+    let text = |op: &str| {
+        format!(
+            r#"Graph(name: "s", nodes: [(name: "c", op: Placeholder(shape: [2]), dtype: Bool), (name: "a", op: Placeholder(shape: [2])), (name: "y", op: {op}, inputs: ["c", "a", "a"])])"#
+        )
+    };
+    assert_eq!(
+        schema::parse(&text("SelectV2")).expect("parses"),
+        schema::parse(&text("Select")).expect("parses")
+    );
+}
+
 #[test]
 fn every_example_round_trips() {
     let dir = common::repo_path("graphs");

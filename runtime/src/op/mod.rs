@@ -804,7 +804,10 @@ module_ops_table!((with_modules) {
         #[serde(default = "yes")]
         is_training: bool,
     },
-    /// Inputs (cond, a, b), broadcast: a where cond != 0, else b.
+    /// Inputs (cond, a, b), broadcast: a where cond (a Bool, or nonzero of
+    /// a's dtype), else b. Also read as `SelectV2`, TensorFlow's name for
+    /// the broadcasting form.
+    #[serde(alias = "SelectV2")]
     Select,
     /// n inputs, n outputs, each output its input (TensorFlow's `IdentityN`):
     /// the outputs of an inlined function call.
