@@ -202,6 +202,31 @@ fn a_strided_slice_names_the_axis_it_cannot_take() {
 }
 
 #[test]
+fn a_learning_rate_schedule_that_does_not_fit_is_refused() {
+    for (schedule, says) in [
+        (
+            "PiecewiseConstant(boundaries: [10, 5], values: [1.0, 0.5, 0.1])",
+            "increasing boundaries",
+        ),
+        (
+            "PiecewiseConstant(boundaries: [10], values: [1.0])",
+            "one value more than boundaries",
+        ),
+        (
+            "ExponentialDecay(decay_steps: 0, decay_rate: 0.5)",
+            "decay_steps > 0",
+        ),
+    ] {
+        let text = format!(
+            "Graph(name: \"s\", dtype: F64, nodes: [\n (name: \"w\", op: Variable(shape: [2], initializer: Ones)),\n (name: \"loss\", op: Sum(), inputs: [\"w\"]),\n], train: (loss: \"loss\", optimizer: GradientDescent(learning_rate: 0.1), learning_rate_schedule: {schedule}))"
+        );
+        let e = compile_error(&text);
+        assert_eq!(e.kind, ErrorKind::Train, "{e}");
+        assert!(e.message.contains(says), "{schedule}: {e}");
+    }
+}
+
+#[test]
 fn an_integer_in_float_arithmetic_is_a_dtype_error() {
     // TensorFlow's rule: ArgMax gives I64, and Mul takes one dtype.
     let text = "Graph(name: \"bad\", dtype: F64, nodes: [\n (name: \"x\", op: Const([[1.0, 3.0]])),\n (name: \"i\", op: ArgMax(axis: 1), inputs: [\"x\"]),\n (name: \"y\", op: Mul, inputs: [\"i\", \"x\"]),\n])";

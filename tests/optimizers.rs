@@ -78,6 +78,50 @@ fn hyperparameters_given_in_f32_are_rounded_as_tensorflow_1_rounds_them() {
     }
 }
 
+/// TensorFlow 1's schedules on the learning rate, read from `global_step`
+/// at the start of each step: piecewise constant (boundaries inclusive) and
+/// exponential decay with a staircase.
+#[test]
+fn learning_rate_schedules_follow_the_global_step() {
+    let sgd = |lrs: &[f64]| {
+        let mut w = W0.to_vec();
+        lrs.iter()
+            .map(|&lr| {
+                let g = grad(&w);
+                w.iter_mut().zip(g).for_each(|(w, g)| *w -= lr * g);
+                w.clone()
+            })
+            .collect::<Vec<_>>()
+    };
+    let got = train(
+        "GradientDescent(learning_rate: 1.0)",
+        ", learning_rate_schedule: PiecewiseConstant(boundaries: [1, 2], values: [0.1, 0.05, 0.01])",
+        4,
+    );
+    assert_eq!(
+        got,
+        sgd(&[0.1, 0.1, 0.05, 0.01]),
+        "steps 0 and 1 ≤ 1, step 2 ≤ 2, then the last"
+    );
+    let got = train(
+        "GradientDescent(learning_rate: 0.1)",
+        ", learning_rate_schedule: ExponentialDecay(decay_steps: 2, decay_rate: 0.5, staircase: true)",
+        4,
+    );
+    for (step, want) in got.iter().zip(sgd(&[0.1, 0.1, 0.05, 0.05])) {
+        assert_close(step, &want, 1e-15, "0.1 · 0.5^floor(step / 2)");
+    }
+    let got = train(
+        "GradientDescent(learning_rate: 0.1)",
+        ", learning_rate_schedule: ExponentialDecay(decay_steps: 2, decay_rate: 0.5)",
+        3,
+    );
+    let smooth = [0.1, 0.1 * 0.5f64.sqrt(), 0.05];
+    for (step, want) in got.iter().zip(sgd(&smooth)) {
+        assert_close(step, &want, 1e-15, "0.1 · 0.5^(step / 2)");
+    }
+}
+
 fn momentum(nesterov: bool) {
     let opt = format!("Momentum(learning_rate: 0.05, momentum: 0.9, use_nesterov: {nesterov})");
     let got = train(&opt, "", 4);

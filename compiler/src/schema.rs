@@ -109,12 +109,38 @@ pub struct TrainSpec {
     /// Seed of variable initialization and batch order.
     #[serde(default)]
     pub seed: u64,
+    /// How the learning rate changes with the step (TensorFlow 1's
+    /// `tf.train` schedules), read from a `global_step` variable that the
+    /// train step advances.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub learning_rate_schedule: Option<Schedule>,
     /// The dtype the optimizer's hyper-parameters are given in: `F32` makes
     /// each a float32 constant cast to the variables' dtype, as TensorFlow 1
     /// converts a Python float (`learning_rate=0.1`) for float64 variables.
     /// Absent: constants of the variables' dtype.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hyperparameter_dtype: Option<DType>,
+}
+
+/// A learning-rate schedule of the train section.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub enum Schedule {
+    /// The optimizer's learning rate times decay_rate^(step / decay_steps),
+    /// the exponent floored with `staircase` (`tf.train.exponential_decay`).
+    ExponentialDecay {
+        decay_steps: u64,
+        decay_rate: f64,
+        #[serde(default)]
+        staircase: bool,
+    },
+    /// values[0] while step ≤ boundaries[0], values[i] while
+    /// boundaries[i − 1] < step ≤ boundaries[i], the last value after
+    /// (`tf.train.piecewise_constant`); the optimizer's learning rate is not used.
+    PiecewiseConstant {
+        boundaries: Vec<u64>,
+        values: Vec<f64>,
+    },
 }
 
 fn is_zero(v: &f64) -> bool {

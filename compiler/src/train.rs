@@ -18,7 +18,7 @@ use crate::grad;
 use crate::ir::{
     Graph, Role, TensorRef, TrainInfo, GLOBAL_VARIABLES, TRAINABLE_VARIABLES, UPDATE_OPS,
 };
-use crate::schema::{OptimizerSpec, TrainSpec};
+use crate::schema::{OptimizerSpec, Schedule, TrainSpec};
 use foldhash::HashMap;
 use gradc_runtime::{DType, Initializer, Literal, Op, Shape};
 use petgraph::stable_graph::NodeIndex;
@@ -113,14 +113,44 @@ pub fn build_train(
         }
         grads = clip_by_global_norm(g, &grads, clip)?;
     }
-    let mut updates = apply(
-        g,
-        &spec.optimizer,
-        spec.hyperparameter_dtype,
-        &vars,
-        &grads,
-        dtype,
-    )?;
+    let schedule = match &spec.learning_rate_schedule {
+        Some(schedule) => {
+            check_schedule(schedule).map_err(err)?;
+            let step = slot(
+                g,
+                "global_step",
+                Shape::scalar(),
+                Initializer::Zeros,
+                DType::I64,
+            )?;
+            Some((schedule, step))
+        }
+        None => None,
+    };
+    let hyper = HyperSpec {
+        given: spec.hyperparameter_dtype,
+        schedule,
+    };
+    let mut updates = apply(g, &spec.optimizer, &hyper, &vars, &grads, dtype)?;
+    if let Some((_, step)) = schedule {
+        let one = g.add(
+            g.unique_name("global_step/one"),
+            Op::Const(Literal::Scalar(1.0)),
+            DType::I64,
+            &[],
+            Role::Update,
+            None,
+        )?;
+        let name = g.unique_name("global_step/AssignAdd");
+        updates.push(g.add(
+            name,
+            Op::AssignAdd,
+            DType::I64,
+            &[step, TensorRef::of(one)],
+            Role::Update,
+            None,
+        )?);
+    }
     updates.extend(g.collections.get(UPDATE_OPS).cloned().unwrap_or_default());
     let name = g.unique_name("train");
     let train_op = g.add(name, Op::NoOp, dtype, &[], Role::Update, line)?;
@@ -199,6 +229,40 @@ fn clip_by_global_norm(g: &mut Graph, grads: &[TensorRef], clip: f64) -> Result<
     grads.iter().map(|&gr| c.mul(gr, scale)).collect()
 }
 
+/// What a schedule needs to make sense: a positive decay, values for every interval.
+fn check_schedule(schedule: &Schedule) -> std::result::Result<(), String> {
+    match schedule {
+        Schedule::ExponentialDecay {
+            decay_steps,
+            decay_rate,
+            ..
+        } => {
+            if *decay_steps == 0 || !(decay_rate.is_finite() && *decay_rate > 0.0) {
+                return Err(format!(
+                    "ExponentialDecay needs decay_steps > 0 and a finite decay_rate > 0, got {decay_steps} and {decay_rate}"
+                ));
+            }
+        }
+        Schedule::PiecewiseConstant { boundaries, values } => {
+            if values.len() != boundaries.len() + 1 || boundaries.windows(2).any(|w| w[0] >= w[1]) {
+                return Err(format!(
+                    "PiecewiseConstant needs increasing boundaries and one value more than boundaries, got {} and {}",
+                    boundaries.len(),
+                    values.len()
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// How the optimizer's hyper-parameters are made: the dtype they are given
+/// in, and the learning rate's schedule with the step variable it reads.
+struct HyperSpec<'s> {
+    given: Option<DType>,
+    schedule: Option<(&'s Schedule, TensorRef)>,
+}
+
 /// A non-trainable optimizer variable (a slot, or Adam's beta powers).
 fn slot(
     g: &mut Graph,
@@ -223,18 +287,19 @@ fn slot(
 
 /// An optimizer's hyper-parameters as constants made on first use and then
 /// shared: `<optimizer>/<name>`, one per dtype of the variables using it.
-struct Hyper {
+struct Hyper<'s> {
     scope: &'static str,
-    /// The dtype the values are given in, when not the variables'.
-    given: Option<DType>,
+    /// The dtype the values are given in, when not the variables'; the
+    /// learning rate's schedule.
+    spec: &'s HyperSpec<'s>,
     made: Vec<(&'static str, DType, TensorRef)>,
 }
 
-impl Hyper {
-    fn new(scope: &'static str, given: Option<DType>) -> Hyper {
+impl<'s> Hyper<'s> {
+    fn new(scope: &'static str, spec: &'s HyperSpec<'s>) -> Hyper<'s> {
         Hyper {
             scope,
-            given,
+            spec,
             made: Vec::new(),
         }
     }
@@ -255,7 +320,12 @@ impl Hyper {
         }
         let node = g.unique_name(format!("{}/{name}", self.scope));
         let op = Op::Const(Literal::Scalar(v));
-        let t = match self.given.filter(|&d| d != dtype) {
+        if let (Some((schedule, step)), "learning_rate") = (self.spec.schedule, name) {
+            let t = scheduled(g, &node, schedule, step, v, dtype)?;
+            self.made.push((name, dtype, t));
+            return Ok(t);
+        }
+        let t = match self.spec.given.filter(|&d| d != dtype) {
             None => TensorRef::of(g.add(node, op, dtype, &[], Role::Update, None)?),
             Some(given) => {
                 let c = TensorRef::of(g.add(node.clone(), op, given, &[], Role::Update, None)?);
@@ -275,11 +345,65 @@ impl Hyper {
     }
 }
 
+/// The learning rate `lr` under `schedule` at the step `step` holds, of `dtype`, under `scope`.
+fn scheduled(
+    g: &mut Graph,
+    scope: &str,
+    schedule: &Schedule,
+    step: TensorRef,
+    lr: f64,
+    dtype: DType,
+) -> Result<TensorRef> {
+    let mut c = Ctx::new(g, scope, Role::Update);
+    let constant = |c: &mut Ctx, v: f64, dtype: DType| {
+        let name = c.g.unique_name(format!("{scope}/Const"));
+        c.g.add(
+            name,
+            Op::Const(Literal::Scalar(v)),
+            dtype,
+            &[],
+            Role::Update,
+            None,
+        )
+        .map(TensorRef::of)
+    };
+    match schedule {
+        // lr · rate^p = lr · exp(p · ln rate), p = step / decay_steps (floored for a staircase)
+        Schedule::ExponentialDecay {
+            decay_steps,
+            decay_rate,
+            staircase,
+        } => {
+            let t = c.op(Op::Cast { to: dtype }, &[step])?;
+            let steps = constant(&mut c, *decay_steps as f64, dtype)?;
+            let mut p = c.div(t, steps)?;
+            if *staircase {
+                p = c.op(Op::Floor, &[p])?;
+            }
+            let log_rate = c.scale(decay_rate.ln(), p)?;
+            let factor = c.op(Op::Exp, &[log_rate])?;
+            c.scale(lr, factor)
+        }
+        // the last value, then for each boundary from the last: values[i] where step <= boundaries[i]
+        Schedule::PiecewiseConstant { boundaries, values } => {
+            let last = values.last().copied().unwrap_or(lr);
+            let mut rate = constant(&mut c, last, dtype)?;
+            for (&b, &v) in boundaries.iter().zip(values).rev() {
+                let bound = constant(&mut c, b as f64, DType::I64)?;
+                let within = c.op(Op::LessEqual, &[step, bound])?;
+                let value = constant(&mut c, v, dtype)?;
+                rate = c.op(Op::Select, &[within, value, rate])?;
+            }
+            Ok(rate)
+        }
+    }
+}
+
 /// The update ops of `opt` for each (variable, gradient); returns the nodes to run.
 fn apply(
     g: &mut Graph,
     opt: &OptimizerSpec,
-    given: Option<DType>,
+    hyper_spec: &HyperSpec<'_>,
     vars: &[TensorRef],
     grads: &[TensorRef],
     dtype: DType,
@@ -288,7 +412,7 @@ fn apply(
     match *opt {
         // w -= lr * g, one ApplyGradientDescent per variable
         OptimizerSpec::GradientDescent { learning_rate } => {
-            let mut hyper = Hyper::new("GradientDescent", given);
+            let mut hyper = Hyper::new("GradientDescent", hyper_spec);
             for (&w, &gr) in vars.iter().zip(grads) {
                 let lr = hyper.get(g, "learning_rate", learning_rate, w)?;
                 let name = g.node(w.node).name.clone();
@@ -303,7 +427,7 @@ fn apply(
             momentum,
             use_nesterov,
         } => {
-            let mut hyper = Hyper::new("Momentum", given);
+            let mut hyper = Hyper::new("Momentum", hyper_spec);
             for (&w, &gr) in vars.iter().zip(grads) {
                 let lr = hyper.get(g, "learning_rate", learning_rate, w)?;
                 let mu = hyper.get(g, "momentum", momentum, w)?;
@@ -343,7 +467,7 @@ fn apply(
                 Initializer::Constant(beta2),
                 dtype,
             )?;
-            let mut hyper = Hyper::new("Adam", given);
+            let mut hyper = Hyper::new("Adam", hyper_spec);
             let lr = hyper.get(g, "learning_rate", learning_rate, b1p)?;
             let mut c = Ctx::new(g, "Adam", Role::Update);
             let one = c.scalar(1.0, b1p)?;
