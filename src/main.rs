@@ -106,6 +106,18 @@ enum Command {
         /// Also write each fetched value to DIR as .npy.
         #[arg(long, value_name = "DIR")]
         npy_dir: Option<PathBuf>,
+        /// Seed of the variables' initializers (used unless --checkpoint gives a variable's value).
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Start the variables from this safetensors checkpoint (tensors the program has no variable for, such as a train step's optimizer slots, are ignored).
+        #[arg(long, value_name = "FILE")]
+        checkpoint: Option<PathBuf>,
+        /// After the run, write every variable to this safetensors checkpoint, atomically.
+        #[arg(long, value_name = "FILE")]
+        save_checkpoint: Option<PathBuf>,
+        /// Run the fetches this many times, the variables carried from one run to the next; print the last run's values.
+        #[arg(long, default_value_t = 1)]
+        steps: usize,
     },
     /// Train a graph with a train section: one compiled train step per batch,
     /// test metrics per epoch, metrics CSV, plot, checkpoints.
@@ -209,6 +221,22 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Sets the session's variables from a checkpoint: every variable of the
+/// program must be there with its type; tensors of no variable are ignored.
+fn restore(session: &mut Session, path: &Path) -> Result<(), Error> {
+    let mut ckpt = gradc::io::checkpoint::load(path)?;
+    let expected = session.variable_types();
+    ckpt.tensors
+        .retain(|(name, _)| expected.iter().any(|(n, _)| n == name));
+    ckpt.check_against(&expected).map_err(|e| e.at(path))?;
+    for (name, value) in ckpt.tensors {
+        session
+            .set_variable(&name, value)
+            .map_err(Error::run("restoring the checkpoint"))?;
+    }
+    Ok(())
 }
 
 /// The file's text and parsed graph.
@@ -403,7 +431,14 @@ fn run(command: Command) -> Result<ExitCode, Error> {
             feeds,
             fetches,
             npy_dir,
+            seed,
+            checkpoint,
+            save_checkpoint,
+            steps,
         } => {
+            if steps == 0 {
+                return Err(Error::Usage("--steps must be at least 1".into()));
+            }
             let program = load_program(&file, &feeds, &fetches)?;
             let feeds = feeds::parse_feeds(&program, &feeds)?;
             let labels: Vec<String> = if fetches.is_empty() {
@@ -417,9 +452,30 @@ fn run(command: Command) -> Result<ExitCode, Error> {
                 .map(|l| session.resolve(l))
                 .collect::<Result<_, _>>()
                 .map_err(Error::run("fetch"))?;
-            let values = session
-                .run(&feeds, &refs)
-                .map_err(Error::run(&file.display().to_string()))?;
+            session
+                .initialize(seed)
+                .map_err(Error::run("initialization"))?;
+            if let Some(path) = &checkpoint {
+                restore(&mut session, path)?;
+            }
+            let mut values = Vec::new();
+            for _ in 0..steps {
+                values = session
+                    .run(&feeds, &refs)
+                    .map_err(Error::run(&file.display().to_string()))?;
+            }
+            if let Some(path) = &save_checkpoint {
+                let vars = session.variables();
+                let tensors: Vec<(&str, &gradc::runtime::Tensor)> = vars
+                    .iter()
+                    .filter_map(|(n, v)| v.map(|v| (*n, v)))
+                    .collect();
+                let metadata = std::collections::BTreeMap::from([(
+                    "graph".to_string(),
+                    file.display().to_string(),
+                )]);
+                gradc::io::checkpoint::save(path, &tensors, &metadata)?;
+            }
             if let Some(dir) = &npy_dir {
                 std::fs::create_dir_all(dir)
                     .map_err(|e| Error::Io(format!("{}: {e}", dir.display())))?;

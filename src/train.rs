@@ -650,7 +650,8 @@ pub fn eval(
     let expected = eval.variable_types();
     ckpt.tensors
         .retain(|(name, _)| expected.iter().any(|(n, _)| n == name));
-    ckpt.check_against(&expected)?;
+    ckpt.check_against(&expected)
+        .map_err(|e| e.at(checkpoint_path))?;
     for (name, value) in ckpt.tensors {
         eval.set_variable(&name, value)
             .map_err(Error::run("restoring the checkpoint"))?;

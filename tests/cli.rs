@@ -504,3 +504,78 @@ fn integer_and_bool_feeds_and_fetches() {
         stderr(&o)
     );
 }
+
+/// `gradc run` on a stateful graph: variables start from their initializers
+/// (seeded), `--steps` runs the fetches that many times, `--save-checkpoint`
+/// writes the variables and `--checkpoint` starts the next run from them, as
+/// a TensorFlow 1 `Session.run` in a loop.
+#[test]
+fn run_steps_a_stateful_graph_through_checkpoints() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let graph = dir.path().join("counter.ron");
+    std::fs::write(
+        &graph,
+        r#"Graph(name: "counter", dtype: F64, nodes: [
+            (name: "count", op: Variable(shape: [], initializer: Zeros, trainable: false)),
+            (name: "w", op: Variable(shape: [2], initializer: RandomNormal(stddev: 1.0))),
+            (name: "one", op: Const(1.0)),
+            (name: "tick", op: AssignAdd, inputs: ["count", "one"]),
+        ], outputs: ["tick"])"#,
+    )
+    .expect("write");
+    let ckpt = dir.path().join("state.safetensors");
+    let g = graph.to_str().unwrap();
+    let o = gradc(&[
+        "run",
+        g,
+        "--steps",
+        "3",
+        "--save-checkpoint",
+        ckpt.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("tick = 3"), "{}", stdout(&o));
+    let o = gradc(&[
+        "run",
+        g,
+        "--checkpoint",
+        ckpt.to_str().unwrap(),
+        "--fetch",
+        "tick",
+    ]);
+    assert!(
+        stdout(&o).contains("tick = 4"),
+        "{}{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    // The same seed, the same initial values; another seed, others.
+    let w = |seed: &str| stdout(&gradc(&["run", g, "--seed", seed, "--fetch", "w"]));
+    assert_eq!(w("7"), w("7"));
+    assert_ne!(w("7"), w("8"));
+    // A checkpoint without the program's variables is refused, naming them.
+    let other = dir.path().join("other.ron");
+    std::fs::write(
+        &other,
+        r#"Graph(name: "other", dtype: F64, nodes: [(name: "v", op: Variable(shape: [3], initializer: Zeros)), (name: "y", op: Identity, inputs: ["v"])])"#,
+    )
+    .expect("write");
+    let o = gradc(&[
+        "run",
+        other.to_str().unwrap(),
+        "--checkpoint",
+        ckpt.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(
+        e.contains("state.safetensors does not match") && e.contains("missing tensor 'v'"),
+        "{e}"
+    );
+    let o = gradc(&["run", g, "--steps", "0"]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("--steps must be at least 1"),
+        "{}",
+        stderr(&o)
+    );
+}

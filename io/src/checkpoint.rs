@@ -175,6 +175,22 @@ pub enum CheckpointError {
     },
 }
 
+impl CheckpointError {
+    /// The error with the checkpoint's path, for a mismatch found without it.
+    pub fn at(self, file: &Path) -> CheckpointError {
+        match self {
+            CheckpointError::Mismatch {
+                path: None,
+                mismatches,
+            } => CheckpointError::Mismatch {
+                path: Some(file.to_path_buf()),
+                mismatches,
+            },
+            e => e,
+        }
+    }
+}
+
 fn mismatch_message(path: Option<&Path>, mismatches: &[Mismatch]) -> String {
     let mut msg = match path {
         Some(p) => format!("checkpoint {} does not match the model", p.display()),
