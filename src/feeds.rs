@@ -59,12 +59,14 @@ pub fn read_npy(path: &Path, dtype: DType) -> Result<Tensor, Error> {
     Ok(tensor)
 }
 
-/// Writes a tensor as `.npy`, atomically.
+/// Writes a tensor as `.npy`, atomically (a reader never sees a half-written
+/// file), unsynced: the caller syncs the directory once after its files
+/// (`runtime::io::sync_dir`).
 pub fn write_npy(path: &Path, t: &Tensor) -> Result<(), Error> {
     use ndarray_npy::WriteNpyExt;
     let mut buf = Vec::new();
     let res = gradc_runtime::each!(t, a => a.write_npy(&mut buf));
     res.map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
-    crate::runtime::io::write_atomic(path, &buf)
+    crate::runtime::io::write_atomic_synced(path, &buf, false)
         .map_err(|e| Error::Io(format!("{}: {e}", path.display())))
 }

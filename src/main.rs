@@ -496,6 +496,10 @@ fn run(command: Command) -> Result<ExitCode, Error> {
                     feeds::write_npy(&dir.join(format!("{safe}.npy")), value)?;
                 }
             }
+            if let Some(dir) = &npy_dir {
+                gradc::runtime::io::sync_dir(dir)
+                    .map_err(|e| Error::Io(format!("{}: {e}", dir.display())))?;
+            }
         }
         Command::Train {
             file,

@@ -19,6 +19,14 @@ use std::path::{Path, PathBuf};
 /// not ours and not a live process (Linux: no `/proc/PID`; where `/proc` is
 /// missing, nothing is removed).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_atomic_synced(path, bytes, true)
+}
+
+/// `write_atomic`, the temporary synced to disk before the rename only with
+/// `sync`: either way a reader never sees a half-written file (the rename is
+/// atomic). A writer of many files writes them unsynced and calls `sync_dir`
+/// once at the end.
+pub fn write_atomic_synced(path: &Path, bytes: &[u8], sync: bool) -> std::io::Result<()> {
     // Through a symbolic link: write what it points to and keep the link
     // (`/dev/stdout` redirected to a file is such a link).
     let resolved = std::fs::symlink_metadata(path)
@@ -45,13 +53,21 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;
-        f.sync_all()?;
+        if sync {
+            f.sync_all()?;
+        }
         std::fs::rename(&tmp, path)
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// Syncs the directory `dir` (its entries, so the renames of the files
+/// written into it), once after writing many files unsynced.
+pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
 }
 
 /// What every temporary of `file_name` starts with; the writer's PID follows.
@@ -149,6 +165,25 @@ mod tests {
         fn drop(&mut self) {
             let _ = std::fs::remove_dir_all(&self.0);
         }
+    }
+
+    #[test]
+    fn unsynced_writes_are_whole_and_the_directory_syncs() {
+        let dir = TempDir::new("unsynced");
+        for k in 0..3 {
+            let p = dir.path().join(format!("{k}.npy"));
+            write_atomic_synced(&p, b"first", false).unwrap();
+            write_atomic_synced(&p, format!("value {k}").as_bytes(), false).unwrap();
+        }
+        sync_dir(dir.path()).unwrap();
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["0.npy", "1.npy", "2.npy"], "no temporary is left");
+        assert_eq!(std::fs::read(dir.path().join("2.npy")).unwrap(), b"value 2");
+        assert!(sync_dir(&dir.path().join("missing")).is_err());
     }
 
     #[test]
