@@ -202,6 +202,19 @@ fn a_strided_slice_names_the_axis_it_cannot_take() {
 }
 
 #[test]
+fn a_range_that_never_reaches_its_limit_is_refused() {
+    let e = compile_error(&wrap(
+        "        (name: \"r\", op: Range(start: 5.0, limit: 1.0, delta: 1.0)),",
+    ));
+    assert_eq!((e.node.as_deref(), e.op), (Some("r"), Some("Range")));
+    assert!(
+        e.message
+            .contains("delta 1 does not go from start 5 to limit 1"),
+        "{e}"
+    );
+}
+
+#[test]
 fn a_learning_rate_schedule_that_does_not_fit_is_refused() {
     for (schedule, says) in [
         (

@@ -289,4 +289,14 @@ fn npy_initializers_read_the_file_next_to_the_graph() {
         .err()
         .expect("no file");
     assert!(e.to_string().contains("missing.npy"), "{e}");
+    // A file cut short after its header is refused before its data is read.
+    std::fs::write(dir.path().join("short.npy"), &bytes[..bytes.len() - 8]).expect("writes");
+    let e = start(&graph_file("[2, 3]", "F64", "short.npy"))
+        .err()
+        .expect("truncated");
+    assert!(
+        e.to_string()
+            .contains("40 bytes of data, 6 elements of f64 need 48"),
+        "{e}"
+    );
 }

@@ -65,11 +65,9 @@ pub fn initial_value(
     let stream = |own: &Option<u64>| {
         ChaCha8Rng::seed_from_u64(seed ^ own.unwrap_or_else(|| fnv1a(name)).rotate_left(17))
     };
-    if let Initializer::Npy(path) = init {
-        return load_npy(path, &dims, dtype);
-    }
     let data: Vec<f64> = match init {
-        Initializer::Npy(_) => Vec::new(),
+        // Read in its own dtype, then converted: not through f64.
+        Initializer::Npy(path) => return load_npy(path, &dims, dtype),
         Initializer::Zeros => vec![0.0; n],
         Initializer::Seed => {
             let mut rng = stream(&None);
