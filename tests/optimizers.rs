@@ -174,6 +174,125 @@ fn adam_tf1_form() {
     }
 }
 
+/// TensorFlow 1's `AdamWOptimizer` (`tf.contrib.opt`): the decay
+/// `w -= weight_decay * w` comes first, unscaled by the learning rate, then
+/// Adam's step, both from the start-of-step `w`.
+#[test]
+fn adamw_decouples_the_weight_decay() {
+    let got = train(
+        "AdamW(weight_decay: 0.01, learning_rate: 0.1, beta1: 0.8, beta2: 0.95, epsilon: 1e-3)",
+        "",
+        5,
+    );
+    let (mut w, mut m, mut v) = (W0.to_vec(), [0.0; 3], [0.0; 3]);
+    let (mut b1p, mut b2p) = (0.8f64, 0.95f64);
+    for step in got {
+        let g = grad(&w);
+        let lr_t = 0.1 * (1.0 - b2p).sqrt() / (1.0 - b1p);
+        for i in 0..3 {
+            m[i] = 0.8 * m[i] + 0.2 * g[i];
+            v[i] = 0.95 * v[i] + 0.05 * g[i] * g[i];
+            w[i] = (w[i] - 0.01 * w[i]) - lr_t * m[i] / (v[i].sqrt() + 1e-3);
+        }
+        b1p *= 0.8;
+        b2p *= 0.95;
+        assert_close(&step, &w, 1e-14, "adamw");
+    }
+}
+
+/// TensorFlow 1's `RMSPropOptimizer` (`ApplyRMSProp`, `ApplyCenteredRMSProp`):
+/// the mean square starts at ones, the momentum accumulates the scaled step.
+fn rmsprop(momentum: f64, centered: bool) {
+    let opt = format!(
+        "RMSProp(learning_rate: 0.01, decay: 0.8, momentum: {momentum:?}, epsilon: 1e-6, centered: {centered})"
+    );
+    let got = train(&opt, "", 5);
+    let (mut w, mut ms, mut mg, mut mom) = (W0.to_vec(), [1.0; 3], [0.0; 3], [0.0; 3]);
+    for step in got {
+        let g = grad(&w);
+        for i in 0..3 {
+            ms[i] += (g[i] * g[i] - ms[i]) * (1.0 - 0.8);
+            let mut den = ms[i];
+            if centered {
+                mg[i] += (g[i] - mg[i]) * (1.0 - 0.8);
+                den -= mg[i] * mg[i];
+            }
+            mom[i] = momentum * mom[i] + g[i] * 0.01 / (den + 1e-6).sqrt();
+            w[i] -= mom[i];
+        }
+        assert_close(&step, &w, 1e-14, &opt);
+    }
+}
+
+#[test]
+fn rmsprop_plain() {
+    rmsprop(0.0, false);
+}
+
+#[test]
+fn rmsprop_with_momentum() {
+    rmsprop(0.9, false);
+}
+
+#[test]
+fn rmsprop_centered_with_momentum() {
+    rmsprop(0.5, true);
+}
+
+/// TensorFlow 1's `AdagradOptimizer`: the accumulator starts at
+/// `initial_accumulator_value` (0.1 by default) and has no epsilon.
+#[test]
+fn adagrad_tf1_form() {
+    for (opt, init) in [
+        ("Adagrad(learning_rate: 0.1)", 0.1),
+        (
+            "Adagrad(learning_rate: 0.1, initial_accumulator_value: 2.0)",
+            2.0,
+        ),
+    ] {
+        let got = train(opt, "", 4);
+        let (mut w, mut accum) = (W0.to_vec(), [init; 3]);
+        for step in got {
+            let g = grad(&w);
+            for i in 0..3 {
+                accum[i] += g[i] * g[i];
+                w[i] -= 0.1 * g[i] / accum[i].sqrt();
+            }
+            assert_close(&step, &w, 1e-14, opt);
+        }
+    }
+    let text = r#"Graph(name: "a", dtype: F64, nodes: [
+        (name: "w", op: Variable(shape: [], initializer: Zeros)),
+        (name: "loss", op: Square, inputs: ["w"]),
+    ], train: (loss: "loss", optimizer: Adagrad(learning_rate: 0.1, initial_accumulator_value: 0.0)))"#;
+    let e = common::compile_error(text).to_string();
+    assert!(
+        e.contains("test.ron:4:")
+            && e.contains("initial_accumulator_value must be positive, got 0"),
+        "{e}"
+    );
+}
+
+/// `tf.compat.v1.train.cosine_decay`: half a cosine from the full rate to
+/// `alpha` times it over `decay_steps`, then held.
+#[test]
+fn cosine_decay_reaches_alpha_and_holds() {
+    let got = train(
+        "GradientDescent(learning_rate: 0.1)",
+        ", learning_rate_schedule: CosineDecay(decay_steps: 4, alpha: 0.2)",
+        6,
+    );
+    let mut w = W0.to_vec();
+    for (k, step) in got.iter().enumerate() {
+        let t = (k as f64).min(4.0);
+        let cosine = 0.5 * (1.0 + (std::f64::consts::PI * t / 4.0).cos());
+        let lr = 0.1 * ((1.0 - 0.2) * cosine + 0.2);
+        let g = grad(&w);
+        w.iter_mut().zip(g).for_each(|(w, g)| *w -= lr * g);
+        assert_close(step, &w, 1e-14, &format!("cosine step {k}"));
+    }
+}
+
 #[test]
 fn weight_decay_and_global_norm_clipping() {
     // The variable has rank 1, so weight decay (weights of rank >= 2 only) does not apply to it.
@@ -364,6 +483,20 @@ fn hyper_parameters_are_one_constant_shared_by_every_update() {
                 "Adam/epsilon",
             ],
         ),
+        (
+            "AdamW(weight_decay: 0.01)",
+            vec!["AdamW/beta1", "AdamW/epsilon", "AdamW/weight_decay"],
+        ),
+        (
+            "RMSProp(learning_rate: 0.1, momentum: 0.9, centered: true)",
+            vec![
+                "RMSProp/learning_rate",
+                "RMSProp/decay",
+                "RMSProp/momentum",
+                "RMSProp/epsilon",
+            ],
+        ),
+        ("Adagrad(learning_rate: 0.1)", vec!["Adagrad/learning_rate"]),
     ];
     for (optimizer, names) in cases {
         let text = format!(
@@ -394,8 +527,13 @@ fn hyper_parameters_are_one_constant_shared_by_every_update() {
             }
         }
         // Adam reads its learning rate once, into lr_t, which every update reads.
-        if optimizer.starts_with("Adam") {
-            let lr = g.find("Adam/learning_rate").expect("Adam/learning_rate");
+        if let Some(scope) = ["AdamW", "Adam"]
+            .into_iter()
+            .find(|s| optimizer.starts_with(s))
+        {
+            let lr = g
+                .find(&format!("{scope}/learning_rate"))
+                .expect("learning_rate");
             assert_eq!(g.consumers(lr).len(), 1);
         }
         // No per-variable copy of a hyper-parameter is left behind.

@@ -141,6 +141,15 @@ pub enum Schedule {
         boundaries: Vec<u64>,
         values: Vec<f64>,
     },
+    /// The optimizer's learning rate times
+    /// `(1 − alpha) · ½(1 + cos(π · min(step, decay_steps) / decay_steps)) + alpha`
+    /// (`tf.compat.v1.train.cosine_decay`): from the full rate down to
+    /// `alpha` times it at `decay_steps`, then held.
+    CosineDecay {
+        decay_steps: u64,
+        #[serde(default)]
+        alpha: f64,
+    },
 }
 
 fn is_zero(v: &f64) -> bool {
@@ -176,6 +185,54 @@ pub enum OptimizerSpec {
         #[serde(default = "adam_epsilon")]
         epsilon: f64,
     },
+    /// Adam with decoupled weight decay (TensorFlow 1's
+    /// `tf.contrib.opt.AdamWOptimizer`): `w ← w − weight_decay · w`, then
+    /// Adam's step, both from the start-of-step `w`. The decay is not scaled
+    /// by the learning rate (PyTorch's `AdamW(lr, weight_decay=λ)` is
+    /// `weight_decay: lr · λ` here).
+    AdamW {
+        weight_decay: f64,
+        #[serde(default = "adam_lr")]
+        learning_rate: f64,
+        #[serde(default = "adam_beta1")]
+        beta1: f64,
+        #[serde(default = "adam_beta2")]
+        beta2: f64,
+        #[serde(default = "adam_epsilon")]
+        epsilon: f64,
+    },
+    /// TensorFlow 1's RMSProp: `ms ← ms + (g² − ms)(1 − decay)` (ms starts
+    /// at ones), `mom ← momentum · mom + lr · g / sqrt(ms + epsilon)`,
+    /// `w ← w − mom`. Centered: `mg ← mg + (g − mg)(1 − decay)` and the
+    /// denominator `sqrt(ms − mg² + epsilon)`.
+    RMSProp {
+        learning_rate: f64,
+        #[serde(default = "rmsprop_decay")]
+        decay: f64,
+        #[serde(default)]
+        momentum: f64,
+        #[serde(default = "rmsprop_epsilon")]
+        epsilon: f64,
+        #[serde(default)]
+        centered: bool,
+    },
+    /// TensorFlow 1's Adagrad: `accum ← accum + g²` (accum starts at
+    /// `initial_accumulator_value`), `w ← w − lr · g / sqrt(accum)`.
+    Adagrad {
+        learning_rate: f64,
+        #[serde(default = "adagrad_initial")]
+        initial_accumulator_value: f64,
+    },
+}
+
+fn rmsprop_decay() -> f64 {
+    0.9
+}
+fn rmsprop_epsilon() -> f64 {
+    1e-10
+}
+fn adagrad_initial() -> f64 {
+    0.1
 }
 
 fn adam_lr() -> f64 {
@@ -196,7 +253,10 @@ impl OptimizerSpec {
         match self {
             OptimizerSpec::GradientDescent { learning_rate }
             | OptimizerSpec::Momentum { learning_rate, .. }
-            | OptimizerSpec::Adam { learning_rate, .. } => *learning_rate,
+            | OptimizerSpec::Adam { learning_rate, .. }
+            | OptimizerSpec::AdamW { learning_rate, .. }
+            | OptimizerSpec::RMSProp { learning_rate, .. }
+            | OptimizerSpec::Adagrad { learning_rate, .. } => *learning_rate,
         }
     }
 
@@ -204,7 +264,10 @@ impl OptimizerSpec {
         match self {
             OptimizerSpec::GradientDescent { learning_rate }
             | OptimizerSpec::Momentum { learning_rate, .. }
-            | OptimizerSpec::Adam { learning_rate, .. } => *learning_rate = lr,
+            | OptimizerSpec::Adam { learning_rate, .. }
+            | OptimizerSpec::AdamW { learning_rate, .. }
+            | OptimizerSpec::RMSProp { learning_rate, .. }
+            | OptimizerSpec::Adagrad { learning_rate, .. } => *learning_rate = lr,
         }
     }
 }

@@ -113,6 +113,17 @@ pub fn build_train(
         }
         grads = clip_by_global_norm(g, &grads, clip)?;
     }
+    if let OptimizerSpec::Adagrad {
+        initial_accumulator_value: init,
+        ..
+    } = spec.optimizer
+    {
+        if init.is_nan() || init <= 0.0 {
+            return Err(err(format!(
+                "Adagrad's initial_accumulator_value must be positive, got {init}"
+            )));
+        }
+    }
     let schedule = match &spec.learning_rate_schedule {
         Some(schedule) => {
             check_schedule(schedule).map_err(err)?;
@@ -240,6 +251,13 @@ fn check_schedule(schedule: &Schedule) -> std::result::Result<(), String> {
             if *decay_steps == 0 || !(decay_rate.is_finite() && *decay_rate > 0.0) {
                 return Err(format!(
                     "ExponentialDecay needs decay_steps > 0 and a finite decay_rate > 0, got {decay_steps} and {decay_rate}"
+                ));
+            }
+        }
+        Schedule::CosineDecay { decay_steps, alpha } => {
+            if *decay_steps == 0 || !alpha.is_finite() {
+                return Err(format!(
+                    "CosineDecay needs decay_steps > 0 and a finite alpha, got {decay_steps} and {alpha}"
                 ));
             }
         }
@@ -384,6 +402,22 @@ fn scheduled(
             let factor = c.op(Op::Exp, &[log_rate])?;
             c.scale(lr, factor)
         }
+        // lr · ((1 − alpha) · ½(1 + cos(π · min(step, decay_steps) / decay_steps)) + alpha)
+        Schedule::CosineDecay { decay_steps, alpha } => {
+            let t = c.op(Op::Cast { to: dtype }, &[step])?;
+            let steps = constant(&mut c, *decay_steps as f64, dtype)?;
+            let t = c.op(Op::Minimum, &[t, steps])?;
+            let fraction = c.div(t, steps)?;
+            let angle = c.scale(std::f64::consts::PI, fraction)?;
+            let cos = c.op(Op::Cos, &[angle])?;
+            let one = constant(&mut c, 1.0, dtype)?;
+            let cos = c.add(one, cos)?;
+            let cosine = c.scale(0.5, cos)?;
+            let kept = c.scale(1.0 - alpha, cosine)?;
+            let floor = constant(&mut c, *alpha, dtype)?;
+            let decayed = c.add(kept, floor)?;
+            c.scale(lr, decayed)
+        }
         // the last value, then for each boundary from the last: values[i] where step <= boundaries[i]
         Schedule::PiecewiseConstant { boundaries, values } => {
             let last = values.last().copied().unwrap_or(lr);
@@ -445,88 +479,235 @@ fn apply(
                 updates.push(c.op(apply, &[w, accum, lr, gr, mu])?.node);
             }
         }
-        // lr_t = lr * sqrt(1 - beta2^t) / (1 - beta1^t); m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2;
-        // w -= lr_t * m / (sqrt(v) + epsilon); then beta1^t *= b1, beta2^t *= b2
         OptimizerSpec::Adam {
             learning_rate,
             beta1,
             beta2,
             epsilon,
         } => {
-            let b1p = slot(
-                g,
-                "beta1_power",
-                Shape::scalar(),
-                Initializer::Constant(beta1),
-                dtype,
-            )?;
-            let b2p = slot(
-                g,
-                "beta2_power",
-                Shape::scalar(),
-                Initializer::Constant(beta2),
-                dtype,
-            )?;
-            let mut hyper = Hyper::new("Adam", hyper_spec);
-            let lr = hyper.get(g, "learning_rate", learning_rate, b1p)?;
-            let mut c = Ctx::new(g, "Adam", Role::Update);
-            let one = c.scalar(1.0, b1p)?;
-            let num = c.sub(one, b2p)?;
-            let num = c.op(Op::Sqrt, &[num])?;
-            let den = c.sub(one, b1p)?;
-            let ratio = c.div(num, den)?;
-            let lr_t = c.mul(lr, ratio)?;
-            let mut var_updates = Vec::with_capacity(vars.len());
+            let adam = AdamSpec {
+                scope: "Adam",
+                learning_rate,
+                beta1,
+                beta2,
+                epsilon,
+                weight_decay: None,
+            };
+            updates.extend(apply_adam(g, &adam, hyper_spec, vars, grads, dtype)?);
+        }
+        OptimizerSpec::AdamW {
+            weight_decay,
+            learning_rate,
+            beta1,
+            beta2,
+            epsilon,
+        } => {
+            let adam = AdamSpec {
+                scope: "AdamW",
+                learning_rate,
+                beta1,
+                beta2,
+                epsilon,
+                weight_decay: Some(weight_decay),
+            };
+            updates.extend(apply_adam(g, &adam, hyper_spec, vars, grads, dtype)?);
+        }
+        // ms += (g^2 - ms)(1 - decay); [centered: mg += (g - mg)(1 - decay)];
+        // mom = momentum * mom + lr * g / sqrt(ms [- mg^2] + epsilon); w -= mom
+        OptimizerSpec::RMSProp {
+            learning_rate,
+            decay,
+            momentum,
+            epsilon,
+            centered,
+        } => {
+            let mut hyper = Hyper::new("RMSProp", hyper_spec);
             for (&w, &gr) in vars.iter().zip(grads) {
-                let b1 = hyper.get(g, "beta1", beta1, w)?;
-                let b1c = hyper.get(g, "one_minus_beta1", 1.0 - beta1, w)?;
-                let b2 = hyper.get(g, "beta2", beta2, w)?;
-                let b2c = hyper.get(g, "one_minus_beta2", 1.0 - beta2, w)?;
+                let lr = hyper.get(g, "learning_rate", learning_rate, w)?;
+                let rho = hyper.get(g, "decay", decay, w)?;
+                let one = hyper.get(g, "one", 1.0, w)?;
+                let mu = hyper.get(g, "momentum", momentum, w)?;
                 let eps = hyper.get(g, "epsilon", epsilon, w)?;
                 let name = g.node(w.node).name.clone();
                 let shape = g.ty(w).shape.clone();
-                let m = slot(
-                    g,
-                    &format!("{name}/Adam"),
-                    shape.clone(),
-                    Initializer::Zeros,
-                    dtype,
-                )?;
-                let v = slot(
-                    g,
-                    &format!("{name}/Adam_1"),
-                    shape,
-                    Initializer::Zeros,
-                    dtype,
-                )?;
-                let mut c = Ctx::new(g, format!("Adam/update_{name}"), Role::Update);
-                let m_old = c.mul(b1, m)?;
-                let m_g = c.mul(b1c, gr)?;
-                let m_sum = c.add(m_old, m_g)?;
-                let m_new = c.op(Op::Assign, &[m, m_sum])?;
-                let v_old = c.mul(b2, v)?;
+                let slot_name = format!("{name}/RMSProp");
+                let ms = slot(g, &slot_name, shape.clone(), Initializer::Ones, dtype)?;
+                let mg = match centered {
+                    true => Some(slot(
+                        g,
+                        &slot_name,
+                        shape.clone(),
+                        Initializer::Zeros,
+                        dtype,
+                    )?),
+                    false => None,
+                };
+                let mom = slot(g, &slot_name, shape, Initializer::Zeros, dtype)?;
+                let mut c = Ctx::new(g, format!("RMSProp/update_{name}"), Role::Update);
+                let keep = c.sub(one, rho)?;
                 let g2 = c.op(Op::Square, &[gr])?;
-                let v_g = c.mul(b2c, g2)?;
-                let v_sum = c.add(v_old, v_g)?;
-                let v_new = c.op(Op::Assign, &[v, v_sum])?;
-                let root = c.op(Op::Sqrt, &[v_new])?;
-                let den = c.add(root, eps)?;
-                let dir = c.div(m_new, den)?;
-                let step = c.mul(lr_t, dir)?;
-                var_updates.push(c.op(Op::AssignSub, &[w, step])?.node);
+                let ms_step = c.sub(g2, ms)?;
+                let ms_step = c.mul(ms_step, keep)?;
+                let ms_sum = c.add(ms, ms_step)?;
+                let ms_new = c.op(Op::Assign, &[ms, ms_sum])?;
+                let mut den = ms_new;
+                if let Some(mg) = mg {
+                    let mg_step = c.sub(gr, mg)?;
+                    let mg_step = c.mul(mg_step, keep)?;
+                    let mg_sum = c.add(mg, mg_step)?;
+                    let mg_new = c.op(Op::Assign, &[mg, mg_sum])?;
+                    let mg2 = c.op(Op::Square, &[mg_new])?;
+                    den = c.sub(den, mg2)?;
+                }
+                let den = c.add(den, eps)?;
+                let den = c.op(Op::Sqrt, &[den])?;
+                let scaled = c.mul(gr, lr)?;
+                let dir = c.div(scaled, den)?;
+                let mom_old = c.mul(mom, mu)?;
+                let mom_sum = c.add(mom_old, dir)?;
+                let mom_new = c.op(Op::Assign, &[mom, mom_sum])?;
+                updates.push(c.op(Op::AssignSub, &[w, mom_new])?.node);
             }
-            let mut c = Ctx::new(g, "Adam/finish", Role::Update);
-            let b1_next = c.scale(beta1, b1p)?;
-            let b1_upd = c.op(Op::Assign, &[b1p, b1_next])?.node;
-            let b2_next = c.scale(beta2, b2p)?;
-            let b2_upd = c.op(Op::Assign, &[b2p, b2_next])?.node;
-            for &u in &var_updates {
-                g.add_control(u, b1_upd);
-                g.add_control(u, b2_upd);
+        }
+        // accum += g^2; w -= lr * g / sqrt(accum)
+        OptimizerSpec::Adagrad {
+            learning_rate,
+            initial_accumulator_value,
+        } => {
+            let mut hyper = Hyper::new("Adagrad", hyper_spec);
+            for (&w, &gr) in vars.iter().zip(grads) {
+                let lr = hyper.get(g, "learning_rate", learning_rate, w)?;
+                let name = g.node(w.node).name.clone();
+                let shape = g.ty(w).shape.clone();
+                let init = Initializer::Constant(initial_accumulator_value);
+                let accum = slot(g, &format!("{name}/Adagrad"), shape, init, dtype)?;
+                let mut c = Ctx::new(g, format!("Adagrad/update_{name}"), Role::Update);
+                let g2 = c.op(Op::Square, &[gr])?;
+                let sum = c.add(accum, g2)?;
+                let accum_new = c.op(Op::Assign, &[accum, sum])?;
+                let root = c.op(Op::Sqrt, &[accum_new])?;
+                let scaled = c.mul(gr, lr)?;
+                let step = c.div(scaled, root)?;
+                updates.push(c.op(Op::AssignSub, &[w, step])?.node);
             }
-            updates.extend(var_updates);
-            updates.extend([b1_upd, b2_upd]);
         }
     }
     Ok(updates)
+}
+
+/// Adam's hyper-parameters, and the decoupled weight decay of AdamW.
+struct AdamSpec {
+    scope: &'static str,
+    learning_rate: f64,
+    beta1: f64,
+    beta2: f64,
+    epsilon: f64,
+    weight_decay: Option<f64>,
+}
+
+/// Adam's update ops (AdamW's with a weight decay); returns the nodes to run.
+fn apply_adam(
+    g: &mut Graph,
+    adam: &AdamSpec,
+    hyper_spec: &HyperSpec<'_>,
+    vars: &[TensorRef],
+    grads: &[TensorRef],
+    dtype: DType,
+) -> Result<Vec<NodeIndex>> {
+    let AdamSpec {
+        scope,
+        learning_rate,
+        beta1,
+        beta2,
+        epsilon,
+        weight_decay,
+    } = *adam;
+    // lr_t = lr * sqrt(1 - beta2^t) / (1 - beta1^t); m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2;
+    // w -= lr_t * m / (sqrt(v) + epsilon)   (AdamW: w = (w - weight_decay * w) - lr_t * m / (sqrt(v) + epsilon));
+    // then beta1^t *= b1, beta2^t *= b2
+    let b1p = slot(
+        g,
+        "beta1_power",
+        Shape::scalar(),
+        Initializer::Constant(beta1),
+        dtype,
+    )?;
+    let b2p = slot(
+        g,
+        "beta2_power",
+        Shape::scalar(),
+        Initializer::Constant(beta2),
+        dtype,
+    )?;
+    let mut hyper = Hyper::new(scope, hyper_spec);
+    let lr = hyper.get(g, "learning_rate", learning_rate, b1p)?;
+    let mut c = Ctx::new(g, scope, Role::Update);
+    let one = c.scalar(1.0, b1p)?;
+    let num = c.sub(one, b2p)?;
+    let num = c.op(Op::Sqrt, &[num])?;
+    let den = c.sub(one, b1p)?;
+    let ratio = c.div(num, den)?;
+    let lr_t = c.mul(lr, ratio)?;
+    let mut var_updates = Vec::with_capacity(vars.len());
+    for (&w, &gr) in vars.iter().zip(grads) {
+        let b1 = hyper.get(g, "beta1", beta1, w)?;
+        let b1c = hyper.get(g, "one_minus_beta1", 1.0 - beta1, w)?;
+        let b2 = hyper.get(g, "beta2", beta2, w)?;
+        let b2c = hyper.get(g, "one_minus_beta2", 1.0 - beta2, w)?;
+        let eps = hyper.get(g, "epsilon", epsilon, w)?;
+        let wd = match weight_decay {
+            Some(wd) => Some(hyper.get(g, "weight_decay", wd, w)?),
+            None => None,
+        };
+        let name = g.node(w.node).name.clone();
+        let shape = g.ty(w).shape.clone();
+        let m = slot(
+            g,
+            &format!("{name}/{scope}"),
+            shape.clone(),
+            Initializer::Zeros,
+            dtype,
+        )?;
+        let v = slot(
+            g,
+            &format!("{name}/{scope}_1"),
+            shape,
+            Initializer::Zeros,
+            dtype,
+        )?;
+        let mut c = Ctx::new(g, format!("{scope}/update_{name}"), Role::Update);
+        let m_old = c.mul(b1, m)?;
+        let m_g = c.mul(b1c, gr)?;
+        let m_sum = c.add(m_old, m_g)?;
+        let m_new = c.op(Op::Assign, &[m, m_sum])?;
+        let v_old = c.mul(b2, v)?;
+        let g2 = c.op(Op::Square, &[gr])?;
+        let v_g = c.mul(b2c, g2)?;
+        let v_sum = c.add(v_old, v_g)?;
+        let v_new = c.op(Op::Assign, &[v, v_sum])?;
+        let root = c.op(Op::Sqrt, &[v_new])?;
+        let den = c.add(root, eps)?;
+        let dir = c.div(m_new, den)?;
+        let step = c.mul(lr_t, dir)?;
+        var_updates.push(match wd {
+            None => c.op(Op::AssignSub, &[w, step])?.node,
+            Some(wd) => {
+                let decay = c.mul(wd, w)?;
+                let decayed = c.sub(w, decay)?;
+                let next = c.sub(decayed, step)?;
+                c.op(Op::Assign, &[w, next])?.node
+            }
+        });
+    }
+    let mut c = Ctx::new(g, format!("{scope}/finish"), Role::Update);
+    let b1_next = c.scale(beta1, b1p)?;
+    let b1_upd = c.op(Op::Assign, &[b1p, b1_next])?.node;
+    let b2_next = c.scale(beta2, b2p)?;
+    let b2_upd = c.op(Op::Assign, &[b2p, b2_next])?.node;
+    for &u in &var_updates {
+        g.add_control(u, b1_upd);
+        g.add_control(u, b2_upd);
+    }
+    var_updates.extend([b1_upd, b2_upd]);
+    Ok(var_updates)
 }

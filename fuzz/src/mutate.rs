@@ -7,7 +7,7 @@
 //! crashing input carries its recipe.
 
 use gradc::compiler::schema::{self, CustomGradientSpec, FunctionSpec, GradientSpec, GraphSpec};
-use gradc::compiler::schema::{Layer, NodeOp, NodeSpec, OptimizerSpec};
+use gradc::compiler::schema::{Layer, NodeOp, NodeSpec, OptimizerSpec, Schedule};
 use gradc::runtime::op::{BinaryFn, UnaryFn, OP_NAMES};
 use gradc::runtime::{DType, Literal, Op};
 use rand::seq::{IndexedMutRandom, IndexedRandom};
@@ -1404,7 +1404,7 @@ fn mutate_train(spec: &mut GraphSpec, corpus: &Corpus, rng: &mut ChaCha8Rng) -> 
         spec.train = Some(t);
         return "a train section added".into();
     };
-    match rng.random_range(0..8) {
+    match rng.random_range(0..9) {
         0 => {
             train.loss = r(rng);
             "train: loss changed".into()
@@ -1430,7 +1430,8 @@ fn mutate_train(spec: &mut GraphSpec, corpus: &Corpus, rng: &mut ChaCha8Rng) -> 
             let v = special_f64(rng);
             match &mut train.optimizer {
                 OptimizerSpec::Adam { beta1, .. } => *beta1 = v,
-                OptimizerSpec::Momentum { momentum, .. } => *momentum = v,
+                OptimizerSpec::Momentum { momentum, .. }
+                | OptimizerSpec::RMSProp { momentum, .. } => *momentum = v,
                 opt => opt.set_learning_rate(v),
             }
             format!("train: an optimizer parameter -> {v}")
@@ -1440,13 +1441,50 @@ fn mutate_train(spec: &mut GraphSpec, corpus: &Corpus, rng: &mut ChaCha8Rng) -> 
             train.clip_global_norm = Some(special_f64(rng));
             "train: weight decay and clipping changed".into()
         }
+        7 => {
+            let steps = *[0, 1, 3, u64::MAX].choose(rng).unwrap_or(&1);
+            train.learning_rate_schedule = Some(match rng.random_range(0..3) {
+                0 => Schedule::ExponentialDecay {
+                    decay_steps: steps,
+                    decay_rate: special_f64(rng),
+                    staircase: rng.random_bool(0.5),
+                },
+                1 => Schedule::CosineDecay {
+                    decay_steps: steps,
+                    alpha: special_f64(rng),
+                },
+                _ => Schedule::PiecewiseConstant {
+                    boundaries: vec![steps, 2],
+                    values: vec![special_f64(rng); rng.random_range(0..4)],
+                },
+            });
+            "train: a learning-rate schedule".into()
+        }
         _ => {
-            train.optimizer = match rng.random_range(0..3) {
+            train.optimizer = match rng.random_range(0..6) {
                 0 => OptimizerSpec::GradientDescent { learning_rate: 0.1 },
                 1 => OptimizerSpec::Momentum {
                     learning_rate: 0.1,
                     momentum: 0.9,
                     use_nesterov: rng.random_bool(0.5),
+                },
+                2 => OptimizerSpec::AdamW {
+                    weight_decay: 0.01,
+                    learning_rate: 0.001,
+                    beta1: 0.9,
+                    beta2: 0.999,
+                    epsilon: 1e-8,
+                },
+                3 => OptimizerSpec::RMSProp {
+                    learning_rate: 0.01,
+                    decay: 0.9,
+                    momentum: 0.5,
+                    epsilon: 1e-10,
+                    centered: rng.random_bool(0.5),
+                },
+                4 => OptimizerSpec::Adagrad {
+                    learning_rate: 0.1,
+                    initial_accumulator_value: special_f64(rng),
                 },
                 _ => OptimizerSpec::Adam {
                     learning_rate: 0.001,
