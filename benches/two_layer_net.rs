@@ -8,7 +8,7 @@
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use gradc::compiler::{self, Compiler};
 use gradc::io::dataset::{Batches, Mnist};
-use gradc::runtime::{Session, Tensor};
+use gradc::runtime::Session;
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -39,10 +39,7 @@ fn bench(c: &mut Criterion) {
             train
                 .gather_into(batches.next_batch(), &mut x, &mut t)
                 .expect("gather");
-            let feeds = HashMap::from([
-                ("x".to_string(), Tensor::F32(x.clone())),
-                ("t".to_string(), Tensor::F32(t.clone())),
-            ]);
+            let feeds = HashMap::from([("x".to_string(), x.clone()), ("t".to_string(), t.clone())]);
             s.run_with_targets(&feeds, &[loss], &[target])
                 .expect("step")
         })
@@ -58,11 +55,11 @@ fn bench(c: &mut Criterion) {
     group.sample_size(20);
     group.bench_function("inference_test_set_batch1000", |b| {
         b.iter(|| {
-            for (x, t) in test.chunks(1000).expect("chunks") {
-                let feeds = HashMap::from([
-                    ("x".to_string(), Tensor::F32(x.to_owned())),
-                    ("t".to_string(), Tensor::F32(t.to_owned())),
-                ]);
+            let (mut x, mut t) = test.batch_buffers(1000);
+            for rows in test.chunks(1000).expect("chunks") {
+                test.rows_into(rows, &mut x, &mut t).expect("rows");
+                let feeds =
+                    HashMap::from([("x".to_string(), x.clone()), ("t".to_string(), t.clone())]);
                 e.run(&feeds, &[acc]).expect("inference");
             }
         })

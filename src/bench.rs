@@ -597,8 +597,7 @@ fn run_workload(
     let (xb, tb) = train_set.batch_buffers(batch_size);
     let symbols = bind_symbols(session.program(), &[(x_id, xb.shape()), (t_id, tb.shape())]);
     let matmuls = matmul_counts(session.program(), &fetch, target, &symbols)?;
-    let mut x = Tensor::F32(xb);
-    let mut t = Tensor::F32(tb);
+    let (mut x, mut t) = (xb, tb);
     let mut batches = Batches::shuffled_full(train_set.len(), batch_size, train.seed)?;
     let mut out: Vec<Tensor> = Vec::with_capacity(1);
     let mut times = Vec::with_capacity(steps);
@@ -606,12 +605,7 @@ fn run_workload(
 
     for i in 0..warmup + steps {
         let t0 = Instant::now();
-        let (Some(xr), Some(tr)) = (x.as_f32_mut(), t.as_f32_mut()) else {
-            return Err(Error::Usage(
-                "internal error: a batch buffer is not f32".into(),
-            ));
-        };
-        crate::train::gather_rows(train_set, batches.next_batch(), xr, tr)?;
+        crate::train::gather_rows(train_set, batches.next_batch(), &mut x, &mut t)?;
         let sampled = t0.elapsed();
         session
             .run_with_targets_into(&[(x_id, &x), (t_id, &t)], &fetch, &[target], &mut out)

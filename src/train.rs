@@ -3,14 +3,13 @@
 //! and checkpoints.
 
 use crate::compiler::{schema, Compiler, Source, TrainPrograms};
-use crate::runtime::dtype::{Num, Value};
-use crate::runtime::{by_dtype, DType, FeedId, Program, Session, Tensor, TensorType, ValueRef};
+use crate::runtime::dtype::Value;
+use crate::runtime::{by_dtype, FeedId, Program, Session, Tensor, TensorType, ValueRef};
 use crate::Error;
 use gradc_io::checkpoint;
 use gradc_io::dataset::{load_npz, Batches, Dataset, Mnist};
 use gradc_io::metrics::MetricsLog;
 use gradc_io::plot::{plot_curves, Panel, Series};
-use ndarray::{ArrayD, ArrayViewD, IxDyn, Zip};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -41,6 +40,8 @@ pub struct EpochReport {
     pub epoch: usize,
     pub step: usize,
     pub train: Scores,
+    /// On the validation set (`validation_split` or a validation file).
+    pub validation: Option<Scores>,
     pub test: Option<Scores>,
     /// Training throughput over the epoch, examples per second.
     pub examples_per_sec: f64,
@@ -94,8 +95,17 @@ fn load(path: &Path, opts: &TrainOptions) -> Result<Loaded, Error> {
     })
 }
 
-/// The training and test sets named by the `data` section.
-fn load_data(loaded: &Loaded) -> Result<(schema::DataSpec, Dataset, Option<Dataset>), Error> {
+/// The data sets of a run: training, and those reported each epoch.
+struct Sets {
+    spec: schema::DataSpec,
+    train: Dataset,
+    validation: Option<Dataset>,
+    test: Option<Dataset>,
+}
+
+/// The data sets named by the `data` section, each converted once to the
+/// dtypes of the placeholders it feeds.
+fn load_data(loaded: &Loaded) -> Result<Sets, Error> {
     let Some(data) = loaded.train.data.clone() else {
         return Err(Error::Usage(format!(
             "graph '{}': the train section has no data",
@@ -103,12 +113,18 @@ fn load_data(loaded: &Loaded) -> Result<(schema::DataSpec, Dataset, Option<Datas
         )));
     };
     let resolve = |p: &str| loaded.dir.join(p);
-    let (train, test) = match &data.source {
+    let (mut train, mut validation, test) = match &data.source {
         schema::DataSource::Mnist(dir) => {
             let (train, test) = Mnist::load(resolve(dir))?.into_datasets()?;
-            (train, Some(test))
+            (train, None, Some(test))
         }
-        schema::DataSource::Npz { train, test, x, y } => {
+        schema::DataSource::Npz {
+            train,
+            test,
+            validation,
+            x,
+            y,
+        } => {
             let load_set = |path: &str| -> Result<Dataset, Error> {
                 let path = resolve(path);
                 let mut arrays: HashMap<String, Tensor> = load_npz(&path)?.into_iter().collect();
@@ -122,90 +138,92 @@ fn load_data(loaded: &Loaded) -> Result<(schema::DataSpec, Dataset, Option<Datas
                 };
                 let features = take(x)?;
                 let labels = take(y)?;
-                Ok(Dataset::from_tensors(features, labels)?)
+                Ok(Dataset::new(features, labels)?)
             };
-            (load_set(train)?, test.as_deref().map(load_set).transpose()?)
+            (
+                load_set(train)?,
+                validation.as_deref().map(load_set).transpose()?,
+                test.as_deref().map(load_set).transpose()?,
+            )
         }
     };
+    if let Some(fraction) = data.validation_split {
+        if validation.is_some() {
+            return Err(Error::Usage(
+                "the data section has both a validation file and a validation_split: give one"
+                    .into(),
+            ));
+        }
+        if !(fraction > 0.0 && fraction < 1.0) {
+            return Err(Error::Usage(format!(
+                "validation_split must be in (0, 1), got {fraction}"
+            )));
+        }
+        // Keras: the first int(n · (1 − fraction)) examples train, the rest validate.
+        let n = train.len();
+        let kept = (n as f64 * (1.0 - fraction)) as usize;
+        let (kept_set, held) = train
+            .split_last(n - kept)
+            .map_err(|e| Error::Usage(format!("validation_split {fraction}: {e}")))?;
+        train = kept_set;
+        validation = Some(held);
+    }
+    // The placeholders' types, from whichever program reads them.
+    let p = &loaded.programs;
+    let ty = |name: &str| placeholder_in(&p.train, name).or_else(|| placeholder_in(&p.eval, name));
+    let (x_ty, y_ty) = (ty(&data.features), ty(&data.labels));
     // An integer labels placeholder of one axis less than the labels takes
     // class indices (sparse labels) rather than one-hot rows.
-    let labels = placeholder_in(&loaded.programs.train, &data.labels);
-    let sparse =
-        labels.is_some_and(|t| t.dtype.is_int() && t.shape.rank() + 1 == train.labels().ndim());
-    if sparse {
-        let test = test.map(Dataset::with_class_indices).transpose()?;
-        return Ok((data, train.with_class_indices()?, test));
-    }
-    Ok((data, train, test))
+    let sparse = y_ty
+        .is_some_and(|t| t.dtype.is_int() && t.shape.rank() + 1 == train.labels().shape().len());
+    let convert = |set: Dataset| -> Result<Dataset, Error> {
+        let set = if sparse {
+            set.with_class_indices()?
+        } else {
+            set
+        };
+        let x = x_ty.map_or(set.features().dtype(), |t| t.dtype);
+        let y = y_ty.map_or(set.labels().dtype(), |t| t.dtype);
+        Ok(set.cast(x, y))
+    };
+    Ok(Sets {
+        spec: data,
+        train: convert(train)?,
+        validation: validation.map(convert).transpose()?,
+        test: test.map(convert).transpose()?,
+    })
 }
 
-/// The batch buffer of one placeholder, reused every step. For an f32
-/// placeholder the rows are gathered straight into the fed tensor; one of
-/// another dtype gets them converted (as `Cast` converts) into a reused
-/// tensor of its dtype.
+/// The batch buffer of one placeholder, reused every step: a tensor of the
+/// placeholder's dtype (the data set was converted to it once), and the
+/// placeholder's feed, or none when the program does not read it.
 struct BatchFeed {
-    id: FeedId,
-    /// The fed tensor, of the placeholder's dtype.
+    id: Option<FeedId>,
     tensor: Tensor,
-    /// The f32 rows when the placeholder is not f32 (`widen` converts them).
-    staging: Option<ArrayD<f32>>,
 }
 
 impl BatchFeed {
-    /// A feed for placeholder `name` with `rows` as its buffer.
-    fn new(session: &Session, name: &str, rows: ArrayD<f32>) -> Result<BatchFeed, Error> {
-        let ty = placeholder_type(session, name)?;
-        let id = session
-            .resolve_feed(name)
-            .map_err(Error::run("the data section"))?;
-        Ok(match ty.dtype {
-            DType::F32 => BatchFeed {
-                id,
-                tensor: Tensor::F32(rows),
-                staging: None,
-            },
-            other => BatchFeed {
-                id,
-                tensor: Tensor::F32(rows.clone()).cast(other),
-                staging: Some(rows),
-            },
-        })
+    /// A feed for placeholder `name` of `session` with `tensor` as its buffer.
+    fn new(session: &Session, name: &str, tensor: Tensor) -> Result<BatchFeed, Error> {
+        let id = match placeholder_in(session.program(), name) {
+            Some(_) => Some(
+                session
+                    .resolve_feed(name)
+                    .map_err(Error::run("the data section"))?,
+            ),
+            None => None,
+        };
+        Ok(BatchFeed { id, tensor })
     }
+}
 
-    /// The f32 rows to fill (None only if the buffers were mixed up).
-    fn rows(&mut self) -> Option<&mut ArrayD<f32>> {
-        match &mut self.staging {
-            Some(rows) => Some(rows),
-            None => self.tensor.as_f32_mut(),
-        }
-    }
-
-    /// Copies `src` in, reusing the buffer unless the shape changed.
-    fn fill_from(&mut self, src: &ArrayViewD<'_, f32>) {
-        match self.rows() {
-            Some(rows) if rows.shape() == src.shape() => rows.assign(src),
-            _ => match &mut self.staging {
-                Some(rows) => *rows = src.to_owned(),
-                None => self.tensor = Tensor::F32(src.to_owned()),
-            },
-        }
-        self.widen();
-    }
-
-    /// After the rows changed: converts them for a placeholder not of f32.
-    fn widen(&mut self) {
-        let Some(rows) = &self.staging else { return };
-        let dtype = self.tensor.dtype();
-        by_dtype!(dtype, T => match T::array_mut(&mut self.tensor) {
-            Some(wide) if wide.shape() == rows.shape() => Zip::from(wide)
-                .and(rows)
-                .for_each(|w, &r| *w = T::from_num(Num::F(f64::from(r)))),
-            _ => self.tensor = Tensor::F32(rows.clone()).cast(dtype),
-        })
-    }
-
-    fn feed(&self) -> (FeedId, &Tensor) {
-        (self.id, &self.tensor)
+/// Runs `f` with the feeds of `x` and `y` that the program reads.
+fn with_feeds<R>(x: &BatchFeed, y: &BatchFeed, f: impl FnOnce(&[(FeedId, &Tensor)]) -> R) -> R {
+    match (x.id, y.id) {
+        (Some(a), Some(b)) => f(&[(a, &x.tensor), (b, &y.tensor)]),
+        (Some(a), None) => f(&[(a, &x.tensor)]),
+        (None, Some(b)) => f(&[(b, &y.tensor)]),
+        (None, None) => f(&[]),
     }
 }
 
@@ -216,11 +234,13 @@ impl BatchFeed {
 pub(crate) fn gather_rows(
     set: &Dataset,
     indices: &[usize],
-    x: &mut ndarray::ArrayD<f32>,
-    y: &mut ndarray::ArrayD<f32>,
+    x: &mut Tensor,
+    y: &mut Tensor,
 ) -> Result<(), Error> {
-    let fits = |buffer: &ndarray::ArrayD<f32>, data: &ndarray::ArrayD<f32>| {
-        buffer.shape().first() == Some(&indices.len()) && buffer.shape()[1..] == data.shape()[1..]
+    let fits = |buffer: &Tensor, data: &Tensor| {
+        buffer.dtype() == data.dtype()
+            && buffer.shape().first() == Some(&indices.len())
+            && buffer.shape()[1..] == data.shape()[1..]
     };
     let in_range = indices.iter().all(|&i| i < set.len());
     if crate::runtime::threads() < 2
@@ -233,37 +253,26 @@ pub(crate) fn gather_rows(
         set.gather_into(indices, x, y)?;
         return Ok(());
     }
-    let half = indices.len() / 2;
-    let (x0, x1) = x.view_mut().split_at(ndarray::Axis(0), half);
-    let (y0, y1) = y.view_mut().split_at(ndarray::Axis(0), half);
-    let (i0, i1) = indices.split_at(half);
-    let part = |i: &[usize],
-                mut xv: ndarray::ArrayViewMutD<'_, f32>,
-                mut yv: ndarray::ArrayViewMutD<'_, f32>| {
-        gradc_io::dataset::gather_into(set.features(), i, &mut xv)
-            .and_then(|()| gradc_io::dataset::gather_into(set.labels(), i, &mut yv))
-    };
-    let (a, b) = rayon::join(|| part(i0, x0, y0), || part(i1, x1, y1));
-    a?;
-    b?;
-    Ok(())
+    gather_halves(set.features(), indices, x)?;
+    gather_halves(set.labels(), indices, y)
 }
 
-/// Copies examples `indices` of `set` into the features and labels feeds, allocating nothing.
-fn gather(
-    set: &Dataset,
-    indices: &[usize],
-    x: &mut BatchFeed,
-    y: &mut BatchFeed,
-) -> Result<(), Error> {
-    let (Some(xr), Some(yr)) = (x.rows(), y.rows()) else {
-        return Err(Error::Usage(
-            "internal error: a batch buffer has the wrong dtype".into(),
-        ));
-    };
-    gather_rows(set, indices, xr, yr)?;
-    x.widen();
-    y.widen();
+/// Rows `indices` of `data` into `out` (checked to fit), each half on its own thread.
+fn gather_halves(data: &Tensor, indices: &[usize], out: &mut Tensor) -> Result<(), Error> {
+    let half = indices.len() / 2;
+    let (i0, i1) = indices.split_at(half);
+    by_dtype!(data.dtype(), T => {
+        let (Some(src), Some(dst)) = (T::view(data), T::array_mut(out)) else {
+            return Err(Error::Usage("internal error: a batch buffer has the wrong dtype".into()));
+        };
+        let (mut d0, mut d1) = dst.view_mut().split_at(ndarray::Axis(0), half);
+        let (a, b) = rayon::join(
+            || gradc_io::dataset::gather_into(&src, i0, &mut d0),
+            || gradc_io::dataset::gather_into(&src, i1, &mut d1),
+        );
+        a?;
+        b?;
+    });
     Ok(())
 }
 
@@ -276,14 +285,42 @@ fn placeholder_in<'p>(program: &'p Program, name: &str) -> Option<&'p TensorType
         .and_then(|i| i.outputs.first())
 }
 
-fn placeholder_type(session: &Session, name: &str) -> Result<TensorType, Error> {
-    placeholder_in(session.program(), name)
-        .cloned()
-        .ok_or_else(|| {
-            Error::Usage(format!(
-                "the data section feeds '{name}', which is not in the program"
-            ))
-        })
+/// Whether the data section's placeholder `name` is one: an error if it is
+/// not a node of the graph or not a placeholder; a warning when the train
+/// step does not read it (the loss does not depend on it), as TensorFlow
+/// feeds a tensor that nothing fetched depends on without complaint.
+fn check_fed(loaded: &Loaded, name: &str) -> Result<Option<String>, Error> {
+    let Some(node) = loaded.spec.nodes.iter().find(|n| n.name == name) else {
+        let names = loaded.spec.nodes.iter().map(|n| n.name.as_str());
+        return Err(Error::Usage(format!(
+            "the data section feeds '{name}', which is not a node of the graph{}",
+            crate::compiler::did_you_mean(name, names)
+        )));
+    };
+    if !matches!(
+        node.op,
+        schema::NodeOp::Op(crate::runtime::Op::Placeholder { .. })
+    ) {
+        return Err(Error::Usage(format!(
+            "the data section feeds '{name}', which is not a Placeholder; data goes to placeholders"
+        )));
+    }
+    let train = &loaded.programs.train;
+    let read = train
+        .instrs
+        .iter()
+        .position(|i| i.name == name)
+        .is_some_and(|at| {
+            train
+                .instrs
+                .iter()
+                .any(|i| i.inputs.iter().any(|v| v.node == at))
+        });
+    Ok((!read).then(|| {
+        format!(
+            "the data section feeds '{name}', which the train step does not read: its data is not used"
+        )
+    }))
 }
 
 /// Averages the loss and metrics over `data` in batches of `batch` rows, with the inference program.
@@ -295,19 +332,19 @@ pub fn evaluate(
     fetch: &[ValueRef],
     batch: usize,
 ) -> Result<Vec<f64>, Error> {
-    let empty = || ArrayD::zeros(IxDyn(&[0]));
-    let mut x = BatchFeed::new(session, features, empty())?;
-    let mut y = BatchFeed::new(session, labels, empty())?;
+    let (xb, yb) = data.batch_buffers(0);
+    let mut x = BatchFeed::new(session, features, xb)?;
+    let mut y = BatchFeed::new(session, labels, yb)?;
     let mut out = Vec::with_capacity(fetch.len());
     let mut sums = vec![0.0; fetch.len()];
     let mut rows = 0usize;
-    for (xs, ys) in data.chunks(batch)? {
-        let n = xs.shape()[0];
-        x.fill_from(&xs);
-        y.fill_from(&ys);
-        session
-            .run_with_targets_into(&[x.feed(), y.feed()], fetch, &[], &mut out)
-            .map_err(Error::run("evaluation"))?;
+    for range in data.chunks(batch)? {
+        let n = range.len();
+        data.rows_into(range, &mut x.tensor, &mut y.tensor)?;
+        with_feeds(&x, &y, |feeds| {
+            session.run_with_targets_into(feeds, fetch, &[], &mut out)
+        })
+        .map_err(Error::run("evaluation"))?;
         for (s, v) in sums.iter_mut().zip(&out) {
             *s += v.first_f64().unwrap_or(f64::NAN) * n as f64;
         }
@@ -326,8 +363,14 @@ fn scores(values: Vec<f64>) -> Scores {
 /// Trains the graph at `path` as its `train` section and `opts` say.
 pub fn train(path: &Path, opts: &TrainOptions) -> Result<TrainReport, Error> {
     let loaded = load(path, opts)?;
-    let (data, train_set, test_set) = load_data(&loaded)?;
+    let sets = load_data(&loaded)?;
+    let (data, train_set) = (&sets.spec, &sets.train);
     let p = &loaded.programs;
+    for name in [&data.features, &data.labels] {
+        if let Some(warning) = check_fed(&loaded, name)? {
+            eprintln!("warning: {warning}");
+        }
+    }
     let seed = opts.seed.unwrap_or(loaded.train.seed);
     let batch_size = opts.batch_size.unwrap_or(loaded.train.batch_size);
 
@@ -338,7 +381,13 @@ pub fn train(path: &Path, opts: &TrainOptions) -> Result<TrainReport, Error> {
         .map_err(Error::run("initialization"))?;
     let mut eval = Session::new(p.eval.clone()).map_err(Error::run("the inference program"))?;
 
-    let mut batches = Batches::shuffled_full(train_set.len(), batch_size, seed)?;
+    let mut batches = Batches::new(
+        train_set.len(),
+        batch_size,
+        seed,
+        data.shuffle,
+        data.drop_remainder,
+    )?;
     let per_epoch = batches.batches_per_epoch();
     let total_steps = match (
         opts.steps,
@@ -362,6 +411,10 @@ pub fn train(path: &Path, opts: &TrainOptions) -> Result<TrainReport, Error> {
     let metric_names = p.metrics.clone();
     let mut columns = vec!["epoch".to_string(), "step".into(), "train_loss".into()];
     columns.extend(metric_names.iter().map(|m| format!("train_{m}")));
+    if sets.validation.is_some() {
+        columns.push("val_loss".into());
+        columns.extend(metric_names.iter().map(|m| format!("val_{m}")));
+    }
     columns.push("test_loss".into());
     columns.extend(metric_names.iter().map(|m| format!("test_{m}")));
     columns.push("examples_per_sec".into());
@@ -419,18 +472,25 @@ pub fn train(path: &Path, opts: &TrainOptions) -> Result<TrainReport, Error> {
     let mut epoch_start = Instant::now();
     let mut epoch_examples = 0usize;
     while step < total_steps {
-        gather(&train_set, batches.next_batch(), &mut x, &mut y)?;
-        session
-            .run_with_targets_into(&[x.feed(), y.feed()], &fetch, &[target], &mut out)
-            .map_err(|e| match e {
-                crate::runtime::RunError::NonFinite { node, op } => Error::NonFinite {
-                    step: step + 1,
-                    detail: format!("node '{node}' ({op}) produced NaN or Inf"),
-                },
-                other => Error::run(&format!("step {}", step + 1))(other),
-            })?;
+        let indices = batches.next_batch();
+        if x.tensor.shape().first() != Some(&indices.len()) {
+            // The smaller last batch of an epoch that keeps its remainder, or the full one after it.
+            (x.tensor, y.tensor) = train_set.batch_buffers(indices.len());
+        }
+        let rows = indices.len();
+        gather_rows(train_set, indices, &mut x.tensor, &mut y.tensor)?;
+        with_feeds(&x, &y, |feeds| {
+            session.run_with_targets_into(feeds, &fetch, &[target], &mut out)
+        })
+        .map_err(|e| match e {
+            crate::runtime::RunError::NonFinite { node, op } => Error::NonFinite {
+                step: step + 1,
+                detail: format!("node '{node}' ({op}) produced NaN or Inf"),
+            },
+            other => Error::run(&format!("step {}", step + 1))(other),
+        })?;
         step += 1;
-        epoch_examples += batch_size;
+        epoch_examples += rows;
         let loss = out.first().and_then(Tensor::first_f64).unwrap_or(f64::NAN);
         if !loss.is_finite() {
             return Err(Error::NonFinite {
@@ -456,30 +516,23 @@ pub fn train(path: &Path, opts: &TrainOptions) -> Result<TrainReport, Error> {
                 }
             }
             let eval_batch = 1000.max(batch_size);
-            let train_scores = scores(evaluate(
-                &mut eval,
-                &train_set,
-                &data.features,
-                &data.labels,
-                &eval_fetch,
-                eval_batch,
-            )?);
-            let test_scores = match &test_set {
-                Some(t) => Some(scores(evaluate(
+            let mut score = |set: &Dataset| {
+                evaluate(
                     &mut eval,
-                    t,
+                    set,
                     &data.features,
                     &data.labels,
                     &eval_fetch,
                     eval_batch,
-                )?)),
-                None => None,
+                )
+                .map(scores)
             };
             let report = EpochReport {
                 epoch: step.div_ceil(per_epoch),
                 step,
-                train: train_scores,
-                test: test_scores,
+                train: score(train_set)?,
+                validation: sets.validation.as_ref().map(&mut score).transpose()?,
+                test: sets.test.as_ref().map(&mut score).transpose()?,
                 examples_per_sec: rate,
             };
             let line = epoch_line(&report, &metric_names);
@@ -487,7 +540,11 @@ pub fn train(path: &Path, opts: &TrainOptions) -> Result<TrainReport, Error> {
                 Some(bar) => bar.println(line),
                 None => println!("{line}"),
             }
-            log.push(&metrics_row(&report, metric_names.len()))?;
+            log.push(&metrics_row(
+                &report,
+                metric_names.len(),
+                sets.validation.is_some(),
+            ))?;
             log.write(&out_dir.join("metrics.csv"))?;
             plot(
                 &out_dir.join("curves.png"),
@@ -544,13 +601,18 @@ fn epoch_line(r: &EpochReport, names: &[String]) -> String {
         );
         parts.join(", ")
     };
+    let validation = r
+        .validation
+        .as_ref()
+        .map(|t| format!(" | val {}", fmt(t)))
+        .unwrap_or_default();
     let test = r
         .test
         .as_ref()
         .map(|t| format!(" | test {}", fmt(t)))
         .unwrap_or_default();
     format!(
-        "epoch {:>3} step {:>6} | train {}{test} | {:.0} ex/s",
+        "epoch {:>3} step {:>6} | train {}{validation}{test} | {:.0} ex/s",
         r.epoch,
         r.step,
         fmt(&r.train),
@@ -558,16 +620,20 @@ fn epoch_line(r: &EpochReport, names: &[String]) -> String {
     )
 }
 
-fn metrics_row(r: &EpochReport, n_metrics: usize) -> Vec<f64> {
+fn metrics_row(r: &EpochReport, n_metrics: usize, validation: bool) -> Vec<f64> {
     let mut row = vec![r.epoch as f64, r.step as f64, r.train.loss];
     row.extend(r.train.metrics.iter().copied());
-    match &r.test {
+    let mut push = |scores: &Option<Scores>| match scores {
         Some(t) => {
             row.push(t.loss);
             row.extend(t.metrics.iter().copied());
         }
         None => row.extend(std::iter::repeat_n(f64::NAN, n_metrics + 1)),
+    };
+    if validation {
+        push(&r.validation);
     }
+    push(&r.test);
     row.push(r.examples_per_sec);
     row
 }
@@ -578,10 +644,14 @@ fn plot(path: &Path, title: &str, log: &MetricsLog, metrics: &[String]) -> Resul
         title: "loss".into(),
         x_label: "epoch".into(),
         y_label: "loss".into(),
-        series: [series("train_loss", "train"), series("test_loss", "test")]
-            .into_iter()
-            .flatten()
-            .collect(),
+        series: [
+            series("train_loss", "train"),
+            series("val_loss", "validation"),
+            series("test_loss", "test"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect(),
     }];
     for m in metrics {
         panels.push(Panel {
@@ -590,6 +660,7 @@ fn plot(path: &Path, title: &str, log: &MetricsLog, metrics: &[String]) -> Resul
             y_label: m.clone(),
             series: [
                 series(&format!("train_{m}"), "train"),
+                series(&format!("val_{m}"), "validation"),
                 series(&format!("test_{m}"), "test"),
             ]
             .into_iter()
@@ -642,7 +713,8 @@ pub fn eval(
     batch_size: Option<usize>,
 ) -> Result<(Vec<String>, Scores), Error> {
     let loaded = load(path, &TrainOptions::default())?;
-    let (data, train_set, test_set) = load_data(&loaded)?;
+    let sets = load_data(&loaded)?;
+    let data = &sets.spec;
     let p = &loaded.programs;
     let mut eval = Session::new(p.eval.clone()).map_err(Error::run("the inference program"))?;
     // The checkpoint of a train step also holds optimizer slots; inference needs the model's variables.
@@ -661,7 +733,7 @@ pub fn eval(
         .map(|l| eval.resolve(l))
         .collect::<Result<_, _>>()
         .map_err(Error::run("inference fetches"))?;
-    let set = test_set.as_ref().unwrap_or(&train_set);
+    let set = sets.test.as_ref().unwrap_or(&sets.train);
     let batch = batch_size.unwrap_or(1000);
     let values = evaluate(&mut eval, set, &data.features, &data.labels, &fetch, batch)?;
     Ok((p.metrics.clone(), scores(values)))

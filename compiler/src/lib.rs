@@ -24,7 +24,7 @@ pub mod schema;
 pub mod train;
 
 pub use build::RunNames;
-pub use error::{CompileError, ErrorKind, Result};
+pub use error::{did_you_mean, CompileError, ErrorKind, Result};
 pub use ir::Graph;
 
 use std::collections::BTreeMap;

@@ -281,6 +281,23 @@ pub struct DataSpec {
     pub features: String,
     /// Placeholder fed with the matching labels.
     pub labels: String,
+    /// Draw each epoch's batches in a fresh seeded order (`Dataset.shuffle`);
+    /// `false` takes them in the data's order.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub shuffle: bool,
+    /// Leave out the last batch of an epoch when it would be smaller than
+    /// `batch_size` (`Dataset.batch(drop_remainder=True)`), so every step
+    /// has a full batch; `false` trains on it too.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub drop_remainder: bool,
+    /// The fraction of the training data, taken from its end (Keras's
+    /// `validation_split`), held out and reported each epoch as validation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation_split: Option<f64>,
+}
+
+fn is_true(v: &bool) -> bool {
+    *v
 }
 
 /// Paths are relative to the graph file.
@@ -290,11 +307,15 @@ pub enum DataSource {
     /// The four MNIST IDX files in a directory: images scaled to [0, 1] as
     /// [N, 784], labels one-hot as [N, 10].
     Mnist(String),
-    /// `.npz` files with a features array and a labels array (rows on axis 0).
+    /// `.npz` files with a features array and a labels array (rows on axis 0),
+    /// of any dtype: each is converted once to its placeholder's dtype.
     Npz {
         train: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         test: Option<String>,
+        /// A validation set, reported each epoch beside train and test.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        validation: Option<String>,
         #[serde(default = "npz_x")]
         x: String,
         #[serde(default = "npz_y")]

@@ -39,6 +39,8 @@ pub struct Batches {
     pos: usize,
     /// How many epochs have been started (the next one is numbered this).
     started: u64,
+    /// Whether each epoch has its own order; `false`: `0..n` every epoch.
+    shuffle: bool,
 }
 
 impl Batches {
@@ -59,6 +61,21 @@ impl Batches {
     /// Fails if `n` or `batch_size` is zero, or `batch_size > n`.
     pub fn shuffled_full(n: usize, batch_size: usize, seed: u64) -> Result<Batches, DataError> {
         Self::make(n, batch_size, seed, true)
+    }
+
+    /// Batches as [`Batches::shuffled_full`] (`drop_remainder`) or
+    /// [`Batches::shuffled`], with `shuffle: false` taking the rows in order
+    /// every epoch (`0..batch_size` first) instead.
+    pub fn new(
+        n: usize,
+        batch_size: usize,
+        seed: u64,
+        shuffle: bool,
+        drop_remainder: bool,
+    ) -> Result<Batches, DataError> {
+        let mut b = Self::make(n, batch_size, seed, drop_remainder)?;
+        b.shuffle = shuffle;
+        Ok(b)
     }
 
     fn make(n: usize, batch_size: usize, seed: u64, full: bool) -> Result<Batches, DataError> {
@@ -84,6 +101,7 @@ impl Batches {
             end,
             pos: end,
             started: 0,
+            shuffle: true,
         })
     }
 
@@ -136,7 +154,9 @@ impl Batches {
 
     /// Shuffles `order` for epoch number `started` and moves to its start.
     fn start_epoch(&mut self) {
-        permute(&mut self.order, self.seed, self.started);
+        if self.shuffle {
+            permute(&mut self.order, self.seed, self.started);
+        }
         self.started = self.started.saturating_add(1);
         self.pos = 0;
     }
@@ -274,6 +294,24 @@ mod tests {
         let mut all: Vec<usize> = batches.concat();
         all.sort_unstable();
         all
+    }
+
+    #[test]
+    fn in_order_batches_with_and_without_the_remainder() {
+        let mut b = Batches::new(5, 2, 7, false, false).unwrap();
+        assert_eq!(epoch_of(&mut b), vec![vec![0, 1], vec![2, 3], vec![4]]);
+        assert_eq!(epoch_of(&mut b), vec![vec![0, 1], vec![2, 3], vec![4]]);
+        let mut b = Batches::new(5, 2, 7, false, true).unwrap();
+        assert_eq!(b.batches_per_epoch(), 2);
+        assert_eq!(epoch_of(&mut b), vec![vec![0, 1], vec![2, 3]]);
+        let mut b = Batches::new(5, 2, 7, true, false).unwrap();
+        assert_eq!(b.batches_per_epoch(), 3);
+        let epoch = epoch_of(&mut b);
+        assert_eq!(
+            epoch.iter().map(Vec::len).collect::<Vec<_>>(),
+            vec![2, 2, 1]
+        );
+        assert_eq!(sorted(&epoch), vec![0, 1, 2, 3, 4]);
     }
 
     #[test]

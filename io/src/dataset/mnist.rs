@@ -84,7 +84,7 @@ impl Mnist {
 /// Builds a data set from images and their labels, one-hot encoded.
 fn to_dataset(images: Array2<f32>, labels: &[u8]) -> Result<Dataset, DataError> {
     let hot = one_hot(labels, Mnist::CLASSES)?;
-    Dataset::new(images.into_dyn(), hot.into_dyn())
+    Dataset::from_f32(images.into_dyn(), hot.into_dyn())
 }
 
 /// Finds `name.gz` or `name` in `dir`.
@@ -195,7 +195,7 @@ mod tests {
         assert_eq!(m.train_images[[2, 100]], 2.0 / 255.0);
         let (train, test) = m.into_datasets().unwrap();
         assert_eq!(train.labels().shape(), &[12, 10]);
-        assert_eq!(train.labels()[[11, 1]], 1.0);
+        assert_eq!(train.labels().to_f64_array()[[11, 1]], 1.0);
         assert_eq!(test.len(), 3);
     }
 
