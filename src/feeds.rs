@@ -70,3 +70,18 @@ pub fn write_npy(path: &Path, t: &Tensor) -> Result<(), Error> {
     crate::runtime::io::write_atomic_synced(path, &buf, false)
         .map_err(|e| Error::Io(format!("{}: {e}", path.display())))
 }
+
+/// A value's label as a file name stem: letters, digits, `_` and `-` kept,
+/// anything else (`(`, `/`, `:`) made `_`: `d(loss)/d(w)` is `d_loss__d_w_`.
+pub fn file_stem(label: &str) -> String {
+    label
+        .chars()
+        .map(|c| {
+            if c.is_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}

@@ -109,8 +109,10 @@ enum Command {
         /// Seed of the variables' initializers (used unless --checkpoint gives a variable's value).
         #[arg(long, default_value_t = 0)]
         seed: u64,
-        /// Start the variables from this safetensors checkpoint (tensors the program has no variable for, such as a train step's optimizer slots, are ignored).
-        #[arg(long, value_name = "FILE")]
+        /// Start the variables from this safetensors checkpoint, or the checkpoint.safetensors
+        /// of this directory (tensors the program has no variable for, such as a train step's
+        /// optimizer slots, are ignored).
+        #[arg(long, value_name = "PATH")]
         checkpoint: Option<PathBuf>,
         /// After the run, write every variable to this safetensors checkpoint, atomically.
         #[arg(long, value_name = "FILE")]
@@ -118,6 +120,11 @@ enum Command {
         /// Run the fetches this many times, the variables carried from one run to the next; print the last run's values.
         #[arg(long, default_value_t = 1)]
         steps: usize,
+        /// Run the inference program of a graph with a train section (its training flag 0,
+        /// no update op); without --fetch, print the outputs that the feeds determine (or, when
+        /// none is, the last values they do, such as the logits before a loss reads the labels).
+        #[arg(long)]
+        inference: bool,
     },
     /// Train a graph with a train section: one compiled train step per batch,
     /// test metrics per epoch, metrics CSV, plot, checkpoints.
@@ -138,10 +145,11 @@ enum Command {
         /// results do not depend on it).
         #[arg(long, default_value_t = 1)]
         threads: usize,
-        /// Directory for checkpoint.safetensors, written atomically after every epoch.
-        #[arg(long, value_name = "DIR")]
+        /// Where the checkpoint is written atomically after every epoch: a directory (its
+        /// checkpoint.safetensors) or a FILE.safetensors.
+        #[arg(long, value_name = "PATH")]
         checkpoint: Option<PathBuf>,
-        /// Continue from the checkpoint in --checkpoint DIR.
+        /// Continue from the --checkpoint.
         #[arg(long, requires = "checkpoint")]
         resume: bool,
         /// Check every node's output for NaN/Inf and name the first node that makes one.
@@ -153,10 +161,19 @@ enum Command {
         /// No progress bar.
         #[arg(long)]
         quiet: bool,
+        /// Every N steps: a row of steps.csv in --out (step, the batch's loss and metrics,
+        /// learning rate, examples/s), a printed line under --quiet, and the --fetch values.
+        #[arg(long, value_name = "N", allow_negative_numbers = true)]
+        log_every: Option<i64>,
+        /// A name in the train step (a hook such as `d(loss)/d(h)`, a layer's `bn/moving_mean`)
+        /// written every --log-every steps to <out>/fetched/<name>.step<k>.npy; repeatable.
+        #[arg(long = "fetch", value_name = "NAME", requires = "log_every")]
+        fetch: Vec<String>,
     },
     /// Evaluate the test set with the inference program and a checkpoint's variables.
     Eval {
         file: PathBuf,
+        /// A safetensors checkpoint, or a directory `gradc train --checkpoint` wrote one to.
         #[arg(long, value_name = "PATH")]
         checkpoint: PathBuf,
         #[arg(long)]
@@ -265,10 +282,20 @@ fn load_inference_graph(file: &Path) -> Result<Graph, Error> {
 /// A graph file is compiled for the run: what `fetches` name is kept, and
 /// every fed node is a cut point the optimizer treats as a placeholder. A
 /// saved program is loaded as it is.
-fn load_program(file: &Path, feeds: &[String], fetches: &[String]) -> Result<Program, Error> {
+fn load_program(
+    file: &Path,
+    feeds: &[String],
+    fetches: &[String],
+    inference: bool,
+) -> Result<Program, Error> {
     let name = file.display().to_string();
     let text = std::fs::read_to_string(file).map_err(|e| Error::Io(format!("{name}: {e}")))?;
     if Program::is_program_text(&text) {
+        if inference {
+            return Err(Error::Usage(format!(
+                "{name} is a compiled program: --inference compiles the inference program of a graph file"
+            )));
+        }
         return Program::from_ron(&text).map_err(|e| {
             Error::Program(ProgramError::File {
                 path: file.to_path_buf(),
@@ -286,9 +313,72 @@ fn load_program(file: &Path, feeds: &[String], fetches: &[String]) -> Result<Pro
         fetches: &fetched,
         feeds: &fed,
     };
+    if inference && spec.train.is_none() {
+        return Err(Error::Usage(format!(
+            "{name}: --inference needs a graph with a train section"
+        )));
+    }
     let source = Source::file(&spec, &text, &name);
-    Ok(Compiler::new(source).run_names(names).compile()?.program)
+    let compiler = Compiler::new(source).run_names(names);
+    let compiler = if inference {
+        compiler.inference()
+    } else {
+        compiler
+    };
+    Ok(compiler.compile()?.program)
 }
+
+/// The program's outputs that `fed` determine: those that depend on no
+/// other placeholder (what an inference program can say about an input
+/// without its labels). When no output is, the values at the edge of what
+/// the feeds determine instead: computed nodes none of whose readers is
+/// determined (in a classifier, the logits before the loss reads the labels).
+fn outputs_of(program: &Program, fed: &[&str]) -> Vec<String> {
+    use gradc::runtime::Op;
+    let mut known = vec![false; program.instrs.len()];
+    let mut read_by_known = vec![false; program.instrs.len()];
+    for (k, i) in program.instrs.iter().enumerate() {
+        known[k] = match i.op {
+            Op::Placeholder { .. } => fed.contains(&i.name.as_str()),
+            _ => i
+                .inputs
+                .iter()
+                .all(|v| known.get(v.node).copied().unwrap_or(false)),
+        };
+        if known[k] {
+            for v in &i.inputs {
+                if let Some(r) = read_by_known.get_mut(v.node) {
+                    *r = true;
+                }
+            }
+        }
+    }
+    let outputs: Vec<String> = program
+        .outputs
+        .iter()
+        .filter(|o| known.get(o.value.node).copied().unwrap_or(false))
+        .map(|o| o.label.clone())
+        .collect();
+    if !outputs.is_empty() {
+        return outputs;
+    }
+    program
+        .instrs
+        .iter()
+        .enumerate()
+        .filter(|&(k, i)| {
+            known[k]
+                && !read_by_known[k]
+                && !i.inputs.is_empty()
+                && !matches!(
+                    i.op,
+                    Op::Placeholder { .. } | Op::Variable { .. } | Op::Const(_)
+                )
+        })
+        .map(|(_, i)| i.name.clone())
+        .collect()
+}
+
 fn run(command: Command) -> Result<ExitCode, Error> {
     match command {
         Command::Check { file } => {
@@ -435,17 +525,38 @@ fn run(command: Command) -> Result<ExitCode, Error> {
             checkpoint,
             save_checkpoint,
             steps,
+            inference,
         } => {
             if steps == 0 {
                 return Err(Error::Usage("--steps must be at least 1".into()));
             }
-            let program = load_program(&file, &feeds, &fetches)?;
-            let feeds = feeds::parse_feeds(&program, &feeds)?;
-            let labels: Vec<String> = if fetches.is_empty() {
-                program.outputs.iter().map(|o| o.label.clone()).collect()
-            } else {
-                fetches
+            let program = load_program(&file, &feeds, &fetches, inference)?;
+            let fed: Vec<&str> = feeds
+                .iter()
+                .map(|f| f.split_once('=').map_or(f.as_str(), |(n, _)| n))
+                .collect();
+            let labels: Vec<String> = match (fetches.is_empty(), inference) {
+                (false, _) => fetches,
+                (true, false) => program.outputs.iter().map(|o| o.label.clone()).collect(),
+                (true, true) => {
+                    let labels = outputs_of(&program, &fed);
+                    if labels.is_empty() {
+                        let needed: Vec<&str> = program
+                            .instrs
+                            .iter()
+                            .filter(|i| matches!(i.op, gradc::runtime::Op::Placeholder { .. }))
+                            .map(|i| i.name.as_str())
+                            .filter(|n| !fed.contains(n))
+                            .collect();
+                        return Err(Error::Usage(format!(
+                            "nothing in the inference program is determined by the feeds; feed {}, or name a node with --fetch",
+                            needed.join(", ")
+                        )));
+                    }
+                    labels
+                }
             };
+            let feeds = feeds::parse_feeds(&program, &feeds)?;
             let mut session = Session::new(program).map_err(Error::run("loading the program"))?;
             let refs: Vec<ValueRef> = labels
                 .iter()
@@ -456,7 +567,7 @@ fn run(command: Command) -> Result<ExitCode, Error> {
                 .initialize(seed)
                 .map_err(Error::run("initialization"))?;
             if let Some(path) = &checkpoint {
-                restore(&mut session, path)?;
+                restore(&mut session, &train::checkpoint_file(path))?;
             }
             let mut values = Vec::new();
             for _ in 0..steps {
@@ -483,17 +594,8 @@ fn run(command: Command) -> Result<ExitCode, Error> {
             for (label, value) in labels.iter().zip(&values) {
                 gradc::runtime::each!(value, a => say!("{label} = {a}"));
                 if let Some(dir) = &npy_dir {
-                    let safe: String = label
-                        .chars()
-                        .map(|c| {
-                            if c.is_alphanumeric() || c == '_' || c == '-' {
-                                c
-                            } else {
-                                '_'
-                            }
-                        })
-                        .collect();
-                    feeds::write_npy(&dir.join(format!("{safe}.npy")), value)?;
+                    let file = format!("{}.npy", feeds::file_stem(label));
+                    feeds::write_npy(&dir.join(file), value)?;
                 }
             }
             if let Some(dir) = &npy_dir {
@@ -514,8 +616,17 @@ fn run(command: Command) -> Result<ExitCode, Error> {
             check_numerics,
             out,
             quiet,
+            log_every,
+            fetch,
         } => {
             set_threads(threads)?;
+            let log_every = log_every
+                .map(|n| {
+                    usize::try_from(n).ok().filter(|&n| n > 0).ok_or_else(|| {
+                        Error::Usage(format!("--log-every must be at least 1, got {n}"))
+                    })
+                })
+                .transpose()?;
             let opts = train::TrainOptions {
                 steps,
                 epochs,
@@ -527,6 +638,8 @@ fn run(command: Command) -> Result<ExitCode, Error> {
                 check_numerics,
                 out_dir: out,
                 progress: !quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+                log_every,
+                fetch,
             };
             let report = gradc::runtime::with_threads(|| train::train(&file, &opts))?;
             say!("trained {} steps", report.steps);

@@ -22,9 +22,10 @@ pub struct TrainOptions {
     pub batch_size: Option<usize>,
     pub learning_rate: Option<f64>,
     pub seed: Option<u64>,
-    /// Where checkpoints go (`checkpoint.safetensors`); none: no checkpoints.
+    /// Where checkpoints go: a directory (its `checkpoint.safetensors`) or a
+    /// `.safetensors` file (see [`checkpoint_file`]); none: no checkpoints.
     pub checkpoint_dir: Option<PathBuf>,
-    /// Continue from the checkpoint in `checkpoint_dir`.
+    /// Continue from the checkpoint `checkpoint_dir` names.
     pub resume: bool,
     /// Check every node's output for NaN/Inf and name the first that makes one.
     pub check_numerics: bool,
@@ -32,6 +33,14 @@ pub struct TrainOptions {
     pub out_dir: Option<PathBuf>,
     /// Show a progress bar.
     pub progress: bool,
+    /// Every this many steps: a row of `steps.csv` (the batch's loss and
+    /// metrics, the learning rate, examples per second), a printed line when
+    /// there is no progress bar, and the `fetch` values as `.npy` files.
+    pub log_every: Option<usize>,
+    /// Names in the train step (a hook's `d(loss)/d(h)`, a layer's
+    /// `bn/moving_mean`) written every `log_every` steps to
+    /// `<out>/fetched/<name>.step<k>.npy`.
+    pub fetch: Vec<String>,
 }
 
 /// One row of the metrics: the state after an epoch (or at the end).
@@ -402,10 +411,7 @@ pub fn train(path: &Path, opts: &TrainOptions) -> Result<TrainReport, Error> {
         (None, None, None, None) => per_epoch,
     };
 
-    let ckpt_path = opts
-        .checkpoint_dir
-        .as_ref()
-        .map(|d| d.join("checkpoint.safetensors"));
+    let ckpt_path = opts.checkpoint_dir.as_deref().map(checkpoint_file);
     let mut step = 0usize;
     let mut history: Vec<EpochReport> = Vec::new();
     let metric_names = p.metrics.clone();
@@ -425,7 +431,7 @@ pub fn train(path: &Path, opts: &TrainOptions) -> Result<TrainReport, Error> {
         .unwrap_or_else(|| PathBuf::from("runs").join(&loaded.spec.name));
     std::fs::create_dir_all(&out_dir)
         .map_err(|e| Error::Io(format!("{}: {e}", out_dir.display())))?;
-    if let Some(dir) = &opts.checkpoint_dir {
+    if let Some(dir) = ckpt_path.as_deref().and_then(Path::parent) {
         std::fs::create_dir_all(dir).map_err(|e| Error::Io(format!("{}: {e}", dir.display())))?;
     }
 
@@ -461,6 +467,22 @@ pub fn train(path: &Path, opts: &TrainOptions) -> Result<TrainReport, Error> {
         .collect::<Result<_, _>>()
         .map_err(Error::run("inference fetches"))?;
     fetch.truncate(1);
+    let mut step_log = match opts.log_every {
+        Some(0) => return Err(Error::Usage("--log-every must be at least 1".into())),
+        Some(every) => Some(StepLog::new(
+            &session,
+            p,
+            &opts.fetch,
+            every,
+            &out_dir,
+            opts.resume.then_some(step),
+        )?),
+        None if !opts.fetch.is_empty() => {
+            return Err(Error::Usage("--fetch needs --log-every N".into()))
+        }
+        None => None,
+    };
+    let mut log_start = (Instant::now(), 0usize);
     // Resolved once; every step refills the same buffers and fetches the loss
     // into the same tensor, so the loop allocates nothing per step.
     let (xb, yb) = train_set.batch_buffers(batch_size);
@@ -479,8 +501,12 @@ pub fn train(path: &Path, opts: &TrainOptions) -> Result<TrainReport, Error> {
         }
         let rows = indices.len();
         gather_rows(train_set, indices, &mut x.tensor, &mut y.tensor)?;
+        let logged = step_log
+            .as_ref()
+            .filter(|l| (step + 1).is_multiple_of(l.every));
+        let fetches = logged.map_or(&fetch[..], |l| &l.fetch[..]);
         with_feeds(&x, &y, |feeds| {
-            session.run_with_targets_into(feeds, &fetch, &[target], &mut out)
+            session.run_with_targets_into(feeds, fetches, &[target], &mut out)
         })
         .map_err(|e| match e {
             crate::runtime::RunError::NonFinite { node, op } => Error::NonFinite {
@@ -497,6 +523,17 @@ pub fn train(path: &Path, opts: &TrainOptions) -> Result<TrainReport, Error> {
                 step,
                 detail: format!("the loss is {loss}; run again with --check-numerics to name the first node that produces it"),
             });
+        }
+        if let Some(l) = step_log.as_mut().filter(|l| step.is_multiple_of(l.every)) {
+            let examples = log_start.1 + rows;
+            let rate = examples as f64 / log_start.0.elapsed().as_secs_f64().max(1e-9);
+            let line = l.record(step, &out, rate)?;
+            if bar.is_none() {
+                println!("{line}");
+            }
+            log_start = (Instant::now(), 0);
+        } else {
+            log_start.1 += rows;
         }
         if let Some(bar) = &bar {
             bar.set_position(step as u64);
@@ -546,10 +583,14 @@ pub fn train(path: &Path, opts: &TrainOptions) -> Result<TrainReport, Error> {
                 sets.validation.is_some(),
             ))?;
             log.write(&out_dir.join("metrics.csv"))?;
+            if let Some(l) = &step_log {
+                l.rows.write(&out_dir.join("steps.csv"))?;
+            }
             plot(
                 &out_dir.join("curves.png"),
                 &loaded.spec.name,
                 &log,
+                step_log.as_ref().map(|l| &l.rows),
                 &metric_names,
             )?;
             if let Some(path) = &ckpt_path {
@@ -638,7 +679,13 @@ fn metrics_row(r: &EpochReport, n_metrics: usize, validation: bool) -> Vec<f64> 
     row
 }
 
-fn plot(path: &Path, title: &str, log: &MetricsLog, metrics: &[String]) -> Result<(), Error> {
+fn plot(
+    path: &Path,
+    title: &str,
+    log: &MetricsLog,
+    steps: Option<&MetricsLog>,
+    metrics: &[String],
+) -> Result<(), Error> {
     let series = |col: &str, name: &str| log.points("epoch", col).map(|p| Series::new(name, p));
     let mut panels = vec![Panel {
         title: "loss".into(),
@@ -653,6 +700,14 @@ fn plot(path: &Path, title: &str, log: &MetricsLog, metrics: &[String]) -> Resul
         .flatten()
         .collect(),
     }];
+    if let Some(points) = steps.and_then(|s| s.points("step", "loss")) {
+        panels.push(Panel {
+            title: "loss per step (the batch's)".into(),
+            x_label: "step".into(),
+            y_label: "loss".into(),
+            series: vec![Series::new("train", points)],
+        });
+    }
     for m in metrics {
         panels.push(Panel {
             title: m.clone(),
@@ -670,6 +725,118 @@ fn plot(path: &Path, title: &str, log: &MetricsLog, metrics: &[String]) -> Resul
     }
     plot_curves(path, title, &panels)?;
     Ok(())
+}
+
+/// The per-step log of `--log-every`: what a logged step fetches, and the
+/// rows of `steps.csv`.
+struct StepLog {
+    every: usize,
+    /// The loss, the metrics, the learning rate (when the program offers
+    /// it), then the `--fetch` names.
+    fetch: Vec<ValueRef>,
+    metrics: usize,
+    learning_rate: bool,
+    /// The `--fetch` names, and where their files go.
+    fetched: Vec<String>,
+    dir: PathBuf,
+    rows: MetricsLog,
+}
+
+impl StepLog {
+    fn new(
+        session: &Session,
+        p: &TrainPrograms,
+        names: &[String],
+        every: usize,
+        out_dir: &Path,
+        resumed_at: Option<usize>,
+    ) -> Result<StepLog, Error> {
+        let mut columns = vec!["step".to_string(), "loss".into()];
+        columns.extend(p.metrics.iter().cloned());
+        let reported: Vec<&String> = std::iter::once(&p.loss)
+            .chain(&p.metrics)
+            .chain(&p.learning_rate)
+            .collect();
+        if p.learning_rate.is_some() {
+            columns.push("learning_rate".into());
+        }
+        columns.push("examples_per_sec".into());
+        let mut fetch = Vec::with_capacity(reported.len() + names.len());
+        for name in reported.iter().copied().chain(names) {
+            fetch.push(
+                session
+                    .resolve(name)
+                    .map_err(Error::run(&format!("--fetch {name}")))?,
+            );
+        }
+        let path = out_dir.join("steps.csv");
+        let rows = match resumed_at {
+            Some(step) if path.exists() => {
+                let mut rows = MetricsLog::read(&path)?;
+                rows.retain(|row| row.first().is_some_and(|&s| s <= step as f64));
+                rows
+            }
+            _ => MetricsLog::new(&columns)?,
+        };
+        let dir = out_dir.join("fetched");
+        if !names.is_empty() {
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| Error::Io(format!("{}: {e}", dir.display())))?;
+        }
+        Ok(StepLog {
+            every,
+            fetch,
+            metrics: p.metrics.len(),
+            learning_rate: p.learning_rate.is_some(),
+            fetched: names.to_vec(),
+            dir,
+            rows,
+        })
+    }
+
+    /// Records step `step` from the fetched `values`; returns its line.
+    fn record(&mut self, step: usize, values: &[Tensor], rate: f64) -> Result<String, Error> {
+        let scalar = |i: usize| {
+            values
+                .get(i)
+                .and_then(Tensor::first_f64)
+                .unwrap_or(f64::NAN)
+        };
+        let reported = 1 + self.metrics + usize::from(self.learning_rate);
+        let mut row = vec![step as f64];
+        row.extend((0..reported).map(scalar));
+        row.push(rate);
+        self.rows.push(&row)?;
+        let columns = &self.rows.columns()[1..];
+        let mut line = format!("step {step:>6} |");
+        for (name, v) in columns.iter().zip(&row[1..]) {
+            match name.as_str() {
+                "examples_per_sec" => line.push_str(&format!(" {v:.0} ex/s")),
+                "learning_rate" => line.push_str(&format!(" lr {v:.4e}")),
+                _ => line.push_str(&format!(" {name} {v:.4}")),
+            }
+        }
+        for (name, value) in self
+            .fetched
+            .iter()
+            .zip(&values[reported.min(values.len())..])
+        {
+            let file = format!("{}.step{step}.npy", crate::feeds::file_stem(name));
+            crate::feeds::write_npy(&self.dir.join(file), value)?;
+        }
+        Ok(line)
+    }
+}
+
+/// The checkpoint file that `--checkpoint PATH` names, for every command
+/// that takes one: PATH itself when it is a file or ends in `.safetensors`,
+/// else `PATH/checkpoint.safetensors` (the directory `gradc train` writes to).
+pub fn checkpoint_file(path: &Path) -> PathBuf {
+    if path.is_file() || path.extension().is_some_and(|e| e == "safetensors") {
+        path.to_path_buf()
+    } else {
+        path.join("checkpoint.safetensors")
+    }
 }
 
 /// The step a checkpoint was saved at, from its `step` metadata: a whole
@@ -718,6 +885,7 @@ pub fn eval(
     let p = &loaded.programs;
     let mut eval = Session::new(p.eval.clone()).map_err(Error::run("the inference program"))?;
     // The checkpoint of a train step also holds optimizer slots; inference needs the model's variables.
+    let checkpoint_path = &checkpoint_file(checkpoint_path);
     let mut ckpt = checkpoint::load(checkpoint_path)?;
     let expected = eval.variable_types();
     ckpt.tensors

@@ -300,3 +300,77 @@ fn fed_names_are_checked_and_an_unread_placeholder_is_a_warning() {
         stderr(&o)
     );
 }
+
+#[test]
+fn log_every_writes_steps_csv_prints_lines_and_fetched_values() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = regression(
+        dir.path(),
+        4,
+        ", shuffle: false",
+        "batch_size: 2, steps: 6, hooks: [\"err\"], learning_rate_schedule: PiecewiseConstant(boundaries: [2], values: [0.1, 0.01])",
+    );
+    let out = dir.path().join("out");
+    let args = |extra: &[&'static str]| {
+        let mut a = vec![
+            "train".to_string(),
+            path.display().to_string(),
+            "--quiet".into(),
+            "--out".into(),
+            out.display().to_string(),
+        ];
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    let run = |a: Vec<String>| gradc(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    let o = run(args(&[
+        "--log-every",
+        "2",
+        "--fetch",
+        "d(loss)/d(err)",
+        "--fetch",
+        "w",
+    ]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let lines: Vec<&str> = stdout.lines().filter(|l| l.starts_with("step")).collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    assert!(
+        lines[0].contains("loss") && lines[0].contains("lr 1.0000e-1"),
+        "{}",
+        lines[0]
+    );
+    // global_step 3 (the fourth step) is past the boundary 2.
+    assert!(lines[1].contains("lr 1.0000e-2"), "{}", lines[1]);
+    let csv = std::fs::read_to_string(out.join("steps.csv")).expect("steps.csv");
+    let mut rows = csv.lines();
+    assert_eq!(
+        rows.next(),
+        Some("step,loss,learning_rate,examples_per_sec")
+    );
+    let steps: Vec<&str> = rows.map(|r| r.split(',').next().unwrap_or("")).collect();
+    assert_eq!(steps, vec!["2", "4", "6"]);
+    // The hook's gradient, d(mean(err^2))/d(err) = err, a [2, 1] batch.
+    let hook: ndarray::ArrayD<f64> =
+        ndarray_npy::read_npy(out.join("fetched/d_loss__d_err_.step2.npy")).expect("hook");
+    assert_eq!(hook.shape(), &[2, 1]);
+    let w: ndarray::ArrayD<f64> =
+        ndarray_npy::read_npy(out.join("fetched/w.step6.npy")).expect("w");
+    assert_eq!(w.shape(), &[1, 1]);
+
+    for (bad, message) in [
+        (vec!["--log-every", "0"], "--log-every must be at least 1"),
+        (
+            vec!["--log-every", "-2"],
+            "--log-every must be at least 1, got -2",
+        ),
+        (vec!["--log-every", "1", "--fetch", "nope"], "--fetch nope"),
+        (vec!["--fetch", "w"], "--log-every"),
+    ] {
+        let mut a = args(&[]);
+        a.extend(bad.iter().map(|s| s.to_string()));
+        let o = run(a);
+        assert!(!o.status.success(), "{bad:?}");
+        assert!(stderr(&o).contains(message), "{bad:?}: {}", stderr(&o));
+    }
+}

@@ -92,6 +92,9 @@ impl TensorRef {
 pub const GLOBAL_VARIABLES: &str = "GLOBAL_VARIABLES";
 /// The collection of trainable variables (`tf.GraphKeys.TRAINABLE_VARIABLES`).
 pub const TRAINABLE_VARIABLES: &str = "TRAINABLE_VARIABLES";
+/// The label under which a train step offers its learning rate.
+pub const LEARNING_RATE: &str = "train/learning_rate";
+
 /// Ops every train step runs (`tf.GraphKeys.UPDATE_OPS`), e.g. moving averages.
 pub const UPDATE_OPS: &str = "UPDATE_OPS";
 
@@ -105,8 +108,30 @@ pub struct TrainInfo {
     pub metrics: Vec<(String, TensorRef)>,
     /// Gradients of the loss w.r.t. intermediate tensors, labelled `d(loss)/d(t)`.
     pub hooks: Vec<(String, TensorRef)>,
+    /// The optimizer's learning rate in this step (scheduled or constant),
+    /// labelled [`LEARNING_RATE`].
+    pub learning_rate: Option<(String, TensorRef)>,
     /// The trained variables, in order.
     pub var_list: Vec<NodeIndex>,
+}
+
+impl TrainInfo {
+    /// Every tensor the train step reports by label: the loss, the metrics,
+    /// the hooks and the learning rate, in the train program's output order.
+    pub fn reported(&self) -> impl Iterator<Item = &(String, TensorRef)> {
+        std::iter::once(&self.loss)
+            .chain(&self.metrics)
+            .chain(&self.hooks)
+            .chain(&self.learning_rate)
+    }
+
+    /// [`TrainInfo::reported`], to rewrite.
+    pub fn reported_mut(&mut self) -> impl Iterator<Item = &mut (String, TensorRef)> {
+        std::iter::once(&mut self.loss)
+            .chain(&mut self.metrics)
+            .chain(&mut self.hooks)
+            .chain(&mut self.learning_rate)
+    }
 }
 
 /// One result of a gradient request: `name` is `d(of)/d(wrt)`.
@@ -692,12 +717,7 @@ impl Graph {
         self.outputs.iter_mut().for_each(|(_, t)| swap(t));
         self.gradients.iter_mut().for_each(|r| swap(&mut r.value));
         if let Some(train) = &mut self.train {
-            swap(&mut train.loss.1);
-            train
-                .metrics
-                .iter_mut()
-                .chain(&mut train.hooks)
-                .for_each(|(_, t)| swap(t));
+            train.reported_mut().for_each(|(_, t)| swap(t));
         }
         used
     }
@@ -739,9 +759,10 @@ impl Graph {
     pub fn is_named(&self, t: TensorRef) -> bool {
         self.outputs.iter().any(|(_, o)| *o == t)
             || self.gradients.iter().any(|r| r.value == t)
-            || self.train.as_ref().is_some_and(|tr| {
-                tr.loss.1 == t || tr.metrics.iter().chain(&tr.hooks).any(|(_, m)| *m == t)
-            })
+            || self
+                .train
+                .as_ref()
+                .is_some_and(|tr| tr.reported().any(|(_, m)| *m == t))
     }
 
     /// Whether every data use of `t` is by a node `inside` accepts: stops at

@@ -148,6 +148,8 @@ pub struct TrainPrograms {
     pub train_op: String,
     pub loss: String,
     pub metrics: Vec<String>,
+    /// The label of the learning rate a step uses, to fetch from `train`.
+    pub learning_rate: Option<String>,
 }
 
 impl<'a> Compiler<'a> {
@@ -467,10 +469,7 @@ fn programs(
             "the graph has no train section",
         ));
     };
-    let mut reported = vec![info.loss.clone()];
-    reported.extend(info.metrics.iter().cloned());
-    reported.extend(info.hooks.iter().cloned());
-    train_g.outputs = reported;
+    train_g.outputs = info.reported().cloned().collect();
     let train_op = train_g.node(info.train_op).name.clone();
     Ok(TrainPrograms {
         train: lower::lower_owned(train_g)?,
@@ -480,6 +479,7 @@ fn programs(
         train_op,
         loss: info.loss.0.clone(),
         metrics: info.metrics.iter().map(|(l, _)| l.clone()).collect(),
+        learning_rate: info.learning_rate.map(|(l, _)| l),
     })
 }
 

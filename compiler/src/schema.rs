@@ -249,6 +249,18 @@ fn adam_epsilon() -> f64 {
 }
 
 impl OptimizerSpec {
+    /// Its name, which scopes its nodes (`Adam/update_w`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            OptimizerSpec::GradientDescent { .. } => "GradientDescent",
+            OptimizerSpec::Momentum { .. } => "Momentum",
+            OptimizerSpec::Adam { .. } => "Adam",
+            OptimizerSpec::AdamW { .. } => "AdamW",
+            OptimizerSpec::RMSProp { .. } => "RMSProp",
+            OptimizerSpec::Adagrad { .. } => "Adagrad",
+        }
+    }
+
     pub fn learning_rate(&self) -> f64 {
         match self {
             OptimizerSpec::GradientDescent { learning_rate }

@@ -16,7 +16,8 @@ use crate::builder::Ctx;
 use crate::error::{did_you_mean, CompileError, ErrorKind, Result};
 use crate::grad;
 use crate::ir::{
-    Graph, Role, TensorRef, TrainInfo, GLOBAL_VARIABLES, TRAINABLE_VARIABLES, UPDATE_OPS,
+    Graph, Role, TensorRef, TrainInfo, GLOBAL_VARIABLES, LEARNING_RATE, TRAINABLE_VARIABLES,
+    UPDATE_OPS,
 };
 use crate::schema::{OptimizerSpec, Schedule, TrainSpec};
 use foldhash::HashMap;
@@ -142,7 +143,7 @@ pub fn build_train(
         given: spec.hyperparameter_dtype,
         schedule,
     };
-    let mut updates = apply(g, &spec.optimizer, &hyper, &vars, &grads, dtype)?;
+    let (mut updates, learning_rate) = apply(g, &spec.optimizer, &hyper, &vars, &grads, dtype)?;
     if let Some((_, step)) = schedule {
         let one = g.add(
             g.unique_name("global_step/one"),
@@ -173,6 +174,7 @@ pub fn build_train(
         loss: (spec.loss.clone(), loss),
         metrics,
         hooks,
+        learning_rate: learning_rate.map(|t| (LEARNING_RATE.to_string(), t)),
         var_list,
     });
     Ok(())
@@ -433,7 +435,8 @@ fn scheduled(
     }
 }
 
-/// The update ops of `opt` for each (variable, gradient); returns the nodes to run.
+/// The update ops of `opt` for each (variable, gradient); returns the nodes
+/// to run, and the learning rate tensor (scheduled or constant).
 fn apply(
     g: &mut Graph,
     opt: &OptimizerSpec,
@@ -441,12 +444,12 @@ fn apply(
     vars: &[TensorRef],
     grads: &[TensorRef],
     dtype: DType,
-) -> Result<Vec<NodeIndex>> {
+) -> Result<(Vec<NodeIndex>, Option<TensorRef>)> {
     let mut updates = Vec::with_capacity(vars.len() + 2);
+    let mut hyper = Hyper::new(opt.name(), hyper_spec);
     match *opt {
         // w -= lr * g, one ApplyGradientDescent per variable
         OptimizerSpec::GradientDescent { learning_rate } => {
-            let mut hyper = Hyper::new("GradientDescent", hyper_spec);
             for (&w, &gr) in vars.iter().zip(grads) {
                 let lr = hyper.get(g, "learning_rate", learning_rate, w)?;
                 let name = g.node(w.node).name.clone();
@@ -461,7 +464,6 @@ fn apply(
             momentum,
             use_nesterov,
         } => {
-            let mut hyper = Hyper::new("Momentum", hyper_spec);
             for (&w, &gr) in vars.iter().zip(grads) {
                 let lr = hyper.get(g, "learning_rate", learning_rate, w)?;
                 let mu = hyper.get(g, "momentum", momentum, w)?;
@@ -486,14 +488,13 @@ fn apply(
             epsilon,
         } => {
             let adam = AdamSpec {
-                scope: "Adam",
                 learning_rate,
                 beta1,
                 beta2,
                 epsilon,
                 weight_decay: None,
             };
-            updates.extend(apply_adam(g, &adam, hyper_spec, vars, grads, dtype)?);
+            updates.extend(apply_adam(g, &adam, &mut hyper, vars, grads, dtype)?);
         }
         OptimizerSpec::AdamW {
             weight_decay,
@@ -503,14 +504,13 @@ fn apply(
             epsilon,
         } => {
             let adam = AdamSpec {
-                scope: "AdamW",
                 learning_rate,
                 beta1,
                 beta2,
                 epsilon,
                 weight_decay: Some(weight_decay),
             };
-            updates.extend(apply_adam(g, &adam, hyper_spec, vars, grads, dtype)?);
+            updates.extend(apply_adam(g, &adam, &mut hyper, vars, grads, dtype)?);
         }
         // ms += (g^2 - ms)(1 - decay); [centered: mg += (g - mg)(1 - decay)];
         // mom = momentum * mom + lr * g / sqrt(ms [- mg^2] + epsilon); w -= mom
@@ -521,7 +521,6 @@ fn apply(
             epsilon,
             centered,
         } => {
-            let mut hyper = Hyper::new("RMSProp", hyper_spec);
             for (&w, &gr) in vars.iter().zip(grads) {
                 let lr = hyper.get(g, "learning_rate", learning_rate, w)?;
                 let rho = hyper.get(g, "decay", decay, w)?;
@@ -574,7 +573,6 @@ fn apply(
             learning_rate,
             initial_accumulator_value,
         } => {
-            let mut hyper = Hyper::new("Adagrad", hyper_spec);
             for (&w, &gr) in vars.iter().zip(grads) {
                 let lr = hyper.get(g, "learning_rate", learning_rate, w)?;
                 let name = g.node(w.node).name.clone();
@@ -592,12 +590,16 @@ fn apply(
             }
         }
     }
-    Ok(updates)
+    let lr = hyper
+        .made
+        .iter()
+        .find(|m| m.0 == "learning_rate")
+        .map(|m| m.2);
+    Ok((updates, lr))
 }
 
 /// Adam's hyper-parameters, and the decoupled weight decay of AdamW.
 struct AdamSpec {
-    scope: &'static str,
     learning_rate: f64,
     beta1: f64,
     beta2: f64,
@@ -609,13 +611,13 @@ struct AdamSpec {
 fn apply_adam(
     g: &mut Graph,
     adam: &AdamSpec,
-    hyper_spec: &HyperSpec<'_>,
+    hyper: &mut Hyper<'_>,
     vars: &[TensorRef],
     grads: &[TensorRef],
     dtype: DType,
 ) -> Result<Vec<NodeIndex>> {
+    let scope = hyper.scope;
     let AdamSpec {
-        scope,
         learning_rate,
         beta1,
         beta2,
@@ -639,7 +641,6 @@ fn apply_adam(
         Initializer::Constant(beta2),
         dtype,
     )?;
-    let mut hyper = Hyper::new(scope, hyper_spec);
     let lr = hyper.get(g, "learning_rate", learning_rate, b1p)?;
     let mut c = Ctx::new(g, scope, Role::Update);
     let one = c.scalar(1.0, b1p)?;

@@ -1,7 +1,8 @@
 //! Dead-code elimination: removes every node that nothing observable needs.
 //!
 //! Kept, with everything they need (data and control inputs): outputs,
-//! gradient results, the train section's train op, loss, metrics and hooks,
+//! gradient results, the train section's train op and what it reports (loss,
+//! metrics, hooks, learning rate),
 //! every op that changes state, and the program's interface (placeholders and
 //! variables, which feeds and checkpoints address by name).
 
@@ -34,8 +35,7 @@ impl Pass for Dce {
         stack.extend(g.gradients.iter().map(|r| r.value.node));
         if let Some(t) = &g.train {
             stack.push(t.train_op);
-            stack.push(t.loss.1.node);
-            stack.extend(t.metrics.iter().chain(&t.hooks).map(|(_, m)| m.node));
+            stack.extend(t.reported().map(|(_, m)| m.node));
         }
         // Indexed by node: cache-friendly on large graphs.
         let mut live = vec![false; g.node_bound()];
