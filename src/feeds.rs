@@ -46,9 +46,18 @@ pub fn parse_feeds(program: &Program, args: &[String]) -> Result<HashMap<String,
 
 /// Reads a `.npy` file (of any supported dtype) into a tensor of `dtype`. The
 /// header is checked (dtype, data length, size against the machine's memory)
-/// before anything is allocated for the data.
+/// before anything is allocated for the data. A file of a dtype that
+/// `dtype` holds exactly (f32 or i32 for f64, i32 for i64) is converted;
+/// any other dtype is an error naming both.
 pub fn read_npy(path: &Path, dtype: DType) -> Result<Tensor, Error> {
     let tensor = crate::io::dataset::load_npy(path)?;
+    let exact = matches!(
+        (tensor.dtype(), dtype),
+        (DType::F32 | DType::I32, DType::F64) | (DType::I32, DType::I64)
+    );
+    if exact {
+        return Ok(tensor.cast(dtype));
+    }
     if tensor.dtype() != dtype {
         return Err(Error::NpyDtype {
             path: path.to_path_buf(),

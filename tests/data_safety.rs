@@ -170,12 +170,19 @@ fn a_npy_feed_whose_header_claims_a_huge_shape_is_refused() {
     let feed = format!("x={}", npy.display());
     let o = gradc(&["run", &graph, "--feed", &feed]);
     assert_refused(&o, &["huge.npy", HUGE.trim_matches(['[', ']']), HUGE_BYTES]);
-    // A feed of the other dtype names the file and both dtypes.
+    // A feed that the node's dtype holds exactly is converted (f32 into f64),
+    // one it does not (i64 into f64) names the file and both dtypes.
     let f32_npy = dir.path().join("small.npy");
-    ndarray_npy::write_npy(&f32_npy, &ndarray::arr2(&[[1.0f32, 2.0]])).expect("write");
+    ndarray_npy::write_npy(&f32_npy, &ndarray::arr2(&[[1.5f32, 2.0]])).expect("write");
     let feed = format!("x={}", f32_npy.display());
     let o = gradc(&["run", &graph, "--feed", &feed]);
-    assert_refused(&o, &["small.npy", "f32", "f64"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "y = 3.5");
+    let i64_npy = dir.path().join("ints.npy");
+    ndarray_npy::write_npy(&i64_npy, &ndarray::arr2(&[[1i64, 2]])).expect("write");
+    let feed = format!("x={}", i64_npy.display());
+    let o = gradc(&["run", &graph, "--feed", &feed]);
+    assert_refused(&o, &["ints.npy", "i64", "f64"]);
 }
 
 /// Runs gradc, killing it and failing after `limit` (a guard against hangs,

@@ -514,12 +514,73 @@ fn train_section_errors_name_the_problem() {
     assert!(e.message.contains("no trainable variable"), "{e}");
     let e = compile_error(&base("loss", ""));
     assert_eq!(e.kind, ErrorKind::UnknownNode);
-    let e = compile_error(
-        "Graph(name: \"t\", nodes: [], train: (loss: \"l\", optimizer: Sgd(learning_rate: 0.1)))",
-    );
+}
+
+/// A name that is not one of an enum's variants is called what the enum is
+/// (optimizer, data source, dtype, initializer, schedule) and the error
+/// lists the choices.
+#[test]
+fn unknown_variants_name_the_construct_and_list_the_choices() {
+    let cases = [
+        (
+            "Graph(name: \"t\", nodes: [], train: (loss: \"l\", optimizer: SGD(learning_rate: 0.1)))",
+            "unknown optimizer 'SGD': expected one of GradientDescent, Momentum, Adam, AdamW, RMSProp, Adagrad",
+        ),
+        (
+            "Graph(name: \"t\", nodes: [], train: (loss: \"l\", optimizer: Adam(), data: (source: Nptz(\"a\"), features: \"x\", labels: \"y\")))",
+            "unknown data source 'Nptz' (did you mean 'Npz'?): expected one of Mnist, Npz",
+        ),
+        (
+            "Graph(name: \"t\", nodes: [(name: \"x\", op: Placeholder(shape: []), dtype: I16)])",
+            "unknown dtype 'I16': expected one of F32, F64, I32, I64, Bool",
+        ),
+        (
+            "Graph(name: \"t\", nodes: [(name: \"w\", op: Variable(shape: [2], initializer: Glorot))])",
+            "unknown initializer 'Glorot' (did you mean 'GlorotNormal'?): expected one of Zeros, Ones,",
+        ),
+        (
+            "Graph(name: \"t\", nodes: [], train: (loss: \"l\", optimizer: Adam(), learning_rate_schedule: Cosine(decay_steps: 2)))",
+            "unknown learning-rate schedule 'Cosine' (did you mean 'CosineDecay'?): expected one of ExponentialDecay, PiecewiseConstant, CosineDecay",
+        ),
+    ];
+    for (text, message) in cases {
+        let e = compile_error(text);
+        assert_eq!(e.kind, ErrorKind::Parse, "{e}");
+        assert_eq!(e.line, Some(1));
+        assert!(e.message.contains(message), "{e}");
+    }
+}
+
+#[test]
+fn an_op_without_attributes_written_with_parentheses_says_how_to_write_it() {
+    let e = compile_error(&wrap(
+        "        (name: \"a\", op: Const(1.0)),\n        (name: \"m\", op: Mul(), inputs: [\"a\", \"a\"]),",
+    ));
+    assert_eq!((&e.kind, e.line), (&ErrorKind::Parse, Some(6)));
     assert!(
-        e.message.contains("did you mean 'GradientDescent'")
-            || e.message.contains("unknown op 'Sgd'"),
+        e.message
+            .contains("Mul takes no attributes: write `Mul`, without parentheses"),
+        "{e}"
+    );
+}
+
+#[test]
+fn reading_an_output_that_a_node_does_not_have_says_what_it_has() {
+    let e = compile_error(&wrap(
+        "        (name: \"a\", op: Const(1.0)),\n        (name: \"g\", op: NoOp),\n        (name: \"m\", op: Mul, inputs: [\"a\", \"g\"]),",
+    ));
+    assert_eq!(e.kind, ErrorKind::UnknownNode);
+    assert_eq!((e.node.as_deref(), e.line), (Some("m"), Some(7)));
+    assert!(
+        e.message.contains("input 'g' is a NoOp, which has no output to read: to run it first, name it in control_inputs"),
+        "{e}"
+    );
+    let e = compile_error(&wrap(
+        "        (name: \"a\", op: Const(1.0)),\n        (name: \"m\", op: Mul, inputs: [\"a\", \"a:2\"]),",
+    ));
+    assert!(
+        e.message
+            .contains("input 'a:2': node 'a' (Const) has one output, 'a' (or 'a:0')"),
         "{e}"
     );
 }

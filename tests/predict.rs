@@ -46,11 +46,30 @@ fn train_then_predict_from_the_checkpoint_directory_or_file() {
     let feed = format!("x={}", input.display());
 
     // The outputs (loss, accuracy) need the labels: the predicted class y is what the image determines.
-    let by_dir = ok(&["run", graph, "--inference", "--checkpoint", ck, "--feed", &feed]);
+    let by_dir = ok(&[
+        "run",
+        graph,
+        "--inference",
+        "--checkpoint",
+        ck,
+        "--feed",
+        &feed,
+    ]);
     let file = ck_dir.join("checkpoint.safetensors");
     let file = file.to_str().expect("utf-8");
-    let by_file = ok(&["run", graph, "--inference", "--checkpoint", file, "--feed", &feed]);
-    assert_eq!(by_dir, by_file, "a directory stands for its checkpoint.safetensors");
+    let by_file = ok(&[
+        "run",
+        graph,
+        "--inference",
+        "--checkpoint",
+        file,
+        "--feed",
+        &feed,
+    ]);
+    assert_eq!(
+        by_dir, by_file,
+        "a directory stands for its checkpoint.safetensors"
+    );
     let class: Option<u8> = by_dir
         .trim()
         .strip_prefix("y = [")
@@ -59,12 +78,23 @@ fn train_then_predict_from_the_checkpoint_directory_or_file() {
     assert!(class.is_some_and(|k| k < 10), "{by_dir}");
     // The trained weights, not the initial ones: the logits differ from initialization's.
     let logits = |ck: Option<&str>| {
-        let mut a = vec!["run", graph, "--inference", "--feed", &feed, "--fetch", "logits"];
+        let mut a = vec![
+            "run",
+            graph,
+            "--inference",
+            "--feed",
+            &feed,
+            "--fetch",
+            "logits",
+        ];
         a.extend(ck.map(|c| ["--checkpoint", c]).into_iter().flatten());
         ok(&a)
     };
     let trained = logits(Some(ck));
-    assert!(trained.starts_with("logits = [[") && trained.matches(',').count() == 9, "{trained}");
+    assert!(
+        trained.starts_with("logits = [[") && trained.matches(',').count() == 9,
+        "{trained}"
+    );
     assert_ne!(logits(None), trained);
     // With the labels fed, the outputs are the loss and the accuracy.
     let labels = dir.path().join("t.npy");

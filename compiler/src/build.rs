@@ -179,12 +179,9 @@ pub fn build_with(spec: &GraphSpec, text: &str, prefuse: bool, run: RunNames) ->
                 let mut inputs = Vec::with_capacity(n.inputs.len());
                 for r in &n.inputs {
                     let t = resolve(&g, &aliases, r).ok_or_else(|| {
-                        CompileError::new(
-                            ErrorKind::UnknownNode,
-                            format!("input '{r}' has no such output"),
-                        )
-                        .at_node(&n.name, n.op.name())
-                        .at_line(line)
+                        CompileError::new(ErrorKind::UnknownNode, no_such_output(&g, r))
+                            .at_node(&n.name, n.op.name())
+                            .at_line(line)
                     })?;
                     inputs.push(t);
                 }
@@ -295,6 +292,34 @@ pub fn build_with(spec: &GraphSpec, text: &str, prefuse: bool, run: RunNames) ->
     }
     g.prefused = prefused;
     Ok(g)
+}
+
+/// Why input `r` names no output of a node that exists: a `NoOp` has none,
+/// another node fewer than `r` asks for.
+fn no_such_output(g: &Graph, r: &str) -> String {
+    let (base, n) = match g.find(r) {
+        Some(n) => (r, n),
+        None => match r.rsplit_once(':').and_then(|(b, _)| Some((b, g.find(b)?))) {
+            Some(found) => found,
+            None => return format!("input '{r}' has no such output"),
+        },
+    };
+    let node = g.node(n);
+    match node.outputs.len() {
+        0 => format!(
+            "input '{r}' is a {}, which has no output to read: to run it first, name it in control_inputs",
+            node.op.name()
+        ),
+        1 => format!(
+            "input '{r}': node '{base}' ({}) has one output, '{base}' (or '{base}:0')",
+            node.op.name()
+        ),
+        k => format!(
+            "input '{r}': node '{base}' ({}) has {k} outputs, '{base}:0' (or '{base}') to '{base}:{}'",
+            node.op.name(),
+            k - 1
+        ),
+    }
 }
 
 /// The nodes that `prefuse` must spare (see [`Graph::pinned`]): every name

@@ -421,14 +421,26 @@ pub fn parse(text: &str) -> Result<GraphSpec> {
         let line = Some(e.span.start.line);
         let (kind, message) = match &e.code {
             ron::Error::NoSuchEnumVariant {
-                expected, found, ..
-            } => (
-                ErrorKind::UnknownOp,
-                format!(
-                    "unknown op '{found}'{}",
-                    did_you_mean(found, expected.iter().copied().chain(layers(expected)))
+                expected,
+                found,
+                outer,
+            } => match construct(outer.as_deref(), expected) {
+                None => (
+                    ErrorKind::UnknownOp,
+                    format!(
+                        "unknown op '{found}'{} (the ops are listed in docs/graph-format.md)",
+                        did_you_mean(found, expected.iter().copied().chain(layers(expected)))
+                    ),
                 ),
-            ),
+                Some(what) => (
+                    ErrorKind::Parse,
+                    format!(
+                        "unknown {what} '{found}'{}: expected one of {}",
+                        did_you_mean(found, expected.iter().copied()),
+                        expected.join(", ")
+                    ),
+                ),
+            },
             ron::Error::NoSuchStructField {
                 expected,
                 found,
@@ -461,9 +473,38 @@ pub fn parse(text: &str) -> Result<GraphSpec> {
                 ),
                 _ => (ErrorKind::Parse, e.code.to_string()),
             },
+            ron::Error::ExpectedComma => match name_before(text, e.span.start) {
+                Some(name) if gradc_runtime::op::OP_NAMES.contains(&name) => (
+                    ErrorKind::Parse,
+                    format!("{name} takes no attributes: write `{name}`, without parentheses"),
+                ),
+                _ => (ErrorKind::Parse, e.code.to_string()),
+            },
             other => (ErrorKind::Parse, other.to_string()),
         };
         CompileError::new(kind, message).at_line(line)
+    })
+}
+
+/// What an enum of the graph file is called in an error about a variant
+/// that it does not have; None for the ops (and layers), whose list is long.
+fn construct(outer: Option<&str>, expected: &[&str]) -> Option<&'static str> {
+    if expected.contains(&"MatMul") {
+        return None;
+    }
+    Some(match outer {
+        Some("OptimizerSpec") => "optimizer",
+        Some("DataSource") => "data source",
+        Some("DType") => "dtype",
+        Some("Schedule") => "learning-rate schedule",
+        Some("Initializer") => "initializer",
+        Some("DataFormat") => "data format",
+        Some("Padding") => "padding",
+        Some("PadMode") => "pad mode",
+        Some("Activation") => "activation",
+        Some("FusedStep") => "Fused step",
+        Some("IsTraining") => "is_training form",
+        _ => "variant",
     })
 }
 
