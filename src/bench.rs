@@ -141,8 +141,7 @@ pub struct BenchOptions {
     /// The thread count of matrix products, already set with
     /// `gradc_runtime::set_threads` (reported, not set, here).
     pub threads: usize,
-    /// The MNIST directory; default: `data/mnist` in the current directory,
-    /// else in the source tree gradc was built from.
+    /// The MNIST directory; default: `data/mnist` in the current directory.
     pub data_dir: Option<PathBuf>,
     /// Also time the matrix-product ceiling.
     pub peak: bool,
@@ -491,26 +490,21 @@ fn compiled_name(w: Workload) -> &'static str {
     }
 }
 
-/// The MNIST directory: the one given, else `data/mnist` here, else in the source tree.
+/// The MNIST directory: the one given, else `data/mnist` in the current directory.
 fn data_dir(given: Option<&Path>) -> Result<PathBuf, Error> {
     if let Some(d) = given {
         return Ok(d.to_path_buf());
     }
-    let candidates = [
-        PathBuf::from("data/mnist"),
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mnist"),
-    ];
-    candidates
-        .iter()
-        .find(|d| d.join("train-images-idx3-ubyte.gz").exists() || d.join("train-images-idx3-ubyte").exists())
-        .cloned()
-        .ok_or_else(|| {
-            Error::Usage(format!(
-                "no MNIST files in {} or {}: pass --data DIR (the directory of train-images-idx3-ubyte.gz and the other IDX files)",
-                candidates[0].display(),
-                candidates[1].display()
-            ))
-        })
+    let here = PathBuf::from("data/mnist");
+    if here.join("train-images-idx3-ubyte.gz").exists()
+        || here.join("train-images-idx3-ubyte").exists()
+    {
+        return Ok(here);
+    }
+    Err(Error::Usage(format!(
+        "no MNIST files in {}: pass --data DIR (the directory of train-images-idx3-ubyte.gz and the other IDX files)",
+        here.display()
+    )))
 }
 
 /// Times one f32 product of `m`×`k` by `k`×`n`: 3 warm-up products, then

@@ -66,7 +66,8 @@ enum Command {
     /// Print the graph with its gradient graph in the canonical text form.
     Grad {
         file: PathBuf,
-        /// Print the graph after the optimizer's passes.
+        /// Print the graph after the optimizer's passes (the default ones, those of --passes,
+        /// which implies it, or none with --no-opt).
         #[arg(long)]
         optimized: bool,
         #[command(flatten)]
@@ -413,18 +414,23 @@ fn run(command: Command) -> Result<ExitCode, Error> {
             optimized,
             opt,
         } => {
+            // Checked whether or not it runs: `--passes bogus` is an error either way.
+            let pipeline = opt.pipeline()?;
+            // Naming passes asks for the optimized graph.
+            let optimized = optimized || opt.passes.is_some();
             let g = match (inference, optimized) {
                 (true, _) => {
                     let mut g = load_inference_graph(&file)?;
                     if optimized {
-                        opt.pipeline()?.run(&mut g)?;
+                        let mut pipeline = pipeline;
+                        pipeline.run(&mut g)?;
                     }
                     g
                 }
                 (false, true) => {
                     let (name, text, spec) = load_spec(&file)?;
                     Compiler::new(Source::file(&spec, &text, &name))
-                        .passes(opt.pipeline()?)
+                        .passes(pipeline)
                         .keep_graph()
                         .compile()?
                         .graph

@@ -260,3 +260,31 @@ fn zero_debiased_moving_mean_in_the_layer() {
         "debiased",
     );
 }
+
+/// Nodes are written in any order: a layer's `is_training` node may come
+/// after the layer, and the program is the same as with it before.
+#[test]
+fn is_training_may_be_written_after_the_layer() {
+    let before = layer_graph(r#"is_training: "training""#);
+    let after = before.replace(
+        r#"            (name: "training", op: Placeholder(shape: [])),
+            (name: "bn", op: BatchNorm(decay: 0.5, is_training: "training"), inputs: ["x"]),"#,
+        r#"            (name: "bn", op: BatchNorm(decay: 0.5, is_training: "training"), inputs: ["x"]),
+            (name: "training", op: Placeholder(shape: [])),"#,
+    );
+    assert_ne!(before, after, "the layer is written first");
+    let program = |text: &str| {
+        Compiler::new(graph(text))
+            .compile()
+            .expect("compiles")
+            .program
+    };
+    assert_eq!(program(&after).instrs.len(), program(&before).instrs.len());
+    let dropout = r#"Graph(name: "d", dtype: F64, nodes: [
+        (name: "x", op: Placeholder(shape: [2])),
+        (name: "drop", op: Dropout(rate: 0.5, is_training: "training"), inputs: ["x"]),
+        (name: "training", op: Placeholder(shape: [])),
+    ], outputs: ["drop"])"#;
+    let p = program(dropout);
+    assert!(p.instrs.iter().any(|i| i.name == "training"));
+}

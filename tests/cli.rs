@@ -358,6 +358,29 @@ fn grad_optimized_prints_the_graph_after_the_passes() {
     );
     assert!(stdout(&optimized).lines().count() < stdout(&plain).lines().count());
     assert_eq!(stdout(&none), stdout(&plain));
+    // --passes asks for the optimized graph by itself, and an unknown pass is
+    // an error whether or not --optimized is given.
+    let fused = gradc(&["grad", "graphs/two_layer_net.ron", "--passes", "fuse,dce"]);
+    assert!(fused.status.success(), "{}", stderr(&fused));
+    assert!(ops(&fused, "Dense") > 0, "{}", stdout(&fused));
+    for args in [
+        &["grad", "graphs/two_layer_net.ron", "--passes", "bogus"][..],
+        &[
+            "grad",
+            "graphs/two_layer_net.ron",
+            "--optimized",
+            "--passes",
+            "bogus",
+        ],
+    ] {
+        let o = gradc(args);
+        assert!(!o.status.success(), "{args:?}");
+        assert!(
+            stderr(&o).contains("unknown pass 'bogus'"),
+            "{}",
+            stderr(&o)
+        );
+    }
 }
 
 #[test]

@@ -514,6 +514,16 @@ fn train_section_errors_name_the_problem() {
     assert!(e.message.contains("no trainable variable"), "{e}");
     let e = compile_error(&base("loss", ""));
     assert_eq!(e.kind, ErrorKind::UnknownNode);
+    let e = compile_error(&base("s", "").replace(
+        "learning_rate: 0.1)",
+        "learning_rate: 0.1), steps: 10, epochs: 2",
+    ));
+    assert_eq!((&e.kind, e.line), (&ErrorKind::Train, Some(5)));
+    assert!(
+        e.message
+            .contains("gives both steps (10) and epochs (2): give one"),
+        "{e}"
+    );
 }
 
 /// A name that is not one of an enum's variants is called what the enum is

@@ -100,6 +100,13 @@ pub fn build_with(spec: &GraphSpec, text: &str, prefuse: bool, run: RunNames) ->
                 None => return Err(unknown(r, node_line(i), "input").at_node(&n.name, n.op.name())),
             }
         }
+        // A layer's is_training node: a missing one is the layer's error, with its wording.
+        if let Some(item) = match &n.op {
+            NodeOp::Layer(layer) => layer.reads().and_then(produced),
+            NodeOp::Op(_) => None,
+        } {
+            d.push(item);
+        }
         deps.push((Item::Node(i), d));
     }
     for (j, gr) in spec.gradients.iter().enumerate() {

@@ -210,7 +210,10 @@ fn mode(g: &Graph, is_training: &IsTraining) -> Result<Mode> {
             let t = resolve_ref(g, &Default::default(), n).ok_or_else(|| {
                 CompileError::new(
                     ErrorKind::UnknownNode,
-                    format!("is_training names '{n}', which does not exist (or is defined after the layer)"),
+                    format!(
+                        "is_training names '{n}', which does not exist{}",
+                        crate::error::did_you_mean(n, g.names())
+                    ),
                 )
             })?;
             if g.ty(t).shape.rank() != 0 {

@@ -816,6 +816,20 @@ impl Layer {
         }
     }
 
+    /// The node a layer's `is_training` names, which it reads besides its
+    /// inputs (so it is built after that node, wherever the node is written).
+    pub fn reads(&self) -> Option<&str> {
+        let is_training = match self {
+            Layer::BatchNorm(bn) => &bn.is_training,
+            Layer::Dropout { is_training, .. } => is_training,
+            Layer::AssignMovingAverage { .. } | Layer::Call(_) => return None,
+        };
+        match is_training {
+            IsTraining::Node(n) => Some(n),
+            IsTraining::Const(_) => None,
+        }
+    }
+
     /// How many inputs it takes, for its error message; None for a call (any).
     pub fn arity(&self) -> Option<usize> {
         match self {

@@ -45,6 +45,11 @@ pub fn build_train(
             .at_line(line)
         })
     };
+    if let (Some(steps), Some(epochs)) = (spec.steps, spec.epochs) {
+        return Err(err(format!(
+            "the train section gives both steps ({steps}) and epochs ({epochs}): give one"
+        )));
+    }
     let loss = find(g, &spec.loss, "loss")?;
     if g.ty(loss).shape.rank() != 0 {
         return Err(err(format!(
