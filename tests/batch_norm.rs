@@ -288,3 +288,46 @@ fn is_training_may_be_written_after_the_layer() {
     let p = program(dropout);
     assert!(p.instrs.iter().any(|i| i.name == "training"));
 }
+
+/// The variables a layer makes are nodes like any other: an input of a node
+/// written anywhere in the file, and a `wrt` of a gradient request.
+#[test]
+fn a_layers_variables_are_inputs_and_gradient_targets() {
+    let text = r#"Graph(name: "v", dtype: F64, nodes: [
+        (name: "m", op: Identity, inputs: ["bn/moving_mean"]),
+        (name: "x", op: Placeholder(shape: [2, 2])),
+        (name: "bn", op: BatchNorm(scale: true), inputs: ["x"]),
+        (name: "g2", op: Square, inputs: ["bn/gamma"]),
+        (name: "l", op: Sum(), inputs: ["g2"]),
+        (name: "s", op: Sum(), inputs: ["bn"]),
+        (name: "loss", op: Add, inputs: ["s", "l"]),
+    ], gradients: [(of: "loss", wrt: ["bn/gamma", "bn/beta"])], outputs: ["loss", "m"])"#;
+    let p = Compiler::new(graph(text))
+        .compile()
+        .expect("compiles")
+        .program;
+    let mut s = gradc::runtime::Session::new(p).expect("valid");
+    s.initialize(0).expect("init");
+    let x = Tensor::from_f64(DType::F64, &[2, 2], vec![1.0, 2.0, 3.0, 5.0]).expect("fits");
+    let fetch: Vec<_> = ["m", "d(loss)/d(bn/gamma)", "d(loss)/d(bn/beta)"]
+        .iter()
+        .map(|n| s.resolve(n).expect("fetchable"))
+        .collect();
+    let out: Vec<Vec<f64>> = s
+        .run(&HashMap::from([("x".to_string(), x)]), &fetch)
+        .expect("runs")
+        .iter()
+        .map(Tensor::to_f64_vec)
+        .collect();
+    assert_eq!(out[0], vec![0.0, 0.0], "the moving mean starts at zeros");
+    // gamma = 1: d/dgamma [sum(gamma * xhat + beta) + sum(gamma^2)] = sum(xhat) + 2 gamma = 0 + 2.
+    assert_close(&out[1], &[2.0, 2.0], 1e-9, "d/d gamma");
+    // d/d beta = the batch size.
+    assert_close(&out[2], &[2.0, 2.0], 1e-12, "d/d beta");
+    let e = common::compile_error(&text.replace("bn/gamma\"]),", "bn/gama\"]),"));
+    assert!(
+        e.message
+            .contains("input 'bn/gama' does not exist (did you mean 'bn/gamma'?)"),
+        "{e}"
+    );
+}

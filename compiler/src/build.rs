@@ -70,15 +70,24 @@ pub fn build_with(spec: &GraphSpec, text: &str, prefuse: bool, run: RunNames) ->
     for (name, j) in &result_names {
         producer.entry(name).or_insert(Item::Gradient(*j));
     }
-    // What produces a reference: `x` or `x:k` is produced by whatever makes `x`.
-    let produced = |r: &str| -> Option<Item> {
-        producer
-            .get(r)
-            .copied()
-            .or_else(|| match r.rsplit_once(':') {
-                Some((b, k)) if k.parse::<usize>().is_ok() => producer.get(b).copied(),
+    // What produces a reference: `x` or `x:k` is produced by whatever makes
+    // `x`; `bn/moving_mean`, a node that the layer `bn` makes (its variables,
+    // a called function's nodes), by that layer.
+    let made_by_layer = |r: &str| -> Option<Item> {
+        r.rmatch_indices('/')
+            .find_map(|(at, _)| match producer.get(&r[..at]) {
+                Some(&Item::Node(i)) if matches!(spec.nodes[i].op, NodeOp::Layer(_)) => {
+                    Some(Item::Node(i))
+                }
                 _ => None,
             })
+    };
+    let produced = |r: &str| -> Option<Item> {
+        let base = match r.rsplit_once(':') {
+            Some((b, k)) if k.parse::<usize>().is_ok() && !producer.contains_key(r) => b,
+            _ => r,
+        };
+        producer.get(base).copied().or_else(|| made_by_layer(base))
     };
     let unknown = |r: &str, line: Option<usize>, what: &str| {
         CompileError::new(
@@ -308,7 +317,7 @@ fn no_such_output(g: &Graph, r: &str) -> String {
         Some(n) => (r, n),
         None => match r.rsplit_once(':').and_then(|(b, _)| Some((b, g.find(b)?))) {
             Some(found) => found,
-            None => return format!("input '{r}' has no such output"),
+            None => return format!("input '{r}' does not exist{}", did_you_mean(r, g.names())),
         },
     };
     let node = g.node(n);
