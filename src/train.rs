@@ -163,11 +163,7 @@ fn load_data(loaded: &Loaded) -> Result<Sets, Error> {
                     .into(),
             ));
         }
-        if !(fraction > 0.0 && fraction < 1.0) {
-            return Err(Error::Usage(format!(
-                "validation_split must be in (0, 1), got {fraction}"
-            )));
-        }
+        // The compiler checked that the fraction is in (0, 1).
         // Keras: the first int(n · (1 − fraction)) examples train, the rest validate.
         let n = train.len();
         let kept = (n as f64 * (1.0 - fraction)) as usize;

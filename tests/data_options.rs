@@ -217,7 +217,10 @@ fn a_validation_split_is_held_out_and_reported_each_epoch() {
     );
 
     for (bad, message) in [
-        ("1.5", "validation_split must be in (0, 1), got 1.5"),
+        (
+            "1.5",
+            "reg.ron:12: error: validation_split must be in (0, 1), got 1.5",
+        ),
         ("0.99", "cannot split 5 of 5 examples off"),
     ] {
         let path = regression(

@@ -45,6 +45,15 @@ pub fn build_train(
             .at_line(line)
         })
     };
+    if let Some(f) = spec.data.as_ref().and_then(|d| d.validation_split) {
+        if !(f > 0.0 && f < 1.0) {
+            return Err(CompileError::new(
+                ErrorKind::Train,
+                format!("validation_split must be in (0, 1), got {f}"),
+            )
+            .at_line(crate::schema::line_of_key(text, "validation_split").or(line)));
+        }
+    }
     if let (Some(steps), Some(epochs)) = (spec.steps, spec.epochs) {
         return Err(err(format!(
             "the train section gives both steps ({steps}) and epochs ({epochs}): give one"
