@@ -564,11 +564,37 @@ fn run(command: Command) -> Result<ExitCode, Error> {
             };
             let feeds = feeds::parse_feeds(&program, &feeds)?;
             let mut session = Session::new(program).map_err(Error::run("loading the program"))?;
-            let refs: Vec<ValueRef> = labels
-                .iter()
-                .map(|l| session.resolve(l))
-                .collect::<Result<_, _>>()
-                .map_err(Error::run("fetch"))?;
+            // A fetch of a node without a value (a NoOp grouping assignments)
+            // runs it, as TensorFlow's `Session.run(op)` does, and prints no value.
+            let mut refs: Vec<ValueRef> = Vec::with_capacity(labels.len());
+            let mut targets = Vec::new();
+            let mut valued = Vec::with_capacity(labels.len());
+            for l in &labels {
+                match session.resolve(l) {
+                    Ok(r) => {
+                        refs.push(r);
+                        valued.push(l.as_str());
+                    }
+                    Err(e) => match session.resolve_target(l) {
+                        Ok(t) => targets.push((l.as_str(), t)),
+                        Err(_) => return Err(Error::run("fetch")(e)),
+                    },
+                }
+            }
+            if let Some(dir) = &npy_dir {
+                let mut stems: Vec<(String, &str)> =
+                    valued.iter().map(|l| (feeds::file_stem(l), *l)).collect();
+                stems.sort();
+                if let Some(w) = stems.windows(2).find(|w| w[0].0 == w[1].0) {
+                    return Err(Error::Usage(format!(
+                        "--npy-dir: '{}' and '{}' would both be written to {}",
+                        w[0].1,
+                        w[1].1,
+                        dir.join(format!("{}.npy", w[0].0)).display()
+                    )));
+                }
+            }
+            let target_ids: Vec<usize> = targets.iter().map(|t| t.1).collect();
             session
                 .initialize(seed)
                 .map_err(Error::run("initialization"))?;
@@ -578,7 +604,7 @@ fn run(command: Command) -> Result<ExitCode, Error> {
             let mut values = Vec::new();
             for _ in 0..steps {
                 values = session
-                    .run(&feeds, &refs)
+                    .run_with_targets(&feeds, &refs, &target_ids)
                     .map_err(Error::run(&file.display().to_string()))?;
             }
             if let Some(path) = &save_checkpoint {
@@ -597,7 +623,15 @@ fn run(command: Command) -> Result<ExitCode, Error> {
                 std::fs::create_dir_all(dir)
                     .map_err(|e| Error::Io(format!("{}: {e}", dir.display())))?;
             }
-            for (label, value) in labels.iter().zip(&values) {
+            for &(label, t) in &targets {
+                let op = session
+                    .program()
+                    .instrs
+                    .get(t)
+                    .map_or("node", |i| i.op.name());
+                say!("{label} ran (a {op}, no value)");
+            }
+            for (label, value) in valued.iter().zip(&values) {
                 gradc::runtime::each!(value, a => say!("{label} = {a}"));
                 if let Some(dir) = &npy_dir {
                     let file = format!("{}.npy", feeds::file_stem(label));

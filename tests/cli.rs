@@ -602,3 +602,64 @@ fn run_steps_a_stateful_graph_through_checkpoints() {
         stderr(&o)
     );
 }
+
+/// TensorFlow's `Session.run(op)`: fetching a NoOp runs it (and what it
+/// groups) and prints no value; `--npy-dir` refuses two labels that would
+/// land in one file before writing anything.
+#[test]
+fn fetching_a_noop_runs_it_and_npy_names_do_not_collide() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let graph = dir.path().join("assign.ron");
+    std::fs::write(
+        &graph,
+        r#"Graph(name: "a", dtype: F64, nodes: [
+            (name: "v", op: Variable(shape: [], initializer: Zeros)),
+            (name: "one", op: Const(1.0)),
+            (name: "inc", op: AssignAdd, inputs: ["v", "one"]),
+            (name: "g", op: NoOp, control_inputs: ["inc"]),
+            (name: "p.1", op: Identity, inputs: ["v"]),
+            (name: "p_1", op: Identity, inputs: ["v"]),
+        ])"#,
+    )
+    .expect("write");
+    let graph = graph.to_str().expect("utf-8");
+    let ckpt = dir.path().join("v.safetensors");
+    let ckpt = ckpt.to_str().expect("utf-8");
+    let o = gradc(&[
+        "run",
+        graph,
+        "--fetch",
+        "g",
+        "--steps",
+        "3",
+        "--save-checkpoint",
+        ckpt,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o).trim(), "g ran (a NoOp, no value)");
+    let o = gradc(&["run", graph, "--fetch", "v", "--checkpoint", ckpt]);
+    assert_eq!(
+        stdout(&o).trim(),
+        "v = 3",
+        "three runs of g, three increments"
+    );
+
+    let npy = dir.path().join("npy");
+    let o = gradc(&[
+        "run",
+        graph,
+        "--fetch",
+        "p_1",
+        "--fetch",
+        "p.1",
+        "--npy-dir",
+        npy.to_str().expect("utf-8"),
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("--npy-dir: 'p.1' and 'p_1' would both be written to"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!npy.exists(), "nothing written");
+}

@@ -55,6 +55,15 @@ fn op_with_attributes_written_bare_says_how_to_write_it() {
     assert_eq!(e.kind, ErrorKind::Parse);
     assert_eq!(e.line, Some(6));
     assert!(e.message.contains("`BiasAdd()`"), "{e}");
+    let e = compile_error(&wrap(
+        "        (name: \"w\", op: Variable(shape: [2], initializer: GlorotUniform)),",
+    ));
+    assert_eq!((&e.kind, e.line), (&ErrorKind::Parse, Some(5)));
+    assert!(
+        e.message
+            .contains("GlorotUniform has attributes, written in parentheses: `GlorotUniform()`"),
+        "{e}"
+    );
 }
 
 #[test]

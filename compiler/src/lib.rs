@@ -398,6 +398,10 @@ fn keep(g: &mut Graph, names: &[&str]) -> Result<()> {
         if g.outputs.iter().any(|(l, _)| l == name) || g.gradients.iter().any(|r| r.name == name) {
             continue;
         }
+        // A node without outputs (a NoOp) is run, not fetched; DCE keeps it.
+        if g.find(name).is_some_and(|n| g.node(n).outputs.is_empty()) {
+            continue;
+        }
         let t = builder::resolve_ref(g, &Default::default(), name).ok_or_else(|| {
             CompileError::new(
                 ErrorKind::UnknownNode,

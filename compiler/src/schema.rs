@@ -466,8 +466,9 @@ pub fn parse(text: &str) -> Result<GraphSpec> {
                         .unwrap_or_default()
                 ),
             ),
+            // An op, layer, initializer or optimizer written bare where it has attributes.
             ron::Error::ExpectedStructLike => match name_before(text, e.span.start) {
-                Some(name) if gradc_runtime::op::OP_NAMES.contains(&name) || Layer::NAMES.contains(&name) => (
+                Some(name) if name.starts_with(|c: char| c.is_ascii_uppercase()) => (
                     ErrorKind::Parse,
                     format!("{name} has attributes, written in parentheses: `{name}()` for its defaults"),
                 ),
@@ -520,8 +521,10 @@ fn name_before(text: &str, at: ron::error::Position) -> Option<&str> {
     )?;
     let before = before.trim_end();
     let start = before
-        .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-        .map_or(0, |i| i + 1);
+        .char_indices()
+        .rev()
+        .find(|&(_, c)| !(c.is_ascii_alphanumeric() || c == '_'))
+        .map_or(0, |(i, c)| i + c.len_utf8());
     Some(&before[start..]).filter(|name| !name.is_empty())
 }
 
@@ -633,7 +636,17 @@ fn find_key(text: &str, key: &str, from: usize) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
-    use super::node_lines;
+    use super::{name_before, node_lines};
+
+    /// Found by the fuzzer: a multi-byte character just before the error's
+    /// column was stepped over by one byte, inside the character.
+    #[test]
+    fn the_name_before_an_error_steps_over_multibyte_characters() {
+        let at = |line, col| ron::error::Position { line, col };
+        assert_eq!(name_before("       é", at(1, 9)), None);
+        assert_eq!(name_before("  éMul", at(1, 7)), Some("Mul"));
+        assert_eq!(name_before("op: Mul", at(1, 8)), Some("Mul"));
+    }
 
     const TEXT: &str = r#"Graph(name: "g", nodes: [
     (name: "a", op: Placeholder(shape: [2])),
