@@ -121,6 +121,11 @@ enum Command {
         /// Run the fetches this many times, the variables carried from one run to the next; print the last run's values.
         #[arg(long, default_value_t = 1)]
         steps: usize,
+        /// Threads for the kernels that split their work: matrix products, convolutions, pooling,
+        /// large elementwise and batch-norm kernels (default: $GRADC_THREADS, else the cores
+        /// available to the process; at most those cores; results do not depend on it).
+        #[arg(long)]
+        threads: Option<usize>,
         /// Run the inference program of a graph with a train section (its training flag 0,
         /// no update op); without --fetch, print the outputs that the feeds determine (or, when
         /// none is, the last values they do, such as the logits before a loss reads the labels).
@@ -142,10 +147,11 @@ enum Command {
         lr: Option<f64>,
         #[arg(long)]
         seed: Option<u64>,
-        /// Threads for the kernels that split their work: matrix products, convolutions, pooling, large elementwise and batch-norm kernels (default: 1; at most the cores available;
-        /// results do not depend on it).
-        #[arg(long, default_value_t = 1)]
-        threads: usize,
+        /// Threads for the kernels that split their work: matrix products, convolutions, pooling,
+        /// large elementwise and batch-norm kernels (default: $GRADC_THREADS, else the cores
+        /// available to the process; at most those cores; results do not depend on it).
+        #[arg(long)]
+        threads: Option<usize>,
         /// Where the checkpoint is written atomically after every epoch: a directory (its
         /// checkpoint.safetensors) or a FILE.safetensors.
         #[arg(long, value_name = "PATH")]
@@ -179,6 +185,11 @@ enum Command {
         checkpoint: PathBuf,
         #[arg(long)]
         batch_size: Option<usize>,
+        /// Threads for the kernels that split their work: matrix products, convolutions, pooling,
+        /// large elementwise and batch-norm kernels (default: $GRADC_THREADS, else the cores
+        /// available to the process; at most those cores; results do not depend on it).
+        #[arg(long)]
+        threads: Option<usize>,
     },
     /// Plot one column of several metrics.csv files on one chart (PNG).
     Plot {
@@ -206,9 +217,11 @@ enum Command {
         /// Untimed steps before them (default: 200 for W1, 30 for W2, 5 for W3).
         #[arg(long)]
         warmup: Option<usize>,
-        /// Threads for the kernels that split their work: matrix products, convolutions, pooling, large elementwise and batch-norm kernels (default: 1; at most the cores available).
-        #[arg(long, default_value_t = 1)]
-        threads: usize,
+        /// Threads for the kernels that split their work: matrix products, convolutions, pooling,
+        /// large elementwise and batch-norm kernels (default: $GRADC_THREADS, else the cores
+        /// available to the process; at most those cores; results do not depend on it).
+        #[arg(long)]
+        threads: Option<usize>,
         /// The MNIST directory (default: data/mnist).
         #[arg(long, value_name = "DIR")]
         data: Option<PathBuf>,
@@ -532,10 +545,12 @@ fn run(command: Command) -> Result<ExitCode, Error> {
             save_checkpoint,
             steps,
             inference,
+            threads,
         } => {
             if steps == 0 {
                 return Err(Error::Usage("--steps must be at least 1".into()));
             }
+            set_threads(threads)?;
             let program = load_program(&file, &feeds, &fetches, inference)?;
             let fed: Vec<&str> = feeds
                 .iter()
@@ -717,8 +732,11 @@ fn run(command: Command) -> Result<ExitCode, Error> {
             file,
             checkpoint,
             batch_size,
+            threads,
         } => {
-            let (names, scores) = train::eval(&file, &checkpoint, batch_size)?;
+            set_threads(threads)?;
+            let (names, scores) =
+                gradc::runtime::with_threads(|| train::eval(&file, &checkpoint, batch_size))?;
             say!("loss {:.6}", scores.loss);
             for (n, v) in names.iter().zip(&scores.metrics) {
                 say!("{n} {v:.6}");
@@ -816,15 +834,35 @@ fn planned_memory(p: &Program, batch: usize) -> Result<PlanMemory, RunError> {
 /// take turns on them and slow every step down (their workers spin waiting
 /// for work), so a larger count is lowered to the core count, with a warning.
 /// Returns the count used.
-fn set_threads(threads: usize) -> Result<usize, Error> {
-    if threads == 0 {
-        return Err(Error::Usage("--threads must be at least 1".into()));
-    }
+/// The count is `--threads`, else the environment's `GRADC_THREADS`, else
+/// the cores available to the process (its CPU affinity and cgroup quota,
+/// as `std::thread::available_parallelism` reads them).
+fn set_threads(flag: Option<usize>) -> Result<usize, Error> {
     let cores = gradc::runtime::parallel::cores();
+    let (threads, given) = match flag {
+        Some(n) => (n, "--threads"),
+        None => match std::env::var("GRADC_THREADS") {
+            Ok(v) => {
+                let n = v.trim().parse().map_err(|_| {
+                    Error::Usage(format!("GRADC_THREADS={v:?} is not a whole number"))
+                })?;
+                (n, "GRADC_THREADS")
+            }
+            Err(std::env::VarError::NotPresent) => (cores, "the cores available"),
+            Err(std::env::VarError::NotUnicode(v)) => {
+                return Err(Error::Usage(format!(
+                    "GRADC_THREADS={v:?} is not a whole number"
+                )))
+            }
+        },
+    };
+    if threads == 0 {
+        return Err(Error::Usage(format!("{given} must be at least 1")));
+    }
     let used = threads.min(cores);
     if used < threads {
         eprintln!(
-            "warning: --threads {threads} is more than the {cores} cores available; using {used}"
+            "warning: {given} {threads} is more than the {cores} cores available; using {used}"
         );
     }
     gradc::runtime::set_threads(used);

@@ -47,6 +47,57 @@ fn bench_w1_prints_the_expected_fields() {
     assert!(!out.contains("W2 "), "only W1 was asked for:\n{out}");
 }
 
+/// Without --threads, GRADC_THREADS, else every core the process may use.
+#[test]
+fn the_thread_count_comes_from_the_flag_the_environment_or_the_cores() {
+    let quick = [
+        "bench",
+        "--workload",
+        "w1",
+        "--steps",
+        "2",
+        "--warmup",
+        "1",
+        "--no-peak",
+    ];
+    let o = common::gradc_with_env(&quick, &[("GRADC_THREADS", "1")]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("gradc bench: threads 1 "),
+        "{}",
+        stdout(&o)
+    );
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_gradc"))
+        .args(quick)
+        .env_remove("GRADC_THREADS")
+        .current_dir(common::repo_path(""))
+        .output()
+        .expect("gradc runs");
+    assert!(
+        stdout(&o).contains(&format!("gradc bench: threads {cores} ")),
+        "{}",
+        stdout(&o)
+    );
+    for (value, message) in [
+        ("0", "GRADC_THREADS must be at least 1"),
+        ("two", "GRADC_THREADS=\"two\" is not a whole number"),
+    ] {
+        let o = common::gradc_with_env(&quick, &[("GRADC_THREADS", value)]);
+        assert!(!o.status.success(), "GRADC_THREADS={value}");
+        assert!(stderr(&o).contains(message), "{}", stderr(&o));
+    }
+    // The flag wins over the environment.
+    let mut flagged = quick.to_vec();
+    flagged.extend(["--threads", "1"]);
+    let o = common::gradc_with_env(&flagged, &[("GRADC_THREADS", "two")]);
+    assert!(
+        stdout(&o).contains("gradc bench: threads 1 "),
+        "{}",
+        stderr(&o)
+    );
+}
+
 #[test]
 fn bench_refuses_bad_options() {
     for (args, message) in [

@@ -438,31 +438,23 @@ fn a_saved_optimized_program_refuses_a_feed_it_may_have_folded() {
 #[test]
 fn train_gives_the_same_bits_on_one_and_two_threads() {
     // The checkpoint holds every variable, optimizer slots and moving averages included.
+    // "default": no --threads, so GRADC_THREADS, here 2.
     let checkpoint = |graph: &str, threads: &str| {
         let dir = tempfile::tempdir().expect("tempdir");
         let d = dir.path().to_str().expect("utf-8 path");
-        let o = gradc(&[
-            "train",
-            graph,
-            "--steps",
-            "30",
-            "--threads",
-            threads,
-            "--checkpoint",
-            d,
-            "--out",
-            d,
-            "--quiet",
-        ]);
+        let mut args = vec!["train", graph, "--steps", "30"];
+        if threads != "default" {
+            args.extend(["--threads", threads]);
+        }
+        args.extend(["--checkpoint", d, "--out", d, "--quiet"]);
+        let o = common::gradc_with_env(&args, &[("GRADC_THREADS", "2")]);
         assert!(o.status.success(), "{graph}: {}", stderr(&o));
         std::fs::read(dir.path().join("checkpoint.safetensors")).expect("checkpoint")
     };
     for graph in ["graphs/two_layer_net_adam.ron", "graphs/bn_mlp_512.ron"] {
-        assert_eq!(
-            checkpoint(graph, "1"),
-            checkpoint(graph, "2"),
-            "{graph}: one and two threads"
-        );
+        let one = checkpoint(graph, "1");
+        assert_eq!(one, checkpoint(graph, "2"), "{graph}: one and two threads");
+        assert_eq!(one, checkpoint(graph, "default"), "{graph}: GRADC_THREADS");
     }
 }
 

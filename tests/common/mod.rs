@@ -114,8 +114,14 @@ pub fn random_feeds(
 
 /// Runs the `gradc` binary in the repository root.
 pub fn gradc(args: &[&str]) -> std::process::Output {
+    gradc_with_env(args, &[])
+}
+
+/// [`gradc`] with environment variables set (the rest inherited).
+pub fn gradc_with_env(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_gradc"))
         .args(args)
+        .envs(env.iter().copied())
         .current_dir(repo_path(""))
         .output()
         .expect("gradc runs")
