@@ -224,6 +224,9 @@ pub struct WorkloadResult {
     pub final_loss: f64,
     /// Per instruction over the timed steps, slowest first (with `profile`).
     pub profile: Vec<InstrProfile>,
+    /// The helper threads' time running kernels' parts and their time in
+    /// all over the timed steps (with `profile`).
+    pub helpers: Option<(Duration, Duration)>,
 }
 
 impl WorkloadResult {
@@ -467,6 +470,24 @@ fn write_profile(out: &mut dyn Write, r: &WorkloadResult) -> Result<(), Error> {
             ),
         )?;
     }
+    if let Some((busy, held)) = r.helpers {
+        let line = match (held.is_zero(), crate::runtime::threads()) {
+            (true, 1) => "  threads: no helper threads (one thread)".to_string(),
+            (true, _) => {
+                "  threads: the helper threads did not run while profiling (their cores were busy elsewhere)"
+                    .to_string()
+            }
+            (false, _) => {
+                let share = busy.as_secs_f64() / held.as_secs_f64();
+                format!(
+                    "  threads: the helper threads ran kernels' parts {:.1}% of their time, idle {:.1}%",
+                    100.0 * share,
+                    100.0 * (1.0 - share)
+                )
+            }
+        };
+        w(out, line)?;
+    }
     w(out, "  slowest nodes:".to_string())?;
     for p in r.profile.iter().take(12) {
         w(
@@ -610,6 +631,7 @@ fn run_workload(
             sampling.push(sampled);
         }
         if opts.profile && i + 1 == warmup {
+            crate::runtime::parallel::set_thread_profiling(true);
             session.set_profiling(true);
         }
     }
@@ -628,6 +650,10 @@ fn run_workload(
         sampling: Timing::new(warmup, sampling),
         final_loss,
         profile: session.profile(),
+        helpers: opts.profile.then(|| {
+            crate::runtime::parallel::set_thread_profiling(false);
+            crate::runtime::parallel::thread_profile()
+        }),
     })
 }
 

@@ -39,6 +39,8 @@ fn bench_w1_prints_the_expected_fields() {
         "profile (timed steps, profiling on): ",
         "ms/step inside kernels; by op:",
         "  Dense ",
+        // The helper's share, unless other processes kept it off its core.
+        "  threads: the helper threads ",
         "slowest nodes:",
         "gradients/xW1/MatMul_grad/MatMul_1",
     ] {

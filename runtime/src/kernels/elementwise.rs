@@ -408,15 +408,8 @@ pub(super) fn apply_momentum<T: Elem>(
             *v = *v - lr * direction;
         }
     };
-    // Two slices to split, so not `split_elements`: the same rule by hand.
-    if crate::parallel::threads() > 1 && v.len() >= crate::parallel::PARALLEL_MIN_ELEMENTS {
-        let mid = v.len() / 2;
-        let (v0, v1) = v.split_at_mut(mid);
-        let (a0, a1) = a.split_at_mut(mid);
-        let (g0, g1) = g.split_at(mid);
-        rayon::join(|| step(v0, a0, g0), || step(v1, a1, g1));
-    } else {
-        step(v, a, g);
-    }
+    crate::parallel::split_pair(v, a, &|offset, v, a| {
+        step(v, a, &g[offset..offset + v.len()]);
+    });
     Ok(())
 }

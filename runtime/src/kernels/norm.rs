@@ -415,7 +415,7 @@ pub(super) fn fused_batch_norm<T: Elem>(
     }
     batch_mean.copy_from_slice(mean);
     let (mean, var): (&[T], &[T]) = (mean, var);
-    // y by parts of whole [channels, inner] blocks, in two on two threads.
+    // y by parts of whole [channels, inner] blocks, one part a thread.
     split_elements(y, c_n * l.inner, &|first, y| {
         let x = &x[first..first + y.len()];
         normalize(&l, x, y, |c| {
@@ -564,7 +564,7 @@ pub(super) fn fused_batch_norm_grad<T: Elem>(
         .enumerate()
         .for_each(|(c, d)| *d = *d * r(c));
     let (dscale, doffset): (&[T], &[T]) = (dscale, doffset);
-    // dx by parts of whole [channels, inner] blocks, in two on two threads.
+    // dx by parts of whole [channels, inner] blocks, one part a thread.
     split_elements(dx, c_n * l.inner, &|first, dx| {
         let (dy, x) = (&dy[first..first + dx.len()], &x[first..first + dx.len()]);
         batch_norm_dx(&l, [dy, x], dx, training, |c| {
@@ -623,41 +623,68 @@ fn by_bands<T>(l: &Layout) -> bool {
         && (threads() < 2 || l.len < PARALLEL_MIN_ELEMENTS || l.channels >= 4 * per_line)
 }
 
-/// Channels-last data, `[rows, channels]`, cut into two bands of channels
-/// run on two threads when [`threads`] allows and the data is large, else
-/// one band: `f(c0, ins, out, per_channel)` for the band from channel `c0`,
-/// with its columns of `ins` and `out` and its part of each per-channel
-/// slice. Every channel is computed as on one thread.
+/// Channels-last data, `[rows, channels]`, cut into up to [`threads`] bands
+/// of channels run on as many threads when the data is large (each band at
+/// least half of [`PARALLEL_MIN_ELEMENTS`] elements and a cache line of
+/// channels), else one band: `f(c0, ins, out, per_channel)` for the band
+/// from channel `c0`, with its columns of `ins` and `out` and its part of
+/// each per-channel slice. Every channel is computed as on one thread.
 fn channel_bands<T: Elem, const I: usize, const O: usize>(
     ins: [ArrayView2<'_, T>; I],
     out: ArrayViewMut2<'_, T>,
     per_channel: [&mut [T]; O],
     f: &BandFn<'_, T, I, O>,
 ) {
+    let per_line = (64 / std::mem::size_of::<T>().max(1)).max(1);
+    let parts = if out.len() < PARALLEL_MIN_ELEMENTS {
+        1
+    } else {
+        threads()
+            .min(out.len() / (PARALLEL_MIN_ELEMENTS / 2))
+            .min(out.ncols() / per_line)
+            .max(1)
+    };
+    bands(parts, 0, ins, out, per_channel, f);
+}
+
+/// [`channel_bands`] for `parts` bands of the channels from `c0` on.
+fn bands<T: Elem, const I: usize, const O: usize>(
+    parts: usize,
+    c0: usize,
+    ins: [ArrayView2<'_, T>; I],
+    out: ArrayViewMut2<'_, T>,
+    per_channel: [&mut [T]; O],
+    f: &BandFn<'_, T, I, O>,
+) {
     let c_n = out.ncols();
-    let mid = band_border::<T>(out.as_ptr() as usize, c_n);
-    if threads() < 2 || out.len() < PARALLEL_MIN_ELEMENTS || mid >= c_n {
-        f(0, ins, out, per_channel);
+    let left = parts / 2;
+    let mid = band_border::<T>(out.as_ptr() as usize, c_n, left, parts);
+    if parts < 2 || mid == 0 || mid >= c_n {
+        f(c0, ins, out, per_channel);
         return;
     }
-    let left = ins.map(|v| v.slice_move(s![.., ..mid]));
-    let right = ins.map(|v| v.slice_move(s![.., mid..]));
+    let l_ins = ins.map(|v| v.slice_move(s![.., ..mid]));
+    let r_ins = ins.map(|v| v.slice_move(s![.., mid..]));
     let (out_l, out_r) = out.split_at(Axis(1), mid);
     let mut pl: [&mut [T]; O] = std::array::from_fn(|_| <&mut [T]>::default());
     let mut pr: [&mut [T]; O] = std::array::from_fn(|_| <&mut [T]>::default());
     for ((p, l), r) in per_channel.into_iter().zip(&mut pl).zip(&mut pr) {
         (*l, *r) = p.split_at_mut(mid);
     }
-    rayon::join(|| f(0, left, out_l, pl), || f(mid, right, out_r, pr));
+    rayon::join(
+        || bands(left, c0, l_ins, out_l, pl, f),
+        || bands(parts - left, c0 + mid, r_ins, out_r, pr, f),
+    );
 }
 
-/// Where the second of two bands of `c_n` channels starts: near the middle,
-/// on a cache line's first element of an output row starting at address
-/// `start` where it can be, so that the threads do not write the same line
-/// of that row (a line both write bounces between their cores); every row
-/// starts where the first does in its line when a row is a whole number of
-/// lines, as the 512 channels of W2 are.
-fn band_border<T>(start: usize, c_n: usize) -> usize {
+/// Where the band of the last `parts − left` of `parts` shares of `c_n`
+/// channels starts: at that share, moved on to a cache line's first element
+/// of an output row starting at address `start` where it can be, so that
+/// two threads do not write the same line of that row (a line both write
+/// bounces between their cores); every row starts where the first does in
+/// its line when a row is a whole number of lines, as the 512 channels of
+/// W2 are.
+fn band_border<T>(start: usize, c_n: usize, left: usize, parts: usize) -> usize {
     let size = std::mem::size_of::<T>().max(1);
     let per_line = (64 / size).max(1);
     // The row's first element's place within its cache line.
@@ -666,7 +693,7 @@ fn band_border<T>(start: usize, c_n: usize) -> usize {
     } else {
         0
     };
-    (c_n / 2 + skew).next_multiple_of(per_line) - skew
+    (c_n * left / parts.max(1) + skew).next_multiple_of(per_line) - skew
 }
 
 /// The work [`channel_bands`] hands each band.
@@ -718,7 +745,7 @@ mod tests {
     fn band_borders_fall_on_a_cache_line_near_the_middle() {
         for start in (0..256).step_by(4) {
             for c_n in [2, 16, 37, 200, 203, 512] {
-                let mid = band_border::<f32>(start, c_n);
+                let mid = band_border::<f32>(start, c_n, 1, 2);
                 assert_eq!((start + mid * 4) % 64, 0, "start {start}, {c_n} channels");
                 assert!(
                     mid >= c_n / 2 && mid < c_n / 2 + 16,
@@ -728,7 +755,11 @@ mod tests {
         }
         // f64: 8 to a line; an address that is not a multiple of the size
         // keeps the middle rounded up to a line.
-        assert_eq!(band_border::<f64>(8, 100), 55);
-        assert_eq!(band_border::<f64>(3, 100), 56);
+        assert_eq!(band_border::<f64>(8, 100, 1, 2), 55);
+        assert_eq!(band_border::<f64>(3, 100, 1, 2), 56);
+        // Sixteen bands of 512 f32 channels: two lines (32 channels) each, the
+        // first eight 256 channels.
+        assert_eq!(band_border::<f32>(0, 512, 8, 16), 256);
+        assert_eq!(band_border::<f32>(0, 512, 1, 16), 32);
     }
 }
