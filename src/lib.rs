@@ -9,6 +9,7 @@ pub use gradc_io as io;
 pub use gradc_runtime as runtime;
 
 pub mod bench;
+pub mod distributed;
 pub mod feeds;
 pub mod gradcheck;
 pub mod train;

@@ -696,8 +696,21 @@ fn run(command: Command) -> Result<ExitCode, Error> {
                 log_every,
                 fetch,
             };
-            let report = gradc::runtime::with_threads(|| train::train(&file, &opts))?;
-            say!("trained {} steps", report.steps);
+            // Under `mpirun -np N` (the `mpi` feature), one rank of a data-parallel run.
+            let distributed = gradc::distributed::init()?;
+            let result = gradc::runtime::with_threads(|| train::train(&file, &opts));
+            let report = match (result, &distributed) {
+                (Ok(report), _) => report,
+                (Err(e), None) => return Err(e),
+                // The other ranks would wait for this one forever: end the run.
+                (Err(e), Some(d)) => {
+                    eprintln!("gradc: rank {}: error: {e}", d.rank());
+                    d.abort(1)
+                }
+            };
+            if distributed.as_ref().is_none_or(|d| d.rank() == 0) {
+                say!("trained {} steps", report.steps);
+            }
         }
         Command::Plot {
             csvs,

@@ -93,6 +93,9 @@ fn load(path: &Path, opts: &TrainOptions) -> Result<Loaded, Error> {
     if let Some(lr) = opts.learning_rate {
         train.optimizer.set_learning_rate(lr);
     }
+    // Under mpirun, the train step averages its gradients over the ranks.
+    let (_, ranks) = crate::runtime::collective::rank_and_ranks();
+    train.ranks = (ranks > 1).then_some(ranks);
     let train = train.clone();
     let programs = Compiler::new(Source::file(&spec, &text, &file)).compile_train()?;
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
@@ -290,6 +293,44 @@ fn placeholder_in<'p>(program: &'p Program, name: &str) -> Option<&'p TensorType
         .and_then(|i| i.outputs.first())
 }
 
+/// What a data-parallel run needs before its first step: every rank runs
+/// the same train step (a hash of the program and of gradc's version,
+/// compared across the ranks), and the global batch splits evenly.
+fn check_ranks(
+    p: &TrainPrograms,
+    batch_size: usize,
+    ranks: usize,
+    drop_remainder: bool,
+) -> Result<(), Error> {
+    use std::hash::{Hash, Hasher};
+    let Some(c) = crate::runtime::collective::collective() else {
+        return Ok(());
+    };
+    let text = p.train.to_ron().map_err(|e| Error::Usage(e.to_string()))?;
+    let mut h = std::hash::DefaultHasher::new();
+    (env!("CARGO_PKG_VERSION"), text).hash(&mut h);
+    let same = c
+        .agree(h.finish())
+        .map_err(|e| Error::Usage(format!("comparing the ranks' programs: {e}")))?;
+    if !same {
+        return Err(Error::Usage(format!(
+            "rank {}: the {ranks} ranks compiled different train steps (different graph files, options or gradc versions)",
+            c.rank()
+        )));
+    }
+    if !batch_size.is_multiple_of(ranks) {
+        return Err(Error::Usage(format!(
+            "batch_size {batch_size} is the global batch and must split evenly over the {ranks} ranks"
+        )));
+    }
+    if !drop_remainder {
+        return Err(Error::Usage(format!(
+            "drop_remainder: false with {ranks} ranks: the last, smaller batch would not split evenly; keep drop_remainder: true"
+        )));
+    }
+    Ok(())
+}
+
 /// Whether the data section's placeholder `name` is one: an error if it is
 /// not a node of the graph or not a placeholder; a warning when the train
 /// step does not read it (the loss does not depend on it), as TensorFlow
@@ -343,7 +384,12 @@ pub fn evaluate(
     let mut out = Vec::with_capacity(fetch.len());
     let mut sums = vec![0.0; fetch.len()];
     let mut rows = 0usize;
-    for range in data.chunks(batch)? {
+    // Under mpirun each rank takes every ranks-th chunk; the sums are added up after.
+    let (rank, ranks) = crate::runtime::collective::rank_and_ranks();
+    for (k, range) in data.chunks(batch)?.enumerate() {
+        if k % ranks != rank {
+            continue;
+        }
         let n = range.len();
         data.rows_into(range, &mut x.tensor, &mut y.tensor)?;
         with_feeds(&x, &y, |feeds| {
@@ -354,6 +400,12 @@ pub fn evaluate(
             *s += v.first_f64().unwrap_or(f64::NAN) * n as f64;
         }
         rows += n;
+    }
+    if let Some(c) = crate::runtime::collective::collective().filter(|_| ranks > 1) {
+        sums.push(rows as f64);
+        c.all_reduce_sum_f64(&mut sums)
+            .map_err(|e| Error::Usage(format!("evaluation across ranks: {e}")))?;
+        rows = sums.pop().unwrap_or(0.0) as usize;
     }
     Ok(sums.into_iter().map(|s| s / rows.max(1) as f64).collect())
 }
@@ -378,6 +430,12 @@ pub fn train(path: &Path, opts: &TrainOptions) -> Result<TrainReport, Error> {
     }
     let seed = opts.seed.unwrap_or(loaded.train.seed);
     let batch_size = opts.batch_size.unwrap_or(loaded.train.batch_size);
+    let (rank, ranks) = crate::runtime::collective::rank_and_ranks();
+    // Rank 0 reports and writes; every rank trains.
+    let lead = rank == 0;
+    if ranks > 1 {
+        check_ranks(p, batch_size, ranks, data.drop_remainder)?;
+    }
 
     let mut session = Session::new(p.train.clone()).map_err(Error::run("the train program"))?;
     session.check_numerics = opts.check_numerics;
@@ -425,10 +483,13 @@ pub fn train(path: &Path, opts: &TrainOptions) -> Result<TrainReport, Error> {
         .out_dir
         .clone()
         .unwrap_or_else(|| PathBuf::from("runs").join(&loaded.spec.name));
-    std::fs::create_dir_all(&out_dir)
-        .map_err(|e| Error::Io(format!("{}: {e}", out_dir.display())))?;
-    if let Some(dir) = ckpt_path.as_deref().and_then(Path::parent) {
-        std::fs::create_dir_all(dir).map_err(|e| Error::Io(format!("{}: {e}", dir.display())))?;
+    if lead {
+        std::fs::create_dir_all(&out_dir)
+            .map_err(|e| Error::Io(format!("{}: {e}", out_dir.display())))?;
+        if let Some(dir) = ckpt_path.as_deref().and_then(Path::parent) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| Error::Io(format!("{}: {e}", dir.display())))?;
+        }
     }
 
     if opts.resume {
@@ -491,6 +552,9 @@ pub fn train(path: &Path, opts: &TrainOptions) -> Result<TrainReport, Error> {
     let mut epoch_examples = 0usize;
     while step < total_steps {
         let indices = batches.next_batch();
+        // This rank's contiguous share of the global batch.
+        let share = indices.len() / ranks;
+        let indices = &indices[rank * share..(rank + 1) * share];
         if x.tensor.shape().first() != Some(&indices.len()) {
             // The smaller last batch of an epoch that keeps its remainder, or the full one after it.
             (x.tensor, y.tensor) = train_set.batch_buffers(indices.len());
@@ -512,6 +576,7 @@ pub fn train(path: &Path, opts: &TrainOptions) -> Result<TrainReport, Error> {
             other => Error::run(&format!("step {}", step + 1))(other),
         })?;
         step += 1;
+        let rows = rows * ranks;
         epoch_examples += rows;
         let loss = out.first().and_then(Tensor::first_f64).unwrap_or(f64::NAN);
         if !loss.is_finite() {
@@ -523,8 +588,8 @@ pub fn train(path: &Path, opts: &TrainOptions) -> Result<TrainReport, Error> {
         if let Some(l) = step_log.as_mut().filter(|l| step.is_multiple_of(l.every)) {
             let examples = log_start.1 + rows;
             let rate = examples as f64 / log_start.0.elapsed().as_secs_f64().max(1e-9);
-            let line = l.record(step, &out, rate)?;
-            if bar.is_none() {
+            let line = l.record(step, &out, rate, lead)?;
+            if bar.is_none() && lead {
                 println!("{line}");
             }
             log_start = (Instant::now(), 0);
@@ -571,26 +636,29 @@ pub fn train(path: &Path, opts: &TrainOptions) -> Result<TrainReport, Error> {
             let line = epoch_line(&report, &metric_names);
             match &bar {
                 Some(bar) => bar.println(line),
-                None => println!("{line}"),
+                None if lead => println!("{line}"),
+                None => {}
             }
             log.push(&metrics_row(
                 &report,
                 metric_names.len(),
                 sets.validation.is_some(),
             ))?;
-            log.write(&out_dir.join("metrics.csv"))?;
-            if let Some(l) = &step_log {
-                l.rows.write(&out_dir.join("steps.csv"))?;
-            }
-            plot(
-                &out_dir.join("curves.png"),
-                &loaded.spec.name,
-                &log,
-                step_log.as_ref().map(|l| &l.rows),
-                &metric_names,
-            )?;
-            if let Some(path) = &ckpt_path {
-                save_checkpoint(&session, path, step, &loaded.spec.name)?;
+            if lead {
+                log.write(&out_dir.join("metrics.csv"))?;
+                if let Some(l) = &step_log {
+                    l.rows.write(&out_dir.join("steps.csv"))?;
+                }
+                plot(
+                    &out_dir.join("curves.png"),
+                    &loaded.spec.name,
+                    &log,
+                    step_log.as_ref().map(|l| &l.rows),
+                    &metric_names,
+                )?;
+                if let Some(path) = &ckpt_path {
+                    save_checkpoint(&session, path, step, &loaded.spec.name)?;
+                }
             }
             history.push(report);
             epoch_start = Instant::now();
@@ -791,7 +859,13 @@ impl StepLog {
     }
 
     /// Records step `step` from the fetched `values`; returns its line.
-    fn record(&mut self, step: usize, values: &[Tensor], rate: f64) -> Result<String, Error> {
+    fn record(
+        &mut self,
+        step: usize,
+        values: &[Tensor],
+        rate: f64,
+        lead: bool,
+    ) -> Result<String, Error> {
         let scalar = |i: usize| {
             values
                 .get(i)
@@ -801,6 +875,15 @@ impl StepLog {
         let reported = 1 + self.metrics + usize::from(self.learning_rate);
         let mut row = vec![step as f64];
         row.extend((0..reported).map(scalar));
+        // Under mpirun: the global batch's loss and metrics, the mean of the
+        // ranks' equal shares (the learning rate is the same on every rank).
+        let (_, ranks) = crate::runtime::collective::rank_and_ranks();
+        if let Some(c) = crate::runtime::collective::collective().filter(|_| ranks > 1) {
+            let batch = &mut row[1..2 + self.metrics];
+            c.all_reduce_sum_f64(batch)
+                .map_err(|e| Error::Usage(format!("step {step} across ranks: {e}")))?;
+            batch.iter_mut().for_each(|v| *v /= ranks as f64);
+        }
         row.push(rate);
         self.rows.push(&row)?;
         let columns = &self.rows.columns()[1..];
@@ -811,6 +894,9 @@ impl StepLog {
                 "learning_rate" => line.push_str(&format!(" lr {v:.4e}")),
                 _ => line.push_str(&format!(" {name} {v:.4}")),
             }
+        }
+        if !lead {
+            return Ok(line);
         }
         for (name, value) in self
             .fetched

@@ -997,6 +997,13 @@ const CASES: &[Case] = &[
         second_order: true,
     },
     Case {
+        // One rank: each input is its own average (a data-parallel run is tests/mpi.rs).
+        name: "all_reduce_mean",
+        inputs: &[("a", &[2, 3], Normal), ("b", &[3], Normal)],
+        node: r#"(name: "r", op: AllReduceMean(ranks: 1), inputs: ["a", "b"]), (name: "y", op: Mul, inputs: ["r", "r:1"])"#,
+        second_order: true,
+    },
+    Case {
         name: "identity_n",
         inputs: &[("a", &[2, 3], Normal), ("b", &[3], Normal)],
         node: r#"(name: "i", op: IdentityN, inputs: ["a", "b"]), (name: "y", op: Mul, inputs: ["i", "i:1"])"#,

@@ -96,6 +96,7 @@ fn every_op_round_trips() {
         (name: "bnl", op: BatchNorm(decay: 0.99, center: false, scale: true, epsilon: 0.01, data_format: NCHW, fused: true, is_training: "training", zero_debias_moving_mean: true), inputs: ["p"]),
         (name: "call", op: Call("F"), inputs: ["p"]),
         (name: "idn", op: IdentityN, inputs: ["p", "c"]),
+        (name: "arm", op: AllReduceMean(ranks: 2), inputs: ["p", "c"]),
         (name: "cg", op: CustomGradient(function: "F", inputs: 1), inputs: ["p", "call"]),
         (name: "od", op: OnceDifferentiable(function: "F"), inputs: ["p"]),
         (name: "a", op: ArgMax(axis: 1), inputs: ["p"]),

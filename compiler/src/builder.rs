@@ -48,6 +48,15 @@ impl<'g> Ctx<'g> {
             .map(TensorRef::of)
     }
 
+    /// [`Ctx::op`] for an op of several outputs: every output, in order.
+    pub fn op_multi(&mut self, op: Op, inputs: &[TensorRef]) -> Result<Vec<TensorRef>> {
+        let node = self.op(op, inputs)?.node;
+        let outputs = self.g.node(node).outputs.len();
+        Ok((0..outputs)
+            .map(|output| TensorRef { node, output })
+            .collect())
+    }
+
     /// A scalar constant of `like`'s dtype.
     pub fn scalar(&mut self, v: f64, like: TensorRef) -> Result<TensorRef> {
         let name = self.g.unique_name(format!("{}/Const", self.scope));

@@ -120,6 +120,11 @@ pub struct TrainSpec {
     /// Absent: constants of the variables' dtype.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hyperparameter_dtype: Option<DType>,
+    /// The number of processes a data-parallel run trains on: above 1, the
+    /// train step averages the gradients over them (`AllReduceMean`) before
+    /// the updates. Set by `gradc train` under `mpirun`, not written in a file.
+    #[serde(skip)]
+    pub ranks: Option<usize>,
 }
 
 /// A learning-rate schedule of the train section.

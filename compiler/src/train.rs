@@ -120,6 +120,12 @@ pub fn build_train(
         .zip(grads.split_off(vars.len()))
         .map(|(h, t)| (crate::schema::gradient_name(&spec.loss, h), t))
         .collect();
+    // Data parallel: every gradient averaged over the ranks in one exchange,
+    // before clipping, so that every rank clips and updates alike.
+    if let Some(ranks) = spec.ranks.filter(|&n| n > 1) {
+        let mut c = Ctx::new(g, "AllReduce", Role::Update);
+        grads = c.op_multi(Op::AllReduceMean { ranks }, &grads)?;
+    }
     if let Some(clip) = spec.clip_global_norm {
         if clip.is_nan() || clip <= 0.0 {
             return Err(err(format!(

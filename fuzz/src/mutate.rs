@@ -212,6 +212,7 @@ Graph(
         (name: "call", op: Call("Twice"), inputs: ["x", "x"]),
         (name: "soft", op: Call("Soft"), inputs: ["call:1"]),
         (name: "idn", op: IdentityN, inputs: ["soft", "call"]),
+        (name: "arm", op: AllReduceMean(ranks: 1), inputs: ["soft", "call"]),
         (name: "asn", op: Assign, inputs: ["acc", "mn"]),
         (name: "asa", op: AssignAdd, inputs: ["acc", "mn"]),
         (name: "ass", op: AssignSub, inputs: ["acc", "mn"]),
@@ -221,7 +222,7 @@ Graph(
         (name: "grp", op: NoOp, control_inputs: ["asn", "asa"]),
         (name: "loss", op: Mean(), inputs: ["an"]),
     ],
-    outputs: ["loss", "amx", "dense", "sz", "abg:1", "rsz", "idn:1", "fbg:2", "eq", "rs", "ol", "sgd", "eqi", "nei", "lor", "pick", "uss", "oh", "sxe", "drop", "anyn", "allf", "siz", "shr", "ustj", "spv:1", "stg", "prd"],
+    outputs: ["loss", "amx", "dense", "sz", "abg:1", "rsz", "idn:1", "arm:1", "fbg:2", "eq", "rs", "ol", "sgd", "eqi", "nei", "lor", "pick", "uss", "oh", "sxe", "drop", "anyn", "allf", "siz", "shr", "ustj", "spv:1", "stg", "prd"],
     gradients: [
         (of: "loss", wrt: ["w", "b", "x"]),
         (of: "idn", wrt: ["x"], grad_ys: "idn"),

@@ -3,6 +3,7 @@
 //! It does not depend on the compiler: a program saved with `gradc compile`
 //! loads and runs with this crate alone.
 
+pub mod collective;
 pub mod dtype;
 pub mod error;
 pub mod init;

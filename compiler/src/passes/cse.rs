@@ -66,7 +66,9 @@ fn key_hash(op: &Op, dtype: DType, inputs: &[TensorRef]) -> u64 {
 }
 
 fn mergeable(op: &Op) -> bool {
-    !op.is_stateful() && !matches!(op, Op::Placeholder { .. } | Op::Variable { .. } | Op::NoOp)
+    !op.is_stateful()
+        && !op.is_collective()
+        && !matches!(op, Op::Placeholder { .. } | Op::Variable { .. } | Op::NoOp)
 }
 
 impl Pass for Cse {

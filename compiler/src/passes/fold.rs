@@ -22,6 +22,7 @@ pub struct Fold {
 /// Whether the op's value depends only on its inputs (no state, no feed).
 fn pure(op: &Op) -> bool {
     !op.is_stateful()
+        && !op.is_collective()
         && !matches!(
             op,
             Op::Placeholder { .. } | Op::Variable { .. } | Op::NoOp | Op::Const(_)

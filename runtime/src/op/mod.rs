@@ -239,6 +239,13 @@ macro_rules! module_ops_table {
             modules {
                 /// sum(x²) / 2 over every element, a scalar (TensorFlow's `tf.nn.l2_loss`).
                 L2Loss => l2_loss,
+                /// Each input averaged over the `ranks` processes of a
+                /// data-parallel run, all inputs as one buffer (Horovod's
+                /// averaging `allreduce`); the compiler puts it on a train
+                /// step's gradients when it compiles the step for several ranks.
+                AllReduceMean {
+                    ranks: usize,
+                } => all_reduce_mean,
                 /// 2-D convolution (TensorFlow's `tf.nn.conv2d`): input
                 /// [N, H, W, C] (NHWC) or [N, C, H, W] (NCHW), filter
                 /// [kh, kw, C, O]; `strides` and `dilations` have 4 entries
@@ -1263,6 +1270,13 @@ impl Op {
 
     /// Ops that change session state; never removed or merged by passes.
     /// Their first input is the variable they update (see `updated_inputs`).
+    /// Whether it exchanges values with the other processes of a run: never
+    /// evaluated at compile time, merged with another or dropped for being
+    /// unread (every rank must make the same exchanges).
+    pub fn is_collective(&self) -> bool {
+        matches!(self, Op::AllReduceMean { .. })
+    }
+
     pub fn is_stateful(&self) -> bool {
         matches!(
             self,
