@@ -627,6 +627,11 @@ fn batch_norm_layer_errors_name_the_node() {
             "is_training names 'nope'",
         ),
         (
+            r#"["batch", 3]"#,
+            "sync: true, fused: true",
+            "sync: true averages the statistics of the unfused path",
+        ),
+        (
             r#"[4, 3, 2, 2]"#,
             "data_format: NCHW, is_training: \"x\"",
             "must be a scalar",

@@ -156,6 +156,79 @@ fn two_ranks_train_as_one_process_on_the_same_global_batches() {
     }
 }
 
+/// `sync: true` batch norm: the global batch's statistics on every rank, so
+/// two ranks train bn_mlp as one process does, moving averages included;
+/// the epoch's evaluation, split between the ranks and each using its own
+/// moving averages, gives one process's numbers. Without `sync`, each rank
+/// normalizes with its own half batch, and the variables differ.
+#[test]
+fn synchronized_batch_norm_trains_as_one_process() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let text = std::fs::read_to_string(repo_path("graphs/bn_mlp.ron")).expect("graph");
+    let text = text.replace(
+        "../data/mnist",
+        &repo_path("data/mnist").display().to_string(),
+    );
+    let graph = |name: &str, text: String| {
+        let path = tmp.path().join(name);
+        std::fs::write(&path, text).expect("write");
+        path.display().to_string()
+    };
+    let synced = graph(
+        "synced.ron",
+        text.replace(
+            "BatchNorm(decay: 0.99,",
+            "BatchNorm(decay: 0.99, sync: true,",
+        ),
+    );
+    let plain = graph("plain.ron", text.clone());
+    let run = |graph: &str, ranks: &str, dir: &str| {
+        let d = tmp.path().join(dir);
+        let d = d.to_str().expect("utf-8");
+        let mut args = train_args(graph, d);
+        args[3] = "60";
+        match ranks {
+            "1" => ok(&alone(&args)),
+            n => ok(&mpirun(n, &args)),
+        };
+        tmp.path().join(dir)
+    };
+    let one = run(&synced, "1", "one");
+    let two = run(&synced, "2", "two");
+    let ckpt = |d: &Path| variables(&d.join("checkpoint.safetensors"));
+    assert!(ckpt(&one).iter().any(|(n, _)| n == "bn1/moving_variance"));
+    assert_agree(&ckpt(&one), &ckpt(&two), 1e-5, "sync: true");
+    let loss = |d: &Path| {
+        gradc::io::metrics::MetricsLog::read(&d.join("metrics.csv"))
+            .expect("metrics")
+            .column("test_loss")
+            .expect("test loss")
+    };
+    let (a, b) = (loss(&one), loss(&two));
+    assert!(
+        (a[0] - b[0]).abs() <= 1e-5 * a[0],
+        "test loss {a:?} vs {b:?}"
+    );
+    // Per-rank statistics: not one process's run.
+    let apart = run(&plain, "2", "apart");
+    let moving = |d: &Path| {
+        ckpt(d)
+            .into_iter()
+            .find(|(n, _)| n == "bn1/moving_mean")
+            .expect("moving mean")
+            .1
+    };
+    let (m1, m2) = (moving(&one), moving(&apart));
+    let diff = m1
+        .iter()
+        .zip(&m2)
+        .fold(0.0f64, |m, (p, q)| m.max((p - q).abs()));
+    assert!(
+        diff > 1e-3,
+        "per-rank statistics change the moving mean ({diff:e})"
+    );
+}
+
 #[test]
 fn one_rank_is_a_plain_run() {
     let tmp = tempfile::tempdir().expect("tempdir");

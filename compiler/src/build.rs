@@ -167,6 +167,7 @@ pub fn build_with(spec: &GraphSpec, text: &str, prefuse: bool, run: RunNames) ->
     g.reserve(spec.nodes.len() * if derived { 3 } else { 1 });
     let mut prefused = std::collections::BTreeMap::new();
     g.functions = crate::functions::check(spec, text)?;
+    g.ranks = spec.train.as_ref().and_then(|t| t.ranks).unwrap_or(1);
     g.source = text.into();
     g.pinned = pinned_names(spec, run);
     g.fixed_roots = run

@@ -176,6 +176,9 @@ pub struct Graph {
     pub functions: std::collections::BTreeMap<String, crate::schema::FunctionSpec>,
     /// Forward patterns fused before differentiation, and how often (`passes::prefuse`).
     pub prefused: std::collections::BTreeMap<&'static str, usize>,
+    /// The processes of the data-parallel run it is built for (0 or 1: one);
+    /// a BatchNorm layer with `sync: true` averages its statistics over them.
+    pub ranks: usize,
     /// The graph file's text, for the lines of errors in function bodies.
     pub source: std::sync::Arc<str>,
     /// Nodes that a gradient request, an output, a fetch, a feed or the train

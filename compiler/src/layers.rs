@@ -264,6 +264,12 @@ fn batch_norm(
         ));
     }
     let mode = mode(g, &layer.is_training)?;
+    if layer.sync && layer.fused {
+        return Err(CompileError::new(
+            ErrorKind::Shape,
+            "sync: true averages the statistics of the unfused path across the ranks; set fused: false",
+        ));
+    }
     if layer.zero_debias_moving_mean && matches!(mode, Mode::Dynamic(_)) {
         return Err(CompileError::new(
             ErrorKind::Shape,
@@ -348,7 +354,19 @@ fn batch_norm(
             node: m.node,
             output: 1,
         };
-        (None, Some(m), Some(var), Some(var))
+        if layer.sync && c.g.ranks > 1 {
+            // The global batch's statistics from the ranks' equal shares:
+            // mean = avg(mean_r), var = avg(var_r + mean_r²) − mean².
+            let m2 = c.op(Op::Square, &[m])?;
+            let s = c.add(var, m2)?;
+            let avg = c.op_multi(Op::AllReduceMean { ranks: c.g.ranks }, &[m, s])?;
+            let (mean, meansq) = (avg[0], avg[1]);
+            let mean2 = c.op(Op::Square, &[mean])?;
+            let var = c.sub(meansq, mean2)?;
+            (None, Some(mean), Some(var), Some(var))
+        } else {
+            (None, Some(m), Some(var), Some(var))
+        }
     };
     // The moving-average updates: of the batch statistics in training, no change otherwise.
     let mut updates = Vec::new();

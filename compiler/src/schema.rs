@@ -897,6 +897,11 @@ pub struct BatchNormLayer {
     pub is_training: IsTraining,
     #[serde(default)]
     pub zero_debias_moving_mean: bool,
+    /// In a data-parallel run, normalize with the statistics of the global
+    /// batch (PyTorch's SyncBatchNorm): the ranks' means and mean squares
+    /// are averaged across them, with their gradient. Unfused only.
+    #[serde(default)]
+    pub sync: bool,
 }
 
 fn bn_decay() -> f64 {
