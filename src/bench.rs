@@ -227,6 +227,11 @@ pub struct WorkloadResult {
     /// The helper threads' time running kernels' parts and their time in
     /// all over the timed steps (with `profile`).
     pub helpers: Option<(Duration, Duration)>,
+    /// The processes of the run (under `mpirun`), each timing its share of
+    /// the global batch.
+    pub ranks: usize,
+    /// The gradient exchanges of the timed steps: count, time, bytes.
+    pub exchanges: (u64, Duration, u64),
 }
 
 impl WorkloadResult {
@@ -238,8 +243,9 @@ impl WorkloadResult {
         1e3 / self.timing.median_ms()
     }
 
+    /// Examples of the global batch a second (every rank's share).
     pub fn examples_per_sec(&self) -> f64 {
-        self.steps_per_sec() * self.batch_size as f64
+        self.steps_per_sec() * (self.batch_size * self.ranks.max(1)) as f64
     }
 
     pub fn gflops(&self) -> f64 {
@@ -403,6 +409,20 @@ pub fn bench(opts: &BenchOptions, out: &mut dyn Write) -> Result<BenchReport, Er
                 r.gflops()
             ),
         )?;
+        if r.ranks > 1 {
+            let (n, time, bytes) = r.exchanges;
+            let n = n.max(1);
+            w(
+                out,
+                format!(
+                    "  ranks {}: each a batch of {} (FLOPs and GFLOP/s are one rank's); the gradients' all-reduce: {:.4} ms/step (mean), {} bytes/step from each rank",
+                    r.ranks,
+                    r.batch_size,
+                    time.as_secs_f64() * 1e3 / n as f64,
+                    bytes / n
+                ),
+            )?;
+        }
         if opts.profile {
             write_profile(out, &r)?;
         }
@@ -592,8 +612,20 @@ fn run_workload(
             "{file}: the benchmark workloads train on MNIST"
         )));
     }
+    // Under mpirun: this rank's share of each global batch, the gradients
+    // averaged across the ranks.
+    let (rank, ranks) = crate::runtime::collective::rank_and_ranks();
+    if let Some(t) = spec.train.as_mut() {
+        t.ranks = (ranks > 1).then_some(ranks);
+    }
+    if !train.batch_size.is_multiple_of(ranks) {
+        return Err(Error::Usage(format!(
+            "{file}: batch {} does not split evenly over {ranks} ranks",
+            train.batch_size
+        )));
+    }
     let programs = Compiler::new(Source::file(&spec, text, file)).compile_train()?;
-    let batch_size = train.batch_size;
+    let batch_size = train.batch_size / ranks;
     let steps = opts.steps.unwrap_or(workload.default_steps());
     let warmup = opts.warmup.unwrap_or(workload.default_warmup());
 
@@ -613,14 +645,19 @@ fn run_workload(
     let symbols = bind_symbols(session.program(), &[(x_id, xb.shape()), (t_id, tb.shape())]);
     let matmuls = matmul_counts(session.program(), &fetch, target, &symbols)?;
     let (mut x, mut t) = (xb, tb);
-    let mut batches = Batches::shuffled_full(train_set.len(), batch_size, train.seed)?;
+    let mut batches = Batches::shuffled_full(train_set.len(), train.batch_size, train.seed)?;
     let mut out: Vec<Tensor> = Vec::with_capacity(1);
     let mut times = Vec::with_capacity(steps);
     let mut sampling = Vec::with_capacity(steps);
 
     for i in 0..warmup + steps {
+        if i == warmup {
+            crate::runtime::collective::reset_exchanges();
+        }
         let t0 = Instant::now();
-        crate::train::gather_rows(train_set, batches.next_batch(), &mut x, &mut t)?;
+        let global = batches.next_batch();
+        let share = &global[rank * batch_size..(rank + 1) * batch_size];
+        crate::train::gather_rows(train_set, share, &mut x, &mut t)?;
         let sampled = t0.elapsed();
         session
             .run_with_targets_into(&[(x_id, &x), (t_id, &t)], &fetch, &[target], &mut out)
@@ -654,6 +691,8 @@ fn run_workload(
             crate::runtime::parallel::set_thread_profiling(false);
             crate::runtime::parallel::thread_profile()
         }),
+        ranks,
+        exchanges: crate::runtime::collective::exchanges(),
     })
 }
 

@@ -77,9 +77,17 @@ mod mpi_world {
     /// thread, one at a time (`MPI_THREAD_SERIALIZED` or more), and the
     /// mutex makes them one at a time.
     pub(super) struct World {
-        comm: Mutex<SimpleCommunicator>,
+        comm: Mutex<Comm>,
         rank: usize,
         ranks: usize,
+    }
+
+    /// The communicator, and the send buffers of the sums (MPI sums from one
+    /// buffer into another), kept from step to step.
+    struct Comm {
+        world: SimpleCommunicator,
+        send32: Vec<f32>,
+        send64: Vec<f64>,
     }
 
     // SAFETY: the communicator is a handle that MPI lets any thread use when
@@ -89,18 +97,18 @@ mod mpi_world {
     unsafe impl Sync for World {}
 
     impl World {
-        fn with<R>(&self, f: impl FnOnce(&SimpleCommunicator) -> R) -> Result<R, String> {
-            let comm = self
+        fn with<R>(&self, f: impl FnOnce(&mut Comm) -> R) -> Result<R, String> {
+            let mut comm = self
                 .comm
                 .lock()
                 .map_err(|_| "the MPI communicator's lock was poisoned".to_string())?;
-            Ok(f(&comm))
+            Ok(f(&mut comm))
         }
 
         pub(super) fn abort(&self, code: i32) -> ! {
             match self.comm.lock() {
-                Ok(comm) => comm.abort(code),
-                Err(poisoned) => poisoned.into_inner().abort(code),
+                Ok(comm) => comm.world.abort(code),
+                Err(poisoned) => poisoned.into_inner().world.abort(code),
             }
         }
     }
@@ -117,21 +125,27 @@ mod mpi_world {
         }
         fn all_reduce_sum_f32(&self, buf: &mut [f32]) -> Result<(), String> {
             self.0.with(|c| {
-                let send = buf.to_vec();
-                c.all_reduce_into(&send[..], buf, SystemOperation::sum());
+                c.send32.clear();
+                c.send32.extend_from_slice(buf);
+                c.world
+                    .all_reduce_into(&c.send32[..], buf, SystemOperation::sum());
             })
         }
         fn all_reduce_sum_f64(&self, buf: &mut [f64]) -> Result<(), String> {
             self.0.with(|c| {
-                let send = buf.to_vec();
-                c.all_reduce_into(&send[..], buf, SystemOperation::sum());
+                c.send64.clear();
+                c.send64.extend_from_slice(buf);
+                c.world
+                    .all_reduce_into(&c.send64[..], buf, SystemOperation::sum());
             })
         }
         fn agree(&self, value: u64) -> Result<bool, String> {
             self.0.with(|c| {
                 let (mut lo, mut hi) = (0u64, 0u64);
-                c.all_reduce_into(&value, &mut lo, SystemOperation::min());
-                c.all_reduce_into(&value, &mut hi, SystemOperation::max());
+                c.world
+                    .all_reduce_into(&value, &mut lo, SystemOperation::min());
+                c.world
+                    .all_reduce_into(&value, &mut hi, SystemOperation::max());
                 lo == hi
             })
         }
@@ -154,7 +168,11 @@ mod mpi_world {
         let comm = universe.world();
         let (rank, ranks) = (comm.rank() as usize, comm.size() as usize);
         let world = Arc::new(World {
-            comm: Mutex::new(comm),
+            comm: Mutex::new(Comm {
+                world: comm,
+                send32: Vec::new(),
+                send64: Vec::new(),
+            }),
             rank,
             ranks,
         });

@@ -774,7 +774,17 @@ fn run(command: Command) -> Result<ExitCode, Error> {
                 peak: !no_peak,
                 profile,
             };
-            bench::bench(&opts, &mut std::io::stdout().lock())?;
+            // Under `mpirun -np N` (the `mpi` feature), rank 0 reports.
+            let distributed = gradc::distributed::init()?;
+            let result = match distributed.as_ref().is_none_or(|d| d.rank() == 0) {
+                true => bench::bench(&opts, &mut std::io::stdout().lock()),
+                false => bench::bench(&opts, &mut std::io::sink()),
+            };
+            if let (Err(e), Some(d)) = (&result, &distributed) {
+                eprintln!("gradc: rank {}: error: {e}", d.rank());
+                d.abort(1)
+            }
+            result?;
         }
         Command::Gradcheck {
             file,

@@ -315,3 +315,36 @@ fn a_failing_rank_or_different_programs_end_the_run_with_an_error() {
         "{err}"
     );
 }
+
+#[test]
+fn bench_under_two_ranks_reports_the_exchange() {
+    let o = mpirun(
+        "2",
+        &[
+            "bench",
+            "--workload",
+            "w1",
+            "--steps",
+            "5",
+            "--warmup",
+            "1",
+            "--threads",
+            "1",
+            "--no-peak",
+        ],
+    );
+    let out = ok(&o);
+    assert_eq!(
+        out.matches("result w1:").count(),
+        1,
+        "rank 0 reports: {out}"
+    );
+    // W1's gradients: 784·50 + 50 + 50·10 + 10 f32 values.
+    let bytes = 4 * (784 * 50 + 50 + 50 * 10 + 10);
+    assert!(
+        out.contains(
+            "ranks 2: each a batch of 50 (FLOPs and GFLOP/s are one rank's); the gradients' all-reduce: "
+        ) && out.contains(&format!(" {bytes} bytes/step from each rank")),
+        "{out}"
+    );
+}

@@ -3,7 +3,9 @@
 //! provides it (the CLI's MPI communicator, with the `mpi` feature) with
 //! [`set_collective`]. Without one, a process is a run of one rank.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
+use std::time::Duration;
 
 /// The operations the `AllReduceMean` kernel and a data-parallel training
 /// loop use. Every rank must call them in the same order.
@@ -38,4 +40,36 @@ pub fn collective() -> Option<&'static dyn Collective> {
 /// This process's rank and the number of ranks: (0, 1) without a collective.
 pub fn rank_and_ranks() -> (usize, usize) {
     collective().map_or((0, 1), |c| (c.rank(), c.ranks()))
+}
+
+/// What the exchanges of `AllReduceMean` cost this process: how many ran,
+/// their time in all, and the bytes each rank contributed.
+static EXCHANGES: AtomicU64 = AtomicU64::new(0);
+static EXCHANGE_NANOS: AtomicU64 = AtomicU64::new(0);
+static EXCHANGE_BYTES: AtomicU64 = AtomicU64::new(0);
+
+/// Counts one exchange of `bytes` that took `time` (the kernel calls it).
+pub(crate) fn record_exchange(bytes: usize, time: Duration) {
+    EXCHANGES.fetch_add(1, Ordering::Relaxed);
+    EXCHANGE_NANOS.fetch_add(
+        time.as_nanos().try_into().unwrap_or(u64::MAX),
+        Ordering::Relaxed,
+    );
+    EXCHANGE_BYTES.fetch_add(bytes as u64, Ordering::Relaxed);
+}
+
+/// The exchanges since the last [`reset_exchanges`]: (count, time, bytes).
+pub fn exchanges() -> (u64, Duration, u64) {
+    (
+        EXCHANGES.load(Ordering::Relaxed),
+        Duration::from_nanos(EXCHANGE_NANOS.load(Ordering::Relaxed)),
+        EXCHANGE_BYTES.load(Ordering::Relaxed),
+    )
+}
+
+/// Starts counting the exchanges from zero.
+pub fn reset_exchanges() {
+    for c in [&EXCHANGES, &EXCHANGE_NANOS, &EXCHANGE_BYTES] {
+        c.store(0, Ordering::Relaxed);
+    }
 }

@@ -69,12 +69,20 @@ pub(super) fn run(op: &Op, ins: &dyn Inputs, outs: &mut [Tensor]) -> Result<(), 
                 buf.clear();
                 for x in &inputs {
                     match x {
-                        Tensor::$variant(a) => buf.extend(a.iter().copied()),
+                        Tensor::$variant(a) => match a.as_slice() {
+                            Some(values) => buf.extend_from_slice(values),
+                            None => buf.extend(a.iter().copied()),
+                        },
                         other => return Err(format!("an input is {}, not {}", other.dtype(), stringify!($t))),
                     }
                 }
                 if let Some(c) = comm {
+                    let start = std::time::Instant::now();
                     c.$reduce(&mut buf)?;
+                    crate::collective::record_exchange(
+                        buf.len() * std::mem::size_of::<$t>(),
+                        start.elapsed(),
+                    );
                 }
                 let scale = n as $t;
                 let mut at = 0;
@@ -85,8 +93,10 @@ pub(super) fn run(op: &Op, ins: &dyn Inputs, outs: &mut [Tensor]) -> Result<(), 
                     if y.shape() != x.shape() {
                         return Err(format!("an output buffer is {:?}, its input {:?}", y.shape(), x.shape()));
                     }
-                    for (y, s) in y.iter_mut().zip(&buf[at..]) {
-                        *y = *s / scale;
+                    let sums = buf.get(at..at + x.len()).ok_or("the buffer is shorter than the inputs")?;
+                    match y.as_slice_mut() {
+                        Some(ys) => ys.iter_mut().zip(sums).for_each(|(y, s)| *y = *s / scale),
+                        None => y.iter_mut().zip(sums).for_each(|(y, s)| *y = *s / scale),
                     }
                     at += x.len();
                 }
