@@ -229,6 +229,50 @@ fn synchronized_batch_norm_trains_as_one_process() {
     );
 }
 
+/// `--resume` under mpirun: every rank loads the checkpoint rank 0 wrote,
+/// and the run goes on as one that never stopped.
+#[test]
+fn two_ranks_resume_from_rank_0s_checkpoint() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let graph = repo_path("graphs/two_layer_net_adam.ron");
+    let graph = graph.to_str().expect("utf-8");
+    let (whole, halves) = (tmp.path().join("whole"), tmp.path().join("halves"));
+    let args = |dir: &Path, steps: &'static str| {
+        let d = dir.to_str().expect("utf-8").to_string();
+        let mut a: Vec<String> = [
+            "train",
+            graph,
+            "--steps",
+            steps,
+            "--threads",
+            "1",
+            "--quiet",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        a.extend(["--checkpoint".into(), d.clone(), "--out".into(), d]);
+        a
+    };
+    let run = |a: Vec<String>| {
+        ok(&mpirun(
+            "2",
+            &a.iter().map(String::as_str).collect::<Vec<_>>(),
+        ))
+    };
+    run(args(&whole, "60"));
+    run(args(&halves, "30"));
+    let mut resumed = args(&halves, "60");
+    resumed.push("--resume".into());
+    run(resumed);
+    let ckpt = |d: &Path| variables(&d.join("checkpoint.safetensors"));
+    assert_eq!(
+        ckpt(&whole),
+        ckpt(&halves),
+        "resumed at step 30: the same bits"
+    );
+}
+
 #[test]
 fn one_rank_is_a_plain_run() {
     let tmp = tempfile::tempdir().expect("tempdir");
