@@ -76,6 +76,10 @@ enum Command {
         /// its training flag set to 0, only what the loss and metrics need.
         #[arg(long)]
         inference: bool,
+        /// The train step as `mpirun -np N gradc train` compiles it: its
+        /// gradients averaged over N ranks (AllReduceMean) before the updates.
+        #[arg(long, value_name = "N")]
+        ranks: Option<usize>,
     },
     /// Print Graphviz DOT of the forward and backward graph.
     Dot {
@@ -83,6 +87,9 @@ enum Command {
         /// Draw the inference graph of a graph with a train section instead.
         #[arg(long)]
         inference: bool,
+        /// The train step for N ranks, as `grad --ranks`.
+        #[arg(long, value_name = "N")]
+        ranks: Option<usize>,
     },
     /// Compile a graph and save the program, which `gradc run` runs with the runtime alone.
     Compile {
@@ -282,6 +289,37 @@ fn load_graph(file: &Path) -> Result<Graph, Error> {
     Ok(compiler::graph_from_file(file)?)
 }
 
+/// The file's spec with its train step compiled for `ranks` processes.
+fn spec_for_ranks(
+    file: &Path,
+    ranks: Option<usize>,
+) -> Result<(String, String, compiler::schema::GraphSpec), Error> {
+    let (name, text, mut spec) = load_spec(file)?;
+    if let Some(n) = ranks {
+        let Some(train) = spec.train.as_mut() else {
+            return Err(Error::Usage(format!(
+                "{name}: --ranks needs a graph with a train section"
+            )));
+        };
+        if n == 0 {
+            return Err(Error::Usage("--ranks must be at least 1".into()));
+        }
+        train.ranks = Some(n);
+    }
+    Ok((name, text, spec))
+}
+
+/// The graph as built (no pass), its train step for `ranks` processes.
+fn load_graph_for(file: &Path, ranks: Option<usize>) -> Result<Graph, Error> {
+    if ranks.is_none() {
+        return load_graph(file);
+    }
+    let (name, text, spec) = spec_for_ranks(file, ranks)?;
+    Ok(Compiler::new(Source::file(&spec, &text, &name))
+        .passes(Pipeline::none())
+        .graph()?)
+}
+
 /// The inference graph of a graph file with a train section: its training
 /// flag 0, pruned to the loss, the metrics and the outputs; no pass run.
 fn load_inference_graph(file: &Path) -> Result<Graph, Error> {
@@ -426,6 +464,7 @@ fn run(command: Command) -> Result<ExitCode, Error> {
             inference,
             optimized,
             opt,
+            ranks,
         } => {
             // Checked whether or not it runs: `--passes bogus` is an error either way.
             let pipeline = opt.pipeline()?;
@@ -441,7 +480,7 @@ fn run(command: Command) -> Result<ExitCode, Error> {
                     g
                 }
                 (false, true) => {
-                    let (name, text, spec) = load_spec(&file)?;
+                    let (name, text, spec) = spec_for_ranks(&file, ranks)?;
                     Compiler::new(Source::file(&spec, &text, &name))
                         .passes(pipeline)
                         .keep_graph()
@@ -449,15 +488,19 @@ fn run(command: Command) -> Result<ExitCode, Error> {
                         .graph
                         .expect("kept")
                 }
-                (false, false) => load_graph(&file)?,
+                (false, false) => load_graph_for(&file, ranks)?,
             };
             say!("{}", compiler::print::graph_text(&g)?.trim_end());
         }
-        Command::Dot { file, inference } => {
+        Command::Dot {
+            file,
+            inference,
+            ranks,
+        } => {
             let g = if inference {
                 load_inference_graph(&file)?
             } else {
-                load_graph(&file)?
+                load_graph_for(&file, ranks)?
             };
             say!("{}", compiler::print::dot(&g)?.trim_end())
         }

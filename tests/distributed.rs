@@ -69,3 +69,42 @@ fn a_step_compiled_for_two_ranks_run_alone_says_how_to_start_it() {
         "{e}"
     );
 }
+
+#[test]
+fn grad_and_dot_show_the_exchange_of_a_train_step_for_n_ranks() {
+    let grad = common::gradc(&["grad", "graphs/two_layer_net.ron", "--ranks", "2"]);
+    assert!(grad.status.success(), "{}", common::stderr(&grad));
+    let text = common::stdout(&grad);
+    assert!(
+        text.contains("AllReduce/AllReduceMean = AllReduceMean{ranks: 2}("),
+        "{text}"
+    );
+    assert!(text.contains(
+        "ApplyGradientDescent(W1, GradientDescent/learning_rate, AllReduce/AllReduceMean)"
+    ));
+    let plain = common::stdout(&common::gradc(&["grad", "graphs/two_layer_net.ron"]));
+    assert!(
+        !plain.contains("AllReduce"),
+        "one process exchanges nothing"
+    );
+    let dot = common::gradc(&["dot", "graphs/two_layer_net.ron", "--ranks", "2"]);
+    assert!(common::stdout(&dot).contains("AllReduceMean"));
+    for (args, message) in [
+        (
+            vec!["grad", "graphs/apple.ron", "--ranks", "2"],
+            "--ranks needs a graph with a train section",
+        ),
+        (
+            vec!["grad", "graphs/two_layer_net.ron", "--ranks", "0"],
+            "--ranks must be at least 1",
+        ),
+    ] {
+        let o = common::gradc(&args);
+        assert!(!o.status.success());
+        assert!(
+            common::stderr(&o).contains(message),
+            "{}",
+            common::stderr(&o)
+        );
+    }
+}
