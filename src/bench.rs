@@ -410,16 +410,16 @@ pub fn bench(opts: &BenchOptions, out: &mut dyn Write) -> Result<BenchReport, Er
             ),
         )?;
         if r.ranks > 1 {
-            let (n, time, bytes) = r.exchanges;
-            let n = n.max(1);
+            let (_, time, bytes) = r.exchanges;
+            let n = r.timing.steps().max(1);
             w(
                 out,
                 format!(
-                    "  ranks {}: each a batch of {} (FLOPs and GFLOP/s are one rank's); the gradients' all-reduce: {:.4} ms/step (mean), {} bytes/step from each rank",
+                    "  ranks {}: each a batch of {} (FLOPs and GFLOP/s are one rank's); the all-reduces: {:.4} ms/step (mean), {} bytes/step from each rank",
                     r.ranks,
                     r.batch_size,
                     time.as_secs_f64() * 1e3 / n as f64,
-                    bytes / n
+                    bytes / n as u64
                 ),
             )?;
         }

@@ -42,12 +42,13 @@ pub fn init() -> Result<Option<Distributed>, crate::Error> {
     }
     #[cfg(not(feature = "mpi"))]
     {
-        if launched_by_mpirun() {
-            eprintln!(
-                "warning: started by mpirun, but this gradc was built without the `mpi` feature: each process trains alone (build with --features mpi)"
-            );
+        match launched_by_mpirun() {
+            // Each process would train alone and write the same files.
+            true => Err(crate::Error::Usage(
+                "started by mpirun with several processes, but this gradc was built without the `mpi` feature: build it with --features mpi".into(),
+            )),
+            false => Ok(None),
         }
-        Ok(None)
     }
 }
 
@@ -106,9 +107,20 @@ mod mpi_world {
         }
 
         pub(super) fn abort(&self, code: i32) -> ! {
-            match self.comm.lock() {
+            match self.comm.try_lock() {
                 Ok(comm) => comm.world.abort(code),
-                Err(poisoned) => poisoned.into_inner().world.abort(code),
+                Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner().world.abort(code),
+                // Held by an exchange (this thread panicked inside one, or
+                // another thread waits in one): abort MPI's world directly.
+                Err(std::sync::TryLockError::WouldBlock) => {
+                    // SAFETY: MPI is initialized (the world exists) and
+                    // MPI_Abort may be called from any thread at this
+                    // threading level; it does not return.
+                    unsafe {
+                        mpi::ffi::MPI_Abort(mpi::ffi::RSMPI_COMM_WORLD, code);
+                    }
+                    std::process::exit(code)
+                }
             }
         }
     }
@@ -167,6 +179,13 @@ mod mpi_world {
         }
         let comm = universe.world();
         let (rank, ranks) = (comm.rank() as usize, comm.size() as usize);
+        if ranks < 2 {
+            // mpirun said several processes, MPI's world has one: gradc was
+            // linked with another MPI than the one that started it.
+            return Err(crate::Error::Usage(
+                "mpirun started several processes, but each is alone in its MPI world: build gradc against the MPI library of this mpirun".into(),
+            ));
+        }
         let world = Arc::new(World {
             comm: Mutex::new(Comm {
                 world: comm,
@@ -178,6 +197,15 @@ mod mpi_world {
         });
         crate::runtime::collective::set_collective(Box::new(Shared(world.clone())))
             .map_err(crate::Error::Usage)?;
+        // A panic on one rank must end the run: unwinding would finalize MPI,
+        // which waits for the other ranks, themselves waiting in an exchange.
+        let on_panic = world.clone();
+        let report = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            report(info);
+            eprintln!("gradc: rank {}: panicked; ending the run", on_panic.rank);
+            on_panic.abort(101)
+        }));
         Ok(Some(Distributed {
             world,
             _universe: universe,

@@ -293,31 +293,8 @@ fn placeholder_in<'p>(program: &'p Program, name: &str) -> Option<&'p TensorType
         .and_then(|i| i.outputs.first())
 }
 
-/// What a data-parallel run needs before its first step: every rank runs
-/// the same train step (a hash of the program and of gradc's version,
-/// compared across the ranks), and the global batch splits evenly.
-fn check_ranks(
-    p: &TrainPrograms,
-    batch_size: usize,
-    ranks: usize,
-    drop_remainder: bool,
-) -> Result<(), Error> {
-    use std::hash::{Hash, Hasher};
-    let Some(c) = crate::runtime::collective::collective() else {
-        return Ok(());
-    };
-    let text = p.train.to_ron().map_err(|e| Error::Usage(e.to_string()))?;
-    let mut h = std::hash::DefaultHasher::new();
-    (env!("CARGO_PKG_VERSION"), text).hash(&mut h);
-    let same = c
-        .agree(h.finish())
-        .map_err(|e| Error::Usage(format!("comparing the ranks' programs: {e}")))?;
-    if !same {
-        return Err(Error::Usage(format!(
-            "rank {}: the {ranks} ranks compiled different train steps (different graph files, options or gradc versions)",
-            c.rank()
-        )));
-    }
+/// What the global batch of a data-parallel run needs: to split evenly.
+fn check_ranks(batch_size: usize, ranks: usize, drop_remainder: bool) -> Result<(), Error> {
     if !batch_size.is_multiple_of(ranks) {
         return Err(Error::Usage(format!(
             "batch_size {batch_size} is the global batch and must split evenly over the {ranks} ranks"
@@ -329,6 +306,50 @@ fn check_ranks(
         )));
     }
     Ok(())
+}
+
+/// Before the first step of a data-parallel run: every rank must run the
+/// same train step from the same state on data of the same sizes, or the
+/// ranks would exchange at different steps (and wait for each other
+/// forever) or average gradients of different models. `run` hashes what a
+/// rank will do (program, gradc's version, seed, batch, steps, epoch length,
+/// data set sizes, logging, the step it starts at) and `state` its
+/// variables; both are compared across the ranks.
+fn agree_across_ranks(run: u64, state: u64) -> Result<(), Error> {
+    let Some(c) = crate::runtime::collective::collective() else {
+        return Ok(());
+    };
+    let compare = |value: u64| {
+        c.agree(value)
+            .map_err(|e| Error::Usage(format!("comparing the ranks: {e}")))
+    };
+    if !compare(run)? {
+        return Err(Error::Usage(format!(
+            "rank {}: the ranks compiled different train steps or run them differently (graph files, options, data sets, gradc versions or the checkpoint's step differ)",
+            c.rank()
+        )));
+    }
+    if !compare(state)? {
+        return Err(Error::Usage(format!(
+            "rank {}: the ranks start from different variables (a different checkpoint on each machine?)",
+            c.rank()
+        )));
+    }
+    Ok(())
+}
+
+/// A hash of the values of every variable of `session`.
+fn variables_hash(session: &Session) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    for (name, value) in session.variables() {
+        name.hash(&mut h);
+        if let Some(v) = value {
+            v.shape().hash(&mut h);
+            v.to_f64_vec().iter().for_each(|x| x.to_bits().hash(&mut h));
+        }
+    }
+    h.finish()
 }
 
 /// Whether the data section's placeholder `name` is one: an error if it is
@@ -423,18 +444,20 @@ pub fn train(path: &Path, opts: &TrainOptions) -> Result<TrainReport, Error> {
     let sets = load_data(&loaded)?;
     let (data, train_set) = (&sets.spec, &sets.train);
     let p = &loaded.programs;
+    let (rank, ranks) = crate::runtime::collective::rank_and_ranks();
     for name in [&data.features, &data.labels] {
         if let Some(warning) = check_fed(&loaded, name)? {
-            eprintln!("warning: {warning}");
+            if rank == 0 {
+                eprintln!("warning: {warning}");
+            }
         }
     }
     let seed = opts.seed.unwrap_or(loaded.train.seed);
     let batch_size = opts.batch_size.unwrap_or(loaded.train.batch_size);
-    let (rank, ranks) = crate::runtime::collective::rank_and_ranks();
     // Rank 0 reports and writes; every rank trains.
     let lead = rank == 0;
     if ranks > 1 {
-        check_ranks(p, batch_size, ranks, data.drop_remainder)?;
+        check_ranks(batch_size, ranks, data.drop_remainder)?;
     }
 
     let mut session = Session::new(p.train.clone()).map_err(Error::run("the train program"))?;
@@ -540,14 +563,29 @@ pub fn train(path: &Path, opts: &TrainOptions) -> Result<TrainReport, Error> {
         None => None,
     };
     let mut log_start = (Instant::now(), 0usize);
+    if ranks > 1 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::hash::DefaultHasher::new();
+        let program = p.train.to_ron().map_err(|e| Error::Usage(e.to_string()))?;
+        let sizes = |s: Option<&Dataset>| s.map(Dataset::len);
+        (env!("CARGO_PKG_VERSION"), program, seed, batch_size).hash(&mut h);
+        (total_steps, per_epoch, step, opts.log_every).hash(&mut h);
+        (
+            train_set.len(),
+            sizes(sets.validation.as_ref()),
+            sizes(sets.test.as_ref()),
+        )
+            .hash(&mut h);
+        agree_across_ranks(h.finish(), variables_hash(&session))?;
+    }
     // Resolved once; every step refills the same buffers and fetches the loss
     // into the same tensor, so the loop allocates nothing per step.
-    let (xb, yb) = train_set.batch_buffers(batch_size);
+    let (xb, yb) = train_set.batch_buffers(batch_size / ranks);
     let mut x = BatchFeed::new(&session, &data.features, xb)?;
     let mut y = BatchFeed::new(&session, &data.labels, yb)?;
     let mut out: Vec<Tensor> = Vec::with_capacity(fetch.len());
 
-    let bar = progress_bar(opts.progress, total_steps, step);
+    let bar = progress_bar(opts.progress && lead, total_steps, step);
     let mut epoch_start = Instant::now();
     let mut epoch_examples = 0usize;
     while step < total_steps {
@@ -843,7 +881,8 @@ impl StepLog {
             _ => MetricsLog::new(&columns)?,
         };
         let dir = out_dir.join("fetched");
-        if !names.is_empty() {
+        let (rank, _) = crate::runtime::collective::rank_and_ranks();
+        if !names.is_empty() && rank == 0 {
             std::fs::create_dir_all(&dir)
                 .map_err(|e| Error::Io(format!("{}: {e}", dir.display())))?;
         }

@@ -108,3 +108,28 @@ fn grad_and_dot_show_the_exchange_of_a_train_step_for_n_ranks() {
         );
     }
 }
+
+/// A gradc built without the `mpi` feature, started by mpirun with several
+/// processes, stops instead of having each process train alone and write the
+/// same files.
+#[cfg(not(feature = "mpi"))]
+#[test]
+fn a_build_without_mpi_refuses_to_run_as_one_of_several_ranks() {
+    let o = common::gradc_with_env(
+        &[
+            "train",
+            "graphs/two_layer_net.ron",
+            "--steps",
+            "1",
+            "--quiet",
+        ],
+        &[("OMPI_COMM_WORLD_SIZE", "2")],
+    );
+    assert!(!o.status.success());
+    assert!(
+        common::stderr(&o)
+            .contains("built without the `mpi` feature: build it with --features mpi"),
+        "{}",
+        common::stderr(&o)
+    );
+}

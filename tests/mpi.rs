@@ -273,6 +273,49 @@ fn two_ranks_resume_from_rank_0s_checkpoint() {
     );
 }
 
+/// A synchronized batch norm that also normalizes with batch statistics at
+/// inference (no training flag): the evaluation, split unevenly between
+/// three ranks (ten chunks of the test set), exchanges nothing, so it ends.
+#[test]
+fn inference_of_a_synchronized_batch_norm_exchanges_nothing() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let text = std::fs::read_to_string(repo_path("graphs/two_layer_net.ron")).expect("graph");
+    let text = text
+        .replace(
+            r#"(name: "relu1",    op: Relu, inputs: ["affine1"]),"#,
+            r#"(name: "bn",       op: BatchNorm(sync: true), inputs: ["affine1"]),
+        (name: "relu1",    op: Relu, inputs: ["bn"]),"#,
+        )
+        .replace("batch_size: 100", "batch_size: 99")
+        .replace(
+            "../data/mnist",
+            &repo_path("data/mnist").display().to_string(),
+        );
+    assert!(text.contains("sync: true") && text.contains("batch_size: 99"));
+    let graph = tmp.path().join("bn.ron");
+    std::fs::write(&graph, text).expect("write");
+    let dir = tmp.path().to_str().expect("utf-8");
+    let mut cmd = Command::new("mpirun");
+    cmd.args([
+        "--allow-run-as-root",
+        "--oversubscribe",
+        "-np",
+        "3",
+        gradc(),
+    ])
+    .args([
+        "train",
+        graph.to_str().expect("utf-8"),
+        "--steps",
+        "20",
+        "--threads",
+        "1",
+    ])
+    .args(["--quiet", "--out", dir]);
+    let out = ok(&within(cmd, Duration::from_secs(60)));
+    assert!(out.contains("test loss"), "{out}");
+}
+
 #[test]
 fn one_rank_is_a_plain_run() {
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -337,6 +380,23 @@ fn a_failing_rank_or_different_programs_end_the_run_with_an_error() {
         err.contains("ranks compiled different train steps"),
         "{err}"
     );
+    // The same program started from another seed: caught before the first step.
+    let mut cmd = Command::new("mpirun");
+    cmd.args([
+        "--allow-run-as-root",
+        "--oversubscribe",
+        "-np",
+        "1",
+        gradc(),
+    ])
+    .args(train_args(good, dir))
+    .args([":", "-np", "1", gradc()])
+    .args(train_args(good, dir))
+    .args(["--seed", "7"]);
+    let o = within(cmd, Duration::from_secs(120));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(err.contains("run them differently"), "{err}");
     // An odd global batch.
     let o = mpirun(
         "2",
@@ -387,7 +447,7 @@ fn bench_under_two_ranks_reports_the_exchange() {
     let bytes = 4 * (784 * 50 + 50 + 50 * 10 + 10);
     assert!(
         out.contains(
-            "ranks 2: each a batch of 50 (FLOPs and GFLOP/s are one rank's); the gradients' all-reduce: "
+            "ranks 2: each a batch of 50 (FLOPs and GFLOP/s are one rank's); the all-reduces: "
         ) && out.contains(&format!(" {bytes} bytes/step from each rank")),
         "{out}"
     );

@@ -363,6 +363,9 @@ fn batch_norm(
             let (mean, meansq) = (avg[0], avg[1]);
             let mean2 = c.op(Op::Square, &[mean])?;
             let var = c.sub(meansq, mean2)?;
+            // E[x²] − E[x]² can come out below zero by rounding when the mean
+            // is large against the spread: clamped, as a variance is.
+            let var = c.op(Op::Relu, &[var])?;
             (None, Some(mean), Some(var), Some(var))
         } else {
             (None, Some(m), Some(var), Some(var))

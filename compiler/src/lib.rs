@@ -274,15 +274,33 @@ impl<'a> Compiler<'a> {
                 let flag = spec.train.as_ref().and_then(|t| t.training_flag.as_deref());
                 let prefuse = pipeline.prefuse;
                 let none = RunNames::default();
+                // Inference exchanges nothing: each rank of a data-parallel run
+                // evaluates whole chunks of its own, as one process would (a
+                // synchronized batch norm in training mode uses the chunk's
+                // statistics there).
+                let ranks = spec.train.as_ref().and_then(|t| t.ranks).unwrap_or(1);
+                let one_rank = (ranks > 1).then(|| {
+                    let mut s = spec.clone();
+                    if let Some(t) = s.train.as_mut() {
+                        t.ranks = None;
+                    }
+                    s
+                });
+                let eval_spec = one_rank.as_ref().unwrap_or(spec);
                 let (train_g, eval_g) = match flag {
                     Some(flag) => (
                         build_with_flag(spec, text, file, flag, 1.0, prefuse, none)?,
-                        build_with_flag(spec, text, file, flag, 0.0, prefuse, none)?,
+                        build_with_flag(eval_spec, text, file, flag, 0.0, prefuse, none)?,
                     ),
                     None => {
                         let g = build::build_with(spec, text, prefuse, none)
                             .map_err(|e| e.in_file(file))?;
-                        (g.clone(), g)
+                        let eval = match &one_rank {
+                            Some(s) => build::build_with(s, text, prefuse, none)
+                                .map_err(|e| e.in_file(file))?,
+                            None => g.clone(),
+                        };
+                        (g, eval)
                     }
                 };
                 programs(train_g, eval_g, &mut pipeline).map_err(|e| e.in_file(file))

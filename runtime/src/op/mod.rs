@@ -1268,15 +1268,15 @@ impl Op {
         })
     }
 
-    /// Ops that change session state; never removed or merged by passes.
-    /// Their first input is the variable they update (see `updated_inputs`).
     /// Whether it exchanges values with the other processes of a run: never
-    /// evaluated at compile time, merged with another or dropped for being
-    /// unread (every rank must make the same exchanges).
+    /// evaluated at compile time or merged with another (every rank makes
+    /// the same exchanges, since every rank runs the same program).
     pub fn is_collective(&self) -> bool {
         matches!(self, Op::AllReduceMean { .. })
     }
 
+    /// Ops that change session state; never removed or merged by passes.
+    /// Their first input is the variable they update (see `updated_inputs`).
     pub fn is_stateful(&self) -> bool {
         matches!(
             self,
