@@ -273,6 +273,73 @@ fn two_ranks_resume_from_rank_0s_checkpoint() {
     );
 }
 
+/// A rank killed outright: mpirun stops the other one and names the rank,
+/// instead of leaving it waiting in an exchange.
+#[test]
+fn a_killed_rank_ends_the_run() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = tmp.path().join("killed-run");
+    let out_s = out.to_str().expect("utf-8");
+    let graph = repo_path("graphs/two_layer_net.ron");
+    let mut child = Command::new("mpirun")
+        .args([
+            "--allow-run-as-root",
+            "--oversubscribe",
+            "-np",
+            "2",
+            gradc(),
+        ])
+        .args([
+            "train",
+            graph.to_str().expect("utf-8"),
+            "--steps",
+            "1000000",
+        ])
+        .args(["--threads", "1", "--quiet", "--out", out_s])
+        .current_dir(repo_path(""))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("mpirun starts");
+    // Once the first epoch is written, both ranks are training: kill one.
+    let start = Instant::now();
+    while !out.join("metrics.csv").exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "no epoch written"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let pgrep = Command::new("pgrep")
+        .args(["-f", &format!("gradc train .* --out {out_s}$")])
+        .output()
+        .expect("pgrep runs");
+    // The ranks: mpirun's own command line matches too.
+    let launcher = child.id().to_string();
+    let pids: Vec<String> = String::from_utf8_lossy(&pgrep.stdout)
+        .split_whitespace()
+        .filter(|p| *p != launcher)
+        .map(str::to_string)
+        .collect();
+    assert_eq!(pids.len(), 2, "two ranks: {pids:?}");
+    let killed = Command::new("kill")
+        .args(["-9", &pids[1]])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+    while child.try_wait().expect("waits").is_none() {
+        assert!(
+            start.elapsed() < Duration::from_secs(180),
+            "the other rank still runs"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let o = child.wait_with_output().expect("output");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(err.contains("exited on signal 9"), "{err}");
+}
+
 /// A synchronized batch norm that also normalizes with batch statistics at
 /// inference (no training flag): the evaluation, split unevenly between
 /// three ranks (ten chunks of the test set), exchanges nothing, so it ends.
