@@ -978,3 +978,20 @@ fn an_initial_value_of_another_shape_names_both() {
         "{e}"
     );
 }
+
+#[test]
+fn all_reduce_mean_takes_floats_of_one_dtype_and_at_least_one_rank() {
+    let e = compile_error(&wrap(
+        "        (name: \"a\", op: Const(1.0)),\n        (name: \"b\", op: Const(2.0), dtype: F32),\n        (name: \"r\", op: AllReduceMean(ranks: 2), inputs: [\"a\", \"b\"]),",
+    ));
+    assert_eq!((e.node.as_deref(), e.line), (Some("r"), Some(7)));
+    assert!(
+        e.message
+            .contains("inputs have different dtypes: f64 and f32"),
+        "{e}"
+    );
+    let e = compile_error(&wrap(
+        "        (name: \"a\", op: Const(1.0)),\n        (name: \"r\", op: AllReduceMean(ranks: 0), inputs: [\"a\"]),",
+    ));
+    assert!(e.message.contains("ranks must be at least 1, got 0"), "{e}");
+}
