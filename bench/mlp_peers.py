@@ -38,53 +38,19 @@ then, in the same run as gradc (alternate them: A B A B):
     gradc bench --workload w2 --threads 2 --no-peak
 """
 
-import argparse
-import gzip
 import os
 import sys
-import time
-from pathlib import Path
 
+import peers
 
-def parse_args():
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--workload", choices=["w1", "w2"], required=True)
-    p.add_argument("--framework", choices=["torch", "jax"], required=True)
-    p.add_argument("--steps", type=int, help="timed steps (default: 2000 for W1, 300 for W2)")
-    p.add_argument("--warmup", type=int, help="untimed steps before them (default: 200 for W1, 30 for W2)")
-    p.add_argument("--threads", type=int, help="the framework's threads (default: its own)")
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--data", type=Path,
-                   default=Path(__file__).resolve().parent.parent / "data" / "mnist",
-                   help="the directory of the MNIST .gz files (default: data/mnist)")
-    args = p.parse_args()
-    w1 = args.workload == "w1"
-    args.steps = args.steps if args.steps is not None else (2000 if w1 else 300)
-    args.warmup = args.warmup if args.warmup is not None else (200 if w1 else 30)
-    if args.steps < 1:
-        p.error("--steps must be at least 1")
-    if args.warmup < 0:
-        p.error("--warmup must not be negative")
-    if args.threads is not None and args.threads < 1:
-        p.error("--threads must be at least 1")
-    return args
-
-
-ARGS = parse_args()
-if ARGS.threads is not None:
-    os.environ["OMP_NUM_THREADS"] = str(ARGS.threads)
-    os.environ["MKL_NUM_THREADS"] = str(ARGS.threads)
-    if ARGS.framework == "jax":
-        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
-                                   + f" --xla_cpu_multi_thread_eigen=true"
-                                   f" intra_op_parallelism_threads={ARGS.threads}")
-        cores = sorted(os.sched_getaffinity(0))[:ARGS.threads]
-        os.sched_setaffinity(0, cores)
-
-try:
-    import numpy as np  # noqa: E402  (after the thread variables are set)
-except ImportError:
-    sys.exit("mlp_peers.py needs NumPy: pip install numpy")
+ARGS = peers.parse(
+    __doc__.split("\n\n")[0],
+    add=lambda p: (p.add_argument("--workload", choices=["w1", "w2"], required=True),
+                   p.add_argument("--framework", choices=["torch", "jax"], required=True)),
+    defaults=lambda a: (2000, 200) if a.workload == "w1" else (300, 30),
+)
+peers.set_threads(ARGS.threads, ARGS.framework)
+np = peers.numpy()
 
 W1 = ARGS.workload == "w1"
 BATCH = 100 if W1 else 128
@@ -95,34 +61,12 @@ DECAY, EPSILON = 0.99, 1e-3
 LAYERS = [(784, 50), (50, 10)] if W1 else [(784, 512), (512, 512), (512, 10)]
 
 
-def load_mnist(directory):
-    """The training set: images as float32 [N, 784] in [0, 1], labels as int64 [N]."""
-    def read(name, offset):
-        path = directory / name
-        if not path.exists():
-            sys.exit(f"{path}: not found (pass --data DIR)")
-        with gzip.open(path, "rb") as f:
-            return np.frombuffer(f.read(), np.uint8, offset=offset)
-
-    x = read("train-images-idx3-ubyte.gz", 16).reshape(-1, 784).astype(np.float32) / np.float32(255.0)
-    return x, read("train-labels-idx1-ubyte.gz", 8).astype(np.int64)
-
-
 def flops():
     """Forward x·W per layer, backward dW = xᵀ·dy per layer and dx = dy·Wᵀ for all but the first."""
     total = 0
     for i, (k, n) in enumerate(LAYERS):
         total += 2 * BATCH * k * n * (2 if i == 0 else 3)
     return total
-
-
-def batches(n, seed):
-    """Batches of the next indices of a seeded permutation, reshuffled per epoch."""
-    rng = np.random.default_rng(seed)
-    while True:
-        order = rng.permutation(n)
-        for i in range(0, n - BATCH + 1, BATCH):
-            yield order[i:i + BATCH]
 
 
 def torch_step(x_train, t_train):
@@ -245,26 +189,11 @@ def jax_step(x_train, t_train):
 
 
 def main():
-    x_train, t_train = load_mnist(ARGS.data)
+    x_train, t_train = peers.load_mnist(ARGS.data)
     make = torch_step if ARGS.framework == "torch" else jax_step
     step, version = make(x_train, t_train)
-    order = batches(x_train.shape[0], ARGS.seed)
-    for _ in range(ARGS.warmup):
-        step(next(order))
-    times = []
-    for _ in range(ARGS.steps):
-        t0 = time.perf_counter()
-        loss = step(next(order))
-        times.append(time.perf_counter() - t0)
-    median = float(np.median(times)) * 1e3
-    p10, p90 = (float(np.percentile(times, q)) * 1e3 for q in (10, 90))
-    name = f"{ARGS.framework}_{ARGS.workload}"
-    print(f"{name}: {version}")
-    print(f"  {ARGS.steps} timed steps after {ARGS.warmup} warm-up (batch gathering included): "
-          f"median {median:.3f} ms/step (p10 {p10:.3f}, p90 {p90:.3f}); final loss {loss:.4f}")
-    print(f"  result {name}: threads {ARGS.threads or 'default'}, {median:.3f} ms/step, "
-          f"{1e3 / median:.1f} steps/s, {BATCH * 1e3 / median:.0f} examples/s, "
-          f"{flops() / (median * 1e-3) / 1e9:.2f} GFLOP/s")
+    peers.time_steps(f"{ARGS.framework}_{ARGS.workload}", version, step, x_train.shape[0],
+                     ARGS, BATCH, flops())
 
 
 if __name__ == "__main__":
