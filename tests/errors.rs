@@ -238,6 +238,10 @@ fn a_learning_rate_schedule_that_does_not_fit_is_refused() {
             "ExponentialDecay(decay_steps: 0, decay_rate: 0.5)",
             "decay_steps > 0",
         ),
+        (
+            "CosineDecay(decay_steps: 0)",
+            "CosineDecay needs decay_steps > 0 and a finite alpha, got 0 and 0",
+        ),
     ] {
         let text = format!(
             "Graph(name: \"s\", dtype: F64, nodes: [\n (name: \"w\", op: Variable(shape: [2], initializer: Ones)),\n (name: \"loss\", op: Sum(), inputs: [\"w\"]),\n], train: (loss: \"loss\", optimizer: GradientDescent(learning_rate: 0.1), learning_rate_schedule: {schedule}))"

@@ -464,6 +464,32 @@ fn a_failing_rank_or_different_programs_end_the_run_with_an_error() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success(), "{err}");
     assert!(err.contains("run them differently"), "{err}");
+    // A last, smaller batch would not split evenly.
+    let remainder = tmp.path().join("remainder.ron");
+    std::fs::write(
+        &remainder,
+        text.replace(r#"labels: "t")"#, r#"labels: "t", drop_remainder: false)"#)
+            .replace(
+                "../data/mnist",
+                &repo_path("data/mnist").display().to_string(),
+            ),
+    )
+    .expect("write");
+    let o = mpirun(
+        "2",
+        &[
+            "train",
+            remainder.to_str().expect("utf-8"),
+            "--steps",
+            "1",
+            "--quiet",
+            "--out",
+            dir,
+        ],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(err.contains("drop_remainder: false with 2 ranks"), "{err}");
     // An odd global batch.
     let o = mpirun(
         "2",

@@ -137,6 +137,17 @@ fn train_then_predict_from_the_checkpoint_directory_or_file() {
     assert!(Path::new(as_file).is_file());
     ok(&["eval", graph, "--checkpoint", as_file]);
 
+    // --inference on a compiled program (it has no train section to prune).
+    let program = dir.path().join("p.ron");
+    let program = program.to_str().expect("utf-8");
+    ok(&["compile", graph, "-o", program]);
+    let o = gradc(&["run", program, "--inference", "--feed", &feed]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("is a compiled program: --inference compiles"),
+        "{}",
+        stderr(&o)
+    );
     // --inference on a graph without a train section, and nothing determined.
     let o = gradc(&["run", "graphs/apple.ron", "--inference"]);
     assert!(!o.status.success());
