@@ -6,12 +6,14 @@
 
 pub use gradc_compiler as compiler;
 pub use gradc_io as io;
+pub use gradc_onnx as onnx;
 pub use gradc_runtime as runtime;
 
 pub mod bench;
 pub mod distributed;
 pub mod feeds;
 pub mod gradcheck;
+pub mod interop;
 pub mod train;
 
 use compiler::CompileError;
@@ -44,6 +46,18 @@ pub enum Error {
     /// Values that do not make a tensor.
     #[error("{0}")]
     Tensor(#[from] runtime::TensorError),
+    /// A program that cannot be written as ONNX.
+    #[error("{file}: {source}")]
+    Export {
+        file: String,
+        source: Box<gradc_onnx::ExportError>,
+    },
+    /// An ONNX model that cannot be read as a gradc graph.
+    #[error("{file}: {source}")]
+    Import {
+        file: String,
+        source: Box<gradc_onnx::ImportError>,
+    },
     #[error("training stopped at step {step}: {detail}")]
     NonFinite { step: usize, detail: String },
     #[error("{0}")]

@@ -102,6 +102,44 @@ enum Command {
         #[arg(long)]
         explain: bool,
     },
+    /// Write a graph's inference program (or forward program) as an ONNX model.
+    Export {
+        file: PathBuf,
+        /// The ONNX file to write (atomically).
+        #[arg(long, value_name = "OUT.onnx")]
+        onnx: PathBuf,
+        /// The variables' values: a safetensors checkpoint, or the directory
+        /// `gradc train --checkpoint` wrote; else their initializers'.
+        #[arg(long, value_name = "PATH")]
+        checkpoint: Option<PathBuf>,
+        /// Seed of the variables' initializers (used unless --checkpoint gives a variable).
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// A value the model outputs (an output label or a node name, e.g. logits); repeatable;
+        /// default: the graph's outputs (with a train section: the loss and the metrics).
+        #[arg(long = "output", value_name = "NAME")]
+        outputs: Vec<String>,
+    },
+    /// Read an ONNX model as a gradc graph file; its initializers go to a safetensors
+    /// file beside it (GRAPH with the extension .safetensors), which the graph's variables load.
+    Import {
+        model: PathBuf,
+        /// The graph file to write.
+        #[arg(short, long, value_name = "GRAPH.ron")]
+        output: PathBuf,
+        /// Add a loss, an accuracy metric and a train section (Adam, learning rate 0.001).
+        #[arg(long, value_enum)]
+        loss: Option<LossArg>,
+        /// The labels placeholder the loss reads.
+        #[arg(long, requires = "loss", default_value = "labels")]
+        labels: String,
+        /// The model output the loss reads (default: the first).
+        #[arg(long, requires = "loss", value_name = "NAME")]
+        logits: Option<String>,
+        /// The training data: a directory of MNIST files or an .npz file (needed with --loss).
+        #[arg(long, requires = "loss", value_name = "PATH")]
+        data: Option<PathBuf>,
+    },
     /// Run a graph file or a compiled program; prints its outputs and gradients.
     Run {
         file: PathBuf,
@@ -250,6 +288,17 @@ enum Command {
     },
 }
 
+/// The loss `gradc import --loss` adds.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LossArg {
+    /// Class indices as labels (int64 [batch]).
+    SparseSoftmaxCrossEntropy,
+    /// One-hot labels of the output's shape.
+    SoftmaxCrossEntropy,
+    /// Targets of the output's shape.
+    MeanSquaredError,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli.command) {
@@ -259,22 +308,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// Sets the session's variables from a checkpoint: every variable of the
-/// program must be there with its type; tensors of no variable are ignored.
-fn restore(session: &mut Session, path: &Path) -> Result<(), Error> {
-    let mut ckpt = gradc::io::checkpoint::load(path)?;
-    let expected = session.variable_types();
-    ckpt.tensors
-        .retain(|(name, _)| expected.iter().any(|(n, _)| n == name));
-    ckpt.check_against(&expected).map_err(|e| e.at(path))?;
-    for (name, value) in ckpt.tensors {
-        session
-            .set_variable(&name, value)
-            .map_err(Error::run("restoring the checkpoint"))?;
-    }
-    Ok(())
 }
 
 /// The file's text and parsed graph.
@@ -504,6 +537,57 @@ fn run(command: Command) -> Result<ExitCode, Error> {
             };
             say!("{}", compiler::print::dot(&g)?.trim_end())
         }
+        Command::Export {
+            file,
+            onnx,
+            checkpoint,
+            seed,
+            outputs,
+        } => {
+            let s =
+                gradc::interop::export_graph(&file, &onnx, checkpoint.as_deref(), seed, &outputs)?;
+            say!(
+                "{}: {} ONNX nodes, {} initializers, {} bytes; inputs {}; outputs {}",
+                onnx.display(),
+                s.nodes,
+                s.initializers,
+                s.bytes,
+                s.inputs.join(", "),
+                s.outputs.join(", ")
+            );
+        }
+        Command::Import {
+            model,
+            output,
+            loss,
+            labels,
+            logits,
+            data,
+        } => {
+            use gradc::onnx::import::Loss;
+            let train = match loss {
+                None => None,
+                Some(l) => Some(gradc::interop::ImportTrain {
+                    loss: match l {
+                        LossArg::SparseSoftmaxCrossEntropy => Loss::SparseSoftmaxCrossEntropy,
+                        LossArg::SoftmaxCrossEntropy => Loss::SoftmaxCrossEntropy,
+                        LossArg::MeanSquaredError => Loss::MeanSquaredError,
+                    },
+                    labels,
+                    logits,
+                    data: data.ok_or_else(|| {
+                        Error::Usage("--loss needs --data: the training data (a directory of MNIST files or an .npz file)".into())
+                    })?,
+                }),
+            };
+            let s = gradc::interop::import_model(&model, &output, train)?;
+            say!(
+                "{}: graph written; {} variables in {}",
+                output.display(),
+                s.variables,
+                s.weights.display()
+            );
+        }
         Command::Compile {
             file,
             output,
@@ -657,7 +741,7 @@ fn run(command: Command) -> Result<ExitCode, Error> {
                 .initialize(seed)
                 .map_err(Error::run("initialization"))?;
             if let Some(path) = &checkpoint {
-                restore(&mut session, &train::checkpoint_file(path))?;
+                train::restore(&mut session, &train::checkpoint_file(path))?;
             }
             let mut values = Vec::new();
             for _ in 0..steps {

@@ -949,6 +949,23 @@ impl StepLog {
     }
 }
 
+/// Sets the session's variables from a checkpoint: every variable of the
+/// program must be there with its type; tensors of no variable (a train
+/// step's optimizer slots, for an inference program) are ignored.
+pub fn restore(session: &mut Session, path: &Path) -> Result<(), Error> {
+    let mut ckpt = checkpoint::load(path)?;
+    let expected = session.variable_types();
+    ckpt.tensors
+        .retain(|(name, _)| expected.iter().any(|(n, _)| n == name));
+    ckpt.check_against(&expected).map_err(|e| e.at(path))?;
+    for (name, value) in ckpt.tensors {
+        session
+            .set_variable(&name, value)
+            .map_err(Error::run("restoring the checkpoint"))?;
+    }
+    Ok(())
+}
+
 /// The checkpoint file that `--checkpoint PATH` names, for every command
 /// that takes one: PATH itself when it is a file or ends in `.safetensors`,
 /// else `PATH/checkpoint.safetensors` (the directory `gradc train` writes to).
@@ -1006,17 +1023,7 @@ pub fn eval(
     let p = &loaded.programs;
     let mut eval = Session::new(p.eval.clone()).map_err(Error::run("the inference program"))?;
     // The checkpoint of a train step also holds optimizer slots; inference needs the model's variables.
-    let checkpoint_path = &checkpoint_file(checkpoint_path);
-    let mut ckpt = checkpoint::load(checkpoint_path)?;
-    let expected = eval.variable_types();
-    ckpt.tensors
-        .retain(|(name, _)| expected.iter().any(|(n, _)| n == name));
-    ckpt.check_against(&expected)
-        .map_err(|e| e.at(checkpoint_path))?;
-    for (name, value) in ckpt.tensors {
-        eval.set_variable(&name, value)
-            .map_err(Error::run("restoring the checkpoint"))?;
-    }
+    restore(&mut eval, &checkpoint_file(checkpoint_path))?;
     let fetch: Vec<ValueRef> = std::iter::once(&p.loss)
         .chain(&p.metrics)
         .map(|l| eval.resolve(l))

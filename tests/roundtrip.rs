@@ -133,6 +133,7 @@ fn every_op_round_trips() {
         (name: "drp", op: Dropout(rate: 0.25, is_training: "training"), inputs: ["p"]),
         (name: "sv", op: Variable(shape: [], initializer: Seed, trainable: false), dtype: I64),
         (name: "nv", op: Variable(shape: [2, 3], initializer: Npy("weights/w.npy"))),
+        (name: "stv", op: Variable(shape: [2, 3], initializer: Safetensors("model.safetensors"))),
         (name: "sm", op: Softmax, inputs: ["p"]),
         (name: "lsm", op: LogSoftmax, inputs: ["p"]),
         (name: "xe", op: SoftmaxCrossEntropyWithLogits, inputs: ["p", "c"]),

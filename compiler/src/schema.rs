@@ -401,8 +401,9 @@ fn layers(expected: &[&'static str]) -> impl Iterator<Item = &'static str> {
 }
 
 /// Parses the text of the graph file `file` (as a path names it, for
-/// errors), and makes the paths in it (a variable's `Npy` initializer)
-/// relative to the file's directory, as they are written.
+/// errors), and makes the paths in it (a variable's `Npy` or
+/// `Safetensors` initializer) relative to the file's directory, as they are
+/// written.
 pub fn parse_file(text: &str, file: &str) -> Result<GraphSpec> {
     let mut spec = parse(text).map_err(|e| e.in_file(file))?;
     let dir = std::path::Path::new(file)
@@ -410,7 +411,9 @@ pub fn parse_file(text: &str, file: &str) -> Result<GraphSpec> {
         .unwrap_or(std::path::Path::new(""));
     for node in &mut spec.nodes {
         if let NodeOp::Op(Op::Variable { initializer, .. }) = &mut node.op {
-            if let gradc_runtime::Initializer::Npy(path) = &mut **initializer {
+            if let gradc_runtime::Initializer::Npy(path)
+            | gradc_runtime::Initializer::Safetensors(path) = &mut **initializer
+            {
                 if std::path::Path::new(path.as_str()).is_relative() {
                     *path = dir.join(path.as_str()).display().to_string();
                 }

@@ -40,6 +40,11 @@ pub enum InitError {
     /// dtype, or does not hold the variable's shape.
     #[error("{path}: {reason}")]
     Npy { path: String, reason: String },
+    /// A `Safetensors` file that cannot be read or lacks the variable's
+    /// tensor, or whose tensor is not of a supported dtype or of the
+    /// variable's shape.
+    #[error("{path}: {reason}")]
+    Safetensors { path: String, reason: String },
 }
 
 /// The truncated normal's stddev over the normal's: Keras's variance scaling
@@ -68,6 +73,7 @@ pub fn initial_value(
     let data: Vec<f64> = match init {
         // Read in its own dtype, then converted: not through f64.
         Initializer::Npy(path) => return load_npy(path, &dims, dtype),
+        Initializer::Safetensors(path) => return load_safetensors(path, name, &dims, dtype),
         Initializer::Zeros => vec![0.0; n],
         Initializer::Seed => {
             let mut rng = stream(&None);
@@ -174,6 +180,73 @@ fn load_npy(path: &str, dims: &[usize], dtype: DType) -> Result<Tensor, InitErro
     } else {
         t.cast(dtype)
     })
+}
+
+/// The tensor `name` of a safetensors file, which must have `dims`,
+/// converted to `dtype`. The file's header gives each tensor's shape and
+/// byte range, checked against each other by the parser before anything is read.
+fn load_safetensors(
+    path: &str,
+    name: &str,
+    dims: &[usize],
+    dtype: DType,
+) -> Result<Tensor, InitError> {
+    use safetensors::{Dtype, SafeTensors};
+    let err = |reason: String| InitError::Safetensors {
+        path: path.to_string(),
+        reason,
+    };
+    let bytes = std::fs::read(path).map_err(|e| err(e.to_string()))?;
+    let file = SafeTensors::deserialize(&bytes)
+        .map_err(|e| err(format!("not a safetensors file: {e}")))?;
+    let view = file.tensor(name).map_err(|_| {
+        let mut names: Vec<&str> = file.names();
+        names.sort_unstable();
+        err(format!(
+            "no tensor named '{name}' (it holds {})",
+            if names.is_empty() {
+                "none".to_string()
+            } else {
+                names.join(", ")
+            }
+        ))
+    })?;
+    if view.shape() != dims {
+        return Err(err(format!(
+            "tensor '{name}' has shape {:?}, the variable {dims:?}",
+            view.shape()
+        )));
+    }
+    let data = view.data();
+    macro_rules! read {
+        ($t:ty) => {
+            Tensor::from(
+                ndarray::ArrayD::from_shape_vec(
+                    dims,
+                    data.chunks_exact(std::mem::size_of::<$t>())
+                        .map(|c| <$t>::from_le_bytes(c.try_into().unwrap_or_default()))
+                        .collect(),
+                )
+                .map_err(|e| err(e.to_string()))?,
+            )
+        };
+    }
+    let t = match view.dtype() {
+        Dtype::F32 => read!(f32),
+        Dtype::F64 => read!(f64),
+        Dtype::I32 => read!(i32),
+        Dtype::I64 => read!(i64),
+        Dtype::BOOL => Tensor::from(
+            ndarray::ArrayD::from_shape_vec(dims, data.iter().map(|&b| b != 0).collect())
+                .map_err(|e| err(e.to_string()))?,
+        ),
+        other => {
+            return Err(err(format!(
+                "tensor '{name}' is {other:?}; gradc reads F32, F64, I32, I64 and BOOL"
+            )))
+        }
+    };
+    Ok(if t.dtype() == dtype { t } else { t.cast(dtype) })
 }
 
 /// `n` draws of `mean + stddev * z`, `z` standard normal; with `within`,

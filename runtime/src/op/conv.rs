@@ -9,7 +9,7 @@ use crate::Shape;
 use ndarray::{ArrayViewD, ArrayViewMutD};
 
 /// A convolution's attributes, as every convolution op has them.
-pub(super) struct Conv<'a> {
+pub struct Conv<'a> {
     pub strides: &'a [i64],
     pub padding: Padding,
     pub explicit_paddings: &'a [i64],
@@ -108,6 +108,12 @@ pub enum PoolKind {
 }
 
 impl Op {
+    /// A convolution's attributes (of the forward op or a backprop, plain or
+    /// depthwise), and whether it is depthwise; None for other ops.
+    pub fn conv_attrs(&self) -> Option<(Conv<'_>, bool)> {
+        conv_parts(self)
+    }
+
     /// The convolution op of `kind` with this convolution's attributes,
     /// depthwise if this one is (what the convolutions' gradients are made
     /// of); None if this is not a convolution.
@@ -184,7 +190,7 @@ impl<'a> Conv<'a> {
     /// The strides and dilations of the two spatial axes, checked: four
     /// entries each (in the data format's order), 1 on the batch and the
     /// channels, at least 1 on the spatial axes (TensorFlow's rules).
-    pub fn spatial(&self) -> Result<[Axis; 2], String> {
+    pub(super) fn spatial(&self) -> Result<[Axis; 2], String> {
         let [n, h, w, c] = self.axes();
         let four = |name: &str, v: &[i64]| -> Result<[usize; 2], String> {
             if v.len() != 4 || v[n] != 1 || v[c] != 1 || v[h] < 1 || v[w] < 1 {
@@ -232,7 +238,11 @@ impl<'a> Conv<'a> {
 
     /// The output spatial sizes and the padding before each, for an input of
     /// spatial sizes `size` and a filter of spatial sizes `kernel`.
-    pub fn geometry(&self, size: [usize; 2], kernel: [usize; 2]) -> Result<[Extent; 2], String> {
+    pub(super) fn geometry(
+        &self,
+        size: [usize; 2],
+        kernel: [usize; 2],
+    ) -> Result<[Extent; 2], String> {
         let axes = self.spatial()?;
         let mut out = [Extent::default(); 2];
         for k in 0..2 {

@@ -9,7 +9,7 @@ mod elementwise;
 mod index;
 mod pool;
 
-pub use conv::{ConvKind, PoolKind};
+pub use conv::{Conv, ConvKind, PoolKind};
 pub use elementwise::{
     grad, grads, Activation, BinaryFn, Derivative, FusedStep, Grad, Rec, Sym, UnaryFn,
 };
@@ -986,6 +986,12 @@ pub enum Initializer {
     /// the variable's shape, converted to its dtype as `Cast` converts:
     /// `Npy("embeddings.npy")`.
     Npy(String),
+    /// The tensor named as the variable in a safetensors file (a path
+    /// relative to the graph file), of the variable's shape, converted to
+    /// its dtype as `Cast` converts: `Safetensors("model.safetensors")`.
+    /// `gradc import` writes an ONNX model's initializers so, and a
+    /// checkpoint `gradc train` wrote is such a file too.
+    Safetensors(String),
     /// Random integers in [0, 2^53) drawn from the run's seed and the
     /// variable: the seed of a `Dropout` layer's masks, which its update
     /// advances by one each step.
@@ -1003,6 +1009,7 @@ impl Initializer {
             Initializer::Zeros => "Zeros".into(),
             Initializer::Seed => "Seed".into(),
             Initializer::Npy(path) => format!("Npy({path:?})"),
+            Initializer::Safetensors(path) => format!("Safetensors({path:?})"),
             Initializer::Ones => "Ones".into(),
             Initializer::Constant(v) => format!("Constant({})", fmt_f64(*v)),
             Initializer::RandomNormal {
