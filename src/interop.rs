@@ -118,6 +118,12 @@ pub fn import_model(
     let source = model.display().to_string();
     let bytes = std::fs::read(model).map_err(|e| Error::Io(format!("{source}: {e}")))?;
     let weights = output.with_extension("safetensors");
+    if weights == output {
+        return Err(Error::Usage(format!(
+            "-o {}: the graph file needs another extension than the weights file beside it (.safetensors)",
+            output.display()
+        )));
+    }
     let file_name = |p: &Path| {
         p.file_name()
             .map(|f| f.to_string_lossy().into_owned())
@@ -171,10 +177,21 @@ pub fn import_model(
         .iter()
         .map(|(n, t)| (n.as_str(), t))
         .collect();
+    // The weights go to a file of their own name last, so that a graph
+    // that cannot be written leaves no weights behind.
     let metadata = std::collections::BTreeMap::from([("source".to_string(), source.clone())]);
-    crate::io::checkpoint::save(&weights, &tensors, &metadata)?;
-    crate::runtime::io::write_atomic(output, imported.text.as_bytes())
-        .map_err(|e| Error::Io(format!("{}: {e}", output.display())))?;
+    let staged = weights.with_extension("safetensors.partial");
+    crate::io::checkpoint::save(&staged, &tensors, &metadata)?;
+    let written = crate::runtime::io::write_atomic(output, imported.text.as_bytes())
+        .map_err(|e| Error::Io(format!("{}: {e}", output.display())))
+        .and_then(|()| {
+            std::fs::rename(&staged, &weights)
+                .map_err(|e| Error::Io(format!("{}: {e}", weights.display())))
+        });
+    if written.is_err() {
+        let _ = std::fs::remove_file(&staged);
+    }
+    written?;
     Ok(ImportSummary {
         weights,
         variables: tensors.len(),

@@ -68,34 +68,54 @@ pub(crate) fn value_info(name: &str, t: &TensorType) -> ValueInfoProto {
     }
 }
 
-/// A node's attributes by name, read with the types ONNX gives them.
+/// A node's attributes by name, read with the types ONNX gives them: an
+/// attribute of another type is an error naming it (one without a type, as
+/// some old exporters write, is read as the type asked for).
 pub(crate) struct Attrs<'a>(pub &'a [AttributeProto]);
 
 impl Attrs<'_> {
-    fn get(&self, name: &str) -> Option<&AttributeProto> {
-        self.0.iter().find(|a| a.name == name)
+    fn get(&self, name: &str, want: AttributeType) -> Result<Option<&AttributeProto>, String> {
+        let Some(a) = self.0.iter().find(|a| a.name == name) else {
+            return Ok(None);
+        };
+        if a.r#type != want as i32 && a.r#type != AttributeType::Undefined as i32 {
+            let got = AttributeType::try_from(a.r#type)
+                .map(|t| t.as_str_name().to_string())
+                .unwrap_or_else(|_| format!("type {}", a.r#type));
+            return Err(format!(
+                "attribute {name} is {got}, expected {}",
+                want.as_str_name()
+            ));
+        }
+        Ok(Some(a))
     }
 
-    pub fn int(&self, name: &str, default: i64) -> i64 {
-        self.get(name).map_or(default, |a| a.i)
+    pub fn int(&self, name: &str, default: i64) -> Result<i64, String> {
+        Ok(self.get(name, AttributeType::Int)?.map_or(default, |a| a.i))
     }
 
-    pub fn ints(&self, name: &str) -> Option<Vec<i64>> {
-        self.get(name).map(|a| a.ints.clone())
+    pub fn ints(&self, name: &str) -> Result<Option<Vec<i64>>, String> {
+        Ok(self.get(name, AttributeType::Ints)?.map(|a| a.ints.clone()))
     }
 
-    pub fn float(&self, name: &str, default: f64) -> f64 {
-        self.get(name).map_or(default, |a| f64::from(a.f))
+    pub fn float(&self, name: &str, default: f64) -> Result<f64, String> {
+        Ok(self
+            .get(name, AttributeType::Float)?
+            .map_or(default, |a| f64::from(a.f)))
     }
 
-    pub fn string(&self, name: &str, default: &str) -> String {
-        self.get(name).map_or(default.to_string(), |a| {
-            String::from_utf8_lossy(&a.s).into_owned()
-        })
+    pub fn string(&self, name: &str, default: &str) -> Result<String, String> {
+        Ok(self
+            .get(name, AttributeType::String)?
+            .map_or(default.to_string(), |a| {
+                String::from_utf8_lossy(&a.s).into_owned()
+            }))
     }
 
-    pub fn tensor(&self, name: &str) -> Option<&crate::proto::TensorProto> {
-        self.get(name).and_then(|a| a.t.as_ref())
+    pub fn tensor(&self, name: &str) -> Result<Option<&crate::proto::TensorProto>, String> {
+        Ok(self
+            .get(name, AttributeType::Tensor)?
+            .and_then(|a| a.t.as_ref()))
     }
 
     pub fn names(&self) -> impl Iterator<Item = &str> {

@@ -35,5 +35,5 @@ pub(crate) fn unique_name(used: &mut std::collections::HashSet<String>, base: St
     name
 }
 
-/// The opset gradc writes and the oldest it reads.
+/// The opset gradc writes (it reads opsets 13 to 22).
 pub const OPSET: i64 = 17;

@@ -80,7 +80,7 @@ pub(crate) fn from_proto(t: &TensorProto) -> Result<Tensor, String> {
         ArrayD::from_shape_vec(IxDyn(shape), v).map_err(|e| e.to_string())
     }
     if !t.raw_data.is_empty() || n == 0 {
-        if t.raw_data.len() != n * size {
+        if Some(t.raw_data.len()) != n.checked_mul(size) {
             return Err(wrong(t.raw_data.len() / size.max(1)));
         }
         let chunks = t.raw_data.chunks_exact(size);

@@ -196,7 +196,7 @@ fn load_safetensors(
         path: path.to_string(),
         reason,
     };
-    let bytes = std::fs::read(path).map_err(|e| err(e.to_string()))?;
+    let bytes = read_cached(path).map_err(|e| err(e.to_string()))?;
     let file = SafeTensors::deserialize(&bytes)
         .map_err(|e| err(format!("not a safetensors file: {e}")))?;
     let view = file.tensor(name).map_err(|_| {
@@ -247,6 +247,44 @@ fn load_safetensors(
         }
     };
     Ok(if t.dtype() == dtype { t } else { t.cast(dtype) })
+}
+
+type CachedFile = (
+    String,
+    u64,
+    Option<std::time::SystemTime>,
+    std::rc::Rc<Vec<u8>>,
+);
+
+thread_local! {
+    /// The weights file read last, for `read_cached`.
+    static LAST: std::cell::RefCell<Option<CachedFile>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Drops the file `read_cached` keeps (`Session::initialize` calls it
+/// when its variables are made).
+pub(crate) fn forget_files() {
+    LAST.set(None);
+}
+
+/// A file's bytes, the last file read kept for the next call while its
+/// length and modification time stay the same: a model's variables are
+/// initialized one after another from one weights file, which is read once.
+fn read_cached(path: &str) -> std::io::Result<std::rc::Rc<Vec<u8>>> {
+    use std::rc::Rc;
+    let meta = std::fs::metadata(path)?;
+    let (len, modified) = (meta.len(), meta.modified().ok());
+    let hit = LAST.with_borrow(|last| {
+        last.as_ref()
+            .filter(|(p, l, m, _)| p == path && *l == len && *m == modified && modified.is_some())
+            .map(|(_, _, _, bytes)| Rc::clone(bytes))
+    });
+    if let Some(bytes) = hit {
+        return Ok(bytes);
+    }
+    let bytes = Rc::new(std::fs::read(path)?);
+    LAST.set(Some((path.to_string(), len, modified, Rc::clone(&bytes))));
+    Ok(bytes)
 }
 
 /// `n` draws of `mean + stddev * z`, `z` standard normal; with `within`,

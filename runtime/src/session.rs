@@ -175,6 +175,13 @@ impl Session {
     /// stream that depends only on `seed` and the variable (its own `seed`, or
     /// its name), so results do not depend on the order of the variables.
     pub fn initialize(&mut self, seed: u64) -> Result<(), RunError> {
+        let result = self.initialize_each(seed);
+        // A weights file read for several variables is not kept after them.
+        crate::init::forget_files();
+        result
+    }
+
+    fn initialize_each(&mut self, seed: u64) -> Result<(), RunError> {
         for (i, ins) in self.program.instrs.iter().enumerate() {
             if let Op::Variable {
                 shape, initializer, ..

@@ -30,6 +30,9 @@ pub enum ExportError {
     /// A requested output the program does not have.
     #[error("no output or node named '{name}' in the program; its outputs are {choices}")]
     UnknownOutput { name: String, choices: String },
+    /// An output named twice.
+    #[error("the output '{0}' is named twice")]
+    DuplicateOutput(String),
     /// Nothing to export.
     #[error("the program has no outputs: name the values to export")]
     NoOutputs,
@@ -76,6 +79,11 @@ pub fn export(session: &mut Session, options: &ExportOptions) -> Result<ModelPro
     };
     if outputs.is_empty() {
         return Err(ExportError::NoOutputs);
+    }
+    for (k, (name, _)) in outputs.iter().enumerate() {
+        if outputs[..k].iter().any(|(n, _)| n == name) {
+            return Err(ExportError::DuplicateOutput(name.clone()));
+        }
     }
 
     // What the outputs need, and which of it depends on no placeholder.

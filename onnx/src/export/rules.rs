@@ -28,8 +28,12 @@ impl Cx<'_> {
         self.types[k].shape.rank()
     }
 
+    /// The dtype of the instruction's (first) output: what its constants are made of.
     fn dtype(&self) -> DType {
-        self.instr.dtype
+        self.instr
+            .outputs
+            .first()
+            .map_or(self.instr.dtype, |t| t.dtype)
     }
 }
 
@@ -72,6 +76,16 @@ pub(super) fn rule(b: &mut Builder, cx: &Cx) -> Out {
         }
         Op::BiasAdd { data_format } => one(bias_add(b, cx.x(0), cx.x(1), cx.rank(0), *data_format)),
         Op::AddN => one(b.op("Sum", &cx.ins.iter().map(String::as_str).collect::<Vec<_>>(), vec![])),
+        // An empty list of axes reduces nothing; ONNX would reduce every axis.
+        Op::Sum { axes: Some(a), .. }
+        | Op::Mean { axes: Some(a), .. }
+        | Op::Max { axes: Some(a), .. }
+        | Op::Min { axes: Some(a), .. }
+        | Op::Prod { axes: Some(a), .. }
+            if a.is_empty() =>
+        {
+            one(b.op("Identity", &[cx.x(0)], vec![]))
+        }
         Op::Sum { axes, keep_dims } => {
             let mut ins = vec![cx.x(0).to_string()];
             if let Some(a) = axes {
@@ -105,6 +119,7 @@ pub(super) fn rule(b: &mut Builder, cx: &Cx) -> Out {
             };
             one(b.op("Transpose", &[cx.x(0)], vec![ints("perm", &perm)]))
         }
+        Op::ExpandDims { axes } if axes.is_empty() => one(b.op("Identity", &[cx.x(0)], vec![])),
         Op::ExpandDims { axes } => {
             let a = b.i64s("axes", axes);
             one(b.op("Unsqueeze", &[cx.x(0), &a], vec![]))
@@ -136,9 +151,7 @@ pub(super) fn rule(b: &mut Builder, cx: &Cx) -> Out {
             let classes = cx.types[0].shape.0.last().and_then(|d| d.known());
             let classes = classes.ok_or("the number of classes (the logits' last axis) must be known")?;
             let ls = b.op("LogSoftmax", &[cx.x(0)], vec![int("axis", -1)]);
-            let depth = b.i64s("depth", &[classes as i64]);
-            let values = b.init("values", &Tensor::from_f64(cx.dtype(), &[2], vec![0.0, 1.0]).map_err(|e| e.to_string())?);
-            let hot = b.op("OneHot", &[cx.x(1), &depth, &values], vec![int("axis", -1)]);
+            let hot = one_hot(b, cx.x(1), cx.types[1], classes as i64, -1, cx.dtype(), 1.0, 0.0)?;
             let p = b.op("Mul", &[&hot, &ls], vec![]);
             let a = b.i64s("axes", &[-1]);
             let s = b.op("ReduceSum", &[&p, &a], vec![int("keepdims", 0)]);
@@ -178,11 +191,9 @@ pub(super) fn rule(b: &mut Builder, cx: &Cx) -> Out {
             one(b.op("Where", &[&c, cx.x(1), cx.x(2)], vec![]))
         }
         Op::Gather { axis } => one(b.op("Gather", &[cx.x(0), cx.x(1)], vec![int("axis", *axis)])),
-        Op::OneHot { depth, on_value, off_value, axis, dtype } => {
-            let d = b.i64s("depth", &[*depth]);
-            let values = b.init("values", &Tensor::from_f64(*dtype, &[2], vec![*off_value, *on_value]).map_err(|e| e.to_string())?);
-            one(b.op("OneHot", &[cx.x(0), &d, &values], vec![int("axis", *axis)]))
-        }
+        Op::OneHot { depth, on_value, off_value, axis, dtype } => one(one_hot(
+            b, cx.x(0), cx.types[0], *depth, *axis, *dtype, *on_value, *off_value,
+        )?),
         Op::ZerosLike | Op::OnesLike => {
             let s = b.op("Shape", &[cx.x(0)], vec![]);
             let v = if matches!(op, Op::ZerosLike) { 0.0 } else { 1.0 };
@@ -269,6 +280,11 @@ pub(super) fn rule(b: &mut Builder, cx: &Cx) -> Out {
             let y = b.op(if max { "MaxPool" } else { "AveragePool" }, &[&x], attrs);
             one(from_channels_second(b, y, 4, *data_format))
         }
+        Op::FusedBatchNorm { .. } => Err(
+            "its training form (batch statistics) is not exported; the inference program has the \
+             inference form"
+                .into(),
+        ),
         _ => Err(format!(
             "gradc exports {} ops and the elementwise ones; this one is not among them",
             "Dense, MatMul, BiasAdd, Conv2D, FusedConv2D, DepthwiseConv2dNative, MaxPool, AvgPool, \
@@ -277,6 +293,48 @@ pub(super) fn rule(b: &mut Builder, cx: &Cx) -> Out {
              ArgMax, ArgMin, Cast, the comparisons, Select, Fused, AddN, Fill"
         )),
     }
+}
+
+/// TensorFlow's one-hot, as `Equal(index, 0..depth)`: an index outside
+/// [0, depth) matches nothing and gives a row of off values, where ONNX's
+/// `OneHot` would count a negative one from the end (and some runtimes do
+/// not check the others). The new axis of `depth` is at `axis`.
+#[allow(clippy::too_many_arguments)]
+fn one_hot(
+    b: &mut Builder,
+    indices: &str,
+    t: &TensorType,
+    depth: i64,
+    axis: i64,
+    dtype: DType,
+    on: f64,
+    off: f64,
+) -> Result<String, String> {
+    let rank = t.shape.rank() as i64 + 1;
+    let a = if axis < 0 { axis + rank } else { axis };
+    if !(0..rank).contains(&a) {
+        return Err(format!("axis {axis} of a result of rank {rank}"));
+    }
+    let n = usize::try_from(depth).map_err(|_| format!("depth {depth}"))?;
+    let range = Tensor::from_f64(t.dtype, &[n], (0..n).map(|k| k as f64).collect())
+        .map_err(|e| e.to_string())?;
+    // 0..depth along the new axis, against the indices with that axis inserted.
+    let mut shape = vec![depth];
+    shape.extend(std::iter::repeat_n(1, (rank - 1 - a) as usize));
+    let r = b.init("range", &range);
+    let s = b.i64s("shape", &shape);
+    let r = b.op("Reshape", &[&r, &s], vec![]);
+    let at = b.i64s("axes", &[a]);
+    let i = b.op("Unsqueeze", &[indices, &at], vec![]);
+    let hit = b.op("Equal", &[&i, &r], vec![]);
+    let mask = b.op("Cast", &[&hit], vec![int("to", onnx_dtype(dtype) as i64)]);
+    if (on, off) == (1.0, 0.0) {
+        return Ok(mask);
+    }
+    let scale = b.scalar(dtype, on - off);
+    let scaled = b.op("Mul", &[&mask, &scale], vec![]);
+    let shift = b.scalar(dtype, off);
+    Ok(b.op("Add", &[&scaled, &shift], vec![]))
 }
 
 /// A reduction whose axes are an attribute at opset 17.

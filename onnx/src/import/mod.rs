@@ -181,7 +181,7 @@ pub fn import(bytes: &[u8], options: &ImportOptions) -> Result<Imported, ImportE
         .filter(|i| !im.consts.contains_key(&i.name))
         .collect();
     for input in inputs {
-        let t = value_type(input).map_err(|reason| ImportError::Input {
+        let t = value_type(input, &input.name).map_err(|reason| ImportError::Input {
             name: input.name.clone(),
             reason,
         })?;
@@ -240,7 +240,7 @@ pub fn import(bytes: &[u8], options: &ImportOptions) -> Result<Imported, ImportE
 
 /// A tensor type of a graph input or output: its element type and shape,
 /// `dim_param`s as symbolic dimensions.
-fn value_type(v: &crate::proto::ValueInfoProto) -> Result<TensorType, String> {
+fn value_type(v: &crate::proto::ValueInfoProto, name: &str) -> Result<TensorType, String> {
     use crate::proto::tensor_shape_proto::dimension::Value as D;
     use crate::proto::type_proto::Value;
     let Some(Value::TensorType(t)) = v.r#type.as_ref().and_then(|t| t.value.as_ref()) else {
@@ -261,7 +261,8 @@ fn value_type(v: &crate::proto::ValueInfoProto) -> Result<TensorType, String> {
             Some(D::DimValue(n)) if *n >= 0 => Ok(Dim::Known(*n as usize)),
             Some(D::DimParam(p)) if !p.is_empty() => Ok(Dim::Sym(p.as_str().into())),
             Some(D::DimValue(n)) => Err(format!("dimension {k} is {n}")),
-            _ => Ok(Dim::Sym(format!("dim{k}").into())),
+            // An unnamed dimension is its own symbol.
+            _ => Ok(Dim::Sym(format!("{}_dim{k}", sanitize(name)).into())),
         })
         .collect::<Result<_, String>>()?;
     Ok(TensorType {
@@ -394,6 +395,24 @@ impl Importer {
         };
         self.values.insert(name.to_string(), v.clone());
         Ok(v)
+    }
+
+    /// A scalar constant of `dtype`, named after `hint`.
+    pub fn scalar(&mut self, hint: &str, value: f64, dtype: DType) -> Val {
+        let node = self.fresh(hint);
+        self.nodes.push(Node {
+            name: node.clone(),
+            op: Op::Const(Literal::Scalar(value)),
+            inputs: vec![],
+            dtype,
+        });
+        Val {
+            r: node,
+            t: TensorType {
+                dtype,
+                shape: Shape::scalar(),
+            },
+        }
     }
 
     /// A variable holding `value`, read from the weights file; named after `hint`.

@@ -193,7 +193,7 @@ fn axes(im: &Importer, n: &NodeProto, k: usize) -> Result<Option<Vec<i64>>, Stri
     if has_input(n, k) {
         return const_ints(im, n, k, "axes").map(Some);
     }
-    Ok(Attrs(&n.attribute).ints("axes"))
+    Attrs(&n.attribute).ints("axes")
 }
 
 fn one(v: Val) -> Out {
@@ -202,12 +202,16 @@ fn one(v: Val) -> Out {
 
 fn identity(im: &mut Importer, n: &NodeProto, name: &str) -> Out {
     if n.op_type == "Dropout" && has_input(n, 2) {
-        if let Some(t) = im.constant(&n.input[2]) {
-            if t.to_f64_vec().first().is_some_and(|&v| v != 0.0) {
-                return Err(
-                    "training_mode is set: gradc imports Dropout at inference, the identity".into(),
-                );
-            }
+        let training = match im.constant(&n.input[2]) {
+            Some(t) => t.to_f64_vec().first().is_some_and(|&v| v != 0.0),
+            None => true,
+        };
+        if training {
+            return Err(
+                "its training_mode is set or computed: gradc imports Dropout at \
+                        inference, the identity"
+                    .into(),
+            );
         }
     }
     let x = input(im, n, 0)?;
@@ -235,13 +239,13 @@ fn elementwise(im: &mut Importer, n: &NodeProto, name: &str) -> Out {
 }
 
 fn leaky_relu(im: &mut Importer, n: &NodeProto, name: &str) -> Out {
-    let alpha = Attrs(&n.attribute).float("alpha", 0.01);
+    let alpha = Attrs(&n.attribute).float("alpha", 0.01)?;
     let x = input(im, n, 0)?;
     one(im.add1(name, Op::LeakyRelu { alpha }, &[&x])?)
 }
 
 fn elu(im: &mut Importer, n: &NodeProto, name: &str) -> Out {
-    let alpha = Attrs(&n.attribute).float("alpha", 1.0);
+    let alpha = Attrs(&n.attribute).float("alpha", 1.0)?;
     if alpha != 1.0 {
         return Err(format!("alpha is {alpha}; gradc's Elu has alpha 1"));
     }
@@ -251,7 +255,7 @@ fn elu(im: &mut Importer, n: &NodeProto, name: &str) -> Out {
 
 fn selu(im: &mut Importer, n: &NodeProto, name: &str) -> Out {
     let a = Attrs(&n.attribute);
-    let (alpha, gamma) = (a.float("alpha", 1.673_263_2), a.float("gamma", 1.050_701));
+    let (alpha, gamma) = (a.float("alpha", 1.673_263_2)?, a.float("gamma", 1.050_701)?);
     if (alpha - 1.673_263_242_354_377_3).abs() > 1e-6
         || (gamma - 1.050_700_987_355_480_5).abs() > 1e-6
     {
@@ -296,10 +300,10 @@ fn sum(im: &mut Importer, n: &NodeProto, name: &str) -> Out {
 /// BiasAdd when it is a vector.
 fn gemm(im: &mut Importer, n: &NodeProto, name: &str) -> Out {
     let at = Attrs(&n.attribute);
-    let (alpha, beta) = (at.float("alpha", 1.0), at.float("beta", 1.0));
+    let (alpha, beta) = (at.float("alpha", 1.0)?, at.float("beta", 1.0)?);
     let op = Op::MatMul {
-        transpose_a: at.int("transA", 0) != 0,
-        transpose_b: at.int("transB", 0) != 0,
+        transpose_a: at.int("transA", 0)? != 0,
+        transpose_b: at.int("transB", 0)? != 0,
     };
     let a = input(im, n, 0)?;
     let b = input(im, n, 1)?;
@@ -381,7 +385,7 @@ struct Window {
 /// A convolution's or pooling's window from ONNX's attributes.
 fn window(at: &Attrs, x: &Val, kernel: [i64; 2], pool: bool) -> Result<Window, String> {
     let two = |name: &str| -> Result<[i64; 2], String> {
-        match at.ints(name) {
+        match at.ints(name)? {
             None => Ok([1, 1]),
             Some(v) if v.len() == 2 && v.iter().all(|&s| s >= 1) => Ok([v[0], v[1]]),
             Some(v) => Err(format!("{name} {v:?}: gradc reads 2-D windows")),
@@ -389,8 +393,8 @@ fn window(at: &Attrs, x: &Val, kernel: [i64; 2], pool: bool) -> Result<Window, S
     };
     let strides = two("strides")?;
     let dilations = two("dilations")?;
-    let auto_pad = at.string("auto_pad", "NOTSET");
-    let pads = at.ints("pads").unwrap_or_else(|| vec![0; 4]);
+    let auto_pad = at.string("auto_pad", "NOTSET")?;
+    let pads = at.ints("pads")?.unwrap_or_else(|| vec![0; 4]);
     if pads.len() != 4 || pads.iter().any(|&p| p < 0) {
         return Err(format!("pads {pads:?}: gradc reads 2-D windows"));
     }
@@ -406,9 +410,13 @@ fn window(at: &Attrs, x: &Val, kernel: [i64; 2], pool: bool) -> Result<Window, S
             // A pooling's explicit pads are read when they are TensorFlow's SAME.
             let [_, _, h, w] = [0, 1, 2, 3].map(|k| x.t.shape.0.get(k).and_then(Dim::known));
             let same = |size: Option<usize>, k: usize| -> Option<[i64; 2]> {
-                let (size, s, kk) = (size? as i64, strides[k], kernel[k]);
-                let out = (size + s - 1) / s;
-                let total = ((out - 1) * s + kk - size).max(0);
+                let (size, s, kk) = (i64::try_from(size?).ok()?, strides[k], kernel[k]);
+                let out = size.checked_add(s - 1)? / s;
+                let total = (out - 1)
+                    .checked_mul(s)?
+                    .checked_add(kk)?
+                    .checked_sub(size)?
+                    .max(0);
                 Some([total / 2, total - total / 2])
             };
             match (same(h, 0), same(w, 1)) {
@@ -441,7 +449,7 @@ fn conv(im: &mut Importer, n: &NodeProto, name: &str) -> Out {
     let x = input(im, n, 0)?;
     let wname = n.input.get(1).cloned().unwrap_or_default();
     let w = im.constant(&wname).cloned();
-    let group = at.int("group", 1);
+    let group = at.int("group", 1)?;
     let dims: Vec<usize> = match &w {
         Some(t) => t.shape().to_vec(),
         None => input(im, n, 1)?
@@ -501,6 +509,12 @@ fn conv(im: &mut Importer, n: &NodeProto, name: &str) -> Out {
             return Err("a depthwise convolution's filter must be an initializer".into());
         };
         let c = channels as usize;
+        if c == 0 || !dims[0].is_multiple_of(c) {
+            return Err(format!(
+                "a depthwise filter {dims:?} for {} channels ({})",
+                channels, x.t
+            ));
+        }
         let m = dims[0] / c;
         let t = reshaped(&t, &[c, m, dims[2], dims[3]])?;
         let filter = im.variable(&wname, permuted(&t, &[2, 3, 0, 1]), true);
@@ -527,11 +541,11 @@ fn conv(im: &mut Importer, n: &NodeProto, name: &str) -> Out {
 fn pool(im: &mut Importer, n: &NodeProto, name: &str) -> Out {
     let at = Attrs(&n.attribute);
     let x = input(im, n, 0)?;
-    let kernel = match at.ints("kernel_shape") {
+    let kernel = match at.ints("kernel_shape")? {
         Some(k) if k.len() == 2 => [k[0], k[1]],
         k => return Err(format!("kernel_shape {k:?}: gradc pools 2-D windows")),
     };
-    if at.int("ceil_mode", 0) != 0 {
+    if at.int("ceil_mode", 0)? != 0 {
         return Err("ceil_mode 1 is not read (TensorFlow's sizes round down)".into());
     }
     if n.output.len() > 1 && n.output.get(1).is_some_and(|o| !o.is_empty()) {
@@ -547,7 +561,7 @@ fn pool(im: &mut Importer, n: &NodeProto, name: &str) -> Out {
         return Err(format!("dilations {d:?}: gradc pools without dilation"));
     }
     let max = n.op_type == "MaxPool";
-    if !max && padding == Padding::SAME && at.int("count_include_pad", 0) != 0 {
+    if !max && padding == Padding::SAME && at.int("count_include_pad", 0)? != 0 {
         return Err("count_include_pad 1 with padding: gradc averages over the pixels inside, as TensorFlow".into());
     }
     let ksize = vec![1, 1, kernel[0], kernel[1]];
@@ -586,7 +600,7 @@ fn global_average_pool(im: &mut Importer, n: &NodeProto, name: &str) -> Out {
 
 fn batch_normalization(im: &mut Importer, n: &NodeProto, name: &str) -> Out {
     let at = Attrs(&n.attribute);
-    if at.int("training_mode", 0) != 0 {
+    if at.int("training_mode", 0)? != 0 {
         return Err("training_mode 1: gradc imports batch normalization at inference".into());
     }
     for k in [3, 4] {
@@ -596,7 +610,7 @@ fn batch_normalization(im: &mut Importer, n: &NodeProto, name: &str) -> Out {
     }
     let ins: Vec<Val> = (0..5).map(|k| input(im, n, k)).collect::<Result<_, _>>()?;
     let op = Op::FusedBatchNorm {
-        epsilon: at.float("epsilon", 1e-5),
+        epsilon: at.float("epsilon", 1e-5)?,
         data_format: DataFormat::NCHW,
         is_training: false,
     };
@@ -608,7 +622,7 @@ fn batch_normalization(im: &mut Importer, n: &NodeProto, name: &str) -> Out {
 fn flatten(im: &mut Importer, n: &NodeProto, name: &str) -> Out {
     let x = input(im, n, 0)?;
     let rank = x.t.shape.rank() as i64;
-    let mut axis = Attrs(&n.attribute).int("axis", 1);
+    let mut axis = Attrs(&n.attribute).int("axis", 1)?;
     if axis < 0 {
         axis += rank;
     }
@@ -617,7 +631,7 @@ fn flatten(im: &mut Importer, n: &NodeProto, name: &str) -> Out {
     }
     let product = |dims: &[Dim]| {
         dims.iter()
-            .try_fold(1i64, |p, d| Some(p * d.known()? as i64))
+            .try_fold(1i64, |p, d| p.checked_mul(i64::try_from(d.known()?).ok()?))
     };
     let (head, tail) = x.t.shape.0.split_at(axis as usize);
     let shape = match (product(head), product(tail)) {
@@ -632,7 +646,7 @@ fn flatten(im: &mut Importer, n: &NodeProto, name: &str) -> Out {
 fn reshape(im: &mut Importer, n: &NodeProto, name: &str) -> Out {
     let x = input(im, n, 0)?;
     let mut shape = const_ints(im, n, 1, "shape")?;
-    if Attrs(&n.attribute).int("allowzero", 0) == 0 {
+    if Attrs(&n.attribute).int("allowzero", 0)? == 0 {
         // 0 copies the input's dimension.
         for (k, s) in shape.iter_mut().enumerate() {
             if *s == 0 {
@@ -659,7 +673,7 @@ fn reshape(im: &mut Importer, n: &NodeProto, name: &str) -> Out {
 
 fn transpose(im: &mut Importer, n: &NodeProto, name: &str) -> Out {
     let x = input(im, n, 0)?;
-    let perm = match Attrs(&n.attribute).ints("perm") {
+    let perm = match Attrs(&n.attribute).ints("perm")? {
         Some(p) => Some(
             p.iter()
                 .map(|&a| usize::try_from(a).map_err(|_| format!("perm {p:?}")))
@@ -674,6 +688,12 @@ fn squeeze(im: &mut Importer, n: &NodeProto, name: &str) -> Out {
     let x = input(im, n, 0)?;
     let axes = match axes(im, n, 1)? {
         Some(a) => a,
+        None if x.t.shape.0.iter().any(|d| d.known().is_none()) => {
+            return Err(format!(
+            "without axes it removes the dimensions of size 1 at run time; {} has symbolic ones",
+            x.t
+        ))
+        }
         None => {
             x.t.shape
                 .0
@@ -694,7 +714,7 @@ fn unsqueeze(im: &mut Importer, n: &NodeProto, name: &str) -> Out {
 }
 
 fn concat(im: &mut Importer, n: &NodeProto, name: &str) -> Out {
-    let axis = Attrs(&n.attribute).int("axis", 0);
+    let axis = Attrs(&n.attribute).int("axis", 0)?;
     let ins: Vec<Val> = (0..n.input.len())
         .map(|k| input(im, n, k))
         .collect::<Result<_, _>>()?;
@@ -705,7 +725,7 @@ fn concat(im: &mut Importer, n: &NodeProto, name: &str) -> Out {
 fn softmax(im: &mut Importer, n: &NodeProto, name: &str) -> Out {
     let x = input(im, n, 0)?;
     let rank = x.t.shape.rank() as i64;
-    let axis = Attrs(&n.attribute).int("axis", -1);
+    let axis = Attrs(&n.attribute).int("axis", -1)?;
     if axis != -1 && axis != rank - 1 {
         return Err(format!(
             "axis {axis}: gradc's {} is over the last axis",
@@ -723,9 +743,9 @@ fn softmax(im: &mut Importer, n: &NodeProto, name: &str) -> Out {
 fn reduce(im: &mut Importer, n: &NodeProto, name: &str) -> Out {
     let at = Attrs(&n.attribute);
     let x = input(im, n, 0)?;
-    let keep_dims = at.int("keepdims", 1) != 0;
+    let keep_dims = at.int("keepdims", 1)? != 0;
     let axes = axes(im, n, 1)?.filter(|a| !a.is_empty());
-    if axes.is_none() && at.int("noop_with_empty_axes", 0) != 0 {
+    if axes.is_none() && at.int("noop_with_empty_axes", 0)? != 0 {
         return one(im.add1(name, Op::Identity, &[&x])?);
     }
     let op = match n.op_type.as_str() {
@@ -739,12 +759,12 @@ fn reduce(im: &mut Importer, n: &NodeProto, name: &str) -> Out {
 
 fn arg_max(im: &mut Importer, n: &NodeProto, name: &str) -> Out {
     let at = Attrs(&n.attribute);
-    if at.int("select_last_index", 0) != 0 {
+    if at.int("select_last_index", 0)? != 0 {
         return Err("select_last_index 1: gradc takes the first of equal values".into());
     }
     let x = input(im, n, 0)?;
-    let axis = at.int("axis", 0);
-    let keep = at.int("keepdims", 1) != 0;
+    let axis = at.int("axis", 0)?;
+    let keep = at.int("keepdims", 1)? != 0;
     let output_type = DType::I64;
     let op = if n.op_type == "ArgMax" {
         Op::ArgMax { axis, output_type }
@@ -764,7 +784,7 @@ fn arg_max(im: &mut Importer, n: &NodeProto, name: &str) -> Out {
 }
 
 fn cast(im: &mut Importer, n: &NodeProto, name: &str) -> Out {
-    let to = Attrs(&n.attribute).int("to", 0);
+    let to = Attrs(&n.attribute).int("to", 0)?;
     let to = gradc_dtype(to as i32).ok_or_else(|| {
         format!(
             "to {}: not a dtype gradc has",
@@ -780,7 +800,7 @@ fn constant(im: &mut Importer, n: &NodeProto, _name: &str) -> Out {
     let vec_of = |v: Vec<f64>, dtype: DType| {
         Tensor::from_f64(dtype, &[v.len()], v).map_err(|e| e.to_string())
     };
-    let value = if let Some(t) = at.tensor("value") {
+    let value = if let Some(t) = at.tensor("value")? {
         crate::tensor::from_proto(t)?
     } else if let Some(a) = n.attribute.iter().find(|a| a.name == "value_float") {
         Tensor::scalar(DType::F32, f64::from(a.f))
@@ -804,15 +824,50 @@ fn constant(im: &mut Importer, n: &NodeProto, _name: &str) -> Out {
     Ok(vec![])
 }
 
+/// Indices with the negative ones counted from the end of an axis of
+/// `size`, as ONNX's Gather and OneHot read them (gradc's, as TensorFlow's,
+/// take them as they are): `Select(i < 0, i + size, i)`, unless the indices
+/// are constants none of which is negative.
+fn from_the_end(
+    im: &mut Importer,
+    n: &NodeProto,
+    k: usize,
+    name: &str,
+    size: i64,
+) -> Result<Val, String> {
+    let i = input(im, n, k)?;
+    let constant = n.input.get(k).and_then(|c| im.constant(c));
+    if constant.is_some_and(|t| t.to_f64_vec().iter().all(|&v| v >= 0.0)) {
+        return Ok(i);
+    }
+    let dtype = i.t.dtype;
+    let zero = im.scalar(&format!("{name}/zero"), 0.0, dtype);
+    let size = im.scalar(&format!("{name}/size"), size as f64, dtype);
+    let negative = im.add1(&format!("{name}/negative"), Op::Less, &[&i, &zero])?;
+    let wrapped = im.add1(&format!("{name}/from_end"), Op::Add, &[&i, &size])?;
+    im.add1(
+        &format!("{name}/indices"),
+        Op::Select,
+        &[&negative, &wrapped, &i],
+    )
+}
+
 fn gather(im: &mut Importer, n: &NodeProto, name: &str) -> Out {
-    let axis = Attrs(&n.attribute).int("axis", 0);
+    let axis = Attrs(&n.attribute).int("axis", 0)?;
     let x = input(im, n, 0)?;
-    let i = input(im, n, 1)?;
+    let rank = x.t.shape.rank() as i64;
+    let a = if axis < 0 { axis + rank } else { axis };
+    let size = usize::try_from(a)
+        .ok()
+        .and_then(|a| x.t.shape.0.get(a))
+        .and_then(Dim::known)
+        .ok_or_else(|| format!("axis {axis} of {} must be of known size", x.t))?;
+    let i = from_the_end(im, n, 1, name, size as i64)?;
     one(im.add1(name, Op::Gather { axis }, &[&x, &i])?)
 }
 
 fn one_hot(im: &mut Importer, n: &NodeProto, name: &str) -> Out {
-    let axis = Attrs(&n.attribute).int("axis", -1);
+    let axis = Attrs(&n.attribute).int("axis", -1)?;
     let depth = n
         .input
         .get(1)
@@ -836,7 +891,7 @@ fn one_hot(im: &mut Importer, n: &NodeProto, name: &str) -> Out {
         axis,
         dtype: values.dtype(),
     };
-    let i = input(im, n, 0)?;
+    let i = from_the_end(im, n, 0, name, depth)?;
     one(im.add1(name, op, &[&i])?)
 }
 
