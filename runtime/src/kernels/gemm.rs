@@ -11,16 +11,16 @@
 //! a row-major B that is narrow or read by few rows (the skinny products of
 //! training), an A (row-major, or column-major so that a column's `MR` values
 //! are consecutive) that few panels of B pass over. Otherwise they are packed
-//! first: B once per product, shared by the threads (or, when C is split by
-//! columns, each thread packs the part of B its columns read); blocks of A
-//! by each thread. On x86-64 the kernel is written with SIMD intrinsics and
+//! first: B once per band of C's columns, shared by the threads of its
+//! bands of rows; blocks of A by each thread. On x86-64 the kernel is written with SIMD intrinsics and
 //! its accumulators stay in registers: with AVX-512 for f32 where the CPU has
 //! it, else with AVX2 and FMA (detected at run time); elsewhere a portable
 //! kernel does the same sums.
 //!
 //! **Each element of C is computed the same way whatever the thread count:**
-//! threads split C's rows or, for a C wide enough, its columns at panel
-//! boundaries (so a thread neither waits for nor reads what another wrote),
+//! threads split C into a grid of bands of rows and of columns (`grid`), at
+//! tile and panel boundaries (so a thread neither waits for nor reads what
+//! another wrote),
 //! and every element sums its `k`
 //! products in order, one `KC` block at a time. (The AVX-512 and AVX2
 //! kernels make the same fused multiply-adds in the same order, so they agree
@@ -279,21 +279,23 @@ pub(crate) fn gemm_with<T: GemmElem>(
     } else {
         1
     };
-    let panels_b = n.div_ceil(T::NR);
-    if threads > 1 && panels_b >= COLUMN_SPLIT_MIN_PANELS * threads {
-        // Each thread packs the panels of B its band of columns reads, and
-        // nothing it writes is read by the other.
-        split(threads, Axis(1), T::NR, c, &|j0, band| {
+    let (row_bands, column_bands) = grid::<T>(m, n, threads);
+    if column_bands > 1 {
+        // Each band of columns packs the panels of B it reads, once, and
+        // its bands of rows share them; nothing a thread writes is read by
+        // another.
+        split(column_bands, Axis(1), T::NR, c, &|j0, columns| {
             T::with_packed_b(|packed| {
-                let b = PackedB::new(b.columns(j0, band.ncols()), m, 1, packed);
-                T::with_packed_a(|packed_a| compute(a, &b, 0, band, packed_a, simd));
+                let b = PackedB::new(b.columns(j0, columns.ncols()), m, row_bands, packed);
+                split(row_bands, Axis(0), T::MR, columns, &|r0, band| {
+                    T::with_packed_a(|packed_a| compute(a, &b, r0, band, packed_a, simd));
+                });
             });
         });
     } else {
         T::with_packed_b(|packed| {
-            let threads = threads.min(m.div_ceil(T::MR));
-            let b = PackedB::new(b, m, threads, packed);
-            split(threads, Axis(0), T::MR, c, &|r0, band| {
+            let b = PackedB::new(b, m, row_bands, packed);
+            split(row_bands, Axis(0), T::MR, c, &|r0, band| {
                 T::with_packed_a(|packed_a| compute(a, &b, r0, band, packed_a, simd));
             });
         });
@@ -301,9 +303,36 @@ pub(crate) fn gemm_with<T: GemmElem>(
     Ok(())
 }
 
-/// Products whose C has at least this many `NR` panels of columns per
-/// thread split C by columns; the others by rows (sharing one packed B).
-const COLUMN_SPLIT_MIN_PANELS: usize = 8;
+/// The bands of rows and of columns that `threads` threads cut C (m×n)
+/// into, one block a thread (BLIS's ic and jc loops): of the grids with at
+/// most `threads` blocks, the one whose largest block costs least, a block
+/// costing its `rows·cols` multiply-adds per step of depth plus
+/// `READ_COST·(rows + cols)` for the values of A and B it reads. Blocks are
+/// whole `MR` rows and `NR` columns. Square-ish blocks read the least, so a
+/// product like 128×512 on 16 threads is cut 2 × 8 (blocks of 66 × 64)
+/// rather than into 16 bands of rows that each read all of B; on 2 threads
+/// a wide C is cut into two bands of columns (each packing only its half of
+/// B), a tall narrow one into two of rows.
+fn grid<T: GemmElem>(m: usize, n: usize, threads: usize) -> (usize, usize) {
+    let (row_units, column_units) = (m.div_ceil(T::MR), n.div_ceil(T::NR));
+    let mut best = (1, 1);
+    let mut best_cost = usize::MAX;
+    for columns in 1..=threads.min(column_units) {
+        let rows = (threads / columns).min(row_units).max(1);
+        let block_rows = row_units.div_ceil(rows) * T::MR;
+        let block_cols = column_units.div_ceil(columns) * T::NR;
+        let cost = block_rows * block_cols + READ_COST * (block_rows + block_cols);
+        if cost < best_cost {
+            (best, best_cost) = ((rows, columns), cost);
+        }
+    }
+    best
+}
+
+/// What reading one value of A or B costs a block, in multiply-adds: a
+/// value of B loaded into a register serves the `MR` rows of a tile, and
+/// comes from L2 or L3 rather than L1.
+const READ_COST: usize = 8;
 
 /// Runs `f(offset, band)` over `threads` disjoint bands of C cut along
 /// `axis` (rows or columns) at multiples of `unit` (`MR` rows or `NR`
@@ -1097,6 +1126,9 @@ mod tests {
             (6, 40, 50),
             (100, 784, 50),
             (784, 100, 50),
+            // W2's products, which 16 threads cut into a grid of rows and columns.
+            (128, 784, 512),
+            (128, 512, 784),
         ];
         for &(m, k, n) in &shapes {
             let (a_data, b_data) = (values::<T>(m * k, 1), values::<T>(k * n, 2));
@@ -1115,15 +1147,17 @@ mod tests {
                             "{m}x{k}x{n} ta {ta} tb {tb} simd {simd:?}: element {i} is {got}, want {w}"
                         );
                     }
-                    let mut three = vec![T::nan(); m * n];
-                    gemm_with(a, b, &mut three, simd, 3).expect("shapes agree");
-                    assert!(
-                        one.iter()
-                            .zip(&three)
-                            .all(|(x, y)| x.to_f64().map(f64::to_bits)
-                                == y.to_f64().map(f64::to_bits)),
-                        "{m}x{k}x{n} ta {ta} tb {tb} simd {simd:?}: 3 threads differ from 1"
-                    );
+                    for threads in [2, 3, 16] {
+                        let mut many = vec![T::nan(); m * n];
+                        gemm_with(a, b, &mut many, simd, threads).expect("shapes agree");
+                        assert!(
+                            one.iter()
+                                .zip(&many)
+                                .all(|(x, y)| x.to_f64().map(f64::to_bits)
+                                    == y.to_f64().map(f64::to_bits)),
+                            "{m}x{k}x{n} ta {ta} tb {tb} simd {simd:?}: {threads} threads differ from 1"
+                        );
+                    }
                     // The SIMD kernels make the same fused multiply-adds.
                     if simd != Simd::None {
                         match &fused {
@@ -1148,6 +1182,26 @@ mod tests {
     #[test]
     fn f64_products_match_the_reference_on_any_thread_count() {
         check::<f64>(1e-13);
+    }
+
+    #[test]
+    fn the_grid_cuts_wide_products_by_columns_and_many_threads_both_ways() {
+        // f32: MR 6, NR 32.
+        assert_eq!(
+            grid::<f32>(128, 512, 2),
+            (1, 2),
+            "W2's forward product on 2 threads"
+        );
+        assert_eq!(grid::<f32>(784, 50, 2), (2, 1), "W1's dW on 2 threads");
+        assert_eq!(
+            grid::<f32>(128, 512, 16),
+            (2, 8),
+            "W2's forward product on 16 threads"
+        );
+        let (r, c) = grid::<f32>(1024, 1024, 16);
+        assert_eq!(r * c, 16, "a large square product uses every thread");
+        assert!(r >= 2 && c >= 2, "and both of its dimensions: {r} x {c}");
+        assert_eq!(grid::<f32>(5, 30, 16), (1, 1), "one tile");
     }
 
     #[test]
