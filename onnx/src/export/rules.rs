@@ -56,6 +56,11 @@ pub(super) fn rule(b: &mut Builder, cx: &Cx) -> Out {
         Op::Identity | Op::StopGradient | Op::OnceDifferentiable { .. } => {
             one(b.op("Identity", &[cx.x(0)], vec![]))
         }
+        // The body's outputs, after the call's arguments.
+        Op::CustomGradient { inputs, .. } => Ok(cx.ins[(*inputs).min(cx.ins.len())..]
+            .iter()
+            .map(|x| b.op("Identity", &[x], vec![]))
+            .collect()),
         Op::IdentityN => Ok(cx
             .ins
             .iter()
@@ -130,6 +135,27 @@ pub(super) fn rule(b: &mut Builder, cx: &Cx) -> Out {
             }
             let a = b.i64s("axes", axes);
             one(b.op("Squeeze", &[cx.x(0), &a], vec![]))
+        }
+        Op::Slice { begin, size } => {
+            // size -1 reads to the end of the axis.
+            let ends: Vec<i64> = begin
+                .iter()
+                .zip(size)
+                .map(|(&b0, &s)| if s < 0 { i64::MAX } else { b0 + s })
+                .collect();
+            let axes: Vec<i64> = (0..begin.len() as i64).collect();
+            let (st, en, ax) = (b.i64s("starts", begin), b.i64s("ends", &ends), b.i64s("axes", &axes));
+            one(b.op("Slice", &[cx.x(0), &st, &en, &ax], vec![]))
+        }
+        Op::Tile { multiples } => {
+            let r = b.i64s("repeats", multiples);
+            one(b.op("Tile", &[cx.x(0), &r], vec![]))
+        }
+        Op::Stack { axis } => {
+            let a = b.i64s("axes", &[*axis]);
+            let parts: Vec<String> = cx.ins.iter().map(|x| b.op("Unsqueeze", &[x, &a], vec![])).collect();
+            let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+            one(b.op("Concat", &parts, vec![int("axis", *axis)]))
         }
         Op::Concat { axis } => one(b.op(
             "Concat",
@@ -289,7 +315,8 @@ pub(super) fn rule(b: &mut Builder, cx: &Cx) -> Out {
             "gradc exports {} ops and the elementwise ones; this one is not among them",
             "Dense, MatMul, BiasAdd, Conv2D, FusedConv2D, DepthwiseConv2dNative, MaxPool, AvgPool, \
              FusedBatchNorm (inference), BatchNormalization, Softmax, LogSoftmax, the cross-entropies, \
-             Sum, Mean, Max, Min, Prod, Reshape, Transpose, ExpandDims, Squeeze, Concat, Gather, OneHot, \
+             Sum, Mean, Max, Min, Prod, Reshape, Transpose, ExpandDims, Squeeze, Concat, Stack, Slice, \
+             Tile, Gather, OneHot, CustomGradient, \
              ArgMax, ArgMin, Cast, the comparisons, Select, Fused, AddN, Fill"
         )),
     }
@@ -361,7 +388,9 @@ fn matmul(
     tb: bool,
     bias: Option<&str>,
 ) -> Result<String, String> {
-    if cx.rank(0) == 2 && cx.rank(1) == 2 {
+    // Gemm for f32 matrices; MatMul and Add otherwise (tract, for one,
+    // mistypes Gemm's scales in f64).
+    if cx.rank(0) == 2 && cx.rank(1) == 2 && cx.dtype() == DType::F32 {
         let mut ins = vec![cx.x(0), cx.x(1)];
         ins.extend(bias);
         return Ok(b.op(

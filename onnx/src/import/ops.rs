@@ -30,6 +30,8 @@ const OPS: &[(&str, Handler)] = &[
     ("Squeeze", squeeze),
     ("Unsqueeze", unsqueeze),
     ("Concat", concat),
+    ("Slice", slice),
+    ("Tile", tile),
     ("Softmax", softmax),
     ("LogSoftmax", softmax),
     ("ReduceMean", reduce),
@@ -720,6 +722,63 @@ fn concat(im: &mut Importer, n: &NodeProto, name: &str) -> Out {
         .collect::<Result<_, _>>()?;
     let refs: Vec<&Val> = ins.iter().collect();
     one(im.add1(name, Op::Concat { axis }, &refs)?)
+}
+
+/// ONNX's Slice of constant starts, ends and axes, steps 1, as gradc's
+/// `Slice(begin, size)` (a size of -1 to the end): negative positions count
+/// from the end of axes of known size, ends are clamped.
+fn slice(im: &mut Importer, n: &NodeProto, name: &str) -> Out {
+    let x = input(im, n, 0)?;
+    let rank = x.t.shape.rank();
+    let starts = const_ints(im, n, 1, "starts")?;
+    let ends = const_ints(im, n, 2, "ends")?;
+    let axes = if has_input(n, 3) {
+        const_ints(im, n, 3, "axes")?
+    } else {
+        (0..starts.len() as i64).collect()
+    };
+    if has_input(n, 4) && const_ints(im, n, 4, "steps")?.iter().any(|&s| s != 1) {
+        return Err("steps other than 1 are not read".into());
+    }
+    if starts.len() != ends.len() || starts.len() != axes.len() {
+        return Err(format!(
+            "starts {starts:?}, ends {ends:?} and axes {axes:?} differ in length"
+        ));
+    }
+    let mut begin = vec![0i64; rank];
+    let mut size = vec![-1i64; rank];
+    for ((&s, &e), &a) in starts.iter().zip(&ends).zip(&axes) {
+        let axis = usize::try_from(if a < 0 { a + rank as i64 } else { a })
+            .ok()
+            .filter(|&a| a < rank)
+            .ok_or_else(|| format!("axis {a} of {}", x.t))?;
+        let dim = x.t.shape.0[axis].known().map(|d| d as i64);
+        let at = |v: i64, what: &str| -> Result<i64, String> {
+            match (v < 0, dim) {
+                (false, Some(d)) => Ok(v.min(d)),
+                (false, None) => Ok(v),
+                (true, Some(d)) => Ok((v + d).max(0)),
+                (true, None) => Err(format!(
+                    "a negative {what} on axis {axis} of unknown size ({})",
+                    x.t
+                )),
+            }
+        };
+        let b0 = at(s, "start")?;
+        begin[axis] = b0;
+        size[axis] = match dim {
+            None if e >= i64::MAX / 2 => -1,
+            Some(d) if e >= d => -1,
+            _ => (at(e, "end")? - b0).max(0),
+        };
+    }
+    one(im.add1(name, Op::Slice { begin, size }, &[&x])?)
+}
+
+fn tile(im: &mut Importer, n: &NodeProto, name: &str) -> Out {
+    let x = input(im, n, 0)?;
+    let multiples = const_ints(im, n, 1, "repeats")?;
+    one(im.add1(name, Op::Tile { multiples }, &[&x])?)
 }
 
 fn softmax(im: &mut Importer, n: &NodeProto, name: &str) -> Out {
