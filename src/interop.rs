@@ -30,6 +30,11 @@ pub fn export_graph(
 ) -> Result<ExportSummary, Error> {
     let name = file.display().to_string();
     let text = std::fs::read_to_string(file).map_err(|e| Error::Io(format!("{name}: {e}")))?;
+    if crate::runtime::Program::is_program_text(&text) {
+        return Err(Error::Usage(format!(
+            "{name} is a compiled program; gradc export takes the graph file it was compiled from"
+        )));
+    }
     let spec = compiler::schema::parse_file(&text, &name)?;
     let fetches: Vec<&str> = outputs.iter().map(String::as_str).collect();
     let names = RunNames {

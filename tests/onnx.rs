@@ -270,6 +270,27 @@ fn export_errors_name_the_node() {
     ]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("nope"), "{}", stderr(&o));
+    // A compiled program is not a graph file.
+    let program = dir.path().join("g.program");
+    let o = gradc(&[
+        "compile",
+        file.to_str().unwrap(),
+        "-o",
+        program.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = gradc(&[
+        "export",
+        program.to_str().unwrap(),
+        "--onnx",
+        onnx.to_str().unwrap(),
+    ]);
+    assert!(
+        stderr(&o).contains("is a compiled program; gradc export takes the graph file"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!onnx.exists(), "nothing written");
 }
 
 /// The `Safetensors` initializer's errors: a missing tensor (the file's
@@ -556,4 +577,52 @@ fn import_errors_name_the_node() {
         stderr(&o)
     );
     assert!(!out.exists());
+}
+
+/// An AveragePool that counts its padding imports where TensorFlow's SAME
+/// pads nothing (the count is the same), and is refused where it pads.
+#[test]
+fn average_pool_counting_padding_is_read_only_without_padding() {
+    use gradc::onnx::proto::attribute_proto::AttributeType;
+    use gradc::onnx::proto::AttributeProto;
+    let attrs = || {
+        let ints = |name: &str, v: &[i64]| AttributeProto {
+            name: name.into(),
+            r#type: AttributeType::Ints as i32,
+            ints: v.to_vec(),
+            ..Default::default()
+        };
+        vec![
+            ints("kernel_shape", &[2, 2]),
+            ints("strides", &[2, 2]),
+            AttributeProto {
+                name: "auto_pad".into(),
+                r#type: AttributeType::String as i32,
+                s: b"SAME_UPPER".to_vec(),
+                ..Default::default()
+            },
+            AttributeProto {
+                name: "count_include_pad".into(),
+                r#type: AttributeType::Int as i32,
+                i: 1,
+                ..Default::default()
+            },
+        ]
+    };
+    let pool = |size: i64| {
+        model(
+            vec![node("AveragePool", &["x"], "y", attrs())],
+            vec![],
+            1,
+            &[1, 1, size, size],
+            "y",
+        )
+    };
+    assert!(import(&pool(4)).is_ok(), "4x4 by 2x2 windows pads nothing");
+    let e = import(&pool(5)).expect_err("5x5 pads a pixel");
+    assert!(
+        e.to_string()
+            .contains("(AveragePool): count_include_pad 1 with padding"),
+        "{e}"
+    );
 }

@@ -384,6 +384,19 @@ struct Window {
     explicit: Vec<i64>,
 }
 
+/// TensorFlow's SAME padding (before, after) of an axis of `size` for a
+/// window of `kernel` at `stride`: the odd pixel after. None on overflow.
+fn same_pads(size: usize, stride: i64, kernel: i64) -> Option<[i64; 2]> {
+    let size = i64::try_from(size).ok()?;
+    let out = size.checked_add(stride - 1)? / stride;
+    let total = (out - 1)
+        .checked_mul(stride)?
+        .checked_add(kernel)?
+        .checked_sub(size)?
+        .max(0);
+    Some([total / 2, total - total / 2])
+}
+
 /// A convolution's or pooling's window from ONNX's attributes.
 fn window(at: &Attrs, x: &Val, kernel: [i64; 2], pool: bool) -> Result<Window, String> {
     let two = |name: &str| -> Result<[i64; 2], String> {
@@ -411,16 +424,7 @@ fn window(at: &Attrs, x: &Val, kernel: [i64; 2], pool: bool) -> Result<Window, S
         "NOTSET" => {
             // A pooling's explicit pads are read when they are TensorFlow's SAME.
             let [_, _, h, w] = [0, 1, 2, 3].map(|k| x.t.shape.0.get(k).and_then(Dim::known));
-            let same = |size: Option<usize>, k: usize| -> Option<[i64; 2]> {
-                let (size, s, kk) = (i64::try_from(size?).ok()?, strides[k], kernel[k]);
-                let out = size.checked_add(s - 1)? / s;
-                let total = (out - 1)
-                    .checked_mul(s)?
-                    .checked_add(kk)?
-                    .checked_sub(size)?
-                    .max(0);
-                Some([total / 2, total - total / 2])
-            };
+            let same = |size: Option<usize>, k: usize| same_pads(size?, strides[k], kernel[k]);
             match (same(h, 0), same(w, 1)) {
                 (Some(a), Some(b)) if [a[0], b[0], a[1], b[1]] == pads[..] => {
                     (Padding::SAME, vec![])
@@ -563,7 +567,14 @@ fn pool(im: &mut Importer, n: &NodeProto, name: &str) -> Out {
         return Err(format!("dilations {d:?}: gradc pools without dilation"));
     }
     let max = n.op_type == "MaxPool";
-    if !max && padding == Padding::SAME && at.int("count_include_pad", 0)? != 0 {
+    // Counting the padding differs from TensorFlow only where there is some.
+    let padded = || {
+        let [_, _, h, w] = [0, 1, 2, 3].map(|k| x.t.shape.0.get(k).and_then(Dim::known));
+        let pads =
+            [(h, 0), (w, 1)].map(|(size, k)| size.and_then(|n| same_pads(n, s[k], kernel[k])));
+        !pads.iter().all(|p| *p == Some([0, 0]))
+    };
+    if !max && padding == Padding::SAME && at.int("count_include_pad", 0)? != 0 && padded() {
         return Err("count_include_pad 1 with padding: gradc averages over the pixels inside, as TensorFlow".into());
     }
     let ksize = vec![1, 1, kernel[0], kernel[1]];
