@@ -626,3 +626,56 @@ fn average_pool_counting_padding_is_read_only_without_padding() {
         "{e}"
     );
 }
+
+/// Models gradc refuses before reading their nodes, and a `--loss` that
+/// names an output the model lacks.
+#[test]
+fn import_refuses_other_opsets_missing_graphs_and_unknown_loss_outputs() {
+    use gradc::onnx::proto::ModelProto;
+    use prost::Message;
+    let mut m = ModelProto::decode(
+        model(
+            vec![node("Relu", &["x"], "y", vec![])],
+            vec![],
+            1,
+            &[2],
+            "y",
+        )
+        .as_slice(),
+    )
+    .expect("decodes");
+    m.opset_import[0].version = 9;
+    let e = import(&m.encode_to_vec()).expect_err("opset 9");
+    assert!(
+        e.to_string()
+            .contains("opset 9 of the default ONNX domain; gradc reads opsets 13 to 22"),
+        "{e}"
+    );
+    m.graph = None;
+    let e = import(&m.encode_to_vec()).expect_err("no graph");
+    assert!(e.to_string().contains("the model has no graph"), "{e}");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("m.ron");
+    let onnx = repo_path("tests/onnx/torch_mlp.onnx");
+    let data = repo_path("data/mnist");
+    let o = gradc(&[
+        "import",
+        onnx.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--loss",
+        "softmax-cross-entropy",
+        "--logits",
+        "probabilities",
+        "--data",
+        data.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("the model has no output 'probabilities'; its outputs are logits"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!out.exists());
+}

@@ -177,14 +177,12 @@ pub fn export(session: &mut Session, options: &ExportOptions) -> Result<ModelPro
             .iter()
             .map(|v| &instrs[v.node].outputs[v.output])
             .collect();
-        let consts: Vec<Option<&Tensor>> = i.inputs.iter().map(|v| constants.get(v)).collect();
         let first = b.nodes.len();
         b.prefix = i.name.clone();
         let cx = rules::Cx {
             instr: i,
             ins: &ins,
             types: &types,
-            consts: &consts,
         };
         let made = rules::rule(&mut b, &cx).map_err(|why| ExportError::Unsupported {
             node: i.name.clone(),

@@ -14,9 +14,6 @@ pub(super) struct Cx<'a> {
     pub instr: &'a Instr,
     pub ins: &'a [String],
     pub types: &'a [&'a TensorType],
-    /// The inputs' values where they are constants of the model.
-    #[allow(dead_code)]
-    pub consts: &'a [Option<&'a Tensor>],
 }
 
 impl Cx<'_> {
@@ -279,32 +276,23 @@ pub(super) fn rule(b: &mut Builder, cx: &Cx) -> Out {
         }
         Op::Conv2D { .. } | Op::FusedConv2D { .. } => conv(b, cx),
         Op::DepthwiseConv2dNative { .. } => conv(b, cx),
-        Op::MaxPool {
-            ksize,
-            strides,
-            padding,
-            data_format,
-        }
-        | Op::AvgPool {
-            ksize,
-            strides,
-            padding,
-            data_format,
-        } => {
+        Op::MaxPool { .. } | Op::AvgPool { .. } => {
+            let (ksize, strides, padding, data_format) =
+                op.pool_attrs().ok_or("not a pooling")?;
             let max = matches!(op, Op::MaxPool { .. });
-            let [h, w] = spatial(*data_format);
+            let [h, w] = spatial(data_format);
             let mut attrs = vec![
                 ints("kernel_shape", &[ksize[h], ksize[w]]),
                 ints("strides", &[strides[h], strides[w]]),
-                auto_pad(*padding)?,
+                auto_pad(padding)?,
             ];
             if !max {
                 // TensorFlow averages over the window's pixels inside the input.
                 attrs.push(int("count_include_pad", 0));
             }
-            let x = to_channels_second(b, cx.x(0), 4, *data_format);
+            let x = to_channels_second(b, cx.x(0), 4, data_format);
             let y = b.op(if max { "MaxPool" } else { "AveragePool" }, &[&x], attrs);
-            one(from_channels_second(b, y, 4, *data_format))
+            one(from_channels_second(b, y, 4, data_format))
         }
         Op::FusedBatchNorm { .. } => Err(
             "its training form (batch statistics) is not exported; the inference program has the \

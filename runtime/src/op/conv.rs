@@ -114,6 +114,12 @@ impl Op {
         conv_parts(self)
     }
 
+    /// A pooling's (ksize, strides, padding, data_format), of the forward
+    /// op or a gradient; None for other ops.
+    pub fn pool_attrs(&self) -> Option<(&[i64], &[i64], Padding, DataFormat)> {
+        pool_parts(self)
+    }
+
     /// The convolution op of `kind` with this convolution's attributes,
     /// depthwise if this one is (what the convolutions' gradients are made
     /// of); None if this is not a convolution.
